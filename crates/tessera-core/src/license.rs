@@ -108,7 +108,9 @@ impl LicenseClaims {
                 if let Some(f) = self
                     .features
                     .iter()
-                    .find(|f| f.expiry.sort_key() > Expiry::At(license_exp).sort_key())
+                    // a permanent feature lives as long as the license; a dated one past the
+                    // license's end is a mistake worth saying
+                    .find(|f| matches!(f.expiry, Expiry::At(t) if t > license_exp))
                 {
                     return Err(LicenseRuleError::FeatureOutlivesLicense {
                         name: f.name.clone(),
@@ -411,12 +413,15 @@ mod tests {
         .finalize()
         .unwrap();
         assert_eq!(c.exp, Some(datetime!(2027-06-01 0:00 UTC)));
-        let mut c2 = claims(vec![feature("a", "1.0", Expiry::Permanent)]);
+        let mut c2 = claims(vec![feature("a", "1.0", Expiry::At(datetime!(2028-01-01 0:00 UTC)))]);
         c2.exp = Some(datetime!(2027-01-01 0:00 UTC));
         assert!(matches!(
             c2.finalize(),
             Err(LicenseRuleError::FeatureOutlivesLicense { .. })
         ));
+        let mut c3 = claims(vec![feature("a", "1.0", Expiry::Permanent)]);
+        c3.exp = Some(datetime!(2027-01-01 0:00 UTC));
+        assert_eq!(c3.finalize().unwrap().exp, Some(datetime!(2027-01-01 0:00 UTC)));
         assert_eq!(claims(vec![]).finalize(), Err(LicenseRuleError::NoFeatures));
     }
 

@@ -1,0 +1,319 @@
+//! The command implementations. Each reads its inputs, calls the core, and prints a short report.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use tessera_core::feature::{Count, Expiry, Feature};
+use tessera_core::license::{License, LicenseClaims, LICENSE_FORMAT_VERSION};
+use tessera_core::time::{Duration, OffsetDateTime};
+use tessera_core::time_fmt::{display_date, display_time, parse_time, DateBound};
+use tessera_core::{Clock, HostId, Keyring, PublicKey, SigningKey, Version};
+use tessera_host::{HostIdentity, HostProbe, SystemClock};
+use tessera_store::{IssuedLicense, KeyStore, LicenseStore, PublicKeyRecord};
+
+use crate::fsutil::{read_text, write_atomic};
+use crate::spec::LicenseSpec;
+use crate::Failure;
+
+const PRIVATE_KEY_FILE: &str = "producer.key";
+const PUBLIC_KEY_FILE: &str = "producer.pub";
+
+fn key_paths(dir: &Path) -> (PathBuf, PathBuf) {
+    (dir.join(PRIVATE_KEY_FILE), dir.join(PUBLIC_KEY_FILE))
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot restrict access to {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes a new key pair into `dir`; returns the key.
+fn write_new_keys(dir: &Path) -> Result<SigningKey> {
+    create_private_dir(dir)?;
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let (private, public) = key_paths(dir);
+    write_atomic(&private, key.to_pkcs8_pem()?.as_bytes(), 0o600)?;
+    write_atomic(&public, key.public().to_spki_pem()?.as_bytes(), 0o644)?;
+    Ok(key)
+}
+
+pub fn keys_generate(out: &Path, force: bool) -> Result<()> {
+    let (private, public) = key_paths(out);
+    if !force && (private.exists() || public.exists()) {
+        bail!(
+            "{} already holds producer keys; licenses signed with them verify only against them. Pass --force to replace them, or choose another --out",
+            out.display()
+        );
+    }
+    let key = write_new_keys(out)?;
+    println!("private key: {} (keep it secret; mode 0600)", private.display());
+    println!("public key:  {} (ship it with your application)", public.display());
+    println!("key id:      {}", key.kid());
+    Ok(())
+}
+
+pub fn load_private_key(path: &Path) -> Result<SigningKey> {
+    let pem = read_text(path, "private key")?;
+    SigningKey::from_pkcs8_pem(&pem).with_context(|| format!("{}", path.display()))
+}
+
+pub fn load_public_key(path: &Path) -> Result<PublicKey> {
+    let pem = read_text(path, "public key")?;
+    PublicKey::from_spki_pem(&pem).with_context(|| format!("{}", path.display()))
+}
+
+pub fn license_issue(key_path: &Path, spec_path: &Path, out: &Path) -> Result<()> {
+    let key = load_private_key(key_path)?;
+    let text = read_text(spec_path, "license spec")?;
+    let claims = LicenseSpec::parse(&text)
+        .and_then(|s| s.into_claims(SystemClock.now(), uuid::Uuid::new_v4().to_string()))
+        .with_context(|| format!("{}", spec_path.display()))?;
+    let file = claims.clone().issue(&key)?;
+    write_atomic(out, file.as_bytes(), 0o644)?;
+    println!(
+        "issued license {} for {} to {} (signed by key {})",
+        claims.jti,
+        claims.sub,
+        out.display(),
+        key.kid()
+    );
+    print_claims(&claims);
+    Ok(())
+}
+
+fn machine() -> HostIdentity {
+    tessera_host::this_machine().identify()
+}
+
+pub fn license_verify(
+    file: &Path,
+    public_key: &Path,
+    hostids: &[String],
+    at: Option<&str>,
+    json: bool,
+) -> Result<(), Failure> {
+    let key = load_public_key(public_key)?;
+    let text = read_text(file, "license file")?;
+    let host: Vec<HostId> = if hostids.is_empty() {
+        machine().ids
+    } else {
+        hostids
+            .iter()
+            .map(|h| h.parse().map_err(|e| anyhow!("--hostid {h}: {e}")))
+            .collect::<Result<_>>()?
+    };
+    let now = match at {
+        Some(s) => parse_time(s, DateBound::StartOfDay).map_err(|e| anyhow!("--at: {e}"))?,
+        None => SystemClock.now(),
+    };
+    let license = License::verify(&text, &Keyring::with(key), now, &host)
+        .map_err(|e| Failure::Invalid(format!("{}: {e}", file.display())))?;
+    if json {
+        let out = serde_json::to_string_pretty(license.claims()).map_err(anyhow::Error::from)?;
+        println!("{out}");
+        return Ok(());
+    }
+    let c = license.claims();
+    println!("valid: license {} for {}, signed by key {}", c.jti, c.sub, license.kid());
+    print_claims(c);
+    let usable = c.features.iter().filter(|f| f.is_active(now)).count();
+    println!("{usable} of {} feature records usable on {}", c.features.len(), display_date(now));
+    Ok(())
+}
+
+fn print_claims(c: &LicenseClaims) {
+    println!("  issuer:     {}", c.iss);
+    println!("  issued:     {}", display_time(c.iat));
+    if let Some(nbf) = c.nbf {
+        println!("  valid from: {}", display_time(nbf));
+    }
+    match c.exp {
+        Some(exp) => println!("  expires:    {}", display_time(exp)),
+        None => println!("  expires:    never (permanent)"),
+    }
+    if c.hostids.is_empty() {
+        println!("  bound to:   any machine");
+    } else {
+        let ids: Vec<String> = c.hostids.iter().map(ToString::to_string).collect();
+        println!("  bound to:   {}", ids.join(" or "));
+    }
+    println!("  features:");
+    for f in &c.features {
+        println!("    {}", describe_feature(f));
+    }
+}
+
+fn describe_feature(f: &Feature) -> String {
+    let mut s = format!("{} {}", f.name, f.version);
+    match f.count {
+        Count::Uncounted => s.push_str("  uncounted"),
+        Count::Counted(n) if f.metered => s.push_str(&format!("  metered {n} units")),
+        Count::Counted(n) => s.push_str(&format!("  count {n}")),
+    }
+    if f.overdraft > 0 {
+        s.push_str(&format!(" (+{} overdraft)", f.overdraft));
+    }
+    if let Some(start) = f.start {
+        s.push_str(&format!("  from {}", display_date(start)));
+    }
+    match f.expiry {
+        Expiry::Permanent => s.push_str("  permanent"),
+        Expiry::At(t) => s.push_str(&format!("  expires {}", display_date(t))),
+    }
+    for (label, v) in [
+        ("product", &f.product),
+        ("product version", &f.product_version),
+        ("activation", &f.activation_id),
+        ("entitlement", &f.entitlement_id),
+        ("vendor string", &f.vendor_string),
+    ] {
+        if let Some(v) = v {
+            s.push_str(&format!("  {label} {v}"));
+        }
+    }
+    s
+}
+
+pub fn hostid(product: &str, json: bool) -> Result<()> {
+    let id = machine();
+    let pc = id.pc_id(product);
+    if json {
+        let out = serde_json::json!({
+            "hostids": id.ids.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "device_type": id.device_type.as_str(),
+            "device_type_evidence": id.evidence,
+            "product": product,
+            "pc_identifier": pc.as_ref().map(ToString::to_string),
+            "pc_identifier_source": id.pc_id_source().map(|h| h.kind().as_str()),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!("host ids:");
+    if id.ids.is_empty() {
+        println!("  (none could be read)");
+    }
+    for h in &id.ids {
+        println!("  {h}");
+    }
+    println!("device type:   {} ({})", id.device_type, id.evidence.join("; "));
+    match (pc, id.pc_id_source()) {
+        (Some(pc), Some(src)) => {
+            println!("PC identifier: {pc} (for product '{product}', from the {} id)", src.kind())
+        }
+        _ => println!("PC identifier: unavailable (no machine id, physical MAC address or VM UUID could be read)"),
+    }
+    Ok(())
+}
+
+/// The demo license the quick start issues: bound to this machine when it can be identified.
+fn demo_claims(now: OffsetDateTime, machine: &HostIdentity) -> LicenseClaims {
+    let mut pro = Feature::new("demo-pro", Version::new(&[2, 0]).unwrap_or_default(), Count::Counted(5));
+    pro.overdraft = 1;
+    pro.expiry = Expiry::At(now + Duration::days(30));
+    pro.product = Some("Tessera Demo".into());
+    pro.vendor_string = Some("edition=pro".into());
+    let mut basic = Feature::new("demo-basic", Version::default(), Count::Uncounted);
+    basic.product = Some("Tessera Demo".into());
+    LicenseClaims {
+        v: LICENSE_FORMAT_VERSION,
+        iss: "Tessera quickstart producer".into(),
+        sub: "Quickstart Customer".into(),
+        jti: uuid::Uuid::new_v4().to_string(),
+        iat: now,
+        nbf: None,
+        exp: None,
+        hostids: machine.pc_id_source().cloned().into_iter().collect(),
+        features: vec![pro, basic],
+    }
+}
+
+pub fn quickstart(data: &Path) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(quickstart_async(data))
+}
+
+async fn quickstart_async(data: &Path) -> Result<()> {
+    let clock = SystemClock;
+    fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
+    let data = data
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", data.display()))?;
+    println!("Tessera quickstart in {}", data.display());
+
+    let keys_dir = data.join("keys");
+    let (private, public) = key_paths(&keys_dir);
+    let key = if private.exists() {
+        let key = load_private_key(&private)?;
+        println!("  [ok] producer keys reused: {} (key id {})", private.display(), key.kid());
+        key
+    } else {
+        let key = write_new_keys(&keys_dir)?;
+        println!("  [ok] producer keys created: {} and {} (key id {})", private.display(), public.display(), key.kid());
+        key
+    };
+
+    let url = tessera_store::sqlite_url_for_data_dir(&data);
+    let store = tessera_store::open(&url).await?;
+    println!("  [ok] store ready: {url}");
+    store
+        .put_public_key(PublicKeyRecord {
+            kid: key.kid().to_string(),
+            public_pem: key.public().to_spki_pem()?,
+            created_at: clock.now(),
+            retired_at: None,
+        })
+        .await?;
+
+    let machine = tessera_host::this_machine().identify();
+    let now = clock.now();
+    let claims = demo_claims(now, &machine);
+    let text = claims.clone().issue(&key)?;
+    let lic_path = data.join("demo.lic");
+    write_atomic(&lic_path, text.as_bytes(), 0o644)?;
+    store
+        .record_license(IssuedLicense {
+            id: claims.jti.clone(),
+            kid: key.kid().to_string(),
+            licensee: claims.sub.clone(),
+            issued_at: claims.iat,
+            expires_at: claims.exp,
+            hostids: claims.hostids.iter().map(ToString::to_string).collect(),
+            token: text.clone(),
+        })
+        .await?;
+    let bound = if claims.hostids.is_empty() {
+        "not bound to a machine (none could be identified)".to_string()
+    } else {
+        format!("bound to this machine ({})", claims.hostids[0])
+    };
+    println!("  [ok] demo license issued: {} ({bound})", lic_path.display());
+
+    let license = License::verify(&text, &Keyring::with(key.public()), now, &machine.ids)
+        .context("the demo license just issued does not verify")?;
+    let pro = license.feature("demo-pro", &Version::default(), now)?;
+    println!(
+        "  [ok] demo license verified: {} feature records; demo-pro {} usable until {}",
+        license.features().len(),
+        pro.version,
+        pro.expiry
+    );
+    let issued = store.list_licenses(tessera_store::Page { offset: 0, limit: 1000 }).await?.len();
+    println!("  [ok] the store holds {issued} issued license(s)");
+    println!();
+    println!("Next:");
+    println!("  tessera license verify {} --public-key {}", lic_path.display(), public.display());
+    println!("  tessera license issue --key {} --spec docs/examples/license-spec.toml --out my.lic", private.display());
+    println!("  tessera hostid");
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! `tessera`: the one binary of Tessera.
+//!
+//! Exit status: 0 success; 1 the license (or other document) checked is not valid; 2 any other error
+//! (bad arguments, unreadable files, a spec that breaks a rule). Errors are one line on stderr.
+#![forbid(unsafe_code)]
+
+mod commands;
+mod fsutil;
+mod spec;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+/// Tessera: open-source software licensing.
+#[derive(Debug, Parser)]
+#[command(name = "tessera", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Producer signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Issue and verify license files.
+    #[command(subcommand)]
+    License(LicenseCommand),
+    /// Print this machine's host identifiers, device type and PC identifier.
+    Hostid {
+        /// The product whose PC identifier to show (PC identifiers are salted per product).
+        #[arg(long, default_value = "tessera")]
+        product: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set up a data directory with producer keys and a demo license, and verify it.
+    Quickstart {
+        /// The data directory (created if missing, reused if present).
+        #[arg(long, default_value = "tessera-data", env = "TESSERA_DATA")]
+        data: PathBuf,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Generate a producer key pair: DIR/producer.key (PKCS#8 PEM, mode 0600) and DIR/producer.pub (SPKI PEM).
+    Generate {
+        /// The directory to write the keys to (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace existing keys (licenses signed with the old key will no longer verify against the new one).
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LicenseCommand {
+    /// Sign a license described by a TOML spec (see docs/examples/license-spec.toml).
+    Issue {
+        /// The producer's private key (producer.key).
+        #[arg(long)]
+        key: PathBuf,
+        /// The license spec (TOML).
+        #[arg(long)]
+        spec: PathBuf,
+        /// Where to write the license file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check a license file: signature, type, validity period and host binding.
+    ///
+    /// Exits 0 and prints the features when the license is valid; exits 1 with one line saying why
+    /// when it is not.
+    Verify {
+        /// The license file.
+        file: PathBuf,
+        /// The producer's public key (producer.pub).
+        #[arg(long)]
+        public_key: PathBuf,
+        /// Check against this host id instead of this machine's (KIND=VALUE; repeatable).
+        #[arg(long = "hostid", value_name = "KIND=VALUE")]
+        hostids: Vec<String>,
+        /// Check as of this date or RFC 3339 time instead of now.
+        #[arg(long)]
+        at: Option<String>,
+        /// Print the verified claims as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// An error with the exit status it should give.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The checked document is not valid (exit 1).
+    Invalid(String),
+    /// Anything else (exit 2).
+    Error(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Error(e)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Keys(KeysCommand::Generate { out, force }) => {
+            commands::keys_generate(&out, force).map_err(Failure::from)
+        }
+        Command::License(LicenseCommand::Issue { key, spec, out }) => {
+            commands::license_issue(&key, &spec, &out).map_err(Failure::from)
+        }
+        Command::License(LicenseCommand::Verify {
+            file,
+            public_key,
+            hostids,
+            at,
+            json,
+        }) => commands::license_verify(&file, &public_key, &hostids, at.as_deref(), json),
+        Command::Hostid { product, json } => {
+            commands::hostid(&product, json).map_err(Failure::from)
+        }
+        Command::Quickstart { data } => commands::quickstart(&data).map_err(Failure::from),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "tessera", &mut std::io::stdout());
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Invalid(msg)) => {
+            eprintln!("invalid: {msg}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Error(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}
