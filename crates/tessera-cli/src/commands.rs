@@ -9,7 +9,7 @@ use tessera_core::license::{License, LicenseClaims, LICENSE_FORMAT_VERSION};
 use tessera_core::time::{Duration, OffsetDateTime};
 use tessera_core::time_fmt::{display_date, display_time, parse_time, DateBound};
 use tessera_core::{Clock, HostId, Keyring, PublicKey, SigningKey, Version};
-use tessera_host::{HostIdentity, HostProbe, SystemClock};
+use tessera_host::{HostIdentity, SystemClock};
 use tessera_store::{IssuedLicense, KeyStore, LicenseStore, PublicKeyRecord};
 
 use crate::fsutil::{read_text, write_atomic};
@@ -53,8 +53,14 @@ pub fn keys_generate(out: &Path, force: bool) -> Result<()> {
         );
     }
     let key = write_new_keys(out)?;
-    println!("private key: {} (keep it secret; mode 0600)", private.display());
-    println!("public key:  {} (ship it with your application)", public.display());
+    println!(
+        "private key: {} (keep it secret; mode 0600)",
+        private.display()
+    );
+    println!(
+        "public key:  {} (ship it with your application)",
+        public.display()
+    );
     println!("key id:      {}", key.kid());
     Ok(())
 }
@@ -121,10 +127,19 @@ pub fn license_verify(
         return Ok(());
     }
     let c = license.claims();
-    println!("valid: license {} for {}, signed by key {}", c.jti, c.sub, license.kid());
+    println!(
+        "valid: license {} for {}, signed by key {}",
+        c.jti,
+        c.sub,
+        license.kid()
+    );
     print_claims(c);
     let usable = c.features.iter().filter(|f| f.is_active(now)).count();
-    println!("{usable} of {} feature records usable on {}", c.features.len(), display_date(now));
+    println!(
+        "{usable} of {} feature records usable on {}",
+        c.features.len(),
+        display_date(now)
+    );
     Ok(())
 }
 
@@ -203,7 +218,11 @@ pub fn hostid(product: &str, json: bool) -> Result<()> {
     for h in &id.ids {
         println!("  {h}");
     }
-    println!("device type:   {} ({})", id.device_type, id.evidence.join("; "));
+    println!(
+        "device type:   {} ({})",
+        id.device_type,
+        id.evidence.join("; ")
+    );
     match (pc, id.pc_id_source()) {
         (Some(pc), Some(src)) => {
             println!("PC identifier: {pc} (for product '{product}', from the {} id)", src.kind())
@@ -215,7 +234,11 @@ pub fn hostid(product: &str, json: bool) -> Result<()> {
 
 /// The demo license the quick start issues: bound to this machine when it can be identified.
 fn demo_claims(now: OffsetDateTime, machine: &HostIdentity) -> LicenseClaims {
-    let mut pro = Feature::new("demo-pro", Version::new(&[2, 0]).unwrap_or_default(), Count::Counted(5));
+    let mut pro = Feature::new(
+        "demo-pro",
+        Version::new(&[2, 0]).unwrap_or_default(),
+        Count::Counted(5),
+    );
     pro.overdraft = 1;
     pro.expiry = Expiry::At(now + Duration::days(30));
     pro.product = Some("Tessera Demo".into());
@@ -255,11 +278,20 @@ async fn quickstart_async(data: &Path) -> Result<()> {
     let (private, public) = key_paths(&keys_dir);
     let key = if private.exists() {
         let key = load_private_key(&private)?;
-        println!("  [ok] producer keys reused: {} (key id {})", private.display(), key.kid());
+        println!(
+            "  [ok] producer keys reused: {} (key id {})",
+            private.display(),
+            key.kid()
+        );
         key
     } else {
         let key = write_new_keys(&keys_dir)?;
-        println!("  [ok] producer keys created: {} and {} (key id {})", private.display(), public.display(), key.kid());
+        println!(
+            "  [ok] producer keys created: {} and {} (key id {})",
+            private.display(),
+            public.display(),
+            key.kid()
+        );
         key
     };
 
@@ -297,7 +329,10 @@ async fn quickstart_async(data: &Path) -> Result<()> {
     } else {
         format!("bound to this machine ({})", claims.hostids[0])
     };
-    println!("  [ok] demo license issued: {} ({bound})", lic_path.display());
+    println!(
+        "  [ok] demo license issued: {} ({bound})",
+        lic_path.display()
+    );
 
     let license = License::verify(&text, &Keyring::with(key.public()), now, &machine.ids)
         .context("the demo license just issued does not verify")?;
@@ -308,12 +343,25 @@ async fn quickstart_async(data: &Path) -> Result<()> {
         pro.version,
         pro.expiry
     );
-    let issued = store.list_licenses(tessera_store::Page { offset: 0, limit: 1000 }).await?.len();
+    let issued = store
+        .list_licenses(tessera_store::Page {
+            offset: 0,
+            limit: 1000,
+        })
+        .await?
+        .len();
     println!("  [ok] the store holds {issued} issued license(s)");
     println!();
     println!("Next:");
-    println!("  tessera license verify {} --public-key {}", lic_path.display(), public.display());
-    println!("  tessera license issue --key {} --spec docs/examples/license-spec.toml --out my.lic", private.display());
+    println!(
+        "  tessera license verify {} --public-key {}",
+        lic_path.display(),
+        public.display()
+    );
+    println!(
+        "  tessera license issue --key {} --spec docs/examples/license-spec.toml --out my.lic",
+        private.display()
+    );
     println!("  tessera hostid");
     Ok(())
 }

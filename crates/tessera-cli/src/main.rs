@@ -136,7 +136,12 @@ fn main() -> ExitCode {
         }
         Command::Quickstart { data } => commands::quickstart(&data).map_err(Failure::from),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "tessera", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "tessera",
+                &mut std::io::stdout(),
+            );
             Ok(())
         }
     };

@@ -207,11 +207,11 @@ mod tests {
         .unwrap();
         let e = s.into_claims(NOW, "x".into()).unwrap_err();
         assert!(format!("{e:#}").contains("as a string"), "{e:#}");
-        let s = LicenseSpec::parse(
-            "licensee = \"a\"\n[[feature]]\nname = \"x\"\ncount = -3\n",
-        )
-        .unwrap();
-        assert!(format!("{:#}", s.into_claims(NOW, "x".into()).unwrap_err()).contains("out of range"));
+        let s = LicenseSpec::parse("licensee = \"a\"\n[[feature]]\nname = \"x\"\ncount = -3\n")
+            .unwrap();
+        assert!(
+            format!("{:#}", s.into_claims(NOW, "x".into()).unwrap_err()).contains("out of range")
+        );
     }
 
     #[test]
@@ -221,7 +221,10 @@ mod tests {
         )
         .unwrap();
         let c = s.into_claims(NOW, "x".into()).unwrap();
-        assert_eq!(c.features[0].expiry, Expiry::At(datetime!(2027-12-31 23:59:59 UTC)));
+        assert_eq!(
+            c.features[0].expiry,
+            Expiry::At(datetime!(2027-12-31 23:59:59 UTC))
+        );
         assert_eq!(c.exp, Some(datetime!(2027-12-31 23:59:59 UTC)));
     }
 }

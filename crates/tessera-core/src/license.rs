@@ -413,7 +413,11 @@ mod tests {
         .finalize()
         .unwrap();
         assert_eq!(c.exp, Some(datetime!(2027-06-01 0:00 UTC)));
-        let mut c2 = claims(vec![feature("a", "1.0", Expiry::At(datetime!(2028-01-01 0:00 UTC)))]);
+        let mut c2 = claims(vec![feature(
+            "a",
+            "1.0",
+            Expiry::At(datetime!(2028-01-01 0:00 UTC)),
+        )]);
         c2.exp = Some(datetime!(2027-01-01 0:00 UTC));
         assert!(matches!(
             c2.finalize(),
@@ -421,7 +425,10 @@ mod tests {
         ));
         let mut c3 = claims(vec![feature("a", "1.0", Expiry::Permanent)]);
         c3.exp = Some(datetime!(2027-01-01 0:00 UTC));
-        assert_eq!(c3.finalize().unwrap().exp, Some(datetime!(2027-01-01 0:00 UTC)));
+        assert_eq!(
+            c3.finalize().unwrap().exp,
+            Some(datetime!(2027-01-01 0:00 UTC))
+        );
         assert_eq!(claims(vec![]).finalize(), Err(LicenseRuleError::NoFeatures));
     }
 

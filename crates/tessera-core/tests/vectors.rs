@@ -75,7 +75,10 @@ fn expected_files() -> Vec<(&'static str, String)> {
     let k = key();
     let license = claims().issue(&k).unwrap();
     let expired = expired_claims().issue(&k).unwrap();
-    let token: String = license.lines().filter(|l| !l.starts_with("-----")).collect();
+    let token: String = license
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
     let header = String::from_utf8(
         base64::Engine::decode(
             &base64::engine::general_purpose::URL_SAFE_NO_PAD,
@@ -114,9 +117,16 @@ fn vectors_match_the_files() {
             std::fs::write(&path, &content).unwrap();
             continue;
         }
-        let on_disk = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (run with TESSERA_UPDATE_VECTORS=1)", path.display()));
-        assert_eq!(on_disk, content, "{name} differs from what the code produces now");
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (run with TESSERA_UPDATE_VECTORS=1)",
+                path.display()
+            )
+        });
+        assert_eq!(
+            on_disk, content,
+            "{name} differs from what the code produces now"
+        );
     }
 }
 
@@ -139,7 +149,9 @@ fn vectors_verify_as_documented() {
     );
     assert_eq!(
         License::verify(&read("expired.lic"), &ring, now, &[]).unwrap_err(),
-        VerifyError::Expired { expired_at: datetime!(2026-01-31 23:59:59 UTC) }
+        VerifyError::Expired {
+            expired_at: datetime!(2026-01-31 23:59:59 UTC)
+        }
     );
     let other: Vec<HostId> = vec!["ethernet=0050569a3b02".parse().unwrap()];
     assert!(matches!(
@@ -151,7 +163,12 @@ fn vectors_verify_as_documented() {
     assert_eq!(from_file.kid(), key().kid());
     // a license is not a server certificate
     assert!(matches!(
-        document::verify::<serde_json::Value>(&read("license.token"), &ring, DocumentType::ServerCertificate, now),
+        document::verify::<serde_json::Value>(
+            &read("license.token"),
+            &ring,
+            DocumentType::ServerCertificate,
+            now
+        ),
         Err(VerifyError::WrongDocumentType { .. })
     ));
 }

@@ -262,7 +262,11 @@ mod tests {
     }
 
     fn nic(root: &Path, name: &str, mac: &str, physical: bool) {
-        write(root, &format!("sys/class/net/{name}/address"), &format!("{mac}\n"));
+        write(
+            root,
+            &format!("sys/class/net/{name}/address"),
+            &format!("{mac}\n"),
+        );
         if physical {
             fs::create_dir_all(root.join(format!("sys/class/net/{name}/device"))).unwrap();
         }
@@ -278,7 +282,11 @@ mod tests {
         write(r, "etc/machine-id", "4c4c4544004a3510804ab4c04f4e3232\n");
         write(r, "sys/class/dmi/id/sys_vendor", "Dell Inc.\n");
         write(r, "proc/cpuinfo", "processor : 0\nflags : fpu vme sse2\n");
-        write(r, "proc/self/cgroup", "0::/user.slice/user-1000.slice/session-2.scope\n");
+        write(
+            r,
+            "proc/self/cgroup",
+            "0::/user.slice/user-1000.slice/session-2.scope\n",
+        );
         let id = LinuxProbe::with_root(r, Some("alice".into())).identify();
         let shown: Vec<String> = id.ids.iter().map(ToString::to_string).collect();
         assert_eq!(
@@ -299,24 +307,43 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let r = dir.path();
         write(r, "sys/class/dmi/id/sys_vendor", "QEMU\n");
-        write(r, "sys/class/dmi/id/product_uuid", "564D2F1E-8A2B-4C3D-9E0F-1A2B3C4D5E6F\n");
+        write(
+            r,
+            "sys/class/dmi/id/product_uuid",
+            "564D2F1E-8A2B-4C3D-9E0F-1A2B3C4D5E6F\n",
+        );
         let id = LinuxProbe::with_root(r, None).identify();
         assert_eq!(id.device_type, DeviceType::Virtual);
-        assert_eq!(id.ids[0].to_string(), "vm_uuid=564d2f1e-8a2b-4c3d-9e0f-1a2b3c4d5e6f");
+        assert_eq!(
+            id.ids[0].to_string(),
+            "vm_uuid=564d2f1e-8a2b-4c3d-9e0f-1a2b3c4d5e6f"
+        );
 
         let dir2 = tempfile::tempdir().unwrap();
         write(dir2.path(), "proc/cpuinfo", "flags : fpu hypervisor sse2\n");
-        assert_eq!(LinuxProbe::with_root(dir2.path(), None).identify().device_type, DeviceType::Virtual);
+        assert_eq!(
+            LinuxProbe::with_root(dir2.path(), None)
+                .identify()
+                .device_type,
+            DeviceType::Virtual
+        );
     }
 
     #[test]
     fn container_and_unknown() {
         let dir = tempfile::tempdir().unwrap();
         let cid = "9f3e".repeat(16);
-        write(dir.path(), "proc/self/cgroup", &format!("0::/system.slice/docker-{cid}.scope\n"));
+        write(
+            dir.path(),
+            "proc/self/cgroup",
+            &format!("0::/system.slice/docker-{cid}.scope\n"),
+        );
         let id = LinuxProbe::with_root(dir.path(), None).identify();
         assert_eq!(id.device_type, DeviceType::Container);
-        assert_eq!(id.ids, vec![HostId::new(HostIdKind::Container, &cid).unwrap()]);
+        assert_eq!(
+            id.ids,
+            vec![HostId::new(HostIdKind::Container, &cid).unwrap()]
+        );
         // a container id alone does not make a PC identifier
         assert!(id.pc_id("cad").is_none());
 

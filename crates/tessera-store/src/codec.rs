@@ -17,12 +17,17 @@ pub(crate) fn opt_unix(t: Option<OffsetDateTime>) -> Option<i64> {
 /// Reads a stored unix time; `column` names it in the error.
 pub(crate) fn time(secs: i64, column: &str) -> Result<OffsetDateTime, StoreError> {
     OffsetDateTime::from_unix_timestamp(secs).map_err(|e| {
-        StoreError::corrupt(format!("{column} holds {secs}, which is not a valid time: {e}"))
+        StoreError::corrupt(format!(
+            "{column} holds {secs}, which is not a valid time: {e}"
+        ))
     })
 }
 
 /// [`time`] for an optional column.
-pub(crate) fn opt_time(secs: Option<i64>, column: &str) -> Result<Option<OffsetDateTime>, StoreError> {
+pub(crate) fn opt_time(
+    secs: Option<i64>,
+    column: &str,
+) -> Result<Option<OffsetDateTime>, StoreError> {
     secs.map(|s| time(s, column)).transpose()
 }
 

@@ -200,12 +200,16 @@ fn did_you_mean(scheme: &str) -> Option<&'static str> {
     if matches!(lower.as_str(), "pg" | "psql" | "pgsql") {
         return Some("postgres://");
     }
-    [("sqlite", "sqlite://"), ("postgres", "postgres://"), ("postgresql", "postgresql://")]
-        .into_iter()
-        .map(|(name, url)| (edit_distance(&lower, name), url))
-        .filter(|(d, _)| *d <= 2)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, url)| url)
+    [
+        ("sqlite", "sqlite://"),
+        ("postgres", "postgres://"),
+        ("postgresql", "postgresql://"),
+    ]
+    .into_iter()
+    .map(|(name, url)| (edit_distance(&lower, name), url))
+    .filter(|(d, _)| *d <= 2)
+    .min_by_key(|(d, _)| *d)
+    .map(|(_, url)| url)
 }
 
 /// Levenshtein distance over bytes (schemes are ASCII).
@@ -239,11 +243,20 @@ mod tests {
 
     #[test]
     fn known_schemes() {
-        assert_eq!(backend_for_url("sqlite:///x/y.db").unwrap(), Backend::Sqlite);
+        assert_eq!(
+            backend_for_url("sqlite:///x/y.db").unwrap(),
+            Backend::Sqlite
+        );
         assert_eq!(backend_for_url("sqlite:y.db").unwrap(), Backend::Sqlite);
         assert_eq!(backend_for_url("sqlite::memory:").unwrap(), Backend::Sqlite);
-        assert_eq!(backend_for_url("postgres://u@h/db").unwrap(), Backend::Postgres);
-        assert_eq!(backend_for_url("postgresql://u@h/db").unwrap(), Backend::Postgres);
+        assert_eq!(
+            backend_for_url("postgres://u@h/db").unwrap(),
+            Backend::Postgres
+        );
+        assert_eq!(
+            backend_for_url("postgresql://u@h/db").unwrap(),
+            Backend::Postgres
+        );
         assert!(matches!(
             backend_for_url("postgres:db"),
             Err(StoreError::InvalidUrl { .. })
@@ -252,13 +265,31 @@ mod tests {
 
     #[test]
     fn unknown_schemes_suggest_the_close_one() {
-        assert_eq!(scheme_error("sqllite:///x.db"), ("sqllite".into(), Some("sqlite://")));
-        assert_eq!(scheme_error("sqlite3:///x.db"), ("sqlite3".into(), Some("sqlite://")));
-        assert_eq!(scheme_error("SQLITE:///x.db"), ("SQLITE".into(), Some("sqlite://")));
-        assert_eq!(scheme_error("postgre://h/db"), ("postgre".into(), Some("postgres://")));
-        assert_eq!(scheme_error("pg://h/db"), ("pg".into(), Some("postgres://")));
+        assert_eq!(
+            scheme_error("sqllite:///x.db"),
+            ("sqllite".into(), Some("sqlite://"))
+        );
+        assert_eq!(
+            scheme_error("sqlite3:///x.db"),
+            ("sqlite3".into(), Some("sqlite://"))
+        );
+        assert_eq!(
+            scheme_error("SQLITE:///x.db"),
+            ("SQLITE".into(), Some("sqlite://"))
+        );
+        assert_eq!(
+            scheme_error("postgre://h/db"),
+            ("postgre".into(), Some("postgres://"))
+        );
+        assert_eq!(
+            scheme_error("pg://h/db"),
+            ("pg".into(), Some("postgres://"))
+        );
         assert_eq!(scheme_error("mysql://h/db"), ("mysql".into(), None));
-        assert_eq!(scheme_error("/var/lib/tessera.db"), ("".into(), Some("sqlite://")));
+        assert_eq!(
+            scheme_error("/var/lib/tessera.db"),
+            ("".into(), Some("sqlite://"))
+        );
         assert_eq!(scheme_error(""), ("".into(), Some("sqlite://")));
     }
 
@@ -273,7 +304,13 @@ mod tests {
     #[test]
     fn unknown_scheme_message_lists_accepted_schemes() {
         let msg = backend_for_url("mysql://h/db").unwrap_err().to_string();
-        for s in ["sqlite://", "sqlite:PATH", "postgres://", "postgresql://", "\"mysql:\""] {
+        for s in [
+            "sqlite://",
+            "sqlite:PATH",
+            "postgres://",
+            "postgresql://",
+            "\"mysql:\"",
+        ] {
             assert!(msg.contains(s), "{msg}");
         }
     }

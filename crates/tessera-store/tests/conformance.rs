@@ -1,0 +1,851 @@
+//! The store conformance suite: one story, run against every backend.
+//!
+//! SQLite always; PostgreSQL when `TESSERA_TEST_POSTGRES_URL` names a server (each run creates
+//! and drops its own database there). Without it the PostgreSQL runs print that they were
+//! skipped, except under `CI=true`, where they fail.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use rand::SeedableRng;
+use tessera_core::{ActivationKey, KeyHash};
+use tessera_store::testing::{postgres_test_url_or_skip, with_temp_postgres, TempSqlite};
+use tessera_store::{
+    open, ActivationKeyRecord, ActivationKeyStore, AnyStore, Backend, IssuedLicense, KeyStore,
+    LicenseStore, MetaStore, NewActivationKey, Page, PgStore, PublicKeyRecord, SqliteStore, Store,
+    StoreError,
+};
+use time::OffsetDateTime;
+
+/// A whole-second time `secs` after a fixed epoch (stores keep seconds only).
+fn at(secs: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_700_000_000 + secs).unwrap()
+}
+
+fn key_hash(seed: u64) -> KeyHash {
+    ActivationKey::generate(&mut rand::rngs::StdRng::seed_from_u64(seed)).hash()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The story
+// ---------------------------------------------------------------------------------------------
+
+/// Everything every backend must do alike. Expects an empty, freshly migrated store.
+async fn conformance<S: Store>(s: &S, backend: Backend) {
+    assert_eq!(s.backend(), backend);
+    settings(s).await;
+    anchor(s).await;
+    concurrent_anchor_bumps(s).await;
+    public_keys(s).await;
+    licenses(s).await;
+    activation_keys(s).await;
+}
+
+async fn settings<S: Store>(s: &S) {
+    assert_eq!(s.get_setting("instance.name").await.unwrap(), None);
+    s.put_setting("instance.name", "first").await.unwrap();
+    assert_eq!(
+        s.get_setting("instance.name").await.unwrap().as_deref(),
+        Some("first")
+    );
+    s.put_setting("instance.name", "second").await.unwrap();
+    assert_eq!(
+        s.get_setting("instance.name").await.unwrap().as_deref(),
+        Some("second")
+    );
+    // Empty and non-ASCII values round-trip; other keys are untouched.
+    s.put_setting("empty", "").await.unwrap();
+    s.put_setting("unicode", "Grüße – 東京 ✓").await.unwrap();
+    assert_eq!(s.get_setting("empty").await.unwrap().as_deref(), Some(""));
+    assert_eq!(
+        s.get_setting("unicode").await.unwrap().as_deref(),
+        Some("Grüße – 東京 ✓")
+    );
+    assert_eq!(
+        s.get_setting("instance.name").await.unwrap().as_deref(),
+        Some("second")
+    );
+    assert_eq!(
+        s.get_setting("Instance.Name").await.unwrap(),
+        None,
+        "keys are case-sensitive"
+    );
+}
+
+async fn anchor<S: Store>(s: &S) {
+    assert_eq!(s.anchor().await.unwrap(), 0, "a new store starts at 0");
+    assert_eq!(s.bump_anchor().await.unwrap(), 1);
+    assert_eq!(s.anchor().await.unwrap(), 1);
+    assert_eq!(s.bump_anchor().await.unwrap(), 2);
+    assert_eq!(s.bump_anchor().await.unwrap(), 3);
+    assert_eq!(s.anchor().await.unwrap(), 3, "reading does not bump");
+}
+
+async fn concurrent_anchor_bumps<S: Store>(s: &S) {
+    let before = s.anchor().await.unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.bump_anchor().await })
+        })
+        .collect();
+    let mut values = Vec::new();
+    for task in tasks {
+        values.push(task.await.unwrap().unwrap());
+    }
+    let distinct: BTreeSet<i64> = values.iter().copied().collect();
+    assert_eq!(distinct.len(), 16, "16 bumps gave duplicates: {values:?}");
+    assert_eq!(
+        distinct,
+        (before + 1..=before + 16).collect::<BTreeSet<_>>()
+    );
+    assert_eq!(s.anchor().await.unwrap(), before + 16);
+}
+
+fn public_key(kid: &str, pem: &str, created: i64) -> PublicKeyRecord {
+    PublicKeyRecord {
+        kid: kid.to_owned(),
+        public_pem: pem.to_owned(),
+        created_at: at(created),
+        retired_at: None,
+    }
+}
+
+async fn public_keys<S: Store>(s: &S) {
+    assert_eq!(s.list_public_keys().await.unwrap(), vec![]);
+
+    let k2 = public_key(
+        "k2",
+        "-----BEGIN PUBLIC KEY-----\nBBBB\n-----END PUBLIC KEY-----\n",
+        20,
+    );
+    let k1 = public_key(
+        "k1",
+        "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+        10,
+    );
+    s.put_public_key(k2.clone()).await.unwrap();
+    s.put_public_key(k1.clone()).await.unwrap();
+    assert_eq!(
+        s.list_public_keys().await.unwrap(),
+        vec![k1.clone(), k2.clone()],
+        "oldest first"
+    );
+
+    // Same kid and PEM again: idempotent, first record kept.
+    let mut again = k1.clone();
+    again.created_at = at(99);
+    s.put_public_key(again).await.unwrap();
+    assert_eq!(
+        s.list_public_keys().await.unwrap(),
+        vec![k1.clone(), k2.clone()]
+    );
+
+    // Same kid, other PEM: conflict, nothing changed.
+    let mut other = k1.clone();
+    other.public_pem = "-----BEGIN PUBLIC KEY-----\nCCCC\n-----END PUBLIC KEY-----\n".into();
+    match s.put_public_key(other).await {
+        Err(StoreError::Conflict { what }) => assert!(what.contains("k1"), "{what}"),
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+    assert_eq!(
+        s.list_public_keys().await.unwrap(),
+        vec![k1.clone(), k2.clone()]
+    );
+
+    // Retire: the first retirement time sticks; unknown kids are NotFound.
+    s.retire_public_key("k1", at(30)).await.unwrap();
+    s.retire_public_key("k1", at(40)).await.unwrap();
+    let listed = s.list_public_keys().await.unwrap();
+    assert_eq!(listed[0].retired_at, Some(at(30)));
+    assert_eq!(listed[1], k2, "other keys untouched");
+    match s.retire_public_key("nope", at(30)).await {
+        Err(StoreError::NotFound { what }) => assert!(what.contains("nope"), "{what}"),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+
+    // A key stored already retired keeps that.
+    let k0 = PublicKeyRecord {
+        retired_at: Some(at(6)),
+        ..public_key("k0", "pem-0", 5)
+    };
+    s.put_public_key(k0.clone()).await.unwrap();
+    assert_eq!(s.list_public_keys().await.unwrap()[0], k0);
+}
+
+fn license(id: &str, issued: i64, hostids: &[&str]) -> IssuedLicense {
+    IssuedLicense {
+        id: id.to_owned(),
+        kid: "k1".to_owned(),
+        licensee: format!("Licensee of {id}"),
+        issued_at: at(issued),
+        expires_at: None,
+        hostids: hostids.iter().map(|h| h.to_string()).collect(),
+        token: format!("-----BEGIN TESSERA LICENSE-----\n{id}.payload.signature\n-----END TESSERA LICENSE-----\n"),
+    }
+}
+
+async fn licenses<S: Store>(s: &S) {
+    assert_eq!(s.get_license("L-1").await.unwrap(), None);
+    assert_eq!(s.list_licenses(Page::first(10)).await.unwrap(), vec![]);
+
+    let l1 = license(
+        "L-1",
+        100,
+        &[
+            "ether=00:11:22:33:44:55",
+            "disk=ABCD",
+            "ether=00:11:22:33:44:55",
+        ],
+    );
+    let l2 = IssuedLicense {
+        expires_at: Some(at(10_000)),
+        ..license("L-2", 200, &[])
+    };
+    let l3 = license("L-3", 300, &["hostname=build-7"]);
+    // Same issue time as L-2: ties are broken by id, descending.
+    let l2b = license("L-2b", 200, &["any"]);
+    for l in [&l1, &l3, &l2, &l2b] {
+        s.record_license(l.clone()).await.unwrap();
+    }
+
+    assert_eq!(
+        s.get_license("L-1").await.unwrap().as_ref(),
+        Some(&l1),
+        "host ids keep order and repeats"
+    );
+    assert_eq!(s.get_license("L-2").await.unwrap().as_ref(), Some(&l2));
+    assert_eq!(
+        s.get_license("l-1").await.unwrap(),
+        None,
+        "ids are case-sensitive"
+    );
+
+    // Duplicate id: conflict, and the stored license (with its host ids) is unchanged.
+    let dup = IssuedLicense {
+        licensee: "someone else".into(),
+        ..license("L-1", 999, &["other"])
+    };
+    match s.record_license(dup).await {
+        Err(StoreError::Conflict { what }) => assert!(what.contains("L-1"), "{what}"),
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+    assert_eq!(s.get_license("L-1").await.unwrap().as_ref(), Some(&l1));
+
+    // Newest first, paged.
+    let page1 = s.list_licenses(Page::first(2)).await.unwrap();
+    assert_eq!(page1, vec![l3.clone(), l2b.clone()]);
+    let page2 = s.list_licenses(Page::first(2).next()).await.unwrap();
+    assert_eq!(page2, vec![l2.clone(), l1.clone()]);
+    let page3 = s.list_licenses(Page::first(2).next().next()).await.unwrap();
+    assert_eq!(page3, vec![]);
+    let all = s.list_licenses(Page::first(100)).await.unwrap();
+    assert_eq!(all, vec![l3.clone(), l2b.clone(), l2.clone(), l1.clone()]);
+    let middle = s
+        .list_licenses(Page {
+            offset: 1,
+            limit: 2,
+        })
+        .await
+        .unwrap();
+    assert_eq!(middle, vec![l2b.clone(), l2.clone()]);
+    assert_eq!(s.list_licenses(Page::first(0)).await.unwrap(), vec![]);
+    // Negative values count as 0 on both backends.
+    assert_eq!(
+        s.list_licenses(Page {
+            offset: 0,
+            limit: -1
+        })
+        .await
+        .unwrap(),
+        vec![]
+    );
+    assert_eq!(
+        s.list_licenses(Page {
+            offset: -5,
+            limit: 1
+        })
+        .await
+        .unwrap(),
+        vec![l3.clone()]
+    );
+}
+
+async fn activation_keys<S: Store>(s: &S) {
+    let h1 = key_hash(1);
+    let h2 = key_hash(2);
+    assert_ne!(h1, h2);
+    assert_eq!(s.find_activation_key(&h1).await.unwrap(), None);
+    assert!(
+        !s.revoke_activation_key(&h1, at(5)).await.unwrap(),
+        "unknown key: false"
+    );
+
+    s.insert_activation_key(NewActivationKey {
+        hash: h1,
+        label: "order 1001".into(),
+        created_at: at(1),
+    })
+    .await
+    .unwrap();
+    let fresh = ActivationKeyRecord {
+        hash: h1,
+        label: "order 1001".into(),
+        created_at: at(1),
+        revoked_at: None,
+    };
+    assert_eq!(
+        s.find_activation_key(&h1).await.unwrap(),
+        Some(fresh.clone())
+    );
+    assert_eq!(s.find_activation_key(&h2).await.unwrap(), None);
+
+    // Duplicate hash: conflict, original kept.
+    match s
+        .insert_activation_key(NewActivationKey {
+            hash: h1,
+            label: "again".into(),
+            created_at: at(2),
+        })
+        .await
+    {
+        Err(StoreError::Conflict { what }) => assert!(what.contains("activation key"), "{what}"),
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+    assert_eq!(
+        s.find_activation_key(&h1).await.unwrap(),
+        Some(fresh.clone())
+    );
+
+    s.insert_activation_key(NewActivationKey {
+        hash: h2,
+        label: "order 1002".into(),
+        created_at: at(3),
+    })
+    .await
+    .unwrap();
+
+    // Revoke: true, the time sticks, a second revoke keeps the first time, others untouched.
+    assert!(s.revoke_activation_key(&h1, at(10)).await.unwrap());
+    assert!(s.revoke_activation_key(&h1, at(20)).await.unwrap());
+    let revoked = s.find_activation_key(&h1).await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_at, Some(at(10)));
+    assert_eq!(revoked.label, "order 1001");
+    assert_eq!(
+        s.find_activation_key(&h2)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        None
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// SQLite
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_conformance() {
+    let temp = TempSqlite::new().await.unwrap();
+    conformance(temp.store(), Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_store_sqlite_conformance() {
+    let temp = tempfile::tempdir().unwrap();
+    let store = open(&format!("sqlite:{}", temp.path().join("any.db").display()))
+        .await
+        .unwrap();
+    assert!(matches!(store, AnyStore::Sqlite(_)));
+    conformance(&store, Backend::Sqlite).await;
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_memory_sqlite_conformance() {
+    let store = open("sqlite::memory:").await.unwrap();
+    conformance(&store, Backend::Sqlite).await;
+}
+
+fn assert_dir_empty(dir: &Path) {
+    let entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(entries.is_empty(), "files were created: {entries:?}");
+}
+
+#[tokio::test]
+async fn unknown_schemes_are_refused_and_create_no_file() {
+    let temp = tempfile::tempdir().unwrap();
+    let file = temp.path().join("tessera.db");
+    let file = file.display();
+    for (url, scheme, suggestion) in [
+        (format!("{file}"), "", Some("sqlite://")),
+        (format!("sqllite://{file}"), "sqllite", Some("sqlite://")),
+        (format!("sqlite3://{file}"), "sqlite3", Some("sqlite://")),
+        (format!("file:{file}"), "file", None),
+        ("mysql://root@127.0.0.1/tessera".to_owned(), "mysql", None),
+        (
+            "postgress://postgres@127.0.0.1/x".to_owned(),
+            "postgress",
+            Some("postgres://"),
+        ),
+        (String::new(), "", Some("sqlite://")),
+    ] {
+        let err = open(&url).await.unwrap_err();
+        match &err {
+            StoreError::UnknownScheme {
+                url_scheme,
+                did_you_mean,
+            } => {
+                assert_eq!(url_scheme, scheme, "{url}");
+                assert_eq!(*did_you_mean, suggestion, "{url}");
+            }
+            other => panic!("{url}: expected UnknownScheme, got {other:?}"),
+        }
+        let msg = err.to_string();
+        assert!(
+            msg.contains("sqlite://") && msg.contains("postgres://"),
+            "{msg}"
+        );
+        assert_dir_empty(temp.path());
+    }
+}
+
+#[tokio::test]
+async fn a_missing_directory_is_a_clear_error() {
+    let temp = tempfile::tempdir().unwrap();
+    let missing = temp.path().join("no-such-dir");
+    let url = format!("sqlite://{}/tessera.db", missing.display());
+    let err = open(&url).await.unwrap_err();
+    match &err {
+        StoreError::MissingDirectory { path } => assert_eq!(path, &missing),
+        other => panic!("expected MissingDirectory, got {other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&missing.display().to_string()) && msg.contains("does not exist"),
+        "{msg}"
+    );
+    assert_dir_empty(temp.path());
+
+    // A file where the directory should be is the same error.
+    std::fs::write(temp.path().join("file"), b"").unwrap();
+    let err = open(&format!(
+        "sqlite://{}/file/tessera.db",
+        temp.path().display()
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, StoreError::MissingDirectory { .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_directory_instead_of_a_file_is_a_connect_error() {
+    let temp = tempfile::tempdir().unwrap();
+    let err = open(&format!("sqlite://{}", temp.path().display()))
+        .await
+        .unwrap_err();
+    match &err {
+        StoreError::Connect {
+            backend: Backend::Sqlite,
+            ..
+        } => {}
+        other => panic!("expected Connect, got {other:?}"),
+    }
+    assert!(err.to_string().contains("check that"), "{err}");
+}
+
+#[tokio::test]
+async fn not_an_sqlite_file_is_a_clear_error() {
+    let temp = tempfile::tempdir().unwrap();
+    let path = temp.path().join("tessera.db");
+    std::fs::write(&path, vec![b'x'; 4096]).unwrap();
+    let err = open(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Connect { .. } | StoreError::Migrate { .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_data_dir_url_creates_the_file_on_first_start() {
+    let temp = tempfile::tempdir().unwrap();
+    // Characters that mean something in a URL survive the round trip.
+    let dir = temp.path().join("data dir?#%");
+    std::fs::create_dir(&dir).unwrap();
+    let url = tessera_store::sqlite_url_for_data_dir(&dir);
+    assert!(
+        url.starts_with("sqlite://") && url.ends_with("/tessera.db"),
+        "{url}"
+    );
+    let store = open(&url).await.unwrap();
+    store.put_setting("k", "v").await.unwrap();
+    store.close().await;
+    assert!(dir.join("tessera.db").is_file());
+}
+
+#[tokio::test]
+async fn reopening_an_sqlite_file_keeps_the_data() {
+    let temp = TempSqlite::new().await.unwrap();
+    let url = temp.url().to_owned();
+    {
+        let s = open(&url).await.unwrap();
+        s.put_setting("instance.name", "kept").await.unwrap();
+        s.bump_anchor().await.unwrap();
+        s.bump_anchor().await.unwrap();
+        s.record_license(license("L-kept", 1, &["h1", "h2"]))
+            .await
+            .unwrap();
+        s.insert_activation_key(NewActivationKey {
+            hash: key_hash(7),
+            label: "kept".into(),
+            created_at: at(1),
+        })
+        .await
+        .unwrap();
+        s.put_public_key(public_key("k1", "pem", 1)).await.unwrap();
+        s.close().await;
+    }
+    temp.store().close().await;
+
+    let s = open(&url).await.unwrap();
+    assert_eq!(
+        s.get_setting("instance.name").await.unwrap().as_deref(),
+        Some("kept")
+    );
+    assert_eq!(s.anchor().await.unwrap(), 2);
+    assert_eq!(
+        s.bump_anchor().await.unwrap(),
+        3,
+        "the anchor keeps counting"
+    );
+    assert_eq!(
+        s.get_license("L-kept").await.unwrap(),
+        Some(license("L-kept", 1, &["h1", "h2"]))
+    );
+    assert_eq!(
+        s.find_activation_key(&key_hash(7))
+            .await
+            .unwrap()
+            .unwrap()
+            .label,
+        "kept"
+    );
+    assert_eq!(
+        s.list_public_keys().await.unwrap(),
+        vec![public_key("k1", "pem", 1)]
+    );
+    s.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_runs_in_wal_mode_with_foreign_keys_and_a_busy_timeout() {
+    let temp = TempSqlite::new().await.unwrap();
+    let pool = temp.store().pool();
+    let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(mode.to_lowercase(), "wal");
+    let (fk,): (i64,) = sqlx::query_as("PRAGMA foreign_keys")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(fk, 1);
+    let (busy,): (i64,) = sqlx::query_as("PRAGMA busy_timeout")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert!(busy >= 1000, "busy_timeout = {busy}");
+    let (sync,): (i64,) = sqlx::query_as("PRAGMA synchronous")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(sync, 2, "synchronous = FULL");
+
+    // Foreign keys are enforced: a host id for no license is refused.
+    let err = sqlx::query(
+        "INSERT INTO license_hostids (license_id, position, hostid) VALUES ('none', 0, 'h')",
+    )
+    .execute(pool)
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().to_lowercase().contains("foreign key"),
+        "{err}"
+    );
+
+    // The WAL file exists next to the database.
+    temp.store().put_setting("k", "v").await.unwrap();
+    assert!(temp.dir().join("tessera.db-wal").exists());
+}
+
+#[tokio::test]
+async fn sqlite_written_by_a_newer_tessera_is_refused() {
+    let temp = TempSqlite::new().await.unwrap();
+    add_future_migration_sqlite(temp.store()).await;
+    temp.store().close().await;
+    assert_newer_schema(open(temp.url()).await);
+}
+
+#[tokio::test]
+async fn sqlite_corrupt_values_are_reported() {
+    let temp = TempSqlite::new().await.unwrap();
+    corrupt_time(temp.store().pool()).await;
+    assert_corrupt(temp.store()).await;
+}
+
+async fn add_future_migration_sqlite(store: &SqliteStore) {
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (99990101000000, 'from the future', TRUE, X'00', 0)",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+}
+
+async fn corrupt_time(pool: &sqlx::SqlitePool) {
+    sqlx::query("INSERT INTO activation_keys (hash, label, created_at) VALUES ($1, 'bad', $2)")
+        .bind(key_hash(99).to_hex())
+        .bind(i64::MAX)
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+async fn assert_corrupt<S: Store>(s: &S) {
+    match s.find_activation_key(&key_hash(99)).await {
+        Err(StoreError::Corrupt { detail }) => {
+            assert!(detail.contains("activation_keys.created_at"), "{detail}")
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+fn assert_newer_schema(result: Result<AnyStore, StoreError>) {
+    match result {
+        Err(err @ StoreError::NewerSchema { .. }) => {
+            let StoreError::NewerSchema {
+                applied_version,
+                known_version,
+            } = &err
+            else {
+                unreachable!()
+            };
+            assert_eq!(*applied_version, 99990101000000);
+            assert!(*known_version >= 1);
+            assert!(err.to_string().contains("newer Tessera"), "{err}");
+        }
+        other => panic!("expected NewerSchema, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL
+// ---------------------------------------------------------------------------------------------
+
+/// The server URL, `None` (after saying so) when the run is skipped, a failure under CI.
+fn postgres(test: &str) -> Option<String> {
+    match postgres_test_url_or_skip(test) {
+        Ok(url) => url,
+        Err(why) => panic!("{why}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_conformance() {
+    let Some(base) = postgres("postgres_conformance") else {
+        return;
+    };
+    with_temp_postgres(&base, |db| async move {
+        conformance(&db.store, Backend::Postgres).await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_store_postgres_conformance() {
+    let Some(base) = postgres("any_store_postgres_conformance") else {
+        return;
+    };
+    with_temp_postgres(&base, |db| async move {
+        // `postgresql://` is accepted as well as `postgres://`.
+        let url = db.url.replacen("postgres://", "postgresql://", 1);
+        let store = open(&url).await.unwrap();
+        assert!(matches!(store, AnyStore::Postgres(_)));
+        conformance(&store, Backend::Postgres).await;
+        store.close().await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn postgres_reopen_keeps_the_data() {
+    let Some(base) = postgres("postgres_reopen_keeps_the_data") else {
+        return;
+    };
+    with_temp_postgres(&base, |db| async move {
+        db.store.put_setting("k", "v").await.unwrap();
+        db.store.bump_anchor().await.unwrap();
+        db.store.close().await;
+        let again = PgStore::connect(&db.url).await.unwrap();
+        assert_eq!(again.get_setting("k").await.unwrap().as_deref(), Some("v"));
+        assert_eq!(again.anchor().await.unwrap(), 1);
+        again.close().await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn postgres_written_by_a_newer_tessera_is_refused() {
+    let Some(base) = postgres("postgres_written_by_a_newer_tessera_is_refused") else {
+        return;
+    };
+    with_temp_postgres(&base, |db| async move {
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (99990101000000, 'from the future', TRUE, '\\x00'::bytea, 0)",
+        )
+        .execute(db.store.pool())
+        .await
+        .unwrap();
+        assert_newer_schema(open(&db.url).await);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn postgres_corrupt_values_are_reported() {
+    let Some(base) = postgres("postgres_corrupt_values_are_reported") else {
+        return;
+    };
+    with_temp_postgres(&base, |db| async move {
+        sqlx::query("INSERT INTO activation_keys (hash, label, created_at) VALUES ($1, 'bad', $2)")
+            .bind(key_hash(99).to_hex())
+            .bind(i64::MAX)
+            .execute(db.store.pool())
+            .await
+            .unwrap();
+        assert_corrupt(&db.store).await;
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn an_unreachable_postgres_is_a_quick_clear_error() {
+    // Nothing listens on port 1: the connection is refused at once (no server needed).
+    let started = std::time::Instant::now();
+    let err = open("postgres://tessera:secret-password@127.0.0.1:1/tessera")
+        .await
+        .unwrap_err();
+    match &err {
+        StoreError::Connect {
+            backend: Backend::Postgres,
+            ..
+        } => {}
+        other => panic!("expected Connect, got {other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(
+        msg.contains("PostgreSQL") && msg.contains("check that"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("secret-password"),
+        "the password leaked: {msg}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_missing_postgres_database_is_a_clear_error() {
+    let Some(base) = postgres("a_missing_postgres_database_is_a_clear_error") else {
+        return;
+    };
+    let (before_db, _) = base.rsplit_once('/').unwrap();
+    let err = open(&format!("{before_db}/tessera_no_such_database"))
+        .await
+        .unwrap_err();
+    match &err {
+        StoreError::Connect {
+            backend: Backend::Postgres,
+            detail,
+        } => {
+            assert!(detail.contains("tessera_no_such_database"), "{detail}")
+        }
+        other => panic!("expected Connect, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Compile-time: the futures of concrete stores can be spawned
+// ---------------------------------------------------------------------------------------------
+
+/// Every call on every concrete store type inside `tokio::spawn`, where a non-`Send` future (or
+/// one the compiler cannot prove `Send`, as happened with sqlx's `Migrator::run`) fails to build.
+/// Never run: compiling it is the test.
+#[allow(dead_code)]
+fn concrete_store_futures_are_send(url: String, pg: PgStore, lite: SqliteStore, any: AnyStore) {
+    macro_rules! spawn_every_call {
+        ($s:expr) => {{
+            let s = $s;
+            tokio::spawn(async move {
+                let h = key_hash(1);
+                let _ = s.backend();
+                let _ = s.get_setting("k").await;
+                let _ = s.put_setting("k", "v").await;
+                let _ = s.anchor().await;
+                let _ = s.bump_anchor().await;
+                let _ = s.put_public_key(public_key("k", "p", 0)).await;
+                let _ = s.list_public_keys().await;
+                let _ = s.retire_public_key("k", at(0)).await;
+                let _ = s.record_license(license("L", 0, &[])).await;
+                let _ = s.get_license("L").await;
+                let _ = s.list_licenses(Page::first(1)).await;
+                let _ = s
+                    .insert_activation_key(NewActivationKey {
+                        hash: h,
+                        label: String::new(),
+                        created_at: at(0),
+                    })
+                    .await;
+                let _ = s.find_activation_key(&h).await;
+                let _ = s.revoke_activation_key(&h, at(0)).await;
+                s.close().await;
+            });
+        }};
+    }
+    spawn_every_call!(pg);
+    spawn_every_call!(lite);
+    spawn_every_call!(any);
+    tokio::spawn(async move {
+        let _ = open(&url).await;
+        let _ = SqliteStore::connect(&url).await;
+        let _ = PgStore::connect(&url).await;
+        if let Ok(t) = TempSqlite::new().await {
+            let _ = t.store().get_setting("k").await;
+        }
+        if let Ok(t) = tessera_store::testing::TempPostgres::create(&url).await {
+            let _ = t.store().get_setting("k").await;
+            let _ = t.cleanup().await;
+        }
+    });
+}
