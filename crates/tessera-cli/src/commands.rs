@@ -225,7 +225,7 @@ pub fn hostid(product: &str, json: bool) -> Result<()> {
     );
     match (pc, id.pc_id_source()) {
         (Some(pc), Some(src)) => {
-            println!("PC identifier: {pc} (for product '{product}', from the {} id)", src.kind())
+            println!("PC identifier: {pc} (for product '{product}', derived from {})", src.kind())
         }
         _ => println!("PC identifier: unavailable (no machine id, physical MAC address or VM UUID could be read)"),
     }
@@ -352,16 +352,19 @@ async fn quickstart_async(data: &Path) -> Result<()> {
         .len();
     println!("  [ok] the store holds {issued} issued license(s)");
     println!();
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "tessera".into());
     println!("Next:");
     println!(
-        "  tessera license verify {} --public-key {}",
+        "  {exe} license verify {} --public-key {}",
         lic_path.display(),
         public.display()
     );
     println!(
-        "  tessera license issue --key {} --spec docs/examples/license-spec.toml --out my.lic",
+        "  {exe} license issue --key {} --spec docs/examples/license-spec.toml --out my.lic",
         private.display()
     );
-    println!("  tessera hostid");
+    println!("  {exe} hostid");
     Ok(())
 }
