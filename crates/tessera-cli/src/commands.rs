@@ -255,6 +255,7 @@ fn demo_claims(now: OffsetDateTime, machine: &HostIdentity) -> LicenseClaims {
         exp: None,
         hostids: machine.pc_id_source().cloned().into_iter().collect(),
         features: vec![pro, basic],
+        policy: None,
     }
 }
 

@@ -173,6 +173,7 @@ impl LicenseSpec {
             exp,
             hostids,
             features,
+            policy: None,
         };
         Ok(claims.finalize()?)
     }

@@ -27,17 +27,20 @@ pub enum HostIdKind {
     String,
     /// A container id (12 to 64 hex digits).
     Container,
+    /// A PC identifier (see [`crate::pcid`]): what a device activates a node-locked key with.
+    PcId,
 }
 
 impl HostIdKind {
     /// Every kind, in display order.
-    pub const ALL: [HostIdKind; 6] = [
+    pub const ALL: [HostIdKind; 7] = [
         HostIdKind::Ethernet,
         HostIdKind::MachineId,
         HostIdKind::VmUuid,
         HostIdKind::User,
         HostIdKind::String,
         HostIdKind::Container,
+        HostIdKind::PcId,
     ];
 
     /// The name used in `KIND=VALUE`.
@@ -49,6 +52,7 @@ impl HostIdKind {
             HostIdKind::User => "user",
             HostIdKind::String => "string",
             HostIdKind::Container => "container",
+            HostIdKind::PcId => "pc_id",
         }
     }
 
@@ -75,10 +79,10 @@ impl fmt::Display for HostIdKind {
 #[non_exhaustive]
 pub enum HostIdError {
     /// Not of the form `KIND=VALUE`.
-    #[error("a host id is written KIND=VALUE, e.g. ethernet=0050569a3b01 (kinds: ethernet, machine_id, vm_uuid, user, string, container)")]
+    #[error("a host id is written KIND=VALUE, e.g. ethernet=0050569a3b01 (kinds: ethernet, machine_id, vm_uuid, user, string, container, pc_id)")]
     MissingKind,
     /// The kind is not one we know.
-    #[error("unknown host id kind '{0}' (kinds: ethernet, machine_id, vm_uuid, user, string, container)")]
+    #[error("unknown host id kind '{0}' (kinds: ethernet, machine_id, vm_uuid, user, string, container, pc_id)")]
     UnknownKind(String),
     /// The value does not fit the kind.
     #[error("invalid {kind} value '{value}': {expected}")]
@@ -143,6 +147,9 @@ impl HostId {
             HostIdKind::Container => hex_only(raw)
                 .filter(|h| (12..=64).contains(&h.len()))
                 .ok_or_else(|| invalid("12 to 64 hex digits"))?,
+            HostIdKind::PcId => crate::pcid::PcId::parse(raw)
+                .map(|p| p.to_string())
+                .map_err(|_| invalid("a PC identifier, e.g. K3TQ8-W1ZMC-7H2RA-PX0DV"))?,
             HostIdKind::User | HostIdKind::String => {
                 if raw.is_empty() || raw.chars().count() > 256 || raw.chars().any(char::is_control)
                 {
@@ -162,6 +169,16 @@ impl HostId {
     /// The normalised value.
     pub fn value(&self) -> &str {
         &self.value
+    }
+}
+
+impl From<&crate::pcid::PcId> for HostId {
+    /// The `pc_id=…` host id of a PC identifier.
+    fn from(p: &crate::pcid::PcId) -> Self {
+        HostId {
+            kind: HostIdKind::PcId,
+            value: p.to_string(),
+        }
     }
 }
 

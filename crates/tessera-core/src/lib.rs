@@ -16,6 +16,7 @@
 //!     v: LICENSE_FORMAT_VERSION, iss: "Example Software".into(), sub: "ACME".into(),
 //!     jti: "lic-1".into(), iat: now, nbf: None, exp: None, hostids: vec![],
 //!     features: vec![Feature::new("solver", "2.0".parse().unwrap(), Count::Counted(5))],
+//!     policy: None,
 //! };
 //! let file = claims.issue(&key).unwrap();
 //! let license = License::verify(&file, &Keyring::with(key.public()), now, &[]).unwrap();
@@ -25,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod activation_key;
+pub mod certificate;
 pub mod clock;
 pub mod code;
 pub mod document;
@@ -32,8 +34,10 @@ pub mod feature;
 pub mod hostid;
 pub mod keys;
 pub mod license;
+pub mod offline;
 pub mod pcid;
 pub mod time_fmt;
+pub mod unlock;
 pub mod version;
 
 pub use activation_key::{ActivationKey, KeyHash};
@@ -44,6 +48,9 @@ pub use hostid::{DeviceType, HostId, HostIdKind};
 pub use keys::{KeyId, Keyring, PublicKey, SigningKey};
 pub use license::{License, LicenseClaims};
 pub use pcid::PcId;
+pub use unlock::{
+    FeatureMask, UnlockCode, UnlockError, UnlockGrant, UnlockPublicKey, UnlockSecretKey,
+};
 pub use version::Version;
 
 /// Re-exported so callers name the same `time` types as the core.

@@ -50,6 +50,36 @@ pub struct LicenseClaims {
     pub hostids: Vec<HostId>,
     /// The feature records.
     pub features: Vec<Feature>,
+    /// The producer's policy for this license (grace, renewal, offline use), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<LicensePolicy>,
+}
+
+/// Policy a license carries for the application and the license server to apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LicensePolicy {
+    /// Days the application keeps working after its last successful validation (default 30).
+    pub grace_days: u32,
+    /// Days between renewals of a subscription (default 30, "one month").
+    pub renewal_days: u32,
+    /// Longest offline certificate / borrow, in days (default 30).
+    pub offline_max_days: u32,
+    /// How many days before an offline certificate expires it is refreshed when online (default 14).
+    pub offline_refresh_days: u32,
+    /// Most offline certificates active at once per account (default 3).
+    pub offline_max_active: u32,
+}
+
+impl Default for LicensePolicy {
+    fn default() -> Self {
+        LicensePolicy {
+            grace_days: 30,
+            renewal_days: 30,
+            offline_max_days: 30,
+            offline_refresh_days: 14,
+            offline_max_active: 3,
+        }
+    }
 }
 
 /// Why license claims cannot be issued.
@@ -344,6 +374,7 @@ mod tests {
             exp: None,
             hostids: vec![],
             features,
+            policy: None,
         }
     }
 

@@ -48,6 +48,7 @@ fn claims() -> LicenseClaims {
         exp: None,
         hostids: vec!["ethernet=0050569a3b01".parse::<HostId>().unwrap()],
         features: vec![solver, viewer, export],
+        policy: None,
     }
 }
 

@@ -30,34 +30,38 @@
 use std::fmt;
 
 pub mod activation_keys;
+pub mod backoffice;
 mod codec;
 pub mod error;
 pub mod keys;
 pub mod licenses;
 pub mod meta;
 mod migrate;
+pub mod outbox;
 pub mod postgres;
 pub mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use activation_keys::{ActivationKeyRecord, ActivationKeyStore, NewActivationKey};
+pub use backoffice::BackOfficeStore;
 pub use error::{StoreError, ACCEPTED_URLS};
 pub use keys::{KeyStore, PublicKeyRecord};
 pub use licenses::{IssuedLicense, LicenseStore, Page};
 pub use meta::MetaStore;
+pub use outbox::{NewOutboxMessage, OutboxFilter, OutboxKind, OutboxMessage, OutboxStore};
 pub use postgres::PgStore;
 pub use sqlite::{sqlite_url_for_data_dir, SqliteStore};
 
 /// Everything a Tessera service needs from storage. Implemented by every type that implements
 /// all the store traits; services are generic over `S: Store`.
 pub trait Store:
-    MetaStore + KeyStore + LicenseStore + ActivationKeyStore + Clone + Send + Sync + 'static
+    MetaStore + KeyStore + LicenseStore + ActivationKeyStore + BackOfficeStore + OutboxStore + Clone + Send + Sync + 'static
 {
 }
 
 impl<T> Store for T where
-    T: MetaStore + KeyStore + LicenseStore + ActivationKeyStore + Clone + Send + Sync + 'static
+    T: MetaStore + KeyStore + LicenseStore + ActivationKeyStore + BackOfficeStore + OutboxStore + Clone + Send + Sync + 'static
 {
 }
 
