@@ -79,7 +79,8 @@ pub struct RequestClaims {
     pub body: RequestBody,
 }
 
-fn decode_key(b64: &str, what: &str) -> Result<PublicKey, VerifyError> {
+/// Decodes a base64url Ed25519 public key; `what` names it in the error.
+pub fn decode_key(b64: &str, what: &str) -> Result<PublicKey, VerifyError> {
     let bad = |detail: String| VerifyError::Malformed {
         line: 1,
         column: 1,

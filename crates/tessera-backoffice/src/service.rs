@@ -1,0 +1,1220 @@
+//! The back office's operations. HTTP handlers, public pages and the CLI all call these; they hold
+//! the rules, the store keeps the data, the core signs and checks.
+
+use std::sync::Arc;
+
+use rand::rngs::OsRng;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use tessera_core::certificate::ServerCertificateClaims;
+use tessera_core::code::{bytes_to_symbols, format_grouped};
+use tessera_core::feature::{Count, Expiry, Feature};
+use tessera_core::license::{LicenseClaims, LicensePolicy, LICENSE_FORMAT_VERSION};
+use tessera_core::offline::{KeyCount, RequestBody, RequestClaims, ResponseClaims};
+use tessera_core::time::{Duration, OffsetDateTime};
+use tessera_core::time_fmt::display_date;
+use tessera_core::unlock::{FeatureMask, UnlockCode, UnlockGrant, UnlockSecretKey};
+use tessera_core::{
+    ActivationKey, Clock, HostId, HostIdKind, PcId, SigningKey, VerifyError,
+};
+use tessera_store::backoffice::{
+    ActivateOutcome, CustomerRecord, EntitlementRecord, LineRecord, ProductRecord,
+};
+use tessera_store::{Page, Store, StoreError};
+use utoipa::ToSchema;
+
+use crate::model::{LicenseModel, LinePolicy, ProductSpec, Refusal};
+
+/// Why an operation failed. Each variant maps to one HTTP status and stable code.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// The request was understood and refused for a licensing reason.
+    #[error("{0}")]
+    Refused(Refusal),
+    /// A field is missing or wrong.
+    #[error("{field}: {detail}")]
+    Invalid {
+        /// Which field.
+        field: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Something named does not exist.
+    #[error("{what} does not exist")]
+    NotFound {
+        /// What.
+        what: String,
+    },
+    /// Something with that id exists already.
+    #[error("{what} exists already")]
+    Conflict {
+        /// What.
+        what: String,
+    },
+    /// A signed document (request file, usage report) did not verify.
+    #[error("the document is not valid: {0}")]
+    BadDocument(VerifyError),
+    /// A request meant for another producer's key.
+    #[error("this request is for another producer (key id {aud}); this back office signs with key id {ours}")]
+    WrongProducer {
+        /// The key id the request names.
+        aud: String,
+        /// Ours.
+        ours: String,
+    },
+    /// Storage failed.
+    #[error("storage error: {0}")]
+    Store(#[from] StoreError),
+    /// Signing failed.
+    #[error("could not sign: {0}")]
+    Sign(String),
+}
+
+impl ServiceError {
+    fn invalid(field: &str, detail: impl Into<String>) -> Self {
+        ServiceError::Invalid {
+            field: field.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<Refusal> for ServiceError {
+    fn from(r: Refusal) -> Self {
+        ServiceError::Refused(r)
+    }
+}
+
+fn sign_err(e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::Sign(e.to_string())
+}
+
+/// The producer's keys: Ed25519 for documents, BLS12-381 for unlock codes.
+#[derive(Debug)]
+pub struct ProducerKeys {
+    /// Signs licenses, certificates and responses.
+    pub signing: SigningKey,
+    /// Signs unlock codes.
+    pub unlock: UnlockSecretKey,
+}
+
+/// A random id with a prefix, e.g. `ENT-7K2QM8W1`.
+pub fn short_id(prefix: &str) -> String {
+    let mut bytes = [0u8; 5];
+    OsRng.fill_bytes(&mut bytes);
+    format!("{prefix}-{}", format_grouped(&bytes_to_symbols(&bytes, 8), 0))
+}
+
+/// A product as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProductView {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Definition.
+    pub spec: ProductSpec,
+}
+
+/// A customer as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CustomerView {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// E-mail.
+    pub email: Option<String>,
+    /// Extra grace days granted.
+    pub grace_extra_days: i64,
+}
+
+/// A new line of an entitlement.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewLine {
+    /// The product.
+    pub product: String,
+    /// The policy.
+    #[serde(flatten)]
+    pub policy: LinePolicy,
+}
+
+/// A line as the API shows it. `key` is present only in the answer that created it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LineView {
+    /// Line id.
+    pub line_id: String,
+    /// Entitlement id.
+    pub entitlement_id: String,
+    /// The activation key: shown once, when created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The key's first group.
+    pub key_hint: String,
+    /// The product.
+    pub product: String,
+    /// The policy.
+    pub policy: LinePolicy,
+    /// Count held by activations.
+    pub used: i64,
+    /// Who holds activations.
+    pub activated_by: Vec<String>,
+    /// Revoked at (unix seconds).
+    pub revoked_at: Option<i64>,
+}
+
+/// An entitlement with its lines.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EntitlementView {
+    /// Id.
+    pub id: String,
+    /// Customer id.
+    pub customer_id: String,
+    /// Lines.
+    pub lines: Vec<LineView>,
+}
+
+/// What an activation answers.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ActivationResult {
+    /// The license file (armoured), bound to the server or device.
+    pub license: String,
+    /// For a license server: its certificate (armoured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+    /// Expiry of the license (unix seconds), if it expires.
+    pub expires_at: Option<i64>,
+}
+
+/// What starting (or looking up) a trial answers.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TrialResult {
+    /// When the trial started on this machine (unix seconds): the first start, however often asked.
+    pub started_at: i64,
+    /// When it ends (unix seconds).
+    pub expires_at: i64,
+    /// Features that remain after it ends.
+    pub basic_features: Vec<String>,
+    /// A license for the trial, bound to the PC identifier: every feature until the end of the trial,
+    /// the basic features permanently.
+    pub license: String,
+}
+
+/// What an unlock request answers.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UnlockResult {
+    /// The unlock code to type into the application.
+    pub code: String,
+    /// The features it unlocks.
+    pub features: Vec<String>,
+    /// Its last valid day, if it expires.
+    pub expires: Option<String>,
+    /// The product.
+    pub product: String,
+}
+
+/// The back office.
+#[derive(Debug)]
+pub struct BackOffice<S> {
+    store: S,
+    clock: Arc<dyn Clock>,
+    keys: Arc<ProducerKeys>,
+    issuer: String,
+}
+
+impl<S: Clone> Clone for BackOffice<S> {
+    fn clone(&self) -> Self {
+        BackOffice {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            keys: self.keys.clone(),
+            issuer: self.issuer.clone(),
+        }
+    }
+}
+
+fn hint_of(key: &ActivationKey) -> String {
+    key.to_string().chars().take(5).collect()
+}
+
+fn parse_key(text: &str, label: bool) -> Result<ActivationKey, Refusal> {
+    ActivationKey::parse(text).map_err(|e| Refusal::InvalidKey {
+        key_label: if label {
+            format!("'{}' ", text.trim())
+        } else {
+            String::new()
+        },
+        detail: e.to_string(),
+    })
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, ServiceError> {
+    serde_json::from_str(text).map_err(|e| {
+        ServiceError::Store(StoreError::Corrupt {
+            detail: format!("{what} does not parse: {e}"),
+        })
+    })
+}
+
+impl<S: Store> BackOffice<S> {
+    /// A back office over `store`, signing with `keys` as `issuer`.
+    pub fn new(store: S, clock: Arc<dyn Clock>, keys: Arc<ProducerKeys>, issuer: String) -> Self {
+        BackOffice {
+            store,
+            clock,
+            keys,
+            issuer,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The current time.
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
+    /// The producer's keys.
+    pub fn keys(&self) -> &ProducerKeys {
+        &self.keys
+    }
+
+    // ---- products -------------------------------------------------------------------------
+
+    /// Defines a product.
+    pub async fn create_product(
+        &self,
+        id: &str,
+        name: &str,
+        spec: ProductSpec,
+    ) -> Result<ProductView, ServiceError> {
+        if id.is_empty()
+            || id.len() > 64
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ServiceError::invalid(
+                "id",
+                "use 1 to 64 letters, digits, '-' or '_'",
+            ));
+        }
+        spec.validate()
+            .map_err(|e| ServiceError::invalid("features", e))?;
+        let record = ProductRecord {
+            id: id.into(),
+            name: if name.trim().is_empty() { id.into() } else { name.trim().into() },
+            spec_json: serde_json::to_string(&spec).map_err(sign_err)?,
+            created_at: self.now(),
+        };
+        self.store.create_product(record).await.map_err(|e| match e {
+            StoreError::Conflict { .. } => ServiceError::Conflict {
+                what: format!("product {id}"),
+            },
+            other => other.into(),
+        })?;
+        Ok(ProductView {
+            id: id.into(),
+            name: name.into(),
+            spec,
+        })
+    }
+
+    /// Appends features to a product (features are never removed or reordered: unlock codes
+    /// name them by position).
+    pub async fn add_features(
+        &self,
+        id: &str,
+        features: Vec<crate::model::ProductFeature>,
+    ) -> Result<ProductView, ServiceError> {
+        let (record, mut spec) = self.product(id).await?;
+        spec.features.extend(features);
+        spec.validate()
+            .map_err(|e| ServiceError::invalid("features", e))?;
+        let record = ProductRecord {
+            spec_json: serde_json::to_string(&spec).map_err(sign_err)?,
+            ..record
+        };
+        let name = record.name.clone();
+        self.store.update_product(record).await?;
+        Ok(ProductView {
+            id: id.into(),
+            name,
+            spec,
+        })
+    }
+
+    async fn product(&self, id: &str) -> Result<(ProductRecord, ProductSpec), ServiceError> {
+        let record = self
+            .store
+            .get_product(id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound {
+                what: format!("product {id}"),
+            })?;
+        let spec: ProductSpec = parse_json(&record.spec_json, "product spec")?;
+        Ok((record, spec))
+    }
+
+    /// Every product.
+    pub async fn list_products(&self) -> Result<Vec<ProductView>, ServiceError> {
+        let mut out = Vec::new();
+        for r in self.store.list_products().await? {
+            let spec = parse_json(&r.spec_json, "product spec")?;
+            out.push(ProductView {
+                id: r.id,
+                name: r.name,
+                spec,
+            });
+        }
+        Ok(out)
+    }
+
+    // ---- customers ------------------------------------------------------------------------
+
+    /// Adds a customer.
+    pub async fn create_customer(
+        &self,
+        name: &str,
+        email: Option<&str>,
+    ) -> Result<CustomerView, ServiceError> {
+        if name.trim().is_empty() {
+            return Err(ServiceError::invalid("name", "a customer needs a name"));
+        }
+        if let Some(e) = email {
+            if !e.contains('@') || e.contains(char::is_whitespace) {
+                return Err(ServiceError::invalid("email", format!("'{e}' is not an e-mail address")));
+            }
+        }
+        let record = CustomerRecord {
+            id: short_id("CUS"),
+            name: name.trim().into(),
+            email: email.map(str::to_string),
+            grace_extra_days: 0,
+            created_at: self.now(),
+        };
+        self.store.create_customer(record.clone()).await?;
+        Ok(customer_view(record))
+    }
+
+    /// Every customer.
+    pub async fn list_customers(&self) -> Result<Vec<CustomerView>, ServiceError> {
+        Ok(self
+            .store
+            .list_customers()
+            .await?
+            .into_iter()
+            .map(customer_view)
+            .collect())
+    }
+
+    async fn customer(&self, id: &str) -> Result<CustomerRecord, ServiceError> {
+        self.store
+            .get_customer(id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound {
+                what: format!("customer {id}"),
+            })
+    }
+
+    /// Adds `days` to the grace period of every license of one customer (0 resets).
+    pub async fn extend_grace(&self, customer_id: &str, days: u32) -> Result<CustomerView, ServiceError> {
+        if days > 3650 {
+            return Err(ServiceError::invalid("days", "at most 3650"));
+        }
+        if !self
+            .store
+            .set_grace_extra_days(customer_id, i64::from(days))
+            .await?
+        {
+            return Err(ServiceError::NotFound {
+                what: format!("customer {customer_id}"),
+            });
+        }
+        Ok(customer_view(self.customer(customer_id).await?))
+    }
+
+    // ---- entitlements and keys --------------------------------------------------------------
+
+    /// Creates an entitlement for a customer; the answer holds each line's key, shown this once.
+    pub async fn create_entitlement(
+        &self,
+        customer_id: &str,
+        lines: Vec<NewLine>,
+    ) -> Result<EntitlementView, ServiceError> {
+        self.customer(customer_id).await?;
+        if lines.is_empty() {
+            return Err(ServiceError::invalid("lines", "an entitlement needs at least one line"));
+        }
+        let now = self.now();
+        let entitlement = EntitlementRecord {
+            id: short_id("ENT"),
+            customer_id: customer_id.into(),
+            created_at: now,
+        };
+        let mut records = Vec::new();
+        let mut views = Vec::new();
+        for (i, line) in lines.into_iter().enumerate() {
+            let field = format!("lines[{i}]");
+            let (_, spec) = self.product(&line.product).await.map_err(|e| match e {
+                ServiceError::NotFound { what } => ServiceError::invalid(&field, format!("{what} does not exist")),
+                other => other,
+            })?;
+            validate_policy(&line.policy, &spec).map_err(|e| ServiceError::invalid(&field, e))?;
+            let key = ActivationKey::generate(&mut OsRng);
+            let record = LineRecord {
+                id: short_id("LIN"),
+                entitlement_id: entitlement.id.clone(),
+                key_hash: key.hash(),
+                key_hint: hint_of(&key),
+                product_id: line.product.clone(),
+                policy_json: serde_json::to_string(&line.policy).map_err(sign_err)?,
+                created_at: now,
+                revoked_at: None,
+            };
+            views.push(LineView {
+                line_id: record.id.clone(),
+                entitlement_id: entitlement.id.clone(),
+                key: Some(key.to_string()),
+                key_hint: record.key_hint.clone(),
+                product: line.product,
+                policy: line.policy,
+                used: 0,
+                activated_by: vec![],
+                revoked_at: None,
+            });
+            records.push(record);
+        }
+        self.store
+            .create_entitlement(entitlement.clone(), records)
+            .await?;
+        Ok(EntitlementView {
+            id: entitlement.id,
+            customer_id: customer_id.into(),
+            lines: views,
+        })
+    }
+
+    async fn line_view(&self, r: LineRecord) -> Result<LineView, ServiceError> {
+        let policy: LinePolicy = parse_json(&r.policy_json, "line policy")?;
+        let acts = self.store.line_activations(&r.id).await?;
+        Ok(LineView {
+            line_id: r.id,
+            entitlement_id: r.entitlement_id,
+            key: None,
+            key_hint: r.key_hint,
+            product: r.product_id,
+            policy,
+            used: acts.iter().map(|a| a.count).sum(),
+            activated_by: acts.into_iter().map(|a| a.target).collect(),
+            revoked_at: r.revoked_at.map(|t| t.unix_timestamp()),
+        })
+    }
+
+    /// An entitlement with its lines (keys not shown).
+    pub async fn get_entitlement(&self, id: &str) -> Result<EntitlementView, ServiceError> {
+        let e = self
+            .store
+            .get_entitlement(id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound {
+                what: format!("entitlement {id}"),
+            })?;
+        let mut lines = Vec::new();
+        for l in self.store.list_lines(id).await? {
+            lines.push(self.line_view(l).await?);
+        }
+        Ok(EntitlementView {
+            id: e.id,
+            customer_id: e.customer_id,
+            lines,
+        })
+    }
+
+    /// Every key (line), newest first; keys themselves are never shown again, only hints.
+    pub async fn list_keys(&self, page: Page) -> Result<Vec<LineView>, ServiceError> {
+        let mut out = Vec::new();
+        for l in self.store.list_all_lines(page).await? {
+            out.push(self.line_view(l).await?);
+        }
+        Ok(out)
+    }
+
+    /// Finds a line by its id (`LIN-…`) or by its full activation key.
+    pub async fn find_line(&self, key_or_line: &str) -> Result<LineRecord, ServiceError> {
+        if let Some(l) = self.store.get_line(key_or_line.trim()).await? {
+            return Ok(l);
+        }
+        let key = parse_key(key_or_line, false)?;
+        self.store
+            .find_line_by_key(&key.hash())
+            .await?
+            .ok_or_else(|| {
+                Refusal::UnknownKey {
+                    hint: hint_of(&key),
+                }
+                .into()
+            })
+    }
+
+    /// Revokes a key: it can no longer be activated, renewed or unlocked.
+    pub async fn revoke(&self, key_or_line: &str) -> Result<LineView, ServiceError> {
+        let line = self.find_line(key_or_line).await?;
+        self.store.revoke_line(&line.id, self.now()).await?;
+        let line = self.find_line(&line.id).await?;
+        self.line_view(line).await
+    }
+
+    /// Releases a key's activations (all, or one holder's) so it can be activated on a new
+    /// machine: re-hosting.
+    pub async fn rehost(
+        &self,
+        key_or_line: &str,
+        holder: Option<&str>,
+    ) -> Result<(LineView, u64), ServiceError> {
+        let line = self.find_line(key_or_line).await?;
+        let released = self
+            .store
+            .release_activations(&line.id, holder, self.now())
+            .await?;
+        if released == 0 {
+            return Err(ServiceError::NotFound {
+                what: match holder {
+                    Some(h) => format!("an activation of {} by {h}", line.key_hint),
+                    None => format!("an activation of {}", line.key_hint),
+                },
+            });
+        }
+        Ok((self.line_view(line).await?, released))
+    }
+
+    // ---- activation -------------------------------------------------------------------------
+
+    /// The line, its policy and product for a typed key, after the checks every use makes.
+    async fn usable_line(
+        &self,
+        key_text: &str,
+        now: OffsetDateTime,
+    ) -> Result<(ActivationKey, LineRecord, LinePolicy, ProductSpec), ServiceError> {
+        let key = parse_key(key_text, true)?;
+        let hint = hint_of(&key);
+        let line = self
+            .store
+            .find_line_by_key(&key.hash())
+            .await?
+            .ok_or(Refusal::UnknownKey { hint: hint.clone() })?;
+        let policy: LinePolicy = parse_json(&line.policy_json, "line policy")?;
+        if let Some(at) = line.revoked_at {
+            return Err(Refusal::Revoked {
+                hint,
+                on: display_date(at),
+            }
+            .into());
+        }
+        if let Some(start) = policy.starts_at {
+            if now < start {
+                return Err(Refusal::NotYetValid {
+                    hint,
+                    on: display_date(start),
+                }
+                .into());
+            }
+        }
+        if let Some(exp) = self.line_expiry(&line, &policy, now).await? {
+            if now >= exp {
+                return Err(Refusal::EntitlementExpired {
+                    hint,
+                    on: display_date(exp),
+                }
+                .into());
+            }
+        }
+        let (_, spec) = self.product(&line.product_id).await?;
+        Ok((key, line, policy, spec))
+    }
+
+    /// A line's expiry: its fixed date, or its term counted from its first activation.
+    async fn line_expiry(
+        &self,
+        line: &LineRecord,
+        policy: &LinePolicy,
+        now: OffsetDateTime,
+    ) -> Result<Option<OffsetDateTime>, ServiceError> {
+        let by_term = match policy.term_days {
+            Some(days) => {
+                let first = self
+                    .store
+                    .line_activations(&line.id)
+                    .await?
+                    .iter()
+                    .map(|a| a.created_at)
+                    .min()
+                    .unwrap_or(now);
+                Some(first + Duration::days(i64::from(days)))
+            }
+            None => None,
+        };
+        Ok(match (policy.expires_at, by_term) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    /// The feature records a line grants, `count` each.
+    fn line_features(
+        &self,
+        line: &LineRecord,
+        policy: &LinePolicy,
+        spec: &ProductSpec,
+        count: Count,
+        expiry: Option<OffsetDateTime>,
+    ) -> Vec<Feature> {
+        let names: Vec<&str> = if policy.features.is_empty() {
+            spec.features.iter().map(|f| f.name.as_str()).collect()
+        } else {
+            policy.features.iter().map(String::as_str).collect()
+        };
+        names
+            .into_iter()
+            .filter_map(|n| spec.feature(n))
+            .map(|pf| {
+                let mut f = Feature::new(pf.name.clone(), pf.version.clone(), count);
+                f.metered = matches!(policy.model, LicenseModel::Metered) && count != Count::Uncounted;
+                if count != Count::Uncounted {
+                    f.overdraft = policy.overdraft;
+                }
+                f.start = policy.starts_at;
+                f.expiry = expiry.map_or(Expiry::Permanent, Expiry::At);
+                f.product = Some(line.product_id.clone());
+                f.product_version = spec.version.clone();
+                f.activation_id = Some(line.id.clone());
+                f.entitlement_id = Some(line.entitlement_id.clone());
+                f
+            })
+            .collect()
+    }
+
+    /// Activates one or more keys into a license server, all or nothing, and answers with the
+    /// server's license bundle (every activation it holds) and its certificate.
+    pub async fn activate_server(
+        &self,
+        server_hostid: &HostId,
+        server_key: &str,
+        activations: &[KeyCount],
+    ) -> Result<ActivationResult, ServiceError> {
+        let now = self.now();
+        if activations.is_empty() {
+            return Err(ServiceError::invalid("activations", "name at least one activation key and count"));
+        }
+        if activations.len() > 100 {
+            return Err(ServiceError::invalid("activations", "at most 100 keys in one request"));
+        }
+        let server_public = tessera_core::offline::decode_key(server_key, "server_key")
+            .map_err(|e| ServiceError::invalid("server_key", e.to_string()))?;
+        let target = format!("server:{server_hostid}");
+        // check every key before changing anything
+        let mut checked = Vec::new();
+        for (i, a) in activations.iter().enumerate() {
+            if a.count == 0 || a.count > 1_000_000 {
+                return Err(ServiceError::invalid(
+                    &format!("activations[{i}].count"),
+                    "a count from 1 to 1000000",
+                ));
+            }
+            let (key, line, policy, _spec) = self.usable_line(&a.key, now).await?;
+            if !policy.model.served() {
+                return Err(Refusal::WrongProduct {
+                    hint: hint_of(&key),
+                    detail: "node-locked: it activates a single computer by its PC identifier, not a license server".into(),
+                }
+                .into());
+            }
+            checked.push((key, line, policy, a.count));
+        }
+        let mut created = Vec::new();
+        for (key, line, policy, count) in &checked {
+            let outcome = self
+                .store
+                .activate(
+                    &line.id,
+                    &target,
+                    i64::from(*count),
+                    i64::from(policy.count),
+                    &short_id("ACT"),
+                    now,
+                )
+                .await?;
+            match outcome {
+                ActivateOutcome::Created(a) => created.push(a),
+                ActivateOutcome::Existing(_) => {}
+                ActivateOutcome::Exhausted { used, .. } => {
+                    for a in &created {
+                        self.store
+                            .release_activations(&a.line_id, Some(&target), now)
+                            .await?;
+                    }
+                    return Err(Refusal::CountExhausted {
+                        hint: hint_of(key),
+                        available: (i64::from(policy.count) - used).max(0),
+                        total: i64::from(policy.count),
+                        requested: i64::from(*count),
+                    }
+                    .into());
+                }
+            }
+        }
+        self.server_bundle(server_hostid, &server_public, now).await
+    }
+
+    /// The license bundle and certificate for everything a server holds now.
+    async fn server_bundle(
+        &self,
+        server_hostid: &HostId,
+        server_public: &tessera_core::PublicKey,
+        now: OffsetDateTime,
+    ) -> Result<ActivationResult, ServiceError> {
+        let target = format!("server:{server_hostid}");
+        let held = self.store.target_activations(&target).await?;
+        let mut features = Vec::new();
+        let mut policy = None::<LicensePolicy>;
+        let mut exp = None::<OffsetDateTime>;
+        let mut customer_id = None;
+        for a in held {
+            let Some(line) = self.store.get_line(&a.line_id).await? else {
+                continue;
+            };
+            if line.revoked_at.is_some() {
+                continue;
+            }
+            let lp: LinePolicy = parse_json(&line.policy_json, "line policy")?;
+            let line_exp = self.line_expiry(&line, &lp, now).await?;
+            if line_exp.is_some_and(|e| now >= e) {
+                continue;
+            }
+            let (_, spec) = self.product(&line.product_id).await?;
+            let count = if matches!(lp.model, LicenseModel::Uncounted) {
+                Count::Uncounted
+            } else {
+                Count::Counted(u32::try_from(a.count).unwrap_or(u32::MAX))
+            };
+            features.extend(self.line_features(&line, &lp, &spec, count, line_exp));
+            let renew_by = now + Duration::days(i64::from(lp.policy.renewal_days.max(1)));
+            let line_cap = line_exp.map_or(renew_by, |e| e.min(renew_by));
+            exp = Some(exp.map_or(line_cap, |e: OffsetDateTime| e.min(line_cap)));
+            policy = Some(strictest(policy, &lp.policy));
+            if customer_id.is_none() {
+                if let Some(e) = self.store.get_entitlement(&line.entitlement_id).await? {
+                    customer_id = Some(e.customer_id);
+                }
+            }
+        }
+        if features.is_empty() {
+            return Err(ServiceError::NotFound {
+                what: format!("an active activation for {server_hostid}"),
+            });
+        }
+        let customer = match customer_id {
+            Some(id) => self.customer(&id).await?,
+            None => return Err(ServiceError::NotFound { what: "the customer".into() }),
+        };
+        let mut policy = policy.unwrap_or_default();
+        policy.grace_days = policy
+            .grace_days
+            .saturating_add(u32::try_from(customer.grace_extra_days).unwrap_or(0));
+        let exp = exp.unwrap_or(now + Duration::days(30));
+        // a license's feature expiries may not pass the license's own
+        for f in &mut features {
+            if let Expiry::At(t) = f.expiry {
+                f.expiry = Expiry::At(t.min(exp));
+            }
+        }
+        let claims = LicenseClaims {
+            v: LICENSE_FORMAT_VERSION,
+            iss: self.issuer.clone(),
+            sub: customer.name.clone(),
+            jti: short_id("LIC"),
+            iat: now,
+            nbf: None,
+            exp: Some(exp),
+            hostids: vec![server_hostid.clone()],
+            features,
+            policy: Some(policy),
+        };
+        let license = self.sign_license(claims).await?;
+        let cert = ServerCertificateClaims {
+            jti: short_id("CRT"),
+            iss: self.issuer.clone(),
+            sub: customer.name,
+            iat: now,
+            exp,
+            server_hostid: server_hostid.clone(),
+            server_key: ServerCertificateClaims::encode_key(server_public),
+        }
+        .issue(&self.keys.signing)
+        .map_err(sign_err)?;
+        Ok(ActivationResult {
+            license,
+            certificate: Some(cert),
+            expires_at: Some(exp.unix_timestamp()),
+        })
+    }
+
+    async fn sign_license(&self, claims: LicenseClaims) -> Result<String, ServiceError> {
+        let id = claims.jti.clone();
+        let sub = claims.sub.clone();
+        let iat = claims.iat;
+        let exp = claims.exp;
+        let hostids = claims.hostids.iter().map(ToString::to_string).collect();
+        let text = claims.issue(&self.keys.signing).map_err(sign_err)?;
+        self.store
+            .record_license(tessera_store::IssuedLicense {
+                id,
+                kid: self.keys.signing.kid().to_string(),
+                licensee: sub,
+                issued_at: iat,
+                expires_at: exp,
+                hostids,
+                token: text.clone(),
+            })
+            .await?;
+        Ok(text)
+    }
+
+    /// Activates a node-locked key on a device by its PC identifier. Re-activating the same device
+    /// answers with a fresh license (this is also the "validate at each launch" call); another
+    /// device is refused.
+    pub async fn activate_device(
+        &self,
+        key_text: &str,
+        pc_id_text: &str,
+        product: Option<&str>,
+    ) -> Result<ActivationResult, ServiceError> {
+        let now = self.now();
+        let pc = PcId::parse(pc_id_text)
+            .map_err(|e| ServiceError::invalid("pc_id", format!("not a PC identifier: {e}")))?;
+        let (key, line, policy, spec) = self.usable_line(key_text, now).await?;
+        let hint = hint_of(&key);
+        if let Some(p) = product {
+            if p != line.product_id {
+                return Err(Refusal::WrongProduct {
+                    hint,
+                    detail: format!("for product {}, not {p}", line.product_id),
+                }
+                .into());
+            }
+        }
+        if !matches!(policy.model, LicenseModel::NodeLocked) {
+            return Err(Refusal::WrongProduct {
+                hint,
+                detail: "for a license server (floating seats), not for a single computer".into(),
+            }
+            .into());
+        }
+        let target = format!("device:{}", HostId::from(&pc));
+        let outcome = self
+            .store
+            .activate(&line.id, &target, 1, i64::from(policy.count), &short_id("ACT"), now)
+            .await?;
+        if let ActivateOutcome::Exhausted { used, .. } = outcome {
+            return Err(if policy.count <= 1 {
+                Refusal::BoundToAnotherMachine { hint }
+            } else {
+                Refusal::CountExhausted {
+                    hint,
+                    available: (i64::from(policy.count) - used).max(0),
+                    total: i64::from(policy.count),
+                    requested: 1,
+                }
+            }
+            .into());
+        }
+        let exp = self.line_expiry(&line, &policy, now).await?;
+        let entitlement = self
+            .store
+            .get_entitlement(&line.entitlement_id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound { what: format!("entitlement {}", line.entitlement_id) })?;
+        let customer = self.customer(&entitlement.customer_id).await?;
+        let mut lp = policy.policy.clone();
+        lp.grace_days = lp
+            .grace_days
+            .saturating_add(u32::try_from(customer.grace_extra_days).unwrap_or(0));
+        let claims = LicenseClaims {
+            v: LICENSE_FORMAT_VERSION,
+            iss: self.issuer.clone(),
+            sub: customer.name,
+            jti: short_id("LIC"),
+            iat: now,
+            nbf: None,
+            exp,
+            hostids: vec![HostId::from(&pc)],
+            features: self.line_features(&line, &policy, &spec, Count::Uncounted, exp),
+            policy: Some(lp),
+        };
+        let license = self.sign_license(claims).await?;
+        Ok(ActivationResult {
+            license,
+            certificate: None,
+            expires_at: exp.map(|e| e.unix_timestamp()),
+        })
+    }
+
+    // ---- offline ----------------------------------------------------------------------------
+
+    /// Answers an offline request file with a response file. The same request answered twice gets
+    /// the same response; a request for another producer, or one that does not verify, is refused.
+    pub async fn offline_respond(&self, request_text: &str) -> Result<String, ServiceError> {
+        let now = self.now();
+        let request = RequestClaims::verify(request_text, now).map_err(ServiceError::BadDocument)?;
+        let ours = self.keys.signing.kid().to_string();
+        if request.aud != ours {
+            return Err(ServiceError::WrongProducer {
+                aud: request.aud,
+                ours,
+            });
+        }
+        if let Some(previous) = self.store.get_offline_response(&request.jti).await? {
+            return Ok(previous);
+        }
+        let result = match &request.body {
+            RequestBody::ServerActivation {
+                server_hostid,
+                server_key,
+                activations,
+            } => {
+                if *server_key != request.requester_key {
+                    return Err(ServiceError::invalid(
+                        "server_key",
+                        "the request must be signed with the server key it asks to certify",
+                    ));
+                }
+                self.activate_server(server_hostid, server_key, activations).await?
+            }
+            RequestBody::DeviceActivation { key, pc_id, product } => {
+                self.activate_device(key, pc_id, product.as_deref()).await?
+            }
+            RequestBody::Renewal { server_hostid, .. } => {
+                let key = request.requester_public_key().map_err(ServiceError::BadDocument)?;
+                self.server_bundle(server_hostid, &key, now).await?
+            }
+            _ => return Err(ServiceError::invalid("kind", "this kind of request is not known to this back office")),
+        };
+        let response = ResponseClaims {
+            jti: short_id("RSP"),
+            iat: now,
+            in_reply_to: request.jti.clone(),
+            license: result.license,
+            certificate: result.certificate,
+        }
+        .issue(&self.keys.signing)
+        .map_err(sign_err)?;
+        let requester = match &request.body {
+            RequestBody::DeviceActivation { pc_id, .. } => format!("device:{pc_id}"),
+            RequestBody::ServerActivation { server_hostid, .. }
+            | RequestBody::Renewal { server_hostid, .. } => format!("server:{server_hostid}"),
+            _ => "unknown".into(),
+        };
+        Ok(self
+            .store
+            .put_offline_response(&request.jti, &requester, &response, now)
+            .await?)
+    }
+
+    // ---- unlock codes -----------------------------------------------------------------------
+
+    /// Makes the unlock code for a node-locked key on a PC identifier (for machines that never go
+    /// online). The same key and PC get the same code again; a key whose features that PC already
+    /// has from another key is refused with a warning; a key used on another PC is refused.
+    pub async fn unlock(&self, key_text: &str, pc_id_text: &str) -> Result<UnlockResult, ServiceError> {
+        let now = self.now();
+        let pc = PcId::parse(pc_id_text)
+            .map_err(|e| ServiceError::invalid("pc_id", format!("not a PC identifier: {e}")))?;
+        let (key, line, policy, spec) = self.usable_line(key_text, now).await?;
+        let hint = hint_of(&key);
+        if !matches!(policy.model, LicenseModel::NodeLocked) {
+            return Err(Refusal::WrongProduct {
+                hint,
+                detail: "for a license server (floating seats); unlock codes are for node-locked keys".into(),
+            }
+            .into());
+        }
+        let names: Vec<&str> = spec.features.iter().map(|f| f.name.as_str()).collect();
+        let granted: Vec<String> = if policy.features.is_empty() {
+            names.iter().map(|s| s.to_string()).collect()
+        } else {
+            policy.features.clone()
+        };
+        let target = format!("device:{}", HostId::from(&pc));
+        let already_here = self
+            .store
+            .line_activations(&line.id)
+            .await?
+            .iter()
+            .any(|a| a.target == target);
+        if !already_here {
+            // features this PC already has from other keys of the same product
+            let mut have = std::collections::BTreeSet::new();
+            for (other_line, _) in self.store.unlocks_for_pc(&pc.to_string()).await? {
+                if other_line == line.id {
+                    continue;
+                }
+                if let Some(l) = self.store.get_line(&other_line).await? {
+                    if l.product_id == line.product_id && l.revoked_at.is_none() {
+                        let lp: LinePolicy = parse_json(&l.policy_json, "line policy")?;
+                        if lp.features.is_empty() {
+                            have.extend(names.iter().map(|s| s.to_string()));
+                        } else {
+                            have.extend(lp.features);
+                        }
+                    }
+                }
+            }
+            if !granted.is_empty() && granted.iter().all(|f| have.contains(f)) {
+                return Err(Refusal::AlreadyActivated {
+                    features: granted.join(", "),
+                }
+                .into());
+            }
+        }
+        let outcome = self
+            .store
+            .activate(&line.id, &target, 1, i64::from(policy.count), &short_id("ACT"), now)
+            .await?;
+        if let ActivateOutcome::Exhausted { .. } = outcome {
+            return Err(Refusal::BoundToAnotherMachine { hint }.into());
+        }
+        let mask = FeatureMask::from_names(&names, &granted)
+            .map_err(|e| ServiceError::invalid("features", e.to_string()))?;
+        let exp = self.line_expiry(&line, &policy, now).await?;
+        let grant = match exp {
+            // the last whole day before the expiry instant
+            Some(t) => UnlockGrant::until(mask, (t - Duration::seconds(1)).date()),
+            None => UnlockGrant::permanent(mask),
+        };
+        let code = UnlockCode::issue(&self.keys.unlock, &line.product_id, &key, &pc, grant)
+            .map_err(|e| ServiceError::invalid("expires_at", e.to_string()))?
+            .to_string();
+        let stored = self
+            .store
+            .put_unlock(&line.id, &pc.to_string(), &code, now)
+            .await?;
+        Ok(UnlockResult {
+            code: stored,
+            features: granted,
+            expires: exp.map(|t| display_date(t - Duration::seconds(1))),
+            product: line.product_id,
+        })
+    }
+
+    // ---- trials -----------------------------------------------------------------------------
+
+    /// Registers (or looks up) the trial of `product` on the machine with PC identifier `pc_id`.
+    /// The first start is remembered, so reinstalling does not restart a trial.
+    pub async fn start_trial(&self, product: &str, pc_id_text: &str) -> Result<TrialResult, ServiceError> {
+        let now = self.now();
+        let pc = PcId::parse(pc_id_text)
+            .map_err(|e| ServiceError::invalid("pc_id", format!("not a PC identifier: {e}")))?;
+        let (_, spec) = self.product(product).await?;
+        let started = self
+            .store
+            .start_trial(product, &pc.to_string(), now)
+            .await?;
+        let ends = started + Duration::days(i64::from(spec.trial_days));
+        let mut features: Vec<Feature> = spec
+            .features
+            .iter()
+            .map(|pf| {
+                let mut f = Feature::new(pf.name.clone(), pf.version.clone(), Count::Uncounted);
+                f.expiry = Expiry::At(ends);
+                f.product = Some(product.into());
+                f.vendor_string = Some("trial".into());
+                f
+            })
+            .collect();
+        for b in &spec.basic_features {
+            if let Some(pf) = spec.feature(b) {
+                let mut f = Feature::new(pf.name.clone(), pf.version.clone(), Count::Uncounted);
+                f.product = Some(product.into());
+                f.vendor_string = Some("basic".into());
+                features.push(f);
+            }
+        }
+        let claims = LicenseClaims {
+            v: LICENSE_FORMAT_VERSION,
+            iss: self.issuer.clone(),
+            sub: format!("trial of {product}"),
+            jti: short_id("TRL"),
+            iat: now,
+            nbf: None,
+            exp: if spec.basic_features.is_empty() { Some(ends) } else { None },
+            hostids: vec![HostId::new(HostIdKind::PcId, &pc.to_string()).map_err(|e| ServiceError::invalid("pc_id", e.to_string()))?],
+            features,
+            policy: None,
+        };
+        let license = if now >= ends && spec.basic_features.is_empty() {
+            String::new()
+        } else {
+            self.sign_license(claims).await?
+        };
+        Ok(TrialResult {
+            started_at: started.unix_timestamp(),
+            expires_at: ends.unix_timestamp(),
+            basic_features: spec.basic_features.clone(),
+            license,
+        })
+    }
+}
+
+fn strictest(acc: Option<LicensePolicy>, p: &LicensePolicy) -> LicensePolicy {
+    match acc {
+        None => p.clone(),
+        Some(a) => LicensePolicy {
+            grace_days: a.grace_days.min(p.grace_days),
+            renewal_days: a.renewal_days.min(p.renewal_days),
+            offline_max_days: a.offline_max_days.min(p.offline_max_days),
+            offline_refresh_days: a.offline_refresh_days.min(p.offline_refresh_days),
+            offline_max_active: a.offline_max_active.min(p.offline_max_active),
+        },
+    }
+}
+
+fn customer_view(r: CustomerRecord) -> CustomerView {
+    CustomerView {
+        id: r.id,
+        name: r.name,
+        email: r.email,
+        grace_extra_days: r.grace_extra_days,
+    }
+}
+
+fn validate_policy(p: &LinePolicy, spec: &ProductSpec) -> Result<(), String> {
+    if p.count == 0 && !matches!(p.model, LicenseModel::Uncounted) {
+        return Err("count must be at least 1".into());
+    }
+    for f in &p.features {
+        if spec.feature(f).is_none() {
+            return Err(format!("feature '{f}' is not one of the product's features"));
+        }
+    }
+    if let (Some(s), Some(e)) = (p.starts_at, p.expires_at) {
+        if s >= e {
+            return Err("starts_at must be before expires_at".into());
+        }
+    }
+    if p.term_days == Some(0) {
+        return Err("term_days must be at least 1".into());
+    }
+    let pol = &p.policy;
+    if pol.offline_max_days == 0 || pol.offline_refresh_days > pol.offline_max_days {
+        return Err("offline policy: offline_max_days at least 1 and offline_refresh_days no more than it".into());
+    }
+    if pol.renewal_days == 0 {
+        return Err("renewal_days must be at least 1".into());
+    }
+    Ok(())
+}
