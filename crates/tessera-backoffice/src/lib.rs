@@ -7,5 +7,9 @@
 #![warn(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod auth;
+pub mod daemon;
+pub mod http;
 pub mod model;
+pub mod outbox;
 pub mod service;

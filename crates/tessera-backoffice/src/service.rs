@@ -279,6 +279,11 @@ impl<S: Store> BackOffice<S> {
         self.clock.now()
     }
 
+    /// Who signs: the producer's name in documents and pages.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
     /// The producer's keys.
     pub fn keys(&self) -> &ProducerKeys {
         &self.keys

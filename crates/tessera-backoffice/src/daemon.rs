@@ -1,0 +1,355 @@
+//! The data directory, configuration, `init` and `serve`.
+//!
+//! ```text
+//! DATA/backoffice.toml        configuration (listen address, database, issuer, TLS, limits)
+//! DATA/keys/producer.key      Ed25519 signing key, PKCS#8 PEM, 0600
+//! DATA/keys/producer.pub      its public key (embed in applications and license servers)
+//! DATA/keys/unlock.key        BLS12-381 key for unlock codes, 0600
+//! DATA/keys/unlock.pub        its public key (embed in applications that take unlock codes)
+//! DATA/tessera.db             the SQLite store (unless `database` names PostgreSQL)
+//! ```
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use tessera_core::keys::PublicKey;
+use tessera_core::unlock::UnlockSecretKey;
+use tessera_core::{Clock, SigningKey};
+use tessera_store::{AnyStore, KeyStore, PublicKeyRecord};
+
+use crate::auth;
+use crate::http::{self, AppState, Metrics, RateLimiter};
+use crate::service::{BackOffice, ProducerKeys};
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7171";
+
+/// `DATA/backoffice.toml`. Unknown keys are errors.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Database URL; the SQLite file in the data directory when absent.
+    #[serde(default)]
+    pub database: Option<String>,
+    /// The producer's name, written as the issuer of every document.
+    #[serde(default = "default_issuer")]
+    pub issuer: String,
+    /// TLS certificate and key (PEM); plain HTTP when absent.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Requests a minute one address may make to the public endpoints and pages.
+    #[serde(default = "default_rate")]
+    pub public_requests_per_minute: u32,
+    /// Log filter, e.g. `info` or `tessera_backoffice=debug` (`RUST_LOG` overrides it).
+    #[serde(default = "default_log")]
+    pub log: String,
+}
+
+/// TLS files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Private key, PEM.
+    pub key: PathBuf,
+}
+
+fn default_listen() -> String {
+    DEFAULT_LISTEN.into()
+}
+fn default_issuer() -> String {
+    "Tessera producer".into()
+}
+fn default_rate() -> u32 {
+    60
+}
+fn default_log() -> String {
+    "info".into()
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: default_listen(),
+            database: None,
+            issuer: default_issuer(),
+            tls: None,
+            public_requests_per_minute: default_rate(),
+            log: default_log(),
+        }
+    }
+}
+
+/// Why the back office could not start or a command could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    /// The data directory is not initialised.
+    #[error("{0} is not an initialised back office: run `tessera backoffice init --data {0}` first")]
+    NotInitialised(String),
+    /// Already initialised.
+    #[error("{0} already holds a back office (keys/producer.key exists); use another --data, or serve this one")]
+    AlreadyInitialised(String),
+    /// A file could not be read or written.
+    #[error("{path}: {detail}")]
+    File {
+        /// The file.
+        path: String,
+        /// What happened.
+        detail: String,
+    },
+    /// The configuration is wrong.
+    #[error("{path}: {detail}")]
+    Config {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] tessera_store::StoreError),
+    /// A service operation failed.
+    #[error(transparent)]
+    Service(#[from] crate::service::ServiceError),
+    /// The listener failed.
+    #[error("cannot listen on {addr}: {detail}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// What happened.
+        detail: String,
+    },
+}
+
+fn file_err(path: &Path, e: impl std::fmt::Display) -> DaemonError {
+    DaemonError::File {
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    }
+}
+
+/// Writes a file atomically with `mode`.
+fn write_file(path: &Path, content: &[u8], mode: u32) -> Result<(), DaemonError> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut f = opts.open(&tmp).map_err(|e| file_err(&tmp, e))?;
+    f.write_all(content).map_err(|e| file_err(&tmp, e))?;
+    f.sync_all().map_err(|e| file_err(&tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| file_err(path, e))
+}
+
+fn read(path: &Path) -> Result<String, DaemonError> {
+    fs::read_to_string(path).map_err(|e| file_err(path, e))
+}
+
+/// Reads `DATA/backoffice.toml` (defaults when it is missing).
+pub fn load_config(data: &Path) -> Result<Config, DaemonError> {
+    let path = data.join("backoffice.toml");
+    if !path.exists() {
+        return Ok(Config::default());
+    }
+    let text = read(&path)?;
+    toml::from_str(&text).map_err(|e| DaemonError::Config {
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    })
+}
+
+/// What `init` made.
+#[derive(Debug)]
+pub struct InitReport {
+    /// The admin user's name.
+    pub admin_user: String,
+    /// Its password: shown once.
+    pub admin_password: String,
+    /// An API token for the admin: shown once.
+    pub admin_token: String,
+    /// The producer key id.
+    pub kid: String,
+    /// The database URL.
+    pub database: String,
+}
+
+/// Creates a back office in `data`: keys, configuration, store, the first admin user.
+pub async fn init(
+    data: &Path,
+    database: Option<&str>,
+    issuer: Option<&str>,
+    clock: &dyn Clock,
+) -> Result<InitReport, DaemonError> {
+    let keys_dir = data.join("keys");
+    if keys_dir.join("producer.key").exists() {
+        return Err(DaemonError::AlreadyInitialised(data.display().to_string()));
+    }
+    fs::create_dir_all(&keys_dir).map_err(|e| file_err(&keys_dir, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&keys_dir, fs::Permissions::from_mode(0o700))
+            .map_err(|e| file_err(&keys_dir, e))?;
+    }
+    let mut config = Config::default();
+    if let Some(db) = database {
+        config.database = Some(db.to_string());
+    }
+    if let Some(i) = issuer {
+        config.issuer = i.to_string();
+    }
+    let url = database_url(data, &config);
+    let store = tessera_store::open(&url).await?;
+
+    let signing = SigningKey::generate(&mut rand::rngs::OsRng);
+    let unlock = UnlockSecretKey::generate(&mut rand::rngs::OsRng);
+    let pem = signing
+        .to_pkcs8_pem()
+        .map_err(|e| file_err(&keys_dir, e))?;
+    let pub_pem = signing
+        .public()
+        .to_spki_pem()
+        .map_err(|e| file_err(&keys_dir, e))?;
+    write_file(&keys_dir.join("unlock.key"), unlock.to_pem().as_bytes(), 0o600)?;
+    write_file(&keys_dir.join("unlock.pub"), unlock.public().to_pem().as_bytes(), 0o644)?;
+    write_file(&keys_dir.join("producer.pub"), pub_pem.as_bytes(), 0o644)?;
+    let mut toml_text = format!(
+        "# Tessera back office configuration. Unknown keys are errors.\nlisten = \"{}\"\nissuer = \"{}\"\npublic_requests_per_minute = {}\nlog = \"info\"\n",
+        config.listen,
+        config.issuer.replace('"', "'"),
+        config.public_requests_per_minute
+    );
+    if let Some(db) = &config.database {
+        toml_text.push_str(&format!("database = \"{}\"\n", db.replace('"', "")));
+    }
+    toml_text.push_str("# [tls]\n# cert = \"/path/to/cert.pem\"\n# key = \"/path/to/key.pem\"\n");
+    write_file(&data.join("backoffice.toml"), toml_text.as_bytes(), 0o644)?;
+
+    let now = clock.now();
+    store
+        .put_public_key(PublicKeyRecord {
+            kid: signing.kid().to_string(),
+            public_pem: pub_pem,
+            created_at: now,
+            retired_at: None,
+        })
+        .await?;
+    let password = auth::random_password();
+    auth::create_user(&store, "admin", &password, now).await?;
+    let token = auth::create_token(&store, "admin", "init", now).await?;
+    // the private key last: its presence marks an initialised back office
+    write_file(&keys_dir.join("producer.key"), pem.as_bytes(), 0o600)?;
+    Ok(InitReport {
+        admin_user: "admin".into(),
+        admin_password: password,
+        admin_token: token,
+        kid: signing.kid().to_string(),
+        database: url,
+    })
+}
+
+fn database_url(data: &Path, config: &Config) -> String {
+    config
+        .database
+        .clone()
+        .unwrap_or_else(|| tessera_store::sqlite_url_for_data_dir(data))
+}
+
+/// Opens an initialised back office: configuration, keys, store.
+pub async fn open(
+    data: &Path,
+    database: Option<&str>,
+    clock: Arc<dyn Clock>,
+) -> Result<(BackOffice<AnyStore>, Config), DaemonError> {
+    let keys_dir = data.join("keys");
+    let key_path = keys_dir.join("producer.key");
+    if !key_path.exists() {
+        return Err(DaemonError::NotInitialised(data.display().to_string()));
+    }
+    let mut config = load_config(data)?;
+    if let Some(db) = database {
+        config.database = Some(db.to_string());
+    }
+    let signing = SigningKey::from_pkcs8_pem(&read(&key_path)?).map_err(|e| file_err(&key_path, e))?;
+    let unlock_path = keys_dir.join("unlock.key");
+    let unlock = UnlockSecretKey::from_pem(&read(&unlock_path)?).map_err(|e| file_err(&unlock_path, e))?;
+    let store = tessera_store::open(&database_url(data, &config)).await?;
+    let bo = BackOffice::new(
+        store,
+        clock,
+        Arc::new(ProducerKeys { signing, unlock }),
+        config.issuer.clone(),
+    );
+    Ok((bo, config))
+}
+
+/// The producer's public key from a data directory (for tests and tools).
+pub fn public_key(data: &Path) -> Result<PublicKey, DaemonError> {
+    let p = data.join("keys").join("producer.pub");
+    PublicKey::from_spki_pem(&read(&p)?).map_err(|e| file_err(&p, e))
+}
+
+/// The HTTP state for a back office.
+pub fn state(bo: BackOffice<AnyStore>, config: &Config) -> http::Shared {
+    Arc::new(AppState {
+        bo,
+        limiter: RateLimiter::new(config.public_requests_per_minute),
+        metrics: Metrics::default(),
+    })
+}
+
+/// Serves on an already bound listener until `shutdown` resolves (tests bind port 0).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: http::Shared,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Serves with TLS on `addr` until `shutdown` resolves.
+pub async fn serve_tls(
+    addr: SocketAddr,
+    tls: &TlsConfig,
+    state: http::Shared,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), DaemonError> {
+    let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+        .await
+        .map_err(|e| DaemonError::Config {
+            path: tls.cert.display().to_string(),
+            detail: format!("cannot load the TLS certificate and key: {e}"),
+        })?;
+    let handle = axum_server::Handle::new();
+    let h = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        h.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+    });
+    let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum_server::bind_rustls(addr, rustls)
+        .handle(handle)
+        .serve(app)
+        .await
+        .map_err(|e| DaemonError::Listen {
+            addr: addr.to_string(),
+            detail: e.to_string(),
+        })
+}

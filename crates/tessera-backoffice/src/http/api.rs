@@ -1,0 +1,442 @@
+//! The REST API under `/api/v1`.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use tessera_core::offline::KeyCount;
+use tessera_core::HostId;
+use tessera_store::Page;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{authenticate, check_rate, text, ApiError, ApiJson, ClientIp, Shared};
+use crate::auth;
+use crate::model::{ProductFeature, ProductSpec};
+use crate::service::{
+    ActivationResult, CustomerView, EntitlementView, LineView, NewLine, ProductView, TrialResult,
+    UnlockResult,
+};
+
+/// The API routes with their documentation.
+pub fn routes() -> OpenApiRouter<Shared> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(create_token))
+        .routes(routes!(list_products, create_product))
+        .routes(routes!(add_features))
+        .routes(routes!(list_customers, create_customer))
+        .routes(routes!(extend_grace))
+        .routes(routes!(create_entitlement))
+        .routes(routes!(get_entitlement))
+        .routes(routes!(list_keys))
+        .routes(routes!(revoke_key))
+        .routes(routes!(rehost_key))
+        .routes(routes!(activate_server))
+        .routes(routes!(activate_device))
+        .routes(routes!(offline_respond))
+        .routes(routes!(unlock))
+        .routes(routes!(start_trial))
+}
+
+/// Liveness: answers `ok` while the process serves requests.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "ok", body = String)))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// A user name and password, exchanged for an API token.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: String,
+    /// A label for the token.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// A new API token: shown once.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TokenResponse {
+    /// The token, for `Authorization: Bearer <token>`.
+    pub token: String,
+}
+
+/// Exchanges a user name and password for an API token.
+#[utoipa::path(post, path = "/api/v1/auth/token", tag = "auth", request_body = TokenRequest,
+    responses((status = 201, body = TokenResponse), (status = 401, body = super::Problem), (status = 429, body = super::Problem)))]
+async fn create_token(
+    State(state): State<Shared>,
+    ip: ClientIp,
+    ApiJson(req): ApiJson<TokenRequest>,
+) -> Result<Response, ApiError> {
+    check_rate(&state, ip)?;
+    let user = auth::check_password(state.bo.store(), &req.username, &req.password)
+        .await
+        .map_err(ApiError::from)?
+        .ok_or_else(|| ApiError::unauthorized("wrong user name or password"))?;
+    let token = auth::create_token(
+        state.bo.store(),
+        &user,
+        req.name.as_deref().unwrap_or("api"),
+        state.bo.now(),
+    )
+    .await
+    .map_err(ApiError::from)?;
+    Ok((StatusCode::CREATED, ApiJson(TokenResponse { token })).into_response())
+}
+
+/// Lists products.
+#[utoipa::path(get, path = "/api/v1/products", tag = "products", security(("token" = [])),
+    responses((status = 200, body = Vec<ProductView>), (status = 401, body = super::Problem)))]
+async fn list_products(State(state): State<Shared>, headers: HeaderMap) -> Result<ApiJson<Vec<ProductView>>, ApiError> {
+    authenticate(&state, &headers).await?;
+    Ok(ApiJson(state.bo.list_products().await?))
+}
+
+/// A new product.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewProduct {
+    /// Id: letters, digits, `-`, `_`.
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Definition.
+    #[serde(flatten)]
+    pub spec: ProductSpec,
+}
+
+/// Defines a product with its features.
+#[utoipa::path(post, path = "/api/v1/products", tag = "products", security(("token" = [])), request_body = NewProduct,
+    responses((status = 201, body = ProductView), (status = 409, body = super::Problem), (status = 422, body = super::Problem)))]
+async fn create_product(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<NewProduct>,
+) -> Result<Response, ApiError> {
+    authenticate(&state, &headers).await?;
+    let p = state.bo.create_product(&req.id, &req.name, req.spec).await?;
+    Ok((StatusCode::CREATED, ApiJson(p)).into_response())
+}
+
+/// Features to append to a product.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewFeatures {
+    /// The features, appended in order.
+    pub features: Vec<ProductFeature>,
+}
+
+/// Appends features to a product (features are never removed or reordered).
+#[utoipa::path(post, path = "/api/v1/products/{id}/features", tag = "products", security(("token" = [])),
+    params(("id" = String, Path, description = "product id")), request_body = NewFeatures,
+    responses((status = 200, body = ProductView), (status = 404, body = super::Problem)))]
+async fn add_features(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<NewFeatures>,
+) -> Result<ApiJson<ProductView>, ApiError> {
+    authenticate(&state, &headers).await?;
+    Ok(ApiJson(state.bo.add_features(&id, req.features).await?))
+}
+
+/// Lists customers.
+#[utoipa::path(get, path = "/api/v1/customers", tag = "customers", security(("token" = [])),
+    responses((status = 200, body = Vec<CustomerView>)))]
+async fn list_customers(State(state): State<Shared>, headers: HeaderMap) -> Result<ApiJson<Vec<CustomerView>>, ApiError> {
+    authenticate(&state, &headers).await?;
+    Ok(ApiJson(state.bo.list_customers().await?))
+}
+
+/// A new customer.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewCustomer {
+    /// Name.
+    pub name: String,
+    /// Contact e-mail.
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// Adds a customer.
+#[utoipa::path(post, path = "/api/v1/customers", tag = "customers", security(("token" = [])), request_body = NewCustomer,
+    responses((status = 201, body = CustomerView), (status = 422, body = super::Problem)))]
+async fn create_customer(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<NewCustomer>,
+) -> Result<Response, ApiError> {
+    authenticate(&state, &headers).await?;
+    let c = state.bo.create_customer(&req.name, req.email.as_deref()).await?;
+    Ok((StatusCode::CREATED, ApiJson(c)).into_response())
+}
+
+/// Extra grace days for one customer.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GraceRequest {
+    /// Days added to every grace period of the customer's licenses (0 resets).
+    pub days: u32,
+}
+
+/// Extends one customer's grace period.
+#[utoipa::path(post, path = "/api/v1/customers/{id}/grace", tag = "customers", security(("token" = [])),
+    params(("id" = String, Path, description = "customer id")), request_body = GraceRequest,
+    responses((status = 200, body = CustomerView), (status = 404, body = super::Problem)))]
+async fn extend_grace(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<GraceRequest>,
+) -> Result<ApiJson<CustomerView>, ApiError> {
+    authenticate(&state, &headers).await?;
+    Ok(ApiJson(state.bo.extend_grace(&id, req.days).await?))
+}
+
+/// A new entitlement.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewEntitlement {
+    /// The customer.
+    pub customer_id: String,
+    /// Its lines.
+    pub lines: Vec<NewLine>,
+}
+
+/// Creates an entitlement; the answer shows each line's activation key, this once.
+#[utoipa::path(post, path = "/api/v1/entitlements", tag = "entitlements", security(("token" = [])), request_body = NewEntitlement,
+    responses((status = 201, body = EntitlementView), (status = 404, body = super::Problem), (status = 422, body = super::Problem)))]
+async fn create_entitlement(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<NewEntitlement>,
+) -> Result<Response, ApiError> {
+    authenticate(&state, &headers).await?;
+    let e = state.bo.create_entitlement(&req.customer_id, req.lines).await?;
+    Ok((StatusCode::CREATED, ApiJson(e)).into_response())
+}
+
+/// Shows an entitlement with its lines and who activated them (keys are not shown again).
+#[utoipa::path(get, path = "/api/v1/entitlements/{id}", tag = "entitlements", security(("token" = [])),
+    params(("id" = String, Path, description = "entitlement id")),
+    responses((status = 200, body = EntitlementView), (status = 404, body = super::Problem)))]
+async fn get_entitlement(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<ApiJson<EntitlementView>, ApiError> {
+    authenticate(&state, &headers).await?;
+    Ok(ApiJson(state.bo.get_entitlement(&id).await?))
+}
+
+/// Paging.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct Paging {
+    /// Rows to skip.
+    #[serde(default)]
+    pub offset: Option<i64>,
+    /// Rows to return (default 100, at most 1000).
+    #[serde(default)]
+    pub limit: Option<i64>,
+}
+
+impl Paging {
+    fn page(&self) -> Page {
+        Page {
+            offset: self.offset.unwrap_or(0).max(0),
+            limit: self.limit.unwrap_or(100).clamp(1, 1000),
+        }
+    }
+}
+
+/// Lists activation keys (as hints) with their use, newest first.
+#[utoipa::path(get, path = "/api/v1/keys", tag = "entitlements", security(("token" = [])), params(Paging),
+    responses((status = 200, body = Vec<LineView>)))]
+async fn list_keys(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(paging): Query<Paging>,
+) -> Result<ApiJson<Vec<LineView>>, ApiError> {
+    authenticate(&state, &headers).await?;
+    Ok(ApiJson(state.bo.list_keys(paging.page()).await?))
+}
+
+/// Revokes a key (by line id or by the key itself).
+#[utoipa::path(post, path = "/api/v1/keys/{key}/revoke", tag = "entitlements", security(("token" = [])),
+    params(("key" = String, Path, description = "line id (LIN-…) or activation key")),
+    responses((status = 200, body = LineView), (status = 404, body = super::Problem)))]
+async fn revoke_key(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+) -> Result<ApiJson<LineView>, ApiError> {
+    authenticate(&state, &headers).await?;
+    Ok(ApiJson(state.bo.revoke(&key).await?))
+}
+
+/// Which activation to release.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RehostRequest {
+    /// The holder to release (e.g. `device:pc_id=…`); all holders when absent.
+    #[serde(default)]
+    pub holder: Option<String>,
+}
+
+/// What re-hosting did.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RehostResponse {
+    /// Activations released.
+    pub released: u64,
+    /// The line now.
+    pub line: LineView,
+}
+
+/// Re-hosts a key: releases its activations so it can be activated on a new machine.
+#[utoipa::path(post, path = "/api/v1/keys/{key}/rehost", tag = "entitlements", security(("token" = [])),
+    params(("key" = String, Path, description = "line id (LIN-…) or activation key")), request_body = RehostRequest,
+    responses((status = 200, body = RehostResponse), (status = 404, body = super::Problem)))]
+async fn rehost_key(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(key): Path<String>,
+    ApiJson(req): ApiJson<RehostRequest>,
+) -> Result<ApiJson<RehostResponse>, ApiError> {
+    authenticate(&state, &headers).await?;
+    let (line, released) = state.bo.rehost(&key, req.holder.as_deref()).await?;
+    Ok(ApiJson(RehostResponse { released, line }))
+}
+
+/// A license server's activation request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerActivationRequest {
+    /// The server's host id, `KIND=VALUE`.
+    #[schema(value_type = String, example = "ethernet=0050569a3b01")]
+    pub server_hostid: HostId,
+    /// The server's Ed25519 public key, base64url of its 32 bytes.
+    pub server_key: String,
+    /// Activation keys and counts.
+    #[schema(value_type = Vec<Object>)]
+    pub activations: Vec<KeyCount>,
+}
+
+/// Activates one or more activation keys with counts into a license server; answers with the
+/// server's license bundle and certificate.
+#[utoipa::path(post, path = "/api/v1/activate/server", tag = "activation", request_body = ServerActivationRequest,
+    responses((status = 200, body = ActivationResult),
+        (status = 404, description = "unknown_key", body = super::Problem),
+        (status = 409, description = "count_exhausted, wrong_product", body = super::Problem),
+        (status = 403, description = "revoked, entitlement_expired", body = super::Problem),
+        (status = 422, description = "invalid_key, invalid_request", body = super::Problem)))]
+async fn activate_server(
+    State(state): State<Shared>,
+    ip: ClientIp,
+    ApiJson(req): ApiJson<ServerActivationRequest>,
+) -> Result<ApiJson<ActivationResult>, ApiError> {
+    check_rate(&state, ip)?;
+    Ok(ApiJson(
+        state
+            .bo
+            .activate_server(&req.server_hostid, &req.server_key, &req.activations)
+            .await?,
+    ))
+}
+
+/// A device's activation request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceActivationRequest {
+    /// The node-locked activation key.
+    pub key: String,
+    /// The device's PC identifier for the product.
+    pub pc_id: String,
+    /// The product the application is.
+    #[serde(default)]
+    pub product: Option<String>,
+}
+
+/// Activates a node-locked key on a device (idempotent for the same device; another device is
+/// refused with `bound_to_another_machine`).
+#[utoipa::path(post, path = "/api/v1/activate/device", tag = "activation", request_body = DeviceActivationRequest,
+    responses((status = 200, body = ActivationResult),
+        (status = 404, description = "unknown_key", body = super::Problem),
+        (status = 409, description = "bound_to_another_machine, count_exhausted, wrong_product", body = super::Problem),
+        (status = 403, description = "revoked, entitlement_expired", body = super::Problem)))]
+async fn activate_device(
+    State(state): State<Shared>,
+    ip: ClientIp,
+    ApiJson(req): ApiJson<DeviceActivationRequest>,
+) -> Result<ApiJson<ActivationResult>, ApiError> {
+    check_rate(&state, ip)?;
+    Ok(ApiJson(
+        state
+            .bo
+            .activate_device(&req.key, &req.pc_id, req.product.as_deref())
+            .await?,
+    ))
+}
+
+/// Answers an offline request file (the body, as text) with a response file (as text). The same
+/// request answered twice gets the same response.
+#[utoipa::path(post, path = "/api/v1/offline", tag = "activation",
+    request_body(content = String, content_type = "text/plain", description = "the request file"),
+    responses((status = 200, content_type = "text/plain", body = String, description = "the response file"),
+        (status = 422, description = "invalid_document, wrong_producer", body = super::Problem)))]
+async fn offline_respond(State(state): State<Shared>, ip: ClientIp, body: String) -> Result<Response, ApiError> {
+    check_rate(&state, ip)?;
+    Ok(text(state.bo.offline_respond(&body).await?))
+}
+
+/// An unlock-code request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnlockRequest {
+    /// The node-locked activation key.
+    pub key: String,
+    /// The PC identifier shown by the application.
+    pub pc_id: String,
+}
+
+/// Makes the unlock code for a key on a PC identifier (for machines that never go online).
+#[utoipa::path(post, path = "/api/v1/unlock", tag = "activation", request_body = UnlockRequest,
+    responses((status = 200, body = UnlockResult),
+        (status = 409, description = "bound_to_another_machine, already_activated, wrong_product", body = super::Problem)))]
+async fn unlock(
+    State(state): State<Shared>,
+    ip: ClientIp,
+    ApiJson(req): ApiJson<UnlockRequest>,
+) -> Result<ApiJson<UnlockResult>, ApiError> {
+    check_rate(&state, ip)?;
+    Ok(ApiJson(state.bo.unlock(&req.key, &req.pc_id).await?))
+}
+
+/// A trial registration.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrialRequest {
+    /// The product.
+    pub product: String,
+    /// The machine's PC identifier for the product.
+    pub pc_id: String,
+}
+
+/// Registers a trial (or returns the one already registered: a reinstall does not restart it).
+#[utoipa::path(post, path = "/api/v1/trials", tag = "trials", request_body = TrialRequest,
+    responses((status = 200, body = TrialResult), (status = 404, body = super::Problem)))]
+async fn start_trial(
+    State(state): State<Shared>,
+    ip: ClientIp,
+    ApiJson(req): ApiJson<TrialRequest>,
+) -> Result<ApiJson<TrialResult>, ApiError> {
+    check_rate(&state, ip)?;
+    Ok(ApiJson(state.bo.start_trial(&req.product, &req.pc_id).await?))
+}

@@ -1,0 +1,186 @@
+//! Public pages: `/activate` (unlock codes) and `/offline` (request file in, response file out).
+//! No login; rate-limited per address like the public API.
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Form;
+use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{check_rate, ApiError, ClientIp, Shared};
+use crate::service::UnlockResult;
+
+/// The page routes with their documentation.
+pub fn routes() -> OpenApiRouter<Shared> {
+    OpenApiRouter::new()
+        .routes(routes!(activate_page, activate_submit))
+        .routes(routes!(offline_page, offline_submit))
+}
+
+#[derive(Template)]
+#[template(path = "activate.html")]
+struct ActivatePage {
+    issuer: String,
+    error: Option<(String, String)>,
+    result: Option<UnlockResult>,
+    pc_id: String,
+    email: String,
+    mailed: bool,
+}
+
+#[derive(Template)]
+#[template(path = "offline.html")]
+struct OfflinePage {
+    issuer: String,
+    error: Option<(String, String)>,
+    response: Option<String>,
+}
+
+fn html<T: Template>(status: StatusCode, page: T) -> Response {
+    match page.render() {
+        Ok(body) => (
+            status,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            body,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "page rendering failed");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the page could not be shown").into_response()
+        }
+    }
+}
+
+/// The unlock-code page.
+#[utoipa::path(get, path = "/activate", tag = "pages",
+    responses((status = 200, content_type = "text/html", body = String, description = "the form")))]
+async fn activate_page(State(state): State<Shared>) -> Response {
+    html(
+        StatusCode::OK,
+        ActivatePage {
+            issuer: state.bo.issuer().to_string(),
+            error: None,
+            result: None,
+            pc_id: String::new(),
+            email: String::new(),
+            mailed: false,
+        },
+    )
+}
+
+/// The unlock-code form.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct ActivateForm {
+    /// License key.
+    pub key: String,
+    /// PC identifier.
+    pub pc_id: String,
+    /// Optional e-mail address for a copy.
+    #[serde(default)]
+    pub email: String,
+}
+
+/// Shows the unlock code for a key and PC identifier (and e-mails it when an address is given),
+/// or the reason there is none.
+#[utoipa::path(post, path = "/activate", tag = "pages",
+    request_body(content = ActivateForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, content_type = "text/html", body = String, description = "the code"),
+        (status = 409, content_type = "text/html", body = String, description = "refused, with the reason")))]
+async fn activate_submit(State(state): State<Shared>, ip: ClientIp, Form(form): Form<ActivateForm>) -> Response {
+    let issuer = state.bo.issuer().to_string();
+    let email = form.email.trim().to_string();
+    let page = |status, error, result, mailed| {
+        html(
+            status,
+            ActivatePage {
+                issuer: issuer.clone(),
+                error,
+                result,
+                pc_id: form.pc_id.trim().to_string(),
+                email: email.clone(),
+                mailed,
+            },
+        )
+    };
+    if let Err(e) = check_rate(&state, ip) {
+        return page(e.status(), Some((e.code().to_string(), e.detail().to_string())), None, false);
+    }
+    match state.bo.unlock(&form.key, &form.pc_id).await {
+        Ok(result) => {
+            let mailed = if email.is_empty() {
+                false
+            } else {
+                match state.mail_unlock_code(&email, &result).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        let e = ApiError::from(e);
+                        return page(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            Some((e.code().to_string(), format!("the code below was made, but it could not be e-mailed: {}", e.detail()))),
+                            Some(result),
+                            false,
+                        );
+                    }
+                }
+            };
+            page(StatusCode::OK, None, Some(result), mailed)
+        }
+        Err(e) => {
+            let e = ApiError::from(e);
+            page(e.status(), Some((e.code().to_string(), e.detail().to_string())), None, false)
+        }
+    }
+}
+
+/// The offline activation page.
+#[utoipa::path(get, path = "/offline", tag = "pages",
+    responses((status = 200, content_type = "text/html", body = String, description = "the form")))]
+async fn offline_page(State(state): State<Shared>) -> Response {
+    html(
+        StatusCode::OK,
+        OfflinePage {
+            issuer: state.bo.issuer().to_string(),
+            error: None,
+            response: None,
+        },
+    )
+}
+
+/// The offline form.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct OfflineForm {
+    /// The request file's text.
+    pub request: String,
+}
+
+/// Answers a pasted request file with a response file.
+#[utoipa::path(post, path = "/offline", tag = "pages",
+    request_body(content = OfflineForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, content_type = "text/html", body = String, description = "the response file"),
+        (status = 422, content_type = "text/html", body = String, description = "refused, with the reason")))]
+async fn offline_submit(State(state): State<Shared>, ip: ClientIp, Form(form): Form<OfflineForm>) -> Response {
+    let issuer = state.bo.issuer().to_string();
+    let page = |status, error, response| {
+        html(
+            status,
+            OfflinePage {
+                issuer: issuer.clone(),
+                error,
+                response,
+            },
+        )
+    };
+    if let Err(e) = check_rate(&state, ip) {
+        return page(e.status(), Some((e.code().to_string(), e.detail().to_string())), None);
+    }
+    match state.bo.offline_respond(&form.request).await {
+        Ok(r) => page(StatusCode::OK, None, Some(r)),
+        Err(e) => {
+            let e = ApiError::from(e);
+            page(e.status(), Some((e.code().to_string(), e.detail().to_string())), None)
+        }
+    }
+}

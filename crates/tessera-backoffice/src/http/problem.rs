@@ -1,0 +1,204 @@
+//! Errors as `application/problem+json` (RFC 9457) with a stable `code`.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::service::ServiceError;
+
+/// The body of every error answer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Problem {
+    /// `urn:tessera:problem:<code>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A short summary for the status.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong, for people.
+    pub detail: String,
+    /// What went wrong, for programs: stable across versions.
+    pub code: String,
+}
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: String,
+    detail: String,
+}
+
+impl ApiError {
+    /// An error with a status, code and detail.
+    pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code: code.into(),
+            detail: detail.into(),
+        }
+    }
+
+    /// 401.
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
+
+    /// 429.
+    pub fn rate_limited() -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many requests from your address; wait a minute and try again",
+        )
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The detail.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        let detail = e.to_string();
+        match &e {
+            ServiceError::Refused(r) => {
+                let status = match r.code() {
+                    "invalid_key" => StatusCode::UNPROCESSABLE_ENTITY,
+                    "unknown_key" => StatusCode::NOT_FOUND,
+                    "revoked" | "entitlement_expired" | "entitlement_not_yet_valid" => {
+                        StatusCode::FORBIDDEN
+                    }
+                    _ => StatusCode::CONFLICT,
+                };
+                ApiError::new(status, r.code(), detail)
+            }
+            ServiceError::Invalid { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", detail)
+            }
+            ServiceError::NotFound { .. } => ApiError::new(StatusCode::NOT_FOUND, "not_found", detail),
+            ServiceError::Conflict { .. } => ApiError::new(StatusCode::CONFLICT, "conflict", detail),
+            ServiceError::BadDocument(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_document", detail)
+            }
+            ServiceError::WrongProducer { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "wrong_producer", detail)
+            }
+            ServiceError::Store(err) => {
+                tracing::error!(error = %err, "storage error");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the back office could not complete the request; it is logged, try again later",
+                )
+            }
+            ServiceError::Sign(err) => {
+                tracing::error!(error = %err, "signing error");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the back office could not sign the answer; it is logged, try again later",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Problem {
+            kind: format!("urn:tessera:problem:{}", self.code),
+            title: self
+                .status
+                .canonical_reason()
+                .unwrap_or("Error")
+                .to_string(),
+            status: self.status.as_u16(),
+            detail: self.detail,
+            code: self.code,
+        };
+        let json = serde_json::to_vec(&body).unwrap_or_default();
+        let mut resp = (self.status, json).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/problem+json"),
+        );
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        resp
+    }
+}
+
+/// JSON body extractor whose rejections are problems: malformed JSON, unknown fields, a body too
+/// large, a wrong content type.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(r: JsonRejection) -> ApiError {
+    match r {
+        JsonRejection::JsonDataError(e) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            format!("the request body does not fit: {}", e.body_text()),
+        ),
+        JsonRejection::JsonSyntaxError(e) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the request body is not valid JSON: {}", e.body_text()),
+        ),
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the request body as JSON with Content-Type: application/json",
+        ),
+        JsonRejection::BytesRejection(e) => {
+            let status = e.status();
+            if status == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(status, "body_too_large", "the request body is too large (at most 64 KiB)")
+            } else {
+                ApiError::new(status, "unreadable_body", e.body_text())
+            }
+        }
+        other => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", other.body_text()),
+    }
+}
+
+impl<T: Serialize> IntoResponse for ApiJson<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
