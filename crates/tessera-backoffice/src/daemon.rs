@@ -92,7 +92,9 @@ impl Default for Config {
 #[non_exhaustive]
 pub enum DaemonError {
     /// The data directory is not initialised.
-    #[error("{0} is not an initialised back office: run `tessera backoffice init --data {0}` first")]
+    #[error(
+        "{0} is not an initialised back office: run `tessera backoffice init --data {0}` first"
+    )]
     NotInitialised(String),
     /// Already initialised.
     #[error("{0} already holds a back office (keys/producer.key exists); use another --data, or serve this one")]
@@ -205,6 +207,8 @@ pub async fn init(
         fs::set_permissions(&keys_dir, fs::Permissions::from_mode(0o700))
             .map_err(|e| file_err(&keys_dir, e))?;
     }
+    let data = &data.canonicalize().map_err(|e| file_err(data, e))?;
+    let keys_dir = data.join("keys");
     let mut config = Config::default();
     if let Some(db) = database {
         config.database = Some(db.to_string());
@@ -217,15 +221,21 @@ pub async fn init(
 
     let signing = SigningKey::generate(&mut rand::rngs::OsRng);
     let unlock = UnlockSecretKey::generate(&mut rand::rngs::OsRng);
-    let pem = signing
-        .to_pkcs8_pem()
-        .map_err(|e| file_err(&keys_dir, e))?;
+    let pem = signing.to_pkcs8_pem().map_err(|e| file_err(&keys_dir, e))?;
     let pub_pem = signing
         .public()
         .to_spki_pem()
         .map_err(|e| file_err(&keys_dir, e))?;
-    write_file(&keys_dir.join("unlock.key"), unlock.to_pem().as_bytes(), 0o600)?;
-    write_file(&keys_dir.join("unlock.pub"), unlock.public().to_pem().as_bytes(), 0o644)?;
+    write_file(
+        &keys_dir.join("unlock.key"),
+        unlock.to_pem().as_bytes(),
+        0o600,
+    )?;
+    write_file(
+        &keys_dir.join("unlock.pub"),
+        unlock.public().to_pem().as_bytes(),
+        0o644,
+    )?;
     write_file(&keys_dir.join("producer.pub"), pub_pem.as_bytes(), 0o644)?;
     let mut toml_text = format!(
         "# Tessera back office configuration. Unknown keys are errors.\nlisten = \"{}\"\nissuer = \"{}\"\npublic_requests_per_minute = {}\nlog = \"info\"\n",
@@ -280,13 +290,16 @@ pub async fn open(
     if !key_path.exists() {
         return Err(DaemonError::NotInitialised(data.display().to_string()));
     }
+    let data = &data.canonicalize().map_err(|e| file_err(data, e))?;
     let mut config = load_config(data)?;
     if let Some(db) = database {
         config.database = Some(db.to_string());
     }
-    let signing = SigningKey::from_pkcs8_pem(&read(&key_path)?).map_err(|e| file_err(&key_path, e))?;
+    let signing =
+        SigningKey::from_pkcs8_pem(&read(&key_path)?).map_err(|e| file_err(&key_path, e))?;
     let unlock_path = keys_dir.join("unlock.key");
-    let unlock = UnlockSecretKey::from_pem(&read(&unlock_path)?).map_err(|e| file_err(&unlock_path, e))?;
+    let unlock =
+        UnlockSecretKey::from_pem(&read(&unlock_path)?).map_err(|e| file_err(&unlock_path, e))?;
     let store = tessera_store::open(&database_url(data, &config)).await?;
     let bo = BackOffice::new(
         store,

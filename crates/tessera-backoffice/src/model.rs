@@ -56,7 +56,8 @@ impl ProductSpec {
         }
         if self.features.len() > 16 {
             return Err(
-                "a product has at most 16 features (unlock codes carry a 16-bit feature mask)".into(),
+                "a product has at most 16 features (unlock codes carry a 16-bit feature mask)"
+                    .into(),
             );
         }
         let mut seen = std::collections::BTreeSet::new();
@@ -73,7 +74,9 @@ impl ProductSpec {
         }
         for b in &self.basic_features {
             if !seen.contains(b.as_str()) {
-                return Err(format!("basic feature '{b}' is not one of the product's features"));
+                return Err(format!(
+                    "basic feature '{b}' is not one of the product's features"
+                ));
             }
         }
         if self.trial_days == 0 || self.trial_days > 3650 {
@@ -102,6 +105,18 @@ pub enum LicenseModel {
     Metered,
     /// Feature on, no count.
     Uncounted,
+}
+
+impl std::fmt::Display for LicenseModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LicenseModel::Floating => "floating",
+            LicenseModel::NodeLocked => "node_locked",
+            LicenseModel::NamedUser => "named_user",
+            LicenseModel::Metered => "metered",
+            LicenseModel::Uncounted => "uncounted",
+        })
+    }
 }
 
 impl LicenseModel {
@@ -215,7 +230,9 @@ pub enum Refusal {
         detail: String,
     },
     /// The PC already has every feature this key would give.
-    #[error("this computer already has {features} from an earlier key: no new unlock code was made")]
+    #[error(
+        "this computer already has {features} from an earlier key: no new unlock code was made"
+    )]
     AlreadyActivated {
         /// The features.
         features: String,

@@ -180,7 +180,9 @@ pub enum OutboxError {
     },
 
     /// A mail was queued, but the back office has no `[mail]` configuration.
-    #[error("mail is not configured: add a [mail] section (host, port, from) to the configuration")]
+    #[error(
+        "mail is not configured: add a [mail] section (host, port, from) to the configuration"
+    )]
     MailNotConfigured,
 
     /// The `[mail]` configuration cannot be used.
@@ -605,7 +607,12 @@ fn webhook_client(config: WebhookConfig) -> Result<Webhook, OutboxError> {
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("tessera-backoffice/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| invalid(format!("cannot create the HTTP client: {}", error_chain(&e))))?;
+        .map_err(|e| {
+            invalid(format!(
+                "cannot create the HTTP client: {}",
+                error_chain(&e)
+            ))
+        })?;
     Ok(Webhook {
         url,
         secret: config.secret,
@@ -718,10 +725,7 @@ where
 {
     let interval = interval.max(Duration::from_secs(1));
     tokio::spawn(async move {
-        tracing::info!(
-            interval_secs = interval.as_secs(),
-            "outbox worker started"
-        );
+        tracing::info!(interval_secs = interval.as_secs(), "outbox worker started");
         loop {
             if *shutdown.borrow_and_update() {
                 break;
@@ -790,7 +794,10 @@ mod tests {
         assert_eq!(retry_delay(0), FIRST_RETRY_DELAY);
         assert_eq!(retry_delay(i64::MAX), MAX_RETRY_DELAY);
         let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
-        assert_eq!(next_attempt_at(now, 1), Some(now + time::Duration::seconds(30)));
+        assert_eq!(
+            next_attempt_at(now, 1),
+            Some(now + time::Duration::seconds(30))
+        );
         assert_eq!(
             next_attempt_at(now, MAX_ATTEMPTS - 1),
             Some(now + time::Duration::hours(1))
@@ -810,7 +817,10 @@ mod tests {
         .unwrap();
         assert_eq!(config.tls, MailTls::StartTls, "STARTTLS unless told");
         let shown = format!("{config:?}");
-        assert!(!shown.contains("hunter2") && shown.contains("<redacted>"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("<redacted>"),
+            "{shown}"
+        );
 
         for (tls, expected) in [
             ("none", MailTls::None),

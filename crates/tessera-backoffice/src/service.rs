@@ -14,9 +14,7 @@ use tessera_core::offline::{KeyCount, RequestBody, RequestClaims, ResponseClaims
 use tessera_core::time::{Duration, OffsetDateTime};
 use tessera_core::time_fmt::display_date;
 use tessera_core::unlock::{FeatureMask, UnlockCode, UnlockGrant, UnlockSecretKey};
-use tessera_core::{
-    ActivationKey, Clock, HostId, HostIdKind, PcId, SigningKey, VerifyError,
-};
+use tessera_core::{ActivationKey, Clock, HostId, HostIdKind, PcId, SigningKey, VerifyError};
 use tessera_store::backoffice::{
     ActivateOutcome, CustomerRecord, EntitlementRecord, LineRecord, ProductRecord,
 };
@@ -103,7 +101,10 @@ pub struct ProducerKeys {
 pub fn short_id(prefix: &str) -> String {
     let mut bytes = [0u8; 5];
     OsRng.fill_bytes(&mut bytes);
-    format!("{prefix}-{}", format_grouped(&bytes_to_symbols(&bytes, 8), 0))
+    format!(
+        "{prefix}-{}",
+        format_grouped(&bytes_to_symbols(&bytes, 8), 0)
+    )
 }
 
 /// A product as the API shows it.
@@ -313,16 +314,23 @@ impl<S: Store> BackOffice<S> {
             .map_err(|e| ServiceError::invalid("features", e))?;
         let record = ProductRecord {
             id: id.into(),
-            name: if name.trim().is_empty() { id.into() } else { name.trim().into() },
+            name: if name.trim().is_empty() {
+                id.into()
+            } else {
+                name.trim().into()
+            },
             spec_json: serde_json::to_string(&spec).map_err(sign_err)?,
             created_at: self.now(),
         };
-        self.store.create_product(record).await.map_err(|e| match e {
-            StoreError::Conflict { .. } => ServiceError::Conflict {
-                what: format!("product {id}"),
-            },
-            other => other.into(),
-        })?;
+        self.store
+            .create_product(record)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict { .. } => ServiceError::Conflict {
+                    what: format!("product {id}"),
+                },
+                other => other.into(),
+            })?;
         Ok(ProductView {
             id: id.into(),
             name: name.into(),
@@ -393,7 +401,10 @@ impl<S: Store> BackOffice<S> {
         }
         if let Some(e) = email {
             if !e.contains('@') || e.contains(char::is_whitespace) {
-                return Err(ServiceError::invalid("email", format!("'{e}' is not an e-mail address")));
+                return Err(ServiceError::invalid(
+                    "email",
+                    format!("'{e}' is not an e-mail address"),
+                ));
             }
         }
         let record = CustomerRecord {
@@ -428,7 +439,11 @@ impl<S: Store> BackOffice<S> {
     }
 
     /// Adds `days` to the grace period of every license of one customer (0 resets).
-    pub async fn extend_grace(&self, customer_id: &str, days: u32) -> Result<CustomerView, ServiceError> {
+    pub async fn extend_grace(
+        &self,
+        customer_id: &str,
+        days: u32,
+    ) -> Result<CustomerView, ServiceError> {
         if days > 3650 {
             return Err(ServiceError::invalid("days", "at most 3650"));
         }
@@ -454,7 +469,10 @@ impl<S: Store> BackOffice<S> {
     ) -> Result<EntitlementView, ServiceError> {
         self.customer(customer_id).await?;
         if lines.is_empty() {
-            return Err(ServiceError::invalid("lines", "an entitlement needs at least one line"));
+            return Err(ServiceError::invalid(
+                "lines",
+                "an entitlement needs at least one line",
+            ));
         }
         let now = self.now();
         let entitlement = EntitlementRecord {
@@ -467,7 +485,9 @@ impl<S: Store> BackOffice<S> {
         for (i, line) in lines.into_iter().enumerate() {
             let field = format!("lines[{i}]");
             let (_, spec) = self.product(&line.product).await.map_err(|e| match e {
-                ServiceError::NotFound { what } => ServiceError::invalid(&field, format!("{what} does not exist")),
+                ServiceError::NotFound { what } => {
+                    ServiceError::invalid(&field, format!("{what} does not exist"))
+                }
                 other => other,
             })?;
             validate_policy(&line.policy, &spec).map_err(|e| ServiceError::invalid(&field, e))?;
@@ -689,7 +709,8 @@ impl<S: Store> BackOffice<S> {
             .filter_map(|n| spec.feature(n))
             .map(|pf| {
                 let mut f = Feature::new(pf.name.clone(), pf.version.clone(), count);
-                f.metered = matches!(policy.model, LicenseModel::Metered) && count != Count::Uncounted;
+                f.metered =
+                    matches!(policy.model, LicenseModel::Metered) && count != Count::Uncounted;
                 if count != Count::Uncounted {
                     f.overdraft = policy.overdraft;
                 }
@@ -714,10 +735,16 @@ impl<S: Store> BackOffice<S> {
     ) -> Result<ActivationResult, ServiceError> {
         let now = self.now();
         if activations.is_empty() {
-            return Err(ServiceError::invalid("activations", "name at least one activation key and count"));
+            return Err(ServiceError::invalid(
+                "activations",
+                "name at least one activation key and count",
+            ));
         }
         if activations.len() > 100 {
-            return Err(ServiceError::invalid("activations", "at most 100 keys in one request"));
+            return Err(ServiceError::invalid(
+                "activations",
+                "at most 100 keys in one request",
+            ));
         }
         let server_public = tessera_core::offline::decode_key(server_key, "server_key")
             .map_err(|e| ServiceError::invalid("server_key", e.to_string()))?;
@@ -825,7 +852,11 @@ impl<S: Store> BackOffice<S> {
         }
         let customer = match customer_id {
             Some(id) => self.customer(&id).await?,
-            None => return Err(ServiceError::NotFound { what: "the customer".into() }),
+            None => {
+                return Err(ServiceError::NotFound {
+                    what: "the customer".into(),
+                })
+            }
         };
         let mut policy = policy.unwrap_or_default();
         policy.grace_days = policy
@@ -923,7 +954,14 @@ impl<S: Store> BackOffice<S> {
         let target = format!("device:{}", HostId::from(&pc));
         let outcome = self
             .store
-            .activate(&line.id, &target, 1, i64::from(policy.count), &short_id("ACT"), now)
+            .activate(
+                &line.id,
+                &target,
+                1,
+                i64::from(policy.count),
+                &short_id("ACT"),
+                now,
+            )
             .await?;
         if let ActivateOutcome::Exhausted { used, .. } = outcome {
             return Err(if policy.count <= 1 {
@@ -943,7 +981,9 @@ impl<S: Store> BackOffice<S> {
             .store
             .get_entitlement(&line.entitlement_id)
             .await?
-            .ok_or_else(|| ServiceError::NotFound { what: format!("entitlement {}", line.entitlement_id) })?;
+            .ok_or_else(|| ServiceError::NotFound {
+                what: format!("entitlement {}", line.entitlement_id),
+            })?;
         let customer = self.customer(&entitlement.customer_id).await?;
         let mut lp = policy.policy.clone();
         lp.grace_days = lp
@@ -975,7 +1015,8 @@ impl<S: Store> BackOffice<S> {
     /// the same response; a request for another producer, or one that does not verify, is refused.
     pub async fn offline_respond(&self, request_text: &str) -> Result<String, ServiceError> {
         let now = self.now();
-        let request = RequestClaims::verify(request_text, now).map_err(ServiceError::BadDocument)?;
+        let request =
+            RequestClaims::verify(request_text, now).map_err(ServiceError::BadDocument)?;
         let ours = self.keys.signing.kid().to_string();
         if request.aud != ours {
             return Err(ServiceError::WrongProducer {
@@ -998,16 +1039,26 @@ impl<S: Store> BackOffice<S> {
                         "the request must be signed with the server key it asks to certify",
                     ));
                 }
-                self.activate_server(server_hostid, server_key, activations).await?
+                self.activate_server(server_hostid, server_key, activations)
+                    .await?
             }
-            RequestBody::DeviceActivation { key, pc_id, product } => {
-                self.activate_device(key, pc_id, product.as_deref()).await?
-            }
+            RequestBody::DeviceActivation {
+                key,
+                pc_id,
+                product,
+            } => self.activate_device(key, pc_id, product.as_deref()).await?,
             RequestBody::Renewal { server_hostid, .. } => {
-                let key = request.requester_public_key().map_err(ServiceError::BadDocument)?;
+                let key = request
+                    .requester_public_key()
+                    .map_err(ServiceError::BadDocument)?;
                 self.server_bundle(server_hostid, &key, now).await?
             }
-            _ => return Err(ServiceError::invalid("kind", "this kind of request is not known to this back office")),
+            _ => {
+                return Err(ServiceError::invalid(
+                    "kind",
+                    "this kind of request is not known to this back office",
+                ))
+            }
         };
         let response = ResponseClaims {
             jti: short_id("RSP"),
@@ -1035,7 +1086,11 @@ impl<S: Store> BackOffice<S> {
     /// Makes the unlock code for a node-locked key on a PC identifier (for machines that never go
     /// online). The same key and PC get the same code again; a key whose features that PC already
     /// has from another key is refused with a warning; a key used on another PC is refused.
-    pub async fn unlock(&self, key_text: &str, pc_id_text: &str) -> Result<UnlockResult, ServiceError> {
+    pub async fn unlock(
+        &self,
+        key_text: &str,
+        pc_id_text: &str,
+    ) -> Result<UnlockResult, ServiceError> {
         let now = self.now();
         let pc = PcId::parse(pc_id_text)
             .map_err(|e| ServiceError::invalid("pc_id", format!("not a PC identifier: {e}")))?;
@@ -1044,7 +1099,9 @@ impl<S: Store> BackOffice<S> {
         if !matches!(policy.model, LicenseModel::NodeLocked) {
             return Err(Refusal::WrongProduct {
                 hint,
-                detail: "for a license server (floating seats); unlock codes are for node-locked keys".into(),
+                detail:
+                    "for a license server (floating seats); unlock codes are for node-locked keys"
+                        .into(),
             }
             .into());
         }
@@ -1088,7 +1145,14 @@ impl<S: Store> BackOffice<S> {
         }
         let outcome = self
             .store
-            .activate(&line.id, &target, 1, i64::from(policy.count), &short_id("ACT"), now)
+            .activate(
+                &line.id,
+                &target,
+                1,
+                i64::from(policy.count),
+                &short_id("ACT"),
+                now,
+            )
             .await?;
         if let ActivateOutcome::Exhausted { .. } = outcome {
             return Err(Refusal::BoundToAnotherMachine { hint }.into());
@@ -1120,7 +1184,11 @@ impl<S: Store> BackOffice<S> {
 
     /// Registers (or looks up) the trial of `product` on the machine with PC identifier `pc_id`.
     /// The first start is remembered, so reinstalling does not restart a trial.
-    pub async fn start_trial(&self, product: &str, pc_id_text: &str) -> Result<TrialResult, ServiceError> {
+    pub async fn start_trial(
+        &self,
+        product: &str,
+        pc_id_text: &str,
+    ) -> Result<TrialResult, ServiceError> {
         let now = self.now();
         let pc = PcId::parse(pc_id_text)
             .map_err(|e| ServiceError::invalid("pc_id", format!("not a PC identifier: {e}")))?;
@@ -1156,8 +1224,13 @@ impl<S: Store> BackOffice<S> {
             jti: short_id("TRL"),
             iat: now,
             nbf: None,
-            exp: if spec.basic_features.is_empty() { Some(ends) } else { None },
-            hostids: vec![HostId::new(HostIdKind::PcId, &pc.to_string()).map_err(|e| ServiceError::invalid("pc_id", e.to_string()))?],
+            exp: if spec.basic_features.is_empty() {
+                Some(ends)
+            } else {
+                None
+            },
+            hostids: vec![HostId::new(HostIdKind::PcId, &pc.to_string())
+                .map_err(|e| ServiceError::invalid("pc_id", e.to_string()))?],
             features,
             policy: None,
         };
@@ -1203,7 +1276,9 @@ fn validate_policy(p: &LinePolicy, spec: &ProductSpec) -> Result<(), String> {
     }
     for f in &p.features {
         if spec.feature(f).is_none() {
-            return Err(format!("feature '{f}' is not one of the product's features"));
+            return Err(format!(
+                "feature '{f}' is not one of the product's features"
+            ));
         }
     }
     if let (Some(s), Some(e)) = (p.starts_at, p.expires_at) {
@@ -1216,7 +1291,10 @@ fn validate_policy(p: &LinePolicy, spec: &ProductSpec) -> Result<(), String> {
     }
     let pol = &p.policy;
     if pol.offline_max_days == 0 || pol.offline_refresh_days > pol.offline_max_days {
-        return Err("offline policy: offline_max_days at least 1 and offline_refresh_days no more than it".into());
+        return Err(
+            "offline policy: offline_max_days at least 1 and offline_refresh_days no more than it"
+                .into(),
+        );
     }
     if pol.renewal_days == 0 {
         return Err("renewal_days must be at least 1".into());

@@ -4,6 +4,7 @@
 //! (bad arguments, unreadable files, a spec that breaks a rule). Errors are one line on stderr.
 #![forbid(unsafe_code)]
 
+mod backoffice;
 mod commands;
 mod fsutil;
 mod spec;
@@ -44,6 +45,9 @@ enum Command {
         #[arg(long, default_value = "tessera-data", env = "TESSERA_DATA")]
         data: PathBuf,
     },
+    /// The producer's back office: serve it, and every producer action.
+    #[command(subcommand)]
+    Backoffice(backoffice::BackofficeCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -134,6 +138,7 @@ fn main() -> ExitCode {
         Command::Hostid { product, json } => {
             commands::hostid(&product, json).map_err(Failure::from)
         }
+        Command::Backoffice(cmd) => backoffice::run(cmd).map_err(Failure::from),
         Command::Quickstart { data } => commands::quickstart(&data).map_err(Failure::from),
         Command::Completions { shell } => {
             clap_complete::generate(

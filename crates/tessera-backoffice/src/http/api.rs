@@ -93,7 +93,10 @@ async fn create_token(
 /// Lists products.
 #[utoipa::path(get, path = "/api/v1/products", tag = "products", security(("token" = [])),
     responses((status = 200, body = Vec<ProductView>), (status = 401, body = super::Problem)))]
-async fn list_products(State(state): State<Shared>, headers: HeaderMap) -> Result<ApiJson<Vec<ProductView>>, ApiError> {
+async fn list_products(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+) -> Result<ApiJson<Vec<ProductView>>, ApiError> {
     authenticate(&state, &headers).await?;
     Ok(ApiJson(state.bo.list_products().await?))
 }
@@ -121,7 +124,10 @@ async fn create_product(
     ApiJson(req): ApiJson<NewProduct>,
 ) -> Result<Response, ApiError> {
     authenticate(&state, &headers).await?;
-    let p = state.bo.create_product(&req.id, &req.name, req.spec).await?;
+    let p = state
+        .bo
+        .create_product(&req.id, &req.name, req.spec)
+        .await?;
     Ok((StatusCode::CREATED, ApiJson(p)).into_response())
 }
 
@@ -150,7 +156,10 @@ async fn add_features(
 /// Lists customers.
 #[utoipa::path(get, path = "/api/v1/customers", tag = "customers", security(("token" = [])),
     responses((status = 200, body = Vec<CustomerView>)))]
-async fn list_customers(State(state): State<Shared>, headers: HeaderMap) -> Result<ApiJson<Vec<CustomerView>>, ApiError> {
+async fn list_customers(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+) -> Result<ApiJson<Vec<CustomerView>>, ApiError> {
     authenticate(&state, &headers).await?;
     Ok(ApiJson(state.bo.list_customers().await?))
 }
@@ -175,7 +184,10 @@ async fn create_customer(
     ApiJson(req): ApiJson<NewCustomer>,
 ) -> Result<Response, ApiError> {
     authenticate(&state, &headers).await?;
-    let c = state.bo.create_customer(&req.name, req.email.as_deref()).await?;
+    let c = state
+        .bo
+        .create_customer(&req.name, req.email.as_deref())
+        .await?;
     Ok((StatusCode::CREATED, ApiJson(c)).into_response())
 }
 
@@ -220,7 +232,10 @@ async fn create_entitlement(
     ApiJson(req): ApiJson<NewEntitlement>,
 ) -> Result<Response, ApiError> {
     authenticate(&state, &headers).await?;
-    let e = state.bo.create_entitlement(&req.customer_id, req.lines).await?;
+    let e = state
+        .bo
+        .create_entitlement(&req.customer_id, req.lines)
+        .await?;
     Ok((StatusCode::CREATED, ApiJson(e)).into_response())
 }
 
@@ -391,7 +406,11 @@ async fn activate_device(
     request_body(content = String, content_type = "text/plain", description = "the request file"),
     responses((status = 200, content_type = "text/plain", body = String, description = "the response file"),
         (status = 422, description = "invalid_document, wrong_producer", body = super::Problem)))]
-async fn offline_respond(State(state): State<Shared>, ip: ClientIp, body: String) -> Result<Response, ApiError> {
+async fn offline_respond(
+    State(state): State<Shared>,
+    ip: ClientIp,
+    body: String,
+) -> Result<Response, ApiError> {
     check_rate(&state, ip)?;
     Ok(text(state.bo.offline_respond(&body).await?))
 }
@@ -438,5 +457,7 @@ async fn start_trial(
     ApiJson(req): ApiJson<TrialRequest>,
 ) -> Result<ApiJson<TrialResult>, ApiError> {
     check_rate(&state, ip)?;
-    Ok(ApiJson(state.bo.start_trial(&req.product, &req.pc_id).await?))
+    Ok(ApiJson(
+        state.bo.start_trial(&req.product, &req.pc_id).await?,
+    ))
 }

@@ -84,7 +84,12 @@ impl Metrics {
         let mut out = String::from(
             "# HELP tessera_http_requests_total HTTP requests by route and status.\n# TYPE tessera_http_requests_total counter\n",
         );
-        for (line, v) in self.counters.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for (line, v) in self
+            .counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             out.push_str(&format!("{line} {v}\n"));
         }
         out
@@ -252,7 +257,9 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Strin
         .strip_prefix("Bearer ")
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be 'Bearer <token>'"))?;
+        .ok_or_else(|| {
+            ApiError::unauthorized("the Authorization header must be 'Bearer <token>'")
+        })?;
     let record = state
         .bo
         .store()
@@ -266,5 +273,10 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Strin
 
 /// A 200 with a plain text body.
 pub fn text(body: String) -> Response {
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }

@@ -49,7 +49,12 @@ fn html<T: Template>(status: StatusCode, page: T) -> Response {
             .into_response(),
         Err(e) => {
             tracing::error!(error = %e, "page rendering failed");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the page could not be shown").into_response()
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the page could not be shown",
+            )
+            .into_response()
         }
     }
 }
@@ -89,7 +94,11 @@ pub struct ActivateForm {
     request_body(content = ActivateForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, content_type = "text/html", body = String, description = "the code"),
         (status = 409, content_type = "text/html", body = String, description = "refused, with the reason")))]
-async fn activate_submit(State(state): State<Shared>, ip: ClientIp, Form(form): Form<ActivateForm>) -> Response {
+async fn activate_submit(
+    State(state): State<Shared>,
+    ip: ClientIp,
+    Form(form): Form<ActivateForm>,
+) -> Response {
     let issuer = state.bo.issuer().to_string();
     let email = form.email.trim().to_string();
     let page = |status, error, result, mailed| {
@@ -106,7 +115,12 @@ async fn activate_submit(State(state): State<Shared>, ip: ClientIp, Form(form): 
         )
     };
     if let Err(e) = check_rate(&state, ip) {
-        return page(e.status(), Some((e.code().to_string(), e.detail().to_string())), None, false);
+        return page(
+            e.status(),
+            Some((e.code().to_string(), e.detail().to_string())),
+            None,
+            false,
+        );
     }
     match state.bo.unlock(&form.key, &form.pc_id).await {
         Ok(result) => {
@@ -119,7 +133,13 @@ async fn activate_submit(State(state): State<Shared>, ip: ClientIp, Form(form): 
                         let e = ApiError::from(e);
                         return page(
                             StatusCode::UNPROCESSABLE_ENTITY,
-                            Some((e.code().to_string(), format!("the code below was made, but it could not be e-mailed: {}", e.detail()))),
+                            Some((
+                                e.code().to_string(),
+                                format!(
+                                    "the code below was made, but it could not be e-mailed: {}",
+                                    e.detail()
+                                ),
+                            )),
                             Some(result),
                             false,
                         );
@@ -130,7 +150,12 @@ async fn activate_submit(State(state): State<Shared>, ip: ClientIp, Form(form): 
         }
         Err(e) => {
             let e = ApiError::from(e);
-            page(e.status(), Some((e.code().to_string(), e.detail().to_string())), None, false)
+            page(
+                e.status(),
+                Some((e.code().to_string(), e.detail().to_string())),
+                None,
+                false,
+            )
         }
     }
 }
@@ -161,7 +186,11 @@ pub struct OfflineForm {
     request_body(content = OfflineForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, content_type = "text/html", body = String, description = "the response file"),
         (status = 422, content_type = "text/html", body = String, description = "refused, with the reason")))]
-async fn offline_submit(State(state): State<Shared>, ip: ClientIp, Form(form): Form<OfflineForm>) -> Response {
+async fn offline_submit(
+    State(state): State<Shared>,
+    ip: ClientIp,
+    Form(form): Form<OfflineForm>,
+) -> Response {
     let issuer = state.bo.issuer().to_string();
     let page = |status, error, response| {
         html(
@@ -174,13 +203,21 @@ async fn offline_submit(State(state): State<Shared>, ip: ClientIp, Form(form): F
         )
     };
     if let Err(e) = check_rate(&state, ip) {
-        return page(e.status(), Some((e.code().to_string(), e.detail().to_string())), None);
+        return page(
+            e.status(),
+            Some((e.code().to_string(), e.detail().to_string())),
+            None,
+        );
     }
     match state.bo.offline_respond(&form.request).await {
         Ok(r) => page(StatusCode::OK, None, Some(r)),
         Err(e) => {
             let e = ApiError::from(e);
-            page(e.status(), Some((e.code().to_string(), e.detail().to_string())), None)
+            page(
+                e.status(),
+                Some((e.code().to_string(), e.detail().to_string())),
+                None,
+            )
         }
     }
 }

@@ -91,8 +91,12 @@ impl From<ServiceError> for ApiError {
             ServiceError::Invalid { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", detail)
             }
-            ServiceError::NotFound { .. } => ApiError::new(StatusCode::NOT_FOUND, "not_found", detail),
-            ServiceError::Conflict { .. } => ApiError::new(StatusCode::CONFLICT, "conflict", detail),
+            ServiceError::NotFound { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", detail)
+            }
+            ServiceError::Conflict { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", detail)
+            }
             ServiceError::BadDocument(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_document", detail)
             }
@@ -188,12 +192,20 @@ fn json_rejection(r: JsonRejection) -> ApiError {
         JsonRejection::BytesRejection(e) => {
             let status = e.status();
             if status == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(status, "body_too_large", "the request body is too large (at most 64 KiB)")
+                ApiError::new(
+                    status,
+                    "body_too_large",
+                    "the request body is too large (at most 64 KiB)",
+                )
             } else {
                 ApiError::new(status, "unreadable_body", e.body_text())
             }
         }
-        other => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", other.body_text()),
+        other => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            other.body_text(),
+        ),
     }
 }
 

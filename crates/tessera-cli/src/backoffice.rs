@@ -1,0 +1,723 @@
+//! `tessera backoffice …`: run the producer's back office and do every producer action from the
+//! command line. Actions work on the data directory directly (through the same service the HTTP
+//! API uses), so they need no token and work while the server runs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use tessera_backoffice::daemon;
+use tessera_backoffice::model::{LicenseModel, LinePolicy, ProductFeature, ProductSpec};
+use tessera_backoffice::service::{BackOffice, LineView, NewLine};
+use tessera_core::time_fmt::{display_date, parse_time, DateBound};
+use tessera_host::SystemClock;
+use tessera_store::{AnyStore, Page};
+
+/// Where the back office lives.
+#[derive(Debug, Args)]
+pub struct Data {
+    /// The back office's data directory.
+    #[arg(
+        long,
+        default_value = "tessera-backoffice",
+        env = "TESSERA_BACKOFFICE_DATA"
+    )]
+    data: PathBuf,
+    /// Database URL (overrides the configuration): sqlite://PATH or postgres://…
+    #[arg(long, env = "TESSERA_BACKOFFICE_DATABASE")]
+    database: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackofficeCommand {
+    /// Create a back office: producer keys, configuration, store, and the first admin user
+    /// (its password and an API token are printed once).
+    Init {
+        #[command(flatten)]
+        data: Data,
+        /// The producer's name, written into every license.
+        #[arg(long)]
+        issuer: Option<String>,
+    },
+    /// Serve the back office (REST API, public /activate and /offline pages, /healthz, /metrics).
+    Serve {
+        #[command(flatten)]
+        data: Data,
+        /// Address to listen on (default from the configuration, 127.0.0.1:7171).
+        #[arg(long)]
+        listen: Option<String>,
+        /// TLS certificate chain (PEM); with --tls-key, serve HTTPS.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// TLS private key (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+    },
+    /// Products and their features.
+    #[command(subcommand)]
+    Product(ProductCommand),
+    /// Customers.
+    #[command(subcommand)]
+    Customer(CustomerCommand),
+    /// Entitlements (what a customer bought) and their lines.
+    #[command(subcommand)]
+    Entitlement(EntitlementCommand),
+    /// Activation keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Release a key's activations so it can be activated on a new machine.
+    Rehost {
+        #[command(flatten)]
+        data: Data,
+        /// The key or its line id (LIN-…).
+        key: String,
+        /// Release only this holder (e.g. device:pc_id=… or server:ethernet=…).
+        #[arg(long)]
+        holder: Option<String>,
+    },
+    /// Grace periods.
+    #[command(subcommand)]
+    Grace(GraceCommand),
+    /// Offline activation files.
+    #[command(subcommand)]
+    Offline(OfflineCommand),
+    /// Make the unlock code for a node-locked key on a PC identifier (what the /activate page does).
+    Unlock {
+        #[command(flatten)]
+        data: Data,
+        /// The activation key.
+        #[arg(long)]
+        key: String,
+        /// The PC identifier.
+        #[arg(long)]
+        pc_id: String,
+    },
+    /// API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProductCommand {
+    /// Define a product.
+    Add {
+        #[command(flatten)]
+        data: Data,
+        /// Product id (letters, digits, '-', '_').
+        #[arg(long)]
+        id: String,
+        /// Display name.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// A feature, NAME or NAME:VERSION (repeat, in order).
+        #[arg(long = "feature", required = true)]
+        features: Vec<String>,
+        /// Trial length in days.
+        #[arg(long, default_value_t = 60)]
+        trial_days: u32,
+        /// A feature that remains after a trial (repeat).
+        #[arg(long = "basic")]
+        basic: Vec<String>,
+        /// Product version written into licenses.
+        #[arg(long)]
+        product_version: Option<String>,
+    },
+    /// Append features to a product.
+    AddFeature {
+        #[command(flatten)]
+        data: Data,
+        /// Product id.
+        id: String,
+        /// A feature, NAME or NAME:VERSION (repeat).
+        #[arg(long = "feature", required = true)]
+        features: Vec<String>,
+    },
+    /// List products.
+    List {
+        #[command(flatten)]
+        data: Data,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CustomerCommand {
+    /// Add a customer.
+    Add {
+        #[command(flatten)]
+        data: Data,
+        /// Name.
+        #[arg(long)]
+        name: String,
+        /// Contact e-mail.
+        #[arg(long)]
+        email: Option<String>,
+    },
+    /// List customers.
+    List {
+        #[command(flatten)]
+        data: Data,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EntitlementCommand {
+    /// Create an entitlement; prints each line's activation key (shown this once).
+    ///
+    /// A line is written KEY=VALUE pairs separated by commas:
+    /// product=ID,model=floating|node_locked|named_user|metered|uncounted,count=N
+    /// and optionally features=a+b, expires=YYYY-MM-DD, starts=YYYY-MM-DD, term_days=N,
+    /// overdraft=N, grace_days=N, renewal_days=N, offline_max_days=N, offline_refresh_days=N,
+    /// offline_max_active=N.
+    Create {
+        #[command(flatten)]
+        data: Data,
+        /// The customer id (CUS-…).
+        #[arg(long)]
+        customer: String,
+        /// A line (repeat).
+        #[arg(long = "line", required = true)]
+        lines: Vec<String>,
+    },
+    /// Show an entitlement with its lines and their activations.
+    Show {
+        #[command(flatten)]
+        data: Data,
+        /// Entitlement id (ENT-…).
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// List keys (hints only) with their use, newest first.
+    List {
+        #[command(flatten)]
+        data: Data,
+        /// Rows to show.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Revoke a key.
+    Revoke {
+        #[command(flatten)]
+        data: Data,
+        /// The key or its line id.
+        key: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GraceCommand {
+    /// Add days to every grace period of one customer's licenses (0 resets).
+    Extend {
+        #[command(flatten)]
+        data: Data,
+        /// Customer id.
+        customer: String,
+        /// Extra days.
+        #[arg(long)]
+        days: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OfflineCommand {
+    /// Answer a request file with a response file.
+    Respond {
+        #[command(flatten)]
+        data: Data,
+        /// The request file.
+        request: PathBuf,
+        /// Where to write the response file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token for a user (printed once).
+    Create {
+        #[command(flatten)]
+        data: Data,
+        /// The user.
+        #[arg(long, default_value = "admin")]
+        user: String,
+        /// A label.
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+async fn open(d: &Data) -> Result<BackOffice<AnyStore>> {
+    Ok(
+        daemon::open(&d.data, d.database.as_deref(), Arc::new(SystemClock))
+            .await?
+            .0,
+    )
+}
+
+fn show<T: Serialize>(json: bool, value: &T, text: impl FnOnce(&T)) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        text(value);
+    }
+    Ok(())
+}
+
+fn parse_features(list: &[String]) -> Result<Vec<ProductFeature>> {
+    list.iter()
+        .map(|f| {
+            let (name, version) = f.split_once(':').unwrap_or((f, "1.0"));
+            Ok(ProductFeature {
+                name: name.trim().to_string(),
+                version: version
+                    .parse()
+                    .map_err(|e| anyhow!("--feature {f}: version: {e}"))?,
+            })
+        })
+        .collect()
+}
+
+/// Parses `product=cad,model=floating,count=10,…`.
+pub fn parse_line(text: &str) -> Result<NewLine> {
+    let mut product = None;
+    let mut model = None;
+    let mut count = None;
+    let mut policy = LinePolicy {
+        features: vec![],
+        count: 0,
+        model: LicenseModel::Floating,
+        starts_at: None,
+        expires_at: None,
+        term_days: None,
+        overdraft: 0,
+        policy: Default::default(),
+        demo: false,
+    };
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--line {text}: '{pair}' is not KEY=VALUE"))?;
+        let num = |v: &str| -> Result<u32> {
+            v.parse()
+                .map_err(|_| anyhow!("--line {text}: {k} must be a whole number, not '{v}'"))
+        };
+        match k.trim() {
+            "product" => product = Some(v.to_string()),
+            "model" => {
+                model = Some(match v {
+                    "floating" => LicenseModel::Floating,
+                    "node_locked" | "node-locked" => LicenseModel::NodeLocked,
+                    "named_user" | "named-user" => LicenseModel::NamedUser,
+                    "metered" => LicenseModel::Metered,
+                    "uncounted" => LicenseModel::Uncounted,
+                    other => bail!("--line {text}: model '{other}' is not one of floating, node_locked, named_user, metered, uncounted"),
+                })
+            }
+            "count" => count = Some(num(v)?),
+            "features" => policy.features = v.split('+').map(str::to_string).collect(),
+            "expires" => {
+                policy.expires_at = Some(parse_time(v, DateBound::EndOfDay).map_err(|e| anyhow!("--line {text}: expires: {e}"))?)
+            }
+            "starts" => {
+                policy.starts_at = Some(parse_time(v, DateBound::StartOfDay).map_err(|e| anyhow!("--line {text}: starts: {e}"))?)
+            }
+            "term_days" => policy.term_days = Some(num(v)?),
+            "overdraft" => policy.overdraft = num(v)?,
+            "grace_days" => policy.policy.grace_days = num(v)?,
+            "renewal_days" => policy.policy.renewal_days = num(v)?,
+            "offline_max_days" => policy.policy.offline_max_days = num(v)?,
+            "offline_refresh_days" => policy.policy.offline_refresh_days = num(v)?,
+            "offline_max_active" => policy.policy.offline_max_active = num(v)?,
+            other => bail!("--line {text}: unknown key '{other}'"),
+        }
+    }
+    policy.model = model.ok_or_else(|| anyhow!("--line {text}: model=… is required"))?;
+    policy.count = count.unwrap_or(if policy.model == LicenseModel::Uncounted {
+        0
+    } else {
+        1
+    });
+    if count.is_none() && policy.model != LicenseModel::Uncounted {
+        bail!("--line {text}: count=… is required");
+    }
+    Ok(NewLine {
+        product: product.ok_or_else(|| anyhow!("--line {text}: product=… is required"))?,
+        policy,
+    })
+}
+
+fn print_line(l: &LineView) {
+    let features = if l.policy.features.is_empty() {
+        "all features".to_string()
+    } else {
+        l.policy.features.join("+")
+    };
+    let expiry = l
+        .policy
+        .expires_at
+        .map(display_date)
+        .or(l
+            .policy
+            .term_days
+            .map(|d| format!("{d} days from first activation")))
+        .unwrap_or_else(|| "permanent".into());
+    let status = if l.revoked_at.is_some() {
+        "  REVOKED"
+    } else {
+        ""
+    };
+    println!(
+        "  {}  {}  key {}…  {} {} count {} ({} used)  {}  expires {}{}",
+        l.line_id,
+        l.entitlement_id,
+        l.key_hint,
+        l.product,
+        l.policy.model,
+        l.policy.count,
+        l.used,
+        features,
+        expiry,
+        status
+    );
+    if let Some(k) = &l.key {
+        println!("      activation key: {k}");
+    }
+    for h in &l.activated_by {
+        println!("      activated by {h}");
+    }
+}
+
+/// Runs a back-office command.
+pub fn run(cmd: BackofficeCommand) -> Result<()> {
+    let rt = runtime()?;
+    rt.block_on(run_async(cmd))
+}
+
+async fn run_async(cmd: BackofficeCommand) -> Result<()> {
+    match cmd {
+        BackofficeCommand::Init { data, issuer } => {
+            let report = daemon::init(
+                &data.data,
+                data.database.as_deref(),
+                issuer.as_deref(),
+                &SystemClock,
+            )
+            .await?;
+            if data.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"admin_user": report.admin_user, "admin_password": report.admin_password,
+                        "admin_token": report.admin_token, "kid": report.kid, "database": report.database})
+                );
+            } else {
+                println!("Back office created in {}", data.data.display());
+                println!("  producer key id: {}", report.kid);
+                println!("  public keys to ship: {0}/keys/producer.pub (licenses), {0}/keys/unlock.pub (unlock codes)", data.data.display());
+                println!("  database: {}", report.database);
+                println!("  admin user: {}", report.admin_user);
+                println!(
+                    "  admin password: {}   (shown once; store it now)",
+                    report.admin_password
+                );
+                println!("  admin API token: {}   (shown once)", report.admin_token);
+                println!(
+                    "Start it with: tessera backoffice serve --data {}",
+                    data.data.display()
+                );
+            }
+            Ok(())
+        }
+        BackofficeCommand::Serve {
+            data,
+            listen,
+            tls_cert,
+            tls_key,
+        } => serve(&data, listen, tls_cert, tls_key).await,
+        BackofficeCommand::Product(p) => match p {
+            ProductCommand::Add {
+                data,
+                id,
+                name,
+                features,
+                trial_days,
+                basic,
+                product_version,
+            } => {
+                let bo = open(&data).await?;
+                let spec = ProductSpec {
+                    features: parse_features(&features)?,
+                    version: product_version,
+                    trial_days,
+                    basic_features: basic,
+                    demo_days: 30,
+                };
+                let p = bo.create_product(&id, &name, spec).await?;
+                show(data.json, &p, |p| {
+                    let f: Vec<String> = p
+                        .spec
+                        .features
+                        .iter()
+                        .map(|f| format!("{} {}", f.name, f.version))
+                        .collect();
+                    println!(
+                        "product {} ({}) with features: {}",
+                        p.id,
+                        p.name,
+                        f.join(", ")
+                    );
+                })
+            }
+            ProductCommand::AddFeature { data, id, features } => {
+                let bo = open(&data).await?;
+                let p = bo.add_features(&id, parse_features(&features)?).await?;
+                show(data.json, &p, |p| {
+                    let f: Vec<String> = p
+                        .spec
+                        .features
+                        .iter()
+                        .map(|f| format!("{} {}", f.name, f.version))
+                        .collect();
+                    println!("product {} now has features: {}", p.id, f.join(", "));
+                })
+            }
+            ProductCommand::List { data } => {
+                let bo = open(&data).await?;
+                let list = bo.list_products().await?;
+                show(data.json, &list, |list| {
+                    if list.is_empty() {
+                        println!("no products yet: tessera backoffice product add --id ID --feature NAME");
+                    }
+                    for p in list {
+                        let f: Vec<String> = p
+                            .spec
+                            .features
+                            .iter()
+                            .map(|f| format!("{} {}", f.name, f.version))
+                            .collect();
+                        println!(
+                            "{}  {}  trial {} days  features: {}",
+                            p.id,
+                            p.name,
+                            p.spec.trial_days,
+                            f.join(", ")
+                        );
+                    }
+                })
+            }
+        },
+        BackofficeCommand::Customer(c) => match c {
+            CustomerCommand::Add { data, name, email } => {
+                let bo = open(&data).await?;
+                let c = bo.create_customer(&name, email.as_deref()).await?;
+                show(data.json, &c, |c| {
+                    println!("customer {} ({})", c.id, c.name)
+                })
+            }
+            CustomerCommand::List { data } => {
+                let bo = open(&data).await?;
+                let list = bo.list_customers().await?;
+                show(data.json, &list, |list| {
+                    for c in list {
+                        println!(
+                            "{}  {}  {}  grace +{} days",
+                            c.id,
+                            c.name,
+                            c.email.as_deref().unwrap_or("-"),
+                            c.grace_extra_days
+                        );
+                    }
+                })
+            }
+        },
+        BackofficeCommand::Entitlement(e) => match e {
+            EntitlementCommand::Create {
+                data,
+                customer,
+                lines,
+            } => {
+                let bo = open(&data).await?;
+                let lines = lines
+                    .iter()
+                    .map(|l| parse_line(l))
+                    .collect::<Result<Vec<_>>>()?;
+                let e = bo.create_entitlement(&customer, lines).await?;
+                show(data.json, &e, |e| {
+                    println!(
+                        "entitlement {} for {} (the keys are shown this once):",
+                        e.id, e.customer_id
+                    );
+                    for l in &e.lines {
+                        print_line(l);
+                    }
+                })
+            }
+            EntitlementCommand::Show { data, id } => {
+                let bo = open(&data).await?;
+                let e = bo.get_entitlement(&id).await?;
+                show(data.json, &e, |e| {
+                    println!("entitlement {} for {}:", e.id, e.customer_id);
+                    for l in &e.lines {
+                        print_line(l);
+                    }
+                })
+            }
+        },
+        BackofficeCommand::Key(k) => match k {
+            KeyCommand::List { data, limit } => {
+                let bo = open(&data).await?;
+                let list = bo
+                    .list_keys(Page {
+                        offset: 0,
+                        limit: limit.clamp(1, 10_000),
+                    })
+                    .await?;
+                show(data.json, &list, |list| list.iter().for_each(print_line))
+            }
+            KeyCommand::Revoke { data, key } => {
+                let bo = open(&data).await?;
+                let l = bo.revoke(&key).await?;
+                show(data.json, &l, |l| {
+                    println!("revoked:");
+                    print_line(l);
+                })
+            }
+        },
+        BackofficeCommand::Rehost { data, key, holder } => {
+            let bo = open(&data).await?;
+            let (l, n) = bo.rehost(&key, holder.as_deref()).await?;
+            show(data.json, &l, |l| {
+                println!("released {n} activation(s); the key can be activated on a new machine:");
+                print_line(l);
+            })
+        }
+        BackofficeCommand::Grace(GraceCommand::Extend {
+            data,
+            customer,
+            days,
+        }) => {
+            let bo = open(&data).await?;
+            let c = bo.extend_grace(&customer, days).await?;
+            show(data.json, &c, |c| {
+                println!(
+                    "{} ({}): grace periods extended by {} days on their next license",
+                    c.id, c.name, c.grace_extra_days
+                )
+            })
+        }
+        BackofficeCommand::Offline(OfflineCommand::Respond { data, request, out }) => {
+            let bo = open(&data).await?;
+            let text = std::fs::read_to_string(&request)
+                .with_context(|| format!("cannot read the request file {}", request.display()))?;
+            let response = bo
+                .offline_respond(&text)
+                .await
+                .with_context(|| format!("{}", request.display()))?;
+            crate::fsutil::write_atomic(&out, response.as_bytes(), 0o644)?;
+            println!(
+                "wrote the response to {}: apply it where the request was made",
+                out.display()
+            );
+            Ok(())
+        }
+        BackofficeCommand::Unlock { data, key, pc_id } => {
+            let bo = open(&data).await?;
+            let r = bo.unlock(&key, &pc_id).await?;
+            show(data.json, &r, |r| {
+                println!("unlock code for {} ({}):", r.product, r.features.join(", "));
+                println!("  {}", r.code);
+                if let Some(e) = &r.expires {
+                    println!("  valid through {e}");
+                }
+            })
+        }
+        BackofficeCommand::Token(TokenCommand::Create { data, user, name }) => {
+            let bo = open(&data).await?;
+            if bo.store().get_user(&user).await?.is_none() {
+                bail!("there is no user '{user}'");
+            }
+            let token =
+                tessera_backoffice::auth::create_token(bo.store(), &user, &name, bo.now()).await?;
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
+
+use tessera_store::BackOfficeStore as _;
+
+async fn serve(
+    data: &Data,
+    listen: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+) -> Result<()> {
+    let (bo, mut config) =
+        daemon::open(&data.data, data.database.as_deref(), Arc::new(SystemClock)).await?;
+    init_logging(&config.log);
+    if let Some(l) = listen {
+        config.listen = l;
+    }
+    if let (Some(cert), Some(key)) = (tls_cert, tls_key) {
+        config.tls = Some(daemon::TlsConfig { cert, key });
+    }
+    let addr: SocketAddr = config.listen.parse().map_err(|e| {
+        anyhow!(
+            "listen address '{}': {e} (write HOST:PORT, e.g. 127.0.0.1:7171)",
+            config.listen
+        )
+    })?;
+    let state = daemon::state(bo, &config);
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("stopping");
+    };
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    if let Some(tls) = &config.tls {
+        println!(
+            "back office listening on {scheme}://{addr} (data {})",
+            data.data.display()
+        );
+        daemon::serve_tls(addr, tls, state, shutdown).await?;
+    } else {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow!("cannot listen on {addr}: {e}"))?;
+        println!(
+            "back office listening on {scheme}://{} (data {})",
+            listener.local_addr()?,
+            data.data.display()
+        );
+        daemon::serve_on(listener, state, shutdown).await?;
+    }
+    Ok(())
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
+}
