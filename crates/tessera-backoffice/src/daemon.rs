@@ -22,6 +22,7 @@ use tessera_store::{AnyStore, KeyStore, PublicKeyRecord};
 
 use crate::auth;
 use crate::http::{self, AppState, Metrics, RateLimiter};
+use crate::outbox::{MailConfig, Outbox, WebhookConfig};
 use crate::service::{BackOffice, ProducerKeys};
 
 /// Default listen address.
@@ -49,6 +50,15 @@ pub struct Config {
     /// Log filter, e.g. `info` or `tessera_backoffice=debug` (`RUST_LOG` overrides it).
     #[serde(default = "default_log")]
     pub log: String,
+    /// Where the producer is told about over-use (needs `[mail]`).
+    #[serde(default)]
+    pub notify_email: Option<String>,
+    /// The SMTP server mail goes through (unlock codes, demo keys, notices).
+    #[serde(default)]
+    pub mail: Option<MailConfig>,
+    /// A URL called with events (over-use), optionally HMAC-signed.
+    #[serde(default)]
+    pub webhook: Option<WebhookConfig>,
 }
 
 /// TLS files.
@@ -83,6 +93,9 @@ impl Default for Config {
             tls: None,
             public_requests_per_minute: default_rate(),
             log: default_log(),
+            notify_email: None,
+            mail: None,
+            webhook: None,
         }
     }
 }
@@ -301,12 +314,22 @@ pub async fn open(
     let unlock =
         UnlockSecretKey::from_pem(&read(&unlock_path)?).map_err(|e| file_err(&unlock_path, e))?;
     let store = tessera_store::open(&database_url(data, &config)).await?;
-    let bo = BackOffice::new(
-        store,
+    let mut bo = BackOffice::new(
+        store.clone(),
         clock,
         Arc::new(ProducerKeys { signing, unlock }),
         config.issuer.clone(),
     );
+    if config.mail.is_some() || config.webhook.is_some() {
+        let outbox =
+            Outbox::new(store, config.mail.clone(), config.webhook.clone()).map_err(|e| {
+                DaemonError::Config {
+                    path: data.join("backoffice.toml").display().to_string(),
+                    detail: e.to_string(),
+                }
+            })?;
+        bo = bo.with_outbox(Arc::new(outbox), config.notify_email.clone());
+    }
     Ok((bo, config))
 }
 
@@ -365,4 +388,19 @@ pub async fn serve_tls(
             addr: addr.to_string(),
             detail: e.to_string(),
         })
+}
+
+/// Starts the outbox worker when mail or webhooks are configured; send `true` (or drop the
+/// sender) to stop it.
+pub fn start_outbox_worker(
+    state: &http::Shared,
+    clock: Arc<dyn Clock>,
+) -> Option<(
+    tokio::task::JoinHandle<()>,
+    tokio::sync::watch::Sender<bool>,
+)> {
+    let outbox = state.bo.outbox()?.clone();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let handle = crate::outbox::spawn_worker(outbox, clock, crate::outbox::DEFAULT_INTERVAL, rx);
+    Some((handle, tx))
 }

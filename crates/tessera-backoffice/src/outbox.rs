@@ -21,8 +21,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use lettre::message::header::ContentType;
-use lettre::message::Mailbox;
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Body, Mailbox};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Deserialize;
@@ -48,10 +48,12 @@ pub const MAX_ATTEMPTS: i64 = 20;
 /// The time limit of one webhook call (connecting, sending, and the answer).
 pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The time limit of each step of an SMTP conversation (connecting, each command).
+/// The time limit for connecting to the SMTP server (lettre's asynchronous transport applies its
+/// timeout to connecting only; [`SEND_TIMEOUT`] bounds the whole conversation).
 pub const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The time limit of one whole delivery, whatever the protocol.
+/// The time limit of one whole delivery, whatever the protocol: a server that stops answering
+/// half-way is a failed attempt after this long.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How many messages one claim takes.
@@ -632,6 +634,10 @@ fn parse_address(to: &str) -> Result<Address, OutboxError> {
 
 /// The mail for an outbox message. The `Date` is when it was queued and the `Message-ID` is made
 /// from the outbox id, so a retried mail is the same mail.
+///
+/// The body goes as `7bit` when it can, else as `quoted-printable` (both keep its lines as they
+/// are). One final line break is left off: the SMTP transport always ends the data with one, and
+/// would otherwise add an empty line.
 fn compose(
     from: &Mailbox,
     id: i64,
@@ -654,8 +660,20 @@ fn compose(
             from.email.domain()
         )))
         .header(ContentType::TEXT_PLAIN)
-        .body(body.to_owned())
+        .body(encode_body(body)?)
         .map_err(|e| e.to_string())
+}
+
+fn encode_body(body: &str) -> Result<Body, String> {
+    let text = match body.strip_suffix('\n') {
+        Some(rest) => rest.strip_suffix('\r').unwrap_or(rest),
+        None => body,
+    };
+    Body::new_with_encoding(text.to_owned(), ContentTransferEncoding::SevenBit)
+        .or_else(|_| {
+            Body::new_with_encoding(text.to_owned(), ContentTransferEncoding::QuotedPrintable)
+        })
+        .map_err(|_| "the body cannot be encoded".to_owned())
 }
 
 /// POSTs a webhook message: its JSON body, signed when a secret is set. Any answer but 2xx is a

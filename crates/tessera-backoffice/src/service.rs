@@ -14,6 +14,7 @@ use tessera_core::offline::{KeyCount, RequestBody, RequestClaims, ResponseClaims
 use tessera_core::time::{Duration, OffsetDateTime};
 use tessera_core::time_fmt::display_date;
 use tessera_core::unlock::{FeatureMask, UnlockCode, UnlockGrant, UnlockSecretKey};
+use tessera_core::usage::UsageReportClaims;
 use tessera_core::{ActivationKey, Clock, HostId, HostIdKind, PcId, SigningKey, VerifyError};
 use tessera_store::backoffice::{
     ActivateOutcome, CustomerRecord, EntitlementRecord, LineRecord, ProductRecord,
@@ -22,6 +23,7 @@ use tessera_store::{Page, Store, StoreError};
 use utoipa::ToSchema;
 
 use crate::model::{LicenseModel, LinePolicy, ProductSpec, Refusal};
+use crate::outbox::Outbox;
 
 /// Why an operation failed. Each variant maps to one HTTP status and stable code.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +69,9 @@ pub enum ServiceError {
     /// Signing failed.
     #[error("could not sign: {0}")]
     Sign(String),
+    /// Mail could not be queued.
+    #[error("{0}")]
+    Mail(#[from] crate::outbox::OutboxError),
 }
 
 impl ServiceError {
@@ -216,6 +221,61 @@ pub struct UnlockResult {
     pub product: String,
 }
 
+/// What a demo request did (the key itself is only e-mailed).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DemoResult {
+    /// The demo customer.
+    pub customer_id: String,
+    /// The demo entitlement.
+    pub entitlement_id: String,
+    /// The product.
+    pub product: String,
+    /// When the demo key expires (unix seconds).
+    pub expires_at: i64,
+}
+
+/// One feature used over its entitlement.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OverUse {
+    /// Feature.
+    pub feature: String,
+    /// Peak use reported.
+    pub peak: u32,
+    /// Seats the server holds.
+    pub licensed: i64,
+    /// Peak overdraft reported.
+    pub overdraft_peak: u32,
+}
+
+/// What a usage report got.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UsageOutcome {
+    /// False when this report id was received before (it is recorded once).
+    pub recorded: bool,
+    /// Features used over the entitlement.
+    pub over_use: Vec<OverUse>,
+    /// The renewed license bundle and certificate.
+    pub renewal: ActivationResult,
+}
+
+/// A usage report as the API lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UsageView {
+    /// Report id.
+    pub id: String,
+    /// The server.
+    pub reporter: String,
+    /// The customer.
+    pub customer_id: Option<String>,
+    /// Received (unix seconds).
+    pub received_at: i64,
+    /// Whether it showed over-use.
+    pub over_use: bool,
+    /// The report.
+    #[schema(value_type = Object)]
+    pub report: serde_json::Value,
+}
+
 /// The back office.
 #[derive(Debug)]
 pub struct BackOffice<S> {
@@ -223,6 +283,8 @@ pub struct BackOffice<S> {
     clock: Arc<dyn Clock>,
     keys: Arc<ProducerKeys>,
     issuer: String,
+    outbox: Option<Arc<Outbox<S>>>,
+    notify_email: Option<String>,
 }
 
 impl<S: Clone> Clone for BackOffice<S> {
@@ -232,6 +294,8 @@ impl<S: Clone> Clone for BackOffice<S> {
             clock: self.clock.clone(),
             keys: self.keys.clone(),
             issuer: self.issuer.clone(),
+            outbox: self.outbox.clone(),
+            notify_email: self.notify_email.clone(),
         }
     }
 }
@@ -267,7 +331,45 @@ impl<S: Store> BackOffice<S> {
             clock,
             keys,
             issuer,
+            outbox: None,
+            notify_email: None,
         }
+    }
+
+    /// Sends mail and webhook calls through `outbox`; over-use notices go to `notify_email`.
+    pub fn with_outbox(mut self, outbox: Arc<Outbox<S>>, notify_email: Option<String>) -> Self {
+        self.outbox = Some(outbox);
+        self.notify_email = notify_email;
+        self
+    }
+
+    /// The outbox, when mail or webhooks are configured.
+    pub fn outbox(&self) -> Option<&Arc<Outbox<S>>> {
+        self.outbox.as_ref()
+    }
+
+    async fn queue_mail(&self, to: &str, subject: &str, body: &str) -> Result<(), ServiceError> {
+        match &self.outbox {
+            Some(o) => {
+                o.queue_mail(to, subject, body, self.now()).await?;
+                Ok(())
+            }
+            None => Err(crate::outbox::OutboxError::MailNotConfigured.into()),
+        }
+    }
+
+    /// Queues an e-mail with an unlock code and its summary.
+    pub async fn mail_unlock_code(&self, to: &str, r: &UnlockResult) -> Result<(), ServiceError> {
+        let body = format!(
+            "Your unlock code for {product}:\n\n    {code}\n\nFeatures: {features}\nValid: {valid}\n\nType it into the application's activation window on the computer whose PC identifier you entered.\n\n{issuer}\n",
+            product = r.product,
+            code = r.code,
+            features = r.features.join(", "),
+            valid = r.expires.as_deref().map_or("permanently".to_string(), |e| format!("through {e}")),
+            issuer = self.issuer,
+        );
+        self.queue_mail(to, &format!("Your unlock code for {}", r.product), &body)
+            .await
     }
 
     /// The store.
@@ -1047,12 +1149,18 @@ impl<S: Store> BackOffice<S> {
                 pc_id,
                 product,
             } => self.activate_device(key, pc_id, product.as_deref()).await?,
-            RequestBody::Renewal { server_hostid, .. } => {
-                let key = request
-                    .requester_public_key()
-                    .map_err(ServiceError::BadDocument)?;
-                self.server_bundle(server_hostid, &key, now).await?
-            }
+            RequestBody::Renewal {
+                server_hostid,
+                usage_report,
+            } => match usage_report {
+                Some(report) => self.usage_report(report).await?.renewal,
+                None => {
+                    let key = request
+                        .requester_public_key()
+                        .map_err(ServiceError::BadDocument)?;
+                    self.server_bundle(server_hostid, &key, now).await?
+                }
+            },
             _ => {
                 return Err(ServiceError::invalid(
                     "kind",
@@ -1245,6 +1353,207 @@ impl<S: Store> BackOffice<S> {
             basic_features: spec.basic_features.clone(),
             license,
         })
+    }
+
+    // ---- demo requests ----------------------------------------------------------------------
+
+    /// Issues a time-limited full-feature demo key for `product` and e-mails it to `email` (the
+    /// key is only sent by mail, which proves the address). Needs mail to be configured.
+    pub async fn demo_request(
+        &self,
+        name: &str,
+        company: &str,
+        email: &str,
+        product: &str,
+    ) -> Result<DemoResult, ServiceError> {
+        let now = self.now();
+        if name.trim().is_empty() {
+            return Err(ServiceError::invalid("name", "please give your name"));
+        }
+        if name.len() > 200 || company.len() > 200 {
+            return Err(ServiceError::invalid("name", "at most 200 characters"));
+        }
+        if !self.outbox.as_ref().is_some_and(|o| o.mail_configured()) {
+            return Err(crate::outbox::OutboxError::MailNotConfigured.into());
+        }
+        let (_, spec) = self.product(product).await?;
+        let label = if company.trim().is_empty() {
+            name.trim()
+        } else {
+            company.trim()
+        };
+        let customer = self
+            .create_customer(&format!("{label} (demo)"), Some(email.trim()))
+            .await?;
+        let expires = now + Duration::days(i64::from(spec.demo_days.max(1)));
+        let ent = self
+            .create_entitlement(
+                &customer.id,
+                vec![NewLine {
+                    product: product.into(),
+                    policy: LinePolicy {
+                        features: vec![],
+                        count: 1,
+                        model: LicenseModel::NodeLocked,
+                        starts_at: None,
+                        expires_at: Some(expires),
+                        term_days: None,
+                        overdraft: 0,
+                        policy: LicensePolicy::default(),
+                        demo: true,
+                    },
+                }],
+            )
+            .await?;
+        let key = ent
+            .lines
+            .first()
+            .and_then(|l| l.key.clone())
+            .ok_or_else(|| ServiceError::Sign("the demo entitlement has no key".into()))?;
+        let body = format!(
+            "Hello {name},\n\nhere is your demo key for {product}, with every feature, valid through {until}:\n\n    {key}\n\nEnter it in the application's activation window.\n\n{issuer}\n",
+            name = name.trim(),
+            until = display_date(expires - Duration::seconds(1)),
+            issuer = self.issuer,
+        );
+        self.queue_mail(email.trim(), &format!("Your {product} demo key"), &body)
+            .await?;
+        Ok(DemoResult {
+            customer_id: customer.id,
+            entitlement_id: ent.id,
+            product: product.into(),
+            expires_at: expires.unix_timestamp(),
+        })
+    }
+
+    // ---- usage reports and renewal ----------------------------------------------------------
+
+    /// Takes a license server's signed usage report: records it (once per report id), flags use
+    /// over the entitlement and notifies the producer, and answers with the renewed license
+    /// bundle (expiry = now + renewal period).
+    pub async fn usage_report(&self, text: &str) -> Result<UsageOutcome, ServiceError> {
+        let now = self.now();
+        let producer_keys = tessera_core::Keyring::with(self.keys.signing.public());
+        let (report, cert) = UsageReportClaims::verify(text, &producer_keys, now)
+            .map_err(ServiceError::BadDocument)?;
+        let target = format!("server:{}", report.server_hostid);
+        // what this server holds, per feature
+        let mut licensed: std::collections::BTreeMap<String, i64> = Default::default();
+        let mut customer_id = None;
+        for a in self.store.target_activations(&target).await? {
+            if let Some(line) = self.store.get_line(&a.line_id).await? {
+                let lp: LinePolicy = parse_json(&line.policy_json, "line policy")?;
+                let (_, spec) = self.product(&line.product_id).await?;
+                let names: Vec<String> = if lp.features.is_empty() {
+                    spec.features.iter().map(|f| f.name.clone()).collect()
+                } else {
+                    lp.features.clone()
+                };
+                for n in names {
+                    *licensed.entry(n).or_insert(0) += a.count;
+                }
+                if customer_id.is_none() {
+                    customer_id = self
+                        .store
+                        .get_entitlement(&line.entitlement_id)
+                        .await?
+                        .map(|e| e.customer_id);
+                }
+            }
+        }
+        let over: Vec<OverUse> = report
+            .features
+            .iter()
+            .filter_map(|f| {
+                let have = licensed.get(&f.name).copied().unwrap_or(0);
+                (i64::from(f.peak) > have || f.overdraft_peak > 0).then(|| OverUse {
+                    feature: f.name.clone(),
+                    peak: f.peak,
+                    licensed: have,
+                    overdraft_peak: f.overdraft_peak,
+                })
+            })
+            .collect();
+        let report_json = serde_json::to_string(&report).map_err(sign_err)?;
+        let new = self
+            .store
+            .record_usage(tessera_store::backoffice::UsageRecord {
+                id: report.jti.clone(),
+                reporter: target.clone(),
+                customer_id: customer_id.clone(),
+                received_at: now,
+                over_use: !over.is_empty(),
+                report_json,
+            })
+            .await?;
+        if new && !over.is_empty() {
+            self.notify_over_use(&cert.sub, &target, &over).await;
+        }
+        let key = cert
+            .server_public_key()
+            .map_err(ServiceError::BadDocument)?;
+        let renewal = self.server_bundle(&report.server_hostid, &key, now).await?;
+        Ok(UsageOutcome {
+            recorded: new,
+            over_use: over,
+            renewal,
+        })
+    }
+
+    /// Tells the producer about use over an entitlement, by mail and webhook, as configured.
+    /// A failure to queue is logged, never returned: the report is already recorded.
+    async fn notify_over_use(&self, customer: &str, server: &str, over: &[OverUse]) {
+        let Some(outbox) = &self.outbox else {
+            return;
+        };
+        let lines: Vec<String> = over
+            .iter()
+            .map(|o| {
+                format!(
+                    "  {}: peak {} with {} licensed (overdraft peak {})",
+                    o.feature, o.peak, o.licensed, o.overdraft_peak
+                )
+            })
+            .collect();
+        if let Some(to) = &self.notify_email {
+            if outbox.mail_configured() {
+                let body = format!(
+                    "The license server {server} of {customer} reported use over its entitlement:\n\n{}\n",
+                    lines.join("\n")
+                );
+                if let Err(e) = outbox
+                    .queue_mail(to, &format!("Over-use: {customer}"), &body, self.now())
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not queue the over-use mail");
+                }
+            }
+        }
+        let event = serde_json::json!({
+            "event": "usage.over_entitlement",
+            "customer": customer,
+            "server": server,
+            "features": over,
+        });
+        if let Err(e) = outbox.queue_webhook(&event, self.now()).await {
+            tracing::warn!(error = %e, "could not queue the over-use webhook");
+        }
+    }
+
+    /// Usage reports, newest first.
+    pub async fn list_usage(&self, page: Page) -> Result<Vec<UsageView>, ServiceError> {
+        let mut out = Vec::new();
+        for r in self.store.list_usage(None, page).await? {
+            out.push(UsageView {
+                id: r.id,
+                reporter: r.reporter,
+                customer_id: r.customer_id,
+                received_at: r.received_at.unix_timestamp(),
+                over_use: r.over_use,
+                report: serde_json::from_str(&r.report_json).unwrap_or(serde_json::Value::Null),
+            });
+        }
+        Ok(out)
     }
 }
 

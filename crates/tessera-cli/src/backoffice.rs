@@ -101,6 +101,48 @@ pub enum BackofficeCommand {
     /// API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Usage reports from license servers.
+    #[command(subcommand)]
+    Usage(UsageCommand),
+    /// Issue a demo key and e-mail it (what the /demo page does).
+    Demo {
+        #[command(flatten)]
+        data: Data,
+        /// Name.
+        #[arg(long)]
+        name: String,
+        /// Company.
+        #[arg(long, default_value = "")]
+        company: String,
+        /// E-mail address the key is sent to.
+        #[arg(long)]
+        email: String,
+        /// Product id.
+        #[arg(long)]
+        product: String,
+    },
+    /// Take a usage report file from a license server and write the renewed license bundle.
+    Renew {
+        #[command(flatten)]
+        data: Data,
+        /// The usage report file.
+        report: PathBuf,
+        /// Where to write the renewed license.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsageCommand {
+    /// List usage reports, newest first.
+    List {
+        #[command(flatten)]
+        data: Data,
+        /// Rows to show.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -647,6 +689,84 @@ async fn run_async(cmd: BackofficeCommand) -> Result<()> {
                 }
             })
         }
+        BackofficeCommand::Usage(UsageCommand::List { data, limit }) => {
+            let bo = open(&data).await?;
+            let list = bo
+                .list_usage(Page {
+                    offset: 0,
+                    limit: limit.clamp(1, 10_000),
+                })
+                .await?;
+            show(data.json, &list, |list| {
+                if list.is_empty() {
+                    println!("no usage reports yet");
+                }
+                for u in list {
+                    let when =
+                        tessera_core::time::OffsetDateTime::from_unix_timestamp(u.received_at)
+                            .map(tessera_core::time_fmt::display_time)
+                            .unwrap_or_default();
+                    let flag = if u.over_use { "  OVER ENTITLEMENT" } else { "" };
+                    println!(
+                        "{}  {}  {}  customer {}{}",
+                        when,
+                        u.id,
+                        u.reporter,
+                        u.customer_id.as_deref().unwrap_or("-"),
+                        flag
+                    );
+                    if let Some(fs) = u.report["features"].as_array() {
+                        for f in fs {
+                            println!(
+                                "    {} peak {} in use {} metered {} overdraft peak {}",
+                                f["name"].as_str().unwrap_or("?"),
+                                f["peak"],
+                                f["in_use"],
+                                f["metered_units"],
+                                f["overdraft_peak"]
+                            );
+                        }
+                    }
+                }
+            })
+        }
+        BackofficeCommand::Demo {
+            data,
+            name,
+            company,
+            email,
+            product,
+        } => {
+            let bo = open(&data).await?;
+            let r = bo.demo_request(&name, &company, &email, &product).await?;
+            if let Some(o) = bo.outbox() {
+                o.deliver_due(bo.now()).await?;
+            }
+            show(data.json, &r, |r| {
+                println!(
+                    "demo key for {} queued to {email} (entitlement {}, customer {})",
+                    r.product, r.entitlement_id, r.customer_id
+                )
+            })
+        }
+        BackofficeCommand::Renew { data, report, out } => {
+            let bo = open(&data).await?;
+            let text = std::fs::read_to_string(&report)
+                .with_context(|| format!("cannot read the usage report {}", report.display()))?;
+            let outcome = bo
+                .usage_report(&text)
+                .await
+                .with_context(|| format!("{}", report.display()))?;
+            crate::fsutil::write_atomic(&out, outcome.renewal.license.as_bytes(), 0o644)?;
+            for o in &outcome.over_use {
+                println!(
+                    "over entitlement: {} peak {} with {} licensed",
+                    o.feature, o.peak, o.licensed
+                );
+            }
+            println!("wrote the renewed license to {}", out.display());
+            Ok(())
+        }
         BackofficeCommand::Token(TokenCommand::Create { data, user, name }) => {
             let bo = open(&data).await?;
             if bo.store().get_user(&user).await?.is_none() {
@@ -684,6 +804,10 @@ async fn serve(
         )
     })?;
     let state = daemon::state(bo, &config);
+    let worker = daemon::start_outbox_worker(&state, Arc::new(SystemClock));
+    if worker.is_none() {
+        eprintln!("note: no [mail] or [webhook] in the configuration: unlock codes are shown but not e-mailed, and the demo form is off");
+    }
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
         eprintln!("stopping");
@@ -709,6 +833,10 @@ async fn serve(
             data.data.display()
         );
         daemon::serve_on(listener, state, shutdown).await?;
+    }
+    if let Some((handle, stop)) = worker {
+        let _ = stop.send(true);
+        let _ = handle.await;
     }
     Ok(())
 }

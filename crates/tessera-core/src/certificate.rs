@@ -96,7 +96,8 @@ mod tests {
             server_key: ServerCertificateClaims::encode_key(&server.public()),
         };
         let text = c.issue(&producer).unwrap();
-        let back = ServerCertificateClaims::verify(&text, &Keyring::with(producer.public()), now).unwrap();
+        let back =
+            ServerCertificateClaims::verify(&text, &Keyring::with(producer.public()), now).unwrap();
         assert_eq!(back.server_public_key().unwrap(), server.public());
         let other = SigningKey::from_seed(&[3; 32]);
         assert!(matches!(

@@ -496,8 +496,12 @@ pub fn decode_unverified<T: DeserializeOwned>(
     };
     let p_start = h.chars().count() + 1;
     let payload = decode_part(&loc, p_start, p, "claims")?;
-    serde_json::from_slice(&payload)
-        .map_err(|e| loc.malformed(p_start, format!("the claims are not the expected JSON: {e}")))
+    serde_json::from_slice(&payload).map_err(|e| {
+        loc.malformed(
+            p_start,
+            format!("the claims are not the expected JSON: {e}"),
+        )
+    })
 }
 
 #[cfg(test)]

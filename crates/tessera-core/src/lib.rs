@@ -38,6 +38,7 @@ pub mod offline;
 pub mod pcid;
 pub mod time_fmt;
 pub mod unlock;
+pub mod usage;
 pub mod version;
 
 pub use activation_key::{ActivationKey, KeyHash};

@@ -15,8 +15,8 @@ use super::{authenticate, check_rate, text, ApiError, ApiJson, ClientIp, Shared}
 use crate::auth;
 use crate::model::{ProductFeature, ProductSpec};
 use crate::service::{
-    ActivationResult, CustomerView, EntitlementView, LineView, NewLine, ProductView, TrialResult,
-    UnlockResult,
+    ActivationResult, CustomerView, DemoResult, EntitlementView, LineView, NewLine, ProductView,
+    TrialResult, UnlockResult, UsageOutcome, UsageView,
 };
 
 /// The API routes with their documentation.
@@ -38,6 +38,8 @@ pub fn routes() -> OpenApiRouter<Shared> {
         .routes(routes!(offline_respond))
         .routes(routes!(unlock))
         .routes(routes!(start_trial))
+        .routes(routes!(post_usage, list_usage))
+        .routes(routes!(demo_request))
 }
 
 /// Liveness: answers `ok` while the process serves requests.
@@ -460,4 +462,64 @@ async fn start_trial(
     Ok(ApiJson(
         state.bo.start_trial(&req.product, &req.pc_id).await?,
     ))
+}
+
+/// Takes a license server's signed usage report (the armoured document as the body): records it,
+/// flags over-use (and notifies the producer), and answers with the renewed license bundle.
+#[utoipa::path(post, path = "/api/v1/usage", tag = "usage",
+    request_body(content = String, content_type = "text/plain", description = "the usage report document"),
+    responses((status = 200, body = UsageOutcome),
+        (status = 422, description = "invalid_document", body = super::Problem)))]
+async fn post_usage(
+    State(state): State<Shared>,
+    ip: ClientIp,
+    body: String,
+) -> Result<ApiJson<UsageOutcome>, ApiError> {
+    check_rate(&state, ip)?;
+    Ok(ApiJson(state.bo.usage_report(&body).await?))
+}
+
+/// Lists usage reports, newest first.
+#[utoipa::path(get, path = "/api/v1/usage", tag = "usage", security(("token" = [])), params(Paging),
+    responses((status = 200, body = Vec<UsageView>)))]
+async fn list_usage(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(paging): Query<Paging>,
+) -> Result<ApiJson<Vec<UsageView>>, ApiError> {
+    authenticate(&state, &headers).await?;
+    Ok(ApiJson(state.bo.list_usage(paging.page()).await?))
+}
+
+/// A demo request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DemoRequest {
+    /// Your name.
+    pub name: String,
+    /// Your company.
+    #[serde(default)]
+    pub company: String,
+    /// Where the demo key is sent.
+    pub email: String,
+    /// The product.
+    pub product: String,
+}
+
+/// Requests a time-limited full-feature demo key; it is e-mailed, not shown.
+#[utoipa::path(post, path = "/api/v1/demo", tag = "trials", request_body = DemoRequest,
+    responses((status = 202, body = DemoResult),
+        (status = 422, description = "invalid_email, invalid_request", body = super::Problem),
+        (status = 503, description = "mail_not_configured", body = super::Problem)))]
+async fn demo_request(
+    State(state): State<Shared>,
+    ip: ClientIp,
+    ApiJson(req): ApiJson<DemoRequest>,
+) -> Result<Response, ApiError> {
+    check_rate(&state, ip)?;
+    let r = state
+        .bo
+        .demo_request(&req.name, &req.company, &req.email, &req.product)
+        .await?;
+    Ok((StatusCode::ACCEPTED, ApiJson(r)).into_response())
 }

@@ -114,11 +114,7 @@ impl AppState {
         to: &str,
         result: &crate::service::UnlockResult,
     ) -> Result<(), crate::service::ServiceError> {
-        let _ = (to, result);
-        Err(crate::service::ServiceError::Invalid {
-            field: "email".into(),
-            detail: "this back office has no mail server configured".into(),
-        })
+        self.bo.mail_unlock_code(to, result).await
     }
 }
 

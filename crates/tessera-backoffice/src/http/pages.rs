@@ -1,4 +1,5 @@
-//! Public pages: `/activate` (unlock codes) and `/offline` (request file in, response file out).
+//! Public pages: `/activate` (unlock codes), `/offline` (request file in, response file out) and
+//! `/demo` (a demo key by e-mail).
 //! No login; rate-limited per address like the public API.
 
 use askama::Template;
@@ -18,6 +19,109 @@ pub fn routes() -> OpenApiRouter<Shared> {
     OpenApiRouter::new()
         .routes(routes!(activate_page, activate_submit))
         .routes(routes!(offline_page, offline_submit))
+        .routes(routes!(demo_page, demo_submit))
+}
+
+#[derive(Template)]
+#[template(path = "demo.html")]
+struct DemoPage {
+    issuer: String,
+    error: Option<(String, String)>,
+    sent: bool,
+    name: String,
+    company: String,
+    email: String,
+    products: Vec<(String, String)>,
+}
+
+async fn product_choices(state: &Shared) -> Vec<(String, String)> {
+    state
+        .bo
+        .list_products()
+        .await
+        .map(|ps| ps.into_iter().map(|p| (p.id, p.name)).collect())
+        .unwrap_or_default()
+}
+
+/// The demo request page.
+#[utoipa::path(get, path = "/demo", tag = "pages",
+    responses((status = 200, content_type = "text/html", body = String, description = "the form")))]
+async fn demo_page(State(state): State<Shared>) -> Response {
+    html(
+        StatusCode::OK,
+        DemoPage {
+            issuer: state.bo.issuer().to_string(),
+            error: None,
+            sent: false,
+            name: String::new(),
+            company: String::new(),
+            email: String::new(),
+            products: product_choices(&state).await,
+        },
+    )
+}
+
+/// The demo form.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct DemoForm {
+    /// Name.
+    pub name: String,
+    /// Company.
+    #[serde(default)]
+    pub company: String,
+    /// E-mail.
+    pub email: String,
+    /// Product id.
+    pub product: String,
+}
+
+/// Issues a demo key and e-mails it.
+#[utoipa::path(post, path = "/demo", tag = "pages",
+    request_body(content = DemoForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, content_type = "text/html", body = String, description = "sent"),
+        (status = 422, content_type = "text/html", body = String, description = "refused, with the reason")))]
+async fn demo_submit(
+    State(state): State<Shared>,
+    ip: ClientIp,
+    Form(form): Form<DemoForm>,
+) -> Response {
+    let products = product_choices(&state).await;
+    let page = |status, error, sent| {
+        html(
+            status,
+            DemoPage {
+                issuer: state.bo.issuer().to_string(),
+                error,
+                sent,
+                name: form.name.clone(),
+                company: form.company.clone(),
+                email: form.email.clone(),
+                products: products.clone(),
+            },
+        )
+    };
+    if let Err(e) = check_rate(&state, ip) {
+        return page(
+            e.status(),
+            Some((e.code().to_string(), e.detail().to_string())),
+            false,
+        );
+    }
+    match state
+        .bo
+        .demo_request(&form.name, &form.company, &form.email, &form.product)
+        .await
+    {
+        Ok(_) => page(StatusCode::OK, None, true),
+        Err(e) => {
+            let e = ApiError::from(e);
+            page(
+                e.status(),
+                Some((e.code().to_string(), e.detail().to_string())),
+                false,
+            )
+        }
+    }
 }
 
 #[derive(Template)]

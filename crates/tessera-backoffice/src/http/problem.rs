@@ -111,6 +111,25 @@ impl From<ServiceError> for ApiError {
                     "the back office could not complete the request; it is logged, try again later",
                 )
             }
+            ServiceError::Mail(crate::outbox::OutboxError::Store(err)) => {
+                tracing::error!(error = %err, "storage error");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the back office could not complete the request; it is logged, try again later",
+                )
+            }
+            ServiceError::Mail(crate::outbox::OutboxError::MailNotConfigured) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "mail_not_configured",
+                detail,
+            ),
+            ServiceError::Mail(crate::outbox::OutboxError::InvalidAddress { .. }) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_email", detail)
+            }
+            ServiceError::Mail(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "mail_error", detail)
+            }
             ServiceError::Sign(err) => {
                 tracing::error!(error = %err, "signing error");
                 ApiError::new(
