@@ -409,12 +409,11 @@ impl<S: OutboxStore> Outbox<S> {
         let Some(webhook) = &self.webhook else {
             return Ok(None);
         };
-        let Some(name) = event.get("event").and_then(serde_json::Value::as_str) else {
-            return Err(OutboxError::InvalidWebhookEvent);
+        // `get` finds nothing in a value that is not an object.
+        let name = match event.get("event").and_then(serde_json::Value::as_str) {
+            Some(name) if !name.is_empty() && !name.contains(['\r', '\n']) => name,
+            _ => return Err(OutboxError::InvalidWebhookEvent),
         };
-        if !event.is_object() || name.is_empty() || name.contains(['\r', '\n']) {
-            return Err(OutboxError::InvalidWebhookEvent);
-        }
         let id = self
             .store
             .enqueue_message(NewOutboxMessage {

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod backoffice;
+mod client;
 mod commands;
 mod fsutil;
 mod spec;
@@ -48,6 +49,10 @@ enum Command {
     /// The producer's back office: serve it, and every producer action.
     #[command(subcommand)]
     Backoffice(backoffice::BackofficeCommand),
+    /// What an application does: activate this machine online or with files, check an unlock
+    /// code, start a trial.
+    #[command(subcommand)]
+    Client(client::ClientCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -139,6 +144,7 @@ fn main() -> ExitCode {
             commands::hostid(&product, json).map_err(Failure::from)
         }
         Command::Backoffice(cmd) => backoffice::run(cmd).map_err(Failure::from),
+        Command::Client(cmd) => client::run(cmd),
         Command::Quickstart { data } => commands::quickstart(&data).map_err(Failure::from),
         Command::Completions { shell } => {
             clap_complete::generate(

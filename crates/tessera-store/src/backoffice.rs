@@ -160,22 +160,43 @@ pub struct UsageRecord {
 /// What the back office keeps. See the module documentation.
 pub trait BackOfficeStore {
     /// Adds a product; an existing id is [`StoreError::Conflict`].
-    fn create_product(&self, p: ProductRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn create_product(
+        &self,
+        p: ProductRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Replaces a product's name and definition; unknown id is [`StoreError::NotFound`].
-    fn update_product(&self, p: ProductRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn update_product(
+        &self,
+        p: ProductRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// A product by id.
-    fn get_product(&self, id: &str) -> impl Future<Output = Result<Option<ProductRecord>, StoreError>> + Send;
+    fn get_product(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<ProductRecord>, StoreError>> + Send;
     /// Every product, by id.
     fn list_products(&self) -> impl Future<Output = Result<Vec<ProductRecord>, StoreError>> + Send;
 
     /// Adds a customer; an existing id is [`StoreError::Conflict`].
-    fn create_customer(&self, c: CustomerRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn create_customer(
+        &self,
+        c: CustomerRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// A customer by id.
-    fn get_customer(&self, id: &str) -> impl Future<Output = Result<Option<CustomerRecord>, StoreError>> + Send;
+    fn get_customer(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<CustomerRecord>, StoreError>> + Send;
     /// Every customer, by name.
-    fn list_customers(&self) -> impl Future<Output = Result<Vec<CustomerRecord>, StoreError>> + Send;
+    fn list_customers(
+        &self,
+    ) -> impl Future<Output = Result<Vec<CustomerRecord>, StoreError>> + Send;
     /// Sets the days added to a customer's grace periods; false when the customer is unknown.
-    fn set_grace_extra_days(&self, customer_id: &str, days: i64) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn set_grace_extra_days(
+        &self,
+        customer_id: &str,
+        days: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Adds an entitlement with its lines, all or nothing.
     fn create_entitlement(
@@ -184,7 +205,10 @@ pub trait BackOfficeStore {
         lines: Vec<LineRecord>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// An entitlement by id.
-    fn get_entitlement(&self, id: &str) -> impl Future<Output = Result<Option<EntitlementRecord>, StoreError>> + Send;
+    fn get_entitlement(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<EntitlementRecord>, StoreError>> + Send;
     /// Entitlements, newest first, optionally of one customer.
     fn list_entitlements(
         &self,
@@ -192,15 +216,31 @@ pub trait BackOfficeStore {
         page: Page,
     ) -> impl Future<Output = Result<Vec<EntitlementRecord>, StoreError>> + Send;
     /// The lines of an entitlement.
-    fn list_lines(&self, entitlement_id: &str) -> impl Future<Output = Result<Vec<LineRecord>, StoreError>> + Send;
+    fn list_lines(
+        &self,
+        entitlement_id: &str,
+    ) -> impl Future<Output = Result<Vec<LineRecord>, StoreError>> + Send;
     /// Every line, newest first.
-    fn list_all_lines(&self, page: Page) -> impl Future<Output = Result<Vec<LineRecord>, StoreError>> + Send;
+    fn list_all_lines(
+        &self,
+        page: Page,
+    ) -> impl Future<Output = Result<Vec<LineRecord>, StoreError>> + Send;
     /// A line by id.
-    fn get_line(&self, id: &str) -> impl Future<Output = Result<Option<LineRecord>, StoreError>> + Send;
+    fn get_line(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<LineRecord>, StoreError>> + Send;
     /// The line whose key has this hash.
-    fn find_line_by_key(&self, hash: &KeyHash) -> impl Future<Output = Result<Option<LineRecord>, StoreError>> + Send;
+    fn find_line_by_key(
+        &self,
+        hash: &KeyHash,
+    ) -> impl Future<Output = Result<Option<LineRecord>, StoreError>> + Send;
     /// Revokes a line; false if unknown. Revoking twice keeps the first time.
-    fn revoke_line(&self, id: &str, at: OffsetDateTime) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn revoke_line(
+        &self,
+        id: &str,
+        at: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Activates `count` of line `line_id` for `target`, if at most `capacity` would then be held
     /// by unreleased activations. A target that already holds an unreleased activation of the line
@@ -216,9 +256,15 @@ pub trait BackOfficeStore {
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<ActivateOutcome, StoreError>> + Send;
     /// Unreleased activations of a line.
-    fn line_activations(&self, line_id: &str) -> impl Future<Output = Result<Vec<ActivationRecord>, StoreError>> + Send;
+    fn line_activations(
+        &self,
+        line_id: &str,
+    ) -> impl Future<Output = Result<Vec<ActivationRecord>, StoreError>> + Send;
     /// Unreleased activations held by a target.
-    fn target_activations(&self, target: &str) -> impl Future<Output = Result<Vec<ActivationRecord>, StoreError>> + Send;
+    fn target_activations(
+        &self,
+        target: &str,
+    ) -> impl Future<Output = Result<Vec<ActivationRecord>, StoreError>> + Send;
     /// Releases a line's activations (all, or one target's); returns how many were released.
     fn release_activations(
         &self,
@@ -230,7 +276,10 @@ pub trait BackOfficeStore {
     /// Adds a user; an existing name is [`StoreError::Conflict`].
     fn create_user(&self, u: UserRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// A user by name.
-    fn get_user(&self, name: &str) -> impl Future<Output = Result<Option<UserRecord>, StoreError>> + Send;
+    fn get_user(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<UserRecord>, StoreError>> + Send;
     /// Replaces a user's password hash and the must-change flag; false if unknown.
     fn set_password(
         &self,
@@ -241,7 +290,10 @@ pub trait BackOfficeStore {
     /// Adds an API token.
     fn create_token(&self, t: TokenRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// A token by hash.
-    fn find_token(&self, hash: &str) -> impl Future<Output = Result<Option<TokenRecord>, StoreError>> + Send;
+    fn find_token(
+        &self,
+        hash: &str,
+    ) -> impl Future<Output = Result<Option<TokenRecord>, StoreError>> + Send;
 
     /// Records that a trial of `product_id` started on `fingerprint` at `now`, unless one was
     /// already recorded; returns the recorded start (the first one).
@@ -262,7 +314,10 @@ pub trait BackOfficeStore {
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<String, StoreError>> + Send;
     /// The stored answer to an offline request.
-    fn get_offline_response(&self, request_id: &str) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    fn get_offline_response(
+        &self,
+        request_id: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
 
     /// Stores the unlock code given for a line on a PC identifier unless one is stored; returns the
     /// stored code.
@@ -274,10 +329,14 @@ pub trait BackOfficeStore {
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<String, StoreError>> + Send;
     /// Unlock codes given on a PC identifier, with their lines.
-    fn unlocks_for_pc(&self, pc_id: &str) -> impl Future<Output = Result<Vec<(String, String)>, StoreError>> + Send;
+    fn unlocks_for_pc(
+        &self,
+        pc_id: &str,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, StoreError>> + Send;
 
     /// Stores a usage report; a report id already stored is kept as it was (returns false).
-    fn record_usage(&self, r: UsageRecord) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn record_usage(&self, r: UsageRecord)
+        -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Usage reports, newest first, optionally of one customer.
     fn list_usage(
         &self,
@@ -289,13 +348,23 @@ pub trait BackOfficeStore {
 type ProductRow = (String, String, String, i64);
 type CustomerRow = (String, String, Option<String>, i64, i64);
 type EntitlementRow = (String, String, i64);
-type LineRow = (String, String, String, String, String, String, i64, Option<i64>);
+type LineRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    Option<i64>,
+);
 type ActivationRow = (String, String, String, i64, i64, Option<i64>);
 type UserRow = (String, String, String, i64, i64);
 type TokenRow = (String, String, String, i64, Option<i64>);
 type UsageRow = (String, String, Option<String>, i64, i64, String);
 
-const LINE_COLUMNS: &str = "id, entitlement_id, key_hash, key_hint, product_id, policy_json, created_at, revoked_at";
+const LINE_COLUMNS: &str =
+    "id, entitlement_id, key_hash, key_hint, product_id, policy_json, created_at, revoked_at";
 const ACTIVATION_COLUMNS: &str = "id, line_id, target, count, created_at, released_at";
 
 fn product(r: ProductRow) -> Result<ProductRecord, StoreError> {
@@ -327,7 +396,10 @@ fn entitlement(r: EntitlementRow) -> Result<EntitlementRecord, StoreError> {
 
 fn line(r: LineRow) -> Result<LineRecord, StoreError> {
     let key_hash = KeyHash::from_hex(&r.2).ok_or_else(|| {
-        StoreError::corrupt(format!("entitlement_lines.key_hash of {} is not a key hash", r.0))
+        StoreError::corrupt(format!(
+            "entitlement_lines.key_hash of {} is not a key hash",
+            r.0
+        ))
     })?;
     Ok(LineRecord {
         id: r.0,
@@ -918,13 +990,21 @@ impl BackOfficeStore for AnyStore {
     async fn set_grace_extra_days(&self, customer_id: &str, days: i64) -> Result<bool, StoreError> {
         dispatch!(self, s => s.set_grace_extra_days(customer_id, days).await)
     }
-    async fn create_entitlement(&self, e: EntitlementRecord, lines: Vec<LineRecord>) -> Result<(), StoreError> {
+    async fn create_entitlement(
+        &self,
+        e: EntitlementRecord,
+        lines: Vec<LineRecord>,
+    ) -> Result<(), StoreError> {
         dispatch!(self, s => s.create_entitlement(e, lines).await)
     }
     async fn get_entitlement(&self, id: &str) -> Result<Option<EntitlementRecord>, StoreError> {
         dispatch!(self, s => s.get_entitlement(id).await)
     }
-    async fn list_entitlements(&self, customer_id: Option<&str>, page: Page) -> Result<Vec<EntitlementRecord>, StoreError> {
+    async fn list_entitlements(
+        &self,
+        customer_id: Option<&str>,
+        page: Page,
+    ) -> Result<Vec<EntitlementRecord>, StoreError> {
         dispatch!(self, s => s.list_entitlements(customer_id, page).await)
     }
     async fn list_lines(&self, entitlement_id: &str) -> Result<Vec<LineRecord>, StoreError> {
@@ -959,7 +1039,12 @@ impl BackOfficeStore for AnyStore {
     async fn target_activations(&self, target: &str) -> Result<Vec<ActivationRecord>, StoreError> {
         dispatch!(self, s => s.target_activations(target).await)
     }
-    async fn release_activations(&self, line_id: &str, target: Option<&str>, at: OffsetDateTime) -> Result<u64, StoreError> {
+    async fn release_activations(
+        &self,
+        line_id: &str,
+        target: Option<&str>,
+        at: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
         dispatch!(self, s => s.release_activations(line_id, target, at).await)
     }
     async fn create_user(&self, u: UserRecord) -> Result<(), StoreError> {
@@ -968,7 +1053,12 @@ impl BackOfficeStore for AnyStore {
     async fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
         dispatch!(self, s => s.get_user(name).await)
     }
-    async fn set_password(&self, name: &str, password_hash: &str, must_change: bool) -> Result<bool, StoreError> {
+    async fn set_password(
+        &self,
+        name: &str,
+        password_hash: &str,
+        must_change: bool,
+    ) -> Result<bool, StoreError> {
         dispatch!(self, s => s.set_password(name, password_hash, must_change).await)
     }
     async fn create_token(&self, t: TokenRecord) -> Result<(), StoreError> {
@@ -977,16 +1067,33 @@ impl BackOfficeStore for AnyStore {
     async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
         dispatch!(self, s => s.find_token(hash).await)
     }
-    async fn start_trial(&self, product_id: &str, fingerprint: &str, now: OffsetDateTime) -> Result<OffsetDateTime, StoreError> {
+    async fn start_trial(
+        &self,
+        product_id: &str,
+        fingerprint: &str,
+        now: OffsetDateTime,
+    ) -> Result<OffsetDateTime, StoreError> {
         dispatch!(self, s => s.start_trial(product_id, fingerprint, now).await)
     }
-    async fn put_offline_response(&self, request_id: &str, requester: &str, response: &str, now: OffsetDateTime) -> Result<String, StoreError> {
+    async fn put_offline_response(
+        &self,
+        request_id: &str,
+        requester: &str,
+        response: &str,
+        now: OffsetDateTime,
+    ) -> Result<String, StoreError> {
         dispatch!(self, s => s.put_offline_response(request_id, requester, response, now).await)
     }
     async fn get_offline_response(&self, request_id: &str) -> Result<Option<String>, StoreError> {
         dispatch!(self, s => s.get_offline_response(request_id).await)
     }
-    async fn put_unlock(&self, line_id: &str, pc_id: &str, code: &str, now: OffsetDateTime) -> Result<String, StoreError> {
+    async fn put_unlock(
+        &self,
+        line_id: &str,
+        pc_id: &str,
+        code: &str,
+        now: OffsetDateTime,
+    ) -> Result<String, StoreError> {
         dispatch!(self, s => s.put_unlock(line_id, pc_id, code, now).await)
     }
     async fn unlocks_for_pc(&self, pc_id: &str) -> Result<Vec<(String, String)>, StoreError> {
@@ -995,7 +1102,11 @@ impl BackOfficeStore for AnyStore {
     async fn record_usage(&self, r: UsageRecord) -> Result<bool, StoreError> {
         dispatch!(self, s => s.record_usage(r).await)
     }
-    async fn list_usage(&self, customer_id: Option<&str>, page: Page) -> Result<Vec<UsageRecord>, StoreError> {
+    async fn list_usage(
+        &self,
+        customer_id: Option<&str>,
+        page: Page,
+    ) -> Result<Vec<UsageRecord>, StoreError> {
         dispatch!(self, s => s.list_usage(customer_id, page).await)
     }
 }

@@ -56,12 +56,30 @@ pub use sqlite::{sqlite_url_for_data_dir, SqliteStore};
 /// Everything a Tessera service needs from storage. Implemented by every type that implements
 /// all the store traits; services are generic over `S: Store`.
 pub trait Store:
-    MetaStore + KeyStore + LicenseStore + ActivationKeyStore + BackOfficeStore + OutboxStore + Clone + Send + Sync + 'static
+    MetaStore
+    + KeyStore
+    + LicenseStore
+    + ActivationKeyStore
+    + BackOfficeStore
+    + OutboxStore
+    + Clone
+    + Send
+    + Sync
+    + 'static
 {
 }
 
 impl<T> Store for T where
-    T: MetaStore + KeyStore + LicenseStore + ActivationKeyStore + BackOfficeStore + OutboxStore + Clone + Send + Sync + 'static
+    T: MetaStore
+        + KeyStore
+        + LicenseStore
+        + ActivationKeyStore
+        + BackOfficeStore
+        + OutboxStore
+        + Clone
+        + Send
+        + Sync
+        + 'static
 {
 }
 

@@ -193,7 +193,7 @@ pub trait OutboxStore {
     fn count_pending(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
 }
 
-/// The columns of a message, in [`COLUMNS`] order.
+/// The columns of a message, in the order `columns!` lists them.
 type MessageRow = (
     i64,
     String,
@@ -208,7 +208,7 @@ type MessageRow = (
     Option<i64>,
 );
 
-/// Every column, in [`MessageRow`] order.
+/// Every column, in `MessageRow` order.
 macro_rules! columns {
     () => {
         "id, kind, recipient, subject, body, created_at, attempts, next_attempt_at, sent_at, \
@@ -359,14 +359,13 @@ macro_rules! impl_outbox_store {
 
             #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
             async fn mark_sent(&self, id: i64, at: OffsetDateTime) -> Result<(), StoreError> {
-                let changed = sqlx::query(
-                    "UPDATE outbox SET sent_at = $2 WHERE id = $1 AND sent_at IS NULL",
-                )
-                .bind(id)
-                .bind(unix(at))
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
+                let changed =
+                    sqlx::query("UPDATE outbox SET sent_at = $2 WHERE id = $1 AND sent_at IS NULL")
+                        .bind(id)
+                        .bind(unix(at))
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected();
                 if changed == 0 && !self.outbox_message_exists(id).await? {
                     return Err(not_found(id));
                 }

@@ -1,0 +1,377 @@
+//! The back office's mail as a user meets it: the demo form's key, an unlock code sent from the
+//! /activate page, and the producer's over-use notice after a usage report, all delivered to a
+//! real SMTP server (aiosmtpd) on loopback by the running server's outbox worker.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tessera_backoffice::daemon;
+use tessera_core::certificate::ServerCertificateClaims;
+use tessera_core::offline::encode_key;
+use tessera_core::usage::{FeatureUsage, UsageReportClaims};
+use tessera_core::{ActivationKey, Clock, HostId, Keyring, License, PcId, SigningKey};
+use tessera_host::SystemClock;
+
+mod support;
+use support::smtp::{free_port, SmtpServer};
+
+struct Office {
+    base: String,
+    token: String,
+    data: tempfile::TempDir,
+    http: reqwest::Client,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    _worker: Option<(
+        tokio::task::JoinHandle<()>,
+        tokio::sync::watch::Sender<bool>,
+    )>,
+}
+
+async fn start(smtp_port: Option<u16>) -> Office {
+    let data = tempfile::tempdir().unwrap();
+    let report = daemon::init(
+        data.path(),
+        None,
+        Some("Example Software Ltd."),
+        &SystemClock,
+    )
+    .await
+    .unwrap();
+    if let Some(port) = smtp_port {
+        let mut cfg = std::fs::read_to_string(data.path().join("backoffice.toml")).unwrap();
+        cfg.push_str(&format!(
+            "notify_email = \"licensing@example.test\"\n[mail]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nfrom = \"Example Licensing <licensing@example.test>\"\n"
+        ));
+        std::fs::write(data.path().join("backoffice.toml"), cfg).unwrap();
+    }
+    let (bo, config) = daemon::open(data.path(), None, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let state = daemon::state(bo, &config);
+    let worker = daemon::start_outbox_worker(&state, Arc::new(SystemClock));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(daemon::serve_on(listener, state, async move {
+        let _ = rx.await;
+    }));
+    Office {
+        base,
+        token: report.admin_token,
+        data,
+        http: reqwest::Client::new(),
+        _stop: tx,
+        _worker: worker,
+    }
+}
+
+impl Office {
+    async fn admin(&self, path: &str, body: Value) -> Value {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{path}: {}", resp.status());
+        resp.json().await.unwrap()
+    }
+
+    fn keys(&self) -> Keyring {
+        Keyring::with(daemon::public_key(self.data.path()).unwrap())
+    }
+
+    async fn product(&self) -> String {
+        self.admin("/api/v1/products", json!({"id": "cad", "name": "ACME CAD", "features": [{"name": "modeler"}, {"name": "render"}], "demo_days": 14})).await;
+        let c = self
+            .admin("/api/v1/customers", json!({"name": "ACME"}))
+            .await;
+        c["id"].as_str().unwrap().to_string()
+    }
+}
+
+fn pc(n: u8) -> PcId {
+    let id: HostId = format!("machine_id={}", format!("{n:02x}").repeat(16))
+        .parse()
+        .unwrap();
+    PcId::derive("cad", &[id]).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_key_unlock_code_and_over_use_notice_arrive_by_mail() {
+    if !SmtpServer::available("demo_key_unlock_code_and_over_use_notice_arrive_by_mail") {
+        return;
+    }
+    let port = free_port();
+    let mut smtp = SmtpServer::start(port, false).await;
+    let o = start(Some(port)).await;
+    let customer = o.product().await;
+    let now = SystemClock.now();
+
+    // --- the demo form: the key arrives by mail and activates every feature for 14 days
+    let resp = o
+        .http
+        .post(format!("{}/demo", o.base))
+        .form(&[
+            ("name", "Ada Lovelace"),
+            ("company", "Analytical Engines"),
+            ("email", "ada@engines.example"),
+            ("product", "cad"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("on its way to ada@engines.example"), "{page}");
+    let mail = smtp.next_mail().await;
+    assert_eq!(mail["to"], "ada@engines.example");
+    assert_eq!(mail["subject"], "Your cad demo key");
+    let body = mail["body"].as_str().unwrap();
+    let key = body
+        .lines()
+        .map(str::trim)
+        .find_map(|l| ActivationKey::parse(l).ok())
+        .unwrap_or_else(|| panic!("no key in the mail: {body}"));
+    assert!(
+        !page.contains(&key.to_string()),
+        "the key is only sent by mail"
+    );
+    let resp: Value = o
+        .http
+        .post(format!("{}/api/v1/activate/device", o.base))
+        .json(&json!({"key": key.to_string(), "pc_id": pc(1).to_string()}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let me: HostId = (&pc(1)).into();
+    let demo = License::verify(resp["license"].as_str().unwrap(), &o.keys(), now, &[me]).unwrap();
+    assert_eq!(demo.features().len(), 2, "full features");
+    let exp = demo.claims().exp.unwrap();
+    assert!(
+        exp > now + tessera_core::time::Duration::days(13)
+            && exp
+                <= now
+                    + tessera_core::time::Duration::days(14)
+                    + tessera_core::time::Duration::minutes(1)
+    );
+
+    // --- an unlock code with a copy by mail
+    let ent = o.admin("/api/v1/entitlements", json!({"customer_id": customer, "lines": [{"product": "cad", "model": "node_locked", "count": 1}]})).await;
+    let k = ent["lines"][0]["key"].as_str().unwrap().to_string();
+    let page = o
+        .http
+        .post(format!("{}/activate", o.base))
+        .form(&[
+            ("key", k.as_str()),
+            ("pc_id", pc(2).to_string().as_str()),
+            ("email", "user@acme.example"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("A copy was sent to user@acme.example"),
+        "{page}"
+    );
+    let code = page
+        .split("id=\"unlock-code\">")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_string();
+    let mail = smtp.next_mail().await;
+    assert_eq!(mail["to"], "user@acme.example");
+    assert!(mail["body"].as_str().unwrap().contains(&code), "{mail}");
+
+    // --- a usage report over the entitlement: renewed bundle, and the producer is told once
+    let ent = o.admin("/api/v1/entitlements", json!({"customer_id": customer, "lines": [{"product": "cad", "model": "floating", "count": 3}]})).await;
+    let fk = ent["lines"][0]["key"].as_str().unwrap().to_string();
+    let server = SigningKey::generate(&mut rand::rngs::OsRng);
+    let host: HostId = "ethernet=0050569a3b01".parse().unwrap();
+    let act: Value = o
+        .http
+        .post(format!("{}/api/v1/activate/server", o.base))
+        .json(&json!({"server_hostid": host.to_string(), "server_key": encode_key(&server.public()), "activations": [{"key": fk, "count": 3}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cert = act["certificate"].as_str().unwrap().to_string();
+    ServerCertificateClaims::verify(&cert, &o.keys(), now).unwrap();
+    let report = UsageReportClaims {
+        jti: "usage-1".into(),
+        iat: now,
+        server_hostid: host.clone(),
+        certificate: cert,
+        period_start: now - tessera_core::time::Duration::days(1),
+        period_end: now,
+        features: vec![
+            FeatureUsage {
+                name: "modeler".into(),
+                peak: 5,
+                in_use: 2,
+                metered_units: 0,
+                overdraft_peak: 0,
+            },
+            FeatureUsage {
+                name: "render".into(),
+                peak: 1,
+                in_use: 0,
+                metered_units: 0,
+                overdraft_peak: 0,
+            },
+        ],
+        devices: vec!["ethernet=0050569a3b99".into()],
+        users: vec!["alice".into()],
+    }
+    .sign(&server)
+    .unwrap();
+    let post = |body: String| {
+        let http = o.http.clone();
+        let url = format!("{}/api/v1/usage", o.base);
+        async move {
+            http.post(url)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let outcome = post(report.clone()).await;
+    assert_eq!(outcome["recorded"], true, "{outcome}");
+    assert_eq!(outcome["over_use"][0]["feature"], "modeler");
+    assert_eq!(outcome["over_use"][0]["licensed"], 3);
+    let renewed = License::verify(
+        outcome["renewal"]["license"].as_str().unwrap(),
+        &o.keys(),
+        now,
+        std::slice::from_ref(&host),
+    )
+    .unwrap();
+    assert!(renewed.claims().exp.unwrap() > now + tessera_core::time::Duration::days(29));
+    let notice = smtp.next_mail().await;
+    assert_eq!(notice["to"], "licensing@example.test");
+    assert!(
+        notice["subject"].as_str().unwrap().starts_with("Over-use"),
+        "{notice}"
+    );
+    assert!(
+        notice["body"]
+            .as_str()
+            .unwrap()
+            .contains("modeler: peak 5 with 3 licensed"),
+        "{notice}"
+    );
+    // the same report again: recorded once, no second notice
+    let again = post(report).await;
+    assert_eq!(again["recorded"], false);
+    let list: Value = o
+        .http
+        .get(format!("{}/api/v1/usage", o.base))
+        .bearer_auth(&o.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["over_use"], true);
+    // no further mail within a short wait
+    let extra = tokio::time::timeout(Duration::from_millis(500), smtp.next_mail()).await;
+    assert!(extra.is_err(), "a second notice was sent: {extra:?}");
+}
+
+#[tokio::test]
+async fn demo_form_without_mail_says_so() {
+    let o = start(None).await;
+    o.product().await;
+    let resp = o
+        .http
+        .post(format!("{}/api/v1/demo", o.base))
+        .json(&json!({"name": "Ada", "email": "ada@engines.example", "product": "cad"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let p: Value = resp.json().await.unwrap();
+    assert_eq!(p["code"], "mail_not_configured");
+    // and nothing was created for it
+    let customers: Value = o
+        .http
+        .get(format!("{}/api/v1/customers", o.base))
+        .bearer_auth(&o.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(customers.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn forged_usage_reports_are_refused() {
+    let o = start(None).await;
+    let now = SystemClock.now();
+    // a certificate made by another producer
+    let rogue_producer = SigningKey::generate(&mut rand::rngs::OsRng);
+    let server = SigningKey::generate(&mut rand::rngs::OsRng);
+    let host: HostId = "ethernet=0050569a3b01".parse().unwrap();
+    let cert = ServerCertificateClaims {
+        jti: "c".into(),
+        iss: "rogue".into(),
+        sub: "ACME".into(),
+        iat: now,
+        exp: now + tessera_core::time::Duration::days(30),
+        server_hostid: host.clone(),
+        server_key: ServerCertificateClaims::encode_key(&server.public()),
+    }
+    .issue(&rogue_producer)
+    .unwrap();
+    let report = UsageReportClaims {
+        jti: "u".into(),
+        iat: now,
+        server_hostid: host,
+        certificate: cert,
+        period_start: now,
+        period_end: now,
+        features: vec![],
+        devices: vec![],
+        users: vec![],
+    }
+    .sign(&server)
+    .unwrap();
+    let resp = o
+        .http
+        .post(format!("{}/api/v1/usage", o.base))
+        .body(report)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let p: Value = resp.json().await.unwrap();
+    assert_eq!(p["code"], "invalid_document");
+    assert!(
+        p["detail"].as_str().unwrap().contains("unknown key id"),
+        "{p}"
+    );
+}

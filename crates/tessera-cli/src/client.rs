@@ -1,0 +1,275 @@
+//! `tessera client …`: what an application does, from the command line: activate this machine
+//! online or with request/response files, check an unlock code, start a trial.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Subcommand;
+use tessera_core::offline::{RequestBody, RequestClaims, ResponseClaims};
+use tessera_core::unlock::{UnlockCode, UnlockPublicKey};
+use tessera_core::{ActivationKey, Clock, HostId, Keyring, License, PcId, SigningKey};
+use tessera_host::SystemClock;
+
+use crate::commands::load_public_key;
+use crate::fsutil::{read_text, write_atomic};
+use crate::Failure;
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Activate a node-locked key on this machine online; writes the license file.
+    Activate {
+        /// The back office, e.g. http://127.0.0.1:7171
+        #[arg(long, env = "TESSERA_BACKOFFICE_URL")]
+        url: String,
+        /// The activation key.
+        #[arg(long)]
+        key: String,
+        /// The product id (the PC identifier is salted with it).
+        #[arg(long)]
+        product: String,
+        /// The producer's public key, to check the license received.
+        #[arg(long)]
+        producer_key: PathBuf,
+        /// Where to write the license.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write an offline activation request file for this machine.
+    OfflineRequest {
+        /// The activation key.
+        #[arg(long)]
+        key: String,
+        /// The product id.
+        #[arg(long)]
+        product: String,
+        /// The producer's public key (the request names it).
+        #[arg(long)]
+        producer_key: PathBuf,
+        /// Where to write the request.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check an offline response file and write the license it holds.
+    OfflineApply {
+        /// The response file.
+        response: PathBuf,
+        /// The producer's public key.
+        #[arg(long)]
+        producer_key: PathBuf,
+        /// Where to write the license.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check a typed unlock code for a key on this machine.
+    Unlock {
+        /// The unlock code as typed.
+        #[arg(long)]
+        code: String,
+        /// The activation key it was made for.
+        #[arg(long)]
+        key: String,
+        /// The product id.
+        #[arg(long)]
+        product: String,
+        /// The producer's unlock public key (unlock.pub).
+        #[arg(long)]
+        unlock_key: PathBuf,
+        /// The product's features in order, comma-separated, to name what is unlocked.
+        #[arg(long, value_delimiter = ',')]
+        features: Vec<String>,
+    },
+    /// Register (or look up) this machine's trial with the back office.
+    Trial {
+        /// The back office URL.
+        #[arg(long, env = "TESSERA_BACKOFFICE_URL")]
+        url: String,
+        /// The product id.
+        #[arg(long)]
+        product: String,
+        /// The producer's public key, to check the trial license.
+        #[arg(long)]
+        producer_key: PathBuf,
+        /// Where to write the trial license.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn this_pc(product: &str) -> Result<PcId> {
+    tessera_host::this_machine()
+        .identify()
+        .pc_id(product)
+        .ok_or_else(|| anyhow!("this machine has no machine id, physical MAC address or VM UUID to make a PC identifier from"))
+}
+
+async fn post_json(url: &str, path: &str, body: serde_json::Value) -> Result<serde_json::Value> {
+    let resp = reqwest::Client::new()
+        .post(format!("{}{path}", url.trim_end_matches('/')))
+        .json(&body)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the back office at {url}"))?;
+    let status = resp.status();
+    let v: serde_json::Value = resp.json().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!(
+            "{} ({})",
+            v["detail"]
+                .as_str()
+                .unwrap_or("the back office refused the request"),
+            v["code"].as_str().unwrap_or(status.as_str())
+        );
+    }
+    Ok(v)
+}
+
+fn check_and_write(license: &str, producer_key: &PathBuf, out: &PathBuf) -> Result<(), Failure> {
+    let key = load_public_key(producer_key)?;
+    let host: Vec<HostId> = tessera_host::this_machine().identify().ids;
+    let mut presented = host;
+    let now = SystemClock.now();
+    // a device license is bound to the PC identifier of its product
+    let unverified: tessera_core::LicenseClaims =
+        tessera_core::document::decode_unverified(license, tessera_core::DocumentType::License)
+            .map_err(|e| Failure::Invalid(e.to_string()))?;
+    for f in &unverified.features {
+        if let Some(p) = &f.product {
+            if let Ok(pc) = this_pc(p) {
+                presented.push(HostId::from(&pc));
+            }
+        }
+    }
+    let lic = License::verify(license, &Keyring::with(key), now, &presented)
+        .map_err(|e| Failure::Invalid(format!("the license received is not valid here: {e}")))?;
+    write_atomic(out, license.as_bytes(), 0o644)?;
+    println!(
+        "license {} for {} written to {} ({} feature records)",
+        lic.claims().jti,
+        lic.claims().sub,
+        out.display(),
+        lic.features().len()
+    );
+    Ok(())
+}
+
+pub fn run(cmd: ClientCommand) -> Result<(), Failure> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(run_async(cmd))
+}
+
+async fn run_async(cmd: ClientCommand) -> Result<(), Failure> {
+    match cmd {
+        ClientCommand::Activate {
+            url,
+            key,
+            product,
+            producer_key,
+            out,
+        } => {
+            ActivationKey::parse(&key).map_err(|e| anyhow!("--key: {e}"))?;
+            let pc = this_pc(&product)?;
+            let v = post_json(
+                &url,
+                "/api/v1/activate/device",
+                serde_json::json!({"key": key, "pc_id": pc.to_string(), "product": product}),
+            )
+            .await?;
+            let license = v["license"]
+                .as_str()
+                .ok_or_else(|| anyhow!("the answer holds no license"))?;
+            check_and_write(license, &producer_key, &out)
+        }
+        ClientCommand::OfflineRequest {
+            key,
+            product,
+            producer_key,
+            out,
+        } => {
+            ActivationKey::parse(&key).map_err(|e| anyhow!("--key: {e}"))?;
+            let producer = load_public_key(&producer_key)?;
+            let pc = this_pc(&product)?;
+            let device = SigningKey::generate(&mut rand::rngs::OsRng);
+            let text = RequestClaims {
+                jti: uuid::Uuid::new_v4().to_string(),
+                iat: SystemClock.now(),
+                aud: producer.kid().to_string(),
+                requester_key: String::new(),
+                body: RequestBody::DeviceActivation {
+                    key,
+                    pc_id: pc.to_string(),
+                    product: Some(product),
+                },
+            }
+            .sign(&device)
+            .map_err(|e| anyhow!("{e}"))?;
+            write_atomic(&out, text.as_bytes(), 0o644)?;
+            println!("request written to {}: take it to the producer's /offline page (or `tessera backoffice offline respond`) and bring back the response", out.display());
+            Ok(())
+        }
+        ClientCommand::OfflineApply {
+            response,
+            producer_key,
+            out,
+        } => {
+            let key = load_public_key(&producer_key)?;
+            let text = read_text(&response, "response file")?;
+            let r = ResponseClaims::verify(&text, &Keyring::with(key), SystemClock.now())
+                .map_err(|e| Failure::Invalid(format!("{}: {e}", response.display())))?;
+            check_and_write(&r.license, &producer_key, &out)
+        }
+        ClientCommand::Unlock {
+            code,
+            key,
+            product,
+            unlock_key,
+            features,
+        } => {
+            let pk = UnlockPublicKey::from_pem(&read_text(&unlock_key, "unlock public key")?)
+                .map_err(|e| anyhow!("{}: {e}", unlock_key.display()))?;
+            let key = ActivationKey::parse(&key).map_err(|e| anyhow!("--key: {e}"))?;
+            let pc = this_pc(&product)?;
+            let code = UnlockCode::parse(&code).map_err(|e| Failure::Invalid(e.to_string()))?;
+            let grant = code
+                .verify(&pk, &product, &key, &pc, SystemClock.now().date())
+                .map_err(|e| Failure::Invalid(e.to_string()))?;
+            let names = if features.is_empty() {
+                format!("feature mask {:#06x}", grant.features.bits())
+            } else {
+                grant.features.names(&features).join(", ")
+            };
+            match grant.expires {
+                Some(d) => println!("valid: unlocks {names} on this computer through {d}"),
+                None => println!("valid: unlocks {names} on this computer permanently"),
+            }
+            Ok(())
+        }
+        ClientCommand::Trial {
+            url,
+            product,
+            producer_key,
+            out,
+        } => {
+            let pc = this_pc(&product)?;
+            let v = post_json(
+                &url,
+                "/api/v1/trials",
+                serde_json::json!({"product": product, "pc_id": pc.to_string()}),
+            )
+            .await?;
+            let ends = v["expires_at"].as_i64().unwrap_or(0);
+            let ends = tessera_core::time::OffsetDateTime::from_unix_timestamp(ends)
+                .map(tessera_core::time_fmt::display_date)
+                .unwrap_or_default();
+            println!("trial of {product} on this computer ends {ends}");
+            match v["license"].as_str() {
+                Some(l) if !l.is_empty() => check_and_write(l, &producer_key, &out),
+                _ => Err(Failure::Invalid(format!(
+                    "the trial of {product} on this computer has ended"
+                ))),
+            }
+        }
+    }
+}
