@@ -1,7 +1,7 @@
 //! `tessera client …`: what an application does, from the command line: activate this machine
 //! online or with request/response files, check an unlock code, start a trial.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Subcommand;
@@ -123,7 +123,7 @@ async fn post_json(url: &str, path: &str, body: serde_json::Value) -> Result<ser
     Ok(v)
 }
 
-fn check_and_write(license: &str, producer_key: &PathBuf, out: &PathBuf) -> Result<(), Failure> {
+fn check_and_write(license: &str, producer_key: &Path, out: &Path) -> Result<(), Failure> {
     let key = load_public_key(producer_key)?;
     let host: Vec<HostId> = tessera_host::this_machine().identify().ids;
     let mut presented = host;
