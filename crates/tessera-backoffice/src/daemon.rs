@@ -367,6 +367,8 @@ pub async fn serve_tls(
     state: http::Shared,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
+    // one crypto provider for the process (ring); a second call finds it installed
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
         .await
         .map_err(|e| DaemonError::Config {

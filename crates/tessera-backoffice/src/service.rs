@@ -848,8 +848,14 @@ impl<S: Store> BackOffice<S> {
                 "at most 100 keys in one request",
             ));
         }
-        let server_public = tessera_core::offline::decode_key(server_key, "server_key")
-            .map_err(|e| ServiceError::invalid("server_key", e.to_string()))?;
+        // base64url of the 32 raw bytes, or an SPKI PEM public key (as `tessera keys generate` writes)
+        let server_public = if server_key.trim_start().starts_with("-----BEGIN") {
+            tessera_core::PublicKey::from_spki_pem(server_key)
+                .map_err(|e| ServiceError::invalid("server_key", e.to_string()))?
+        } else {
+            tessera_core::offline::decode_key(server_key, "server_key")
+                .map_err(|e| ServiceError::invalid("server_key", e.to_string()))?
+        };
         let target = format!("server:{server_hostid}");
         // check every key before changing anything
         let mut checked = Vec::new();

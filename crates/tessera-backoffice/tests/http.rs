@@ -791,3 +791,62 @@ async fn health_metrics_openapi_and_tokens() {
         .unwrap();
     assert!(page.contains("PC identifier") && page.contains("Example Software Ltd."));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_https_with_the_given_certificate() {
+    let data = tempfile::tempdir().unwrap();
+    daemon::init(data.path(), None, None, &SystemClock)
+        .await
+        .unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let cert_path = data.path().join("cert.pem");
+    let key_path = data.path().join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let (bo, config) = daemon::open(data.path(), None, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let state = daemon::state(bo, &config);
+    // a free port: bind, read it, release it for the TLS server
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let tls = daemon::TlsConfig {
+        cert: cert_path,
+        key: key_path,
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        daemon::serve_tls(addr, &tls, state, async move {
+            let _ = rx.await;
+        })
+        .await
+    });
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let mut answer = None;
+    for _ in 0..100 {
+        match client
+            .get(format!("https://localhost:{port}/healthz"))
+            .send()
+            .await
+        {
+            Ok(r) => {
+                answer = Some(r.text().await.unwrap());
+                break;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    }
+    assert_eq!(answer.as_deref(), Some("ok"));
+    // plain HTTP on the TLS port is not served
+    let plain = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await;
+    assert!(!plain.is_ok_and(|r| r.status().is_success()));
+    let _ = tx.send(());
+    server.await.unwrap().unwrap();
+}

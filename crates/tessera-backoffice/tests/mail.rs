@@ -375,3 +375,114 @@ async fn forged_usage_reports_are_refused() {
         "{p}"
     );
 }
+
+#[tokio::test]
+async fn offline_renewal_with_a_usage_report_file() {
+    use tessera_core::offline::{RequestBody, RequestClaims, ResponseClaims};
+    let o = start(None).await;
+    let customer = o.product().await;
+    let now = SystemClock.now();
+    let ent = o.admin("/api/v1/entitlements", json!({"customer_id": customer, "lines": [{"product": "cad", "model": "floating", "count": 4, "policy": {"grace_days": 30, "renewal_days": 7, "offline_max_days": 30, "offline_refresh_days": 14, "offline_max_active": 3}}]})).await;
+    let key = ent["lines"][0]["key"].as_str().unwrap().to_string();
+    let server = SigningKey::generate(&mut rand::rngs::OsRng);
+    let host: HostId = "ethernet=0050569a3b07".parse().unwrap();
+    // activation offline too: the server signs its request with the key it asks to certify
+    let kid = daemon::public_key(o.data.path()).unwrap().kid().to_string();
+    let request = RequestClaims {
+        jti: "act-1".into(),
+        iat: now,
+        aud: kid.clone(),
+        requester_key: String::new(),
+        body: RequestBody::ServerActivation {
+            server_hostid: host.clone(),
+            server_key: encode_key(&server.public()),
+            activations: vec![tessera_core::offline::KeyCount { key, count: 4 }],
+        },
+    }
+    .sign(&server)
+    .unwrap();
+    let respond = |body: String| {
+        let http = o.http.clone();
+        let url = format!("{}/api/v1/offline", o.base);
+        async move {
+            http.post(url)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let response = ResponseClaims::verify(&respond(request).await, &o.keys(), now).unwrap();
+    let first = License::verify(
+        &response.license,
+        &o.keys(),
+        now,
+        std::slice::from_ref(&host),
+    )
+    .unwrap();
+    assert_eq!(
+        first.claims().exp.unwrap().unix_timestamp() - now.unix_timestamp(),
+        7 * 86400,
+        "expires one renewal period out"
+    );
+    let cert = response.certificate.unwrap();
+    // a renewal request carrying a usage report
+    let report = UsageReportClaims {
+        jti: "usage-offline-1".into(),
+        iat: now,
+        server_hostid: host.clone(),
+        certificate: cert,
+        period_start: now,
+        period_end: now,
+        features: vec![FeatureUsage {
+            name: "modeler".into(),
+            peak: 2,
+            in_use: 1,
+            metered_units: 0,
+            overdraft_peak: 0,
+        }],
+        devices: vec![],
+        users: vec![],
+    }
+    .sign(&server)
+    .unwrap();
+    let renewal = RequestClaims {
+        jti: "renew-1".into(),
+        iat: now,
+        aud: kid,
+        requester_key: String::new(),
+        body: RequestBody::Renewal {
+            server_hostid: host.clone(),
+            usage_report: Some(report),
+        },
+    }
+    .sign(&server)
+    .unwrap();
+    let answer = ResponseClaims::verify(&respond(renewal).await, &o.keys(), now).unwrap();
+    assert_eq!(answer.in_reply_to, "renew-1");
+    let renewed =
+        License::verify(&answer.license, &o.keys(), now, std::slice::from_ref(&host)).unwrap();
+    assert_eq!(
+        renewed
+            .features()
+            .iter()
+            .filter_map(|f| f.count.get())
+            .max(),
+        Some(4)
+    );
+    let list: Value = o
+        .http
+        .get(format!("{}/api/v1/usage", o.base))
+        .bearer_auth(&o.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list[0]["id"], "usage-offline-1");
+    assert_eq!(list[0]["over_use"], false);
+}

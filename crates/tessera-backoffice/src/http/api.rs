@@ -339,7 +339,7 @@ pub struct ServerActivationRequest {
     /// The server's host id, `KIND=VALUE`.
     #[schema(value_type = String, example = "ethernet=0050569a3b01")]
     pub server_hostid: HostId,
-    /// The server's Ed25519 public key, base64url of its 32 bytes.
+    /// The server's Ed25519 public key: base64url of its 32 bytes, or SPKI PEM.
     pub server_key: String,
     /// Activation keys and counts.
     #[schema(value_type = Vec<Object>)]
