@@ -7,7 +7,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Subcommand;
 use tessera_core::offline::{RequestBody, RequestClaims, ResponseClaims};
 use tessera_core::unlock::{UnlockCode, UnlockPublicKey};
-use tessera_core::{ActivationKey, Clock, HostId, Keyring, License, PcId, SigningKey};
+use tessera_core::{ActivationKey, Clock, Keyring, License, PcId, SigningKey};
 use tessera_host::SystemClock;
 
 use crate::commands::load_public_key;
@@ -125,20 +125,8 @@ async fn post_json(url: &str, path: &str, body: serde_json::Value) -> Result<ser
 
 fn check_and_write(license: &str, producer_key: &Path, out: &Path) -> Result<(), Failure> {
     let key = load_public_key(producer_key)?;
-    let host: Vec<HostId> = tessera_host::this_machine().identify().ids;
-    let mut presented = host;
+    let presented = crate::commands::presented_ids(license);
     let now = SystemClock.now();
-    // a device license is bound to the PC identifier of its product
-    let unverified: tessera_core::LicenseClaims =
-        tessera_core::document::decode_unverified(license, tessera_core::DocumentType::License)
-            .map_err(|e| Failure::Invalid(e.to_string()))?;
-    for f in &unverified.features {
-        if let Some(p) = &f.product {
-            if let Ok(pc) = this_pc(p) {
-                presented.push(HostId::from(&pc));
-            }
-        }
-    }
     let lic = License::verify(license, &Keyring::with(key), now, &presented)
         .map_err(|e| Failure::Invalid(format!("the license received is not valid here: {e}")))?;
     write_atomic(out, license.as_bytes(), 0o644)?;

@@ -98,6 +98,18 @@ fn machine() -> HostIdentity {
     tessera_host::this_machine().identify()
 }
 
+/// This machine's host ids for checking `license_text`: its identifiers, plus its PC identifier
+/// for each product the license names.
+pub fn presented_ids(license_text: &str) -> Vec<HostId> {
+    let products: Vec<String> = tessera_core::document::decode_unverified::<LicenseClaims>(
+        license_text,
+        tessera_core::DocumentType::License,
+    )
+    .map(|c| c.features.into_iter().filter_map(|f| f.product).collect())
+    .unwrap_or_default();
+    machine().ids_for_products(products.iter().map(String::as_str))
+}
+
 pub fn license_verify(
     file: &Path,
     public_key: &Path,
@@ -108,7 +120,7 @@ pub fn license_verify(
     let key = load_public_key(public_key)?;
     let text = read_text(file, "license file")?;
     let host: Vec<HostId> = if hostids.is_empty() {
-        machine().ids
+        presented_ids(&text)
     } else {
         hostids
             .iter()

@@ -58,6 +58,22 @@ impl HostIdentity {
             .or_else(|| of(HostIdKind::VmUuid))
     }
 
+    /// The host ids this machine presents to a license naming `products`: its identifiers plus
+    /// its `pc_id=…` for each product (node-locked licenses from the back office are bound to the
+    /// PC identifier).
+    pub fn ids_for_products<'a>(&self, products: impl IntoIterator<Item = &'a str>) -> Vec<HostId> {
+        let mut ids = self.ids.clone();
+        for p in products {
+            if let Some(pc) = self.pc_id(p) {
+                let id = HostId::from(&pc);
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+        }
+        ids
+    }
+
     /// This machine's PC identifier for `product`.
     pub fn pc_id(&self, product: &str) -> Option<PcId> {
         self.pc_id_source()

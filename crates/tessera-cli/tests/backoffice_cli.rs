@@ -1,0 +1,380 @@
+//! The README's back-office walk-through, as a user types it: init, define a product, a customer
+//! and an entitlement, serve, then activate from "another terminal" online, offline with files and
+//! by unlock code; revoke and re-host. Everything through the `tessera` binary (and the /activate
+//! page over HTTP, as a browser would post it).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn tessera(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("TESSERA_BACKOFFICE_DATA")
+        .env_remove("TESSERA_BACKOFFICE_DATABASE")
+        .output()
+        .unwrap()
+}
+
+fn ok(o: Output) -> String {
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
+}
+
+fn json(o: Output) -> Value {
+    serde_json::from_str(&ok(o)).unwrap()
+}
+
+struct Serve(Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn producer_and_customer_walk_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let init = json(tessera(
+        &[
+            "backoffice",
+            "init",
+            "--data",
+            "bo",
+            "--issuer",
+            "Example Software Ltd.",
+            "--json",
+        ],
+        d,
+    ));
+    assert_eq!(init["admin_password"].as_str().unwrap().len(), 20);
+    ok(tessera(
+        &[
+            "backoffice",
+            "product",
+            "add",
+            "--data",
+            "bo",
+            "--id",
+            "cad",
+            "--name",
+            "ACME CAD",
+            "--feature",
+            "modeler:2.0",
+            "--feature",
+            "render",
+            "--feature",
+            "export",
+            "--basic",
+            "modeler",
+        ],
+        d,
+    ));
+    let customer = json(tessera(
+        &[
+            "backoffice",
+            "customer",
+            "add",
+            "--data",
+            "bo",
+            "--name",
+            "ACME",
+            "--json",
+        ],
+        d,
+    ));
+    let cid = customer["id"].as_str().unwrap();
+    let ent = json(tessera(
+        &[
+            "backoffice",
+            "entitlement",
+            "create",
+            "--data",
+            "bo",
+            "--customer",
+            cid,
+            "--line",
+            "product=cad,model=floating,count=10",
+            "--line",
+            "product=cad,model=node_locked,count=1,features=modeler+render",
+            "--line",
+            "product=cad,model=node_locked,count=1,features=export",
+            "--line",
+            "product=cad,model=node_locked,count=1",
+            "--json",
+        ],
+        d,
+    ));
+    let keys: Vec<String> = ent["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["key"].as_str().unwrap().to_string())
+        .collect();
+    // a bad line is refused with the reason
+    let o = tessera(
+        &[
+            "backoffice",
+            "entitlement",
+            "create",
+            "--data",
+            "bo",
+            "--customer",
+            cid,
+            "--line",
+            "product=cad,model=floating",
+        ],
+        d,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("count=… is required"));
+
+    // serve on a free port and read the address it prints
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args([
+            "backoffice",
+            "serve",
+            "--data",
+            "bo",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .current_dir(d)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _serve = Serve(child);
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_string();
+
+    // a device online
+    let out = ok(tessera(
+        &[
+            "client",
+            "activate",
+            "--url",
+            &url,
+            "--key",
+            &keys[1],
+            "--product",
+            "cad",
+            "--producer-key",
+            "bo/keys/producer.pub",
+            "--out",
+            "cad.lic",
+        ],
+        d,
+    ));
+    assert!(out.contains("written to cad.lic"), "{out}");
+    ok(tessera(
+        &[
+            "license",
+            "verify",
+            "cad.lic",
+            "--public-key",
+            "bo/keys/producer.pub",
+        ],
+        d,
+    ));
+    // the floating key is not for a device: the refusal says why
+    let o = tessera(
+        &[
+            "client",
+            "activate",
+            "--url",
+            &url,
+            "--key",
+            &keys[0],
+            "--product",
+            "cad",
+            "--producer-key",
+            "bo/keys/producer.pub",
+            "--out",
+            "x.lic",
+        ],
+        d,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("wrong_product"));
+
+    // a device offline, with files
+    ok(tessera(
+        &[
+            "client",
+            "offline-request",
+            "--key",
+            &keys[2],
+            "--product",
+            "cad",
+            "--producer-key",
+            "bo/keys/producer.pub",
+            "--out",
+            "request.txt",
+        ],
+        d,
+    ));
+    ok(tessera(
+        &[
+            "backoffice",
+            "offline",
+            "respond",
+            "--data",
+            "bo",
+            "request.txt",
+            "--out",
+            "response.txt",
+        ],
+        d,
+    ));
+    let first = std::fs::read_to_string(d.join("response.txt")).unwrap();
+    ok(tessera(
+        &[
+            "backoffice",
+            "offline",
+            "respond",
+            "--data",
+            "bo",
+            "request.txt",
+            "--out",
+            "response2.txt",
+        ],
+        d,
+    ));
+    assert_eq!(
+        std::fs::read_to_string(d.join("response2.txt")).unwrap(),
+        first,
+        "same request, same answer"
+    );
+    ok(tessera(
+        &[
+            "client",
+            "offline-apply",
+            "response.txt",
+            "--producer-key",
+            "bo/keys/producer.pub",
+            "--out",
+            "export.lic",
+        ],
+        d,
+    ));
+    ok(tessera(
+        &[
+            "license",
+            "verify",
+            "export.lic",
+            "--public-key",
+            "bo/keys/producer.pub",
+        ],
+        d,
+    ));
+
+    // a device by unlock code, typed from the page
+    let pc = json(tessera(&["hostid", "--product", "cad", "--json"], d));
+    let pc = pc["pc_identifier"]
+        .as_str()
+        .expect("this machine has a PC identifier")
+        .to_string();
+    let page = reqwest::blocking::Client::new()
+        .post(format!("{url}/activate"))
+        .form(&[("key", keys[3].as_str()), ("pc_id", pc.as_str())])
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let code = page
+        .split("id=\"unlock-code\">")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_string();
+    let typed = code.to_lowercase().replace('-', " ");
+    let out = ok(tessera(
+        &[
+            "client",
+            "unlock",
+            "--code",
+            &typed,
+            "--key",
+            &keys[3],
+            "--product",
+            "cad",
+            "--unlock-key",
+            "bo/keys/unlock.pub",
+            "--features",
+            "modeler,render,export",
+        ],
+        d,
+    ));
+    assert!(out.contains("unlocks modeler, render, export"), "{out}");
+
+    // keys, revoke, re-host
+    let list = ok(tessera(&["backoffice", "key", "list", "--data", "bo"], d));
+    assert!(
+        list.contains("(1 used)") && list.contains("activated by device:pc_id="),
+        "{list}"
+    );
+    ok(tessera(
+        &["backoffice", "key", "revoke", "--data", "bo", &keys[1]],
+        d,
+    ));
+    let o = tessera(
+        &[
+            "client",
+            "activate",
+            "--url",
+            &url,
+            "--key",
+            &keys[1],
+            "--product",
+            "cad",
+            "--producer-key",
+            "bo/keys/producer.pub",
+            "--out",
+            "y.lic",
+        ],
+        d,
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("revoked"));
+    let out = ok(tessera(
+        &["backoffice", "rehost", "--data", "bo", &keys[2]],
+        d,
+    ));
+    assert!(out.contains("released 1 activation"), "{out}");
+    let out = ok(tessera(
+        &[
+            "backoffice",
+            "grace",
+            "extend",
+            "--data",
+            "bo",
+            cid,
+            "--days",
+            "10",
+        ],
+        d,
+    ));
+    assert!(out.contains("extended by 10 days"), "{out}");
+    let usage = ok(tessera(&["backoffice", "usage", "list", "--data", "bo"], d));
+    assert!(usage.contains("no usage reports yet"));
+}
