@@ -9,12 +9,13 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde::Serialize;
+use serde_json::Value;
 use tessera_backoffice::daemon;
 use tessera_backoffice::model::{LicenseModel, LinePolicy, ProductFeature, ProductSpec};
 use tessera_backoffice::service::{BackOffice, LineView, NewLine};
 use tessera_core::time_fmt::{display_date, parse_time, DateBound};
 use tessera_host::SystemClock;
-use tessera_store::{AnyStore, Page};
+use tessera_store::{AnyStore, OutboxFilter, OutboxStore as _, Page};
 
 /// Where the back office lives.
 #[derive(Debug, Args)]
@@ -104,6 +105,9 @@ pub enum BackofficeCommand {
     /// Usage reports from license servers.
     #[command(subcommand)]
     Usage(UsageCommand),
+    /// Mail and webhook calls waiting, sent or given up.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
     /// Issue a demo key and e-mail it (what the /demo page does).
     Demo {
         #[command(flatten)]
@@ -130,6 +134,26 @@ pub enum BackofficeCommand {
         /// Where to write the renewed license.
         #[arg(long)]
         out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// List messages, newest first.
+    List {
+        #[command(flatten)]
+        data: Data,
+        /// Which: pending, sent, failed (given up) or all.
+        #[arg(long, default_value = "all")]
+        state: String,
+        /// Rows to show.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Try to deliver every message that is due now.
+    Deliver {
+        #[command(flatten)]
+        data: Data,
     },
 }
 
@@ -729,6 +753,77 @@ async fn run_async(cmd: BackofficeCommand) -> Result<()> {
                     }
                 }
             })
+        }
+        BackofficeCommand::Outbox(OutboxCommand::List { data, state, limit }) => {
+            let bo = open(&data).await?;
+            let filter = match state.as_str() {
+                "pending" => OutboxFilter::Pending,
+                "sent" => OutboxFilter::Sent,
+                "failed" => OutboxFilter::Failed,
+                "all" => OutboxFilter::All,
+                other => bail!("--state {other}: use pending, sent, failed or all"),
+            };
+            let list = bo
+                .store()
+                .list_messages(
+                    filter,
+                    Page {
+                        offset: 0,
+                        limit: limit.clamp(1, 10_000),
+                    },
+                )
+                .await?;
+            let rows: Vec<Value> = list
+                .iter()
+                .map(|m| {
+                    let status = if m.sent_at.is_some() {
+                        "sent"
+                    } else if m.given_up_at.is_some() {
+                        "given up"
+                    } else {
+                        "pending"
+                    };
+                    serde_json::json!({"id": m.id, "kind": m.kind.as_str(), "recipient": m.recipient,
+                        "subject": m.subject, "status": status, "attempts": m.attempts,
+                        "last_error": m.last_error, "created_at": m.created_at.unix_timestamp(),
+                        "next_attempt_at": m.next_attempt_at.unix_timestamp()})
+                })
+                .collect();
+            show(data.json, &rows, |rows| {
+                if rows.is_empty() {
+                    println!("the outbox is empty");
+                }
+                for r in rows {
+                    println!(
+                        "#{} {} to {} \"{}\": {} after {} attempt(s){}",
+                        r["id"],
+                        r["kind"].as_str().unwrap_or(""),
+                        r["recipient"].as_str().unwrap_or(""),
+                        r["subject"].as_str().unwrap_or(""),
+                        r["status"].as_str().unwrap_or(""),
+                        r["attempts"],
+                        r["last_error"]
+                            .as_str()
+                            .map(|e| format!(" (last error: {e})"))
+                            .unwrap_or_default()
+                    );
+                }
+            })
+        }
+        BackofficeCommand::Outbox(OutboxCommand::Deliver { data }) => {
+            let bo = open(&data).await?;
+            let Some(outbox) = bo.outbox() else {
+                bail!(
+                    "no [mail] or [webhook] is configured in {}/backoffice.toml",
+                    data.data.display()
+                );
+            };
+            let r = outbox.deliver_due(bo.now()).await?;
+            println!(
+                "sent {}, to retry {}, given up {}",
+                r.sent, r.retried, r.given_up
+            );
+            Ok(())
         }
         BackofficeCommand::Demo {
             data,

@@ -377,4 +377,27 @@ fn producer_and_customer_walk_through() {
     assert!(out.contains("extended by 10 days"), "{out}");
     let usage = ok(tessera(&["backoffice", "usage", "list", "--data", "bo"], d));
     assert!(usage.contains("no usage reports yet"));
+    let outbox = ok(tessera(
+        &["backoffice", "outbox", "list", "--data", "bo"],
+        d,
+    ));
+    assert!(outbox.contains("the outbox is empty"), "{outbox}");
+    // without [mail], the demo form says what is missing
+    let o = tessera(
+        &[
+            "backoffice",
+            "demo",
+            "--data",
+            "bo",
+            "--name",
+            "Ada",
+            "--email",
+            "ada@example.test",
+            "--product",
+            "cad",
+        ],
+        d,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("mail is not configured"));
 }

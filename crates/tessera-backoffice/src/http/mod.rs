@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use tessera_store::{AnyStore, BackOfficeStore};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::service::BackOffice;
 pub use problem::{ApiError, ApiJson, Problem};
@@ -150,34 +151,37 @@ impl utoipa::Modify for BearerAuth {
 
 /// The router and its OpenAPI document, built together so no route goes undocumented.
 pub fn router(state: Shared) -> Router {
-    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(api::routes())
-        .merge(pages::routes())
-        .split_for_parts();
-    let openapi = Arc::new(openapi);
+    let (router, _) = documented().split_for_parts();
     router
-        .route(
-            "/api/openapi.json",
-            axum::routing::get(move || {
-                let doc = openapi.clone();
-                async move { axum::Json((*doc).clone()) }
-            }),
-        )
-        .route("/metrics", axum::routing::get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), count))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
 
-/// The OpenAPI document as served at `/api/openapi.json`.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (_, openapi) = OpenApiRouter::<Shared>::with_openapi(ApiDoc::openapi())
+fn documented() -> OpenApiRouter<Shared> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(api::routes())
         .merge(pages::routes())
-        .split_for_parts();
-    openapi
+        .routes(routes!(metrics))
+        .routes(routes!(openapi_json))
 }
 
+/// The OpenAPI document as served at `/api/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    static DOC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| documented().split_for_parts().1).clone()
+}
+
+/// This document: every endpoint of the back office.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "operations",
+    responses((status = 200, content_type = "application/json", body = Object, description = "the OpenAPI 3.1 document")))]
+async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(openapi())
+}
+
+/// Prometheus metrics: HTTP requests by route and status.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, content_type = "text/plain", body = String, description = "Prometheus text format")))]
 async fn metrics(State(state): State<Shared>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
