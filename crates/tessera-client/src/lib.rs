@@ -1,1 +1,651 @@
-//! tessera-client
+//! # tessera-client
+//!
+//! What a producer links into its application to check its license. A few lines:
+//!
+//! ```no_run
+//! use tessera_client::{Client, ClientConfig};
+//!
+//! const PRODUCER_KEY: &str = "-----BEGIN PUBLIC KEY-----\n…\n-----END PUBLIC KEY-----\n";
+//! let config = ClientConfig::new("cad", PRODUCER_KEY).unwrap().trial(60, &["modeler"]);
+//! let client = Client::new(config).unwrap();
+//! match client.check("render", "1.0") {
+//!     Ok(grant) => { if let Some(days) = grant.days_left { eprintln!("only {days} days left") } }
+//!     Err(e) => eprintln!("{e}"), // a message fit for the user
+//! }
+//! ```
+//!
+//! It checks, in order: a node-locked license file (found at an explicit path, in
+//! `TESSERA_LICENSE`, or beside the executable), unlock codes the user typed, and the trial
+//! (started on first run, remembered by the back office when online, and tamper-evident locally);
+//! after the trial, the basic features stay available. Licenses validated at each launch keep
+//! working offline for their grace period. Nothing here starts a thread or needs an async runtime;
+//! back-office calls are plain blocking HTTP.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(
+    not(test),
+    warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+mod error;
+pub mod state;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use error::ClientError;
+use tessera_core::feature::Feature;
+use tessera_core::license::FeatureError;
+use tessera_core::time::{Duration, OffsetDateTime};
+use tessera_core::unlock::{UnlockCode, UnlockGrant, UnlockPublicKey};
+use tessera_core::{ActivationKey, Clock, HostId, Keyring, License, PcId, PublicKey, Version};
+use tessera_host::{HostIdentity, SystemClock};
+
+use crate::state::{secs, State, StateStore};
+
+/// How far the clock may go back before it counts as rolled back.
+pub const DEFAULT_ROLLBACK_TOLERANCE: Duration = Duration::hours(24);
+
+/// Trial settings.
+#[derive(Debug, Clone)]
+pub struct TrialConfig {
+    /// Length in days.
+    pub days: u32,
+    /// Features that stay after the trial.
+    pub basic_features: Vec<String>,
+}
+
+/// How the application is licensed. Built once, at start.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    product: String,
+    producer_key: PublicKey,
+    unlock_key: Option<UnlockPublicKey>,
+    product_features: Vec<String>,
+    license_path: Option<PathBuf>,
+    state_dir: PathBuf,
+    backup_dir: PathBuf,
+    state_secret: Vec<u8>,
+    backoffice_url: Option<String>,
+    trial: Option<TrialConfig>,
+    rollback_tolerance: Duration,
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from)
+}
+
+impl ClientConfig {
+    /// The product id and the producer's public key (SPKI PEM, usually embedded with
+    /// `include_str!`).
+    pub fn new(product: &str, producer_key_pem: &str) -> Result<Self, ClientError> {
+        let producer_key =
+            PublicKey::from_spki_pem(producer_key_pem).map_err(|e| ClientError::Io {
+                path: PathBuf::from("<producer key>"),
+                detail: e.to_string(),
+            })?;
+        let base = std::env::var_os("XDG_DATA_HOME")
+            .map_or_else(|| home().join(".local/share"), PathBuf::from);
+        Ok(ClientConfig {
+            product: product.to_string(),
+            producer_key,
+            unlock_key: None,
+            product_features: Vec::new(),
+            license_path: None,
+            state_dir: base.join("tessera").join(product),
+            backup_dir: home().join(".config").join(".tessera"),
+            state_secret: Vec::new(),
+            backoffice_url: None,
+            trial: None,
+            rollback_tolerance: DEFAULT_ROLLBACK_TOLERANCE,
+        })
+    }
+
+    /// Accept unlock codes signed with this key (unlock.pub), for a product whose features are, in
+    /// order, `features`.
+    pub fn unlock_codes(
+        mut self,
+        unlock_key_pem: &str,
+        features: &[&str],
+    ) -> Result<Self, ClientError> {
+        self.unlock_key =
+            Some(
+                UnlockPublicKey::from_pem(unlock_key_pem).map_err(|e| ClientError::Io {
+                    path: PathBuf::from("<unlock key>"),
+                    detail: e.to_string(),
+                })?,
+            );
+        self.product_features = features.iter().map(|s| s.to_string()).collect();
+        Ok(self)
+    }
+
+    /// Run a trial of `days` days on first start; `basic` features stay afterwards.
+    pub fn trial(mut self, days: u32, basic: &[&str]) -> Self {
+        self.trial = Some(TrialConfig {
+            days,
+            basic_features: basic.iter().map(|s| s.to_string()).collect(),
+        });
+        self
+    }
+
+    /// The license file to use instead of searching.
+    pub fn license_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.license_path = Some(path.into());
+        self
+    }
+
+    /// Where the licensing state and validated licenses are kept (default
+    /// `~/.local/share/tessera/PRODUCT`), and the backup copy of the state (default
+    /// `~/.config/.tessera`). Both must be outside the install directory.
+    pub fn state_dirs(mut self, state: impl Into<PathBuf>, backup: impl Into<PathBuf>) -> Self {
+        self.state_dir = state.into();
+        self.backup_dir = backup.into();
+        self
+    }
+
+    /// A secret of the application's own mixed into the state's MAC.
+    pub fn state_secret(mut self, secret: &[u8]) -> Self {
+        self.state_secret = secret.to_vec();
+        self
+    }
+
+    /// The back office, for trial registration and validation at launch.
+    pub fn backoffice(mut self, url: &str) -> Self {
+        self.backoffice_url = Some(url.trim_end_matches('/').to_string());
+        self
+    }
+
+    /// How far the clock may go back before it counts as rolled back (default 24 hours).
+    pub fn rollback_tolerance(mut self, d: Duration) -> Self {
+        self.rollback_tolerance = d;
+        self
+    }
+}
+
+/// Where a feature's right to run comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GrantSource {
+    /// A license file.
+    License,
+    /// A typed unlock code.
+    UnlockCode,
+    /// The trial.
+    Trial,
+    /// The basic features that remain after the trial.
+    Basic,
+}
+
+/// Permission to use a feature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The feature.
+    pub feature: String,
+    /// Where it comes from.
+    pub source: GrantSource,
+    /// Whole days left before it stops (the trial's end, the license's expiry, or the end of the
+    /// grace period, whichever is first), or `None` when it does not end.
+    pub days_left: Option<i64>,
+}
+
+/// The trial's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrialStatus {
+    /// Running.
+    Active {
+        /// When it started.
+        started: OffsetDateTime,
+        /// When it ends.
+        ends: OffsetDateTime,
+        /// Whole days left.
+        days_left: i64,
+    },
+    /// Over: only the basic features remain.
+    Expired {
+        /// When it ended.
+        ended: OffsetDateTime,
+    },
+}
+
+/// The licensing client of one application.
+#[derive(Debug, Clone)]
+pub struct Client {
+    config: ClientConfig,
+    clock: Arc<dyn Clock>,
+    identity: HostIdentity,
+    pc_id: PcId,
+    state: StateStore,
+}
+
+fn days_until(now: OffsetDateTime, t: OffsetDateTime) -> i64 {
+    let secs = (t - now).whole_seconds();
+    // whole days, rounding up a started day: "1 day left" until the last second
+    (secs + 86_399).div_euclid(86_400).max(0)
+}
+
+impl Client {
+    /// A client for this machine, reading the system clock.
+    pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
+        Self::with(
+            config,
+            Arc::new(SystemClock),
+            tessera_host::this_machine().identify(),
+        )
+    }
+
+    /// A client with a given clock and machine identity (tests, other platforms).
+    pub fn with(
+        config: ClientConfig,
+        clock: Arc<dyn Clock>,
+        identity: HostIdentity,
+    ) -> Result<Self, ClientError> {
+        let pc_id = identity
+            .pc_id(&config.product)
+            .ok_or(ClientError::NoMachineIdentity)?;
+        let state = StateStore::new(
+            &config.state_dir,
+            &config.backup_dir,
+            &config.product,
+            &pc_id.to_string(),
+            &config.state_secret,
+        );
+        Ok(Client {
+            config,
+            clock,
+            identity,
+            pc_id,
+            state,
+        })
+    }
+
+    /// This machine's PC identifier for the product (what the user types into the activation page).
+    pub fn pc_id(&self) -> &PcId {
+        &self.pc_id
+    }
+
+    fn presented(&self) -> Vec<HostId> {
+        self.identity
+            .ids_for_products([self.config.product.as_str()])
+    }
+
+    /// Where the license file is looked for, in order.
+    pub fn license_locations(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        if let Some(p) = &self.config.license_path {
+            out.push(p.clone());
+        }
+        if let Some(p) = std::env::var_os("TESSERA_LICENSE") {
+            out.push(PathBuf::from(p));
+        }
+        out.push(self.config.state_dir.join("license.lic"));
+        if let Some(dir) = std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(Path::to_path_buf))
+        {
+            out.push(dir.join(format!("{}.lic", self.config.product)));
+            out.push(dir.join("license.lic"));
+        }
+        out
+    }
+
+    /// Finds and verifies the node-locked license file, offline.
+    pub fn license(&self) -> Result<(PathBuf, License), ClientError> {
+        let searched = self.license_locations();
+        for path in &searched {
+            let text = match std::fs::read_to_string(path) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(ClientError::Io {
+                        path: path.clone(),
+                        detail: e.to_string(),
+                    })
+                }
+            };
+            let lic =
+                self.verify_license_text(&text)
+                    .map_err(|reason| ClientError::InvalidLicense {
+                        path: path.clone(),
+                        reason,
+                    })?;
+            return Ok((path.clone(), lic));
+        }
+        Err(ClientError::LicenseNotFound { searched })
+    }
+
+    /// Verifies license text against the producer key, this machine and the clock.
+    pub fn verify_license_text(&self, text: &str) -> Result<License, tessera_core::VerifyError> {
+        License::verify(
+            text,
+            &Keyring::with(self.config.producer_key.clone()),
+            self.clock.now(),
+            &self.presented(),
+        )
+    }
+
+    /// Reads the state, checks the clock against the latest time seen, and records now.
+    fn touch_state(&self) -> Result<(State, OffsetDateTime), ClientError> {
+        let now = self.clock.now();
+        let mut state = self.state.load()?;
+        if let Some(last) = state
+            .last_seen
+            .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
+        {
+            if now + self.config.rollback_tolerance < last {
+                return Err(ClientError::ClockRolledBack {
+                    now,
+                    last_seen: last,
+                });
+            }
+        }
+        if state.last_seen.is_none_or(|s| s < secs(now)) {
+            state.last_seen = Some(secs(now));
+            self.state.save(&state)?;
+        }
+        Ok((state, now))
+    }
+
+    /// May the application use `feature` at version `version` (e.g. `"1.0"`)?
+    pub fn check(&self, feature: &str, version: &str) -> Result<Grant, ClientError> {
+        let wanted: Version = version
+            .parse()
+            .map_err(|e| ClientError::FeatureNotLicensed {
+                feature: format!("{feature} {version} ({e})"),
+            })?;
+        let (state, now) = self.touch_state()?;
+        let mut refusal: Option<ClientError> = None;
+        // 1. a license file
+        match self.license() {
+            Ok((_, lic)) => match lic.feature(feature, &wanted, now) {
+                Ok(f) => return self.license_grant(&lic, f, now),
+                Err(e) => refusal = Some(feature_error(e)),
+            },
+            Err(ClientError::LicenseNotFound { .. }) => {}
+            // an expired (or not yet valid) license leaves the trial and the basic features
+            Err(
+                e @ ClientError::InvalidLicense {
+                    reason:
+                        tessera_core::VerifyError::Expired { .. }
+                        | tessera_core::VerifyError::NotYetValid { .. },
+                    ..
+                },
+            ) => refusal = Some(e),
+            // a tampered license, or one for another machine, is said at once
+            Err(e) => return Err(e),
+        }
+        // 2. unlock codes
+        if let Some(pk) = &self.config.unlock_key {
+            for (key, code) in &state.unlocks {
+                let (Ok(key), Ok(code)) = (ActivationKey::parse(key), UnlockCode::parse(code))
+                else {
+                    continue;
+                };
+                if let Ok(grant) =
+                    code.verify(pk, &self.config.product, &key, &self.pc_id, now.date())
+                {
+                    if grant
+                        .features
+                        .allows(&self.config.product_features, feature)
+                    {
+                        return Ok(Grant {
+                            feature: feature.into(),
+                            source: GrantSource::UnlockCode,
+                            days_left: grant.expires.map(|d| {
+                                days_until(now, d.next_day().unwrap_or(d).midnight().assume_utc())
+                            }),
+                        });
+                    }
+                }
+            }
+        }
+        // 3. the trial, then the basic features
+        if let Some(trial) = &self.config.trial {
+            match self.trial_status_at(&state, now)? {
+                TrialStatus::Active { days_left, .. } => {
+                    return Ok(Grant {
+                        feature: feature.into(),
+                        source: GrantSource::Trial,
+                        days_left: Some(days_left),
+                    })
+                }
+                TrialStatus::Expired { ended } => {
+                    if trial.basic_features.iter().any(|b| b == feature) {
+                        return Ok(Grant {
+                            feature: feature.into(),
+                            source: GrantSource::Basic,
+                            days_left: None,
+                        });
+                    }
+                    return Err(refusal.unwrap_or(ClientError::TrialExpired {
+                        feature: feature.into(),
+                        ended_on: ended,
+                        basic_features: trial.basic_features.clone(),
+                    }));
+                }
+            }
+        }
+        Err(refusal.unwrap_or(ClientError::FeatureNotLicensed {
+            feature: feature.into(),
+        }))
+    }
+
+    fn license_grant(
+        &self,
+        lic: &License,
+        f: &Feature,
+        now: OffsetDateTime,
+    ) -> Result<Grant, ClientError> {
+        let mut ends: Option<OffsetDateTime> = match f.expiry {
+            tessera_core::feature::Expiry::At(t) => Some(t),
+            tessera_core::feature::Expiry::Permanent => None,
+        };
+        // a license validated online at each launch works for its grace period after its issue
+        if let Some(policy) = &lic.claims().policy {
+            if self.config.backoffice_url.is_some() {
+                let grace_end = lic.claims().iat + Duration::days(i64::from(policy.grace_days));
+                if now >= grace_end {
+                    return Err(ClientError::GraceExpired {
+                        last_validated: lic.claims().iat,
+                        grace_days: policy.grace_days,
+                    });
+                }
+                ends = Some(ends.map_or(grace_end, |e| e.min(grace_end)));
+            }
+        }
+        Ok(Grant {
+            feature: f.name.clone(),
+            source: GrantSource::License,
+            days_left: ends.map(|e| days_until(now, e)),
+        })
+    }
+
+    fn trial_status_at(
+        &self,
+        state: &State,
+        now: OffsetDateTime,
+    ) -> Result<TrialStatus, ClientError> {
+        let Some(trial) = &self.config.trial else {
+            return Err(ClientError::FeatureNotLicensed {
+                feature: "the trial".into(),
+            });
+        };
+        let mut state = state.clone();
+        let mut started = state.trial_started;
+        // registered with the back office when online: it remembers the first start
+        if let Some(url) = &self.config.backoffice_url {
+            if let Ok(remote) = self.register_trial(url) {
+                started = Some(started.map_or(remote, |s| s.min(remote)));
+            }
+        }
+        let started = started.unwrap_or(secs(now));
+        if state.trial_started != Some(started) {
+            state.trial_started = Some(started);
+            self.state.save(&state)?;
+        }
+        let started = OffsetDateTime::from_unix_timestamp(started).unwrap_or(now);
+        let ends = started + Duration::days(i64::from(trial.days));
+        Ok(if now < ends {
+            TrialStatus::Active {
+                started,
+                ends,
+                days_left: days_until(now, ends),
+            }
+        } else {
+            TrialStatus::Expired { ended: ends }
+        })
+    }
+
+    /// The trial's state (starting it on first use).
+    pub fn trial_status(&self) -> Result<TrialStatus, ClientError> {
+        let (state, now) = self.touch_state()?;
+        self.trial_status_at(&state, now)
+    }
+
+    fn post(
+        &self,
+        url: &str,
+        path: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
+        let full = format!("{url}{path}");
+        match ureq::post(&full)
+            .timeout(std::time::Duration::from_secs(10))
+            .send_json(body)
+        {
+            Ok(resp) => resp.into_json().map_err(|e| ClientError::BadAnswer {
+                url: url.into(),
+                detail: e.to_string(),
+            }),
+            Err(ureq::Error::Status(_, resp)) => {
+                let v: serde_json::Value = resp.into_json().unwrap_or_default();
+                Err(ClientError::Refused {
+                    code: v["code"].as_str().unwrap_or("refused").into(),
+                    message: v["detail"]
+                        .as_str()
+                        .unwrap_or("the licensing server refused")
+                        .into(),
+                })
+            }
+            Err(e) => Err(ClientError::Unreachable {
+                url: url.into(),
+                detail: e.to_string(),
+            }),
+        }
+    }
+
+    /// Registers the trial; returns the recorded start (unix seconds), checked through the signed
+    /// trial license the back office sends with it.
+    fn register_trial(&self, url: &str) -> Result<i64, ClientError> {
+        let v = self.post(
+            url,
+            "/api/v1/trials",
+            serde_json::json!({"product": self.config.product, "pc_id": self.pc_id.to_string()}),
+        )?;
+        let started = v["started_at"]
+            .as_i64()
+            .ok_or_else(|| ClientError::BadAnswer {
+                url: url.into(),
+                detail: "no started_at".into(),
+            })?;
+        // the start must agree with the producer-signed trial license (a fake server cannot move it)
+        if let Some(text) = v["license"].as_str().filter(|t| !t.is_empty()) {
+            let lic = self
+                .verify_license_text(text)
+                .map_err(|e| ClientError::BadAnswer {
+                    url: url.into(),
+                    detail: e.to_string(),
+                })?;
+            let ends = lic.features().iter().find_map(|f| match f.expiry {
+                tessera_core::feature::Expiry::At(t) => Some(t),
+                _ => None,
+            });
+            let claimed_end = v["expires_at"].as_i64();
+            if ends.map(|e| e.unix_timestamp()) != claimed_end {
+                return Err(ClientError::BadAnswer {
+                    url: url.into(),
+                    detail: "the trial dates do not match the signed trial license".into(),
+                });
+            }
+        }
+        Ok(started)
+    }
+
+    /// Activates a node-locked key online (or re-validates it: call it at each launch) and stores
+    /// the license it returns in the state directory. Without a connection, the stored license
+    /// keeps working for its grace period.
+    pub fn activate(&self, key: &str) -> Result<License, ClientError> {
+        let url = self
+            .config
+            .backoffice_url
+            .clone()
+            .ok_or_else(|| ClientError::Unreachable {
+                url: "(none configured)".into(),
+                detail: "no back office is configured".into(),
+            })?;
+        ActivationKey::parse(key).map_err(|e| ClientError::InvalidKey {
+            detail: e.to_string(),
+        })?;
+        let v = self.post(
+            &url,
+            "/api/v1/activate/device",
+            serde_json::json!({"key": key, "pc_id": self.pc_id.to_string(), "product": self.config.product}),
+        )?;
+        let text = v["license"].as_str().unwrap_or_default();
+        let lic = self
+            .verify_license_text(text)
+            .map_err(|e| ClientError::BadAnswer {
+                url: url.clone(),
+                detail: e.to_string(),
+            })?;
+        state::write_atomic(&self.config.state_dir.join("license.lic"), text.as_bytes())?;
+        Ok(lic)
+    }
+
+    /// Accepts a typed unlock code for `key` on this machine and remembers it. Case, spaces and
+    /// hyphens do not matter; a typo names its group.
+    pub fn apply_unlock_code(&self, key: &str, code: &str) -> Result<UnlockGrant, ClientError> {
+        let pk = self
+            .config
+            .unlock_key
+            .as_ref()
+            .ok_or(ClientError::InvalidUnlockCode(
+                tessera_core::unlock::UnlockError::SignatureMismatch,
+            ))?;
+        let key = ActivationKey::parse(key).map_err(|e| ClientError::InvalidKey {
+            detail: e.to_string(),
+        })?;
+        let parsed = UnlockCode::parse(code).map_err(ClientError::InvalidUnlockCode)?;
+        let (mut state, now) = self.touch_state()?;
+        let grant = parsed
+            .verify(pk, &self.config.product, &key, &self.pc_id, now.date())
+            .map_err(ClientError::InvalidUnlockCode)?;
+        let entry = (key.to_string(), parsed.to_string());
+        if !state.unlocks.contains(&entry) {
+            state.unlocks.push(entry);
+            self.state.save(&state)?;
+        }
+        Ok(grant)
+    }
+}
+
+fn feature_error(e: FeatureError) -> ClientError {
+    match e {
+        FeatureError::NotLicensed { name } => ClientError::FeatureNotLicensed { feature: name },
+        FeatureError::VersionTooLow { name, have, wanted } => ClientError::VersionTooLow {
+            feature: name,
+            have,
+            wanted,
+        },
+        FeatureError::Expired { name, expired_at } => ClientError::FeatureExpired {
+            feature: name,
+            expired_on: expired_at,
+        },
+        FeatureError::NotYetStarted { name, starts_at } => ClientError::FeatureNotYetValid {
+            feature: name,
+            starts_on: starts_at,
+        },
+        other => ClientError::FeatureNotLicensed {
+            feature: other.to_string(),
+        },
+    }
+}
