@@ -260,7 +260,8 @@ pub async fn init(
         toml_text.push_str(&format!("database = \"{}\"\n", db.replace('"', "")));
     }
     toml_text.push_str("# [tls]\n# cert = \"/path/to/cert.pem\"\n# key = \"/path/to/key.pem\"\n");
-    write_file(&data.join("backoffice.toml"), toml_text.as_bytes(), 0o644)?;
+    // 0600: it may hold a database URL with a password, and SMTP credentials
+    write_file(&data.join("backoffice.toml"), toml_text.as_bytes(), 0o600)?;
 
     let now = clock.now();
     store

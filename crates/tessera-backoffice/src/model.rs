@@ -229,6 +229,20 @@ pub enum Refusal {
         /// What it is for instead.
         detail: String,
     },
+    /// A license server host id already activated with another key.
+    #[error("license server {server} was activated with another key; if it was replaced, ask the producer to re-host it")]
+    ServerKeyMismatch {
+        /// The server's host id.
+        server: String,
+    },
+    /// A license server that belongs to another customer.
+    #[error(
+        "license server {server} belongs to another customer; a license server serves one customer"
+    )]
+    OtherCustomer {
+        /// The server's host id.
+        server: String,
+    },
     /// The PC already has every feature this key would give.
     #[error(
         "this computer already has {features} from an earlier key: no new unlock code was made"
@@ -252,6 +266,8 @@ impl Refusal {
             Refusal::Revoked { .. } => "revoked",
             Refusal::WrongProduct { .. } => "wrong_product",
             Refusal::AlreadyActivated { .. } => "already_activated",
+            Refusal::ServerKeyMismatch { .. } => "server_key_mismatch",
+            Refusal::OtherCustomer { .. } => "other_customer",
         }
     }
 }

@@ -10,7 +10,7 @@ use tessera_core::certificate::ServerCertificateClaims;
 use tessera_core::code::{bytes_to_symbols, format_grouped};
 use tessera_core::feature::{Count, Expiry, Feature};
 use tessera_core::license::{LicenseClaims, LicensePolicy, LICENSE_FORMAT_VERSION};
-use tessera_core::offline::{KeyCount, RequestBody, RequestClaims, ResponseClaims};
+use tessera_core::offline::{encode_key, KeyCount, RequestBody, RequestClaims, ResponseClaims};
 use tessera_core::time::{Duration, OffsetDateTime};
 use tessera_core::time_fmt::display_date;
 use tessera_core::unlock::{FeatureMask, UnlockCode, UnlockGrant, UnlockSecretKey};
@@ -502,7 +502,7 @@ impl<S: Store> BackOffice<S> {
             return Err(ServiceError::invalid("name", "a customer needs a name"));
         }
         if let Some(e) = email {
-            if !e.contains('@') || e.contains(char::is_whitespace) {
+            if e.trim().parse::<lettre::Address>().is_err() {
                 return Err(ServiceError::invalid(
                     "email",
                     format!("'{e}' is not an e-mail address"),
@@ -709,6 +709,16 @@ impl<S: Store> BackOffice<S> {
             .store
             .release_activations(&line.id, holder, self.now())
             .await?;
+        if let Some(server) = holder.and_then(|h| h.strip_prefix("server:")) {
+            if self
+                .store
+                .target_activations(holder.unwrap_or_default())
+                .await?
+                .is_empty()
+            {
+                self.store.unbind_server(server).await?;
+            }
+        }
         if released == 0 {
             return Err(ServiceError::NotFound {
                 what: match holder {
@@ -765,6 +775,34 @@ impl<S: Store> BackOffice<S> {
         Ok((key, line, policy, spec))
     }
 
+    /// The customer a line was sold to.
+    async fn line_customer(&self, line: &LineRecord) -> Result<String, ServiceError> {
+        Ok(self
+            .store
+            .get_entitlement(&line.entitlement_id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound {
+                what: format!("entitlement {}", line.entitlement_id),
+            })?
+            .customer_id)
+    }
+
+    /// Whether a line counts in the totals now: not revoked and not expired.
+    async fn line_live(
+        &self,
+        line: &LineRecord,
+        now: OffsetDateTime,
+    ) -> Result<bool, ServiceError> {
+        if line.revoked_at.is_some() {
+            return Ok(false);
+        }
+        let lp: LinePolicy = parse_json(&line.policy_json, "line policy")?;
+        Ok(self
+            .line_expiry(line, &lp, now)
+            .await?
+            .is_none_or(|e| now < e))
+    }
+
     /// A line's expiry: its fixed date, or its term counted from its first activation.
     async fn line_expiry(
         &self,
@@ -776,11 +814,8 @@ impl<S: Store> BackOffice<S> {
             Some(days) => {
                 let first = self
                     .store
-                    .line_activations(&line.id)
+                    .line_first_activation(&line.id)
                     .await?
-                    .iter()
-                    .map(|a| a.created_at)
-                    .min()
                     .unwrap_or(now);
                 Some(first + Duration::days(i64::from(days)))
             }
@@ -876,27 +911,75 @@ impl<S: Store> BackOffice<S> {
             }
             checked.push((key, line, policy, a.count));
         }
-        let mut created = Vec::new();
+        // one customer per server, and one key per server host id
+        let mut customers = std::collections::BTreeSet::new();
+        for (_, line, _, _) in &checked {
+            customers.insert(self.line_customer(line).await?);
+        }
+        let customer_id = match customers.len() {
+            1 => customers.into_iter().next().unwrap_or_default(),
+            _ => return Err(ServiceError::invalid(
+                "activations",
+                "these keys belong to different customers; a license server serves one customer",
+            )),
+        };
+        let key_text = encode_key(&server_public);
+        let (bound_key, bound_customer) = self
+            .store
+            .bind_server(&server_hostid.to_string(), &key_text, &customer_id, now)
+            .await?;
+        if bound_key != key_text {
+            return Err(Refusal::ServerKeyMismatch {
+                server: server_hostid.to_string(),
+            }
+            .into());
+        }
+        if bound_customer != customer_id {
+            return Err(Refusal::OtherCustomer {
+                server: server_hostid.to_string(),
+            }
+            .into());
+        }
+        // what the server held before, to restore if a later key is refused
+        let before: std::collections::BTreeMap<String, i64> = self
+            .store
+            .target_activations(&target)
+            .await?
+            .into_iter()
+            .map(|a| (a.line_id, a.count))
+            .collect();
+        let mut changed: Vec<(String, i64)> = Vec::new();
         for (key, line, policy, count) in &checked {
+            let capacity = capacity(policy);
             let outcome = self
                 .store
                 .activate(
                     &line.id,
                     &target,
                     i64::from(*count),
-                    i64::from(policy.count),
+                    capacity,
                     &short_id("ACT"),
                     now,
                 )
                 .await?;
             match outcome {
-                ActivateOutcome::Created(a) => created.push(a),
+                ActivateOutcome::Created(_) => changed.push((line.id.clone(), capacity)),
                 ActivateOutcome::Existing(_) => {}
                 ActivateOutcome::Exhausted { used, .. } => {
-                    for a in &created {
-                        self.store
-                            .release_activations(&a.line_id, Some(&target), now)
-                            .await?;
+                    // all or nothing: put back what this request changed
+                    for (line_id, cap) in &changed {
+                        match before.get(line_id) {
+                            Some(prev) => {
+                                self.store
+                                    .activate(line_id, &target, *prev, *cap, &short_id("ACT"), now)
+                                    .await?;
+                            }
+                            None => {
+                                self.store
+                                    .release_activations(line_id, Some(&target), now)
+                                    .await?;
+                            }
+                        }
                     }
                     return Err(Refusal::CountExhausted {
                         hint: hint_of(key),
@@ -909,6 +992,28 @@ impl<S: Store> BackOffice<S> {
             }
         }
         self.server_bundle(server_hostid, &server_public, now).await
+    }
+
+    /// Refuses a key other than the one the server was first activated with.
+    async fn check_server_key(
+        &self,
+        server_hostid: &HostId,
+        key: &str,
+    ) -> Result<(), ServiceError> {
+        match self
+            .store
+            .server_binding(&server_hostid.to_string())
+            .await?
+        {
+            Some((bound, _)) if bound == key => Ok(()),
+            Some(_) => Err(Refusal::ServerKeyMismatch {
+                server: server_hostid.to_string(),
+            }
+            .into()),
+            None => Err(ServiceError::NotFound {
+                what: format!("an activated license server {server_hostid}"),
+            }),
+        }
     }
 
     /// The license bundle and certificate for everything a server holds now.
@@ -1066,7 +1171,7 @@ impl<S: Store> BackOffice<S> {
                 &line.id,
                 &target,
                 1,
-                i64::from(policy.count),
+                capacity(&policy),
                 &short_id("ACT"),
                 now,
             )
@@ -1132,8 +1237,21 @@ impl<S: Store> BackOffice<S> {
                 ours,
             });
         }
-        if let Some(previous) = self.store.get_offline_response(&request.jti).await? {
-            return Ok(previous);
+        // the same request (same signer, same content) gets the same answer; a request id reused
+        // for another request is refused, never answered with someone else's grant
+        let body = serde_json::to_vec(&request.body).map_err(sign_err)?;
+        let fingerprint = format!("{}:{}", request.requester_key, sha256_hex(&body));
+        if let Some((who, previous)) = self.store.get_offline_response(&request.jti).await? {
+            return if who == fingerprint {
+                Ok(previous)
+            } else {
+                Err(ServiceError::Conflict {
+                    what: format!(
+                        "an answered request with id {} (use a new request id)",
+                        request.jti
+                    ),
+                })
+            };
         }
         let result = match &request.body {
             RequestBody::ServerActivation {
@@ -1164,6 +1282,8 @@ impl<S: Store> BackOffice<S> {
                     let key = request
                         .requester_public_key()
                         .map_err(ServiceError::BadDocument)?;
+                    self.check_server_key(server_hostid, &encode_key(&key))
+                        .await?;
                     self.server_bundle(server_hostid, &key, now).await?
                 }
             },
@@ -1183,16 +1303,19 @@ impl<S: Store> BackOffice<S> {
         }
         .issue(&self.keys.signing)
         .map_err(sign_err)?;
-        let requester = match &request.body {
-            RequestBody::DeviceActivation { pc_id, .. } => format!("device:{pc_id}"),
-            RequestBody::ServerActivation { server_hostid, .. }
-            | RequestBody::Renewal { server_hostid, .. } => format!("server:{server_hostid}"),
-            _ => "unknown".into(),
-        };
-        Ok(self
+        let (who, stored) = self
             .store
-            .put_offline_response(&request.jti, &requester, &response, now)
-            .await?)
+            .put_offline_response(&request.jti, &fingerprint, &response, now)
+            .await?;
+        if who != fingerprint {
+            return Err(ServiceError::Conflict {
+                what: format!(
+                    "an answered request with id {} (use a new request id)",
+                    request.jti
+                ),
+            });
+        }
+        Ok(stored)
     }
 
     // ---- unlock codes -----------------------------------------------------------------------
@@ -1240,7 +1363,7 @@ impl<S: Store> BackOffice<S> {
                     continue;
                 }
                 if let Some(l) = self.store.get_line(&other_line).await? {
-                    if l.product_id == line.product_id && l.revoked_at.is_none() {
+                    if l.product_id == line.product_id && self.line_live(&l, now).await? {
                         let lp: LinePolicy = parse_json(&l.policy_json, "line policy")?;
                         if lp.features.is_empty() {
                             have.extend(names.iter().map(|s| s.to_string()));
@@ -1263,13 +1386,23 @@ impl<S: Store> BackOffice<S> {
                 &line.id,
                 &target,
                 1,
-                i64::from(policy.count),
+                capacity(&policy),
                 &short_id("ACT"),
                 now,
             )
             .await?;
-        if let ActivateOutcome::Exhausted { .. } = outcome {
-            return Err(Refusal::BoundToAnotherMachine { hint }.into());
+        if let ActivateOutcome::Exhausted { used, .. } = outcome {
+            return Err(if policy.count <= 1 {
+                Refusal::BoundToAnotherMachine { hint }
+            } else {
+                Refusal::CountExhausted {
+                    hint,
+                    available: (i64::from(policy.count) - used).max(0),
+                    total: i64::from(policy.count),
+                    requested: 1,
+                }
+            }
+            .into());
         }
         let mask = FeatureMask::from_names(&names, &granted)
             .map_err(|e| ServiceError::invalid("features", e.to_string()))?;
@@ -1439,9 +1572,17 @@ impl<S: Store> BackOffice<S> {
     /// bundle (expiry = now + renewal period).
     pub async fn usage_report(&self, text: &str) -> Result<UsageOutcome, ServiceError> {
         let now = self.now();
-        let producer_keys = tessera_core::Keyring::with(self.keys.signing.public());
+        let producer_keys = self.producer_keyring().await?;
         let (report, cert) = UsageReportClaims::verify(text, &producer_keys, now)
             .map_err(ServiceError::BadDocument)?;
+        if report.iat < now - Duration::days(90) || report.iat > now + Duration::days(1) {
+            return Err(ServiceError::invalid(
+                "iat",
+                "the usage report was not made in the last 90 days; make a new one",
+            ));
+        }
+        self.check_server_key(&report.server_hostid, &cert.server_key)
+            .await?;
         let target = format!("server:{}", report.server_hostid);
         // what this server holds, per feature
         let mut licensed: std::collections::BTreeMap<String, i64> = Default::default();
@@ -1449,6 +1590,24 @@ impl<S: Store> BackOffice<S> {
         for a in self.store.target_activations(&target).await? {
             if let Some(line) = self.store.get_line(&a.line_id).await? {
                 let lp: LinePolicy = parse_json(&line.policy_json, "line policy")?;
+                if customer_id.is_none() {
+                    customer_id = Some(self.line_customer(&line).await?);
+                }
+                if !self.line_live(&line, now).await? {
+                    continue;
+                }
+                if matches!(lp.model, LicenseModel::Uncounted) {
+                    for n in &lp.features {
+                        licensed.insert(n.clone(), i64::MAX / 2);
+                    }
+                    if lp.features.is_empty() {
+                        let (_, spec) = self.product(&line.product_id).await?;
+                        for f in &spec.features {
+                            licensed.insert(f.name.clone(), i64::MAX / 2);
+                        }
+                    }
+                    continue;
+                }
                 let (_, spec) = self.product(&line.product_id).await?;
                 let names: Vec<String> = if lp.features.is_empty() {
                     spec.features.iter().map(|f| f.name.clone()).collect()
@@ -1504,6 +1663,19 @@ impl<S: Store> BackOffice<S> {
             over_use: over,
             renewal,
         })
+    }
+
+    /// Every producer public key not retired: documents signed before a key rotation still verify.
+    async fn producer_keyring(&self) -> Result<tessera_core::Keyring, ServiceError> {
+        let mut ring = tessera_core::Keyring::with(self.keys.signing.public());
+        for k in self.store.list_public_keys().await? {
+            if k.retired_at.is_none() {
+                if let Ok(pk) = tessera_core::PublicKey::from_spki_pem(&k.public_pem) {
+                    ring.add(pk);
+                }
+            }
+        }
+        Ok(ring)
     }
 
     /// Tells the producer about use over an entitlement, by mail and webhook, as configured.
@@ -1563,6 +1735,15 @@ impl<S: Store> BackOffice<S> {
     }
 }
 
+/// How much of a line activations may hold: its count, or no limit when uncounted.
+fn capacity(p: &LinePolicy) -> i64 {
+    if matches!(p.model, LicenseModel::Uncounted) {
+        i64::MAX / 2
+    } else {
+        i64::from(p.count)
+    }
+}
+
 fn strictest(acc: Option<LicensePolicy>, p: &LicensePolicy) -> LicensePolicy {
     match acc {
         None => p.clone(),
@@ -1574,6 +1755,14 @@ fn strictest(acc: Option<LicensePolicy>, p: &LicensePolicy) -> LicensePolicy {
             offline_max_active: a.offline_max_active.min(p.offline_max_active),
         },
     }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn customer_view(r: CustomerRecord) -> CustomerView {
@@ -1601,8 +1790,11 @@ fn validate_policy(p: &LinePolicy, spec: &ProductSpec) -> Result<(), String> {
             return Err("starts_at must be before expires_at".into());
         }
     }
-    if p.term_days == Some(0) {
-        return Err("term_days must be at least 1".into());
+    if matches!(p.term_days, Some(d) if d == 0 || d > 36_500) {
+        return Err("term_days must be between 1 and 36500".into());
+    }
+    if p.count > 1_000_000 {
+        return Err("count must be at most 1000000".into());
     }
     let pol = &p.policy;
     if pol.offline_max_days == 0 || pol.offline_refresh_days > pol.offline_max_days {
@@ -1611,8 +1803,13 @@ fn validate_policy(p: &LinePolicy, spec: &ProductSpec) -> Result<(), String> {
                 .into(),
         );
     }
-    if pol.renewal_days == 0 {
-        return Err("renewal_days must be at least 1".into());
+    if pol.renewal_days == 0 || pol.renewal_days > 3650 {
+        return Err("renewal_days must be between 1 and 3650".into());
+    }
+    if pol.grace_days > 3650 || pol.offline_max_days > 3650 || pol.offline_max_active > 10_000 {
+        return Err(
+            "grace_days and offline_max_days at most 3650, offline_max_active at most 10000".into(),
+        );
     }
     Ok(())
 }

@@ -696,6 +696,28 @@ async fn bad_requests_get_problems_and_change_nothing() {
         .admin(reqwest::Method::GET, "/api/v1/products", None)
         .await;
     assert_eq!(products, json!([]), "nothing was created");
+    // an oversized request file, a query that does not parse: problems too
+    let resp = s
+        .http
+        .post(s.url("/api/v1/offline"))
+        .body("x".repeat(100_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    let resp = s
+        .http
+        .get(s.url("/api/v1/keys?limit=many"))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["code"],
+        "invalid_request"
+    );
     // public endpoints are rate-limited (5 a minute here)
     let mut codes = Vec::new();
     for _ in 0..7 {

@@ -304,20 +304,43 @@ pub trait BackOfficeStore {
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<OffsetDateTime, StoreError>> + Send;
 
-    /// Stores the answer to an offline request unless one is stored; returns the stored answer
-    /// (the first one), so a request answered twice gets the same answer.
+    /// Stores the answer to an offline request unless one is stored; returns what is stored
+    /// (requester, answer): the first one, so a request answered twice gets the same answer. The
+    /// caller compares the requester to tell a replay from a reused request id.
     fn put_offline_response(
         &self,
         request_id: &str,
         requester: &str,
         response: &str,
         now: OffsetDateTime,
-    ) -> impl Future<Output = Result<String, StoreError>> + Send;
-    /// The stored answer to an offline request.
+    ) -> impl Future<Output = Result<(String, String), StoreError>> + Send;
+    /// The stored (requester, answer) of an offline request.
     fn get_offline_response(
         &self,
         request_id: &str,
-    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<(String, String)>, StoreError>> + Send;
+    /// When the line was first activated, counting released activations too (a term runs from
+    /// the first activation; re-hosting does not restart it).
+    fn line_first_activation(
+        &self,
+        line_id: &str,
+    ) -> impl Future<Output = Result<Option<OffsetDateTime>, StoreError>> + Send;
+    /// Records that license server `hostid` holds `public_key` and belongs to `customer_id`,
+    /// unless a binding exists; returns the stored binding (public key, customer id).
+    fn bind_server(
+        &self,
+        hostid: &str,
+        public_key: &str,
+        customer_id: &str,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<(String, String), StoreError>> + Send;
+    /// The binding of a license server: (public key, customer id).
+    fn server_binding(
+        &self,
+        hostid: &str,
+    ) -> impl Future<Output = Result<Option<(String, String)>, StoreError>> + Send;
+    /// Forgets a license server's binding (re-hosting a replaced server); false if there was none.
+    fn unbind_server(&self, hostid: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Stores the unlock code given for a line on a PC identifier unless one is stored; returns the
     /// stored code.
@@ -866,7 +889,7 @@ macro_rules! impl_backoffice_store {
             }
 
             #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
-            async fn put_offline_response(&self, request_id: &str, requester: &str, response: &str, now: OffsetDateTime) -> Result<String, StoreError> {
+            async fn put_offline_response(&self, request_id: &str, requester: &str, response: &str, now: OffsetDateTime) -> Result<(String, String), StoreError> {
                 sqlx::query(
                     "INSERT INTO offline_responses (request_id, requester, response, created_at) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (request_id) DO NOTHING",
@@ -877,8 +900,8 @@ macro_rules! impl_backoffice_store {
                 .bind(unix(now))
                 .execute(&self.pool)
                 .await?;
-                let (stored,): (String,) =
-                    sqlx::query_as("SELECT response FROM offline_responses WHERE request_id = $1")
+                let stored: (String, String) =
+                    sqlx::query_as("SELECT requester, response FROM offline_responses WHERE request_id = $1")
                         .bind(request_id)
                         .fetch_one(&self.pool)
                         .await?;
@@ -886,13 +909,62 @@ macro_rules! impl_backoffice_store {
             }
 
             #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
-            async fn get_offline_response(&self, request_id: &str) -> Result<Option<String>, StoreError> {
-                let row: Option<(String,)> =
-                    sqlx::query_as("SELECT response FROM offline_responses WHERE request_id = $1")
+            async fn get_offline_response(&self, request_id: &str) -> Result<Option<(String, String)>, StoreError> {
+                let row: Option<(String, String)> =
+                    sqlx::query_as("SELECT requester, response FROM offline_responses WHERE request_id = $1")
                         .bind(request_id)
                         .fetch_optional(&self.pool)
                         .await?;
-                Ok(row.map(|(r,)| r))
+                Ok(row)
+            }
+
+            #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
+            async fn line_first_activation(&self, line_id: &str) -> Result<Option<OffsetDateTime>, StoreError> {
+                let row: (Option<i64>,) =
+                    sqlx::query_as("SELECT MIN(created_at) FROM activations WHERE line_id = $1")
+                        .bind(line_id)
+                        .fetch_one(&self.pool)
+                        .await?;
+                opt_time(row.0, "activations.created_at")
+            }
+
+            #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
+            async fn bind_server(&self, hostid: &str, public_key: &str, customer_id: &str, now: OffsetDateTime) -> Result<(String, String), StoreError> {
+                sqlx::query(
+                    "INSERT INTO servers (hostid, public_key, customer_id, created_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (hostid) DO NOTHING",
+                )
+                .bind(hostid)
+                .bind(public_key)
+                .bind(customer_id)
+                .bind(unix(now))
+                .execute(&self.pool)
+                .await?;
+                let stored: (String, String) =
+                    sqlx::query_as("SELECT public_key, customer_id FROM servers WHERE hostid = $1")
+                        .bind(hostid)
+                        .fetch_one(&self.pool)
+                        .await?;
+                Ok(stored)
+            }
+
+            #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
+            async fn server_binding(&self, hostid: &str) -> Result<Option<(String, String)>, StoreError> {
+                let row: Option<(String, String)> =
+                    sqlx::query_as("SELECT public_key, customer_id FROM servers WHERE hostid = $1")
+                        .bind(hostid)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(row)
+            }
+
+            #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
+            async fn unbind_server(&self, hostid: &str) -> Result<bool, StoreError> {
+                let done = sqlx::query("DELETE FROM servers WHERE hostid = $1")
+                    .bind(hostid)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() > 0)
             }
 
             #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
@@ -1081,11 +1153,35 @@ impl BackOfficeStore for AnyStore {
         requester: &str,
         response: &str,
         now: OffsetDateTime,
-    ) -> Result<String, StoreError> {
+    ) -> Result<(String, String), StoreError> {
         dispatch!(self, s => s.put_offline_response(request_id, requester, response, now).await)
     }
-    async fn get_offline_response(&self, request_id: &str) -> Result<Option<String>, StoreError> {
+    async fn get_offline_response(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
         dispatch!(self, s => s.get_offline_response(request_id).await)
+    }
+    async fn line_first_activation(
+        &self,
+        line_id: &str,
+    ) -> Result<Option<OffsetDateTime>, StoreError> {
+        dispatch!(self, s => s.line_first_activation(line_id).await)
+    }
+    async fn bind_server(
+        &self,
+        hostid: &str,
+        public_key: &str,
+        customer_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<(String, String), StoreError> {
+        dispatch!(self, s => s.bind_server(hostid, public_key, customer_id, now).await)
+    }
+    async fn server_binding(&self, hostid: &str) -> Result<Option<(String, String)>, StoreError> {
+        dispatch!(self, s => s.server_binding(hostid).await)
+    }
+    async fn unbind_server(&self, hostid: &str) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.unbind_server(hostid).await)
     }
     async fn put_unlock(
         &self,

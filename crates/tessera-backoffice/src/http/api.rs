@@ -1,6 +1,6 @@
 //! The REST API under `/api/v1`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -11,7 +11,9 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{authenticate, check_rate, text, ApiError, ApiJson, ClientIp, Shared};
+use super::{
+    authenticate, check_rate, text, ApiError, ApiJson, ApiQuery, ClientIp, Shared, TextBody,
+};
 use crate::auth;
 use crate::model::{ProductFeature, ProductSpec};
 use crate::service::{
@@ -280,7 +282,7 @@ impl Paging {
 async fn list_keys(
     State(state): State<Shared>,
     headers: HeaderMap,
-    Query(paging): Query<Paging>,
+    ApiQuery(paging): ApiQuery<Paging>,
 ) -> Result<ApiJson<Vec<LineView>>, ApiError> {
     authenticate(&state, &headers).await?;
     Ok(ApiJson(state.bo.list_keys(paging.page()).await?))
@@ -411,7 +413,7 @@ async fn activate_device(
 async fn offline_respond(
     State(state): State<Shared>,
     ip: ClientIp,
-    body: String,
+    TextBody(body): TextBody,
 ) -> Result<Response, ApiError> {
     check_rate(&state, ip)?;
     Ok(text(state.bo.offline_respond(&body).await?))
@@ -473,7 +475,7 @@ async fn start_trial(
 async fn post_usage(
     State(state): State<Shared>,
     ip: ClientIp,
-    body: String,
+    TextBody(body): TextBody,
 ) -> Result<ApiJson<UsageOutcome>, ApiError> {
     check_rate(&state, ip)?;
     Ok(ApiJson(state.bo.usage_report(&body).await?))
@@ -485,7 +487,7 @@ async fn post_usage(
 async fn list_usage(
     State(state): State<Shared>,
     headers: HeaderMap,
-    Query(paging): Query<Paging>,
+    ApiQuery(paging): ApiQuery<Paging>,
 ) -> Result<ApiJson<Vec<UsageView>>, ApiError> {
     authenticate(&state, &headers).await?;
     Ok(ApiJson(state.bo.list_usage(paging.page()).await?))

@@ -22,7 +22,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::service::BackOffice;
-pub use problem::{ApiError, ApiJson, Problem};
+pub use problem::{ApiError, ApiJson, ApiQuery, Problem, TextBody};
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -46,9 +46,22 @@ impl RateLimiter {
     /// Takes one token for `ip`; false when none is left.
     pub fn allow(&self, ip: IpAddr) -> bool {
         let now = Instant::now();
+        // an IPv6 client usually holds a whole /64: count it as one address
+        let ip = match ip {
+            IpAddr::V6(v6) => {
+                let mut seg = v6.segments();
+                seg[4..].fill(0);
+                IpAddr::V6(std::net::Ipv6Addr::from(seg))
+            }
+            v4 => v4,
+        };
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() > 100_000 {
+            // bounded memory: forget idle buckets, and everything if that is not enough
             buckets.retain(|_, (_, t)| now.duration_since(*t) < Duration::from_secs(120));
+            if buckets.len() > 100_000 {
+                buckets.clear();
+            }
         }
         let cap = f64::from(self.per_minute);
         let (tokens, last) = buckets.entry(ip).or_insert((cap, now));

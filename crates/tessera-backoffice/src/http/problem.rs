@@ -233,3 +233,57 @@ impl<T: Serialize> IntoResponse for ApiJson<T> {
         axum::Json(self.0).into_response()
     }
 }
+
+/// A text body (request and report files) whose rejections are problems.
+#[derive(Debug, Clone, Default)]
+pub struct TextBody(pub String);
+
+impl<S: Send + Sync> FromRequest<S> for TextBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match String::from_request(req, state).await {
+            Ok(s) => Ok(TextBody(s)),
+            Err(e) => {
+                let status = e.status();
+                Err(if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        status,
+                        "body_too_large",
+                        "the request body is too large (at most 64 KiB)",
+                    )
+                } else {
+                    ApiError::new(
+                        status,
+                        "unreadable_body",
+                        "the request body must be UTF-8 text",
+                    )
+                })
+            }
+        }
+    }
+}
+
+/// Query-string extractor whose rejections are problems.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestParts<S>
+    for ApiQuery<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
+            Err(e) => Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                format!("the query string does not fit: {}", e.body_text()),
+            )),
+        }
+    }
+}
