@@ -254,8 +254,9 @@ pub struct UsageOutcome {
     pub recorded: bool,
     /// Features used over the entitlement.
     pub over_use: Vec<OverUse>,
-    /// The renewed license bundle and certificate.
-    pub renewal: ActivationResult,
+    /// The renewed license bundle and certificate (for a license server; a device renews by
+    /// activating again).
+    pub renewal: Option<ActivationResult>,
 }
 
 /// A usage report as the API lists it.
@@ -884,13 +885,7 @@ impl<S: Store> BackOffice<S> {
             ));
         }
         // base64url of the 32 raw bytes, or an SPKI PEM public key (as `tessera keys generate` writes)
-        let server_public = if server_key.trim_start().starts_with("-----BEGIN") {
-            tessera_core::PublicKey::from_spki_pem(server_key)
-                .map_err(|e| ServiceError::invalid("server_key", e.to_string()))?
-        } else {
-            tessera_core::offline::decode_key(server_key, "server_key")
-                .map_err(|e| ServiceError::invalid("server_key", e.to_string()))?
-        };
+        let server_public = decode_any_key(server_key)?;
         let target = format!("server:{server_hostid}");
         // check every key before changing anything
         let mut checked = Vec::new();
@@ -1143,6 +1138,20 @@ impl<S: Store> BackOffice<S> {
         pc_id_text: &str,
         product: Option<&str>,
     ) -> Result<ActivationResult, ServiceError> {
+        self.activate_device_with_key(key_text, pc_id_text, product, None)
+            .await
+    }
+
+    /// [`BackOffice::activate_device`], also registering the device's Ed25519 public key
+    /// (base64url or SPKI PEM), with which it signs its usage reports. A later activation with
+    /// another key (a reinstall) replaces it.
+    pub async fn activate_device_with_key(
+        &self,
+        key_text: &str,
+        pc_id_text: &str,
+        product: Option<&str>,
+        device_key: Option<&str>,
+    ) -> Result<ActivationResult, ServiceError> {
         let now = self.now();
         let pc = PcId::parse(pc_id_text)
             .map_err(|e| ServiceError::invalid("pc_id", format!("not a PC identifier: {e}")))?;
@@ -1215,6 +1224,21 @@ impl<S: Store> BackOffice<S> {
             policy: Some(lp),
         };
         let license = self.sign_license(claims).await?;
+        if let Some(k) = device_key {
+            let public = decode_any_key(k)?;
+            let host = HostId::from(&pc).to_string();
+            let text = encode_key(&public);
+            let (bound, _) = self
+                .store
+                .bind_server(&host, &text, &entitlement.customer_id, now)
+                .await?;
+            if bound != text {
+                self.store.unbind_server(&host).await?;
+                self.store
+                    .bind_server(&host, &text, &entitlement.customer_id, now)
+                    .await?;
+            }
+        }
         Ok(ActivationResult {
             license,
             certificate: None,
@@ -1277,7 +1301,12 @@ impl<S: Store> BackOffice<S> {
                 server_hostid,
                 usage_report,
             } => match usage_report {
-                Some(report) => self.usage_report(report).await?.renewal,
+                Some(report) => self.usage_report(report).await?.renewal.ok_or_else(|| {
+                    ServiceError::invalid(
+                        "usage_report",
+                        "a renewal request carries a license server's report",
+                    )
+                })?,
                 None => {
                     let key = request
                         .requester_public_key()
@@ -1516,6 +1545,35 @@ impl<S: Store> BackOffice<S> {
             return Err(crate::outbox::OutboxError::MailNotConfigured.into());
         }
         let (_, spec) = self.product(product).await?;
+        // one demo per address and product: a demo is not a way around buying
+        for c in self.store.list_customers().await? {
+            if c.email.as_deref().map(str::trim) != Some(email.trim()) {
+                continue;
+            }
+            for e in self
+                .store
+                .list_entitlements(
+                    Some(&c.id),
+                    Page {
+                        offset: 0,
+                        limit: 1000,
+                    },
+                )
+                .await?
+            {
+                for l in self.store.list_lines(&e.id).await? {
+                    let lp: LinePolicy = parse_json(&l.policy_json, "line policy")?;
+                    if lp.demo && l.product_id == product {
+                        return Err(ServiceError::Conflict {
+                            what: format!(
+                                "a demo key for {product} sent to {} (one demo per address)",
+                                email.trim()
+                            ),
+                        });
+                    }
+                }
+            }
+        }
         let label = if company.trim().is_empty() {
             name.trim()
         } else {
@@ -1572,6 +1630,14 @@ impl<S: Store> BackOffice<S> {
     /// bundle (expiry = now + renewal period).
     pub async fn usage_report(&self, text: &str) -> Result<UsageOutcome, ServiceError> {
         let now = self.now();
+        let unverified: UsageReportClaims = tessera_core::document::decode_unverified(
+            text,
+            tessera_core::DocumentType::UsageReport,
+        )
+        .map_err(ServiceError::BadDocument)?;
+        if unverified.certificate.is_empty() {
+            return self.device_usage_report(text, &unverified, now).await;
+        }
         let producer_keys = self.producer_keyring().await?;
         let (report, cert) = UsageReportClaims::verify(text, &producer_keys, now)
             .map_err(ServiceError::BadDocument)?;
@@ -1661,7 +1727,100 @@ impl<S: Store> BackOffice<S> {
         Ok(UsageOutcome {
             recorded: new,
             over_use: over,
-            renewal,
+            renewal: Some(renewal),
+        })
+    }
+
+    /// A usage report from an application (a node-locked device), signed with the device key it
+    /// registered at activation. Metered units over a metered line's count are over-use. A device
+    /// renews by activating again, so the answer carries no renewal.
+    async fn device_usage_report(
+        &self,
+        text: &str,
+        unverified: &UsageReportClaims,
+        now: OffsetDateTime,
+    ) -> Result<UsageOutcome, ServiceError> {
+        let host = unverified.server_hostid.clone();
+        let Some((bound, customer_id)) = self.store.server_binding(&host.to_string()).await? else {
+            return Err(ServiceError::BadDocument(
+                tessera_core::VerifyError::UnknownKeyId {
+                    kid: format!(
+                        "(no device key registered for {host}; activate with a device key first)"
+                    ),
+                },
+            ));
+        };
+        let key = decode_any_key(&bound)?;
+        let report: UsageReportClaims = tessera_core::document::verify(
+            text,
+            &tessera_core::Keyring::with(key),
+            tessera_core::DocumentType::UsageReport,
+            now,
+        )
+        .map_err(ServiceError::BadDocument)?
+        .claims;
+        if report.iat < now - Duration::days(90) || report.iat > now + Duration::days(1) {
+            return Err(ServiceError::invalid(
+                "iat",
+                "the usage report was not made in the last 90 days; make a new one",
+            ));
+        }
+        let target = format!("device:{host}");
+        let mut metered: std::collections::BTreeMap<String, i64> = Default::default();
+        for a in self.store.target_activations(&target).await? {
+            if let Some(line) = self.store.get_line(&a.line_id).await? {
+                let lp: LinePolicy = parse_json(&line.policy_json, "line policy")?;
+                if !matches!(lp.model, LicenseModel::Metered) || !self.line_live(&line, now).await?
+                {
+                    continue;
+                }
+                let (_, spec) = self.product(&line.product_id).await?;
+                let names: Vec<String> = if lp.features.is_empty() {
+                    spec.features.iter().map(|f| f.name.clone()).collect()
+                } else {
+                    lp.features.clone()
+                };
+                for n in names {
+                    *metered.entry(n).or_insert(0) += i64::from(lp.count);
+                }
+            }
+        }
+        let over: Vec<OverUse> = report
+            .features
+            .iter()
+            .filter_map(|f| {
+                let have = *metered.get(&f.name)?;
+                (i64::try_from(f.metered_units).unwrap_or(i64::MAX) > have).then(|| OverUse {
+                    feature: f.name.clone(),
+                    peak: u32::try_from(f.metered_units).unwrap_or(u32::MAX),
+                    licensed: have,
+                    overdraft_peak: 0,
+                })
+            })
+            .collect();
+        let new = self
+            .store
+            .record_usage(tessera_store::backoffice::UsageRecord {
+                id: report.jti.clone(),
+                reporter: target.clone(),
+                customer_id: Some(customer_id.clone()),
+                received_at: now,
+                over_use: !over.is_empty(),
+                report_json: serde_json::to_string(&report).map_err(sign_err)?,
+            })
+            .await?;
+        if new && !over.is_empty() {
+            let name = self
+                .customer(&customer_id)
+                .await
+                .map(|c| c.name)
+                .unwrap_or(customer_id);
+            self.notify_over_use(&name, &target, &over).await;
+        }
+        Ok(UsageOutcome {
+            recorded: new,
+            over_use: over,
+            renewal: None,
         })
     }
 
@@ -1732,6 +1891,17 @@ impl<S: Store> BackOffice<S> {
             });
         }
         Ok(out)
+    }
+}
+
+/// An Ed25519 public key given as base64url of its 32 bytes or as SPKI PEM.
+fn decode_any_key(text: &str) -> Result<tessera_core::PublicKey, ServiceError> {
+    if text.trim_start().starts_with("-----BEGIN") {
+        tessera_core::PublicKey::from_spki_pem(text)
+            .map_err(|e| ServiceError::invalid("key", e.to_string()))
+    } else {
+        tessera_core::offline::decode_key(text, "key")
+            .map_err(|e| ServiceError::invalid("key", e.to_string()))
     }
 }
 

@@ -337,3 +337,80 @@ async fn uncounted_lines_activate_and_absurd_terms_are_refused() {
         "invalid_request"
     );
 }
+
+#[tokio::test]
+async fn applications_post_usage_reports_signed_with_their_registered_key() {
+    use tessera_core::usage::{FeatureUsage, UsageReportClaims};
+    let (bo, clock, _data) = office().await;
+    let c = bo.create_customer("ACME", None).await.unwrap();
+    let k = keys(
+        &bo,
+        &c.id,
+        vec![
+            policy(LicenseModel::NodeLocked, 1),
+            policy(LicenseModel::Metered, 100),
+        ],
+    )
+    .await;
+    let device = SigningKey::generate(&mut rand::rngs::OsRng);
+    let pc_id = pc(9);
+    let host: HostId = format!("pc_id={pc_id}").parse().unwrap();
+    bo.activate_device_with_key(&k[0], &pc_id, None, Some(&encode_key(&device.public())))
+        .await
+        .unwrap();
+    // the metered line is held by the same device (a metered key activated on it)
+    let target = format!("device:{host}");
+    let line = bo.find_line(&k[1]).await.unwrap();
+    tessera_store::BackOfficeStore::activate(
+        bo.store(),
+        &line.id,
+        &target,
+        1,
+        1,
+        "ACT-m",
+        clock.now(),
+    )
+    .await
+    .unwrap();
+    let report = |signer: &SigningKey, jti: &str, units: u64| {
+        UsageReportClaims {
+            jti: jti.into(),
+            iat: clock.now(),
+            server_hostid: host.clone(),
+            certificate: String::new(),
+            period_start: clock.now(),
+            period_end: clock.now(),
+            features: vec![FeatureUsage {
+                name: "modeler".into(),
+                peak: 1,
+                in_use: 1,
+                metered_units: units,
+                overdraft_peak: 0,
+            }],
+            devices: vec![],
+            users: vec![],
+        }
+        .sign(signer)
+        .unwrap()
+    };
+    let ok = bo.usage_report(&report(&device, "u1", 40)).await.unwrap();
+    assert!(ok.recorded && ok.over_use.is_empty() && ok.renewal.is_none());
+    let over = bo.usage_report(&report(&device, "u2", 140)).await.unwrap();
+    assert_eq!(over.over_use.len(), 1);
+    assert_eq!(over.over_use[0].licensed, 100);
+    // signed by another key: refused
+    let rogue = SigningKey::generate(&mut rand::rngs::OsRng);
+    assert!(matches!(
+        bo.usage_report(&report(&rogue, "u3", 1)).await,
+        Err(ServiceError::BadDocument(_))
+    ));
+    let listed = bo
+        .list_usage(tessera_store::Page {
+            offset: 0,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().any(|u| u.over_use));
+}

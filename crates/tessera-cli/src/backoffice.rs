@@ -852,7 +852,12 @@ async fn run_async(cmd: BackofficeCommand) -> Result<()> {
                 .usage_report(&text)
                 .await
                 .with_context(|| format!("{}", report.display()))?;
-            crate::fsutil::write_atomic(&out, outcome.renewal.license.as_bytes(), 0o644)?;
+            let renewal = outcome.renewal.as_ref().ok_or_else(|| {
+                anyhow!(
+                    "this is an application's usage report: applications renew by activating again"
+                )
+            })?;
+            crate::fsutil::write_atomic(&out, renewal.license.as_bytes(), 0o644)?;
             for o in &outcome.over_use {
                 println!(
                     "over entitlement: {} peak {} with {} licensed",

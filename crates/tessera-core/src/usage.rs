@@ -1,4 +1,5 @@
-//! Usage reports: what a license server tells the producer about the use of its licenses.
+//! Usage reports: what a license server (or an application) tells the producer about the use of
+//! its licenses.
 //!
 //! A license server signs its report with its own key; it includes the server certificate the
 //! producer issued at activation, so the back office can check the key belongs to a server it
@@ -41,7 +42,9 @@ pub struct UsageReportClaims {
     pub iat: OffsetDateTime,
     /// The reporting server.
     pub server_hostid: HostId,
-    /// The server certificate (armoured) the producer issued to this server.
+    /// The server certificate (armoured) the producer issued to this server. Empty in a report
+    /// from an application: it is signed with the device key registered at activation, and
+    /// `server_hostid` is then the device's `pc_id=…`.
     pub certificate: String,
     /// Start of the period covered.
     #[serde(with = "time::serde::timestamp")]

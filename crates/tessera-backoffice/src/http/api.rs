@@ -381,6 +381,10 @@ pub struct DeviceActivationRequest {
     /// The product the application is.
     #[serde(default)]
     pub product: Option<String>,
+    /// The device's Ed25519 public key (base64url or SPKI PEM), with which it will sign usage
+    /// reports.
+    #[serde(default)]
+    pub device_key: Option<String>,
 }
 
 /// Activates a node-locked key on a device (idempotent for the same device; another device is
@@ -399,7 +403,12 @@ async fn activate_device(
     Ok(ApiJson(
         state
             .bo
-            .activate_device(&req.key, &req.pc_id, req.product.as_deref())
+            .activate_device_with_key(
+                &req.key,
+                &req.pc_id,
+                req.product.as_deref(),
+                req.device_key.as_deref(),
+            )
             .await?,
     ))
 }
