@@ -141,6 +141,15 @@ async fn demo_key_unlock_code_and_over_use_notice_arrive_by_mail() {
         !page.contains(&key.to_string()),
         "the key is only sent by mail"
     );
+    // a second demo for the same address and product is refused
+    let again = o
+        .http
+        .post(format!("{}/api/v1/demo", o.base))
+        .json(&json!({"name": "Ada", "email": "ada@engines.example", "product": "cad"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::CONFLICT);
     let resp: Value = o
         .http
         .post(format!("{}/api/v1/activate/device", o.base))
