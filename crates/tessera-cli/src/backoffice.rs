@@ -102,6 +102,9 @@ pub enum BackofficeCommand {
     /// API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Back-office users (argon2id passwords).
+    #[command(subcommand)]
+    User(UserCommand),
     /// Usage reports from license servers.
     #[command(subcommand)]
     Usage(UsageCommand),
@@ -303,6 +306,26 @@ pub enum OfflineCommand {
         /// Where to write the response file.
         #[arg(long)]
         out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user; a random password is printed once.
+    Add {
+        #[command(flatten)]
+        data: Data,
+        /// Login name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Give a user a new random password (printed once).
+    ResetPassword {
+        #[command(flatten)]
+        data: Data,
+        /// Login name.
+        #[arg(long)]
+        name: String,
     },
 }
 
@@ -865,6 +888,23 @@ async fn run_async(cmd: BackofficeCommand) -> Result<()> {
                 );
             }
             println!("wrote the renewed license to {}", out.display());
+            Ok(())
+        }
+        BackofficeCommand::User(UserCommand::Add { data, name }) => {
+            let bo = open(&data).await?;
+            let password = tessera_backoffice::auth::random_password();
+            tessera_backoffice::auth::create_user(bo.store(), &name, &password, bo.now()).await?;
+            println!("user {name} created; password (shown once): {password}");
+            Ok(())
+        }
+        BackofficeCommand::User(UserCommand::ResetPassword { data, name }) => {
+            let bo = open(&data).await?;
+            let password = tessera_backoffice::auth::random_password();
+            let hash = tessera_backoffice::auth::hash_password(&password)?;
+            if !bo.store().set_password(&name, &hash, false).await? {
+                bail!("there is no user '{name}'");
+            }
+            println!("new password for {name} (shown once): {password}");
             Ok(())
         }
         BackofficeCommand::Token(TokenCommand::Create { data, user, name }) => {
