@@ -78,6 +78,40 @@ pub enum ClientCommand {
         #[arg(long, value_delimiter = ',')]
         features: Vec<String>,
     },
+    /// What this machine may use: each feature checked as the application would (license file,
+    /// unlock codes, trial, basic features), with days left. Exits 1 when one may not be used.
+    Status {
+        /// The product id.
+        #[arg(long)]
+        product: String,
+        /// The producer's public key.
+        #[arg(long)]
+        producer_key: PathBuf,
+        /// The unlock public key, to count typed unlock codes.
+        #[arg(long)]
+        unlock_key: Option<PathBuf>,
+        /// The product's features in order (for unlock codes), comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        features: Vec<String>,
+        /// A trial of this many days on first run.
+        #[arg(long)]
+        trial_days: Option<u32>,
+        /// Features that remain after the trial, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        basic: Vec<String>,
+        /// The back office (trial registration, validation at launch).
+        #[arg(long, env = "TESSERA_BACKOFFICE_URL")]
+        url: Option<String>,
+        /// The license file (else TESSERA_LICENSE, the state directory, beside the executable).
+        #[arg(long)]
+        license: Option<PathBuf>,
+        /// The state directory (a `state` and a `backup` folder are kept in it).
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Features to check (version 1.0), or FEATURE:VERSION.
+        #[arg(required = true)]
+        check: Vec<String>,
+    },
     /// Register (or look up) this machine's trial with the back office.
     Trial {
         /// The back office URL.
@@ -233,6 +267,66 @@ async fn run_async(cmd: ClientCommand) -> Result<(), Failure> {
                 None => println!("valid: unlocks {names} on this computer permanently"),
             }
             Ok(())
+        }
+        ClientCommand::Status {
+            product,
+            producer_key,
+            unlock_key,
+            features,
+            trial_days,
+            basic,
+            url,
+            license,
+            state,
+            check,
+        } => {
+            let pem = read_text(&producer_key, "public key")?;
+            let mut cfg =
+                tessera_client::ClientConfig::new(&product, &pem).map_err(|e| anyhow!("{e}"))?;
+            if let Some(u) = &unlock_key {
+                let names: Vec<&str> = features.iter().map(String::as_str).collect();
+                cfg = cfg
+                    .unlock_codes(&read_text(u, "unlock key")?, &names)
+                    .map_err(|e| anyhow!("{e}"))?;
+            }
+            if let Some(days) = trial_days {
+                let names: Vec<&str> = basic.iter().map(String::as_str).collect();
+                cfg = cfg.trial(days, &names);
+            }
+            if let Some(u) = &url {
+                cfg = cfg.backoffice(u);
+            }
+            if let Some(l) = license {
+                cfg = cfg.license_path(l);
+            }
+            if let Some(dir) = state {
+                cfg = cfg.state_dirs(dir.join("state"), dir.join("backup"));
+            }
+            let client = tessera_client::Client::new(cfg).map_err(|e| anyhow!("{e}"))?;
+            let mut refused = Vec::new();
+            for item in &check {
+                let (feature, version) = item.split_once(':').unwrap_or((item, "1.0"));
+                match client.check(feature, version) {
+                    Ok(g) => match g.days_left {
+                        Some(d) => {
+                            println!("{feature} {version}: yes ({:?}, {d} days left)", g.source)
+                        }
+                        None => println!("{feature} {version}: yes ({:?})", g.source),
+                    },
+                    Err(e) => {
+                        println!("{feature} {version}: no: {e}");
+                        refused.push(feature.to_string());
+                    }
+                }
+            }
+            if refused.is_empty() {
+                Ok(())
+            } else {
+                Err(Failure::Invalid(format!(
+                    "not available: {}",
+                    refused.join(", ")
+                )))
+            }
         }
         ClientCommand::Trial {
             url,
