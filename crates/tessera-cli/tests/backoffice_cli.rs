@@ -195,6 +195,42 @@ fn producer_and_customer_walk_through() {
         ],
         d,
     ));
+    let status = ok(tessera(
+        &[
+            "client",
+            "status",
+            "--product",
+            "cad",
+            "--producer-key",
+            "bo/keys/producer.pub",
+            "--license",
+            "cad.lic",
+            "--state",
+            "st",
+            "modeler",
+            "render",
+        ],
+        d,
+    ));
+    assert!(status.contains("modeler 1.0: yes (License)"), "{status}");
+    let o = tessera(
+        &[
+            "client",
+            "status",
+            "--product",
+            "cad",
+            "--producer-key",
+            "bo/keys/producer.pub",
+            "--license",
+            "cad.lic",
+            "--state",
+            "st",
+            "export",
+        ],
+        d,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("does not include export"));
     // the floating key is not for a device: the refusal says why
     let o = tessera(
         &[
