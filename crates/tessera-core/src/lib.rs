@@ -36,6 +36,7 @@ pub mod keys;
 pub mod license;
 pub mod offline;
 pub mod pcid;
+pub mod seats;
 pub mod time_fmt;
 pub mod unlock;
 pub mod usage;

@@ -1,0 +1,702 @@
+//! The seat book: which leases hold which feature records' seats, with no I/O.
+//!
+//! A license server loads its feature records into a [`SeatBook`] and asks it to grant, renew,
+//! return and expire leases; the server persists what the book decides. The book keeps, per record,
+//! the seats in use (the sum of its leases) and the metered units consumed, and refuses anything
+//! that would take a record past its count plus its overdraft.
+//!
+//! **Which record serves a request.** Among the records with the feature's name, a version that
+//! satisfies the request, and that are active now: first those with free seats within their count,
+//! then those with overdraft room. Within each group the record that **expires first** wins (its
+//! seats are lost soonest if unused; permanent records last), then the **lowest version** (newer
+//! versions stay free for requests that need them), then the order the records were loaded in.
+//!
+//! **Retries never take a second seat.** A grant is keyed by device and request id: the same
+//! device repeating a request id gets the lease it already holds, extended, not a new one.
+
+use std::collections::{BTreeMap, HashMap};
+
+use time::{Duration, OffsetDateTime};
+
+use crate::feature::{Count, Feature};
+use crate::version::Version;
+
+/// A lease's id, unique within a book.
+pub type LeaseId = u64;
+
+/// One feature asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Want {
+    /// Feature name.
+    pub name: String,
+    /// Lowest acceptable version.
+    pub version: Version,
+    /// Seats (or metered units).
+    pub count: u32,
+}
+
+/// A granted lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// Id.
+    pub id: LeaseId,
+    /// The device holding it.
+    pub device: String,
+    /// The request id that created it.
+    pub request_id: String,
+    /// Index of the feature record in the book.
+    pub record: usize,
+    /// Seats held (0 for a metered grant, whose units are consumed).
+    pub count: u32,
+    /// Of those, how many are beyond the record's count (overdraft).
+    pub overdraft: u32,
+    /// When it runs out unless renewed.
+    pub expires: OffsetDateTime,
+    /// Taken offline (borrowed): not renewed, runs to its expiry.
+    pub borrowed: bool,
+}
+
+/// Why a feature was not granted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Denial {
+    /// No record of that name.
+    #[error("no license for {name}")]
+    NotLicensed {
+        /// Feature.
+        name: String,
+    },
+    /// Only older versions.
+    #[error("{name} is licensed up to version {have}, version {wanted} was asked for")]
+    VersionTooLow {
+        /// Feature.
+        name: String,
+        /// Highest licensed.
+        have: Version,
+        /// Asked for.
+        wanted: Version,
+    },
+    /// No fitting record is active now.
+    #[error("the license for {name} is not active now (expired or not yet started)")]
+    NotActive {
+        /// Feature.
+        name: String,
+    },
+    /// Every seat (and overdraft seat) is taken.
+    #[error("all {total} seats of {name} are in use")]
+    AllInUse {
+        /// Feature.
+        name: String,
+        /// Count plus overdraft of the fitting records.
+        total: u64,
+    },
+    /// A count of zero, or more than any record could give.
+    #[error("a count of {count} cannot be granted for {name}")]
+    BadCount {
+        /// Feature.
+        name: String,
+        /// Asked for.
+        count: u32,
+    },
+}
+
+/// What happened to one feature of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Granted (or, for a repeated request id, the lease already held).
+    Granted(Lease),
+    /// Refused.
+    Denied(Denial),
+}
+
+#[derive(Debug, Clone)]
+struct Pool {
+    feature: Feature,
+    used: u64,
+    consumed: u64,
+}
+
+impl Pool {
+    fn capacity(&self) -> Option<u64> {
+        self.feature.count.get().map(u64::from)
+    }
+}
+
+/// The seat book of one license server.
+#[derive(Debug, Clone, Default)]
+pub struct SeatBook {
+    pools: Vec<Pool>,
+    leases: BTreeMap<LeaseId, Lease>,
+    by_request: HashMap<(String, String, String), LeaseId>,
+    next_id: LeaseId,
+}
+
+impl SeatBook {
+    /// A book over these feature records (in this order).
+    pub fn new(records: Vec<Feature>) -> Self {
+        SeatBook {
+            pools: records
+                .into_iter()
+                .map(|feature| Pool {
+                    feature,
+                    used: 0,
+                    consumed: 0,
+                })
+                .collect(),
+            leases: BTreeMap::new(),
+            by_request: HashMap::new(),
+            next_id: 1,
+        }
+    }
+
+    /// The feature records.
+    pub fn records(&self) -> impl Iterator<Item = &Feature> {
+        self.pools.iter().map(|p| &p.feature)
+    }
+
+    /// Seats in use of record `i` (including overdraft).
+    pub fn used(&self, i: usize) -> u64 {
+        self.pools.get(i).map_or(0, |p| p.used)
+    }
+
+    /// Metered units consumed of record `i`.
+    pub fn consumed(&self, i: usize) -> u64 {
+        self.pools.get(i).map_or(0, |p| p.consumed)
+    }
+
+    /// Every lease held.
+    pub fn leases(&self) -> impl Iterator<Item = &Lease> {
+        self.leases.values()
+    }
+
+    /// A lease by id.
+    pub fn lease(&self, id: LeaseId) -> Option<&Lease> {
+        self.leases.get(&id)
+    }
+
+    /// Grants each wanted feature to `device` under `request_id`, for `duration` from `now` (or
+    /// until `borrow_until`, capped by the record's expiry, when borrowing). Features are decided
+    /// one by one; a denial of one does not undo the others.
+    pub fn request(
+        &mut self,
+        device: &str,
+        request_id: &str,
+        wants: &[Want],
+        now: OffsetDateTime,
+        duration: Duration,
+        borrow_until: Option<OffsetDateTime>,
+    ) -> Vec<Outcome> {
+        wants
+            .iter()
+            .map(|w| self.request_one(device, request_id, w, now, duration, borrow_until))
+            .collect()
+    }
+
+    fn request_one(
+        &mut self,
+        device: &str,
+        request_id: &str,
+        want: &Want,
+        now: OffsetDateTime,
+        duration: Duration,
+        borrow_until: Option<OffsetDateTime>,
+    ) -> Outcome {
+        let key = (
+            device.to_string(),
+            request_id.to_string(),
+            want.name.clone(),
+        );
+        if let Some(id) = self.by_request.get(&key).copied() {
+            if let Some(lease) = self.leases.get_mut(&id) {
+                if !lease.borrowed {
+                    lease.expires = lease.expires.max(now + duration);
+                }
+                return Outcome::Granted(lease.clone());
+            }
+        }
+        if want.count == 0 {
+            return Outcome::Denied(Denial::BadCount {
+                name: want.name.clone(),
+                count: 0,
+            });
+        }
+        let named: Vec<usize> = (0..self.pools.len())
+            .filter(|&i| self.pools[i].feature.name == want.name)
+            .collect();
+        if named.is_empty() {
+            return Outcome::Denied(Denial::NotLicensed {
+                name: want.name.clone(),
+            });
+        }
+        let fitting: Vec<usize> = named
+            .iter()
+            .copied()
+            .filter(|&i| self.pools[i].feature.version.satisfies(&want.version))
+            .collect();
+        if fitting.is_empty() {
+            let have = named
+                .iter()
+                .map(|&i| self.pools[i].feature.version.clone())
+                .max()
+                .unwrap_or_default();
+            return Outcome::Denied(Denial::VersionTooLow {
+                name: want.name.clone(),
+                have,
+                wanted: want.version.clone(),
+            });
+        }
+        let mut active: Vec<usize> = fitting
+            .iter()
+            .copied()
+            .filter(|&i| self.pools[i].feature.is_active(now))
+            .collect();
+        if active.is_empty() {
+            return Outcome::Denied(Denial::NotActive {
+                name: want.name.clone(),
+            });
+        }
+        active.sort_by(|&a, &b| {
+            let (fa, fb) = (&self.pools[a].feature, &self.pools[b].feature);
+            fa.expiry
+                .sort_key()
+                .cmp(&fb.expiry.sort_key())
+                .then_with(|| fa.version.cmp(&fb.version))
+                .then_with(|| a.cmp(&b))
+        });
+        let n = u64::from(want.count);
+        // within the count first, then into overdraft
+        let pick = active
+            .iter()
+            .copied()
+            .find(|&i| self.room(i, false) >= n)
+            .map(|i| (i, false))
+            .or_else(|| {
+                active
+                    .iter()
+                    .copied()
+                    .find(|&i| self.room(i, true) >= n)
+                    .map(|i| (i, true))
+            });
+        let Some((i, _)) = pick else {
+            let total = active
+                .iter()
+                .map(|&i| {
+                    self.pools[i]
+                        .capacity()
+                        .map_or(u64::MAX, |c| c + u64::from(self.pools[i].feature.overdraft))
+                })
+                .fold(0u64, u64::saturating_add);
+            return Outcome::Denied(Denial::AllInUse {
+                name: want.name.clone(),
+                total,
+            });
+        };
+        let pool = &mut self.pools[i];
+        let metered = pool.feature.metered;
+        let (count, overdraft) = if metered {
+            let before_over = pool.capacity().map_or(0, |c| {
+                (pool.consumed + n).saturating_sub(c.max(pool.consumed))
+            });
+            pool.consumed += n;
+            (0, u32::try_from(before_over).unwrap_or(u32::MAX))
+        } else {
+            let over = pool
+                .capacity()
+                .map_or(0, |c| (pool.used + n).saturating_sub(c.max(pool.used)));
+            pool.used += n;
+            (want.count, u32::try_from(over).unwrap_or(u32::MAX))
+        };
+        let record_end = match pool.feature.expiry {
+            crate::feature::Expiry::At(t) => Some(t),
+            crate::feature::Expiry::Permanent => None,
+        };
+        let mut expires = borrow_until.unwrap_or(now + duration);
+        if let Some(end) = record_end {
+            expires = expires.min(end);
+        }
+        let lease = Lease {
+            id: self.next_id,
+            device: device.to_string(),
+            request_id: request_id.to_string(),
+            record: i,
+            count,
+            overdraft,
+            expires,
+            borrowed: borrow_until.is_some(),
+        };
+        self.next_id += 1;
+        self.by_request.insert(key, lease.id);
+        self.leases.insert(lease.id, lease.clone());
+        Outcome::Granted(lease)
+    }
+
+    /// Seats record `i` can still give, within its count or including its overdraft.
+    fn room(&self, i: usize, with_overdraft: bool) -> u64 {
+        let p = &self.pools[i];
+        let Some(cap) = p.capacity() else {
+            return u64::MAX;
+        };
+        let cap = if with_overdraft {
+            cap + u64::from(p.feature.overdraft)
+        } else {
+            cap
+        };
+        let taken = if p.feature.metered {
+            p.consumed
+        } else {
+            p.used
+        };
+        cap.saturating_sub(taken)
+    }
+
+    /// Extends a lease to `now + duration`. `None` when the lease is unknown (returned or
+    /// expired): the client must request again.
+    pub fn renew(
+        &mut self,
+        id: LeaseId,
+        now: OffsetDateTime,
+        duration: Duration,
+    ) -> Option<&Lease> {
+        let lease = self.leases.get_mut(&id)?;
+        if lease.expires <= now {
+            return None;
+        }
+        if !lease.borrowed {
+            let cap = match self.pools.get(lease.record).map(|p| p.feature.expiry) {
+                Some(crate::feature::Expiry::At(t)) => t,
+                _ => now + duration,
+            };
+            lease.expires = (now + duration).min(cap);
+        }
+        Some(lease)
+    }
+
+    /// Returns a lease's seats (metered units stay consumed). `None` when unknown.
+    pub fn release(&mut self, id: LeaseId) -> Option<Lease> {
+        let lease = self.leases.remove(&id)?;
+        self.by_request.retain(|_, v| *v != id);
+        if let Some(p) = self.pools.get_mut(lease.record) {
+            p.used = p.used.saturating_sub(u64::from(lease.count));
+        }
+        Some(lease)
+    }
+
+    /// Returns the seats of every lease that has run out at `now`; returns those leases.
+    pub fn expire(&mut self, now: OffsetDateTime) -> Vec<Lease> {
+        let gone: Vec<LeaseId> = self
+            .leases
+            .values()
+            .filter(|l| l.expires <= now)
+            .map(|l| l.id)
+            .collect();
+        gone.into_iter().filter_map(|id| self.release(id)).collect()
+    }
+
+    /// Puts back a lease loaded from storage (on restart), counting its seats. A lease already
+    /// expired at `now` is not restored.
+    pub fn restore(&mut self, lease: Lease, now: OffsetDateTime) -> bool {
+        if lease.expires <= now || lease.record >= self.pools.len() {
+            return false;
+        }
+        if let Some(p) = self.pools.get_mut(lease.record) {
+            p.used += u64::from(lease.count);
+        }
+        self.next_id = self.next_id.max(lease.id + 1);
+        self.by_request.insert(
+            (
+                lease.device.clone(),
+                lease.request_id.clone(),
+                self.pools[lease.record].feature.name.clone(),
+            ),
+            lease.id,
+        );
+        self.leases.insert(lease.id, lease);
+        true
+    }
+
+    /// Counts metered units consumed before a restart.
+    pub fn restore_consumed(&mut self, record: usize, units: u64) {
+        if let Some(p) = self.pools.get_mut(record) {
+            p.consumed = units;
+        }
+    }
+
+    /// Checks the book's own invariant: each record's seats in use equal its leases' seats and
+    /// stay within count plus overdraft. For tests and assertions in debug builds.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut sums = vec![0u64; self.pools.len()];
+        for l in self.leases.values() {
+            if let Some(s) = sums.get_mut(l.record) {
+                *s += u64::from(l.count);
+            }
+        }
+        for (i, p) in self.pools.iter().enumerate() {
+            if p.used != sums[i] {
+                return Err(format!(
+                    "record {i}: used {} but leases hold {}",
+                    p.used, sums[i]
+                ));
+            }
+            if let Count::Counted(c) = p.feature.count {
+                let limit = u64::from(c) + u64::from(p.feature.overdraft);
+                let taken = if p.feature.metered {
+                    p.consumed
+                } else {
+                    p.used
+                };
+                if taken > limit {
+                    return Err(format!("record {i}: {taken} taken of {limit}"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::feature::Expiry;
+    use proptest::prelude::*;
+    use time::macros::datetime;
+
+    const T0: OffsetDateTime = datetime!(2026-06-01 0:00 UTC);
+    const LEASE: Duration = Duration::minutes(10);
+
+    fn rec(name: &str, ver: &str, count: Count, overdraft: u32) -> Feature {
+        let mut f = Feature::new(name, ver.parse().unwrap(), count);
+        f.overdraft = overdraft;
+        f
+    }
+
+    fn want(name: &str, ver: &str, count: u32) -> Want {
+        Want {
+            name: name.into(),
+            version: ver.parse().unwrap(),
+            count,
+        }
+    }
+
+    fn granted(o: &Outcome) -> &Lease {
+        match o {
+            Outcome::Granted(l) => l,
+            Outcome::Denied(d) => panic!("denied: {d}"),
+        }
+    }
+
+    #[test]
+    fn count_overdraft_and_denial() {
+        let mut b = SeatBook::new(vec![rec("cad", "1.0", Count::Counted(2), 1)]);
+        for r in ["a", "b"] {
+            assert_eq!(
+                granted(&b.request(r, "1", &[want("cad", "1.0", 1)], T0, LEASE, None)[0]).overdraft,
+                0
+            );
+        }
+        assert_eq!(
+            granted(&b.request("c", "1", &[want("cad", "1.0", 1)], T0, LEASE, None)[0]).overdraft,
+            1
+        );
+        assert_eq!(
+            b.request("d", "1", &[want("cad", "1.0", 1)], T0, LEASE, None)[0],
+            Outcome::Denied(Denial::AllInUse {
+                name: "cad".into(),
+                total: 3
+            })
+        );
+        b.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn newer_serves_older_and_the_rule_picks_the_first_to_expire() {
+        let mut soon = rec("cad", "2.0", Count::Counted(1), 0);
+        soon.expiry = Expiry::At(T0 + Duration::days(10));
+        let later = rec("cad", "3.0", Count::Counted(1), 0);
+        let mut b = SeatBook::new(vec![later, soon]);
+        // a 1.0 request: both fit, the one expiring first (index 1) serves
+        assert_eq!(
+            granted(&b.request("a", "1", &[want("cad", "1.0", 1)], T0, LEASE, None)[0]).record,
+            1
+        );
+        // a 3.0 request can only take the 3.0 record
+        assert_eq!(
+            granted(&b.request("b", "1", &[want("cad", "3.0", 1)], T0, LEASE, None)[0]).record,
+            0
+        );
+        // a 4.0 request: too new
+        assert!(matches!(
+            b.request("c", "1", &[want("cad", "4.0", 1)], T0, LEASE, None)[0],
+            Outcome::Denied(Denial::VersionTooLow { .. })
+        ));
+        // the lease never outlives its record
+        assert_eq!(b.lease(1).unwrap().expires, T0 + LEASE);
+    }
+
+    #[test]
+    fn a_retried_request_never_takes_a_second_seat() {
+        let mut b = SeatBook::new(vec![rec("cad", "1.0", Count::Counted(1), 0)]);
+        let first =
+            granted(&b.request("a", "req-7", &[want("cad", "1.0", 1)], T0, LEASE, None)[0]).clone();
+        // the reconnect after a missed heartbeat repeats the request id
+        let again = granted(
+            &b.request(
+                "a",
+                "req-7",
+                &[want("cad", "1.0", 1)],
+                T0 + Duration::minutes(5),
+                LEASE,
+                None,
+            )[0],
+        )
+        .clone();
+        assert_eq!(first.id, again.id);
+        assert_eq!(b.used(0), 1);
+        assert_eq!(again.expires, T0 + Duration::minutes(15));
+        b.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn metered_units_are_consumed_not_returned() {
+        let mut m = rec("export", "1.0", Count::Counted(10), 0);
+        m.metered = true;
+        let mut b = SeatBook::new(vec![m]);
+        let l =
+            granted(&b.request("a", "1", &[want("export", "1.0", 7)], T0, LEASE, None)[0]).clone();
+        b.release(l.id);
+        assert_eq!(b.consumed(0), 7);
+        assert!(matches!(
+            b.request("a", "2", &[want("export", "1.0", 4)], T0, LEASE, None)[0],
+            Outcome::Denied(_)
+        ));
+        granted(&b.request("a", "3", &[want("export", "1.0", 3)], T0, LEASE, None)[0]);
+    }
+
+    #[test]
+    fn leases_expire_and_borrowing_runs_to_its_end() {
+        let mut b = SeatBook::new(vec![rec("cad", "1.0", Count::Counted(2), 0)]);
+        let l = granted(&b.request("a", "1", &[want("cad", "1.0", 1)], T0, LEASE, None)[0]).clone();
+        let borrowed = granted(
+            &b.request(
+                "b",
+                "1",
+                &[want("cad", "1.0", 1)],
+                T0,
+                LEASE,
+                Some(T0 + Duration::days(7)),
+            )[0],
+        )
+        .clone();
+        assert!(b.renew(l.id, T0 + Duration::minutes(5), LEASE).is_some());
+        let gone = b.expire(T0 + Duration::minutes(16));
+        assert_eq!(gone.len(), 1);
+        assert_eq!(b.used(0), 1, "the borrowed seat stays");
+        assert!(b.renew(l.id, T0 + Duration::minutes(16), LEASE).is_none());
+        assert_eq!(b.expire(T0 + Duration::days(7)).len(), 1);
+        assert_eq!(b.used(0), 0);
+        let _ = borrowed;
+    }
+
+    #[test]
+    fn uncounted_always_grants() {
+        let mut b = SeatBook::new(vec![rec("viewer", "1.0", Count::Uncounted, 0)]);
+        for i in 0..100 {
+            granted(
+                &b.request(
+                    &format!("d{i}"),
+                    "1",
+                    &[want("viewer", "1.0", 1)],
+                    T0,
+                    LEASE,
+                    None,
+                )[0],
+            );
+        }
+        b.check_invariants().unwrap();
+    }
+
+    // ---- model-based property test --------------------------------------------------------
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Request { device: u8, request: u8, count: u32 },
+        Renew { lease: u64 },
+        Release { lease: u64 },
+        Advance { minutes: i64 },
+        Expire,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u8..6, 0u8..4, 1u32..4).prop_map(|(device, request, count)| Op::Request { device, request, count }),
+            2 => (1u64..30).prop_map(|lease| Op::Renew { lease }),
+            2 => (1u64..30).prop_map(|lease| Op::Release { lease }),
+            1 => (1i64..15).prop_map(|minutes| Op::Advance { minutes }),
+            1 => Just(Op::Expire),
+        ]
+    }
+
+    /// The reference: a list of (id, device, request, count, expires); capacity 5 + 2 overdraft.
+    #[derive(Default)]
+    struct Model {
+        leases: Vec<(u64, u8, u8, u32, OffsetDateTime)>,
+    }
+
+    impl Model {
+        fn used(&self) -> u64 {
+            self.leases.iter().map(|l| u64::from(l.3)).sum()
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn the_book_matches_a_simple_model(ops in prop::collection::vec(op(), 1..80)) {
+            let mut book = SeatBook::new(vec![rec("cad", "1.0", Count::Counted(5), 2)]);
+            let mut model = Model::default();
+            let mut now = T0;
+            for op in ops {
+                match op {
+                    Op::Request { device, request, count } => {
+                        let out = book.request(&format!("d{device}"), &format!("r{request}"), &[want("cad", "1.0", count)], now, LEASE, None);
+                        match model.leases.iter_mut().find(|l| l.1 == device && l.2 == request) {
+                            Some(existing) => {
+                                // a retry: same lease, no new seat
+                                let l = granted(&out[0]);
+                                prop_assert_eq!(l.id, existing.0);
+                                existing.4 = existing.4.max(now + LEASE);
+                            }
+                            None => {
+                                if model.used() + u64::from(count) <= 7 {
+                                    let l = granted(&out[0]);
+                                    model.leases.push((l.id, device, request, count, now + LEASE));
+                                } else {
+                                    prop_assert!(matches!(out[0], Outcome::Denied(Denial::AllInUse { .. })), "{:?}", out);
+                                }
+                            }
+                        }
+                    }
+                    Op::Renew { lease } => {
+                        let ok = book.renew(lease, now, LEASE).is_some();
+                        let m = model.leases.iter_mut().find(|l| l.0 == lease && l.4 > now);
+                        prop_assert_eq!(ok, m.is_some());
+                        if let Some(m) = m { m.4 = now + LEASE; }
+                    }
+                    Op::Release { lease } => {
+                        let ok = book.release(lease).is_some();
+                        let before = model.leases.len();
+                        model.leases.retain(|l| l.0 != lease);
+                        prop_assert_eq!(ok, model.leases.len() < before);
+                    }
+                    Op::Advance { minutes } => now += Duration::minutes(minutes),
+                    Op::Expire => {
+                        book.expire(now);
+                        model.leases.retain(|l| l.4 > now);
+                    }
+                }
+                prop_assert!(book.check_invariants().is_ok(), "{:?}", book.check_invariants());
+                prop_assert_eq!(book.used(0), model.used());
+                prop_assert!(book.used(0) <= 7);
+            }
+        }
+    }
+}
