@@ -34,6 +34,7 @@ pub mod backoffice;
 mod codec;
 pub mod error;
 pub mod keys;
+pub mod leases;
 pub mod licenses;
 pub mod meta;
 mod migrate;
@@ -47,6 +48,7 @@ pub use activation_keys::{ActivationKeyRecord, ActivationKeyStore, NewActivation
 pub use backoffice::BackOfficeStore;
 pub use error::{StoreError, ACCEPTED_URLS};
 pub use keys::{KeyStore, PublicKeyRecord};
+pub use leases::{LeaseChange, LeaseRow, LeaseStore};
 pub use licenses::{IssuedLicense, LicenseStore, Page};
 pub use meta::MetaStore;
 pub use outbox::{NewOutboxMessage, OutboxFilter, OutboxKind, OutboxMessage, OutboxStore};
@@ -61,6 +63,7 @@ pub trait Store:
     + LicenseStore
     + ActivationKeyStore
     + BackOfficeStore
+    + LeaseStore
     + OutboxStore
     + Clone
     + Send
@@ -75,6 +78,7 @@ impl<T> Store for T where
         + LicenseStore
         + ActivationKeyStore
         + BackOfficeStore
+    + LeaseStore
         + OutboxStore
         + Clone
         + Send
