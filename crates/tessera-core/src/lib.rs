@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod activation_key;
+pub mod capability;
 pub mod certificate;
 pub mod clock;
 pub mod code;

@@ -78,7 +78,7 @@ impl<T> Store for T where
         + LicenseStore
         + ActivationKeyStore
         + BackOfficeStore
-    + LeaseStore
+        + LeaseStore
         + OutboxStore
         + Clone
         + Send

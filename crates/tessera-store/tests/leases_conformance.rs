@@ -21,14 +21,23 @@ async fn story<S: LeaseStore>(s: &S) {
     s.apply_lease_changes(vec![
         LeaseChange::Put(lease(1, "a")),
         LeaseChange::Put(lease(2, "b")),
-        LeaseChange::Consumed { record_key: "export|1.0|LIN-2".into(), units: 7 },
+        LeaseChange::Consumed {
+            record_key: "export|1.0|LIN-2".into(),
+            units: 7,
+        },
     ])
     .await
     .unwrap();
     s.apply_lease_changes(vec![
-        LeaseChange::Expiry { id: 1, expires_at: datetime!(2026-06-01 0:20 UTC) },
+        LeaseChange::Expiry {
+            id: 1,
+            expires_at: datetime!(2026-06-01 0:20 UTC),
+        },
         LeaseChange::Delete { id: 2 },
-        LeaseChange::Consumed { record_key: "export|1.0|LIN-2".into(), units: 9 },
+        LeaseChange::Consumed {
+            record_key: "export|1.0|LIN-2".into(),
+            units: 9,
+        },
     ])
     .await
     .unwrap();
@@ -36,7 +45,10 @@ async fn story<S: LeaseStore>(s: &S) {
     assert_eq!(leases.len(), 1);
     assert_eq!(leases[0].expires_at, datetime!(2026-06-01 0:20 UTC));
     assert_eq!((leases[0].count, leases[0].overdraft), (2, 1));
-    assert_eq!(s.load_consumed().await.unwrap(), vec![("export|1.0|LIN-2".to_string(), 9)]);
+    assert_eq!(
+        s.load_consumed().await.unwrap(),
+        vec![("export|1.0|LIN-2".to_string(), 9)]
+    );
     // an empty batch is fine
     s.apply_lease_changes(vec![]).await.unwrap();
     assert_eq!(s.load_leases().await.unwrap().len(), 1);

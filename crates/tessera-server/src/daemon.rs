@@ -1,0 +1,451 @@
+//! The license server's data directory, trusted storage, activation and serving.
+//!
+//! ```text
+//! DATA/server.toml       configuration (listen, database, hostid override, lease length)
+//! DATA/keys/server.key   the server's Ed25519 key (0600); the producer certifies its public key
+//! DATA/producer.pub      the producer's public key, trusted for licenses and certificates
+//! DATA/anchor            a copy of the storage anchor (another copy lives outside DATA)
+//! DATA/tessera.db        the store (SQLite unless `database` names PostgreSQL)
+//! ```
+//!
+//! **Trusted storage.** The store records the host id it belongs to and the licenses activated
+//! into it. At start the server refuses to serve when the host id differs (the storage was copied
+//! to another machine) or when the store's anchor is behind a copy kept outside it (an older copy
+//! was restored over a newer one): serving then could double seats.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rand::RngCore;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tessera_core::certificate::ServerCertificateClaims;
+use tessera_core::feature::Feature;
+use tessera_core::offline::encode_key;
+use tessera_core::{Clock, HostId, Keyring, License, PublicKey, SigningKey};
+use tessera_store::{AnyStore, MetaStore};
+
+use crate::engine::{Engine, LeasePolicy};
+
+/// Default listen address: every interface, port 7070.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:7070";
+
+/// `DATA/server.toml`. Unknown keys are errors.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listen address.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Database URL; SQLite in the data directory when absent.
+    #[serde(default)]
+    pub database: Option<String>,
+    /// The host id this server is known by (default: this machine's machine id, or first id).
+    /// Set it only to move a server deliberately; a copy of the storage on another host id is
+    /// refused.
+    #[serde(default)]
+    pub hostid: Option<String>,
+    /// Lease length in seconds (default 300).
+    #[serde(default = "default_lease")]
+    pub lease_seconds: u32,
+    /// Longest borrow in days (default 7).
+    #[serde(default = "default_borrow")]
+    pub max_borrow_days: u32,
+    /// Where the second copy of the anchor lives (default `~/.local/state/tessera`).
+    #[serde(default)]
+    pub anchor_dir: Option<PathBuf>,
+    /// Log filter.
+    #[serde(default = "default_log")]
+    pub log: String,
+}
+
+fn default_listen() -> String {
+    DEFAULT_LISTEN.into()
+}
+fn default_lease() -> u32 {
+    300
+}
+fn default_borrow() -> u32 {
+    7
+}
+fn default_log() -> String {
+    "info".into()
+}
+
+/// Why the server cannot start or act.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// Not initialised.
+    #[error("{0} is not a license server data directory: run `tessera server init --data {0} --producer-key producer.pub` first")]
+    NotInitialised(String),
+    /// Already initialised.
+    #[error("{0} already holds a license server")]
+    AlreadyInitialised(String),
+    /// The storage belongs to another host.
+    #[error("this storage belongs to license server {stored}, but this server is {current}: it was copied from another machine. Refusing to serve (it could double seats). Activate this server afresh with its own data directory, or set `hostid = \"{stored}\"` in server.toml only if this machine replaced that one and the old one is gone")]
+    CopiedStorage {
+        /// The host id in the storage.
+        stored: String,
+        /// This server's host id.
+        current: String,
+    },
+    /// An older copy of the storage was restored.
+    #[error("the storage is older than the last one this server used (anchor {stored} < {seen}): an older copy was restored. Refusing to serve (leases granted since could be granted twice). Restore the latest copy, or remove {marker} to accept this one and re-validate with the back office (`tessera server activate`)")]
+    RestoredOlderCopy {
+        /// Anchor in the store.
+        stored: i64,
+        /// Anchor seen before.
+        seen: i64,
+        /// The anchor file.
+        marker: String,
+    },
+    /// A file problem.
+    #[error("{path}: {detail}")]
+    File {
+        /// The file.
+        path: String,
+        /// What happened.
+        detail: String,
+    },
+    /// The configuration is wrong.
+    #[error("{0}")]
+    Config(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] tessera_store::StoreError),
+    /// The back office refused or could not be reached.
+    #[error("{0}")]
+    BackOffice(String),
+}
+
+fn file_err(p: &Path, e: impl std::fmt::Display) -> ServerError {
+    ServerError::File {
+        path: p.display().to_string(),
+        detail: e.to_string(),
+    }
+}
+
+fn write(p: &Path, content: &[u8], mode: u32) -> Result<(), ServerError> {
+    use std::io::Write;
+    if let Some(d) = p.parent() {
+        fs::create_dir_all(d).map_err(|e| file_err(d, e))?;
+    }
+    let tmp = p.with_extension("tmp");
+    let mut o = fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut f = o.open(&tmp).map_err(|e| file_err(&tmp, e))?;
+    f.write_all(content).map_err(|e| file_err(&tmp, e))?;
+    f.sync_all().map_err(|e| file_err(&tmp, e))?;
+    fs::rename(&tmp, p).map_err(|e| file_err(p, e))
+}
+
+/// Reads `DATA/server.toml`.
+pub fn load_config(data: &Path) -> Result<Config, ServerError> {
+    let p = data.join("server.toml");
+    let text = fs::read_to_string(&p).map_err(|e| file_err(&p, e))?;
+    toml::from_str(&text).map_err(|e| ServerError::Config(format!("{}: {e}", p.display())))
+}
+
+/// Creates a license server in `data` trusting `producer_pem`; returns the admin token (shown once).
+pub async fn init(
+    data: &Path,
+    producer_pem: &str,
+    database: Option<&str>,
+    hostid: Option<&str>,
+) -> Result<String, ServerError> {
+    if data.join("keys/server.key").exists() {
+        return Err(ServerError::AlreadyInitialised(data.display().to_string()));
+    }
+    PublicKey::from_spki_pem(producer_pem)
+        .map_err(|e| ServerError::Config(format!("the producer key: {e}")))?;
+    fs::create_dir_all(data.join("keys")).map_err(|e| file_err(data, e))?;
+    let data = data.canonicalize().map_err(|e| file_err(data, e))?;
+    let mut toml_text = "# Tessera license server. Unknown keys are errors.\nlisten = \"0.0.0.0:7070\"\nlease_seconds = 300\nmax_borrow_days = 7\nlog = \"info\"\n".to_string();
+    if let Some(db) = database {
+        toml_text.push_str(&format!("database = \"{}\"\n", db.replace('"', "")));
+    }
+    if let Some(h) = hostid {
+        let h: HostId = h
+            .parse()
+            .map_err(|e| ServerError::Config(format!("hostid: {e}")))?;
+        toml_text.push_str(&format!("hostid = \"{h}\"\n"));
+    }
+    write(&data.join("server.toml"), toml_text.as_bytes(), 0o600)?;
+    write(&data.join("producer.pub"), producer_pem.as_bytes(), 0o644)?;
+    let config = load_config(&data)?;
+    let store = tessera_store::open(&database_url(&data, &config)).await?;
+    let host = server_hostid(&config)?;
+    store
+        .put_setting("server.hostid", &host.to_string())
+        .await?;
+    let mut token_bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut token_bytes);
+    let token = format!("tss_{}", hex(&token_bytes));
+    store
+        .put_setting(
+            "server.admin_token_sha256",
+            &hex(&Sha256::digest(token.as_bytes())),
+        )
+        .await?;
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let pem = key
+        .to_pkcs8_pem()
+        .map_err(|e| ServerError::Config(e.to_string()))?;
+    write(&data.join("keys/server.key"), pem.as_bytes(), 0o600)?;
+    Ok(token)
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn database_url(data: &Path, c: &Config) -> String {
+    c.database
+        .clone()
+        .unwrap_or_else(|| tessera_store::sqlite_url_for_data_dir(data))
+}
+
+/// This server's host id: the configured one, else this machine's machine id (or first id).
+pub fn server_hostid(c: &Config) -> Result<HostId, ServerError> {
+    if let Some(h) = &c.hostid {
+        return h
+            .parse()
+            .map_err(|e| ServerError::Config(format!("hostid: {e}")));
+    }
+    let id = tessera_host::this_machine().identify();
+    id.pc_id_source()
+        .cloned()
+        .or_else(|| id.machine_ids().next().cloned())
+        .ok_or_else(|| {
+            ServerError::Config("this machine has no host id: set `hostid` in server.toml".into())
+        })
+}
+
+/// An opened license server: everything `serve` needs.
+#[derive(Debug)]
+pub struct Server {
+    /// Configuration.
+    pub config: Config,
+    /// The store.
+    pub store: AnyStore,
+    /// The engine.
+    pub engine: Engine,
+    /// This server's host id.
+    pub hostid: HostId,
+    /// The server's key.
+    pub key: SigningKey,
+    /// The producer's key.
+    pub producer: PublicKey,
+    /// The certificate from the back office, once activated.
+    pub certificate: tokio::sync::RwLock<Option<String>>,
+    /// The admin token's hash.
+    pub admin_token_sha256: String,
+    /// The data directory.
+    pub data: PathBuf,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+fn anchor_files(data: &Path, c: &Config, host: &HostId) -> Vec<PathBuf> {
+    let outside = c.anchor_dir.clone().unwrap_or_else(|| {
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir)
+            .join(".local/state/tessera")
+    });
+    let tag = hex(&Sha256::digest(format!("{}|{host}", data.display()).as_bytes())[..8]);
+    vec![data.join("anchor"), outside.join(format!("anchor-{tag}"))]
+}
+
+/// The feature records of the stored license bundle, if it verifies for this server now.
+fn bundle_records(
+    text: Option<&str>,
+    producer: &PublicKey,
+    host: &HostId,
+    now: tessera_core::time::OffsetDateTime,
+) -> Vec<Feature> {
+    text.and_then(|t| {
+        License::verify(
+            t,
+            &Keyring::with(producer.clone()),
+            now,
+            std::slice::from_ref(host),
+        )
+        .ok()
+    })
+    .map(|l| l.features().to_vec())
+    .unwrap_or_default()
+}
+
+/// Opens the server: configuration, keys, trusted-storage checks, the seat book.
+pub async fn open(data: &Path, clock: Arc<dyn Clock>) -> Result<Server, ServerError> {
+    let key_path = data.join("keys/server.key");
+    if !key_path.exists() {
+        return Err(ServerError::NotInitialised(data.display().to_string()));
+    }
+    let data = data.canonicalize().map_err(|e| file_err(data, e))?;
+    let config = load_config(&data)?;
+    let key = SigningKey::from_pkcs8_pem(
+        &fs::read_to_string(&key_path).map_err(|e| file_err(&key_path, e))?,
+    )
+    .map_err(|e| file_err(&key_path, e))?;
+    let pp = data.join("producer.pub");
+    let producer =
+        PublicKey::from_spki_pem(&fs::read_to_string(&pp).map_err(|e| file_err(&pp, e))?)
+            .map_err(|e| file_err(&pp, e))?;
+    let store = tessera_store::open(&database_url(&data, &config)).await?;
+    let host = server_hostid(&config)?;
+    // trusted storage: bound to this host id …
+    match store.get_setting("server.hostid").await? {
+        Some(stored) if stored != host.to_string() => {
+            return Err(ServerError::CopiedStorage {
+                stored,
+                current: host.to_string(),
+            })
+        }
+        Some(_) => {}
+        None => {
+            store
+                .put_setting("server.hostid", &host.to_string())
+                .await?
+        }
+    }
+    // … and not older than what this server last used
+    let files = anchor_files(&data, &config, &host);
+    let stored = store.anchor().await?;
+    for f in &files {
+        if let Ok(text) = fs::read_to_string(f) {
+            if let Ok(seen) = text.trim().parse::<i64>() {
+                if stored < seen {
+                    return Err(ServerError::RestoredOlderCopy {
+                        stored,
+                        seen,
+                        marker: f.display().to_string(),
+                    });
+                }
+            }
+        }
+    }
+    let next = store.bump_anchor().await?;
+    for f in &files {
+        write(f, next.to_string().as_bytes(), 0o600)?;
+    }
+    let now = clock.now();
+    let license = store.get_setting("server.license").await?;
+    let certificate = store.get_setting("server.certificate").await?;
+    let records = bundle_records(license.as_deref(), &producer, &host, now);
+    let policy = LeasePolicy {
+        lease: tessera_core::time::Duration::seconds(i64::from(
+            config.lease_seconds.clamp(10, 86_400),
+        )),
+        max_borrow_days: config.max_borrow_days.clamp(1, 365),
+    };
+    let engine = Engine::load(
+        records,
+        store.clone(),
+        key.clone(),
+        host.clone(),
+        clock.clone(),
+        policy,
+    )
+    .await?;
+    let admin_token_sha256 = store
+        .get_setting("server.admin_token_sha256")
+        .await?
+        .unwrap_or_default();
+    Ok(Server {
+        config,
+        store,
+        engine,
+        hostid: host,
+        key,
+        producer,
+        certificate: tokio::sync::RwLock::new(certificate),
+        admin_token_sha256,
+        data,
+        clock,
+    })
+}
+
+impl Server {
+    /// Activates activation keys with counts at the back office, online; stores and serves the
+    /// bundle it returns.
+    pub async fn activate(
+        &self,
+        backoffice: &str,
+        activations: &[(String, u32)],
+    ) -> Result<usize, ServerError> {
+        let body = serde_json::json!({
+            "server_hostid": self.hostid.to_string(),
+            "server_key": encode_key(&self.key.public()),
+            "activations": activations.iter().map(|(k, n)| serde_json::json!({"key": k, "count": n})).collect::<Vec<_>>(),
+        });
+        let resp = reqwest::Client::new()
+            .post(format!(
+                "{}/api/v1/activate/server",
+                backoffice.trim_end_matches('/')
+            ))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| {
+                ServerError::BackOffice(format!(
+                    "cannot reach the back office at {backoffice}: {e}"
+                ))
+            })?;
+        let status = resp.status();
+        let v: serde_json::Value = resp.json().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(ServerError::BackOffice(format!(
+                "the back office refused: {} ({})",
+                v["detail"].as_str().unwrap_or("no detail"),
+                v["code"].as_str().unwrap_or(status.as_str())
+            )));
+        }
+        self.install(
+            v["license"].as_str().unwrap_or_default(),
+            v["certificate"].as_str().unwrap_or_default(),
+        )
+        .await
+    }
+
+    /// Checks and installs a license bundle and certificate from the back office (online or from
+    /// an offline response); returns how many feature records it serves now.
+    pub async fn install(&self, license: &str, certificate: &str) -> Result<usize, ServerError> {
+        let now = self.clock.now();
+        let ring = Keyring::with(self.producer.clone());
+        let lic = License::verify(license, &ring, now, std::slice::from_ref(&self.hostid))
+            .map_err(|e| {
+                ServerError::BackOffice(format!(
+                    "the license received is not valid for this server: {e}"
+                ))
+            })?;
+        let cert = ServerCertificateClaims::verify(certificate, &ring, now).map_err(|e| {
+            ServerError::BackOffice(format!("the certificate received is not valid: {e}"))
+        })?;
+        if cert.server_public_key().ok().as_ref() != Some(&self.key.public())
+            || cert.server_hostid != self.hostid
+        {
+            return Err(ServerError::BackOffice(
+                "the certificate received is for another server".into(),
+            ));
+        }
+        self.store.put_setting("server.license", license).await?;
+        self.store
+            .put_setting("server.certificate", certificate)
+            .await?;
+        *self.certificate.write().await = Some(certificate.to_string());
+        let n = lic.features().len();
+        self.engine.reload(lic.features().to_vec()).await?;
+        Ok(n)
+    }
+}

@@ -1,0 +1,336 @@
+//! The license server over HTTP: capability requests for clients, status and activation for the
+//! administrator (with the admin token printed at `init`), health, metrics, OpenAPI.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tessera_core::capability::CapabilityRequest;
+use utoipa::{OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::daemon::Server;
+use crate::engine::EngineError;
+
+/// Shared state.
+#[derive(Debug)]
+pub struct AppState {
+    /// The server.
+    pub server: Server,
+    requests: AtomicU64,
+    denied: AtomicU64,
+}
+
+/// Shared.
+pub type Shared = Arc<AppState>;
+
+/// Wraps an opened server for serving.
+pub fn state(server: Server) -> Shared {
+    Arc::new(AppState {
+        server,
+        requests: AtomicU64::new(0),
+        denied: AtomicU64::new(0),
+    })
+}
+
+fn problem(status: StatusCode, code: &str, detail: impl Into<String>) -> Response {
+    let body = serde_json::json!({
+        "type": format!("urn:tessera:problem:{code}"),
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail.into(),
+        "code": code,
+    });
+    let mut r = (status, body.to_string()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/problem+json"),
+    );
+    r
+}
+
+#[derive(Debug, OpenApi)]
+#[openapi(info(
+    title = "Tessera license server",
+    description = "Capability requests (seats as leases) and administration. Errors are application/problem+json with a stable `code`."
+))]
+struct ApiDoc;
+
+fn documented() -> OpenApiRouter<Shared> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(capability))
+        .routes(routes!(status))
+        .routes(routes!(activate))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi_json))
+}
+
+/// The OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    static DOC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| documented().split_for_parts().1).clone()
+}
+
+/// The router.
+pub fn router(state: Shared) -> Router {
+    documented()
+        .split_for_parts()
+        .0
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .with_state(state)
+}
+
+/// Serves on a bound listener until `shutdown`; sweeps expired leases every few seconds.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: Shared,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let sweeper = state.clone();
+    let sweep = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            if let Err(e) = sweeper.server.engine.sweep().await {
+                tracing::warn!(error = %e, "lease sweep failed; will try again");
+            }
+        }
+    });
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let r = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    sweep.abort();
+    r
+}
+
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = String)))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// The answer to a capability request.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CapabilityAnswer {
+    /// The signed response (JWS compact, `typ` tessera-capability-response+jwt), echoing the nonce.
+    pub response: String,
+    /// The server certificate (armoured): the server's key, signed by the producer.
+    pub certificate: Option<String>,
+}
+
+/// Takes, previews, renews, returns or borrows seats. See docs/protocol.md.
+#[utoipa::path(post, path = "/api/v1/capability", tag = "capability",
+    request_body(content = Object, description = "a capability request (docs/protocol.md)"),
+    responses((status = 200, body = CapabilityAnswer), (status = 422, description = "invalid_request"),
+        (status = 503, description = "not_activated, storage_unavailable")))]
+async fn capability(
+    State(s): State<Shared>,
+    req: Result<Json<CapabilityRequest>, JsonRejection>,
+) -> Response {
+    s.requests.fetch_add(1, Ordering::Relaxed);
+    let Json(req) = match req {
+        Ok(r) => r,
+        Err(e) => {
+            return problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                e.body_text(),
+            )
+        }
+    };
+    match s.server.engine.handle(&req).await {
+        Ok(token) => {
+            if token.is_empty() {
+                s.denied.fetch_add(1, Ordering::Relaxed);
+            }
+            Json(CapabilityAnswer {
+                response: token,
+                certificate: s.server.certificate.read().await.clone(),
+            })
+            .into_response()
+        }
+        Err(EngineError::BadRequest(d)) => {
+            problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", d)
+        }
+        Err(e @ EngineError::Store(_)) => {
+            tracing::error!(error = %e, "capability request not stored");
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "the license server could not store the decision; nothing was granted; try again",
+            )
+        }
+        Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+fn admin(s: &AppState, headers: &HeaderMap) -> Result<(), Box<Response>> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let hash: String = Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if token.is_empty()
+        || s.server.admin_token_sha256.is_empty()
+        || hash != s.server.admin_token_sha256
+    {
+        return Err(Box::new(problem(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this needs the admin token printed by `tessera server init`: Authorization: Bearer <token>",
+        )));
+    }
+    Ok(())
+}
+
+/// One feature record's state.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FeatureState {
+    /// Feature.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Count, or null when uncounted.
+    pub count: Option<u32>,
+    /// Overdraft allowance.
+    pub overdraft: u32,
+    /// Seats in use.
+    pub used: u64,
+    /// Metered units consumed.
+    pub consumed: u64,
+    /// Expiry (`permanent` or a date).
+    pub expiry: String,
+    /// Activation (entitlement line) it came from.
+    pub activation_id: Option<String>,
+}
+
+/// The server's state.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Status {
+    /// This server's host id.
+    pub hostid: String,
+    /// Whether a license bundle is installed.
+    pub activated: bool,
+    /// Feature records and their use.
+    pub features: Vec<FeatureState>,
+    /// Leases held.
+    pub leases: usize,
+}
+
+/// The server's features, use and leases.
+#[utoipa::path(get, path = "/api/v1/admin/status", tag = "admin", responses((status = 200, body = Status), (status = 401)))]
+async fn status(State(s): State<Shared>, headers: HeaderMap) -> Response {
+    if let Err(r) = admin(&s, &headers) {
+        return *r;
+    }
+    let usage = s.server.engine.usage().await;
+    let leases = s.server.engine.leases().await.len();
+    Json(Status {
+        hostid: s.server.hostid.to_string(),
+        activated: s.server.certificate.read().await.is_some(),
+        features: usage
+            .into_iter()
+            .map(|(f, used, consumed)| FeatureState {
+                name: f.name.clone(),
+                version: f.version.to_string(),
+                count: f.count.get(),
+                overdraft: f.overdraft,
+                used,
+                consumed,
+                expiry: f.expiry.to_string(),
+                activation_id: f.activation_id.clone(),
+            })
+            .collect(),
+        leases,
+    })
+    .into_response()
+}
+
+/// Activation keys to activate.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActivateRequest {
+    /// The back office URL.
+    pub backoffice: String,
+    /// Keys and counts.
+    pub activations: Vec<KeyCount>,
+}
+
+/// A key and a count.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyCount {
+    /// Activation key.
+    pub key: String,
+    /// Seats.
+    pub count: u32,
+}
+
+/// Activates keys at the back office and serves the returned bundle.
+#[utoipa::path(post, path = "/api/v1/admin/activate", tag = "admin", request_body = ActivateRequest,
+    responses((status = 200, description = "activated"), (status = 401), (status = 502, description = "backoffice_refused")))]
+async fn activate(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    req: Result<Json<ActivateRequest>, JsonRejection>,
+) -> Response {
+    if let Err(r) = admin(&s, &headers) {
+        return *r;
+    }
+    let Json(req) = match req {
+        Ok(r) => r,
+        Err(e) => {
+            return problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                e.body_text(),
+            )
+        }
+    };
+    let list: Vec<(String, u32)> = req
+        .activations
+        .into_iter()
+        .map(|k| (k.key, k.count))
+        .collect();
+    match s.server.activate(&req.backoffice, &list).await {
+        Ok(n) => Json(serde_json::json!({"feature_records": n})).into_response(),
+        Err(e) => problem(StatusCode::BAD_GATEWAY, "backoffice_refused", e.to_string()),
+    }
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, body = String)))]
+async fn metrics(State(s): State<Shared>) -> Response {
+    let mut out = String::from("# TYPE tessera_capability_requests_total counter\n");
+    out.push_str(&format!(
+        "tessera_capability_requests_total {}\n",
+        s.requests.load(Ordering::Relaxed)
+    ));
+    out.push_str("# TYPE tessera_seats_in_use gauge\n");
+    for (f, used, _) in s.server.engine.usage().await {
+        out.push_str(&format!(
+            "tessera_seats_in_use{{feature=\"{}\",version=\"{}\"}} {used}\n",
+            f.name, f.version
+        ));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "operations", responses((status = 200, body = Object)))]
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(openapi())
+}

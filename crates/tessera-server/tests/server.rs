@@ -1,0 +1,223 @@
+//! The license server as an administrator and applications use it: activated from a real back office,
+//! seats checked out to the count, retries that never take a second seat, returns, a restart that
+//! keeps the leases, and storage copied to another host id or restored from an older copy refused.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use tessera_core::capability::CapabilityResponseClaims;
+use tessera_core::certificate::ServerCertificateClaims;
+use tessera_core::{Clock, Keyring, PublicKey};
+use tessera_host::SystemClock;
+use tessera_server::daemon::{self, ServerError};
+use tessera_server::http;
+
+async fn backoffice(dir: &Path) -> (String, Vec<String>) {
+    use tessera_backoffice::daemon as bo;
+    bo::init(dir, None, None, &SystemClock).await.unwrap();
+    let (office, config) = bo::open(dir, None, Arc::new(SystemClock)).await.unwrap();
+    let svc = office.clone();
+    svc.create_product(
+        "cad",
+        "CAD",
+        serde_json::from_value(json!({"features": [{"name": "modeler", "version": "2.0"}]}))
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let c = svc.create_customer("ACME", None).await.unwrap();
+    let e = svc
+        .create_entitlement(
+            &c.id,
+            vec![serde_json::from_value(
+                json!({"product": "cad", "model": "floating", "count": 3}),
+            )
+            .unwrap()],
+        )
+        .await
+        .unwrap();
+    let keys = e.lines.iter().map(|l| l.key.clone().unwrap()).collect();
+    let state = bo::state(office, &config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(bo::serve_on(listener, state, std::future::pending()));
+    (url, keys)
+}
+
+async fn start(data: &Path) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let server = daemon::open(data, Arc::new(SystemClock)).await.unwrap();
+    let state = http::state(server);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(http::serve_on(listener, state, async move {
+        let _ = rx.await;
+    }));
+    (url, tx)
+}
+
+fn nonce(n: u32) -> String {
+    format!("nonce-{n:012}-abcdef")
+}
+
+async fn capability(url: &str, body: Value) -> Value {
+    reqwest::Client::new()
+        .post(format!("{url}/api/v1/capability"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Verifies the answer as a client would: certificate by the producer, response by the server, nonce.
+fn verify(answer: &Value, producer: &PublicKey, nonce: &str) -> CapabilityResponseClaims {
+    let now = SystemClock.now();
+    let cert = ServerCertificateClaims::verify(
+        answer["certificate"].as_str().unwrap(),
+        &Keyring::with(producer.clone()),
+        now,
+    )
+    .unwrap();
+    let ring = Keyring::with(cert.server_public_key().unwrap());
+    CapabilityResponseClaims::verify(answer["response"].as_str().unwrap(), &ring, nonce, now)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seats_to_the_count_retries_returns_restart_and_trusted_storage() {
+    let bo_dir = tempfile::tempdir().unwrap();
+    let (bo_url, keys) = backoffice(bo_dir.path()).await;
+    let producer_pem = std::fs::read_to_string(bo_dir.path().join("keys/producer.pub")).unwrap();
+    let producer = PublicKey::from_spki_pem(&producer_pem).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("srv");
+    let token = daemon::init(&data, &producer_pem, None, Some("ethernet=0050569a3b01"))
+        .await
+        .unwrap();
+    let anchors = dir.path().join("anchors");
+    let mut cfg = std::fs::read_to_string(data.join("server.toml")).unwrap();
+    cfg.push_str(&format!("anchor_dir = \"{}\"\n", anchors.display()));
+    std::fs::write(data.join("server.toml"), &cfg).unwrap();
+
+    let (url, stop) = start(&data).await;
+    let http = reqwest::Client::new();
+    // not activated yet: a request is answered, with a denial
+    let a = capability(&url, json!({"operation": "request", "device_id": "user=alice", "request_id": "r0", "nonce": nonce(0), "features": [{"name": "modeler"}]})).await;
+    assert!(a["certificate"].is_null());
+    // activation needs the admin token
+    let r = http
+        .post(format!("{url}/api/v1/admin/activate"))
+        .json(&json!({"backoffice": bo_url, "activations": [{"key": keys[0], "count": 3}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http
+        .post(format!("{url}/api/v1/admin/activate"))
+        .bearer_auth(&token)
+        .json(&json!({"backoffice": bo_url, "activations": [{"key": keys[0], "count": 3}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+
+    // three seats to three devices; the fourth is denied
+    let mut leases = Vec::new();
+    for d in 1..=4u32 {
+        let a = capability(&url, json!({"operation": "request", "device_id": format!("string=ws-{d}"), "request_id": "r1", "nonce": nonce(d), "features": [{"name": "modeler", "version": "1.0"}]})).await;
+        let c = verify(&a, &producer, &nonce(d));
+        if d <= 3 {
+            assert_eq!(c.grants.len(), 1, "{c:?}");
+            leases.push(c.grants[0].lease);
+        } else {
+            assert_eq!(c.denials[0].code, "all_in_use");
+        }
+    }
+    // a retry of the same request never takes a second seat
+    let a = capability(&url, json!({"operation": "request", "device_id": "string=ws-1", "request_id": "r1", "nonce": nonce(11), "features": [{"name": "modeler"}]})).await;
+    assert_eq!(verify(&a, &producer, &nonce(11)).grants[0].lease, leases[0]);
+    // a replayed answer is refused by the client (nonce)
+    assert!(CapabilityResponseClaims::verify(
+        a["response"].as_str().unwrap(),
+        &Keyring::with(producer.clone()),
+        &nonce(12),
+        SystemClock.now()
+    )
+    .is_err());
+    // renew and return
+    let a = capability(&url, json!({"operation": "renew", "device_id": "string=ws-2", "request_id": "r2", "nonce": nonce(21), "leases": [leases[1]]})).await;
+    assert_eq!(verify(&a, &producer, &nonce(21)).grants.len(), 1);
+    let a = capability(&url, json!({"operation": "return", "device_id": "string=ws-1", "request_id": "r3", "nonce": nonce(22), "leases": [leases[2]]})).await;
+    assert_eq!(
+        verify(&a, &producer, &nonce(22)).denials[0].code,
+        "unknown_lease",
+        "a device cannot return another's lease"
+    );
+    let a = capability(&url, json!({"operation": "return", "device_id": "string=ws-3", "request_id": "r3", "nonce": nonce(23), "leases": [leases[2]]})).await;
+    assert!(verify(&a, &producer, &nonce(23)).denials.is_empty());
+    // malformed input is a problem, not a crash
+    let r = http.post(format!("{url}/api/v1/capability")).json(&json!({"operation": "request", "device_id": "nonsense", "request_id": "x", "nonce": nonce(1)})).send().await.unwrap();
+    assert_eq!(r.status(), 422);
+    let status: Value = http
+        .get(format!("{url}/api/v1/admin/status"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["features"][0]["used"], 2);
+
+    // restart: the leases are still held
+    let _ = stop.send(());
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let backup = dir.path().join("old.db");
+    std::fs::copy(data.join("tessera.db"), &backup).unwrap();
+    let (url, stop) = start(&data).await;
+    let a = capability(&url, json!({"operation": "request", "device_id": "string=ws-9", "request_id": "r9", "nonce": nonce(91), "features": [{"name": "modeler", "count": 2}]})).await;
+    assert_eq!(
+        verify(&a, &producer, &nonce(91)).denials[0].code,
+        "all_in_use",
+        "two seats are still held after the restart"
+    );
+    let _ = stop.send(());
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+
+    // an older copy restored over the storage: refused
+    std::fs::copy(&backup, data.join("tessera.db")).unwrap();
+    let _ = std::fs::remove_file(data.join("tessera.db-wal"));
+    let _ = std::fs::remove_file(data.join("tessera.db-shm"));
+    let err = daemon::open(&data, Arc::new(SystemClock))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ServerError::RestoredOlderCopy { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("older copy was restored"), "{err}");
+
+    // the storage copied to another server identity: refused
+    let copy = dir.path().join("copy");
+    std::fs::create_dir_all(copy.join("keys")).unwrap();
+    for f in [
+        "server.toml",
+        "producer.pub",
+        "tessera.db",
+        "keys/server.key",
+    ] {
+        std::fs::copy(data.join(f), copy.join(f)).unwrap();
+    }
+    let cfg = std::fs::read_to_string(copy.join("server.toml"))
+        .unwrap()
+        .replace("ethernet=0050569a3b01", "ethernet=0050569a3b02");
+    std::fs::write(copy.join("server.toml"), cfg).unwrap();
+    let err = daemon::open(&copy, Arc::new(SystemClock))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServerError::CopiedStorage { .. }), "{err}");
+}
