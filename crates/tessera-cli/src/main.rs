@@ -8,6 +8,7 @@ mod backoffice;
 mod client;
 mod commands;
 mod fsutil;
+mod server;
 mod spec;
 
 use std::path::PathBuf;
@@ -49,6 +50,9 @@ enum Command {
     /// The producer's back office: serve it, and every producer action.
     #[command(subcommand)]
     Backoffice(backoffice::BackofficeCommand),
+    /// The license server: init, serve, activate, status.
+    #[command(subcommand)]
+    Server(server::ServerCommand),
     /// What an application does: activate this machine online or with files, check an unlock
     /// code, start a trial.
     #[command(subcommand)]
@@ -145,6 +149,7 @@ fn main() -> ExitCode {
         }
         Command::Backoffice(cmd) => backoffice::run(cmd).map_err(Failure::from),
         Command::Client(cmd) => client::run(cmd),
+        Command::Server(cmd) => server::run(cmd).map_err(Failure::from),
         Command::Quickstart { data } => commands::quickstart(&data).map_err(Failure::from),
         Command::Completions { shell } => {
             clap_complete::generate(

@@ -1,0 +1,225 @@
+//! `tessera server …`: run a license server and administer it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Subcommand;
+use tessera_host::SystemClock;
+use tessera_server::{daemon, http};
+
+#[derive(Debug, Subcommand)]
+pub enum ServerCommand {
+    /// Create a license server trusting a producer's public key; prints the admin token once.
+    Init {
+        /// The data directory.
+        #[arg(long, default_value = "tessera-server", env = "TESSERA_SERVER_DATA")]
+        data: PathBuf,
+        /// The producer's public key (producer.pub).
+        #[arg(long)]
+        producer_key: PathBuf,
+        /// Database URL (default SQLite in the data directory).
+        #[arg(long)]
+        database: Option<String>,
+        /// The host id this server is known by (default: this machine's).
+        #[arg(long)]
+        hostid: Option<String>,
+    },
+    /// Serve capability requests (default 0.0.0.0:7070).
+    Serve {
+        /// The data directory.
+        #[arg(long, default_value = "tessera-server", env = "TESSERA_SERVER_DATA")]
+        data: PathBuf,
+        /// Address to listen on (overrides server.toml).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Activate activation keys with counts at the back office (through the running server).
+    Activate {
+        /// The running license server.
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:7070",
+            env = "TESSERA_SERVER_URL"
+        )]
+        server: String,
+        /// The admin token printed by `init`.
+        #[arg(long, env = "TESSERA_SERVER_TOKEN")]
+        token: String,
+        /// The back office.
+        #[arg(long, env = "TESSERA_BACKOFFICE_URL")]
+        backoffice: String,
+        /// KEY:COUNT (repeat).
+        #[arg(long = "key", required = true, value_name = "KEY:COUNT")]
+        keys: Vec<String>,
+    },
+    /// Show the features, their use and the leases held.
+    Status {
+        /// The running license server.
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:7070",
+            env = "TESSERA_SERVER_URL"
+        )]
+        server: String,
+        /// The admin token printed by `init`.
+        #[arg(long, env = "TESSERA_SERVER_TOKEN")]
+        token: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(cmd: ServerCommand) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(run_async(cmd))
+}
+
+async fn admin_call(
+    server: &str,
+    token: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Result<serde_json::Value> {
+    let client = reqwest::Client::new();
+    let url = format!("{}{path}", server.trim_end_matches('/'));
+    let req = match body {
+        Some(b) => client.post(&url).json(&b),
+        None => client.get(&url),
+    };
+    let resp = req
+        .bearer_auth(token)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the license server at {server}"))?;
+    let status = resp.status();
+    let v: serde_json::Value = resp.json().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!(
+            "{} ({})",
+            v["detail"].as_str().unwrap_or("the license server refused"),
+            v["code"].as_str().unwrap_or(status.as_str())
+        );
+    }
+    Ok(v)
+}
+
+async fn run_async(cmd: ServerCommand) -> Result<()> {
+    match cmd {
+        ServerCommand::Init {
+            data,
+            producer_key,
+            database,
+            hostid,
+        } => {
+            let pem = std::fs::read_to_string(&producer_key)
+                .with_context(|| format!("cannot read {}", producer_key.display()))?;
+            let token = daemon::init(&data, &pem, database.as_deref(), hostid.as_deref()).await?;
+            println!("License server created in {}", data.display());
+            println!(
+                "  admin token: {token}   (shown once; used by `tessera server activate|status`)"
+            );
+            println!(
+                "Start it with: tessera server serve --data {}",
+                data.display()
+            );
+            Ok(())
+        }
+        ServerCommand::Serve { data, listen } => {
+            let server = daemon::open(&data, Arc::new(SystemClock)).await?;
+            let addr = listen.unwrap_or_else(|| server.config.listen.clone());
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&server.config.log)),
+                )
+                .try_init();
+            let host = server.hostid.clone();
+            let listener = tokio::net::TcpListener::bind(&addr)
+                .await
+                .map_err(|e| anyhow!("cannot listen on {addr}: {e}"))?;
+            println!(
+                "license server {host} listening on http://{} (data {})",
+                listener.local_addr()?,
+                data.display()
+            );
+            http::serve_on(listener, http::state(server), async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+            Ok(())
+        }
+        ServerCommand::Activate {
+            server,
+            token,
+            backoffice,
+            keys,
+        } => {
+            let activations = keys
+                .iter()
+                .map(|k| {
+                    let (key, count) = k
+                        .rsplit_once(':')
+                        .ok_or_else(|| anyhow!("--key {k}: write KEY:COUNT"))?;
+                    let count: u32 = count
+                        .parse()
+                        .map_err(|_| anyhow!("--key {k}: the count must be a whole number"))?;
+                    Ok(serde_json::json!({"key": key, "count": count}))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let v = admin_call(
+                &server,
+                &token,
+                "/api/v1/admin/activate",
+                Some(serde_json::json!({"backoffice": backoffice, "activations": activations})),
+            )
+            .await?;
+            println!(
+                "activated: the server now serves {} feature record(s)",
+                v["feature_records"]
+            );
+            Ok(())
+        }
+        ServerCommand::Status {
+            server,
+            token,
+            json,
+        } => {
+            let v = admin_call(&server, &token, "/api/v1/admin/status", None).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(());
+            }
+            println!(
+                "license server {} ({}), {} lease(s) held",
+                v["hostid"].as_str().unwrap_or("?"),
+                if v["activated"] == true {
+                    "activated"
+                } else {
+                    "not activated"
+                },
+                v["leases"]
+            );
+            for f in v["features"].as_array().into_iter().flatten() {
+                let count = f["count"]
+                    .as_u64()
+                    .map_or("uncounted".to_string(), |c| c.to_string());
+                println!(
+                    "  {} {}  {} used of {} (+{} overdraft)  expires {}",
+                    f["name"].as_str().unwrap_or("?"),
+                    f["version"].as_str().unwrap_or("?"),
+                    f["used"],
+                    count,
+                    f["overdraft"],
+                    f["expiry"].as_str().unwrap_or("?")
+                );
+            }
+            Ok(())
+        }
+    }
+}
