@@ -364,6 +364,77 @@ fn producer_and_customer_walk_through() {
     ));
     assert!(out.contains("unlocks modeler, render, export"), "{out}");
 
+    // a license server activated with the floating key, from the command line
+    let init = ok(tessera(
+        &[
+            "server",
+            "init",
+            "--data",
+            "srv",
+            "--producer-key",
+            "bo/keys/producer.pub",
+            "--hostid",
+            "ethernet=0050569a3b01",
+        ],
+        d,
+    ));
+    let token = init
+        .split_whitespace()
+        .find(|w| w.starts_with("tss_"))
+        .unwrap()
+        .to_string();
+    let mut srv = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args([
+            "server",
+            "serve",
+            "--data",
+            "srv",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .current_dir(d)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(srv.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _srv = Serve(srv);
+    let srv_url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_string();
+    let key_count = format!("{}:4", keys[0]);
+    let out = ok(tessera(
+        &[
+            "server",
+            "activate",
+            "--server",
+            &srv_url,
+            "--token",
+            &token,
+            "--backoffice",
+            &url,
+            "--key",
+            &key_count,
+        ],
+        d,
+    ));
+    assert!(out.contains("serves 3 feature record(s)"), "{out}");
+    let out = ok(tessera(
+        &["server", "status", "--server", &srv_url, "--token", &token],
+        d,
+    ));
+    assert!(out.contains("modeler 2.0  0 used of 4"), "{out}");
+    let o = tessera(
+        &["server", "status", "--server", &srv_url, "--token", "wrong"],
+        d,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unauthorized"));
     // keys, revoke, re-host
     let list = ok(tessera(&["backoffice", "key", "list", "--data", "bo"], d));
     assert!(
