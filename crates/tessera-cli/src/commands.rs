@@ -5,12 +5,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use tessera_core::feature::{Count, Expiry, Feature};
-use tessera_core::license::{License, LicenseClaims, LICENSE_FORMAT_VERSION};
-use tessera_core::time::{Duration, OffsetDateTime};
+use tessera_core::license::{License, LicenseClaims};
 use tessera_core::time_fmt::{display_date, display_time, parse_time, DateBound};
-use tessera_core::{Clock, HostId, Keyring, PublicKey, SigningKey, Version};
+use tessera_core::{Clock, HostId, Keyring, PublicKey, SigningKey};
 use tessera_host::{HostIdentity, SystemClock};
-use tessera_store::{IssuedLicense, KeyStore, LicenseStore, PublicKeyRecord};
 
 use crate::fsutil::{read_text, write_atomic};
 use crate::spec::LicenseSpec;
@@ -241,143 +239,5 @@ pub fn hostid(product: &str, json: bool) -> Result<()> {
         }
         _ => println!("PC identifier: unavailable (no machine id, physical MAC address or VM UUID could be read)"),
     }
-    Ok(())
-}
-
-/// The demo license the quick start issues: bound to this machine when it can be identified.
-fn demo_claims(now: OffsetDateTime, machine: &HostIdentity) -> LicenseClaims {
-    let mut pro = Feature::new(
-        "demo-pro",
-        Version::new(&[2, 0]).unwrap_or_default(),
-        Count::Counted(5),
-    );
-    pro.overdraft = 1;
-    pro.expiry = Expiry::At(now + Duration::days(30));
-    pro.product = Some("Tessera Demo".into());
-    pro.vendor_string = Some("edition=pro".into());
-    let mut basic = Feature::new("demo-basic", Version::default(), Count::Uncounted);
-    basic.product = Some("Tessera Demo".into());
-    LicenseClaims {
-        v: LICENSE_FORMAT_VERSION,
-        iss: "Tessera quickstart producer".into(),
-        sub: "Quickstart Customer".into(),
-        jti: uuid::Uuid::new_v4().to_string(),
-        iat: now,
-        nbf: None,
-        exp: None,
-        hostids: machine.pc_id_source().cloned().into_iter().collect(),
-        features: vec![pro, basic],
-        policy: None,
-    }
-}
-
-pub fn quickstart(data: &Path) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(quickstart_async(data))
-}
-
-async fn quickstart_async(data: &Path) -> Result<()> {
-    let clock = SystemClock;
-    fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
-    let data = data
-        .canonicalize()
-        .with_context(|| format!("cannot resolve {}", data.display()))?;
-    println!("Tessera quickstart in {}", data.display());
-
-    let keys_dir = data.join("keys");
-    let (private, public) = key_paths(&keys_dir);
-    let key = if private.exists() {
-        let key = load_private_key(&private)?;
-        println!(
-            "  [ok] producer keys reused: {} (key id {})",
-            private.display(),
-            key.kid()
-        );
-        key
-    } else {
-        let key = write_new_keys(&keys_dir)?;
-        println!(
-            "  [ok] producer keys created: {} and {} (key id {})",
-            private.display(),
-            public.display(),
-            key.kid()
-        );
-        key
-    };
-
-    let url = tessera_store::sqlite_url_for_data_dir(&data);
-    let store = tessera_store::open(&url).await?;
-    println!("  [ok] store ready: {url}");
-    store
-        .put_public_key(PublicKeyRecord {
-            kid: key.kid().to_string(),
-            public_pem: key.public().to_spki_pem()?,
-            created_at: clock.now(),
-            retired_at: None,
-        })
-        .await?;
-
-    let machine = tessera_host::this_machine().identify();
-    let now = clock.now();
-    let claims = demo_claims(now, &machine);
-    let text = claims.clone().issue(&key)?;
-    let lic_path = data.join("demo.lic");
-    write_atomic(&lic_path, text.as_bytes(), 0o644)?;
-    store
-        .record_license(IssuedLicense {
-            id: claims.jti.clone(),
-            kid: key.kid().to_string(),
-            licensee: claims.sub.clone(),
-            issued_at: claims.iat,
-            expires_at: claims.exp,
-            hostids: claims.hostids.iter().map(ToString::to_string).collect(),
-            token: text.clone(),
-        })
-        .await?;
-    let bound = if claims.hostids.is_empty() {
-        "not bound to a machine (none could be identified)".to_string()
-    } else {
-        format!("bound to this machine ({})", claims.hostids[0])
-    };
-    println!(
-        "  [ok] demo license issued: {} ({bound})",
-        lic_path.display()
-    );
-
-    let license = License::verify(&text, &Keyring::with(key.public()), now, &machine.ids)
-        .context("the demo license just issued does not verify")?;
-    let pro = license.feature("demo-pro", &Version::default(), now)?;
-    println!(
-        "  [ok] demo license verified: {} feature records; demo-pro {} usable until {}",
-        license.features().len(),
-        pro.version,
-        pro.expiry
-    );
-    let issued = store
-        .list_licenses(tessera_store::Page {
-            offset: 0,
-            limit: 1000,
-        })
-        .await?
-        .len();
-    println!("  [ok] the store holds {issued} issued license(s)");
-    println!();
-    let exe = std::env::current_exe()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| "tessera".into());
-    println!("Next:");
-    println!(
-        "  {exe} license verify {} --public-key {}",
-        lic_path.display(),
-        public.display()
-    );
-    println!(
-        "  {exe} license issue --key {} --spec docs/examples/license-spec.toml --out my.lic",
-        private.display()
-    );
-    println!("  {exe} hostid");
     Ok(())
 }

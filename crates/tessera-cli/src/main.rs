@@ -8,6 +8,7 @@ mod backoffice;
 mod client;
 mod commands;
 mod fsutil;
+mod quickstart;
 mod server;
 mod spec;
 
@@ -41,11 +42,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Set up a data directory with producer keys and a demo license, and verify it.
+    /// Start a demo back office (127.0.0.1:7171) and license server (127.0.0.1:7070) with a demo
+    /// product activated, print the URLs and credentials, and serve until Ctrl-C. A second run
+    /// reuses the data directory.
     Quickstart {
         /// The data directory (created if missing, reused if present).
         #[arg(long, default_value = "tessera-data", env = "TESSERA_DATA")]
         data: PathBuf,
+        /// Where the back office listens.
+        #[arg(long, default_value = "127.0.0.1:7171")]
+        backoffice_listen: String,
+        /// Where the license server listens.
+        #[arg(long, default_value = "127.0.0.1:7070")]
+        server_listen: String,
+        /// Set everything up and verify it, then exit instead of serving.
+        #[arg(long)]
+        no_serve: bool,
     },
     /// The producer's back office: serve it, and every producer action.
     #[command(subcommand)]
@@ -129,6 +141,20 @@ impl From<anyhow::Error> for Failure {
 }
 
 fn main() -> ExitCode {
+    // `tessera … | head` closes stdout early: end quietly, as other command-line tools do
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Keys(KeysCommand::Generate { out, force }) => {
@@ -150,7 +176,20 @@ fn main() -> ExitCode {
         Command::Backoffice(cmd) => backoffice::run(cmd).map_err(Failure::from),
         Command::Client(cmd) => client::run(cmd),
         Command::Server(cmd) => server::run(cmd).map_err(Failure::from),
-        Command::Quickstart { data } => commands::quickstart(&data).map_err(Failure::from),
+        Command::Quickstart {
+            data,
+            backoffice_listen,
+            server_listen,
+            no_serve,
+        } => quickstart::run(
+            &data,
+            quickstart::Options {
+                backoffice_listen,
+                server_listen,
+                no_serve,
+            },
+        )
+        .map_err(Failure::from),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

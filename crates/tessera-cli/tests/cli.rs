@@ -286,35 +286,100 @@ fn hostid_prints_ids_device_type_and_pc_identifier() {
 #[test]
 fn quickstart_creates_then_reuses() {
     let dir = tempfile::tempdir().unwrap();
-    let o = tessera(&["quickstart", "--data", "qs"], dir.path());
+    let args = [
+        "quickstart",
+        "--data",
+        "qs",
+        "--no-serve",
+        "--backoffice-listen",
+        "127.0.0.1:0",
+        "--server-listen",
+        "127.0.0.1:0",
+    ];
+    let o = tessera(&args, dir.path());
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}{err}");
-    assert!(out.contains("producer keys created"), "{out}");
-    assert!(out.contains("demo license verified"), "{out}");
-    assert!(dir.path().join("qs/tessera.db").exists());
-    assert!(dir.path().join("qs/demo.lic").exists());
-    let key_before = std::fs::read(dir.path().join("qs/keys/producer.key")).unwrap();
-    // the printed verify command works as printed
+    assert!(out.contains("back office created"), "{out}");
+    assert!(
+        out.contains("license server activated with the floating key (5 seats)"),
+        "{out}"
+    );
+    assert!(out.contains("demo license"), "{out}");
+    assert!(dir.path().join("qs/backoffice/tessera.db").exists());
+    assert!(dir.path().join("qs/server/tessera.db").exists());
+    let key_before = std::fs::read(dir.path().join("qs/backoffice/keys/producer.key")).unwrap();
+    // the demo license verifies with the back office's public key
     let o = tessera(
         &[
             "license",
             "verify",
             "qs/demo.lic",
             "--public-key",
-            "qs/keys/producer.pub",
+            "qs/backoffice/keys/producer.pub",
         ],
         dir.path(),
     );
     assert!(o.status.success(), "{:?}", text(&o));
-    let o = tessera(&["quickstart", "--data", "qs"], dir.path());
+    let o = tessera(&args, dir.path());
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}{err}");
-    assert!(out.contains("producer keys reused"), "{out}");
-    assert!(out.contains("holds 2 issued license(s)"), "{out}");
+    assert!(out.contains("reusing the back office"), "{out}");
     assert_eq!(
-        std::fs::read(dir.path().join("qs/keys/producer.key")).unwrap(),
+        std::fs::read(dir.path().join("qs/backoffice/keys/producer.key")).unwrap(),
         key_before
     );
+}
+
+#[test]
+fn quickstart_serves_until_interrupted() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args([
+            "quickstart",
+            "--data",
+            "qs",
+            "--backoffice-listen",
+            "127.0.0.1:0",
+            "--server-listen",
+            "127.0.0.1:0",
+        ])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut server = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.starts_with("License server:") {
+            server = line
+                .split_whitespace()
+                .find(|w| w.starts_with("http://"))
+                .map(String::from);
+        }
+        if line.starts_with("Ctrl-C stops both") {
+            break;
+        }
+    }
+    let server = server.expect("the license server URL is printed");
+    // check a seat out, as printed
+    let v: serde_json::Value = reqwest::blocking::Client::new()
+        .post(format!("{server}/api/v1/capability"))
+        .json(&serde_json::json!({"operation": "request", "device_id": "user=alice", "request_id": "r1", "nonce": "0123456789abcdef", "features": [{"name": "modeler"}]}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(v["certificate"].is_string(), "{v}");
+    // Ctrl-C stops both cleanly
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
 }
 
 #[test]
