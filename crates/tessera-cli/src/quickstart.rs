@@ -85,13 +85,13 @@ async fn run_async(data: &Path, opts: Options) -> Result<()> {
             &SystemClock,
         )
         .await
-        .or_else(|e| match e {
-            tessera_backoffice::daemon::DaemonError::AlreadyInitialised(_) => Err(anyhow!(
+        .map_err(|e| match e {
+            tessera_backoffice::daemon::DaemonError::AlreadyInitialised(_) => anyhow!(
                 "{} holds a back office from an interrupted quickstart: remove {} and run again",
                 bo_dir.display(),
                 data.display()
-            )),
-            other => Err(other.into()),
+            ),
+            other => other.into(),
         })?;
         let (bo, _) = tessera_backoffice::daemon::open(&bo_dir, None, clock.clone()).await?;
         let spec = ProductSpec {
