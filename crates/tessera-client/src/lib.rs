@@ -28,12 +28,14 @@
 )]
 
 mod error;
+mod floating;
 pub mod state;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use error::ClientError;
+pub use floating::Seat;
 use tessera_core::feature::Feature;
 use tessera_core::license::FeatureError;
 use tessera_core::time::{Duration, OffsetDateTime};
@@ -599,6 +601,29 @@ impl Client {
             })?;
         state::write_atomic(&self.config.state_dir.join("license.lic"), text.as_bytes())?;
         Ok(lic)
+    }
+
+    /// Checks a floating seat of `feature` (at `version` or newer) out of the license server at
+    /// `server_url`. A background thread keeps it alive; dropping the [`Seat`] returns it.
+    pub fn checkout(
+        &self,
+        server_url: &str,
+        feature: &str,
+        version: &str,
+    ) -> Result<Seat, ClientError> {
+        let link = floating::ServerLink {
+            url: server_url.trim_end_matches('/').to_string(),
+            producer: self.config.producer_key.clone(),
+            device_id: HostId::from(&self.pc_id).to_string(),
+            user: self
+                .identity
+                .ids
+                .iter()
+                .find(|i| i.kind().is_user())
+                .map(|i| i.value().to_string()),
+            clock: self.clock.clone(),
+        };
+        Seat::checkout(link, feature, version)
     }
 
     /// Accepts a typed unlock code for `key` on this machine and remembers it. Case, spaces and

@@ -345,7 +345,7 @@ pub async fn open(data: &Path, clock: Arc<dyn Clock>) -> Result<Server, ServerEr
     let records = bundle_records(license.as_deref(), &producer, &host, now);
     let policy = LeasePolicy {
         lease: tessera_core::time::Duration::seconds(i64::from(
-            config.lease_seconds.clamp(10, 86_400),
+            config.lease_seconds.clamp(3, 86_400),
         )),
         max_borrow_days: config.max_borrow_days.clamp(1, 365),
     };

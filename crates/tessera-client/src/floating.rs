@@ -1,0 +1,286 @@
+//! Floating seats from a license server: check out, keep alive, return.
+//!
+//! A [`Seat`] holds one lease. A plain background thread renews it at the interval the server gives;
+//! dropping the seat (or [`Seat::release`]) returns it. Every answer is checked: the server
+//! certificate against the producer's key, the response against the certified server key, and the
+//! nonce against the one sent, so a fake server or a replayed answer is refused. Retries reuse the
+//! request id, so a reconnect after a missed heartbeat never takes a second seat.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration as StdDuration;
+
+use rand::RngCore;
+use tessera_core::capability::{CapabilityResponseClaims, Operation};
+use tessera_core::certificate::ServerCertificateClaims;
+use tessera_core::{Clock, Keyring, PublicKey};
+
+use crate::ClientError;
+
+fn random_hex(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Talks the capability protocol to one license server.
+#[derive(Debug, Clone)]
+pub(crate) struct ServerLink {
+    pub url: String,
+    pub producer: PublicKey,
+    pub device_id: String,
+    pub user: Option<String>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl ServerLink {
+    /// Sends one request and returns the verified claims.
+    pub fn call(
+        &self,
+        operation: Operation,
+        request_id: &str,
+        features: serde_json::Value,
+        leases: &[u64],
+    ) -> Result<CapabilityResponseClaims, ClientError> {
+        let nonce = random_hex(16);
+        let body = serde_json::json!({
+            "operation": operation,
+            "device_id": self.device_id,
+            "user": self.user,
+            "request_id": request_id,
+            "nonce": nonce,
+            "features": features,
+            "leases": leases,
+        });
+        let answer: serde_json::Value = match ureq::post(&format!("{}/api/v1/capability", self.url))
+            .timeout(StdDuration::from_secs(10))
+            .send_json(body)
+        {
+            Ok(r) => r.into_json().map_err(|e| self.bad(e.to_string()))?,
+            Err(ureq::Error::Status(_, r)) => {
+                let v: serde_json::Value = r.into_json().unwrap_or_default();
+                return Err(ClientError::Refused {
+                    code: v["code"].as_str().unwrap_or("refused").into(),
+                    message: v["detail"]
+                        .as_str()
+                        .unwrap_or("the license server refused")
+                        .into(),
+                });
+            }
+            Err(e) => {
+                return Err(ClientError::Unreachable {
+                    url: self.url.clone(),
+                    detail: e.to_string(),
+                })
+            }
+        };
+        let now = self.clock.now();
+        let cert_text = answer["certificate"].as_str().ok_or_else(|| {
+            self.bad("the server sent no certificate: it is not activated".into())
+        })?;
+        let cert =
+            ServerCertificateClaims::verify(cert_text, &Keyring::with(self.producer.clone()), now)
+                .map_err(|e| {
+                    self.bad(format!(
+                        "its certificate is not from this product's producer: {e}"
+                    ))
+                })?;
+        let key = cert
+            .server_public_key()
+            .map_err(|e| self.bad(e.to_string()))?;
+        let token = answer["response"].as_str().unwrap_or_default();
+        CapabilityResponseClaims::verify(token, &Keyring::with(key), &nonce, now)
+            .map_err(|e| self.bad(e.to_string()))
+    }
+
+    fn bad(&self, detail: String) -> ClientError {
+        ClientError::BadAnswer {
+            url: self.url.clone(),
+            detail,
+        }
+    }
+}
+
+struct Shared {
+    link: ServerLink,
+    feature: String,
+    request_id: String,
+    lease: AtomicU64,
+    renewals: AtomicU64,
+    stop: Mutex<bool>,
+    wake: Condvar,
+    lost: AtomicBool,
+}
+
+/// A floating seat held from a license server. Dropping it returns the seat.
+pub struct Seat {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Seat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Seat")
+            .field("feature", &self.shared.feature)
+            .field("lease", &self.lease())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Seat {
+    pub(crate) fn checkout(
+        link: ServerLink,
+        feature: &str,
+        version: &str,
+    ) -> Result<Seat, ClientError> {
+        let request_id = random_hex(12);
+        let features = serde_json::json!([{"name": feature, "version": version, "count": 1}]);
+        // a lost answer is retried with the same request id: never a second seat
+        let mut last = None;
+        let mut claims = None;
+        for attempt in 0..3 {
+            match link.call(Operation::Request, &request_id, features.clone(), &[]) {
+                Ok(c) => {
+                    claims = Some(c);
+                    break;
+                }
+                Err(e @ ClientError::Unreachable { .. }) => {
+                    last = Some(e);
+                    std::thread::sleep(StdDuration::from_millis(200 * (attempt + 1)));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let claims = match claims {
+            Some(c) => c,
+            None => {
+                return Err(last.unwrap_or(ClientError::Unreachable {
+                    url: link.url.clone(),
+                    detail: "no answer".into(),
+                }))
+            }
+        };
+        let Some(grant) = claims.grants.first() else {
+            let d = claims.denials.first();
+            return Err(ClientError::Refused {
+                code: d.map_or("denied".into(), |d| d.code.clone()),
+                message: d.map_or("no seat was granted".into(), |d| d.message.clone()),
+            });
+        };
+        let interval = StdDuration::from_secs(claims.renew_interval_secs.max(1));
+        let shared = Arc::new(Shared {
+            link,
+            feature: feature.to_string(),
+            request_id,
+            lease: AtomicU64::new(grant.lease),
+            renewals: AtomicU64::new(0),
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+            lost: AtomicBool::new(false),
+        });
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("tessera-heartbeat".into())
+            .spawn(move || heartbeat(&s, interval))
+            .map_err(|e| ClientError::Io {
+                path: "heartbeat thread".into(),
+                detail: e.to_string(),
+            })?;
+        Ok(Seat {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// The lease id.
+    pub fn lease(&self) -> u64 {
+        self.shared.lease.load(Ordering::SeqCst)
+    }
+
+    /// How many times the heartbeat renewed the lease.
+    pub fn renewals(&self) -> u64 {
+        self.shared.renewals.load(Ordering::SeqCst)
+    }
+
+    /// Whether the seat was lost (the server no longer grants it and could not give it back).
+    pub fn is_lost(&self) -> bool {
+        self.shared.lost.load(Ordering::SeqCst)
+    }
+
+    /// Returns the seat now.
+    pub fn release(mut self) -> Result<(), ClientError> {
+        self.stop_and_return()
+    }
+
+    fn stop_and_return(&mut self) -> Result<(), ClientError> {
+        if let Ok(mut stop) = self.shared.stop.lock() {
+            *stop = true;
+        }
+        self.shared.wake.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let lease = self.lease();
+        self.shared
+            .link
+            .call(
+                Operation::Return,
+                &format!("{}-return", self.shared.request_id),
+                serde_json::json!([]),
+                &[lease],
+            )
+            .map(|_| ())
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            let _ = self.stop_and_return();
+        }
+    }
+}
+
+fn heartbeat(s: &Shared, interval: StdDuration) {
+    let mut n = 0u64;
+    loop {
+        {
+            let Ok(guard) = s.stop.lock() else { return };
+            let Ok((guard, _)) = s.wake.wait_timeout(guard, interval) else {
+                return;
+            };
+            if *guard {
+                return;
+            }
+        }
+        n += 1;
+        let lease = s.lease.load(Ordering::SeqCst);
+        match s.link.call(
+            Operation::Renew,
+            &format!("{}-renew-{n}", s.request_id),
+            serde_json::json!([]),
+            &[lease],
+        ) {
+            Ok(c) if !c.grants.is_empty() => {
+                s.renewals.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(_) => {
+                // the server no longer holds it (it expired while we could not reach the server):
+                // ask again with the original request id
+                let features = serde_json::json!([{"name": s.feature, "count": 1}]);
+                // (unreachable again: try at the next beat)
+                if let Ok(c) = s
+                    .link
+                    .call(Operation::Request, &s.request_id, features, &[])
+                {
+                    match c.grants.first() {
+                        Some(g) => s.lease.store(g.lease, Ordering::SeqCst),
+                        None => s.lost.store(true, Ordering::SeqCst),
+                    }
+                }
+            }
+            Err(_) => {} // unreachable for now: keep trying at the next beat
+        }
+    }
+}

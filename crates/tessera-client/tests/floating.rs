@@ -1,0 +1,200 @@
+//! Floating seats from a real license server (activated from a real back office): checkout up to
+//! the count, a clear refusal beyond it, the heartbeat keeping a lease alive past its length, return
+//! on drop, a restarted server keeping the seat without a second one, and a fake server refused.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::json;
+use tessera_client::{Client, ClientConfig, ClientError};
+use tessera_core::{DeviceType, HostId};
+use tessera_host::{HostIdentity, SystemClock};
+
+struct Env {
+    rt: tokio::runtime::Runtime,
+    bo_dir: tempfile::TempDir,
+    srv_dir: tempfile::TempDir,
+    bo_url: String,
+    key: String,
+}
+
+fn env() -> Env {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let bo_dir = tempfile::tempdir().unwrap();
+    let srv_dir = tempfile::tempdir().unwrap();
+    let (bo_url, key) = rt.block_on(async {
+        use tessera_backoffice::daemon as bo;
+        bo::init(bo_dir.path(), None, None, &SystemClock)
+            .await
+            .unwrap();
+        let (office, config) = bo::open(bo_dir.path(), None, Arc::new(SystemClock))
+            .await
+            .unwrap();
+        office
+            .create_product(
+                "cad",
+                "CAD",
+                serde_json::from_value(json!({"features": [{"name": "modeler"}]})).unwrap(),
+            )
+            .await
+            .unwrap();
+        let c = office.create_customer("ACME", None).await.unwrap();
+        let e = office
+            .create_entitlement(
+                &c.id,
+                vec![serde_json::from_value(
+                    json!({"product": "cad", "model": "floating", "count": 2}),
+                )
+                .unwrap()],
+            )
+            .await
+            .unwrap();
+        let state = bo::state(office, &config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(bo::serve_on(listener, state, std::future::pending()));
+        (url, e.lines[0].key.clone().unwrap())
+    });
+    let env = Env {
+        rt,
+        bo_dir,
+        srv_dir,
+        bo_url,
+        key,
+    };
+    let pem = env.producer_pem();
+    env.rt.block_on(async {
+        let data = env.srv_dir.path();
+        tessera_server::daemon::init(data, &pem, None, Some("ethernet=0050569a3b01"))
+            .await
+            .unwrap();
+        let mut cfg = std::fs::read_to_string(data.join("server.toml")).unwrap();
+        cfg = cfg.replace("lease_seconds = 300", "lease_seconds = 3");
+        cfg.push_str(&format!(
+            "anchor_dir = \"{}\"\n",
+            data.join("anchors").display()
+        ));
+        std::fs::write(data.join("server.toml"), cfg).unwrap();
+    });
+    env
+}
+
+impl Env {
+    fn producer_pem(&self) -> String {
+        std::fs::read_to_string(self.bo_dir.path().join("keys/producer.pub")).unwrap()
+    }
+
+    /// Starts the license server; returns its URL and a stopper.
+    fn serve(&self, activate: bool) -> (String, tokio::sync::oneshot::Sender<()>) {
+        let data: &Path = self.srv_dir.path();
+        self.rt.block_on(async {
+            let server = tessera_server::daemon::open(data, Arc::new(SystemClock))
+                .await
+                .unwrap();
+            if activate {
+                server
+                    .activate(&self.bo_url, &[(self.key.clone(), 2)])
+                    .await
+                    .unwrap();
+            }
+            let state = tessera_server::http::state(server);
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            tokio::spawn(tessera_server::http::serve_on(
+                listener,
+                state,
+                async move {
+                    let _ = rx.await;
+                },
+            ));
+            (url, tx)
+        })
+    }
+
+    fn client(&self, n: u8) -> Client {
+        let id = HostIdentity {
+            ids: vec![format!("machine_id={}", format!("{n:02x}").repeat(16))
+                .parse::<HostId>()
+                .unwrap()],
+            device_type: DeviceType::Physical,
+            evidence: vec![],
+        };
+        let dir = self.srv_dir.path().join(format!("app{n}"));
+        let cfg = ClientConfig::new("cad", &self.producer_pem())
+            .unwrap()
+            .state_dirs(dir.join("s"), dir.join("b"));
+        Client::with(cfg, Arc::new(SystemClock), id).unwrap()
+    }
+}
+
+#[test]
+fn floating_seats_checkout_heartbeat_return_and_restart() {
+    let env = env();
+    let (url, stop) = env.serve(true);
+    let a = env.client(1).checkout(&url, "modeler", "1.0").unwrap();
+    let b = env.client(2).checkout(&url, "modeler", "1.0").unwrap();
+    // the count is enforced, with a reason an application can show
+    let err = env.client(3).checkout(&url, "modeler", "1.0").unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Refused { code, .. } if code == "all_in_use"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("in use"), "{err}");
+    // the heartbeat keeps the 3-second lease alive well past its length
+    std::thread::sleep(std::time::Duration::from_millis(4500));
+    assert!(a.renewals() >= 2, "renewed {} times", a.renewals());
+    assert!(
+        env.client(3).checkout(&url, "modeler", "1.0").is_err(),
+        "both seats still held"
+    );
+    // dropping a seat returns it
+    drop(b);
+    let c = env.client(3).checkout(&url, "modeler", "1.0").unwrap();
+    // a server restart keeps the seats, and no client takes a second one
+    let _ = stop.send(());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let (url2, _stop2) = env.serve(false);
+    assert!(
+        env.client(4).checkout(&url2, "modeler", "1.0").is_err(),
+        "the two seats survived the restart"
+    );
+    drop(a);
+    drop(c);
+}
+
+#[test]
+fn a_fake_server_is_refused() {
+    let env = env();
+    // a license server trusting another producer: its certificate does not verify for this product
+    let rogue_bo = tempfile::tempdir().unwrap();
+    let rogue_pem = env.rt.block_on(async {
+        tessera_backoffice::daemon::init(rogue_bo.path(), None, None, &SystemClock)
+            .await
+            .unwrap();
+        std::fs::read_to_string(rogue_bo.path().join("keys/producer.pub")).unwrap()
+    });
+    let (url, _stop) = env.serve(true);
+    let cfg = ClientConfig::new("cad", &rogue_pem).unwrap().state_dirs(
+        env.srv_dir.path().join("r/s"),
+        env.srv_dir.path().join("r/b"),
+    );
+    let id = HostIdentity {
+        ids: vec!["machine_id=77777777777777777777777777777777"
+            .parse()
+            .unwrap()],
+        device_type: DeviceType::Physical,
+        evidence: vec![],
+    };
+    let client = Client::with(cfg, Arc::new(SystemClock), id).unwrap();
+    let err = client.checkout(&url, "modeler", "1.0").unwrap_err();
+    assert!(matches!(err, ClientError::BadAnswer { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("not from this product's producer"),
+        "{err}"
+    );
+}
