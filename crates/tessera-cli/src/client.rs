@@ -112,6 +112,35 @@ pub enum ClientCommand {
         #[arg(required = true)]
         check: Vec<String>,
     },
+    /// Check a floating seat out of a license server and hold it (renewing) until Ctrl-C or
+    /// `--hold` seconds; then return it.
+    Checkout {
+        /// The license server.
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:7070",
+            env = "TESSERA_SERVER_URL"
+        )]
+        server: String,
+        /// The product id.
+        #[arg(long)]
+        product: String,
+        /// The producer's public key (to check the server's certificate).
+        #[arg(long)]
+        producer_key: PathBuf,
+        /// The feature.
+        #[arg(long)]
+        feature: String,
+        /// Lowest acceptable version.
+        #[arg(long = "feature-version", default_value = "1.0")]
+        feature_version: String,
+        /// Hold this many seconds, then return (default: until Ctrl-C).
+        #[arg(long)]
+        hold: Option<u64>,
+        /// The state directory.
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
     /// Register (or look up) this machine's trial with the back office.
     Trial {
         /// The back office URL.
@@ -175,7 +204,8 @@ fn check_and_write(license: &str, producer_key: &Path, out: &Path) -> Result<(),
 }
 
 pub fn run(cmd: ClientCommand) -> Result<(), Failure> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
@@ -327,6 +357,40 @@ async fn run_async(cmd: ClientCommand) -> Result<(), Failure> {
                     refused.join(", ")
                 )))
             }
+        }
+        ClientCommand::Checkout {
+            server,
+            product,
+            producer_key,
+            feature,
+            feature_version: version,
+            hold,
+            state,
+        } => {
+            let pem = read_text(&producer_key, "public key")?;
+            let mut cfg =
+                tessera_client::ClientConfig::new(&product, &pem).map_err(|e| anyhow!("{e}"))?;
+            if let Some(dir) = state {
+                cfg = cfg.state_dirs(dir.join("state"), dir.join("backup"));
+            }
+            let client = tessera_client::Client::new(cfg).map_err(|e| anyhow!("{e}"))?;
+            let seat = tokio::task::block_in_place(|| client.checkout(&server, &feature, &version))
+                .map_err(|e| Failure::Invalid(e.to_string()))?;
+            println!(
+                "checked out {feature} {version}: lease {} (renewed in the background)",
+                seat.lease()
+            );
+            match hold {
+                Some(secs) => tokio::time::sleep(std::time::Duration::from_secs(secs)).await,
+                None => {
+                    println!("Ctrl-C returns it");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+            let lease = seat.lease();
+            tokio::task::block_in_place(|| seat.release()).map_err(|e| anyhow!("{e}"))?;
+            println!("returned lease {lease}");
+            Ok(())
         }
         ClientCommand::Trial {
             url,

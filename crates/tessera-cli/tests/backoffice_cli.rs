@@ -429,6 +429,29 @@ fn producer_and_customer_walk_through() {
         d,
     ));
     assert!(out.contains("modeler 2.0  0 used of 4"), "{out}");
+    let out = ok(tessera(
+        &[
+            "client",
+            "checkout",
+            "--server",
+            &srv_url,
+            "--product",
+            "cad",
+            "--producer-key",
+            "bo/keys/producer.pub",
+            "--feature",
+            "modeler",
+            "--hold",
+            "0",
+            "--state",
+            "co",
+        ],
+        d,
+    ));
+    assert!(
+        out.contains("checked out modeler 1.0: lease") && out.contains("returned lease"),
+        "{out}"
+    );
     let o = tessera(
         &["server", "status", "--server", &srv_url, "--token", "wrong"],
         d,
