@@ -53,6 +53,9 @@ pub enum ServerCommand {
         #[arg(long = "key", required = true, value_name = "KEY:COUNT")]
         keys: Vec<String>,
     },
+    /// Offline activation files (for a server that cannot reach the back office).
+    #[command(subcommand)]
+    Offline(OfflineCommand),
     /// Show the features, their use and the leases held.
     Status {
         /// The running license server.
@@ -69,6 +72,58 @@ pub enum ServerCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OfflineCommand {
+    /// Write an activation request file to take to the back office.
+    Request {
+        /// The running license server.
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:7070",
+            env = "TESSERA_SERVER_URL"
+        )]
+        server: String,
+        /// The admin token printed by `init`.
+        #[arg(long, env = "TESSERA_SERVER_TOKEN")]
+        token: String,
+        /// KEY:COUNT (repeat).
+        #[arg(long = "key", required = true, value_name = "KEY:COUNT")]
+        keys: Vec<String>,
+        /// Where to write the request.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Apply the back office's response file.
+    Apply {
+        /// The running license server.
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:7070",
+            env = "TESSERA_SERVER_URL"
+        )]
+        server: String,
+        /// The admin token printed by `init`.
+        #[arg(long, env = "TESSERA_SERVER_TOKEN")]
+        token: String,
+        /// The response file.
+        response: PathBuf,
+    },
+}
+
+fn key_counts(keys: &[String]) -> Result<Vec<serde_json::Value>> {
+    keys.iter()
+        .map(|k| {
+            let (key, count) = k
+                .rsplit_once(':')
+                .ok_or_else(|| anyhow!("--key {k}: write KEY:COUNT"))?;
+            let count: u32 = count
+                .parse()
+                .map_err(|_| anyhow!("--key {k}: the count must be a whole number"))?;
+            Ok(serde_json::json!({"key": key, "count": count}))
+        })
+        .collect()
 }
 
 pub fn run(cmd: ServerCommand) -> Result<()> {
@@ -160,18 +215,7 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
             backoffice,
             keys,
         } => {
-            let activations = keys
-                .iter()
-                .map(|k| {
-                    let (key, count) = k
-                        .rsplit_once(':')
-                        .ok_or_else(|| anyhow!("--key {k}: write KEY:COUNT"))?;
-                    let count: u32 = count
-                        .parse()
-                        .map_err(|_| anyhow!("--key {k}: the count must be a whole number"))?;
-                    Ok(serde_json::json!({"key": key, "count": count}))
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let activations = key_counts(&keys)?;
             let v = admin_call(
                 &server,
                 &token,
@@ -181,6 +225,67 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
             .await?;
             println!(
                 "activated: the server now serves {} feature record(s)",
+                v["feature_records"]
+            );
+            Ok(())
+        }
+        ServerCommand::Offline(OfflineCommand::Request {
+            server,
+            token,
+            keys,
+            out,
+        }) => {
+            let client = reqwest::Client::new();
+            let resp = client
+                .post(format!(
+                    "{}/api/v1/admin/offline-request",
+                    server.trim_end_matches('/')
+                ))
+                .bearer_auth(&token)
+                .json(&serde_json::json!({"activations": key_counts(&keys)?}))
+                .send()
+                .await
+                .with_context(|| format!("cannot reach the license server at {server}"))?;
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            if !status.is_success() {
+                bail!("the license server refused ({status}): {text}");
+            }
+            crate::fsutil::write_atomic(&out, text.as_bytes(), 0o644)?;
+            println!(
+                "request written to {}: answer it at the back office's /offline page or with `tessera backoffice offline respond`, then `tessera server offline apply`",
+                out.display()
+            );
+            Ok(())
+        }
+        ServerCommand::Offline(OfflineCommand::Apply {
+            server,
+            token,
+            response,
+        }) => {
+            let text = std::fs::read_to_string(&response)
+                .with_context(|| format!("cannot read {}", response.display()))?;
+            let resp = reqwest::Client::new()
+                .post(format!(
+                    "{}/api/v1/admin/offline-apply",
+                    server.trim_end_matches('/')
+                ))
+                .bearer_auth(&token)
+                .body(text)
+                .send()
+                .await
+                .with_context(|| format!("cannot reach the license server at {server}"))?;
+            let status = resp.status();
+            let v: serde_json::Value = resp.json().await.unwrap_or_default();
+            if !status.is_success() {
+                bail!(
+                    "{} ({})",
+                    v["detail"].as_str().unwrap_or("refused"),
+                    v["code"].as_str().unwrap_or(status.as_str())
+                );
+            }
+            println!(
+                "applied: the server now serves {} feature record(s)",
                 v["feature_records"]
             );
             Ok(())

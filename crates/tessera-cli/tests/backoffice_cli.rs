@@ -429,6 +429,66 @@ fn producer_and_customer_walk_through() {
         d,
     ));
     assert!(out.contains("modeler 2.0  0 used of 4"), "{out}");
+    // and a second key offline, with files
+    let e2 = json(tessera(
+        &[
+            "backoffice",
+            "entitlement",
+            "create",
+            "--data",
+            "bo",
+            "--customer",
+            cid,
+            "--line",
+            "product=cad,model=floating,count=2",
+            "--json",
+        ],
+        d,
+    ));
+    let offline_key = format!("{}:2", e2["lines"][0]["key"].as_str().unwrap());
+    ok(tessera(
+        &[
+            "server",
+            "offline",
+            "request",
+            "--server",
+            &srv_url,
+            "--token",
+            &token,
+            "--key",
+            &offline_key,
+            "--out",
+            "srv-request.txt",
+        ],
+        d,
+    ));
+    ok(tessera(
+        &[
+            "backoffice",
+            "offline",
+            "respond",
+            "--data",
+            "bo",
+            "srv-request.txt",
+            "--out",
+            "srv-response.txt",
+        ],
+        d,
+    ));
+    let out = ok(tessera(
+        &[
+            "server",
+            "offline",
+            "apply",
+            "--server",
+            &srv_url,
+            "--token",
+            &token,
+            "srv-response.txt",
+        ],
+        d,
+    ));
+    assert!(out.contains("serves 6 feature record(s)"), "{out}");
     let out = ok(tessera(
         &[
             "client",

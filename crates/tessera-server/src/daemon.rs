@@ -418,6 +418,48 @@ impl Server {
         .await
     }
 
+    /// An offline activation request file for these keys and counts, signed with this server's key,
+    /// for the back office's `/offline` page or `tessera backoffice offline respond`.
+    pub fn offline_request(&self, activations: &[(String, u32)]) -> Result<String, ServerError> {
+        let mut id = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut id);
+        tessera_core::offline::RequestClaims {
+            jti: format!("srv-{}", hex(&id)),
+            iat: self.clock.now(),
+            aud: self.producer.kid().to_string(),
+            requester_key: String::new(),
+            body: tessera_core::offline::RequestBody::ServerActivation {
+                server_hostid: self.hostid.clone(),
+                server_key: encode_key(&self.key.public()),
+                activations: activations
+                    .iter()
+                    .map(|(k, n)| tessera_core::offline::KeyCount {
+                        key: k.clone(),
+                        count: *n,
+                    })
+                    .collect(),
+            },
+        }
+        .sign(&self.key)
+        .map_err(|e| ServerError::Config(e.to_string()))
+    }
+
+    /// Applies the back office's response file: checks it and installs what it holds.
+    pub async fn offline_apply(&self, response: &str) -> Result<usize, ServerError> {
+        let r = tessera_core::offline::ResponseClaims::verify(
+            response,
+            &Keyring::with(self.producer.clone()),
+            self.clock.now(),
+        )
+        .map_err(|e| ServerError::BackOffice(format!("the response file is not valid: {e}")))?;
+        let cert = r.certificate.ok_or_else(|| {
+            ServerError::BackOffice(
+                "the response holds no server certificate: it answers a device's request".into(),
+            )
+        })?;
+        self.install(&r.license, &cert).await
+    }
+
     /// Checks and installs a license bundle and certificate from the back office (online or from
     /// an offline response); returns how many feature records it serves now.
     pub async fn install(&self, license: &str, certificate: &str) -> Result<usize, ServerError> {

@@ -70,6 +70,8 @@ fn documented() -> OpenApiRouter<Shared> {
         .routes(routes!(capability))
         .routes(routes!(status))
         .routes(routes!(activate))
+        .routes(routes!(offline_request))
+        .routes(routes!(offline_apply))
         .routes(routes!(metrics))
         .routes(routes!(openapi_json))
 }
@@ -333,4 +335,62 @@ async fn metrics(State(s): State<Shared>) -> Response {
 #[utoipa::path(get, path = "/api/openapi.json", tag = "operations", responses((status = 200, body = Object)))]
 async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(openapi())
+}
+
+/// Keys and counts for an offline request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OfflineRequestBody {
+    /// Keys and counts.
+    pub activations: Vec<KeyCount>,
+}
+
+/// Writes an offline activation request file (text) to take to the back office.
+#[utoipa::path(post, path = "/api/v1/admin/offline-request", tag = "admin", request_body = OfflineRequestBody,
+    responses((status = 200, content_type = "text/plain", body = String), (status = 401)))]
+async fn offline_request(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    req: Result<Json<OfflineRequestBody>, JsonRejection>,
+) -> Response {
+    if let Err(r) = admin(&s, &headers) {
+        return *r;
+    }
+    let Json(req) = match req {
+        Ok(r) => r,
+        Err(e) => {
+            return problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                e.body_text(),
+            )
+        }
+    };
+    let list: Vec<(String, u32)> = req
+        .activations
+        .into_iter()
+        .map(|k| (k.key, k.count))
+        .collect();
+    match s.server.offline_request(&list) {
+        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response(),
+        Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+/// Applies the back office's offline response file (the body, as text).
+#[utoipa::path(post, path = "/api/v1/admin/offline-apply", tag = "admin",
+    request_body(content = String, content_type = "text/plain"),
+    responses((status = 200, description = "applied"), (status = 401), (status = 422, description = "invalid_document")))]
+async fn offline_apply(State(s): State<Shared>, headers: HeaderMap, body: String) -> Response {
+    if let Err(r) = admin(&s, &headers) {
+        return *r;
+    }
+    match s.server.offline_apply(&body).await {
+        Ok(n) => Json(serde_json::json!({"feature_records": n})).into_response(),
+        Err(e) => problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_document",
+            e.to_string(),
+        ),
+    }
 }
