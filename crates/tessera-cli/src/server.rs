@@ -56,6 +56,19 @@ pub enum ServerCommand {
     /// Offline activation files (for a server that cannot reach the back office).
     #[command(subcommand)]
     Offline(OfflineCommand),
+    /// Sync with the back office now: send the usage report, install the renewed licenses.
+    Sync {
+        /// The running license server.
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:7070",
+            env = "TESSERA_SERVER_URL"
+        )]
+        server: String,
+        /// The admin token printed by `init`.
+        #[arg(long, env = "TESSERA_SERVER_TOKEN")]
+        token: String,
+    },
     /// Show the features, their use and the leases held.
     Status {
         /// The running license server.
@@ -288,6 +301,30 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
                 "applied: the server now serves {} feature record(s)",
                 v["feature_records"]
             );
+            Ok(())
+        }
+        ServerCommand::Sync { server, token } => {
+            let v = admin_call(
+                &server,
+                &token,
+                "/api/v1/admin/sync",
+                Some(serde_json::json!({})),
+            )
+            .await?;
+            let over: Vec<String> = v["over_use"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f.as_str().map(String::from))
+                .collect();
+            if over.is_empty() {
+                println!("synced: usage reported, licenses renewed");
+            } else {
+                println!(
+                    "synced: licenses renewed; use over the entitlement reported for {}",
+                    over.join(", ")
+                );
+            }
             Ok(())
         }
         ServerCommand::Status {

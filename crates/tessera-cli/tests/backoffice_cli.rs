@@ -490,6 +490,13 @@ fn producer_and_customer_walk_through() {
     ));
     assert!(out.contains("serves 6 feature record(s)"), "{out}");
     let out = ok(tessera(
+        &["server", "sync", "--server", &srv_url, "--token", &token],
+        d,
+    ));
+    assert!(out.contains("synced"), "{out}");
+    let usage = ok(tessera(&["backoffice", "usage", "list", "--data", "bo"], d));
+    assert!(usage.contains("server:ethernet=0050569a3b01"), "{usage}");
+    let out = ok(tessera(
         &[
             "client",
             "checkout",
@@ -565,8 +572,6 @@ fn producer_and_customer_walk_through() {
         d,
     ));
     assert!(out.contains("extended by 10 days"), "{out}");
-    let usage = ok(tessera(&["backoffice", "usage", "list", "--data", "bo"], d));
-    assert!(usage.contains("no usage reports yet"));
     let outbox = ok(tessera(
         &["backoffice", "outbox", "list", "--data", "bo"],
         d,

@@ -247,7 +247,8 @@ fn heartbeat(s: &Shared, interval: StdDuration) {
     loop {
         {
             let Ok(guard) = s.stop.lock() else { return };
-            let Ok((guard, _)) = s.wake.wait_timeout(guard, interval) else {
+            // checks the flag before sleeping: a stop asked before this thread waited is not lost
+            let Ok((guard, _)) = s.wake.wait_timeout_while(guard, interval, |stop| !*stop) else {
                 return;
             };
             if *guard {

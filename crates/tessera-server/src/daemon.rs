@@ -58,6 +58,10 @@ pub struct Config {
     /// Log filter.
     #[serde(default = "default_log")]
     pub log: String,
+    /// Hour of the day (UTC, 0–23) of the daily sync with the back office (renewal and usage
+    /// report); default 0.
+    #[serde(default)]
+    pub sync_hour_utc: u8,
 }
 
 fn default_listen() -> String {
@@ -411,11 +415,98 @@ impl Server {
                 v["code"].as_str().unwrap_or(status.as_str())
             )));
         }
+        self.store
+            .put_setting("server.backoffice_url", backoffice)
+            .await?;
         self.install(
             v["license"].as_str().unwrap_or_default(),
             v["certificate"].as_str().unwrap_or_default(),
         )
         .await
+    }
+
+    /// Syncs with the back office now: sends a usage report signed with this server's key and
+    /// installs the renewed bundle it answers with. Returns the features used over the entitlement.
+    pub async fn sync(&self) -> Result<Vec<String>, ServerError> {
+        let url = self
+            .store
+            .get_setting("server.backoffice_url")
+            .await?
+            .ok_or_else(|| {
+                ServerError::BackOffice(
+                    "this server was never activated online: activate it, or renew with offline files".into(),
+                )
+            })?;
+        let certificate = self
+            .certificate
+            .read()
+            .await
+            .clone()
+            .ok_or_else(|| ServerError::BackOffice("this server is not activated".into()))?;
+        let now = self.clock.now();
+        let usage = self.engine.report(false).await;
+        let mut id = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut id);
+        let devices: std::collections::BTreeSet<String> = self
+            .engine
+            .leases()
+            .await
+            .into_iter()
+            .map(|l| l.device)
+            .collect();
+        let report = tessera_core::usage::UsageReportClaims {
+            jti: format!("usage-{}", hex(&id)),
+            iat: now,
+            server_hostid: self.hostid.clone(),
+            certificate,
+            period_start: now - tessera_core::time::Duration::days(1),
+            period_end: now,
+            features: usage
+                .iter()
+                .map(
+                    |(f, peak, used, consumed, over)| tessera_core::usage::FeatureUsage {
+                        name: f.name.clone(),
+                        peak: u32::try_from(*peak).unwrap_or(u32::MAX),
+                        in_use: u32::try_from(*used).unwrap_or(u32::MAX),
+                        metered_units: *consumed,
+                        overdraft_peak: u32::try_from(*over).unwrap_or(u32::MAX),
+                    },
+                )
+                .collect(),
+            devices: devices.into_iter().collect(),
+            users: vec![],
+        }
+        .sign(&self.key)
+        .map_err(|e| ServerError::Config(e.to_string()))?;
+        let resp = reqwest::Client::new()
+            .post(format!("{}/api/v1/usage", url.trim_end_matches('/')))
+            .body(report)
+            .send()
+            .await
+            .map_err(|e| {
+                ServerError::BackOffice(format!("cannot reach the back office at {url}: {e}"))
+            })?;
+        let status = resp.status();
+        let v: serde_json::Value = resp.json().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(ServerError::BackOffice(format!(
+                "the back office refused the sync: {} ({})",
+                v["detail"].as_str().unwrap_or("no detail"),
+                v["code"].as_str().unwrap_or(status.as_str())
+            )));
+        }
+        self.install(
+            v["renewal"]["license"].as_str().unwrap_or_default(),
+            v["renewal"]["certificate"].as_str().unwrap_or_default(),
+        )
+        .await?;
+        self.engine.report(true).await;
+        Ok(v["over_use"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| o["feature"].as_str().map(String::from))
+            .collect())
     }
 
     /// An offline activation request file for these keys and counts, signed with this server's key,

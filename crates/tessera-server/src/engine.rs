@@ -72,6 +72,8 @@ pub struct Engine {
 struct Book {
     seats: SeatBook,
     keys: Vec<String>,
+    /// Most seats in use at once per record since the last usage report.
+    peaks: Vec<u64>,
 }
 
 fn row(l: &Lease, keys: &[String]) -> LeaseRow {
@@ -159,7 +161,8 @@ impl Engine {
             }
         }
         store.apply_lease_changes(stale).await?;
-        Ok(Book { seats, keys })
+        let peaks = (0..keys.len()).map(|i| seats.used(i)).collect();
+        Ok(Book { seats, keys, peaks })
     }
 
     /// Replaces the feature records (after an activation or a renewal), keeping the leases.
@@ -177,6 +180,27 @@ impl Engine {
             .enumerate()
             .map(|(i, f)| (f.clone(), book.seats.used(i), book.seats.consumed(i)))
             .collect()
+    }
+
+    /// Per record: (record, peak seats since the last report, seats in use, metered units,
+    /// peak overdraft); `reset` starts a new reporting period.
+    pub async fn report(&self, reset: bool) -> Vec<(Feature, u64, u64, u64, u64)> {
+        let mut book = self.book.lock().await;
+        let mut out = Vec::new();
+        for (i, f) in book.seats.records().enumerate() {
+            let used = book.seats.used(i);
+            let peak = book.peaks.get(i).copied().unwrap_or(used).max(used);
+            let over = f
+                .count
+                .get()
+                .map_or(0, |c| peak.saturating_sub(u64::from(c)));
+            out.push((f.clone(), peak, used, book.seats.consumed(i), over));
+        }
+        if reset {
+            let now: Vec<u64> = (0..book.keys.len()).map(|i| book.seats.used(i)).collect();
+            book.peaks = now;
+        }
+        out
     }
 
     /// Every lease held.
@@ -283,6 +307,14 @@ impl Engine {
                             code: denial_code(&d).into(),
                             message: d.to_string(),
                         }),
+                    }
+                }
+                if !preview {
+                    for l in &granted_leases {
+                        let used = book.seats.used(l.record);
+                        if let Some(p) = book.peaks.get_mut(l.record) {
+                            *p = (*p).max(used);
+                        }
                     }
                 }
                 for l in &granted_leases {

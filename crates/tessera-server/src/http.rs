@@ -71,6 +71,7 @@ fn documented() -> OpenApiRouter<Shared> {
         .routes(routes!(status))
         .routes(routes!(activate))
         .routes(routes!(offline_request))
+        .routes(routes!(sync_now))
         .routes(routes!(offline_apply))
         .routes(routes!(metrics))
         .routes(routes!(openapi_json))
@@ -106,11 +107,14 @@ pub async fn serve_on(
             }
         }
     });
+    let syncer = state.clone();
+    let sync = tokio::spawn(async move { periodic_sync(syncer).await });
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let r = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     sweep.abort();
+    sync.abort();
     r
 }
 
@@ -392,5 +396,71 @@ async fn offline_apply(State(s): State<Shared>, headers: HeaderMap, body: String
             "invalid_document",
             e.to_string(),
         ),
+    }
+}
+
+/// Seconds until the next `hour`:00 UTC after `now`.
+fn until_hour(now: tessera_core::time::OffsetDateTime, hour: u8) -> u64 {
+    let today = now
+        .date()
+        .with_hms(hour.min(23), 0, 0)
+        .map(|t| t.assume_utc())
+        .unwrap_or(now);
+    let next = if today > now {
+        today
+    } else {
+        today + tessera_core::time::Duration::days(1)
+    };
+    u64::try_from((next - now).whole_seconds())
+        .unwrap_or(3600)
+        .max(1)
+}
+
+/// The daily sync (renewal and usage report), retried with back-off when the back office cannot
+/// be reached: 1 minute, doubling, at most 1 hour.
+async fn periodic_sync(s: Shared) {
+    loop {
+        let wait = until_hour(s.server.clock.now(), s.server.config.sync_hour_utc);
+        tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+        let mut backoff = 60u64;
+        loop {
+            match s.server.sync().await {
+                Ok(over) => {
+                    tracing::info!(over_use = ?over, "synced with the back office");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_secs = backoff, "sync with the back office failed");
+                    tokio::time::sleep(std::time::Duration::from_secs(backoff)).await;
+                    backoff = (backoff * 2).min(3600);
+                }
+            }
+        }
+    }
+}
+
+/// Syncs with the back office now: usage report out, renewed bundle in.
+#[utoipa::path(post, path = "/api/v1/admin/sync", tag = "admin",
+    responses((status = 200, description = "synced; lists features used over the entitlement"), (status = 401), (status = 502, description = "backoffice_refused")))]
+async fn sync_now(State(s): State<Shared>, headers: HeaderMap) -> Response {
+    if let Err(r) = admin(&s, &headers) {
+        return *r;
+    }
+    match s.server.sync().await {
+        Ok(over) => Json(serde_json::json!({"over_use": over})).into_response(),
+        Err(e) => problem(StatusCode::BAD_GATEWAY, "backoffice_refused", e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_core::time::macros::datetime;
+
+    #[test]
+    fn next_sync_time() {
+        assert_eq!(until_hour(datetime!(2026-06-01 23:00 UTC), 0), 3600);
+        assert_eq!(until_hour(datetime!(2026-06-01 00:00 UTC), 0), 86_400);
+        assert_eq!(until_hour(datetime!(2026-06-01 01:30 UTC), 2), 1800);
     }
 }
