@@ -153,21 +153,7 @@ fn file_err(path: &Path, e: impl std::fmt::Display) -> DaemonError {
 
 /// Writes a file atomically with `mode`.
 fn write_file(path: &Path, content: &[u8], mode: u32) -> Result<(), DaemonError> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(mode);
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    let mut f = opts.open(&tmp).map_err(|e| file_err(&tmp, e))?;
-    f.write_all(content).map_err(|e| file_err(&tmp, e))?;
-    f.sync_all().map_err(|e| file_err(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| file_err(path, e))
+    tessera_host::write_atomic(path, content, mode).map_err(|e| file_err(path, e))
 }
 
 fn read(path: &Path) -> Result<String, DaemonError> {

@@ -9,7 +9,6 @@
 //! restarts a trial or hides a clock rollback.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -171,18 +170,10 @@ impl StateStore {
 
 /// Writes a file atomically, creating its directory.
 pub(crate) fn write_atomic(path: &Path, content: &[u8]) -> Result<(), ClientError> {
-    let io = |e: std::io::Error| ClientError::Io {
+    tessera_host::write_atomic(path, content, 0o600).map_err(|e| ClientError::Io {
         path: path.into(),
         detail: e.to_string(),
-    };
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(io)?;
-    }
-    let tmp = path.with_extension("tmp");
-    let mut f = fs::File::create(&tmp).map_err(io)?;
-    f.write_all(content).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    fs::rename(&tmp, path).map_err(io)
+    })
 }
 
 /// Unix seconds of a time.

@@ -261,6 +261,43 @@ impl HostProbe for LinuxProbe {
     }
 }
 
+/// Writes `content` to `path` so that a crash or a full disk leaves either the old file or the new
+/// one, never half of one: a temporary file in the same directory (created with `mode` on Unix),
+/// synced, then renamed over `path`. Creates the directory if needed.
+pub fn write_atomic(path: &std::path::Path, content: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&dir)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut opts = fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(mode);
+        }
+        #[cfg(not(unix))]
+        let _ = mode;
+        let mut f = opts.open(&tmp)?;
+        f.write_all(content)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// The probe for the machine this code runs on.
 pub fn this_machine() -> Box<dyn HostProbe> {
     Box::new(LinuxProbe::default())

@@ -132,24 +132,7 @@ fn file_err(p: &Path, e: impl std::fmt::Display) -> ServerError {
 }
 
 fn write(p: &Path, content: &[u8], mode: u32) -> Result<(), ServerError> {
-    use std::io::Write;
-    if let Some(d) = p.parent() {
-        fs::create_dir_all(d).map_err(|e| file_err(d, e))?;
-    }
-    let tmp = p.with_extension("tmp");
-    let mut o = fs::OpenOptions::new();
-    o.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(mode);
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    let mut f = o.open(&tmp).map_err(|e| file_err(&tmp, e))?;
-    f.write_all(content).map_err(|e| file_err(&tmp, e))?;
-    f.sync_all().map_err(|e| file_err(&tmp, e))?;
-    fs::rename(&tmp, p).map_err(|e| file_err(p, e))
+    tessera_host::write_atomic(p, content, mode).map_err(|e| file_err(p, e))
 }
 
 /// Reads `DATA/server.toml`.
