@@ -240,6 +240,8 @@ pub struct Server {
     pub data: PathBuf,
     /// The clock.
     pub clock: Arc<dyn Clock>,
+    /// Keeps other server processes off this data directory and database while this one runs.
+    _lock: (fs::File, tessera_store::ExclusiveGuard),
 }
 
 fn anchor_files(data: &Path, c: &Config, host: &HostId) -> Vec<PathBuf> {
@@ -289,7 +291,27 @@ pub async fn open(data: &Path, clock: Arc<dyn Clock>) -> Result<Server, ServerEr
     let producer =
         PublicKey::from_spki_pem(&fs::read_to_string(&pp).map_err(|e| file_err(&pp, e))?)
             .map_err(|e| file_err(&pp, e))?;
+    // one server process per data directory and per database: two would each keep their own seat
+    // book and could grant more seats than the count together
+    let lock_path = data.join("server.lock");
+    let lock_file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| file_err(&lock_path, e))?;
+    if lock_file.try_lock().is_err() {
+        return Err(ServerError::Config(format!(
+            "another license server process is running on {}: stop it first",
+            data.display()
+        )));
+    }
     let store = tessera_store::open(&database_url(&data, &config)).await?;
+    let guard = store.exclusive("tessera-license-server").await?.ok_or_else(|| {
+        ServerError::Config(
+            "another license server process serves this database; several servers over one PostgreSQL are not supported yet (they could grant more seats than the count together)".into(),
+        )
+    })?;
     let host = server_hostid(&config)?;
     // trusted storage: bound to this host id …
     match store.get_setting("server.hostid").await? {
@@ -360,6 +382,7 @@ pub async fn open(data: &Path, clock: Arc<dyn Clock>) -> Result<Server, ServerEr
         admin_token_sha256,
         data,
         clock,
+        _lock: (lock_file, guard),
     })
 }
 

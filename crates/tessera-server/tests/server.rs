@@ -221,3 +221,80 @@ async fn seats_to_the_count_retries_returns_restart_and_trusted_storage() {
         .unwrap_err();
     assert!(matches!(err, ServerError::CopiedStorage { .. }), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_server_process_per_data_directory() {
+    let bo_dir = tempfile::tempdir().unwrap();
+    tessera_backoffice::daemon::init(bo_dir.path(), None, None, &SystemClock)
+        .await
+        .unwrap();
+    let producer_pem = std::fs::read_to_string(bo_dir.path().join("keys/producer.pub")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("srv");
+    daemon::init(&data, &producer_pem, None, Some("ethernet=0050569a3b01"))
+        .await
+        .unwrap();
+    let mut cfg = std::fs::read_to_string(data.join("server.toml")).unwrap();
+    cfg.push_str(&format!(
+        "anchor_dir = \"{}\"\n",
+        dir.path().join("anchors").display()
+    ));
+    std::fs::write(data.join("server.toml"), &cfg).unwrap();
+    let first = daemon::open(&data, Arc::new(SystemClock)).await.unwrap();
+    let err = daemon::open(&data, Arc::new(SystemClock))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("another license server process"),
+        "{err}"
+    );
+    drop(first);
+    daemon::open(&data, Arc::new(SystemClock)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_server_process_per_postgres_database() {
+    let Some(base) = tessera_store::testing::postgres_test_url_or_skip(
+        "one_server_process_per_postgres_database",
+    )
+    .unwrap() else {
+        return;
+    };
+    let db = tessera_store::testing::TempPostgres::create(&base)
+        .await
+        .unwrap();
+    let bo_dir = tempfile::tempdir().unwrap();
+    tessera_backoffice::daemon::init(bo_dir.path(), None, None, &SystemClock)
+        .await
+        .unwrap();
+    let producer_pem = std::fs::read_to_string(bo_dir.path().join("keys/producer.pub")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut servers = Vec::new();
+    for name in ["a", "b"] {
+        let data = dir.path().join(name);
+        daemon::init(
+            &data,
+            &producer_pem,
+            Some(db.url()),
+            Some("ethernet=0050569a3b01"),
+        )
+        .await
+        .ok();
+        let mut cfg = std::fs::read_to_string(data.join("server.toml")).unwrap();
+        cfg.push_str(&format!(
+            "anchor_dir = \"{}\"\n",
+            dir.path().join(format!("anchors-{name}")).display()
+        ));
+        std::fs::write(data.join("server.toml"), &cfg).unwrap();
+        servers.push(data);
+    }
+    let first = daemon::open(&servers[0], Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let err = daemon::open(&servers[1], Arc::new(SystemClock))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("serves this database"), "{err}");
+    drop(first);
+    db.cleanup().await.unwrap();
+}

@@ -137,6 +137,35 @@ impl AnyStore {
     }
 }
 
+/// Held while one process is the only writer of a store's seat book (see
+/// [`AnyStore::exclusive`]). Dropping it lets another process take over.
+#[derive(Debug)]
+pub struct ExclusiveGuard {
+    _pg: Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
+}
+
+impl AnyStore {
+    /// Claims `name` for this process on a PostgreSQL store (a session advisory lock held on a
+    /// dedicated connection); `None` when another process holds it. On SQLite the data directory's
+    /// lock file does this job, so this always succeeds.
+    pub async fn exclusive(&self, name: &str) -> Result<Option<ExclusiveGuard>, StoreError> {
+        match self {
+            AnyStore::Sqlite(_) => Ok(Some(ExclusiveGuard { _pg: None })),
+            AnyStore::Postgres(s) => {
+                let mut conn = s.pool.acquire().await?;
+                let key = name.bytes().fold(1_469_598_103_934_665_603u64, |h, b| {
+                    (h ^ u64::from(b)).wrapping_mul(1_099_511_628_211)
+                });
+                let (got,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
+                    .bind(key as i64)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                Ok(got.then_some(ExclusiveGuard { _pg: Some(conn) }))
+            }
+        }
+    }
+}
+
 impl From<SqliteStore> for AnyStore {
     fn from(s: SqliteStore) -> Self {
         AnyStore::Sqlite(s)
