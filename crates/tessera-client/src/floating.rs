@@ -43,6 +43,19 @@ impl ServerLink {
         features: serde_json::Value,
         leases: &[u64],
     ) -> Result<CapabilityResponseClaims, ClientError> {
+        self.call_raw(operation, request_id, features, leases, None)
+            .map(|r| r.claims)
+    }
+
+    /// Sends one request; returns the verified claims with the signed texts (kept for borrowing).
+    pub fn call_raw(
+        &self,
+        operation: Operation,
+        request_id: &str,
+        features: serde_json::Value,
+        leases: &[u64],
+        borrow_days: Option<u32>,
+    ) -> Result<Answer, ClientError> {
         let nonce = random_hex(16);
         let body = serde_json::json!({
             "operation": operation,
@@ -52,6 +65,7 @@ impl ServerLink {
             "nonce": nonce,
             "features": features,
             "leases": leases,
+            "borrow_days": borrow_days,
         });
         let answer: serde_json::Value = match ureq::post(&format!("{}/api/v1/capability", self.url))
             .timeout(StdDuration::from_secs(10))
@@ -90,8 +104,17 @@ impl ServerLink {
             .server_public_key()
             .map_err(|e| self.bad(e.to_string()))?;
         let token = answer["response"].as_str().unwrap_or_default();
-        CapabilityResponseClaims::verify(token, &Keyring::with(key), &nonce, now)
-            .map_err(|e| self.bad(e.to_string()))
+        let claims = CapabilityResponseClaims::verify(token, &Keyring::with(key), &nonce, now)
+            .map_err(|e| self.bad(e.to_string()))?;
+        if claims.device_id != self.device_id {
+            return Err(self.bad("the answer is for another device".into()));
+        }
+        Ok(Answer {
+            claims,
+            token: token.to_string(),
+            certificate: cert_text.to_string(),
+            nonce,
+        })
     }
 
     fn bad(&self, detail: String) -> ClientError {
@@ -100,6 +123,106 @@ impl ServerLink {
             detail,
         }
     }
+}
+
+/// A verified answer with the texts it was verified from.
+#[derive(Debug, Clone)]
+pub(crate) struct Answer {
+    pub claims: CapabilityResponseClaims,
+    pub token: String,
+    pub certificate: String,
+    pub nonce: String,
+}
+
+/// A seat taken offline: a signed grant kept in the state directory, valid until it expires.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Borrowed {
+    /// The license server it was borrowed from.
+    pub server: String,
+    /// The feature.
+    pub feature: String,
+    /// The lease.
+    pub lease: u64,
+    /// When it must be back (unix seconds).
+    pub expires: i64,
+    /// The server's signed answer (JWS) granting it.
+    pub response: String,
+    /// The server certificate.
+    pub certificate: String,
+    /// The nonce the answer echoes.
+    pub nonce: String,
+    /// The request id it was borrowed under.
+    pub request_id: String,
+}
+
+impl Borrowed {
+    /// When the grant was made (unix seconds), read from the signed answer, for renewing it for
+    /// as long again; `now` if it cannot be read.
+    pub(crate) fn response_issued(&self, now: tessera_core::time::OffsetDateTime) -> i64 {
+        tessera_core::document::decode_unverified::<CapabilityResponseClaims>(
+            &self.response,
+            tessera_core::DocumentType::CapabilityResponse,
+        )
+        .map(|c| c.iat.unix_timestamp())
+        .unwrap_or(now.unix_timestamp())
+    }
+
+    /// Checks the stored grant offline: certificate by the producer, answer by the server, this
+    /// device, the feature, not expired. Returns the expiry.
+    pub(crate) fn verify(
+        &self,
+        producer: &PublicKey,
+        device_id: &str,
+        now: tessera_core::time::OffsetDateTime,
+    ) -> Option<tessera_core::time::OffsetDateTime> {
+        let cert = ServerCertificateClaims::verify(
+            &self.certificate,
+            &Keyring::with(producer.clone()),
+            now,
+        )
+        .ok()?;
+        let key = cert.server_public_key().ok()?;
+        let claims =
+            CapabilityResponseClaims::verify(&self.response, &Keyring::with(key), &self.nonce, now)
+                .ok()?;
+        if claims.device_id != device_id {
+            return None;
+        }
+        let g = claims
+            .grants
+            .iter()
+            .find(|g| g.feature == self.feature && g.borrowed && g.lease == self.lease)?;
+        (g.expires > now).then_some(g.expires)
+    }
+}
+
+/// Borrows `feature` for `days` from the server behind `link`.
+pub(crate) fn borrow(
+    link: &ServerLink,
+    feature: &str,
+    version: &str,
+    days: u32,
+) -> Result<Borrowed, ClientError> {
+    let request_id = random_hex(12);
+    let features = serde_json::json!([{"name": feature, "version": version, "count": 1}]);
+    let a = link.call_raw(Operation::Borrow, &request_id, features, &[], Some(days))?;
+    let Some(g) = a.claims.grants.iter().find(|g| g.borrowed) else {
+        let d = a.claims.denials.first();
+        return Err(ClientError::Refused {
+            code: d.map_or("denied".into(), |d| d.code.clone()),
+            message: d.map_or("nothing was borrowed".into(), |d| d.message.clone()),
+        });
+    };
+    Ok(Borrowed {
+        server: link.url.clone(),
+        feature: feature.to_string(),
+        lease: g.lease,
+        expires: g.expires.unix_timestamp(),
+        response: a.token.clone(),
+        certificate: a.certificate.clone(),
+        nonce: a.nonce.clone(),
+        request_id,
+    })
 }
 
 struct Shared {

@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use error::ClientError;
-pub use floating::Seat;
+pub use floating::{Borrowed, Seat};
 use tessera_core::feature::Feature;
 use tessera_core::license::FeatureError;
 use tessera_core::time::{Duration, OffsetDateTime};
@@ -71,6 +71,7 @@ pub struct ClientConfig {
     backoffice_url: Option<String>,
     trial: Option<TrialConfig>,
     rollback_tolerance: Duration,
+    refresh_days: u32,
 }
 
 fn home() -> PathBuf {
@@ -100,6 +101,7 @@ impl ClientConfig {
             backoffice_url: None,
             trial: None,
             rollback_tolerance: DEFAULT_ROLLBACK_TOLERANCE,
+            refresh_days: 14,
         })
     }
 
@@ -157,6 +159,13 @@ impl ClientConfig {
         self
     }
 
+    /// How many days before a borrowed seat expires `check` renews it when the server can be
+    /// reached (default 14).
+    pub fn refresh_days(mut self, days: u32) -> Self {
+        self.refresh_days = days;
+        self
+    }
+
     /// How far the clock may go back before it counts as rolled back (default 24 hours).
     pub fn rollback_tolerance(mut self, d: Duration) -> Self {
         self.rollback_tolerance = d;
@@ -170,6 +179,8 @@ impl ClientConfig {
 pub enum GrantSource {
     /// A license file.
     License,
+    /// A seat borrowed from a license server (taken offline until its expiry).
+    Borrowed,
     /// A typed unlock code.
     UnlockCode,
     /// The trial.
@@ -375,7 +386,36 @@ impl Client {
             // a tampered license, or one for another machine, is said at once
             Err(e) => return Err(e),
         }
-        // 2. unlock codes
+        // 2. a borrowed seat (refreshed when online within the refresh window)
+        if let Some(b) = self.borrowed(feature) {
+            let device = HostId::from(&self.pc_id).to_string();
+            if let Some(mut expires) = b.verify(&self.config.producer_key, &device, now) {
+                if expires - now < Duration::days(i64::from(self.config.refresh_days)) {
+                    let length = ((b.expires - b.response_issued(now)) / 86_400).max(1);
+                    let days = u32::try_from(length).unwrap_or(1);
+                    if let Ok(fresh) =
+                        floating::borrow(&self.link(&b.server), feature, version, days)
+                    {
+                        if self.save_borrowed(&fresh).is_ok() {
+                            expires = OffsetDateTime::from_unix_timestamp(fresh.expires)
+                                .unwrap_or(expires);
+                            let _ = self.link(&b.server).call(
+                                tessera_core::capability::Operation::Return,
+                                &format!("{}-return", b.request_id),
+                                serde_json::json!([]),
+                                &[b.lease],
+                            );
+                        }
+                    }
+                }
+                return Ok(Grant {
+                    feature: feature.into(),
+                    source: GrantSource::Borrowed,
+                    days_left: Some(days_until(now, expires)),
+                });
+            }
+        }
+        // 3. unlock codes
         if let Some(pk) = &self.config.unlock_key {
             for (key, code) in &state.unlocks {
                 let (Ok(key), Ok(code)) = (ActivationKey::parse(key), UnlockCode::parse(code))
@@ -400,7 +440,7 @@ impl Client {
                 }
             }
         }
-        // 3. the trial, then the basic features
+        // 4. the trial, then the basic features
         if let Some(trial) = &self.config.trial {
             match self.trial_status_at(&state, now)? {
                 TrialStatus::Active { days_left, .. } => {
@@ -611,7 +651,83 @@ impl Client {
         feature: &str,
         version: &str,
     ) -> Result<Seat, ClientError> {
-        let link = floating::ServerLink {
+        Seat::checkout(self.link(server_url), feature, version)
+    }
+
+    /// Borrows a seat of `feature` for `days` (at most the server's longest borrow): the signed
+    /// grant is kept in the state directory and [`Client::check`] accepts it offline until it
+    /// expires. Refreshed by `check` when online within `refresh_days` of its expiry; the server
+    /// limits how many one account may borrow (`borrow_limit`).
+    pub fn borrow(
+        &self,
+        server_url: &str,
+        feature: &str,
+        version: &str,
+        days: u32,
+    ) -> Result<Borrowed, ClientError> {
+        let b = floating::borrow(&self.link(server_url), feature, version, days)?;
+        self.save_borrowed(&b)?;
+        Ok(b)
+    }
+
+    /// Gives a borrowed seat back early.
+    pub fn return_borrowed(&self, feature: &str) -> Result<(), ClientError> {
+        let Some(b) = self.borrowed(feature) else {
+            return Err(ClientError::FeatureNotLicensed {
+                feature: format!("{feature} (nothing of it is borrowed)"),
+            });
+        };
+        let link = self.link(&b.server);
+        match link.call(
+            tessera_core::capability::Operation::Return,
+            &format!("{}-return", b.request_id),
+            serde_json::json!([]),
+            &[b.lease],
+        ) {
+            Ok(_) => {}
+            Err(e @ ClientError::Unreachable { .. }) => return Err(e),
+            Err(_) => {} // already returned or expired on the server: nothing to give back
+        }
+        let path = self.borrowed_path(feature);
+        std::fs::remove_file(&path).map_err(|e| ClientError::Io {
+            path,
+            detail: e.to_string(),
+        })
+    }
+
+    fn borrowed_path(&self, feature: &str) -> PathBuf {
+        let safe: String = feature
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.config
+            .state_dir
+            .join("borrowed")
+            .join(format!("{safe}.json"))
+    }
+
+    fn save_borrowed(&self, b: &Borrowed) -> Result<(), ClientError> {
+        let text = serde_json::to_vec_pretty(b).map_err(|e| ClientError::Io {
+            path: self.borrowed_path(&b.feature),
+            detail: e.to_string(),
+        })?;
+        state::write_atomic(&self.borrowed_path(&b.feature), &text)
+    }
+
+    /// The borrowed seat of `feature` kept here, if any (not checked).
+    pub fn borrowed(&self, feature: &str) -> Option<Borrowed> {
+        let text = std::fs::read_to_string(self.borrowed_path(feature)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    fn link(&self, server_url: &str) -> floating::ServerLink {
+        floating::ServerLink {
             url: server_url.trim_end_matches('/').to_string(),
             producer: self.config.producer_key.clone(),
             device_id: HostId::from(&self.pc_id).to_string(),
@@ -622,8 +738,7 @@ impl Client {
                 .find(|i| i.kind().is_user())
                 .map(|i| i.value().to_string()),
             clock: self.clock.clone(),
-        };
-        Seat::checkout(link, feature, version)
+        }
     }
 
     /// Accepts a typed unlock code for `key` on this machine and remembers it. Case, spaces and

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::json;
-use tessera_client::{Client, ClientConfig, ClientError};
+use tessera_client::{Client, ClientConfig, ClientError, GrantSource};
+use tessera_core::Clock;
 use tessera_core::{DeviceType, HostId};
 use tessera_host::{HostIdentity, SystemClock};
 
@@ -74,6 +75,7 @@ fn env() -> Env {
             .unwrap();
         let mut cfg = std::fs::read_to_string(data.join("server.toml")).unwrap();
         cfg = cfg.replace("lease_seconds = 300", "lease_seconds = 3");
+        cfg.push_str("max_borrows_per_account = 1\n");
         cfg.push_str(&format!(
             "anchor_dir = \"{}\"\n",
             data.join("anchors").display()
@@ -196,5 +198,46 @@ fn a_fake_server_is_refused() {
     assert!(
         err.to_string().contains("not from this product's producer"),
         "{err}"
+    );
+}
+
+#[test]
+fn borrowed_seats_work_offline_are_limited_per_account_and_return_early() {
+    let env = env();
+    let (url, stop) = env.serve(true);
+    let client = env.client(5);
+    let b = client.borrow(&url, "modeler", "1.0", 2).unwrap();
+    assert!(b.expires > SystemClock.now().unix_timestamp() + 86_400);
+    // the per-account limit (1 here) is enforced by the server, with a clear refusal
+    let err = client.borrow(&url, "modeler", "1.0", 2).unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Refused { code, .. } if code == "borrow_limit"),
+        "{err:?}"
+    );
+    // the server goes away: the borrowed seat still works, with days left
+    let _ = stop.send(());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let g = client.check("modeler", "1.0").unwrap();
+    assert_eq!((g.source, g.days_left), (GrantSource::Borrowed, Some(2)));
+    // a borrowed grant edited by hand does not verify
+    let path = env.srv_dir.path().join("app5/s/borrowed/modeler.json");
+    let good = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        good.replace(&format!("\"lease\": {}", b.lease), "\"lease\": 999"),
+    )
+    .unwrap();
+    assert!(client.check("modeler", "1.0").is_err());
+    std::fs::write(&path, &good).unwrap();
+    // returned early (server back up): the seat is free again and no longer usable offline
+    let (url2, _stop2) = env.serve(false);
+    let mut b2 = b.clone();
+    b2.server = url2.clone();
+    std::fs::write(&path, serde_json::to_string(&b2).unwrap()).unwrap();
+    client.return_borrowed("modeler").unwrap();
+    assert!(client.check("modeler", "1.0").is_err());
+    assert!(
+        client.borrow(&url2, "modeler", "1.0", 1).is_ok(),
+        "the limit counts only seats still borrowed"
     );
 }

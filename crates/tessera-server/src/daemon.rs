@@ -52,6 +52,9 @@ pub struct Config {
     /// Longest borrow in days (default 7).
     #[serde(default = "default_borrow")]
     pub max_borrow_days: u32,
+    /// Most seats one device and user may have borrowed at once (default 3).
+    #[serde(default = "default_borrows")]
+    pub max_borrows_per_account: u32,
     /// Where the second copy of the anchor lives (default `~/.local/state/tessera`).
     #[serde(default)]
     pub anchor_dir: Option<PathBuf>,
@@ -72,6 +75,9 @@ fn default_lease() -> u32 {
 }
 fn default_borrow() -> u32 {
     7
+}
+fn default_borrows() -> u32 {
+    3
 }
 fn default_log() -> String {
     "info".into()
@@ -357,6 +363,7 @@ pub async fn open(data: &Path, clock: Arc<dyn Clock>) -> Result<Server, ServerEr
             config.lease_seconds.clamp(3, 86_400),
         )),
         max_borrow_days: config.max_borrow_days.clamp(1, 365),
+        max_borrows_per_account: config.max_borrows_per_account.clamp(1, 1000),
     };
     let engine = Engine::load(
         records,

@@ -46,6 +46,8 @@ pub struct LeasePolicy {
     pub lease: Duration,
     /// The longest borrow.
     pub max_borrow_days: u32,
+    /// Most borrowed (offline) leases one device and user may hold at once.
+    pub max_borrows_per_account: u32,
 }
 
 impl Default for LeasePolicy {
@@ -53,6 +55,7 @@ impl Default for LeasePolicy {
         LeasePolicy {
             lease: Duration::minutes(5),
             max_borrow_days: 7,
+            max_borrows_per_account: 3,
         }
     }
 }
@@ -278,10 +281,32 @@ impl Engine {
                                 self.policy.max_borrow_days
                             )));
                         }
-                        Some(now + Duration::days(i64::from(days)))
+                        let held = book
+                            .seats
+                            .leases()
+                            .filter(|l| l.device == device_key && l.borrowed && l.expires > now)
+                            .count();
+                        let new_ones = wants.len();
+                        if held + new_ones > self.policy.max_borrows_per_account as usize {
+                            // the issuer enforces the per-account limit: nothing is borrowed
+                            for w in &wants {
+                                denials.push(DeniedFeature {
+                                    feature: w.name.clone(),
+                                    code: "borrow_limit".into(),
+                                    message: format!(
+                                        "at most {} seats may be borrowed at once per account and {held} already are; return one first",
+                                        self.policy.max_borrows_per_account
+                                    ),
+                                });
+                            }
+                            None
+                        } else {
+                            Some(now + Duration::days(i64::from(days)))
+                        }
                     }
                     _ => None,
                 };
+                let refused_all = req.operation == Operation::Borrow && borrow_until.is_none();
                 let preview = req.operation == Operation::Preview;
                 let mut scratch;
                 let seats = if preview {
@@ -290,14 +315,18 @@ impl Engine {
                 } else {
                     &mut book.seats
                 };
-                let outcomes = seats.request(
-                    &device_key,
-                    &req.request_id,
-                    &wants,
-                    now,
-                    self.policy.lease,
-                    borrow_until,
-                );
+                let outcomes = if refused_all {
+                    Vec::new()
+                } else {
+                    seats.request(
+                        &device_key,
+                        &req.request_id,
+                        &wants,
+                        now,
+                        self.policy.lease,
+                        borrow_until,
+                    )
+                };
                 let mut granted_leases = Vec::new();
                 for (w, o) in wants.iter().zip(outcomes) {
                     match o {
