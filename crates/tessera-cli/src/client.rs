@@ -141,6 +141,46 @@ pub enum ClientCommand {
         #[arg(long)]
         state: Option<PathBuf>,
     },
+    /// Borrow a seat for offline use (kept in the state directory until it expires).
+    Borrow {
+        /// The license server.
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:7070",
+            env = "TESSERA_SERVER_URL"
+        )]
+        server: String,
+        /// The product id.
+        #[arg(long)]
+        product: String,
+        /// The producer's public key.
+        #[arg(long)]
+        producer_key: PathBuf,
+        /// The feature.
+        #[arg(long)]
+        feature: String,
+        /// Days offline (at most the server's longest borrow).
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// The state directory.
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
+    /// Return a borrowed seat early.
+    Return {
+        /// The product id.
+        #[arg(long)]
+        product: String,
+        /// The producer's public key.
+        #[arg(long)]
+        producer_key: PathBuf,
+        /// The feature.
+        #[arg(long)]
+        feature: String,
+        /// The state directory.
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
     /// Register (or look up) this machine's trial with the back office.
     Trial {
         /// The back office URL.
@@ -201,6 +241,19 @@ fn check_and_write(license: &str, producer_key: &Path, out: &Path) -> Result<(),
         lic.features().len()
     );
     Ok(())
+}
+
+fn library_client(
+    product: &str,
+    producer_key: &Path,
+    state: Option<PathBuf>,
+) -> Result<tessera_client::Client, Failure> {
+    let pem = read_text(producer_key, "public key")?;
+    let mut cfg = tessera_client::ClientConfig::new(product, &pem).map_err(|e| anyhow!("{e}"))?;
+    if let Some(dir) = state {
+        cfg = cfg.state_dirs(dir.join("state"), dir.join("backup"));
+    }
+    Ok(tessera_client::Client::new(cfg).map_err(|e| anyhow!("{e}"))?)
 }
 
 pub fn run(cmd: ClientCommand) -> Result<(), Failure> {
@@ -390,6 +443,38 @@ async fn run_async(cmd: ClientCommand) -> Result<(), Failure> {
             let lease = seat.lease();
             tokio::task::block_in_place(|| seat.release()).map_err(|e| anyhow!("{e}"))?;
             println!("returned lease {lease}");
+            Ok(())
+        }
+        ClientCommand::Borrow {
+            server,
+            product,
+            producer_key,
+            feature,
+            days,
+            state,
+        } => {
+            let client = library_client(&product, &producer_key, state)?;
+            let b = tokio::task::block_in_place(|| client.borrow(&server, &feature, "1.0", days))
+                .map_err(|e| Failure::Invalid(e.to_string()))?;
+            let until = tessera_core::time::OffsetDateTime::from_unix_timestamp(b.expires)
+                .map(tessera_core::time_fmt::display_time)
+                .unwrap_or_default();
+            println!(
+                "borrowed {feature} (lease {}) until {until}: usable offline on this computer",
+                b.lease
+            );
+            Ok(())
+        }
+        ClientCommand::Return {
+            product,
+            producer_key,
+            feature,
+            state,
+        } => {
+            let client = library_client(&product, &producer_key, state)?;
+            tokio::task::block_in_place(|| client.return_borrowed(&feature))
+                .map_err(|e| Failure::Invalid(e.to_string()))?;
+            println!("returned the borrowed {feature}");
             Ok(())
         }
         ClientCommand::Trial {

@@ -499,6 +499,60 @@ fn producer_and_customer_walk_through() {
     let out = ok(tessera(
         &[
             "client",
+            "borrow",
+            "--server",
+            &srv_url,
+            "--product",
+            "cad",
+            "--producer-key",
+            "bo/keys/producer.pub",
+            "--feature",
+            "render",
+            "--days",
+            "3",
+            "--state",
+            "bw",
+        ],
+        d,
+    ));
+    assert!(out.contains("borrowed render"), "{out}");
+    let status = ok(tessera(
+        &[
+            "client",
+            "status",
+            "--product",
+            "cad",
+            "--producer-key",
+            "bo/keys/producer.pub",
+            "--state",
+            "bw",
+            "render",
+        ],
+        d,
+    ));
+    assert!(
+        status.contains("render 1.0: yes (Borrowed, 3 days left)"),
+        "{status}"
+    );
+    let out = ok(tessera(
+        &[
+            "client",
+            "return",
+            "--product",
+            "cad",
+            "--producer-key",
+            "bo/keys/producer.pub",
+            "--feature",
+            "render",
+            "--state",
+            "bw",
+        ],
+        d,
+    ));
+    assert!(out.contains("returned the borrowed render"), "{out}");
+    let out = ok(tessera(
+        &[
+            "client",
             "checkout",
             "--server",
             &srv_url,
