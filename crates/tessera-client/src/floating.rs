@@ -18,6 +18,11 @@ use tessera_core::{Clock, Keyring, PublicKey};
 
 use crate::ClientError;
 
+/// A fresh request id.
+pub(crate) fn random_id() -> String {
+    random_hex(12)
+}
+
 fn random_hex(n: usize) -> String {
     let mut b = vec![0u8; n];
     rand::rngs::OsRng.fill_bytes(&mut b);

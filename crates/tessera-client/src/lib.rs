@@ -27,6 +27,8 @@
     warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+#[cfg(feature = "tokio")]
+mod async_api;
 mod error;
 mod floating;
 pub mod state;
@@ -34,6 +36,8 @@ pub mod state;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+#[cfg(feature = "tokio")]
+pub use async_api::AsyncSeat;
 pub use error::ClientError;
 pub use floating::{Borrowed, Seat};
 use tessera_core::feature::Feature;
