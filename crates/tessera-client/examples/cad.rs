@@ -6,8 +6,10 @@
 //! ```
 //!
 //! Commands: `pcid` (show this computer's PC identifier), `activate KEY` (online activation or
-//! validation at launch), `unlock KEY CODE` (a typed unlock code), `run FEATURE...` (what a launch
-//! does: check each feature and say what the user may do, with "N days left" warnings).
+//! validation at launch), `unlock KEY CODE` (a typed unlock code), `seat SERVER FEATURE` (check a
+//! floating seat out, keep it a moment with the heartbeat, return it on exit), `borrow SERVER
+//! FEATURE DAYS` and `return FEATURE` (offline use), `run FEATURE...` (what a launch does: check
+//! each feature and say what the user may do, with "N days left" warnings).
 //! Exit status: 0 when every feature asked for may be used, 1 when one may not, 2 on a usage error.
 
 use std::process::ExitCode;
@@ -17,7 +19,7 @@ use tessera_client::{Client, ClientConfig, GrantSource};
 const FEATURES: [&str; 3] = ["modeler", "render", "export"];
 
 fn usage() -> ExitCode {
-    eprintln!("usage: cad --producer-key FILE [--unlock-key FILE] [--backoffice URL] [--state DIR] (pcid | activate KEY | unlock KEY CODE | run FEATURE...)");
+    eprintln!("usage: cad --producer-key FILE [--unlock-key FILE] [--backoffice URL] [--state DIR] (pcid | activate KEY | unlock KEY CODE | seat SERVER FEATURE | borrow SERVER FEATURE DAYS | return FEATURE | run FEATURE...)");
     ExitCode::from(2)
 }
 
@@ -92,6 +94,42 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Some("seat") if args.len() == 3 => match client.checkout(&args[1], &args[2], "1.0") {
+            Ok(seat) => {
+                println!("seat: {} (lease {})", args[2], seat.lease());
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                drop(seat); // returned on exit
+                println!("seat returned");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cad: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Some("borrow") if args.len() == 4 => {
+            let days: u32 = args[3].parse().unwrap_or(0);
+            match client.borrow(&args[1], &args[2], "1.0", days) {
+                Ok(b) => {
+                    println!("borrowed: {} (lease {})", b.feature, b.lease);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("cad: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Some("return") if args.len() == 2 => match client.return_borrowed(&args[1]) {
+            Ok(()) => {
+                println!("returned: {}", args[1]);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cad: {e}");
+                ExitCode::from(1)
+            }
+        },
         Some("run") if args.len() > 1 => {
             let mut all = true;
             for f in &args[1..] {
@@ -100,6 +138,7 @@ fn main() -> ExitCode {
                         let how = match g.source {
                             GrantSource::License => "licensed",
                             GrantSource::UnlockCode => "unlocked",
+                            GrantSource::Borrowed => "borrowed",
                             GrantSource::Trial => "trial",
                             GrantSource::Basic => "basic",
                             _ => "allowed",

@@ -19,6 +19,7 @@ use tessera_core::{Clock, Keyring, PublicKey};
 use crate::ClientError;
 
 /// A fresh request id.
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 pub(crate) fn random_id() -> String {
     random_hex(12)
 }

@@ -59,15 +59,17 @@ fn example_application_runs_trial_activation_and_unlock() {
     };
     admin(
         "/api/v1/products",
-        serde_json::json!({"id": "cad", "features": [{"name": "modeler"}, {"name": "render"}, {"name": "export"}], "basic_features": ["modeler"]}),
+        serde_json::json!({"id": "cad", "features": [{"name": "modeler"}, {"name": "render"}, {"name": "export"}, {"name": "simulate"}], "basic_features": ["modeler"]}),
     );
     let c = admin("/api/v1/customers", serde_json::json!({"name": "ACME"}));
     let e = admin(
         "/api/v1/entitlements",
         serde_json::json!({"customer_id": c["id"], "lines": [
         {"product": "cad", "model": "node_locked", "count": 1, "features": ["export"]},
-        {"product": "cad", "model": "node_locked", "count": 1, "features": ["render"]}]}),
+        {"product": "cad", "model": "node_locked", "count": 1, "features": ["render"]},
+        {"product": "cad", "model": "floating", "count": 1, "features": ["simulate"]}]}),
     );
+    let floating_key = e["lines"][2]["key"].as_str().unwrap().to_string();
     let export_key = e["lines"][0]["key"].as_str().unwrap().to_string();
     let render_key = e["lines"][1]["key"].as_str().unwrap().to_string();
 
@@ -116,6 +118,48 @@ fn example_application_runs_trial_activation_and_unlock() {
     let (code, out) = run(&["unlock", &render_key, page["code"].as_str().unwrap()]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("unlocked: render"), "{out}");
+    // a license server with the floating key: a seat checked out and returned on exit, then borrowed
+    let srv_dir = tempfile::tempdir().unwrap();
+    let pem = std::fs::read_to_string(&producer).unwrap();
+    let srv_url = rt.block_on(async {
+        tessera_server::daemon::init(srv_dir.path(), &pem, None, Some("ethernet=0050569a3b01"))
+            .await
+            .unwrap();
+        let mut cfg = std::fs::read_to_string(srv_dir.path().join("server.toml")).unwrap();
+        cfg.push_str(&format!(
+            "anchor_dir = \"{}\"\n",
+            srv_dir.path().join("anchors").display()
+        ));
+        std::fs::write(srv_dir.path().join("server.toml"), cfg).unwrap();
+        let server = tessera_server::daemon::open(srv_dir.path(), Arc::new(SystemClock))
+            .await
+            .unwrap();
+        server
+            .activate(&url, &[(floating_key.clone(), 1)])
+            .await
+            .unwrap();
+        let state = tessera_server::http::state(server);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let srv_url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(tessera_server::http::serve_on(
+            listener,
+            state,
+            std::future::pending(),
+        ));
+        srv_url
+    });
+    let (code, out) = run(&["seat", &srv_url, "simulate"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("seat returned"), "{out}");
+    let (code, out) = run(&["borrow", &srv_url, "simulate", "3"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (_, out) = run(&["run", "simulate"]);
+    assert!(
+        out.contains("simulate: borrowed, only 3 days left"),
+        "{out}"
+    );
+    let (code, out) = run(&["return", "simulate"]);
+    assert_eq!(code, Some(0), "{out}");
     // the export key again on this machine is fine; a typo in it is caught before the network
     let mut typo: Vec<char> = export_key.chars().collect();
     typo[1] = if typo[1] == 'A' { 'B' } else { 'A' };
