@@ -141,6 +141,22 @@ pub enum ClientCommand {
         #[arg(long)]
         state: Option<PathBuf>,
     },
+    /// Find and verify this machine's license file as the application does (explicit path,
+    /// TESSERA_LICENSE, the state directory, beside the executable).
+    Verify {
+        /// The product id.
+        #[arg(long)]
+        product: String,
+        /// The producer's public key.
+        #[arg(long)]
+        producer_key: PathBuf,
+        /// The license file (else the application's search order).
+        #[arg(long)]
+        license: Option<PathBuf>,
+        /// The state directory.
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
     /// Borrow a seat for offline use (kept in the state directory until it expires).
     Borrow {
         /// The license server.
@@ -443,6 +459,33 @@ async fn run_async(cmd: ClientCommand) -> Result<(), Failure> {
             let lease = seat.lease();
             tokio::task::block_in_place(|| seat.release()).map_err(|e| anyhow!("{e}"))?;
             println!("returned lease {lease}");
+            Ok(())
+        }
+        ClientCommand::Verify {
+            product,
+            producer_key,
+            license,
+            state,
+        } => {
+            let pem = read_text(&producer_key, "public key")?;
+            let mut cfg =
+                tessera_client::ClientConfig::new(&product, &pem).map_err(|e| anyhow!("{e}"))?;
+            if let Some(dir) = state {
+                cfg = cfg.state_dirs(dir.join("state"), dir.join("backup"));
+            }
+            if let Some(l) = license {
+                cfg = cfg.license_path(l);
+            }
+            let client = tessera_client::Client::new(cfg).map_err(|e| anyhow!("{e}"))?;
+            let (path, lic) = client
+                .license()
+                .map_err(|e| Failure::Invalid(e.to_string()))?;
+            println!(
+                "valid: {} for {} ({} feature records), verified for this computer",
+                path.display(),
+                lic.claims().sub,
+                lic.features().len()
+            );
             Ok(())
         }
         ClientCommand::Borrow {

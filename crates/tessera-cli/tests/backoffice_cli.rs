@@ -553,6 +553,22 @@ fn producer_and_customer_walk_through() {
     let out = ok(tessera(
         &[
             "client",
+            "verify",
+            "--product",
+            "cad",
+            "--producer-key",
+            "bo/keys/producer.pub",
+            "--license",
+            "cad.lic",
+            "--state",
+            "vf",
+        ],
+        d,
+    ));
+    assert!(out.contains("valid: cad.lic"), "{out}");
+    let out = ok(tessera(
+        &[
+            "client",
             "checkout",
             "--server",
             &srv_url,
