@@ -509,7 +509,7 @@ fn producer_and_customer_walk_through() {
             "--feature",
             "render",
             "--days",
-            "3",
+            "30",
             "--state",
             "bw",
         ],
@@ -531,8 +531,34 @@ fn producer_and_customer_walk_through() {
         d,
     ));
     assert!(
-        status.contains("render 1.0: yes (Borrowed, 3 days left)"),
+        status.contains("render 1.0: yes (Borrowed, 30 days left)"),
         "{status}"
+    );
+    // the producer's offline policy (30 days) is the longest borrow
+    let o = tessera(
+        &[
+            "client",
+            "borrow",
+            "--server",
+            &srv_url,
+            "--product",
+            "cad",
+            "--producer-key",
+            "bo/keys/producer.pub",
+            "--feature",
+            "modeler",
+            "--days",
+            "31",
+            "--state",
+            "bw",
+        ],
+        d,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("1 to 30"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
     );
     let out = ok(tessera(
         &[

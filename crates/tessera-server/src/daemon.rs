@@ -49,12 +49,14 @@ pub struct Config {
     /// Lease length in seconds (default 300).
     #[serde(default = "default_lease")]
     pub lease_seconds: u32,
-    /// Longest borrow in days (default 7).
-    #[serde(default = "default_borrow")]
-    pub max_borrow_days: u32,
-    /// Most seats one device and user may have borrowed at once (default 3).
-    #[serde(default = "default_borrows")]
-    pub max_borrows_per_account: u32,
+    /// Longest borrow in days. Default: the producer's offline policy carried by the license
+    /// bundle (`offline_max_days`, 30 unless the producer set another), else 7.
+    #[serde(default)]
+    pub max_borrow_days: Option<u32>,
+    /// Most seats one device and user may have borrowed at once. Default: the producer's policy
+    /// (`offline_max_active`, 3), else 3.
+    #[serde(default)]
+    pub max_borrows_per_account: Option<u32>,
     /// Where the second copy of the anchor lives (default `~/.local/state/tessera`).
     #[serde(default)]
     pub anchor_dir: Option<PathBuf>,
@@ -72,12 +74,6 @@ fn default_listen() -> String {
 }
 fn default_lease() -> u32 {
     300
-}
-fn default_borrow() -> u32 {
-    7
-}
-fn default_borrows() -> u32 {
-    3
 }
 fn default_log() -> String {
     "info".into()
@@ -162,7 +158,7 @@ pub async fn init(
         .map_err(|e| ServerError::Config(format!("the producer key: {e}")))?;
     fs::create_dir_all(data.join("keys")).map_err(|e| file_err(data, e))?;
     let data = data.canonicalize().map_err(|e| file_err(data, e))?;
-    let mut toml_text = "# Tessera license server. Unknown keys are errors.\nlisten = \"0.0.0.0:7070\"\nlease_seconds = 300\nmax_borrow_days = 7\nlog = \"info\"\n".to_string();
+    let mut toml_text = "# Tessera license server. Unknown keys are errors.\nlisten = \"0.0.0.0:7070\"\nlease_seconds = 300\n# max_borrow_days = 7            (default: the producer's offline policy, 30 days)\n# max_borrows_per_account = 3   (default: the producer's offline policy, 3)\nlog = \"info\"\n".to_string();
     if let Some(db) = database {
         toml_text.push_str(&format!("database = \"{}\"\n", db.replace('"', "")));
     }
@@ -281,6 +277,38 @@ fn bundle_records(
     .unwrap_or_default()
 }
 
+/// Sets the engine's borrow limits: the administrator's, else the producer's offline policy from
+/// the bundle.
+fn apply_borrow_policy(
+    engine: &Engine,
+    config: &Config,
+    license: Option<&str>,
+    producer: &PublicKey,
+    host: &HostId,
+    now: tessera_core::time::OffsetDateTime,
+) {
+    let policy = license
+        .and_then(|t| {
+            License::verify(
+                t,
+                &Keyring::with(producer.clone()),
+                now,
+                std::slice::from_ref(host),
+            )
+            .ok()
+        })
+        .and_then(|l| l.claims().policy.clone());
+    let days = config
+        .max_borrow_days
+        .or(policy.as_ref().map(|p| p.offline_max_days))
+        .unwrap_or(7);
+    let active = config
+        .max_borrows_per_account
+        .or(policy.as_ref().map(|p| p.offline_max_active))
+        .unwrap_or(3);
+    engine.set_borrow_limits(days, active);
+}
+
 /// Opens the server: configuration, keys, trusted-storage checks, the seat book.
 pub async fn open(data: &Path, clock: Arc<dyn Clock>) -> Result<Server, ServerError> {
     let key_path = data.join("keys/server.key");
@@ -362,8 +390,11 @@ pub async fn open(data: &Path, clock: Arc<dyn Clock>) -> Result<Server, ServerEr
         lease: tessera_core::time::Duration::seconds(i64::from(
             config.lease_seconds.clamp(3, 86_400),
         )),
-        max_borrow_days: config.max_borrow_days.clamp(1, 365),
-        max_borrows_per_account: config.max_borrows_per_account.clamp(1, 1000),
+        max_borrow_days: config.max_borrow_days.unwrap_or(7).clamp(1, 3650),
+        max_borrows_per_account: config
+            .max_borrows_per_account
+            .unwrap_or(3)
+            .clamp(1, 100_000),
     };
     let engine = Engine::load(
         records,
@@ -374,6 +405,7 @@ pub async fn open(data: &Path, clock: Arc<dyn Clock>) -> Result<Server, ServerEr
         policy,
     )
     .await?;
+    apply_borrow_policy(&engine, &config, license.as_deref(), &producer, &host, now);
     let admin_token_sha256 = store
         .get_setting("server.admin_token_sha256")
         .await?
@@ -592,6 +624,14 @@ impl Server {
         *self.certificate.write().await = Some(certificate.to_string());
         let n = lic.features().len();
         self.engine.reload(lic.features().to_vec()).await?;
+        apply_borrow_policy(
+            &self.engine,
+            &self.config,
+            Some(license),
+            &self.producer,
+            &self.hostid,
+            now,
+        );
         Ok(n)
     }
 }

@@ -69,6 +69,8 @@ pub struct Engine {
     server: HostId,
     clock: Arc<dyn Clock>,
     policy: LeasePolicy,
+    borrow_days: std::sync::atomic::AtomicU32,
+    borrows_per_account: std::sync::atomic::AtomicU32,
 }
 
 #[derive(Debug)]
@@ -121,8 +123,20 @@ impl Engine {
             key,
             server,
             clock,
+            borrow_days: std::sync::atomic::AtomicU32::new(policy.max_borrow_days),
+            borrows_per_account: std::sync::atomic::AtomicU32::new(policy.max_borrows_per_account),
             policy,
         })
+    }
+
+    /// Sets the longest borrow and the most borrowed seats per account (from the producer's
+    /// offline policy, or the administrator's limits).
+    pub fn set_borrow_limits(&self, days: u32, per_account: u32) {
+        use std::sync::atomic::Ordering;
+        self.borrow_days
+            .store(days.clamp(1, 3650), Ordering::SeqCst);
+        self.borrows_per_account
+            .store(per_account.clamp(1, 100_000), Ordering::SeqCst);
     }
 
     async fn build(
@@ -274,11 +288,15 @@ impl Engine {
             Operation::Request | Operation::Borrow | Operation::Preview => {
                 let borrow_until = match req.operation {
                     Operation::Borrow => {
-                        let days = req.borrow_days.unwrap_or(self.policy.max_borrow_days);
-                        if days == 0 || days > self.policy.max_borrow_days {
+                        let max_days = self.borrow_days.load(std::sync::atomic::Ordering::SeqCst);
+                        let max_active = self
+                            .borrows_per_account
+                            .load(std::sync::atomic::Ordering::SeqCst);
+                        let days = req.borrow_days.unwrap_or(max_days);
+                        if days == 0 || days > max_days {
                             return Err(EngineError::BadRequest(format!(
                                 "borrow_days: 1 to {}",
-                                self.policy.max_borrow_days
+                                max_days
                             )));
                         }
                         let held = book
@@ -287,7 +305,7 @@ impl Engine {
                             .filter(|l| l.device == device_key && l.borrowed && l.expires > now)
                             .count();
                         let new_ones = wants.len();
-                        if held + new_ones > self.policy.max_borrows_per_account as usize {
+                        if held + new_ones > max_active as usize {
                             // the issuer enforces the per-account limit: nothing is borrowed
                             for w in &wants {
                                 denials.push(DeniedFeature {
@@ -295,7 +313,7 @@ impl Engine {
                                     code: "borrow_limit".into(),
                                     message: format!(
                                         "at most {} seats may be borrowed at once per account and {held} already are; return one first",
-                                        self.policy.max_borrows_per_account
+                                        max_active
                                     ),
                                 });
                             }
