@@ -489,6 +489,43 @@ fn producer_and_customer_walk_through() {
         d,
     ));
     assert!(out.contains("serves 6 feature record(s)"), "{out}");
+    // the same (older) response applied again after a newer bundle: refused as a replay
+    // (issue times are whole seconds: let one pass so the new bundle is newer)
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    ok(tessera(
+        &[
+            "server",
+            "activate",
+            "--server",
+            &srv_url,
+            "--token",
+            &token,
+            "--backoffice",
+            &url,
+            "--key",
+            &key_count,
+        ],
+        d,
+    ));
+    let o = tessera(
+        &[
+            "server",
+            "offline",
+            "apply",
+            "--server",
+            &srv_url,
+            "--token",
+            &token,
+            "srv-response.txt",
+        ],
+        d,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("replayed answer"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let out = ok(tessera(
         &["server", "sync", "--server", &srv_url, "--token", &token],
         d,

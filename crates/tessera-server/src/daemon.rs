@@ -617,6 +617,24 @@ impl Server {
                 "the certificate received is for another server".into(),
             ));
         }
+        // a replayed older answer (from a fake or stale back office) must not roll the bundle back
+        if let Some(current) = self.store.get_setting("server.license").await? {
+            let installed: Option<tessera_core::LicenseClaims> =
+                tessera_core::document::decode_unverified(
+                    &current,
+                    tessera_core::DocumentType::License,
+                )
+                .ok();
+            if let Some(installed) = installed {
+                if lic.claims().iat < installed.iat {
+                    return Err(ServerError::BackOffice(format!(
+                        "the license received was issued on {}, before the one installed ({}): a replayed answer; nothing was changed",
+                        tessera_core::time_fmt::display_time(lic.claims().iat),
+                        tessera_core::time_fmt::display_time(installed.iat)
+                    )));
+                }
+            }
+        }
         self.store.put_setting("server.license", license).await?;
         self.store
             .put_setting("server.certificate", certificate)
