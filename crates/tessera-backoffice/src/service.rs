@@ -776,6 +776,36 @@ impl<S: Store> BackOffice<S> {
         Ok((key, line, policy, spec))
     }
 
+    /// Takes one of a node-locked line's machines for `target` (kept if it already holds one);
+    /// refuses with "bound to another machine" (count 1) or "count exhausted".
+    async fn hold_device_seat(
+        &self,
+        line: &LineRecord,
+        policy: &LinePolicy,
+        target: &str,
+        hint: String,
+        now: OffsetDateTime,
+    ) -> Result<(), ServiceError> {
+        let outcome = self
+            .store
+            .activate(&line.id, target, 1, capacity(policy), &short_id("ACT"), now)
+            .await?;
+        if let ActivateOutcome::Exhausted { used, .. } = outcome {
+            return Err(if policy.count <= 1 {
+                Refusal::BoundToAnotherMachine { hint }
+            } else {
+                Refusal::CountExhausted {
+                    hint,
+                    available: (i64::from(policy.count) - used).max(0),
+                    total: i64::from(policy.count),
+                    requested: 1,
+                }
+            }
+            .into());
+        }
+        Ok(())
+    }
+
     /// The customer a line was sold to.
     async fn line_customer(&self, line: &LineRecord) -> Result<String, ServiceError> {
         Ok(self
@@ -1174,30 +1204,8 @@ impl<S: Store> BackOffice<S> {
             .into());
         }
         let target = format!("device:{}", HostId::from(&pc));
-        let outcome = self
-            .store
-            .activate(
-                &line.id,
-                &target,
-                1,
-                capacity(&policy),
-                &short_id("ACT"),
-                now,
-            )
+        self.hold_device_seat(&line, &policy, &target, hint, now)
             .await?;
-        if let ActivateOutcome::Exhausted { used, .. } = outcome {
-            return Err(if policy.count <= 1 {
-                Refusal::BoundToAnotherMachine { hint }
-            } else {
-                Refusal::CountExhausted {
-                    hint,
-                    available: (i64::from(policy.count) - used).max(0),
-                    total: i64::from(policy.count),
-                    requested: 1,
-                }
-            }
-            .into());
-        }
         let exp = self.line_expiry(&line, &policy, now).await?;
         let entitlement = self
             .store
@@ -1409,30 +1417,8 @@ impl<S: Store> BackOffice<S> {
                 .into());
             }
         }
-        let outcome = self
-            .store
-            .activate(
-                &line.id,
-                &target,
-                1,
-                capacity(&policy),
-                &short_id("ACT"),
-                now,
-            )
+        self.hold_device_seat(&line, &policy, &target, hint, now)
             .await?;
-        if let ActivateOutcome::Exhausted { used, .. } = outcome {
-            return Err(if policy.count <= 1 {
-                Refusal::BoundToAnotherMachine { hint }
-            } else {
-                Refusal::CountExhausted {
-                    hint,
-                    available: (i64::from(policy.count) - used).max(0),
-                    total: i64::from(policy.count),
-                    requested: 1,
-                }
-            }
-            .into());
-        }
         let mask = FeatureMask::from_names(&names, &granted)
             .map_err(|e| ServiceError::invalid("features", e.to_string()))?;
         let exp = self.line_expiry(&line, &policy, now).await?;
