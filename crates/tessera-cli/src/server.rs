@@ -148,17 +148,22 @@ pub fn run(cmd: ServerCommand) -> Result<()> {
     rt.block_on(run_async(cmd))
 }
 
-async fn admin_call(
-    server: &str,
-    token: &str,
-    path: &str,
-    body: Option<serde_json::Value>,
-) -> Result<serde_json::Value> {
+/// What an admin request sends.
+enum Body {
+    None,
+    Json(serde_json::Value),
+    Text(String),
+}
+
+/// Calls the running server's admin API; returns the answer's text, or the problem's detail and
+/// code as the error.
+async fn admin_request(server: &str, token: &str, path: &str, body: Body) -> Result<String> {
     let client = reqwest::Client::new();
     let url = format!("{}{path}", server.trim_end_matches('/'));
     let req = match body {
-        Some(b) => client.post(&url).json(&b),
-        None => client.get(&url),
+        Body::None => client.get(&url),
+        Body::Json(b) => client.post(&url).json(&b),
+        Body::Text(t) => client.post(&url).body(t),
     };
     let resp = req
         .bearer_auth(token)
@@ -166,15 +171,27 @@ async fn admin_call(
         .await
         .with_context(|| format!("cannot reach the license server at {server}"))?;
     let status = resp.status();
-    let v: serde_json::Value = resp.json().await.unwrap_or_default();
+    let text = resp.text().await.unwrap_or_default();
     if !status.is_success() {
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
         bail!(
             "{} ({})",
             v["detail"].as_str().unwrap_or("the license server refused"),
             v["code"].as_str().unwrap_or(status.as_str())
         );
     }
-    Ok(v)
+    Ok(text)
+}
+
+async fn admin_call(
+    server: &str,
+    token: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Result<serde_json::Value> {
+    let body = body.map_or(Body::None, Body::Json);
+    let text = admin_request(server, token, path, body).await?;
+    Ok(serde_json::from_str(&text).unwrap_or_default())
 }
 
 async fn run_async(cmd: ServerCommand) -> Result<()> {
@@ -248,22 +265,9 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
             keys,
             out,
         }) => {
-            let client = reqwest::Client::new();
-            let resp = client
-                .post(format!(
-                    "{}/api/v1/admin/offline-request",
-                    server.trim_end_matches('/')
-                ))
-                .bearer_auth(&token)
-                .json(&serde_json::json!({"activations": key_counts(&keys)?}))
-                .send()
-                .await
-                .with_context(|| format!("cannot reach the license server at {server}"))?;
-            let status = resp.status();
-            let text = resp.text().await.unwrap_or_default();
-            if !status.is_success() {
-                bail!("the license server refused ({status}): {text}");
-            }
+            let body = Body::Json(serde_json::json!({"activations": key_counts(&keys)?}));
+            let text =
+                admin_request(&server, &token, "/api/v1/admin/offline-request", body).await?;
             crate::fsutil::write_atomic(&out, text.as_bytes(), 0o644)?;
             println!(
                 "request written to {}: answer it at the back office's /offline page or with `tessera backoffice offline respond`, then `tessera server offline apply`",
@@ -278,25 +282,14 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
         }) => {
             let text = std::fs::read_to_string(&response)
                 .with_context(|| format!("cannot read {}", response.display()))?;
-            let resp = reqwest::Client::new()
-                .post(format!(
-                    "{}/api/v1/admin/offline-apply",
-                    server.trim_end_matches('/')
-                ))
-                .bearer_auth(&token)
-                .body(text)
-                .send()
-                .await
-                .with_context(|| format!("cannot reach the license server at {server}"))?;
-            let status = resp.status();
-            let v: serde_json::Value = resp.json().await.unwrap_or_default();
-            if !status.is_success() {
-                bail!(
-                    "{} ({})",
-                    v["detail"].as_str().unwrap_or("refused"),
-                    v["code"].as_str().unwrap_or(status.as_str())
-                );
-            }
+            let answer = admin_request(
+                &server,
+                &token,
+                "/api/v1/admin/offline-apply",
+                Body::Text(text),
+            )
+            .await?;
+            let v: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
             println!(
                 "applied: the server now serves {} feature record(s)",
                 v["feature_records"]
