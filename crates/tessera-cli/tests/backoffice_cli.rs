@@ -3,11 +3,13 @@
 //! by unlock code; revoke and re-host. Everything through the `tessera` binary (and the /activate
 //! page over HTTP, as a browser would post it).
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use serde_json::Value;
+
+mod support;
+use support::{spawn, Serve};
 
 fn tessera(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tessera"))
@@ -31,15 +33,6 @@ fn ok(o: Output) -> String {
 
 fn json(o: Output) -> Value {
     serde_json::from_str(&ok(o)).unwrap()
-}
-
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
@@ -141,30 +134,18 @@ fn producer_and_customer_walk_through() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("count=… is required"));
 
     // serve on a free port and read the address it prints
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args([
+    let (child, url) = spawn(
+        &[
             "backoffice",
             "serve",
             "--data",
             "bo",
             "--listen",
             "127.0.0.1:0",
-        ])
-        .current_dir(d)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+        ],
+        d,
+    );
     let _serve = Serve(child);
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .to_string();
 
     // a device online
     let out = ok(tessera(
@@ -383,30 +364,18 @@ fn producer_and_customer_walk_through() {
         .find(|w| w.starts_with("tss_"))
         .unwrap()
         .to_string();
-    let mut srv = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args([
+    let (srv, srv_url) = spawn(
+        &[
             "server",
             "serve",
             "--data",
             "srv",
             "--listen",
             "127.0.0.1:0",
-        ])
-        .current_dir(d)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(srv.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+        ],
+        d,
+    );
     let _srv = Serve(srv);
-    let srv_url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .to_string();
     let key_count = format!("{}:4", keys[0]);
     let out = ok(tessera(
         &[

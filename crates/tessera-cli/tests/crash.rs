@@ -3,12 +3,14 @@
 //! doubled seat. Requests in flight at the kill are retried with the same request id, as a client
 //! does, and never take a second seat.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
+
+mod support;
+use support::spawn;
 
 fn tessera(args: &[&str], cwd: &Path) -> String {
     let o = Command::new(env!("CARGO_BIN_EXE_tessera"))
@@ -22,26 +24,6 @@ fn tessera(args: &[&str], cwd: &Path) -> String {
         String::from_utf8_lossy(&o.stderr)
     );
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn spawn(args: &[&str], cwd: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(args)
-        .current_dir(cwd)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .to_string();
-    (child, url)
 }
 
 #[derive(Debug, Clone)]
