@@ -7,8 +7,74 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
 use crate::document::{self, DocumentType, SignError, VerifyError};
 use crate::keys::{Keyring, SigningKey};
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn mac(key: &[u8]) -> HmacSha256 {
+    // HMAC takes keys of any length: this never fails
+    <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!())
+}
+
+/// The proof a client sends with a renew or return of lease `lease`: HMAC-SHA256 under the lease's
+/// session key over `renew|return`, the request's nonce, request id and the lease id, base64url.
+pub fn session_proof(
+    session_key: &[u8],
+    operation: Operation,
+    nonce: &str,
+    request_id: &str,
+    lease: u64,
+) -> String {
+    let mut m = mac(session_key);
+    m.update(proof_input(operation, nonce, request_id, lease).as_bytes());
+    URL_SAFE_NO_PAD.encode(m.finalize().into_bytes())
+}
+
+fn proof_input(operation: Operation, nonce: &str, request_id: &str, lease: u64) -> String {
+    let op = match operation {
+        Operation::Renew => "renew",
+        Operation::Return => "return",
+        Operation::Request => "request",
+        Operation::Preview => "preview",
+        Operation::Borrow => "borrow",
+    };
+    format!("tessera-session-proof|{op}|{nonce}|{request_id}|{lease}")
+}
+
+/// Checks a [`session_proof`] in constant time.
+pub fn check_session_proof(
+    session_key: &[u8],
+    operation: Operation,
+    nonce: &str,
+    request_id: &str,
+    lease: u64,
+    proof: &str,
+) -> bool {
+    let Ok(bytes) = URL_SAFE_NO_PAD.decode(proof) else {
+        return false;
+    };
+    let mut m = mac(session_key);
+    m.update(proof_input(operation, nonce, request_id, lease).as_bytes());
+    m.verify_slice(&bytes).is_ok()
+}
+
+/// The lease a sealed response (see [`CapabilityResponseClaims::seal`]) was sealed for, or `None`
+/// for a signed response.
+pub fn sealed_lease(token: &str) -> Option<u64> {
+    let header = token.split('.').next()?;
+    let bytes = URL_SAFE_NO_PAD.decode(header).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    if v["alg"] != "HS256" {
+        return None;
+    }
+    v["kid"].as_str()?.strip_prefix("lease-")?.parse().ok()
+}
 
 /// What the client asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +140,11 @@ pub struct CapabilityRequest {
     /// For a borrow: days offline (at most the policy's longest borrow).
     #[serde(default)]
     pub borrow_days: Option<u32>,
+    /// For a renew or return of one lease: [`session_proof`] computed with the session key the
+    /// grant carried. With it the server answers with a response sealed by that key (cheap)
+    /// instead of a signed one; a wrong proof is refused.
+    #[serde(default)]
+    pub session_proof: Option<String>,
 }
 
 /// A seat granted.
@@ -96,6 +167,11 @@ pub struct GrantedSeat {
     /// Taken offline.
     #[serde(default)]
     pub borrowed: bool,
+    /// The lease's session key (base64url, 32 bytes), in signed answers only: renewals and returns
+    /// of this lease may be authenticated with it ([`session_proof`]) and are then answered with a
+    /// response sealed by it ([`CapabilityResponseClaims::seal`]) rather than signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_key: Option<String>,
 }
 
 /// A feature not granted.
@@ -140,6 +216,80 @@ impl CapabilityResponseClaims {
         document::sign(server, DocumentType::CapabilityResponse, self)
     }
 
+    /// Seals the answer to a renew or return of `lease` with that lease's session key: a JWS with
+    /// `alg` HS256 and `kid` `lease-<id>`. A client that holds the session key (from the signed
+    /// grant) checks it with [`CapabilityResponseClaims::verify_sealed`]; it costs a hash, not a
+    /// signature.
+    pub fn seal(&self, session_key: &[u8], lease: u64) -> Result<String, SignError> {
+        let header = serde_json::json!({
+            "alg": "HS256",
+            "kid": format!("lease-{lease}"),
+            "typ": DocumentType::CapabilityResponse.typ(),
+        });
+        let mut token = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header)?);
+        token.push('.');
+        token.push_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(self)?));
+        let mut m = mac(session_key);
+        m.update(token.as_bytes());
+        token.push('.');
+        token.push_str(&URL_SAFE_NO_PAD.encode(m.finalize().into_bytes()));
+        Ok(token)
+    }
+
+    /// Checks a sealed answer with the lease's session key and that it answers `nonce`.
+    pub fn verify_sealed(
+        token: &str,
+        session_key: &[u8],
+        nonce: &str,
+    ) -> Result<CapabilityResponseClaims, VerifyError> {
+        let malformed = |detail: &str| VerifyError::Malformed {
+            line: 1,
+            column: 1,
+            detail: detail.into(),
+        };
+        let mut parts = token.trim().splitn(4, '.');
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(malformed("a token has three parts separated by '.'"));
+        };
+        let header: serde_json::Value = URL_SAFE_NO_PAD
+            .decode(h)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| malformed("the header is not base64url JSON"))?;
+        if header["alg"] != "HS256" {
+            return Err(VerifyError::UnsupportedAlgorithm {
+                alg: header["alg"].as_str().unwrap_or("none").into(),
+            });
+        }
+        if header["typ"] != DocumentType::CapabilityResponse.typ() {
+            return Err(VerifyError::WrongDocumentType {
+                expected: DocumentType::CapabilityResponse,
+                found: header["typ"].as_str().unwrap_or("none").into(),
+            });
+        }
+        let sig = URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| malformed("the seal is not base64url"))?;
+        let mut m = mac(session_key);
+        m.update(&token.trim().as_bytes()[..h.len() + 1 + p.len()]);
+        if m.verify_slice(&sig).is_err() {
+            return Err(VerifyError::SignatureMismatch);
+        }
+        let c: CapabilityResponseClaims = URL_SAFE_NO_PAD
+            .decode(p)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| malformed("the claims are not the expected JSON"))?;
+        if c.nonce != nonce {
+            return Err(malformed(
+                "the response answers another request (nonce mismatch): a replayed answer",
+            ));
+        }
+        Ok(c)
+    }
+
     /// Verifies an answer with the server's (certified) key and checks it answers `nonce`.
     pub fn verify(
         token: &str,
@@ -158,5 +308,68 @@ impl CapabilityResponseClaims {
             });
         }
         Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn claims() -> CapabilityResponseClaims {
+        CapabilityResponseClaims {
+            nonce: "n0nce-n0nce-n0nce".into(),
+            request_id: "r1".into(),
+            device_id: "string=dev".into(),
+            operation: Operation::Renew,
+            server: "string=srv".into(),
+            iat: datetime!(2026-06-01 12:00 UTC),
+            grants: vec![],
+            denials: vec![],
+            renew_interval_secs: 100,
+        }
+    }
+
+    #[test]
+    fn a_sealed_answer_opens_only_with_its_session_key_and_nonce() {
+        let key = [7u8; 32];
+        let token = claims().seal(&key, 42).unwrap();
+        assert_eq!(sealed_lease(&token), Some(42));
+        let back = CapabilityResponseClaims::verify_sealed(&token, &key, "n0nce-n0nce-n0nce").unwrap();
+        assert_eq!(back, claims());
+        assert!(matches!(
+            CapabilityResponseClaims::verify_sealed(&token, &[8u8; 32], "n0nce-n0nce-n0nce"),
+            Err(VerifyError::SignatureMismatch)
+        ));
+        assert!(CapabilityResponseClaims::verify_sealed(&token, &key, "other-nonce-xxxxx").is_err());
+        // a changed claim breaks the seal
+        let mut parts: Vec<String> = token.split('.').map(String::from).collect();
+        let mut c = claims();
+        c.renew_interval_secs = 1;
+        parts[1] = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&c).unwrap());
+        assert!(matches!(
+            CapabilityResponseClaims::verify_sealed(&parts.join("."), &key, "n0nce-n0nce-n0nce"),
+            Err(VerifyError::SignatureMismatch)
+        ));
+        // a signed answer is not a sealed one, and cannot pass for one
+        let signed = claims().sign(&SigningKey::from_seed(&[1; 32])).unwrap();
+        assert_eq!(sealed_lease(&signed), None);
+        assert!(matches!(
+            CapabilityResponseClaims::verify_sealed(&signed, &key, "n0nce-n0nce-n0nce"),
+            Err(VerifyError::UnsupportedAlgorithm { .. })
+        ));
+    }
+
+    #[test]
+    fn a_session_proof_binds_key_operation_nonce_request_and_lease() {
+        let key = [3u8; 32];
+        let p = session_proof(&key, Operation::Renew, "nonce", "rid", 5);
+        assert!(check_session_proof(&key, Operation::Renew, "nonce", "rid", 5, &p));
+        assert!(!check_session_proof(&[4u8; 32], Operation::Renew, "nonce", "rid", 5, &p));
+        assert!(!check_session_proof(&key, Operation::Return, "nonce", "rid", 5, &p));
+        assert!(!check_session_proof(&key, Operation::Renew, "nonce2", "rid", 5, &p));
+        assert!(!check_session_proof(&key, Operation::Renew, "nonce", "rid2", 5, &p));
+        assert!(!check_session_proof(&key, Operation::Renew, "nonce", "rid", 6, &p));
+        assert!(!check_session_proof(&key, Operation::Renew, "nonce", "rid", 5, "not base64!"));
     }
 }

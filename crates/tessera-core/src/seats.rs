@@ -14,7 +14,9 @@
 //! **Retries never take a second seat.** A grant is keyed by device and request id: the same
 //! device repeating a request id gets the lease it already holds, extended, not a new one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use sha2::{Digest, Sha256};
 
 use time::{Duration, OffsetDateTime};
 
@@ -122,12 +124,28 @@ impl Pool {
     }
 }
 
+fn request_key(device: &str, request_id: &str, feature: &str) -> u128 {
+    let mut h = Sha256::new();
+    for part in [device, request_id, feature] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    let d = h.finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    u128::from_le_bytes(b)
+}
+
 /// The seat book of one license server.
 #[derive(Debug, Clone, Default)]
 pub struct SeatBook {
     pools: Vec<Pool>,
     leases: BTreeMap<LeaseId, Lease>,
-    by_request: HashMap<(String, String, String), LeaseId>,
+    /// Lease by (device, request id, feature), keyed by a 128-bit digest of the three so a
+    /// million leases do not hold a second copy of their strings.
+    by_request: HashMap<u128, LeaseId>,
+    /// Leases by expiry, so expiring is not a scan of every lease.
+    by_expiry: BTreeSet<(OffsetDateTime, LeaseId)>,
     next_id: LeaseId,
 }
 
@@ -145,6 +163,7 @@ impl SeatBook {
                 .collect(),
             leases: BTreeMap::new(),
             by_request: HashMap::new(),
+            by_expiry: BTreeSet::new(),
             next_id: 1,
         }
     }
@@ -201,15 +220,16 @@ impl SeatBook {
         duration: Duration,
         borrow_until: Option<OffsetDateTime>,
     ) -> Outcome {
-        let key = (
-            device.to_string(),
-            request_id.to_string(),
-            want.name.clone(),
-        );
+        let key = request_key(device, request_id, &want.name);
         if let Some(id) = self.by_request.get(&key).copied() {
             if let Some(lease) = self.leases.get_mut(&id) {
                 if !lease.borrowed {
+                    let old = lease.expires;
                     lease.expires = lease.expires.max(now + duration);
+                    if lease.expires != old {
+                        self.by_expiry.remove(&(old, id));
+                        self.by_expiry.insert((lease.expires, id));
+                    }
                 }
                 return Outcome::Granted(lease.clone());
             }
@@ -326,6 +346,7 @@ impl SeatBook {
         };
         self.next_id += 1;
         self.by_request.insert(key, lease.id);
+        self.by_expiry.insert((lease.expires, lease.id));
         self.leases.insert(lease.id, lease.clone());
         Outcome::Granted(lease)
     }
@@ -366,7 +387,9 @@ impl SeatBook {
                 Some(crate::feature::Expiry::At(t)) => t,
                 _ => now + duration,
             };
+            self.by_expiry.remove(&(lease.expires, id));
             lease.expires = (now + duration).min(cap);
+            self.by_expiry.insert((lease.expires, id));
         }
         Some(lease)
     }
@@ -374,7 +397,13 @@ impl SeatBook {
     /// Returns a lease's seats (metered units stay consumed). `None` when unknown.
     pub fn release(&mut self, id: LeaseId) -> Option<Lease> {
         let lease = self.leases.remove(&id)?;
-        self.by_request.retain(|_, v| *v != id);
+        self.by_expiry.remove(&(lease.expires, id));
+        if let Some(p) = self.pools.get(lease.record) {
+            let key = request_key(&lease.device, &lease.request_id, &p.feature.name);
+            if self.by_request.get(&key) == Some(&id) {
+                self.by_request.remove(&key);
+            }
+        }
         if let Some(p) = self.pools.get_mut(lease.record) {
             p.used = p.used.saturating_sub(u64::from(lease.count));
         }
@@ -384,10 +413,10 @@ impl SeatBook {
     /// Returns the seats of every lease that has run out at `now`; returns those leases.
     pub fn expire(&mut self, now: OffsetDateTime) -> Vec<Lease> {
         let gone: Vec<LeaseId> = self
-            .leases
-            .values()
-            .filter(|l| l.expires <= now)
-            .map(|l| l.id)
+            .by_expiry
+            .iter()
+            .take_while(|(t, _)| *t <= now)
+            .map(|&(_, id)| id)
             .collect();
         gone.into_iter().filter_map(|id| self.release(id)).collect()
     }
@@ -398,20 +427,51 @@ impl SeatBook {
         if lease.expires <= now || lease.record >= self.pools.len() {
             return false;
         }
+        // a lease with this id already held is replaced
+        self.release(lease.id);
         if let Some(p) = self.pools.get_mut(lease.record) {
             p.used += u64::from(lease.count);
         }
         self.next_id = self.next_id.max(lease.id + 1);
         self.by_request.insert(
-            (
-                lease.device.clone(),
-                lease.request_id.clone(),
-                self.pools[lease.record].feature.name.clone(),
+            request_key(
+                &lease.device,
+                &lease.request_id,
+                &self.pools[lease.record].feature.name,
             ),
             lease.id,
         );
+        self.by_expiry.insert((lease.expires, lease.id));
         self.leases.insert(lease.id, lease);
         true
+    }
+
+    /// Puts a lease as another license server sharing the store decided it (a cluster member's
+    /// grant or renewal), replacing one with the same id. Returns whether it is held now.
+    pub fn put(&mut self, lease: Lease, now: OffsetDateTime) -> bool {
+        let id = lease.id;
+        let held = self.restore(lease, now);
+        if !held {
+            // expired (or of an unknown record) as decided there: not held here either
+            self.release(id);
+        }
+        held
+    }
+
+    /// Sets a lease's expiry as another license server decided it; `false` when unknown.
+    pub fn set_expiry(&mut self, id: LeaseId, expires: OffsetDateTime) -> bool {
+        let Some(lease) = self.leases.get_mut(&id) else {
+            return false;
+        };
+        self.by_expiry.remove(&(lease.expires, id));
+        lease.expires = expires;
+        self.by_expiry.insert((expires, id));
+        true
+    }
+
+    /// The id the next lease will get.
+    pub fn next_id(&self) -> LeaseId {
+        self.next_id
     }
 
     /// Counts metered units consumed before a restart.
@@ -424,8 +484,21 @@ impl SeatBook {
     /// Checks the book's own invariant: each record's seats in use equal its leases' seats and
     /// stay within count plus overdraft. For tests and assertions in debug builds.
     pub fn check_invariants(&self) -> Result<(), String> {
+        if self.by_expiry.len() != self.leases.len()
+            || self.by_request.len() > self.leases.len()
+        {
+            return Err(format!(
+                "indexes out of step: {} leases, {} by expiry, {} by request",
+                self.leases.len(),
+                self.by_expiry.len(),
+                self.by_request.len()
+            ));
+        }
         let mut sums = vec![0u64; self.pools.len()];
         for l in self.leases.values() {
+            if !self.by_expiry.contains(&(l.expires, l.id)) {
+                return Err(format!("lease {} missing from the expiry index", l.id));
+            }
             if let Some(s) = sums.get_mut(l.record) {
                 *s += u64::from(l.count);
             }

@@ -94,6 +94,14 @@ pub enum StoreError {
         detail: String,
     },
 
+    /// The operation needs another backend (e.g. several license servers over one database need
+    /// PostgreSQL).
+    #[error("{detail}")]
+    Unsupported {
+        /// What, and what to use instead.
+        detail: String,
+    },
+
     /// Any other database error.
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),

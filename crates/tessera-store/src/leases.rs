@@ -72,18 +72,71 @@ pub trait LeaseStore {
     fn load_consumed(&self) -> impl Future<Output = Result<Vec<(String, i64)>, StoreError>> + Send;
 }
 
+/// What a cluster member applies to its seat book before it decides (see
+/// [`AnyStore::cluster_commit`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatchUp {
+    /// The changes other members committed since the member's last commit, in order.
+    Changes(Vec<LeaseChange>),
+    /// Everything: the member has no state yet, lost it after a failed commit, or fell behind the
+    /// pruned part of the log.
+    Full {
+        /// Every lease stored.
+        leases: Vec<LeaseRow>,
+        /// Metered units by record key.
+        consumed: Vec<(String, i64)>,
+    },
+}
+
 type Row = (i64, String, String, String, i64, i64, i64, i64);
+type LogRow = (
+    String,
+    i64,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+);
+
+/// The advisory lock key all members of a cluster decide under.
+const CLUSTER_LOCK: i64 = 0x7e55_e7a0_1ea5_e001;
+
+fn from_log(r: LogRow) -> Result<Option<LeaseChange>, StoreError> {
+    let (kind, lease_id, device, request_id, record_key, count, overdraft, expires_at, borrowed, units) = r;
+    Ok(Some(match kind.as_str() {
+        "put" => LeaseChange::Put(LeaseRow {
+            id: lease_id,
+            device,
+            request_id,
+            record_key,
+            count,
+            overdraft,
+            expires_at: time(expires_at, "lease_log.expires_at")?,
+            borrowed: borrowed != 0,
+        }),
+        "expiry" => LeaseChange::Expiry {
+            id: lease_id,
+            expires_at: time(expires_at, "lease_log.expires_at")?,
+        },
+        "delete" => LeaseChange::Delete { id: lease_id },
+        "consumed" => LeaseChange::Consumed { record_key, units },
+        _ => return Ok(None),
+    }))
+}
 
 macro_rules! impl_lease_store {
-    ($store:ty, $name:literal) => {
-        impl LeaseStore for $store {
-            #[tracing::instrument(level = "debug", skip_all, fields(backend = $name, n = changes.len()))]
-            async fn apply_lease_changes(&self, changes: Vec<LeaseChange>) -> Result<(), StoreError> {
-                if changes.is_empty() {
-                    return Ok(());
-                }
-                let mut tx = self.pool.begin().await?;
-                for c in &changes {
+    ($store:ty, $conn:ty, $name:literal) => {
+        impl $store {
+            /// Writes the changes on `conn` (inside the caller's transaction).
+            async fn write_lease_changes(
+                conn: &mut $conn,
+                changes: &[LeaseChange],
+            ) -> Result<(), StoreError> {
+                for c in changes {
                     match c {
                         LeaseChange::Put(l) => {
                             sqlx::query(
@@ -101,20 +154,20 @@ macro_rules! impl_lease_store {
                             .bind(l.overdraft)
                             .bind(unix(l.expires_at))
                             .bind(i64::from(l.borrowed))
-                            .execute(&mut *tx)
+                            .execute(&mut *conn)
                             .await?;
                         }
                         LeaseChange::Expiry { id, expires_at } => {
                             sqlx::query("UPDATE leases SET expires_at = $2 WHERE id = $1")
                                 .bind(id)
                                 .bind(unix(*expires_at))
-                                .execute(&mut *tx)
+                                .execute(&mut *conn)
                                 .await?;
                         }
                         LeaseChange::Delete { id } => {
                             sqlx::query("DELETE FROM leases WHERE id = $1")
                                 .bind(id)
-                                .execute(&mut *tx)
+                                .execute(&mut *conn)
                                 .await?;
                         }
                         LeaseChange::Consumed { record_key, units } => {
@@ -124,21 +177,19 @@ macro_rules! impl_lease_store {
                             )
                             .bind(record_key)
                             .bind(units)
-                            .execute(&mut *tx)
+                            .execute(&mut *conn)
                             .await?;
                         }
                     }
                 }
-                tx.commit().await?;
                 Ok(())
             }
 
-            #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
-            async fn load_leases(&self) -> Result<Vec<LeaseRow>, StoreError> {
+            async fn read_leases(conn: &mut $conn) -> Result<Vec<LeaseRow>, StoreError> {
                 let rows: Vec<Row> = sqlx::query_as(
                     "SELECT id, device, request_id, record_key, count, overdraft, expires_at, borrowed FROM leases ORDER BY id",
                 )
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *conn)
                 .await?;
                 rows.into_iter()
                     .map(|r| {
@@ -156,18 +207,179 @@ macro_rules! impl_lease_store {
                     .collect()
             }
 
+            async fn read_consumed(conn: &mut $conn) -> Result<Vec<(String, i64)>, StoreError> {
+                Ok(sqlx::query_as("SELECT record_key, units FROM metered_use ORDER BY record_key")
+                    .fetch_all(&mut *conn)
+                    .await?)
+            }
+        }
+
+        impl LeaseStore for $store {
+            #[tracing::instrument(level = "debug", skip_all, fields(backend = $name, n = changes.len()))]
+            async fn apply_lease_changes(&self, changes: Vec<LeaseChange>) -> Result<(), StoreError> {
+                if changes.is_empty() {
+                    return Ok(());
+                }
+                let mut tx = self.pool.begin().await?;
+                Self::write_lease_changes(&mut tx, &changes).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
+            async fn load_leases(&self) -> Result<Vec<LeaseRow>, StoreError> {
+                let mut conn = self.pool.acquire().await?;
+                Self::read_leases(&mut conn).await
+            }
+
             #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
             async fn load_consumed(&self) -> Result<Vec<(String, i64)>, StoreError> {
-                Ok(sqlx::query_as("SELECT record_key, units FROM metered_use ORDER BY record_key")
-                    .fetch_all(&self.pool)
-                    .await?)
+                let mut conn = self.pool.acquire().await?;
+                Self::read_consumed(&mut conn).await
             }
         }
     };
 }
 
-impl_lease_store!(SqliteStore, "sqlite");
-impl_lease_store!(PgStore, "postgres");
+impl_lease_store!(SqliteStore, sqlx::SqliteConnection, "sqlite");
+impl_lease_store!(PgStore, sqlx::PgConnection, "postgres");
+
+impl PgStore {
+    /// Appends the changes to the lease log on `conn`.
+    async fn log_lease_changes(
+        conn: &mut sqlx::PgConnection,
+        node: &str,
+        changes: &[LeaseChange],
+    ) -> Result<(), StoreError> {
+        for c in changes {
+            let (kind, id, device, request_id, record_key, count, overdraft, expires, borrowed, units) = match c {
+                LeaseChange::Put(l) => ("put", l.id, l.device.as_str(), l.request_id.as_str(), l.record_key.as_str(), l.count, l.overdraft, unix(l.expires_at), i64::from(l.borrowed), 0),
+                LeaseChange::Expiry { id, expires_at } => ("expiry", *id, "", "", "", 0, 0, unix(*expires_at), 0, 0),
+                LeaseChange::Delete { id } => ("delete", *id, "", "", "", 0, 0, 0, 0, 0),
+                LeaseChange::Consumed { record_key, units } => ("consumed", 0, "", "", record_key.as_str(), 0, 0, 0, 0, *units),
+            };
+            sqlx::query(
+                "INSERT INTO lease_log (node, kind, lease_id, device, request_id, record_key, count, overdraft, expires_at, borrowed, units) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(node)
+            .bind(kind)
+            .bind(id)
+            .bind(device)
+            .bind(request_id)
+            .bind(record_key)
+            .bind(count)
+            .bind(overdraft)
+            .bind(expires)
+            .bind(borrowed)
+            .bind(units)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// One decision round of a cluster member, in one transaction under the cluster's advisory
+    /// lock: reads what other members committed since `since` (or everything, when `since` is
+    /// `None` or the log was pruned past it), lets `work` apply that and decide, writes the changes
+    /// it returns to the leases and the log, and commits. Returns the log position to pass next
+    /// time with what `work` returned. Nothing is written when it fails.
+    #[tracing::instrument(level = "debug", skip_all, fields(backend = "postgres"))]
+    pub async fn cluster_commit<R, F>(
+        &self,
+        node: &str,
+        since: Option<i64>,
+        work: F,
+    ) -> Result<(i64, R), StoreError>
+    where
+        F: FnOnce(CatchUp) -> (Vec<LeaseChange>, R) + Send,
+        R: Send,
+    {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(CLUSTER_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        let (first, last): (Option<i64>, Option<i64>) =
+            sqlx::query_as("SELECT MIN(seq), MAX(seq) FROM lease_log")
+                .fetch_one(&mut *tx)
+                .await?;
+        let catch_up = match since {
+            Some(s) if first.is_none_or(|f| s >= f - 1) => {
+                let rows: Vec<LogRow> = sqlx::query_as(
+                    "SELECT kind, lease_id, device, request_id, record_key, count, overdraft, expires_at, borrowed, units \
+                     FROM lease_log WHERE seq > $1 ORDER BY seq",
+                )
+                .bind(s)
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut changes = Vec::with_capacity(rows.len());
+                for r in rows {
+                    if let Some(c) = from_log(r)? {
+                        changes.push(c);
+                    }
+                }
+                CatchUp::Changes(changes)
+            }
+            _ => CatchUp::Full {
+                leases: Self::read_leases(&mut tx).await?,
+                consumed: Self::read_consumed(&mut tx).await?,
+            },
+        };
+        let (changes, out) = work(catch_up);
+        Self::write_lease_changes(&mut tx, &changes).await?;
+        Self::log_lease_changes(&mut tx, node, &changes).await?;
+        let (now_last,): (Option<i64>,) = sqlx::query_as("SELECT MAX(seq) FROM lease_log")
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok((now_last.or(last).unwrap_or(0), out))
+    }
+
+    /// Drops log entries older than the newest `keep`; members behind them reload whole.
+    pub async fn prune_lease_log(&self, keep: i64) -> Result<u64, StoreError> {
+        let r = sqlx::query(
+            "DELETE FROM lease_log WHERE seq <= (SELECT COALESCE(MAX(seq), 0) FROM lease_log) - $1",
+        )
+        .bind(keep.max(1))
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+}
+
+impl AnyStore {
+    /// See [`PgStore::cluster_commit`]; an SQLite store cannot be shared by several servers.
+    pub async fn cluster_commit<R, F>(
+        &self,
+        node: &str,
+        since: Option<i64>,
+        work: F,
+    ) -> Result<(i64, R), StoreError>
+    where
+        F: FnOnce(CatchUp) -> (Vec<LeaseChange>, R) + Send,
+        R: Send,
+    {
+        match self {
+            AnyStore::Postgres(s) => s.cluster_commit(node, since, work).await,
+            AnyStore::Sqlite(_) => Err(cluster_needs_postgres()),
+        }
+    }
+
+    /// See [`PgStore::prune_lease_log`]; nothing to do on SQLite.
+    pub async fn prune_lease_log(&self, keep: i64) -> Result<u64, StoreError> {
+        match self {
+            AnyStore::Postgres(s) => s.prune_lease_log(keep).await,
+            AnyStore::Sqlite(_) => Ok(0),
+        }
+    }
+}
+
+fn cluster_needs_postgres() -> StoreError {
+    StoreError::Unsupported {
+        detail: "several license server processes over one database need PostgreSQL (`database = \"postgres://…\"` in server.toml); an SQLite store serves one process".into(),
+    }
+}
 
 impl LeaseStore for AnyStore {
     async fn apply_lease_changes(&self, changes: Vec<LeaseChange>) -> Result<(), StoreError> {
