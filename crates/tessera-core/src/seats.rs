@@ -188,6 +188,11 @@ impl SeatBook {
         self.leases.values()
     }
 
+    /// How many leases are held.
+    pub fn lease_count(&self) -> usize {
+        self.leases.len()
+    }
+
     /// A lease by id.
     pub fn lease(&self, id: LeaseId) -> Option<&Lease> {
         self.leases.get(&id)

@@ -67,6 +67,14 @@ pub struct Config {
     /// report); default 0.
     #[serde(default)]
     pub sync_hour_utc: u8,
+    /// A file to append the log to (default: standard error).
+    #[serde(default)]
+    pub log_file: Option<PathBuf>,
+    /// Several server processes share this PostgreSQL database and serve one pool (each with
+    /// its own copy of this data directory and the same `hostid`). Default false: one process per
+    /// database, enforced.
+    #[serde(default)]
+    pub cluster: bool,
 }
 
 fn default_listen() -> String {
@@ -341,11 +349,21 @@ pub async fn open(data: &Path, clock: Arc<dyn Clock>) -> Result<Server, ServerEr
         )));
     }
     let store = tessera_store::open(&database_url(&data, &config)).await?;
-    let guard = store.exclusive("tessera-license-server").await?.ok_or_else(|| {
-        ServerError::Config(
-            "another license server process serves this database; several servers over one PostgreSQL are not supported yet (they could grant more seats than the count together)".into(),
-        )
-    })?;
+    if config.cluster && config.hostid.is_none() {
+        return Err(ServerError::Config(format!(
+            "{}: `cluster = true` needs `hostid` set, to the same value on every member: a cluster is one license server to the back office and to clients",
+            data.join("server.toml").display()
+        )));
+    }
+    let guard = if config.cluster {
+        tessera_store::ExclusiveGuard::none()
+    } else {
+        store.exclusive("tessera-license-server").await?.ok_or_else(|| {
+            ServerError::Config(
+                "another license server process serves this database: stop it first, or set `cluster = true` (and the same `hostid`) in the server.toml of every process sharing it".into(),
+            )
+        })?
+    };
     let host = server_hostid(&config)?;
     // trusted storage: bound to this host id …
     match store.get_setting("server.hostid").await? {
@@ -403,6 +421,7 @@ pub async fn open(data: &Path, clock: Arc<dyn Clock>) -> Result<Server, ServerEr
         host.clone(),
         clock.clone(),
         policy,
+        config.cluster,
     )
     .await?;
     apply_borrow_policy(&engine, &config, license.as_deref(), &producer, &host, now);

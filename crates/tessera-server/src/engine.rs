@@ -1,18 +1,45 @@
 //! The seat engine of a running license server: the seat book in memory, every decision written
-//! to the store before it is answered, every answer signed.
+//! to the store before it is answered.
+//!
+//! **Group commit.** Request handlers do not touch the store. They hand their request to one
+//! writer task, which takes every request waiting (up to [`MAX_BATCH`]), decides them in the seat
+//! book one after another, writes all their changes in **one transaction**, and only after the
+//! commit hands each handler its decision. The handler then signs (or seals) the answer on its own
+//! task, so signatures run in parallel on every core while commits are shared. If a commit fails,
+//! none of its requests is answered as granted and the book is rebuilt from the store before the
+//! next decision.
+//!
+//! **Signing.** A grant is signed with the server's certified key and carries, per lease, a session
+//! key derived from a secret only this server (and its cluster peers, which share its key) knows.
+//! A renewal or return that proves it holds that session key is answered with a response sealed
+//! (HMAC) with it: a hash, not a signature. Requests without the proof get signed answers.
+//!
+//! **Clusters.** With `cluster = true` (PostgreSQL only) several server processes share one
+//! store: each round of the writer runs under one advisory lock across the cluster, first applies
+//! what the other members committed since its last round (the lease log), then decides, then
+//! writes its changes and appends them to the log. So no member decides on a stale book, and the
+//! pool's count holds across all of them.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
 use tessera_core::capability::{
-    CapabilityRequest, CapabilityResponseClaims, DeniedFeature, GrantedSeat, Operation,
+    check_session_proof, CapabilityRequest, CapabilityResponseClaims, DeniedFeature, GrantedSeat,
+    Operation,
 };
 use tessera_core::feature::Feature;
 use tessera_core::seats::{Denial, Lease, Outcome, SeatBook, Want};
 use tessera_core::time::{Duration, OffsetDateTime};
 use tessera_core::{Clock, HostId, SigningKey};
-use tessera_store::{AnyStore, LeaseChange, LeaseRow, LeaseStore, StoreError};
-use tokio::sync::Mutex;
+use tessera_store::{AnyStore, CatchUp, LeaseChange, LeaseRow, LeaseStore, StoreError};
+use tokio::sync::{mpsc, oneshot};
+
+/// Most requests decided and committed in one transaction.
+pub const MAX_BATCH: usize = 1024;
 
 /// Why a capability request was not answered (a refusal of a feature is an answer, not an error).
 #[derive(Debug, thiserror::Error)]
@@ -23,7 +50,7 @@ pub enum EngineError {
     BadRequest(String),
     /// The decision could not be stored: nothing was granted.
     #[error("the license server could not store the decision; nothing was granted: {0}")]
-    Store(#[from] StoreError),
+    Store(String),
     /// The answer could not be signed.
     #[error("the answer could not be signed: {0}")]
     Sign(String),
@@ -60,27 +87,6 @@ impl Default for LeasePolicy {
     }
 }
 
-/// The engine.
-#[derive(Debug)]
-pub struct Engine {
-    book: Mutex<Book>,
-    store: AnyStore,
-    key: SigningKey,
-    server: HostId,
-    clock: Arc<dyn Clock>,
-    policy: LeasePolicy,
-    borrow_days: std::sync::atomic::AtomicU32,
-    borrows_per_account: std::sync::atomic::AtomicU32,
-}
-
-#[derive(Debug)]
-struct Book {
-    seats: SeatBook,
-    keys: Vec<String>,
-    /// Most seats in use at once per record since the last usage report.
-    peaks: Vec<u64>,
-}
-
 fn row(l: &Lease, keys: &[String]) -> LeaseRow {
     LeaseRow {
         id: i64::try_from(l.id).unwrap_or(i64::MAX),
@@ -105,9 +111,182 @@ fn denial_code(d: &Denial) -> &'static str {
     }
 }
 
+/// The engine. Cheap to share behind an `Arc`; dropping it stops its writer task once the
+/// requests already handed to it are done.
+#[derive(Debug)]
+pub struct Engine {
+    inner: Arc<Inner>,
+    jobs: mpsc::UnboundedSender<Job>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    book: Mutex<Book>,
+    store: AnyStore,
+    key: SigningKey,
+    /// Derives the per-lease session keys.
+    secret: [u8; 32],
+    server: HostId,
+    clock: Arc<dyn Clock>,
+    policy: LeasePolicy,
+    borrow_days: AtomicU32,
+    borrows_per_account: AtomicU32,
+    /// This process's name in the lease log when the store is shared by a cluster.
+    node: Option<String>,
+    commits: AtomicU64,
+    decisions: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Book {
+    seats: SeatBook,
+    keys: Vec<String>,
+    index: HashMap<String, usize>,
+    /// Most seats in use at once per record since the last usage report.
+    peaks: Vec<u64>,
+}
+
+impl Book {
+    fn empty(records: Vec<Feature>) -> Book {
+        let keys: Vec<String> = records.iter().map(record_key).collect();
+        let index = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), i))
+            .collect();
+        let peaks = vec![0; keys.len()];
+        Book {
+            seats: SeatBook::new(records),
+            keys,
+            index,
+            peaks,
+        }
+    }
+
+    fn lease_of(&self, r: LeaseRow) -> Option<Lease> {
+        let record = *self.index.get(r.record_key.as_str())?;
+        Some(Lease {
+            id: u64::try_from(r.id).ok()?,
+            device: r.device,
+            request_id: r.request_id,
+            record,
+            count: u32::try_from(r.count).ok()?,
+            overdraft: u32::try_from(r.overdraft).unwrap_or(0),
+            expires: r.expires_at,
+            borrowed: r.borrowed,
+        })
+    }
+
+    /// A book over `records` holding the stored leases; returns it with the ids of stored leases it
+    /// could not hold (expired, or of a record no longer in the bundle).
+    fn from_rows(
+        records: Vec<Feature>,
+        leases: Vec<LeaseRow>,
+        consumed: Vec<(String, i64)>,
+        now: OffsetDateTime,
+    ) -> (Book, Vec<i64>) {
+        let mut book = Book::empty(records);
+        let mut stale = Vec::new();
+        for r in leases {
+            let id = r.id;
+            let held = book
+                .lease_of(r)
+                .is_some_and(|l| book.seats.restore(l, now));
+            if !held {
+                stale.push(id);
+            }
+        }
+        for (k, units) in consumed {
+            if let Some(&i) = book.index.get(k.as_str()) {
+                book.seats
+                    .restore_consumed(i, u64::try_from(units).unwrap_or(0));
+            }
+        }
+        book.peaks = (0..book.keys.len()).map(|i| book.seats.used(i)).collect();
+        (book, stale)
+    }
+
+    /// Applies a change another cluster member committed.
+    fn apply_remote(&mut self, c: LeaseChange, now: OffsetDateTime) {
+        match c {
+            LeaseChange::Put(r) => {
+                let id = u64::try_from(r.id).unwrap_or(0);
+                match self.lease_of(r) {
+                    Some(l) => {
+                        let record = l.record;
+                        self.seats.put(l, now);
+                        self.note_peak(record);
+                    }
+                    None => {
+                        self.seats.release(id);
+                    }
+                }
+            }
+            LeaseChange::Expiry { id, expires_at } => {
+                self.seats
+                    .set_expiry(u64::try_from(id).unwrap_or(0), expires_at);
+            }
+            LeaseChange::Delete { id } => {
+                self.seats.release(u64::try_from(id).unwrap_or(0));
+            }
+            LeaseChange::Consumed { record_key, units } => {
+                if let Some(&i) = self.index.get(record_key.as_str()) {
+                    self.seats
+                        .restore_consumed(i, u64::try_from(units).unwrap_or(0));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn note_peak(&mut self, record: usize) {
+        let used = self.seats.used(record);
+        if let Some(p) = self.peaks.get_mut(record) {
+            *p = (*p).max(used);
+        }
+    }
+}
+
+/// A request on its way to the writer task, checked and parsed.
+#[derive(Debug)]
+struct Pending {
+    req: CapabilityRequest,
+    device: HostId,
+    device_key: String,
+    wants: Vec<Want>,
+    reply: oneshot::Sender<Result<CapabilityResponseClaims, EngineError>>,
+}
+
+#[derive(Debug)]
+enum Job {
+    Decide(Box<Pending>),
+    Sweep(oneshot::Sender<Result<usize, StoreError>>),
+    Reload(Vec<Feature>, oneshot::Sender<Result<(), StoreError>>),
+}
+
+/// What the writer task remembers between rounds.
+#[derive(Debug, Default)]
+struct WriterState {
+    /// The book may hold decisions that were not committed: rebuild before deciding.
+    broken: bool,
+    /// Cluster: the lease log position this book reflects (`None`: reload whole).
+    since: Option<i64>,
+    sweeps: u64,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Transactions committed by the writer.
+    pub commits: u64,
+    /// Requests decided (each in one of those commits).
+    pub decisions: u64,
+}
+
 impl Engine {
     /// An engine over the feature records of the current license bundle, with the leases and
-    /// metered use found in the store (expired leases are dropped and deleted).
+    /// metered use found in the store (expired leases are dropped and deleted). With `cluster`
+    /// (PostgreSQL only) the store is shared with other server processes through the lease log.
     pub async fn load(
         records: Vec<Feature>,
         store: AnyStore,
@@ -115,83 +294,120 @@ impl Engine {
         server: HostId,
         clock: Arc<dyn Clock>,
         policy: LeasePolicy,
+        cluster: bool,
     ) -> Result<Engine, StoreError> {
-        let book = Self::build(records, &store, clock.now()).await?;
-        Ok(Engine {
+        let secret: [u8; 32] = {
+            let pem = key
+                .to_pkcs8_pem()
+                .map_err(|e| StoreError::Corrupt {
+                    detail: format!("the server key: {e}"),
+                })?;
+            let mut h = Sha256::new();
+            h.update(b"tessera-session-secret|");
+            h.update(pem.as_bytes());
+            h.finalize().into()
+        };
+        let node = if cluster {
+            if matches!(store, AnyStore::Sqlite(_)) {
+                return Err(StoreError::Unsupported {
+                    detail: "`cluster = true` needs a PostgreSQL database (`database = \"postgres://…\"` in server.toml): an SQLite store serves one process".into(),
+                });
+            }
+            let mut b = [0u8; 8];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
+            Some(format!(
+                "{}-{}",
+                std::process::id(),
+                b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+            ))
+        } else {
+            None
+        };
+        let book = if cluster {
+            Book::empty(records)
+        } else {
+            let (book, stale) = Book::from_rows(
+                records,
+                store.load_leases().await?,
+                store.load_consumed().await?,
+                clock.now(),
+            );
+            store
+                .apply_lease_changes(stale.into_iter().map(|id| LeaseChange::Delete { id }).collect())
+                .await?;
+            book
+        };
+        let inner = Arc::new(Inner {
             book: Mutex::new(book),
             store,
             key,
+            secret,
             server,
             clock,
-            borrow_days: std::sync::atomic::AtomicU32::new(policy.max_borrow_days),
-            borrows_per_account: std::sync::atomic::AtomicU32::new(policy.max_borrows_per_account),
+            borrow_days: AtomicU32::new(policy.max_borrow_days),
+            borrows_per_account: AtomicU32::new(policy.max_borrows_per_account),
             policy,
-        })
+            node,
+            commits: AtomicU64::new(0),
+            decisions: AtomicU64::new(0),
+        });
+        let (jobs, rx) = mpsc::unbounded_channel();
+        tokio::spawn(writer(inner.clone(), rx));
+        let engine = Engine { inner, jobs };
+        if cluster {
+            // the first round reads the whole shared state
+            engine.sweep().await?;
+        }
+        Ok(engine)
     }
 
     /// Sets the longest borrow and the most borrowed seats per account (from the producer's
     /// offline policy, or the administrator's limits).
     pub fn set_borrow_limits(&self, days: u32, per_account: u32) {
-        use std::sync::atomic::Ordering;
-        self.borrow_days
+        self.inner
+            .borrow_days
             .store(days.clamp(1, 3650), Ordering::SeqCst);
-        self.borrows_per_account
+        self.inner
+            .borrows_per_account
             .store(per_account.clamp(1, 100_000), Ordering::SeqCst);
     }
 
-    async fn build(
-        records: Vec<Feature>,
-        store: &AnyStore,
-        now: OffsetDateTime,
-    ) -> Result<Book, StoreError> {
-        let keys: Vec<String> = records.iter().map(record_key).collect();
-        let index: BTreeMap<&str, usize> = keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| (k.as_str(), i))
-            .collect();
-        let mut seats = SeatBook::new(records);
-        let mut stale = Vec::new();
-        for r in store.load_leases().await? {
-            let restored = index.get(r.record_key.as_str()).is_some_and(|&record| {
-                seats.restore(
-                    Lease {
-                        id: u64::try_from(r.id).unwrap_or(0),
-                        device: r.device.clone(),
-                        request_id: r.request_id.clone(),
-                        record,
-                        count: u32::try_from(r.count).unwrap_or(0),
-                        overdraft: u32::try_from(r.overdraft).unwrap_or(0),
-                        expires: r.expires_at,
-                        borrowed: r.borrowed,
-                    },
-                    now,
-                )
-            });
-            if !restored {
-                stale.push(LeaseChange::Delete { id: r.id });
-            }
+    /// Whether this engine shares its store with other server processes.
+    pub fn clustered(&self) -> bool {
+        self.inner.node.is_some()
+    }
+
+    /// Commit and decision counters.
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            commits: self.inner.commits.load(Ordering::Relaxed),
+            decisions: self.inner.decisions.load(Ordering::Relaxed),
         }
-        for (k, units) in store.load_consumed().await? {
-            if let Some(&i) = index.get(k.as_str()) {
-                seats.restore_consumed(i, u64::try_from(units).unwrap_or(0));
-            }
-        }
-        store.apply_lease_changes(stale).await?;
-        let peaks = (0..keys.len()).map(|i| seats.used(i)).collect();
-        Ok(Book { seats, keys, peaks })
+    }
+
+    async fn ask<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs.send(job(tx)).map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
     }
 
     /// Replaces the feature records (after an activation or a renewal), keeping the leases.
     pub async fn reload(&self, records: Vec<Feature>) -> Result<(), StoreError> {
-        let mut book = self.book.lock().await;
-        *book = Self::build(records, &self.store, self.clock.now()).await?;
-        Ok(())
+        self.ask(|tx| Job::Reload(records, tx)).await
+    }
+
+    /// Returns the seats of expired leases and deletes them from the store (in a cluster, also
+    /// brings this member's book up to date with the others').
+    pub async fn sweep(&self) -> Result<usize, StoreError> {
+        self.ask(Job::Sweep).await
     }
 
     /// Seats in use and metered units, per feature record: (record, used, consumed).
     pub async fn usage(&self) -> Vec<(Feature, u64, u64)> {
-        let book = self.book.lock().await;
+        let book = self.inner.lock();
         book.seats
             .records()
             .enumerate()
@@ -202,7 +418,7 @@ impl Engine {
     /// Per record: (record, peak seats since the last report, seats in use, metered units,
     /// peak overdraft); `reset` starts a new reporting period.
     pub async fn report(&self, reset: bool) -> Vec<(Feature, u64, u64, u64, u64)> {
-        let mut book = self.book.lock().await;
+        let mut book = self.inner.lock();
         let mut out = Vec::new();
         for (i, f) in book.seats.records().enumerate() {
             let used = book.seats.used(i);
@@ -222,13 +438,18 @@ impl Engine {
 
     /// Every lease held.
     pub async fn leases(&self) -> Vec<Lease> {
-        self.book.lock().await.seats.leases().cloned().collect()
+        self.inner.lock().seats.leases().cloned().collect()
     }
 
-    /// Answers a capability request with a signed response token. The decision is stored before
-    /// this returns; if storing fails, nothing is granted and the book is rebuilt from the store.
+    /// How many leases are held.
+    pub fn lease_count(&self) -> usize {
+        self.inner.lock().seats.lease_count()
+    }
+
+    /// Answers a capability request with a response token: signed with the server's key, or, for
+    /// a renew or return carrying a valid session proof, sealed with the lease's session key. The
+    /// decision is stored before this returns; if storing fails, nothing is granted.
     pub async fn handle(&self, req: &CapabilityRequest) -> Result<String, EngineError> {
-        let now = self.clock.now();
         if req.nonce.len() < 16 || req.nonce.len() > 128 {
             return Err(EngineError::BadRequest(
                 "nonce: 16 to 128 characters".into(),
@@ -248,9 +469,51 @@ impl Engine {
                 "at most 100 features and 1000 leases".into(),
             ));
         }
+        if req.user.as_ref().is_some_and(|u| u.len() > 256)
+            || req.alias.as_ref().is_some_and(|a| a.len() > 256)
+        {
+            return Err(EngineError::BadRequest(
+                "user and alias: at most 256 characters".into(),
+            ));
+        }
+        if req.operation == Operation::Borrow {
+            let max_days = self.inner.borrow_days.load(Ordering::SeqCst);
+            let days = req.borrow_days.unwrap_or(max_days);
+            if days == 0 || days > max_days {
+                return Err(EngineError::BadRequest(format!(
+                    "borrow_days: 1 to {max_days}"
+                )));
+            }
+        }
         let device_key = match &req.user {
             Some(u) => format!("{device}|user={u}"),
             None => device.to_string(),
+        };
+        let seal = match &req.session_proof {
+            None => None,
+            Some(proof) => {
+                let (Operation::Renew | Operation::Return, [lease]) =
+                    (req.operation, req.leases.as_slice())
+                else {
+                    return Err(EngineError::BadRequest(
+                        "session_proof goes with a renew or return of exactly one lease".into(),
+                    ));
+                };
+                let key = self.inner.session_key(*lease, &device_key);
+                if !check_session_proof(
+                    &key,
+                    req.operation,
+                    &req.nonce,
+                    &req.request_id,
+                    *lease,
+                    proof,
+                ) {
+                    return Err(EngineError::BadRequest(format!(
+                        "session_proof does not match lease {lease} for this device: use the session key of the grant that lease came with, or send the request without a proof"
+                    )));
+                }
+                Some((*lease, key))
+            }
         };
         let wants: Vec<Want> = req
             .features
@@ -261,59 +524,249 @@ impl Engine {
                 count: f.count,
             })
             .collect();
+        let (tx, rx) = oneshot::channel();
+        let pending = Pending {
+            req: req.clone(),
+            device,
+            device_key,
+            wants,
+            reply: tx,
+        };
+        self.jobs
+            .send(Job::Decide(Box::new(pending)))
+            .map_err(|_| EngineError::Store(stopped().to_string()))?;
+        let claims = rx.await.map_err(|_| {
+            EngineError::Store("the decision could not be committed (the server log says why)".into())
+        })??;
+        match seal {
+            Some((lease, key)) => claims.seal(&key, lease),
+            None => claims.sign(&self.inner.key),
+        }
+        .map_err(|e| EngineError::Sign(e.to_string()))
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Unsupported {
+        detail: "the license server is shutting down".into(),
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, Book> {
+        // a panic elsewhere cannot leave the book half-changed: decisions do not panic
+        self.book.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn session_key(&self, lease: u64, device_key: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(self.secret);
+        h.update(format!("|lease|{lease}|{device_key}").as_bytes());
+        h.finalize().into()
+    }
+
+    /// One round: (cluster) catches up, runs `work` on the book, commits the changes it made.
+    async fn round<R: Send>(
+        &self,
+        st: &mut WriterState,
+        work: impl FnOnce(&Inner, &mut Book, OffsetDateTime) -> (Vec<LeaseChange>, R) + Send,
+    ) -> Result<R, StoreError> {
+        if let Some(node) = &self.node {
+            let since = st.since;
+            let r = self
+                .store
+                .cluster_commit(node, since, |catch_up| {
+                    let now = self.clock.now();
+                    let mut book = self.lock();
+                    match catch_up {
+                        CatchUp::Changes(changes) => {
+                            for c in changes {
+                                book.apply_remote(c, now);
+                            }
+                        }
+                        CatchUp::Full { leases, consumed } => {
+                            let records: Vec<Feature> = book.seats.records().cloned().collect();
+                            let peaks = std::mem::take(&mut book.peaks);
+                            // leases of records this member does not have stay stored: another
+                            // member with a newer bundle may hold them
+                            *book = Book::from_rows(records, leases, consumed, now).0;
+                            for (p, old) in book.peaks.iter_mut().zip(peaks) {
+                                *p = (*p).max(old);
+                            }
+                        }
+                    }
+                    work(self, &mut book, now)
+                })
+                .await;
+            self.commits.fetch_add(1, Ordering::Relaxed);
+            return match r {
+                Ok((seq, out)) => {
+                    st.since = Some(seq);
+                    Ok(out)
+                }
+                Err(e) => {
+                    // the book may hold what was not committed: the next round reloads it whole
+                    st.since = None;
+                    Err(e)
+                }
+            };
+        }
+        if st.broken {
+            self.rebuild(None).await?;
+            st.broken = false;
+        }
+        let (changes, out) = {
+            let now = self.clock.now();
+            let mut book = self.lock();
+            work(self, &mut book, now)
+        };
+        if let Err(e) = self.store.apply_lease_changes(changes).await {
+            st.broken = true;
+            match self.rebuild(None).await {
+                Ok(()) => st.broken = false,
+                Err(e2) => tracing::error!(error = %e2, "could not rebuild the seat book; will try again before the next decision"),
+            }
+            return Err(e);
+        }
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(out)
+    }
+
+    /// Rebuilds the book from the store (single process), over `records` or the current ones.
+    async fn rebuild(&self, records: Option<Vec<Feature>>) -> Result<(), StoreError> {
+        let records =
+            records.unwrap_or_else(|| self.lock().seats.records().cloned().collect());
+        let (fresh, stale) = Book::from_rows(
+            records,
+            self.store.load_leases().await?,
+            self.store.load_consumed().await?,
+            self.clock.now(),
+        );
+        self.store
+            .apply_lease_changes(stale.into_iter().map(|id| LeaseChange::Delete { id }).collect())
+            .await?;
+        let mut book = self.lock();
+        let peaks = std::mem::take(&mut book.peaks);
+        *book = fresh;
+        if book.peaks.len() == peaks.len() {
+            for (p, old) in book.peaks.iter_mut().zip(peaks) {
+                *p = (*p).max(old);
+            }
+        }
+        Ok(())
+    }
+
+    async fn decide_batch(&self, st: &mut WriterState, batch: Vec<Box<Pending>>) {
+        let n = batch.len() as u64;
+        let r = self
+            .round(st, |inner, book, now| {
+                let mut changes = Vec::new();
+                let mut out = Vec::with_capacity(batch.len());
+                for p in batch {
+                    let claims = inner.decide(book, &p, now, &mut changes);
+                    out.push((p.reply, claims));
+                }
+                (changes, out)
+            })
+            .await;
+        self.decisions.fetch_add(n, Ordering::Relaxed);
+        match r {
+            Ok(out) => {
+                for (reply, claims) in out {
+                    let _ = reply.send(Ok(claims));
+                }
+            }
+            // the batch moved into the round: its handlers see their reply channel closed and
+            // answer "not stored, nothing granted"
+            Err(e) => tracing::error!(error = %e, requests = n, "decisions not stored; nothing granted"),
+        }
+    }
+
+    async fn control(&self, st: &mut WriterState, job: Job) {
+        match job {
+            Job::Decide(p) => self.decide_batch(st, vec![p]).await,
+            Job::Sweep(reply) => {
+                let r = self
+                    .round(st, |_, book, now| {
+                        let gone = book.seats.expire(now);
+                        let changes: Vec<LeaseChange> = gone
+                            .iter()
+                            .map(|l| LeaseChange::Delete {
+                                id: i64::try_from(l.id).unwrap_or(i64::MAX),
+                            })
+                            .collect();
+                        (changes, gone.len())
+                    })
+                    .await;
+                st.sweeps += 1;
+                if self.node.is_some() && st.sweeps % 60 == 0 {
+                    if let Err(e) = self.store.prune_lease_log(100_000).await {
+                        tracing::warn!(error = %e, "could not prune the lease log");
+                    }
+                }
+                let _ = reply.send(r);
+            }
+            Job::Reload(records, reply) => {
+                let r = if self.node.is_some() {
+                    *self.lock() = Book::empty(records);
+                    st.since = None;
+                    self.round(st, |_, _, _| (Vec::new(), ())).await
+                } else {
+                    self.rebuild(Some(records)).await
+                };
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    /// Decides one request in the book, appending the changes to store.
+    fn decide(
+        &self,
+        book: &mut Book,
+        p: &Pending,
+        now: OffsetDateTime,
+        changes: &mut Vec<LeaseChange>,
+    ) -> CapabilityResponseClaims {
+        let req = &p.req;
+        let device_key = p.device_key.as_str();
+        let wants = &p.wants;
         let mut grants = Vec::new();
         let mut denials = Vec::new();
-        let mut changes = Vec::new();
-        let mut book = self.book.lock().await;
-        let seat = |l: &Lease, book: &Book| GrantedSeat {
-            lease: l.id,
-            feature: book
-                .seats
-                .records()
-                .nth(l.record)
-                .map(|f| f.name.clone())
-                .unwrap_or_default(),
-            version: book
-                .seats
-                .records()
-                .nth(l.record)
-                .map(|f| f.version.to_string())
-                .unwrap_or_default(),
-            count: l.count,
-            overdraft: l.overdraft,
-            expires: l.expires,
-            borrowed: l.borrowed,
+        let session = |l: &Lease| Some(URL_SAFE_NO_PAD.encode(self.session_key(l.id, device_key)));
+        let seat = |l: &Lease, book: &Book, with_session: bool| {
+            let rec = book.seats.records().nth(l.record);
+            GrantedSeat {
+                lease: l.id,
+                feature: rec.map(|f| f.name.clone()).unwrap_or_default(),
+                version: rec.map(|f| f.version.to_string()).unwrap_or_default(),
+                count: l.count,
+                overdraft: l.overdraft,
+                expires: l.expires,
+                borrowed: l.borrowed,
+                session_key: if with_session { session(l) } else { None },
+            }
         };
+        let signed = req.session_proof.is_none();
         match req.operation {
             Operation::Request | Operation::Borrow | Operation::Preview => {
                 let borrow_until = match req.operation {
                     Operation::Borrow => {
-                        let max_days = self.borrow_days.load(std::sync::atomic::Ordering::SeqCst);
-                        let max_active = self
-                            .borrows_per_account
-                            .load(std::sync::atomic::Ordering::SeqCst);
-                        let days = req.borrow_days.unwrap_or(max_days);
-                        if days == 0 || days > max_days {
-                            return Err(EngineError::BadRequest(format!(
-                                "borrow_days: 1 to {}",
-                                max_days
-                            )));
-                        }
+                        let max_days = self.borrow_days.load(Ordering::SeqCst);
+                        let max_active = self.borrows_per_account.load(Ordering::SeqCst);
+                        let days = req.borrow_days.unwrap_or(max_days).clamp(1, max_days.max(1));
                         let held = book
                             .seats
                             .leases()
                             .filter(|l| l.device == device_key && l.borrowed && l.expires > now)
                             .count();
-                        let new_ones = wants.len();
-                        if held + new_ones > max_active as usize {
+                        if held + wants.len() > max_active as usize {
                             // the issuer enforces the per-account limit: nothing is borrowed
-                            for w in &wants {
+                            for w in wants {
                                 denials.push(DeniedFeature {
                                     feature: w.name.clone(),
                                     code: "borrow_limit".into(),
                                     message: format!(
-                                        "at most {} seats may be borrowed at once per account and {held} already are; return one first",
-                                        max_active
+                                        "at most {max_active} seats may be borrowed at once per account and {held} already are; return one first"
                                     ),
                                 });
                             }
@@ -337,18 +790,18 @@ impl Engine {
                     Vec::new()
                 } else {
                     seats.request(
-                        &device_key,
+                        device_key,
                         &req.request_id,
-                        &wants,
+                        wants,
                         now,
                         self.policy.lease,
                         borrow_until,
                     )
                 };
-                let mut granted_leases = Vec::new();
+                let mut granted = Vec::new();
                 for (w, o) in wants.iter().zip(outcomes) {
                     match o {
-                        Outcome::Granted(l) => granted_leases.push(l),
+                        Outcome::Granted(l) => granted.push(l),
                         Outcome::Denied(d) => denials.push(DeniedFeature {
                             feature: w.name.clone(),
                             code: denial_code(&d).into(),
@@ -356,16 +809,9 @@ impl Engine {
                         }),
                     }
                 }
-                if !preview {
-                    for l in &granted_leases {
-                        let used = book.seats.used(l.record);
-                        if let Some(p) = book.peaks.get_mut(l.record) {
-                            *p = (*p).max(used);
-                        }
-                    }
-                }
-                for l in &granted_leases {
+                for l in &granted {
                     if !preview {
+                        book.note_peak(l.record);
                         let metered = book
                             .seats
                             .records()
@@ -380,7 +826,7 @@ impl Engine {
                         }
                         changes.push(LeaseChange::Put(row(l, &book.keys)));
                     }
-                    grants.push(seat(l, &book));
+                    grants.push(seat(l, book, !preview));
                 }
             }
             Operation::Renew => {
@@ -397,7 +843,7 @@ impl Engine {
                                 id: i64::try_from(l.id).unwrap_or(i64::MAX),
                                 expires_at: l.expires,
                             });
-                            grants.push(seat(&l, &book));
+                            grants.push(seat(&l, book, signed));
                         }
                         None => denials.push(DeniedFeature {
                             feature: id.to_string(),
@@ -423,20 +869,10 @@ impl Engine {
                 }
             }
         }
-        // durable before answered
-        if let Err(e) = self.store.apply_lease_changes(changes).await {
-            let records: Vec<Feature> = book.seats.records().cloned().collect();
-            match Self::build(records, &self.store, now).await {
-                Ok(fresh) => *book = fresh,
-                Err(e2) => tracing::error!(error = %e2, "could not rebuild the seat book"),
-            }
-            return Err(e.into());
-        }
-        drop(book);
-        let claims = CapabilityResponseClaims {
+        CapabilityResponseClaims {
             nonce: req.nonce.clone(),
             request_id: req.request_id.clone(),
-            device_id: device.to_string(),
+            device_id: p.device.to_string(),
             operation: req.operation,
             server: self.server.to_string(),
             iat: now,
@@ -445,24 +881,33 @@ impl Engine {
             renew_interval_secs: u64::try_from(self.policy.lease.whole_seconds() / 3)
                 .unwrap_or(60)
                 .max(1),
-        };
-        claims
-            .sign(&self.key)
-            .map_err(|e| EngineError::Sign(e.to_string()))
+        }
     }
+}
 
-    /// Returns the seats of expired leases and deletes them from the store.
-    pub async fn sweep(&self) -> Result<usize, StoreError> {
-        let now = self.clock.now();
-        let mut book = self.book.lock().await;
-        let gone = book.seats.expire(now);
-        let changes: Vec<LeaseChange> = gone
-            .iter()
-            .map(|l| LeaseChange::Delete {
-                id: i64::try_from(l.id).unwrap_or(i64::MAX),
-            })
-            .collect();
-        self.store.apply_lease_changes(changes).await?;
-        Ok(gone.len())
+/// The writer task: takes every decision waiting, commits them together, answers.
+async fn writer(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Job>) {
+    let mut st = WriterState::default();
+    while let Some(job) = rx.recv().await {
+        let Job::Decide(first) = job else {
+            inner.control(&mut st, job).await;
+            continue;
+        };
+        let mut batch = vec![first];
+        let mut next = None;
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(Job::Decide(p)) => batch.push(p),
+                Ok(other) => {
+                    next = Some(other);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        inner.decide_batch(&mut st, batch).await;
+        if let Some(job) = next {
+            inner.control(&mut st, job).await;
+        }
     }
 }

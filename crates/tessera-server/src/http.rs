@@ -168,7 +168,7 @@ async fn capability(
             problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", d)
         }
         Err(e @ EngineError::Store(_)) => {
-            tracing::error!(error = %e, "capability request not stored");
+            tracing::warn!(error = %e, "capability request not stored");
             problem(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage_unavailable",

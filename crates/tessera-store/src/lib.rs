@@ -144,6 +144,13 @@ pub struct ExclusiveGuard {
     _pg: Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
 }
 
+impl ExclusiveGuard {
+    /// A guard holding nothing (for processes that share the store on purpose).
+    pub fn none() -> Self {
+        ExclusiveGuard { _pg: None }
+    }
+}
+
 impl AnyStore {
     /// Claims `name` for this process on a PostgreSQL store (a session advisory lock held on a
     /// dedicated connection); `None` when another process holds it. On SQLite the data directory's
