@@ -298,3 +298,145 @@ async fn one_server_process_per_postgres_database() {
     drop(first);
     db.cleanup().await.unwrap();
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// Scale-out: three server processes' worth of engines (each its own pool, writer and seat book)
+/// over one PostgreSQL serve one pool of 3 seats to concurrent clients and never grant a fourth; a
+/// lease taken on one member is renewed (with its session key) and returned on the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_over_one_postgres_never_grants_past_the_count() {
+    let Some(base) = tessera_store::testing::postgres_test_url_or_skip(
+        "a_cluster_over_one_postgres_never_grants_past_the_count",
+    )
+    .unwrap() else {
+        return;
+    };
+    let db = tessera_store::testing::TempPostgres::create(&base)
+        .await
+        .unwrap();
+    let bo_dir = tempfile::tempdir().unwrap();
+    let (bo_url, keys) = backoffice(bo_dir.path()).await;
+    let producer_pem = std::fs::read_to_string(bo_dir.path().join("keys/producer.pub")).unwrap();
+    let producer = PublicKey::from_spki_pem(&producer_pem).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("node-a");
+    let token = daemon::init(&first, &producer_pem, Some(db.url()), Some("ethernet=0050569a3b07"))
+        .await
+        .unwrap();
+    let cfg = std::fs::read_to_string(first.join("server.toml")).unwrap();
+    std::fs::write(
+        first.join("server.toml"),
+        format!(
+            "{cfg}cluster = true\nanchor_dir = \"{}\"\n",
+            dir.path().join("anchors-a").display()
+        ),
+    )
+    .unwrap();
+    // without `cluster = true` a second process is still refused (tested above); with it, a copy
+    // of the data directory joins
+    let mut urls = Vec::new();
+    let mut stops = Vec::new();
+    let (url, stop) = start(&first).await;
+    let r = reqwest::Client::new()
+        .post(format!("{url}/api/v1/admin/activate"))
+        .bearer_auth(&token)
+        .json(&json!({"backoffice": bo_url, "activations": [{"key": keys[0], "count": 3}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    urls.push(url);
+    stops.push(stop);
+    for name in ["node-b", "node-c"] {
+        let data = dir.path().join(name);
+        copy_dir(&first, &data);
+        let cfg = std::fs::read_to_string(data.join("server.toml"))
+            .unwrap()
+            .replace("anchors-a", &format!("anchors-{name}"));
+        std::fs::write(data.join("server.toml"), cfg).unwrap();
+        let _ = std::fs::remove_file(data.join("server.lock"));
+        let (url, stop) = start(&data).await;
+        urls.push(url);
+        stops.push(stop);
+    }
+
+    for round in 0..4u32 {
+        // 30 devices at once, spread over the three members, for a pool of 3
+        let mut tasks = Vec::new();
+        for d in 0..30u32 {
+            let url = urls[(d % 3) as usize].clone();
+            tasks.push(tokio::spawn(async move {
+                let n = nonce(round * 100 + d);
+                let a = capability(&url, json!({"operation": "request", "device_id": format!("string=ws-{round}-{d}"), "request_id": "r", "nonce": n, "features": [{"name": "modeler"}]})).await;
+                (url, d, n, a)
+            }));
+        }
+        let mut granted = Vec::new();
+        for t in tasks {
+            let (url, d, n, a) = t.await.unwrap();
+            let c = verify(&a, &producer, &n);
+            if let Some(g) = c.grants.first() {
+                granted.push((url, d, g.clone()));
+            } else {
+                assert_eq!(c.denials[0].code, "all_in_use", "{c:?}");
+            }
+        }
+        assert_eq!(granted.len(), 3, "round {round}: exactly the count, over all members");
+        let ids: std::collections::BTreeSet<u64> = granted.iter().map(|g| g.2.lease).collect();
+        assert_eq!(ids.len(), 3, "lease ids are unique across the cluster");
+        // each lease renewed on another member with its session key, then returned on a third
+        for (i, (url, d, g)) in granted.iter().enumerate() {
+            let others: Vec<&String> = urls.iter().filter(|u| *u != url).collect();
+            let key = base64::Engine::decode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                g.session_key.as_deref().unwrap(),
+            )
+            .unwrap();
+            let n = nonce(round * 100 + 50 + i as u32);
+            let proof = tessera_core::capability::session_proof(
+                &key,
+                tessera_core::capability::Operation::Renew,
+                &n,
+                "renew-1",
+                g.lease,
+            );
+            let a = capability(others[0], json!({"operation": "renew", "device_id": format!("string=ws-{round}-{d}"), "request_id": "renew-1", "nonce": n, "leases": [g.lease], "session_proof": proof})).await;
+            let token = a["response"].as_str().unwrap();
+            assert_eq!(tessera_core::capability::sealed_lease(token), Some(g.lease));
+            let c = CapabilityResponseClaims::verify_sealed(token, &key, &n).unwrap();
+            assert_eq!(c.grants.len(), 1, "renewed on another member: {c:?}");
+            let n = nonce(round * 100 + 70 + i as u32);
+            let a = capability(others[1], json!({"operation": "return", "device_id": format!("string=ws-{round}-{d}"), "request_id": "ret-1", "nonce": n, "leases": [g.lease]})).await;
+            assert!(verify(&a, &producer, &n).denials.is_empty(), "returned on a third member");
+        }
+    }
+    // every member sees the pool free again
+    for url in &urls {
+        let a = capability(url, json!({"operation": "preview", "device_id": "string=probe", "request_id": "p", "nonce": nonce(999), "features": [{"name": "modeler", "count": 3}]})).await;
+        assert_eq!(verify(&a, &producer, &nonce(999)).grants.len(), 1, "{url}");
+    }
+    // a wrong session proof is refused, not answered
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/capability", urls[0]))
+        .json(&json!({"operation": "renew", "device_id": "string=ws-0-0", "request_id": "x", "nonce": nonce(1000), "leases": [1], "session_proof": "AAAA"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    for s in stops {
+        let _ = s.send(());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    db.cleanup().await.unwrap();
+}
