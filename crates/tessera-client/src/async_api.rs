@@ -57,10 +57,12 @@ impl Client {
             });
         };
         let lease = grant.lease;
+        let session = crate::floating::session_key(grant);
         let interval = std::time::Duration::from_secs(claims.renew_interval_secs.max(1));
         let (stop, mut stopped) = watch::channel(false);
         let beat_link = link.clone();
         let beat_rid = request_id.clone();
+        let beat_key = session.clone();
         let renewals = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counter = renewals.clone();
         let task = tokio::spawn(async move {
@@ -71,9 +73,9 @@ impl Client {
                     () = tokio::time::sleep(interval) => {}
                 }
                 n += 1;
-                let (l, rid) = (beat_link.clone(), format!("{beat_rid}-renew-{n}"));
+                let (l, rid, k) = (beat_link.clone(), format!("{beat_rid}-renew-{n}"), beat_key.clone());
                 let renewed = tokio::task::spawn_blocking(move || {
-                    l.call(Operation::Renew, &rid, serde_json::json!([]), &[lease])
+                    l.call_session(Operation::Renew, &rid, lease, k.as_deref())
                 })
                 .await;
                 if let Ok(Ok(c)) = renewed {
@@ -87,6 +89,7 @@ impl Client {
             link,
             request_id,
             lease,
+            session,
             renewals,
             stop,
             task: Some(task),
@@ -100,6 +103,7 @@ pub struct AsyncSeat {
     link: ServerLink,
     request_id: String,
     lease: u64,
+    session: Option<Vec<u8>>,
     renewals: Arc<std::sync::atomic::AtomicU64>,
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
@@ -122,13 +126,14 @@ impl AsyncSeat {
         if let Some(t) = self.task.take() {
             let _ = t.await;
         }
-        let (l, rid, lease) = (
+        let (l, rid, lease, k) = (
             self.link.clone(),
             format!("{}-return", self.request_id),
             self.lease,
+            self.session.clone(),
         );
         tokio::task::spawn_blocking(move || {
-            l.call(Operation::Return, &rid, serde_json::json!([]), &[lease])
+            l.call_session(Operation::Return, &rid, lease, k.as_deref())
         })
         .await
         .map_err(join_error)?

@@ -49,8 +49,29 @@ impl ServerLink {
         features: serde_json::Value,
         leases: &[u64],
     ) -> Result<CapabilityResponseClaims, ClientError> {
-        self.call_raw(operation, request_id, features, leases, None)
+        self.call_raw(operation, request_id, features, leases, None, None)
             .map(|r| r.claims)
+    }
+
+    /// Renews or returns one lease proving the session key its grant carried: the server answers
+    /// with a response sealed by that key (a hash to check, not a signature). Without a key, a
+    /// plain signed call.
+    pub fn call_session(
+        &self,
+        operation: Operation,
+        request_id: &str,
+        lease: u64,
+        session_key: Option<&[u8]>,
+    ) -> Result<CapabilityResponseClaims, ClientError> {
+        self.call_raw(
+            operation,
+            request_id,
+            serde_json::json!([]),
+            &[lease],
+            None,
+            session_key,
+        )
+        .map(|r| r.claims)
     }
 
     /// Sends one request; returns the verified claims with the signed texts (kept for borrowing).
@@ -61,8 +82,18 @@ impl ServerLink {
         features: serde_json::Value,
         leases: &[u64],
         borrow_days: Option<u32>,
+        session_key: Option<&[u8]>,
     ) -> Result<Answer, ClientError> {
         let nonce = random_hex(16);
+        let session = match (session_key, leases) {
+            (Some(k), [lease]) if matches!(operation, Operation::Renew | Operation::Return) => {
+                Some((k, *lease))
+            }
+            _ => None,
+        };
+        let proof = session.map(|(k, lease)| {
+            tessera_core::capability::session_proof(k, operation, &nonce, request_id, lease)
+        });
         let body = serde_json::json!({
             "operation": operation,
             "device_id": self.device_id,
@@ -72,6 +103,7 @@ impl ServerLink {
             "features": features,
             "leases": leases,
             "borrow_days": borrow_days,
+            "session_proof": proof,
         });
         let answer: serde_json::Value = match ureq::post(&format!("{}/api/v1/capability", self.url))
             .timeout(StdDuration::from_secs(10))
@@ -95,6 +127,27 @@ impl ServerLink {
                 })
             }
         };
+        let token = answer["response"].as_str().unwrap_or_default();
+        if let Some(sealed_for) = tessera_core::capability::sealed_lease(token) {
+            // sealed with the session key: only an answer to our proof can be, and only from a
+            // server that knows the key the signed grant carried
+            let Some((key, lease)) = session.filter(|(_, l)| *l == sealed_for) else {
+                return Err(self.bad(
+                    "the answer is sealed for a lease this request did not prove".into(),
+                ));
+            };
+            let claims = CapabilityResponseClaims::verify_sealed(token, key, &nonce)
+                .map_err(|e| self.bad(format!("the sealed answer for lease {lease}: {e}")))?;
+            if claims.device_id != self.device_id {
+                return Err(self.bad("the answer is for another device".into()));
+            }
+            return Ok(Answer {
+                claims,
+                token: token.to_string(),
+                certificate: answer["certificate"].as_str().unwrap_or_default().to_string(),
+                nonce,
+            });
+        }
         let now = self.clock.now();
         let cert_text = answer["certificate"].as_str().ok_or_else(|| {
             self.bad("the server sent no certificate: it is not activated".into())
@@ -109,7 +162,6 @@ impl ServerLink {
         let key = cert
             .server_public_key()
             .map_err(|e| self.bad(e.to_string()))?;
-        let token = answer["response"].as_str().unwrap_or_default();
         let claims = CapabilityResponseClaims::verify(token, &Keyring::with(key), &nonce, now)
             .map_err(|e| self.bad(e.to_string()))?;
         if claims.device_id != self.device_id {
@@ -211,7 +263,7 @@ pub(crate) fn borrow(
 ) -> Result<Borrowed, ClientError> {
     let request_id = random_hex(12);
     let features = serde_json::json!([{"name": feature, "version": version, "count": 1}]);
-    let a = link.call_raw(Operation::Borrow, &request_id, features, &[], Some(days))?;
+    let a = link.call_raw(Operation::Borrow, &request_id, features, &[], Some(days), None)?;
     let Some(g) = a.claims.grants.iter().find(|g| g.borrowed) else {
         let d = a.claims.denials.first();
         return Err(ClientError::Refused {
@@ -231,11 +283,24 @@ pub(crate) fn borrow(
     })
 }
 
+/// The session key a signed grant carries, decoded.
+pub(crate) fn session_key(g: &tessera_core::capability::GrantedSeat) -> Option<Vec<u8>> {
+    g.session_key_bytes()
+}
+
+impl Shared {
+    fn session_key(&self) -> Option<Vec<u8>> {
+        self.session.lock().ok().and_then(|k| k.clone())
+    }
+}
+
 struct Shared {
     link: ServerLink,
     feature: String,
     request_id: String,
     lease: AtomicU64,
+    /// The session key of the lease held (from its signed grant).
+    session: Mutex<Option<Vec<u8>>>,
     renewals: AtomicU64,
     stop: Mutex<bool>,
     wake: Condvar,
@@ -303,6 +368,7 @@ impl Seat {
             feature: feature.to_string(),
             request_id,
             lease: AtomicU64::new(grant.lease),
+            session: Mutex::new(session_key(grant)),
             renewals: AtomicU64::new(0),
             stop: Mutex::new(false),
             wake: Condvar::new(),
@@ -351,13 +417,14 @@ impl Seat {
             let _ = t.join();
         }
         let lease = self.lease();
+        let key = self.shared.session_key();
         self.shared
             .link
-            .call(
+            .call_session(
                 Operation::Return,
                 &format!("{}-return", self.shared.request_id),
-                serde_json::json!([]),
-                &[lease],
+                lease,
+                key.as_deref(),
             )
             .map(|_| ())
     }
@@ -386,11 +453,12 @@ fn heartbeat(s: &Shared, interval: StdDuration) {
         }
         n += 1;
         let lease = s.lease.load(Ordering::SeqCst);
-        match s.link.call(
+        let key = s.session_key();
+        match s.link.call_session(
             Operation::Renew,
             &format!("{}-renew-{n}", s.request_id),
-            serde_json::json!([]),
-            &[lease],
+            lease,
+            key.as_deref(),
         ) {
             Ok(c) if !c.grants.is_empty() => {
                 s.renewals.fetch_add(1, Ordering::SeqCst);
@@ -405,7 +473,12 @@ fn heartbeat(s: &Shared, interval: StdDuration) {
                     .call(Operation::Request, &s.request_id, features, &[])
                 {
                     match c.grants.first() {
-                        Some(g) => s.lease.store(g.lease, Ordering::SeqCst),
+                        Some(g) => {
+                            s.lease.store(g.lease, Ordering::SeqCst);
+                            if let Ok(mut k) = s.session.lock() {
+                                *k = session_key(g);
+                            }
+                        }
                         None => s.lost.store(true, Ordering::SeqCst),
                     }
                 }

@@ -174,6 +174,15 @@ pub struct GrantedSeat {
     pub session_key: Option<String>,
 }
 
+impl GrantedSeat {
+    /// The session key, decoded (`None` when absent or not base64url).
+    pub fn session_key_bytes(&self) -> Option<Vec<u8>> {
+        self.session_key
+            .as_deref()
+            .and_then(|k| URL_SAFE_NO_PAD.decode(k).ok())
+    }
+}
+
 /// A feature not granted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeniedFeature {
