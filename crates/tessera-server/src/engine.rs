@@ -135,6 +135,7 @@ struct Inner {
     node: Option<String>,
     commits: AtomicU64,
     decisions: AtomicU64,
+    commit_micros: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -281,6 +282,8 @@ pub struct EngineStats {
     pub commits: u64,
     /// Requests decided (each in one of those commits).
     pub decisions: u64,
+    /// Time spent in those commits (writing and committing), in microseconds.
+    pub commit_micros: u64,
 }
 
 impl Engine {
@@ -350,6 +353,7 @@ impl Engine {
             node,
             commits: AtomicU64::new(0),
             decisions: AtomicU64::new(0),
+            commit_micros: AtomicU64::new(0),
         });
         let (jobs, rx) = mpsc::unbounded_channel();
         tokio::spawn(writer(inner.clone(), rx));
@@ -382,6 +386,7 @@ impl Engine {
         EngineStats {
             commits: self.inner.commits.load(Ordering::Relaxed),
             decisions: self.inner.decisions.load(Ordering::Relaxed),
+            commit_micros: self.inner.commit_micros.load(Ordering::Relaxed),
         }
     }
 
@@ -567,6 +572,20 @@ impl Inner {
 
     /// One round: (cluster) catches up, runs `work` on the book, commits the changes it made.
     async fn round<R: Send>(
+        &self,
+        st: &mut WriterState,
+        work: impl FnOnce(&Inner, &mut Book, OffsetDateTime) -> (Vec<LeaseChange>, R) + Send,
+    ) -> Result<R, StoreError> {
+        let started = std::time::Instant::now();
+        let r = self.round_inner(st, work).await;
+        self.commit_micros.fetch_add(
+            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        r
+    }
+
+    async fn round_inner<R: Send>(
         &self,
         st: &mut WriterState,
         work: impl FnOnce(&Inner, &mut Book, OffsetDateTime) -> (Vec<LeaseChange>, R) + Send,

@@ -325,6 +325,27 @@ async fn metrics(State(s): State<Shared>) -> Response {
         "tessera_capability_requests_total {}\n",
         s.requests.load(Ordering::Relaxed)
     ));
+    let st = s.server.engine.stats();
+    out.push_str(&format!(
+        "# TYPE tessera_capability_denied_total counter\ntessera_capability_denied_total {}\n",
+        s.denied.load(Ordering::Relaxed)
+    ));
+    out.push_str(&format!(
+        "# TYPE tessera_engine_commits_total counter\ntessera_engine_commits_total {}\n",
+        st.commits
+    ));
+    out.push_str(&format!(
+        "# TYPE tessera_engine_decisions_total counter\ntessera_engine_decisions_total {}\n",
+        st.decisions
+    ));
+    out.push_str(&format!(
+        "# TYPE tessera_engine_commit_seconds_total counter\ntessera_engine_commit_seconds_total {:.6}\n",
+        st.commit_micros as f64 / 1e6
+    ));
+    out.push_str(&format!(
+        "# TYPE tessera_leases_held gauge\ntessera_leases_held {}\n",
+        s.server.engine.lease_count()
+    ));
     out.push_str("# TYPE tessera_seats_in_use gauge\n");
     for (f, used, _) in s.server.engine.usage().await {
         out.push_str(&format!(

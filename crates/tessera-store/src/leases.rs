@@ -102,6 +102,69 @@ type LogRow = (
     i64,
 );
 
+/// `$first, $first+1, …` (`n` of them).
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A batch of changes folded to one final change per lease, with the same effect as applying
+/// them in order: a later put replaces, a delete wins over what came before it, a new expiry
+/// updates a put of the same batch.
+#[derive(Debug, Default, PartialEq)]
+struct Folded {
+    deletes: Vec<i64>,
+    puts: Vec<LeaseRow>,
+    expiries: Vec<(i64, OffsetDateTime)>,
+    consumed: Vec<(String, i64)>,
+}
+
+fn fold(changes: &[LeaseChange]) -> Folded {
+    enum Last {
+        Put(LeaseRow),
+        Expiry(OffsetDateTime),
+        Delete,
+    }
+    let mut last: std::collections::BTreeMap<i64, Last> = std::collections::BTreeMap::new();
+    let mut consumed: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+    for c in changes {
+        match c {
+            LeaseChange::Put(r) => {
+                last.insert(r.id, Last::Put(r.clone()));
+            }
+            LeaseChange::Expiry { id, expires_at } => match last.get_mut(id) {
+                Some(Last::Put(r)) => r.expires_at = *expires_at,
+                Some(Last::Delete) => {}
+                Some(Last::Expiry(t)) => *t = *expires_at,
+                None => {
+                    last.insert(*id, Last::Expiry(*expires_at));
+                }
+            },
+            LeaseChange::Delete { id } => {
+                last.insert(*id, Last::Delete);
+            }
+            LeaseChange::Consumed { record_key, units } => {
+                consumed.insert(record_key.as_str(), *units);
+            }
+        }
+    }
+    let mut f = Folded::default();
+    for (id, l) in last {
+        match l {
+            Last::Put(r) => f.puts.push(r),
+            Last::Expiry(t) => f.expiries.push((id, t)),
+            Last::Delete => f.deletes.push(id),
+        }
+    }
+    f.consumed = consumed
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    f
+}
+
 /// The advisory lock key all members of a cluster decide under.
 const CLUSTER_LOCK: i64 = 0x7e55_e7a0_1ea5_e001;
 
@@ -131,21 +194,37 @@ fn from_log(r: LogRow) -> Result<Option<LeaseChange>, StoreError> {
 macro_rules! impl_lease_store {
     ($store:ty, $conn:ty, $name:literal) => {
         impl $store {
-            /// Writes the changes on `conn` (inside the caller's transaction).
+            /// Writes the changes on `conn` (inside the caller's transaction): first folded to one
+            /// final change per lease (see [`fold`]), then a few multi-row statements, so a commit
+            /// of many decisions costs a handful of statements, not one per decision.
             async fn write_lease_changes(
                 conn: &mut $conn,
                 changes: &[LeaseChange],
             ) -> Result<(), StoreError> {
-                for c in changes {
-                    match c {
-                        LeaseChange::Put(l) => {
-                            sqlx::query(
-                                "INSERT INTO leases (id, device, request_id, record_key, count, overdraft, expires_at, borrowed) \
-                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                                 ON CONFLICT (id) DO UPDATE SET device = excluded.device, request_id = excluded.request_id, \
-                                 record_key = excluded.record_key, count = excluded.count, overdraft = excluded.overdraft, \
-                                 expires_at = excluded.expires_at, borrowed = excluded.borrowed",
-                            )
+                let f = fold(changes);
+                for ids in f.deletes.chunks(500) {
+                    let sql = format!("DELETE FROM leases WHERE id IN ({})", placeholders(1, ids.len()));
+                    let mut q = sqlx::query(&sql);
+                    for id in ids {
+                        q = q.bind(*id);
+                    }
+                    q.execute(&mut *conn).await?;
+                }
+                for rows in f.puts.chunks(100) {
+                    let values: Vec<String> = (0..rows.len())
+                        .map(|i| format!("({})", placeholders(i * 8 + 1, 8)))
+                        .collect();
+                    let sql = format!(
+                        "INSERT INTO leases (id, device, request_id, record_key, count, overdraft, expires_at, borrowed) \
+                         VALUES {} \
+                         ON CONFLICT (id) DO UPDATE SET device = excluded.device, request_id = excluded.request_id, \
+                         record_key = excluded.record_key, count = excluded.count, overdraft = excluded.overdraft, \
+                         expires_at = excluded.expires_at, borrowed = excluded.borrowed",
+                        values.join(", ")
+                    );
+                    let mut q = sqlx::query(&sql);
+                    for l in rows {
+                        q = q
                             .bind(l.id)
                             .bind(&l.device)
                             .bind(&l.request_id)
@@ -153,34 +232,37 @@ macro_rules! impl_lease_store {
                             .bind(l.count)
                             .bind(l.overdraft)
                             .bind(unix(l.expires_at))
-                            .bind(i64::from(l.borrowed))
-                            .execute(&mut *conn)
-                            .await?;
-                        }
-                        LeaseChange::Expiry { id, expires_at } => {
-                            sqlx::query("UPDATE leases SET expires_at = $2 WHERE id = $1")
-                                .bind(id)
-                                .bind(unix(*expires_at))
-                                .execute(&mut *conn)
-                                .await?;
-                        }
-                        LeaseChange::Delete { id } => {
-                            sqlx::query("DELETE FROM leases WHERE id = $1")
-                                .bind(id)
-                                .execute(&mut *conn)
-                                .await?;
-                        }
-                        LeaseChange::Consumed { record_key, units } => {
-                            sqlx::query(
-                                "INSERT INTO metered_use (record_key, units) VALUES ($1, $2) \
-                                 ON CONFLICT (record_key) DO UPDATE SET units = excluded.units",
-                            )
-                            .bind(record_key)
-                            .bind(units)
-                            .execute(&mut *conn)
-                            .await?;
-                        }
+                            .bind(i64::from(l.borrowed));
                     }
+                    q.execute(&mut *conn).await?;
+                }
+                for rows in f.expiries.chunks(200) {
+                    let cases: Vec<String> = (0..rows.len())
+                        .map(|i| format!("WHEN ${} THEN ${}", i * 2 + 1, i * 2 + 2))
+                        .collect();
+                    let sql = format!(
+                        "UPDATE leases SET expires_at = CASE id {} ELSE expires_at END WHERE id IN ({})",
+                        cases.join(" "),
+                        placeholders(rows.len() * 2 + 1, rows.len())
+                    );
+                    let mut q = sqlx::query(&sql);
+                    for (id, t) in rows {
+                        q = q.bind(*id).bind(unix(*t));
+                    }
+                    for (id, _) in rows {
+                        q = q.bind(*id);
+                    }
+                    q.execute(&mut *conn).await?;
+                }
+                for (record_key, units) in &f.consumed {
+                    sqlx::query(
+                        "INSERT INTO metered_use (record_key, units) VALUES ($1, $2) \
+                         ON CONFLICT (record_key) DO UPDATE SET units = excluded.units",
+                    )
+                    .bind(record_key)
+                    .bind(units)
+                    .execute(&mut *conn)
+                    .await?;
                 }
                 Ok(())
             }
@@ -245,36 +327,41 @@ impl_lease_store!(SqliteStore, sqlx::SqliteConnection, "sqlite");
 impl_lease_store!(PgStore, sqlx::PgConnection, "postgres");
 
 impl PgStore {
-    /// Appends the changes to the lease log on `conn`.
+    /// Appends the changes to the lease log on `conn`, in order.
     async fn log_lease_changes(
         conn: &mut sqlx::PgConnection,
         node: &str,
         changes: &[LeaseChange],
     ) -> Result<(), StoreError> {
-        for c in changes {
-            let (kind, id, device, request_id, record_key, count, overdraft, expires, borrowed, units) = match c {
-                LeaseChange::Put(l) => ("put", l.id, l.device.as_str(), l.request_id.as_str(), l.record_key.as_str(), l.count, l.overdraft, unix(l.expires_at), i64::from(l.borrowed), 0),
-                LeaseChange::Expiry { id, expires_at } => ("expiry", *id, "", "", "", 0, 0, unix(*expires_at), 0, 0),
-                LeaseChange::Delete { id } => ("delete", *id, "", "", "", 0, 0, 0, 0, 0),
-                LeaseChange::Consumed { record_key, units } => ("consumed", 0, "", "", record_key.as_str(), 0, 0, 0, 0, *units),
-            };
-            sqlx::query(
-                "INSERT INTO lease_log (node, kind, lease_id, device, request_id, record_key, count, overdraft, expires_at, borrowed, units) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(node)
-            .bind(kind)
-            .bind(id)
-            .bind(device)
-            .bind(request_id)
-            .bind(record_key)
-            .bind(count)
-            .bind(overdraft)
-            .bind(expires)
-            .bind(borrowed)
-            .bind(units)
-            .execute(&mut *conn)
-            .await?;
+        for chunk in changes.chunks(500) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| format!("($1, {})", placeholders(i * 10 + 2, 10)))
+                .collect();
+            let sql = format!(
+                "INSERT INTO lease_log (node, kind, lease_id, device, request_id, record_key, count, overdraft, expires_at, borrowed, units) VALUES {}",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(node);
+            for c in chunk {
+                let (kind, id, device, request_id, record_key, count, overdraft, expires, borrowed, units) = match c {
+                    LeaseChange::Put(l) => ("put", l.id, l.device.as_str(), l.request_id.as_str(), l.record_key.as_str(), l.count, l.overdraft, unix(l.expires_at), i64::from(l.borrowed), 0),
+                    LeaseChange::Expiry { id, expires_at } => ("expiry", *id, "", "", "", 0, 0, unix(*expires_at), 0, 0),
+                    LeaseChange::Delete { id } => ("delete", *id, "", "", "", 0, 0, 0, 0, 0),
+                    LeaseChange::Consumed { record_key, units } => ("consumed", 0, "", "", record_key.as_str(), 0, 0, 0, 0, *units),
+                };
+                q = q
+                    .bind(kind)
+                    .bind(id)
+                    .bind(device)
+                    .bind(request_id)
+                    .bind(record_key)
+                    .bind(count)
+                    .bind(overdraft)
+                    .bind(expires)
+                    .bind(borrowed)
+                    .bind(units);
+            }
+            q.execute(&mut *conn).await?;
         }
         Ok(())
     }

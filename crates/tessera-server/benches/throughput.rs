@@ -1,0 +1,525 @@
+//! License server throughput and capacity, measured (not asserted): see docs/performance.md.
+//!
+//! ```text
+//! cargo bench -p tessera-server --bench throughput
+//! ```
+//!
+//! 1. **Throughput.** A load generator on loopback (64 keep-alive HTTP/1.1 connections, its own
+//!    threads) drives, in the same run, (a) a trivial JSON handler (parse the body, answer a small
+//!    JSON object) and (b) a real license server on SQLite in a directory on disk, each connection
+//!    checking a seat out (a durable, signed grant) and returning it (a durable return answered
+//!    with a sealed response, proven with the lease's session key). Requests/s, p50 and p99.
+//! 2. **Capacity.** One million active leases written to the store of a second server, which is
+//!    then opened in a fresh process: time to reload, resident memory, and one request served.
+//!
+//! `TESSERA_BENCH_SECS` (default 10) sets each measurement's length, `TESSERA_BENCH_LEASES`
+//! (default 1000000) the capacity run's leases, `TESSERA_BENCH_DIR` where the data directories go
+//! (default a temporary directory under `target/`).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde_json::{json, Value};
+use tessera_core::capability::{session_proof, Operation};
+use tessera_core::Clock;
+use tessera_host::SystemClock;
+use tessera_server::{daemon, engine::record_key, http};
+use tessera_store::{LeaseChange, LeaseRow, LeaseStore};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const CONNECTIONS: usize = 64;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn main() -> Result<(), BoxError> {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--reload") {
+        let dir = args.get(i + 1).ok_or("--reload DIR")?;
+        return reload(Path::new(dir));
+    }
+    let secs: u64 = std::env::var("TESSERA_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let leases: usize = std::env::var("TESSERA_BENCH_LEASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let base = match std::env::var_os("TESSERA_BENCH_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => {
+            let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-data");
+            std::fs::create_dir_all(&d)?;
+            d
+        }
+    };
+    let work = tempfile::tempdir_in(&base)?;
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("server")
+        .enable_all()
+        .build()?;
+    let load_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("load")
+        .enable_all()
+        .build()?;
+    let (trivial_url, server_url, capacity_dir) =
+        server_rt.block_on(setup(work.path(), leases))?;
+    let d = Duration::from_secs(secs);
+    println!("# license server throughput: {CONNECTIONS} connections, {secs} s each, loopback");
+    println!();
+    println!("| target | requests/s | p50 | p99 | errors |");
+    println!("|---|---:|---:|---:|---:|");
+    let mut trivial = load_rt.block_on(run(&trivial_url, d, Workload::Trivial))?;
+    trivial.print("trivial JSON handler (axum, same process)");
+    let mut server = load_rt.block_on(run(&server_url, d, Workload::CheckoutReturn))?;
+    server.print("license server: checkout + return, durable (SQLite, group commit)");
+    let metrics = load_rt.block_on(async {
+        reqwest::get(format!("http://{server_url}/metrics"))
+            .await?
+            .text()
+            .await
+    })?;
+    let metric = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let commits = metric("tessera_engine_commits_total").max(1.0);
+    println!();
+    println!(
+        "group commit: {:.0} decisions in {:.0} commits ({:.1} a commit), {:.2} ms a commit on average",
+        metric("tessera_engine_decisions_total"),
+        commits,
+        metric("tessera_engine_decisions_total") / commits,
+        metric("tessera_engine_commit_seconds_total") * 1000.0 / commits
+    );
+    println!(
+        "license server / trivial handler: {:.2}",
+        server.rate() / trivial.rate().max(1.0)
+    );
+    drop(load_rt);
+    drop(server_rt);
+
+    // capacity, in a fresh process so its memory is the reloaded server's alone
+    println!();
+    println!("# capacity: {leases} active leases");
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .arg("--reload")
+        .arg(&capacity_dir)
+        .output()?;
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() {
+        return Err("the reload run failed".into());
+    }
+    Ok(())
+}
+
+/// Starts a back office, the trivial handler and the license server under test; fills the
+/// capacity server's store. Returns the two URLs and the capacity data directory.
+async fn setup(dir: &Path, leases: usize) -> Result<(String, String, PathBuf), BoxError> {
+    let (bo_url, keys) = backoffice(&dir.join("backoffice"), 3).await?;
+    let producer_pem = std::fs::read_to_string(dir.join("backoffice/keys/producer.pub"))?;
+
+    // the trivial handler
+    let app = axum::Router::new().route(
+        "/api/v1/capability",
+        axum::routing::post(|axum::Json(v): axum::Json<Value>| async move {
+            axum::Json(json!({"ok": true, "operation": v["operation"]}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let trivial_url = format!("{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    // the license server under load
+    let data = dir.join("server");
+    let server_url = start_server(&data, &producer_pem, "ethernet=0050569a3b01").await?;
+    activate(&server_url, &data, &bo_url, &[(&keys[0], 10_000)]).await?;
+
+    // the capacity server: activated, stopped, its store filled with active leases
+    let cap = dir.join("capacity");
+    let cap_url = start_server(&cap, &producer_pem, "ethernet=0050569a3b02").await?;
+    // the leases fill the first line; the second has room for the request served after reload
+    activate(
+        &cap_url,
+        &cap,
+        &bo_url,
+        &[(&keys[1], u32::try_from(leases)?.clamp(1, 1_000_000)), (&keys[2], 10)],
+    )
+    .await?;
+    fill(&cap, leases).await?;
+    Ok((trivial_url, server_url, cap))
+}
+
+async fn start_server(data: &Path, producer_pem: &str, hostid: &str) -> Result<String, BoxError> {
+    let token = daemon::init(data, producer_pem, None, Some(hostid)).await?;
+    std::fs::write(data.join("admin.token"), &token)?;
+    let cfg = std::fs::read_to_string(data.join("server.toml"))?;
+    std::fs::write(
+        data.join("server.toml"),
+        format!(
+            "{cfg}anchor_dir = \"{}\"\n",
+            data.join("../anchors").display()
+        ),
+    )?;
+    let server = daemon::open(data, Arc::new(SystemClock)).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("{}", listener.local_addr()?);
+    tokio::spawn(http::serve_on(
+        listener,
+        http::state(server),
+        std::future::pending(),
+    ));
+    Ok(url)
+}
+
+async fn activate(
+    addr: &str,
+    data: &Path,
+    bo_url: &str,
+    keys: &[(&str, u32)],
+) -> Result<(), BoxError> {
+    let token = std::fs::read_to_string(data.join("admin.token"))?;
+    let r = reqwest::Client::new()
+        .post(format!("http://{addr}/api/v1/admin/activate"))
+        .bearer_auth(token.trim())
+        .json(&json!({"backoffice": bo_url, "activations": keys.iter().map(|(k, n)| json!({"key": k, "count": n})).collect::<Vec<_>>()}))
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        return Err(format!("activation failed: {}", r.text().await?).into());
+    }
+    Ok(())
+}
+
+async fn backoffice(dir: &Path, lines: usize) -> Result<(String, Vec<String>), BoxError> {
+    use tessera_backoffice::daemon as bo;
+    bo::init(dir, None, None, &SystemClock).await?;
+    let (office, config) = bo::open(dir, None, Arc::new(SystemClock)).await?;
+    office
+        .create_product(
+            "cad",
+            "CAD",
+            serde_json::from_value(json!({"features": [{"name": "modeler", "version": "2.0"}]}))?,
+        )
+        .await?;
+    let c = office.create_customer("ACME", None).await?;
+    let line = json!({"product": "cad", "model": "floating", "count": 1_000_000});
+    let e = office
+        .create_entitlement(
+            &c.id,
+            (0..lines)
+                .map(|_| serde_json::from_value(line.clone()))
+                .collect::<Result<_, _>>()?,
+        )
+        .await?;
+    let keys = e.lines.iter().filter_map(|l| l.key.clone()).collect();
+    let state = bo::state(office, &config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(bo::serve_on(listener, state, std::future::pending()));
+    Ok((url, keys))
+}
+
+/// Writes `n` active leases straight into the (stopped-serving) capacity server's store, in the
+/// form the engine writes them.
+async fn fill(data: &Path, n: usize) -> Result<(), BoxError> {
+    let config = daemon::load_config(data)?;
+    let url = config
+        .database
+        .clone()
+        .unwrap_or_else(|| tessera_store::sqlite_url_for_data_dir(data));
+    let store = tessera_store::open(&url).await?;
+    let license = tessera_store::MetaStore::get_setting(&store, "server.license")
+        .await?
+        .ok_or("the capacity server has no bundle")?;
+    let claims: tessera_core::LicenseClaims = tessera_core::document::decode_unverified(
+        &license,
+        tessera_core::DocumentType::License,
+    )?;
+    let record = claims
+        .features
+        .first()
+        .map(record_key)
+        .ok_or("the bundle has no features")?;
+    let expires = SystemClock.now() + tessera_core::time::Duration::days(1);
+    let started = Instant::now();
+    let mut id = 1_000_000i64;
+    for chunk in 0..n.div_ceil(20_000) {
+        let rows = (0..20_000.min(n - chunk * 20_000))
+            .map(|i| {
+                id += 1;
+                LeaseChange::Put(LeaseRow {
+                    id,
+                    device: format!("string=ws-{:07}", chunk * 20_000 + i),
+                    request_id: format!("{:024x}", id),
+                    record_key: record.clone(),
+                    count: 1,
+                    overdraft: 0,
+                    expires_at: expires,
+                    borrowed: false,
+                })
+            })
+            .collect();
+        store.apply_lease_changes(rows).await?;
+    }
+    eprintln!(
+        "(wrote {n} leases to the capacity store in {:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The capacity run, in its own process: reopen the server with its leases; report time and memory.
+fn reload(data: &Path) -> Result<(), BoxError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let before = memory();
+        let started = Instant::now();
+        // the first server is still running in the parent: its lock is on another directory
+        let server = daemon::open(data, Arc::new(SystemClock)).await?;
+        let took = started.elapsed();
+        let held = server.engine.lease_count();
+        let after = memory();
+        // and it still serves: one more seat
+        let req: tessera_core::capability::CapabilityRequest = serde_json::from_value(json!({
+            "operation": "request", "device_id": "string=one-more", "request_id": "r",
+            "nonce": "nonce-nonce-nonce-1", "features": [{"name": "modeler"}]}))?;
+        let answered = server.engine.handle(&req).await.is_ok();
+        println!();
+        println!("| measure | value |");
+        println!("|---|---:|");
+        println!("| leases held after reload | {held} |");
+        println!("| reload (open: checks, read, seat book) | {:.2} s |", took.as_secs_f64());
+        println!(
+            "| resident memory before open | {:.0} MiB |",
+            before.0 as f64 / 1024.0
+        );
+        println!(
+            "| resident memory holding the leases | {:.0} MiB |",
+            after.0 as f64 / 1024.0
+        );
+        println!(
+            "| peak resident memory (during reload) | {:.0} MiB |",
+            after.1 as f64 / 1024.0
+        );
+        println!("| a request served after reload | {answered} |");
+        Ok::<_, BoxError>(())
+    })
+}
+
+/// (VmRSS, VmHWM) in KiB.
+fn memory() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Workload {
+    Trivial,
+    CheckoutReturn,
+}
+
+#[derive(Debug, Default)]
+struct Measured {
+    latencies_us: Vec<u32>,
+    errors: u64,
+    elapsed: Duration,
+}
+
+impl Measured {
+    fn rate(&self) -> f64 {
+        self.latencies_us.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    fn print(&mut self, what: &str) {
+        self.latencies_us.sort_unstable();
+        let q = |p: f64| {
+            let n = self.latencies_us.len();
+            if n == 0 {
+                return 0.0;
+            }
+            let i = ((n as f64 * p) as usize).min(n - 1);
+            f64::from(self.latencies_us[i]) / 1000.0
+        };
+        println!(
+            "| {what} | {:.0} | {:.2} ms | {:.2} ms | {} |",
+            self.rate(),
+            q(0.50),
+            q(0.99),
+            self.errors
+        );
+    }
+}
+
+async fn run(addr: &str, d: Duration, w: Workload) -> Result<Measured, BoxError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for c in 0..CONNECTIONS {
+        let (addr, stop) = (addr.to_string(), stop.clone());
+        tasks.push(tokio::spawn(async move { connection(&addr, c, w, &stop).await }));
+    }
+    // warm up, then measure
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let t0 = Instant::now();
+    MEASURING.store(true, Ordering::SeqCst);
+    tokio::time::sleep(d).await;
+    MEASURING.store(false, Ordering::SeqCst);
+    let elapsed = t0.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    let mut m = Measured {
+        elapsed,
+        ..Measured::default()
+    };
+    for t in tasks {
+        let (lat, errors) = t.await??;
+        m.latencies_us.extend(lat);
+        m.errors += errors;
+    }
+    Ok(m)
+}
+
+static MEASURING: AtomicBool = AtomicBool::new(false);
+
+struct Conn {
+    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+    line: String,
+    body: Vec<u8>,
+}
+
+impl Conn {
+    async fn post(&mut self, addr: &str, body: &str) -> Result<(u16, &[u8]), BoxError> {
+        let req = format!(
+            "POST /api/v1/capability HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.writer.write_all(req.as_bytes()).await?;
+        self.line.clear();
+        self.reader.read_line(&mut self.line).await?;
+        let status: u16 = self
+            .line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or("no status line")?;
+        let mut len = 0usize;
+        loop {
+            self.line.clear();
+            if self.reader.read_line(&mut self.line).await? == 0 {
+                return Err("connection closed".into());
+            }
+            let l = self.line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse()?;
+                }
+            }
+        }
+        self.body.resize(len, 0);
+        self.reader.read_exact(&mut self.body).await?;
+        Ok((status, &self.body))
+    }
+}
+
+async fn connection(
+    addr: &str,
+    c: usize,
+    w: Workload,
+    stop: &AtomicBool,
+) -> Result<(Vec<u32>, u64), BoxError> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (r, wr) = stream.into_split();
+    let mut conn = Conn {
+        reader: BufReader::new(r),
+        writer: wr,
+        line: String::new(),
+        body: Vec::new(),
+    };
+    let mut lat = Vec::new();
+    let mut errors = 0u64;
+    let device = format!("string=bench-{c}");
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let nonce = format!("nonce-{c:04}-{n:012}");
+        let request_id = format!("r-{n}");
+        let body = json!({
+            "operation": "request", "device_id": device, "request_id": request_id,
+            "nonce": nonce, "features": [{"name": "modeler"}]})
+        .to_string();
+        let t = Instant::now();
+        let (status, answer) = conn.post(addr, &body).await?;
+        let took = t.elapsed();
+        if MEASURING.load(Ordering::Relaxed) {
+            lat.push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+            if status != 200 {
+                errors += 1;
+            }
+        }
+        if let Workload::Trivial = w {
+            continue;
+        }
+        // the grant: lease and session key from the signed answer's claims
+        let v: Value = serde_json::from_slice(answer)?;
+        let token = v["response"].as_str().unwrap_or_default();
+        let claims: Value = token
+            .split('.')
+            .nth(1)
+            .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null);
+        let grant = &claims["grants"][0];
+        let (Some(lease), Some(key)) = (
+            grant["lease"].as_u64(),
+            grant["session_key"]
+                .as_str()
+                .and_then(|k| URL_SAFE_NO_PAD.decode(k).ok()),
+        ) else {
+            errors += 1;
+            continue;
+        };
+        let nonce = format!("nonce-{c:04}-{n:012}-ret");
+        let request_id = format!("ret-{n}");
+        let proof = session_proof(&key, Operation::Return, &nonce, &request_id, lease);
+        let body = json!({"operation": "return", "device_id": device, "request_id": request_id,
+            "nonce": nonce, "leases": [lease], "session_proof": proof})
+        .to_string();
+        let t = Instant::now();
+        let (status, answer) = conn.post(addr, &body).await?;
+        let took = t.elapsed();
+        let sealed = std::str::from_utf8(answer).is_ok_and(|a| a.contains("\"response\""));
+        if MEASURING.load(Ordering::Relaxed) {
+            lat.push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+            if status != 200 || !sealed {
+                errors += 1;
+            }
+        }
+    }
+    Ok((lat, errors))
+}
