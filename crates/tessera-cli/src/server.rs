@@ -218,12 +218,44 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
         ServerCommand::Serve { data, listen } => {
             let server = daemon::open(&data, Arc::new(SystemClock)).await?;
             let addr = listen.unwrap_or_else(|| server.config.listen.clone());
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&server.config.log)),
-                )
-                .try_init();
+            let filter = match tracing_subscriber::EnvFilter::try_from_default_env() {
+                Ok(f) => f,
+                Err(_) => tracing_subscriber::EnvFilter::try_new(&server.config.log).map_err(|e| {
+                    anyhow!(
+                        "{}: log = \"{}\" is not a log filter ({e}); use a level such as \"info\" or \"debug\", or directives such as \"info,tessera_server=debug\"",
+                        data.join("server.toml").display(),
+                        server.config.log
+                    )
+                })?,
+            };
+            match &server.config.log_file {
+                Some(path) => {
+                    let path = if path.is_absolute() {
+                        path.clone()
+                    } else {
+                        server.data.join(path)
+                    };
+                    let file = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&path)
+                        .map_err(|e| {
+                            anyhow!(
+                                "cannot open the log file {} (log_file in server.toml): {e}",
+                                path.display()
+                            )
+                        })?;
+                    let _ = tracing_subscriber::fmt()
+                        .with_env_filter(filter)
+                        .with_ansi(false)
+                        .with_writer(std::sync::Mutex::new(file))
+                        .try_init();
+                }
+                None => {
+                    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+                }
+            }
+            tracing::info!(hostid = %server.hostid, cluster = server.config.cluster, "license server starting");
             let host = server.hostid.clone();
             let listener = tokio::net::TcpListener::bind(&addr)
                 .await

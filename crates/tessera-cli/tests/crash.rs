@@ -150,6 +150,13 @@ fn sigkill_under_load_loses_and_doubles_no_seat() {
         .find(|w| w.starts_with("tss_"))
         .unwrap()
         .to_string();
+    // the log goes to a file, at the level the configuration sets
+    let cfg = std::fs::read_to_string(d.join("srv/server.toml")).unwrap();
+    std::fs::write(
+        d.join("srv/server.toml"),
+        cfg.replace("log = \"info\"", "log = \"debug\"\nlog_file = \"server.log\""),
+    )
+    .unwrap();
     let (mut srv, url) = spawn(
         &[
             "server",
@@ -265,6 +272,13 @@ fn sigkill_under_load_loses_and_doubles_no_seat() {
         "seats in use after the crash = leases granted and not returned"
     );
     assert_eq!(status["leases"].as_u64().unwrap(), expected);
+    let log = std::fs::read_to_string(d.join("srv/server.log")).unwrap();
+    assert_eq!(
+        log.matches("license server starting").count(),
+        2,
+        "both starts logged to the file"
+    );
+    assert!(log.contains("DEBUG"), "at the configured level");
     srv.kill().unwrap();
     let _ = srv.wait();
     bo_child.kill().unwrap();

@@ -166,7 +166,7 @@ pub async fn init(
         .map_err(|e| ServerError::Config(format!("the producer key: {e}")))?;
     fs::create_dir_all(data.join("keys")).map_err(|e| file_err(data, e))?;
     let data = data.canonicalize().map_err(|e| file_err(data, e))?;
-    let mut toml_text = "# Tessera license server. Unknown keys are errors.\nlisten = \"0.0.0.0:7070\"\nlease_seconds = 300\n# max_borrow_days = 7            (default: the producer's offline policy, 30 days)\n# max_borrows_per_account = 3   (default: the producer's offline policy, 3)\nlog = \"info\"\n".to_string();
+    let mut toml_text = "# Tessera license server. Unknown keys are errors.\nlisten = \"0.0.0.0:7070\"\nlease_seconds = 300\n# max_borrow_days = 7            (default: the producer's offline policy, 30 days)\n# max_borrows_per_account = 3   (default: the producer's offline policy, 3)\nlog = \"info\"\n# log_file = \"server.log\"        (default: standard error; relative to this directory)\n# cluster = false               (true: several processes share one PostgreSQL database; same hostid on each)\n".to_string();
     if let Some(db) = database {
         toml_text.push_str(&format!("database = \"{}\"\n", db.replace('"', "")));
     }
