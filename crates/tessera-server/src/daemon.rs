@@ -250,6 +250,8 @@ pub struct Server {
     pub data: PathBuf,
     /// The clock.
     pub clock: Arc<dyn Clock>,
+    /// The license bundle served (to notice one another cluster member installed).
+    installed: tokio::sync::Mutex<Option<String>>,
     /// Keeps other server processes off this data directory and database while this one runs.
     _lock: (fs::File, tessera_store::ExclusiveGuard),
 }
@@ -440,6 +442,7 @@ pub async fn open(data: &Path, clock: Arc<dyn Clock>) -> Result<Server, ServerEr
         admin_token_sha256,
         data,
         clock,
+        installed: tokio::sync::Mutex::new(license),
         _lock: (lock_file, guard),
     })
 }
@@ -573,6 +576,31 @@ impl Server {
             .collect())
     }
 
+    /// In a cluster: serves the bundle another member installed (an activation or a renewal), if
+    /// there is a newer one in the shared store. Returns whether it changed.
+    pub async fn refresh_from_store(&self) -> Result<bool, ServerError> {
+        let license = self.store.get_setting("server.license").await?;
+        let mut installed = self.installed.lock().await;
+        if license.is_none() || license == *installed {
+            return Ok(false);
+        }
+        let certificate = self.store.get_setting("server.certificate").await?;
+        let now = self.clock.now();
+        let records = bundle_records(license.as_deref(), &self.producer, &self.hostid, now);
+        *self.certificate.write().await = certificate;
+        self.engine.reload(records).await?;
+        apply_borrow_policy(
+            &self.engine,
+            &self.config,
+            license.as_deref(),
+            &self.producer,
+            &self.hostid,
+            now,
+        );
+        *installed = license;
+        Ok(true)
+    }
+
     /// An offline activation request file for these keys and counts, signed with this server's key,
     /// for the back office's `/offline` page or `tessera backoffice offline respond`.
     pub fn offline_request(&self, activations: &[(String, u32)]) -> Result<String, ServerError> {
@@ -659,6 +687,7 @@ impl Server {
             .put_setting("server.certificate", certificate)
             .await?;
         *self.certificate.write().await = Some(certificate.to_string());
+        *self.installed.lock().await = Some(license.to_string());
         let n = lic.features().len();
         self.engine.reload(lic.features().to_vec()).await?;
         apply_borrow_policy(

@@ -105,6 +105,13 @@ pub async fn serve_on(
             if let Err(e) = sweeper.server.engine.sweep().await {
                 tracing::warn!(error = %e, "lease sweep failed; will try again");
             }
+            if sweeper.server.engine.clustered() {
+                match sweeper.server.refresh_from_store().await {
+                    Ok(true) => tracing::info!("serving the license bundle another cluster member installed"),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "could not check for a newer license bundle"),
+                }
+            }
         }
     });
     let syncer = state.clone();

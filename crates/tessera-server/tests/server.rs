@@ -426,6 +426,30 @@ async fn a_cluster_over_one_postgres_never_grants_past_the_count() {
         let a = capability(url, json!({"operation": "preview", "device_id": "string=probe", "request_id": "p", "nonce": nonce(999), "features": [{"name": "modeler", "count": 3}]})).await;
         assert_eq!(verify(&a, &producer, &nonce(999)).grants.len(), 1, "{url}");
     }
+    // a renewal installed on one member is served by the others within a sweep or two
+    let probe = |url: String, n: u32| async move {
+        capability(&url, json!({"operation": "preview", "device_id": "string=probe", "request_id": "p", "nonce": nonce(n), "features": [{"name": "modeler"}]})).await["certificate"].as_str().unwrap().to_string()
+    };
+    let before = probe(urls[1].clone(), 2000).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await; // a later issue time
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/admin/sync", urls[0]))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let renewed = probe(urls[0].clone(), 2001).await;
+    assert_ne!(renewed, before, "the sync installed a new bundle on the first member");
+    let mut seen = String::new();
+    for i in 0..30 {
+        seen = probe(urls[1].clone(), 2002 + i).await;
+        if seen == renewed {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert_eq!(seen, renewed, "another member picked the renewal up");
     // a wrong session proof is refused, not answered
     let r = reqwest::Client::new()
         .post(format!("{}/api/v1/capability", urls[0]))
