@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 use crate::document::{self, DocumentType, SignError, VerifyError};
 use crate::keys::{Keyring, SigningKey};
@@ -62,6 +62,105 @@ pub fn check_session_proof(
     let mut m = mac(session_key);
     m.update(proof_input(operation, nonce, request_id, lease).as_bytes());
     m.verify_slice(&bytes).is_ok()
+}
+
+/// The `alg` of a batch-signed answer. The token is `HEADER.CLAIMS.PROOF` (base64url): HEADER and
+/// CLAIMS as in a JWS; PROOF is JSON `{"path": [...], "sig": ...}`. The leaf of an answer is
+/// SHA-256(0x00 ‖ "HEADER.CLAIMS"), an inner node SHA-256(0x01 ‖ left ‖ right) (an odd node is
+/// carried up as it is); `path` lists the sibling hashes from the leaf up, each prefixed `L` or `R`
+/// for the side it sits on; `sig` is the server key's Ed25519 signature of
+/// "tessera-capability-batch-v1|" ‖ root. Verifying costs one signature check, like a JWS.
+pub const BATCH_ALG: &str = "EdDSA-SHA256-batch";
+
+fn leaf_hash(signing_input: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update([0u8]);
+    h.update(signing_input);
+    h.finalize().into()
+}
+
+fn node_hash(l: &[u8; 32], r: &[u8; 32]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update([1u8]);
+    h.update(l);
+    h.update(r);
+    h.finalize().into()
+}
+
+fn root_message(root: &[u8; 32]) -> Vec<u8> {
+    let mut m = b"tessera-capability-batch-v1|".to_vec();
+    m.extend_from_slice(root);
+    m
+}
+
+fn header_alg(token: &str) -> Option<String> {
+    let header = token.trim().split('.').next()?;
+    let bytes = URL_SAFE_NO_PAD.decode(header).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    v["alg"].as_str().map(String::from)
+}
+
+fn verify_batch(token: &str, keys: &Keyring) -> Result<CapabilityResponseClaims, VerifyError> {
+    let malformed = |detail: String| VerifyError::Malformed {
+        line: 1,
+        column: 1,
+        detail,
+    };
+    let mut parts = token.splitn(4, '.');
+    let (Some(h), Some(p), Some(proof), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(malformed(
+            "a batch-signed answer has three parts separated by '.'".into(),
+        ));
+    };
+    let json = |part: &str, what: &str| -> Result<serde_json::Value, VerifyError> {
+        URL_SAFE_NO_PAD
+            .decode(part)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| malformed(format!("the {what} is not base64url JSON")))
+    };
+    let header = json(h, "header")?;
+    if header["typ"] != DocumentType::CapabilityResponse.typ() {
+        return Err(VerifyError::WrongDocumentType {
+            expected: DocumentType::CapabilityResponse,
+            found: header["typ"].as_str().unwrap_or("none").into(),
+        });
+    }
+    let kid = header["kid"].as_str().unwrap_or_default();
+    let key = keys.get(kid).ok_or_else(|| VerifyError::UnknownKeyId {
+        kid: kid.to_string(),
+    })?;
+    let proof = json(proof, "proof")?;
+    let mut node = leaf_hash(&token.as_bytes()[..h.len() + 1 + p.len()]);
+    for step in proof["path"].as_array().into_iter().flatten() {
+        let step = step.as_str().unwrap_or_default();
+        let (side, hash) = step.split_at(step.len().min(1));
+        let sibling: [u8; 32] = URL_SAFE_NO_PAD
+            .decode(hash)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| malformed("a proof path entry is not a hash".into()))?;
+        node = match side {
+            "L" => node_hash(&sibling, &node),
+            "R" => node_hash(&node, &sibling),
+            _ => return Err(malformed("a proof path entry is not L or R".into())),
+        };
+    }
+    let sig: [u8; 64] = proof["sig"]
+        .as_str()
+        .and_then(|s| URL_SAFE_NO_PAD.decode(s).ok())
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| malformed("the proof's signature is not 64 bytes of base64url".into()))?;
+    if !key.verify_bytes(&root_message(&node), &sig) {
+        return Err(VerifyError::SignatureMismatch);
+    }
+    URL_SAFE_NO_PAD
+        .decode(p)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| malformed("the claims are not the expected JSON".into()))
 }
 
 /// The lease a sealed response (see [`CapabilityResponseClaims::seal`]) was sealed for, or `None`
@@ -299,15 +398,81 @@ impl CapabilityResponseClaims {
         Ok(c)
     }
 
-    /// Verifies an answer with the server's (certified) key and checks it answers `nonce`.
+    /// Signs several answers with **one** signature (see [`BATCH_ALG`]): each token carries its
+    /// claims, its path in a Merkle tree over all the answers, and the server's signature of the
+    /// tree's root. One answer alone is signed as a plain EdDSA JWS.
+    pub fn sign_batch(
+        answers: &[CapabilityResponseClaims],
+        server: &SigningKey,
+    ) -> Result<Vec<String>, SignError> {
+        if answers.len() <= 1 {
+            return answers.iter().map(|a| a.sign(server)).collect();
+        }
+        let header = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&serde_json::json!({
+            "alg": BATCH_ALG,
+            "kid": server.kid().as_str(),
+            "typ": DocumentType::CapabilityResponse.typ(),
+        }))?);
+        let mut inputs = Vec::with_capacity(answers.len());
+        for a in answers {
+            let mut t = header.clone();
+            t.push('.');
+            t.push_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(a)?));
+            inputs.push(t);
+        }
+        let mut levels: Vec<Vec<[u8; 32]>> =
+            vec![inputs.iter().map(|t| leaf_hash(t.as_bytes())).collect()];
+        while levels.last().is_some_and(|l| l.len() > 1) {
+            let below = levels.last().map(Vec::as_slice).unwrap_or_default();
+            let up = below
+                .chunks(2)
+                .map(|pair| match pair {
+                    [l, r] => node_hash(l, r),
+                    [only] => *only,
+                    _ => [0; 32],
+                })
+                .collect();
+            levels.push(up);
+        }
+        let root = levels
+            .last()
+            .and_then(|l| l.first())
+            .copied()
+            .unwrap_or([0; 32]);
+        let sig = URL_SAFE_NO_PAD.encode(server.sign_bytes(&root_message(&root)));
+        let mut out = Vec::with_capacity(inputs.len());
+        for (i, mut t) in inputs.into_iter().enumerate() {
+            let mut path = Vec::new();
+            let mut at = i;
+            for level in &levels[..levels.len() - 1] {
+                let sibling = at ^ 1;
+                if let Some(h) = level.get(sibling) {
+                    let side = if sibling < at { "L" } else { "R" };
+                    path.push(format!("{side}{}", URL_SAFE_NO_PAD.encode(h)));
+                }
+                at /= 2;
+            }
+            let proof = serde_json::json!({"path": path, "sig": sig});
+            t.push('.');
+            t.push_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(&proof)?));
+            out.push(t);
+        }
+        Ok(out)
+    }
+
+    /// Verifies an answer with the server's (certified) key and checks it answers `nonce`. Takes
+    /// a plain EdDSA JWS or a batch-signed answer ([`BATCH_ALG`]).
     pub fn verify(
         token: &str,
         server_key: &Keyring,
         nonce: &str,
         now: OffsetDateTime,
     ) -> Result<CapabilityResponseClaims, VerifyError> {
-        let c: CapabilityResponseClaims =
-            document::verify(token, server_key, DocumentType::CapabilityResponse, now)?.claims;
+        let c: CapabilityResponseClaims = if header_alg(token).as_deref() == Some(BATCH_ALG) {
+            verify_batch(token.trim(), server_key)?
+        } else {
+            document::verify(token, server_key, DocumentType::CapabilityResponse, now)?.claims
+        };
         if c.nonce != nonce {
             return Err(VerifyError::Malformed {
                 line: 1,
@@ -367,6 +532,46 @@ mod tests {
             CapabilityResponseClaims::verify_sealed(&signed, &key, "n0nce-n0nce-n0nce"),
             Err(VerifyError::UnsupportedAlgorithm { .. })
         ));
+    }
+
+    #[test]
+    fn batch_signed_answers_verify_one_by_one_and_resist_tampering() {
+        let key = SigningKey::from_seed(&[9; 32]);
+        let ring = Keyring::with(key.public());
+        let now = datetime!(2026-06-01 12:00 UTC);
+        for n in [1usize, 2, 3, 5, 8, 13] {
+            let answers: Vec<CapabilityResponseClaims> = (0..n)
+                .map(|i| CapabilityResponseClaims {
+                    nonce: format!("nonce-{i:012}-abcdef"),
+                    request_id: format!("r{i}"),
+                    ..claims()
+                })
+                .collect();
+            let tokens = CapabilityResponseClaims::sign_batch(&answers, &key).unwrap();
+            assert_eq!(tokens.len(), n);
+            for (i, t) in tokens.iter().enumerate() {
+                let c = CapabilityResponseClaims::verify(t, &ring, &answers[i].nonce, now).unwrap();
+                assert_eq!(c, answers[i]);
+                // another answer's nonce: refused
+                if n > 1 {
+                    let other = &answers[(i + 1) % n].nonce;
+                    assert!(CapabilityResponseClaims::verify(t, &ring, other, now).is_err());
+                }
+            }
+            if n > 1 {
+                // claims swapped between two tokens of the batch: the path no longer leads to the root
+                let a: Vec<&str> = tokens[0].split('.').collect();
+                let b: Vec<&str> = tokens[1].split('.').collect();
+                let forged = format!("{}.{}.{}", a[0], b[1], a[2]);
+                assert!(matches!(
+                    CapabilityResponseClaims::verify(&forged, &ring, &answers[1].nonce, now),
+                    Err(VerifyError::SignatureMismatch)
+                ));
+                // another key: unknown
+                let other = Keyring::with(SigningKey::from_seed(&[8; 32]).public());
+                assert!(CapabilityResponseClaims::verify(&tokens[0], &other, &answers[0].nonce, now).is_err());
+            }
+        }
     }
 
     #[test]

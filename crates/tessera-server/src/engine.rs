@@ -255,7 +255,18 @@ struct Pending {
     device: HostId,
     device_key: String,
     wants: Vec<Want>,
-    reply: oneshot::Sender<Result<CapabilityResponseClaims, EngineError>>,
+    /// Answered sealed with the lease's session key (the handler seals), not signed.
+    sealed: bool,
+    reply: oneshot::Sender<Result<Decided, EngineError>>,
+}
+
+/// What the writer hands back to a request's handler once the decision is committed.
+#[derive(Debug)]
+enum Decided {
+    /// The answer, signed (with the others of its commit, under one signature).
+    Signed(String),
+    /// The claims, for the handler to seal with the lease's session key.
+    ToSeal(CapabilityResponseClaims),
 }
 
 #[derive(Debug)]
@@ -535,19 +546,24 @@ impl Engine {
             device,
             device_key,
             wants,
+            sealed: seal.is_some(),
             reply: tx,
         };
         self.jobs
             .send(Job::Decide(Box::new(pending)))
             .map_err(|_| EngineError::Store(stopped().to_string()))?;
-        let claims = rx.await.map_err(|_| {
+        let decided = rx.await.map_err(|_| {
             EngineError::Store("the decision could not be committed (the server log says why)".into())
         })??;
-        match seal {
-            Some((lease, key)) => claims.seal(&key, lease),
-            None => claims.sign(&self.inner.key),
+        match (decided, seal) {
+            (Decided::Signed(token), _) => Ok(token),
+            (Decided::ToSeal(claims), Some((lease, key))) => claims
+                .seal(&key, lease)
+                .map_err(|e| EngineError::Sign(e.to_string())),
+            (Decided::ToSeal(claims), None) => claims
+                .sign(&self.inner.key)
+                .map_err(|e| EngineError::Sign(e.to_string())),
         }
-        .map_err(|e| EngineError::Sign(e.to_string()))
     }
 }
 
@@ -683,7 +699,7 @@ impl Inner {
                 let mut out = Vec::with_capacity(batch.len());
                 for p in batch {
                     let claims = inner.decide(book, &p, now, &mut changes);
-                    out.push((p.reply, claims));
+                    out.push((p.reply, claims, p.sealed));
                 }
                 (changes, out)
             })
@@ -691,8 +707,32 @@ impl Inner {
         self.decisions.fetch_add(n, Ordering::Relaxed);
         match r {
             Ok(out) => {
-                for (reply, claims) in out {
-                    let _ = reply.send(Ok(claims));
+                let mut to_sign = Vec::new();
+                for (reply, claims, sealed) in out {
+                    if sealed {
+                        let _ = reply.send(Ok(Decided::ToSeal(claims)));
+                    } else {
+                        to_sign.push((reply, claims));
+                    }
+                }
+                if !to_sign.is_empty() {
+                    // one signature for the whole commit, made off the writer's path
+                    let key = self.key.clone();
+                    tokio::spawn(async move {
+                        let (replies, claims): (Vec<_>, Vec<_>) = to_sign.into_iter().unzip();
+                        match CapabilityResponseClaims::sign_batch(&claims, &key) {
+                            Ok(tokens) => {
+                                for (reply, token) in replies.into_iter().zip(tokens) {
+                                    let _ = reply.send(Ok(Decided::Signed(token)));
+                                }
+                            }
+                            Err(e) => {
+                                for reply in replies {
+                                    let _ = reply.send(Err(EngineError::Sign(e.to_string())));
+                                }
+                            }
+                        }
+                    });
                 }
             }
             // the batch moved into the round: its handlers see their reply channel closed and
