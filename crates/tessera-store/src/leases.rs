@@ -192,81 +192,8 @@ fn from_log(r: LogRow) -> Result<Option<LeaseChange>, StoreError> {
 }
 
 macro_rules! impl_lease_store {
-    ($store:ty, $conn:ty, $name:literal) => {
+    ($store:ty, $conn:ty, $name:literal, $apply:ident) => {
         impl $store {
-            /// Writes the changes on `conn` (inside the caller's transaction): first folded to one
-            /// final change per lease (see [`fold`]), then a few multi-row statements, so a commit
-            /// of many decisions costs a handful of statements, not one per decision.
-            async fn write_lease_changes(
-                conn: &mut $conn,
-                changes: &[LeaseChange],
-            ) -> Result<(), StoreError> {
-                let f = fold(changes);
-                for ids in f.deletes.chunks(500) {
-                    let sql = format!("DELETE FROM leases WHERE id IN ({})", placeholders(1, ids.len()));
-                    let mut q = sqlx::query(&sql);
-                    for id in ids {
-                        q = q.bind(*id);
-                    }
-                    q.execute(&mut *conn).await?;
-                }
-                for rows in f.puts.chunks(100) {
-                    let values: Vec<String> = (0..rows.len())
-                        .map(|i| format!("({})", placeholders(i * 8 + 1, 8)))
-                        .collect();
-                    let sql = format!(
-                        "INSERT INTO leases (id, device, request_id, record_key, count, overdraft, expires_at, borrowed) \
-                         VALUES {} \
-                         ON CONFLICT (id) DO UPDATE SET device = excluded.device, request_id = excluded.request_id, \
-                         record_key = excluded.record_key, count = excluded.count, overdraft = excluded.overdraft, \
-                         expires_at = excluded.expires_at, borrowed = excluded.borrowed",
-                        values.join(", ")
-                    );
-                    let mut q = sqlx::query(&sql);
-                    for l in rows {
-                        q = q
-                            .bind(l.id)
-                            .bind(&l.device)
-                            .bind(&l.request_id)
-                            .bind(&l.record_key)
-                            .bind(l.count)
-                            .bind(l.overdraft)
-                            .bind(unix(l.expires_at))
-                            .bind(i64::from(l.borrowed));
-                    }
-                    q.execute(&mut *conn).await?;
-                }
-                for rows in f.expiries.chunks(200) {
-                    let cases: Vec<String> = (0..rows.len())
-                        .map(|i| format!("WHEN ${} THEN ${}", i * 2 + 1, i * 2 + 2))
-                        .collect();
-                    let sql = format!(
-                        "UPDATE leases SET expires_at = CASE id {} ELSE expires_at END WHERE id IN ({})",
-                        cases.join(" "),
-                        placeholders(rows.len() * 2 + 1, rows.len())
-                    );
-                    let mut q = sqlx::query(&sql);
-                    for (id, t) in rows {
-                        q = q.bind(*id).bind(unix(*t));
-                    }
-                    for (id, _) in rows {
-                        q = q.bind(*id);
-                    }
-                    q.execute(&mut *conn).await?;
-                }
-                for (record_key, units) in &f.consumed {
-                    sqlx::query(
-                        "INSERT INTO metered_use (record_key, units) VALUES ($1, $2) \
-                         ON CONFLICT (record_key) DO UPDATE SET units = excluded.units",
-                    )
-                    .bind(record_key)
-                    .bind(units)
-                    .execute(&mut *conn)
-                    .await?;
-                }
-                Ok(())
-            }
-
             async fn read_leases(conn: &mut $conn) -> Result<Vec<LeaseRow>, StoreError> {
                 let rows: Vec<Row> = sqlx::query_as(
                     "SELECT id, device, request_id, record_key, count, overdraft, expires_at, borrowed FROM leases ORDER BY id",
@@ -302,10 +229,7 @@ macro_rules! impl_lease_store {
                 if changes.is_empty() {
                     return Ok(());
                 }
-                let mut tx = self.pool.begin().await?;
-                Self::write_lease_changes(&mut tx, &changes).await?;
-                tx.commit().await?;
-                Ok(())
+                self.$apply(&changes).await
             }
 
             #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
@@ -323,8 +247,175 @@ macro_rules! impl_lease_store {
     };
 }
 
-impl_lease_store!(SqliteStore, sqlx::SqliteConnection, "sqlite");
-impl_lease_store!(PgStore, sqlx::PgConnection, "postgres");
+impl_lease_store!(SqliteStore, sqlx::SqliteConnection, "sqlite", apply_as_one_script);
+impl_lease_store!(PgStore, sqlx::PgConnection, "postgres", apply_in_transaction);
+
+impl PgStore {
+    /// Writes the changes on `conn` (inside the caller's transaction): first folded to one
+    /// final change per lease (see [`fold`]), then a few multi-row statements, so a commit
+    /// of many decisions costs a handful of statements, not one per decision.
+    async fn write_lease_changes(
+        conn: &mut sqlx::PgConnection,
+        changes: &[LeaseChange],
+    ) -> Result<(), StoreError> {
+        let f = fold(changes);
+        for ids in f.deletes.chunks(500) {
+            let sql = format!("DELETE FROM leases WHERE id IN ({})", placeholders(1, ids.len()));
+            let mut q = sqlx::query(&sql);
+            for id in ids {
+                q = q.bind(*id);
+            }
+            q.execute(&mut *conn).await?;
+        }
+        for rows in f.puts.chunks(100) {
+            let values: Vec<String> = (0..rows.len())
+                .map(|i| format!("({})", placeholders(i * 8 + 1, 8)))
+                .collect();
+            let sql = format!(
+                "INSERT INTO leases (id, device, request_id, record_key, count, overdraft, expires_at, borrowed) \
+                 VALUES {} \
+                 ON CONFLICT (id) DO UPDATE SET device = excluded.device, request_id = excluded.request_id, \
+                 record_key = excluded.record_key, count = excluded.count, overdraft = excluded.overdraft, \
+                 expires_at = excluded.expires_at, borrowed = excluded.borrowed",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for l in rows {
+                q = q
+                    .bind(l.id)
+                    .bind(&l.device)
+                    .bind(&l.request_id)
+                    .bind(&l.record_key)
+                    .bind(l.count)
+                    .bind(l.overdraft)
+                    .bind(unix(l.expires_at))
+                    .bind(i64::from(l.borrowed));
+            }
+            q.execute(&mut *conn).await?;
+        }
+        for rows in f.expiries.chunks(200) {
+            let cases: Vec<String> = (0..rows.len())
+                .map(|i| format!("WHEN ${} THEN ${}", i * 2 + 1, i * 2 + 2))
+                .collect();
+            let sql = format!(
+                "UPDATE leases SET expires_at = CASE id {} ELSE expires_at END WHERE id IN ({})",
+                cases.join(" "),
+                placeholders(rows.len() * 2 + 1, rows.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for (id, t) in rows {
+                q = q.bind(*id).bind(unix(*t));
+            }
+            for (id, _) in rows {
+                q = q.bind(*id);
+            }
+            q.execute(&mut *conn).await?;
+        }
+        for (record_key, units) in &f.consumed {
+            sqlx::query(
+                "INSERT INTO metered_use (record_key, units) VALUES ($1, $2) \
+                 ON CONFLICT (record_key) DO UPDATE SET units = excluded.units",
+            )
+            .bind(record_key)
+            .bind(units)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn apply_in_transaction(&self, changes: &[LeaseChange]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        Self::write_lease_changes(&mut tx, changes).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// A text as an SQLite expression that cannot be anything but that text, whatever it holds.
+fn sqlite_text(s: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(s.len() * 2 + 20);
+    out.push_str("CAST(X'");
+    for b in s.bytes() {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    out.push_str("' AS TEXT)");
+    out
+}
+
+impl SqliteStore {
+    /// The whole transaction as one script, run in one call to SQLite's worker thread: a commit of
+    /// many decisions costs one hand-off, not one per statement. Values are inlined as integers
+    /// and hex literals (never as quoted text), so nothing in them can change the statements.
+    async fn apply_as_one_script(&self, changes: &[LeaseChange]) -> Result<(), StoreError> {
+        use std::fmt::Write as _;
+        let f = fold(changes);
+        let mut sql = String::from("BEGIN IMMEDIATE;\n");
+        for ids in f.deletes.chunks(500) {
+            let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+            let _ = writeln!(sql, "DELETE FROM leases WHERE id IN ({});", list.join(","));
+        }
+        for rows in f.puts.chunks(500) {
+            let values: Vec<String> = rows
+                .iter()
+                .map(|l| {
+                    format!(
+                        "({}, {}, {}, {}, {}, {}, {}, {})",
+                        l.id,
+                        sqlite_text(&l.device),
+                        sqlite_text(&l.request_id),
+                        sqlite_text(&l.record_key),
+                        l.count,
+                        l.overdraft,
+                        unix(l.expires_at),
+                        i64::from(l.borrowed)
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                sql,
+                "INSERT INTO leases (id, device, request_id, record_key, count, overdraft, expires_at, borrowed) VALUES {} \
+                 ON CONFLICT (id) DO UPDATE SET device = excluded.device, request_id = excluded.request_id, \
+                 record_key = excluded.record_key, count = excluded.count, overdraft = excluded.overdraft, \
+                 expires_at = excluded.expires_at, borrowed = excluded.borrowed;",
+                values.join(", ")
+            );
+        }
+        for rows in f.expiries.chunks(500) {
+            let cases: Vec<String> = rows
+                .iter()
+                .map(|(id, t)| format!("WHEN {id} THEN {}", unix(*t)))
+                .collect();
+            let ids: Vec<String> = rows.iter().map(|(id, _)| id.to_string()).collect();
+            let _ = writeln!(
+                sql,
+                "UPDATE leases SET expires_at = CASE id {} ELSE expires_at END WHERE id IN ({});",
+                cases.join(" "),
+                ids.join(",")
+            );
+        }
+        for (record_key, units) in &f.consumed {
+            let _ = writeln!(
+                sql,
+                "INSERT INTO metered_use (record_key, units) VALUES ({}, {units}) \
+                 ON CONFLICT (record_key) DO UPDATE SET units = excluded.units;",
+                sqlite_text(record_key)
+            );
+        }
+        sql.push_str("COMMIT;");
+        let mut conn = self.pool.acquire().await?;
+        match sqlx::query(&sql).execute(&mut *conn).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                // whatever ran of it is undone: all or nothing
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                Err(e.into())
+            }
+        }
+    }
+}
 
 impl PgStore {
     /// Appends the changes to the lease log on `conn`, in order.

@@ -56,6 +56,14 @@ async fn story<S: LeaseStore>(s: &S) {
         .await
         .unwrap();
     batches_match_changes_applied_one_by_one(s).await;
+    // texts from clients are data, never SQL, whatever they hold
+    let mut odd = lease(999, "string=x'); DROP TABLE leases; --");
+    odd.request_id = "\"quoted\" 'single' \\ back; ünïcödé ✓ \u{7f}".into();
+    s.apply_lease_changes(vec![LeaseChange::Put(odd.clone())])
+        .await
+        .unwrap();
+    let back = s.load_leases().await.unwrap();
+    assert!(back.contains(&odd), "{back:?}");
 }
 
 /// Batches of mixed changes (several to one lease in one batch, in every order) leave the store as
