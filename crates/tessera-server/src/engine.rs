@@ -189,14 +189,40 @@ impl Book {
         let mut book = Book::empty(records);
         let mut stale = Vec::new();
         for r in leases {
-            let id = r.id;
-            let held = book
-                .lease_of(r)
-                .is_some_and(|l| book.seats.restore(l, now));
-            if !held {
-                stale.push(id);
-            }
+            book.hold_row(r, now, &mut stale);
         }
+        book.finish(consumed);
+        (book, stale)
+    }
+
+    /// A book over `records` holding the leases in the store, read one by one; with the ids of
+    /// stored leases it could not hold.
+    async fn load(
+        records: Vec<Feature>,
+        store: &AnyStore,
+        now: OffsetDateTime,
+    ) -> Result<(Book, Vec<i64>), StoreError> {
+        let mut book = Book::empty(records);
+        let mut stale = Vec::new();
+        store
+            .scan_leases(|r| book.hold_row(r, now, &mut stale))
+            .await?;
+        book.finish(store.load_consumed().await?);
+        Ok((book, stale))
+    }
+
+    fn hold_row(&mut self, r: LeaseRow, now: OffsetDateTime, stale: &mut Vec<i64>) {
+        let id = r.id;
+        let held = self
+            .lease_of(r)
+            .is_some_and(|l| self.seats.restore(l, now));
+        if !held {
+            stale.push(id);
+        }
+    }
+
+    fn finish(&mut self, consumed: Vec<(String, i64)>) {
+        let book = self;
         for (k, units) in consumed {
             if let Some(&i) = book.index.get(k.as_str()) {
                 book.seats
@@ -204,7 +230,6 @@ impl Book {
             }
         }
         book.peaks = (0..book.keys.len()).map(|i| book.seats.used(i)).collect();
-        (book, stale)
     }
 
     /// Applies a change another cluster member committed.
@@ -340,12 +365,7 @@ impl Engine {
         let book = if cluster {
             Book::empty(records)
         } else {
-            let (book, stale) = Book::from_rows(
-                records,
-                store.load_leases().await?,
-                store.load_consumed().await?,
-                clock.now(),
-            );
+            let (book, stale) = Book::load(records, &store, clock.now()).await?;
             store
                 .apply_lease_changes(stale.into_iter().map(|id| LeaseChange::Delete { id }).collect())
                 .await?;
@@ -671,12 +691,7 @@ impl Inner {
     async fn rebuild(&self, records: Option<Vec<Feature>>) -> Result<(), StoreError> {
         let records =
             records.unwrap_or_else(|| self.lock().seats.records().cloned().collect());
-        let (fresh, stale) = Book::from_rows(
-            records,
-            self.store.load_leases().await?,
-            self.store.load_consumed().await?,
-            self.clock.now(),
-        );
+        let (fresh, stale) = Book::load(records, &self.store, self.clock.now()).await?;
         self.store
             .apply_lease_changes(stale.into_iter().map(|id| LeaseChange::Delete { id }).collect())
             .await?;

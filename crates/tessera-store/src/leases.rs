@@ -68,6 +68,12 @@ pub trait LeaseStore {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Every lease stored.
     fn load_leases(&self) -> impl Future<Output = Result<Vec<LeaseRow>, StoreError>> + Send;
+    /// Every lease stored, handed to `each` one by one as it is read (a million leases are never
+    /// all in memory twice).
+    fn scan_leases<F: FnMut(LeaseRow) + Send>(
+        &self,
+        each: F,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Metered units consumed, by record key.
     fn load_consumed(&self) -> impl Future<Output = Result<Vec<(String, i64)>, StoreError>> + Send;
 }
@@ -236,6 +242,37 @@ macro_rules! impl_lease_store {
             async fn load_leases(&self) -> Result<Vec<LeaseRow>, StoreError> {
                 let mut conn = self.pool.acquire().await?;
                 Self::read_leases(&mut conn).await
+            }
+
+            #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
+            async fn scan_leases<F: FnMut(LeaseRow) + Send>(&self, mut each: F) -> Result<(), StoreError> {
+                // pages in key order: one call per page, and never more than a page in memory
+                let mut after = i64::MIN;
+                loop {
+                    let rows: Vec<Row> = sqlx::query_as(
+                        "SELECT id, device, request_id, record_key, count, overdraft, expires_at, borrowed FROM leases \
+                         WHERE id > $1 ORDER BY id LIMIT 20000",
+                    )
+                    .bind(after)
+                    .fetch_all(&self.pool)
+                    .await?;
+                    let Some(last) = rows.last().map(|r| r.0) else {
+                        return Ok(());
+                    };
+                    after = last;
+                    for r in rows {
+                        each(LeaseRow {
+                            id: r.0,
+                            device: r.1,
+                            request_id: r.2,
+                            record_key: r.3,
+                            count: r.4,
+                            overdraft: r.5,
+                            expires_at: time(r.6, "leases.expires_at")?,
+                            borrowed: r.7 != 0,
+                        });
+                    }
+                }
             }
 
             #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
@@ -568,5 +605,8 @@ impl LeaseStore for AnyStore {
     }
     async fn load_consumed(&self) -> Result<Vec<(String, i64)>, StoreError> {
         dispatch!(self, s => s.load_consumed().await)
+    }
+    async fn scan_leases<F: FnMut(LeaseRow) + Send>(&self, each: F) -> Result<(), StoreError> {
+        dispatch!(self, s => s.scan_leases(each).await)
     }
 }

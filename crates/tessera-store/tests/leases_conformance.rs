@@ -64,6 +64,10 @@ async fn story<S: LeaseStore>(s: &S) {
         .unwrap();
     let back = s.load_leases().await.unwrap();
     assert!(back.contains(&odd), "{back:?}");
+    // reading them one by one gives the same leases in the same order
+    let mut scanned = Vec::new();
+    s.scan_leases(|l| scanned.push(l)).await.unwrap();
+    assert_eq!(scanned, back);
 }
 
 /// Batches of mixed changes (several to one lease in one batch, in every order) leave the store as
