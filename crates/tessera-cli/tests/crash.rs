@@ -154,7 +154,10 @@ fn sigkill_under_load_loses_and_doubles_no_seat() {
     let cfg = std::fs::read_to_string(d.join("srv/server.toml")).unwrap();
     std::fs::write(
         d.join("srv/server.toml"),
-        cfg.replace("log = \"info\"", "log = \"debug\"\nlog_file = \"server.log\""),
+        cfg.replace(
+            "log = \"info\"",
+            "log = \"debug\"\nlog_file = \"server.log\"",
+        ),
     )
     .unwrap();
     let (mut srv, url) = spawn(

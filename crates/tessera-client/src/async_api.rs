@@ -73,7 +73,11 @@ impl Client {
                     () = tokio::time::sleep(interval) => {}
                 }
                 n += 1;
-                let (l, rid, k) = (beat_link.clone(), format!("{beat_rid}-renew-{n}"), beat_key.clone());
+                let (l, rid, k) = (
+                    beat_link.clone(),
+                    format!("{beat_rid}-renew-{n}"),
+                    beat_key.clone(),
+                );
                 let renewed = tokio::task::spawn_blocking(move || {
                     l.call_session(Operation::Renew, &rid, lease, k.as_deref())
                 })

@@ -132,9 +132,9 @@ impl ServerLink {
             // sealed with the session key: only an answer to our proof can be, and only from a
             // server that knows the key the signed grant carried
             let Some((key, lease)) = session.filter(|(_, l)| *l == sealed_for) else {
-                return Err(self.bad(
-                    "the answer is sealed for a lease this request did not prove".into(),
-                ));
+                return Err(
+                    self.bad("the answer is sealed for a lease this request did not prove".into())
+                );
             };
             let claims = CapabilityResponseClaims::verify_sealed(token, key, &nonce)
                 .map_err(|e| self.bad(format!("the sealed answer for lease {lease}: {e}")))?;
@@ -144,7 +144,10 @@ impl ServerLink {
             return Ok(Answer {
                 claims,
                 token: token.to_string(),
-                certificate: answer["certificate"].as_str().unwrap_or_default().to_string(),
+                certificate: answer["certificate"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
                 nonce,
             });
         }
@@ -263,7 +266,14 @@ pub(crate) fn borrow(
 ) -> Result<Borrowed, ClientError> {
     let request_id = random_hex(12);
     let features = serde_json::json!([{"name": feature, "version": version, "count": 1}]);
-    let a = link.call_raw(Operation::Borrow, &request_id, features, &[], Some(days), None)?;
+    let a = link.call_raw(
+        Operation::Borrow,
+        &request_id,
+        features,
+        &[],
+        Some(days),
+        None,
+    )?;
     let Some(g) = a.claims.grants.iter().find(|g| g.borrowed) else {
         let d = a.claims.denials.first();
         return Err(ClientError::Refused {

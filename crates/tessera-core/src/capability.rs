@@ -509,13 +509,16 @@ mod tests {
         let key = [7u8; 32];
         let token = claims().seal(&key, 42).unwrap();
         assert_eq!(sealed_lease(&token), Some(42));
-        let back = CapabilityResponseClaims::verify_sealed(&token, &key, "n0nce-n0nce-n0nce").unwrap();
+        let back =
+            CapabilityResponseClaims::verify_sealed(&token, &key, "n0nce-n0nce-n0nce").unwrap();
         assert_eq!(back, claims());
         assert!(matches!(
             CapabilityResponseClaims::verify_sealed(&token, &[8u8; 32], "n0nce-n0nce-n0nce"),
             Err(VerifyError::SignatureMismatch)
         ));
-        assert!(CapabilityResponseClaims::verify_sealed(&token, &key, "other-nonce-xxxxx").is_err());
+        assert!(
+            CapabilityResponseClaims::verify_sealed(&token, &key, "other-nonce-xxxxx").is_err()
+        );
         // a changed claim breaks the seal
         let mut parts: Vec<String> = token.split('.').map(String::from).collect();
         let mut c = claims();
@@ -569,7 +572,13 @@ mod tests {
                 ));
                 // another key: unknown
                 let other = Keyring::with(SigningKey::from_seed(&[8; 32]).public());
-                assert!(CapabilityResponseClaims::verify(&tokens[0], &other, &answers[0].nonce, now).is_err());
+                assert!(CapabilityResponseClaims::verify(
+                    &tokens[0],
+                    &other,
+                    &answers[0].nonce,
+                    now
+                )
+                .is_err());
             }
         }
     }
@@ -578,12 +587,61 @@ mod tests {
     fn a_session_proof_binds_key_operation_nonce_request_and_lease() {
         let key = [3u8; 32];
         let p = session_proof(&key, Operation::Renew, "nonce", "rid", 5);
-        assert!(check_session_proof(&key, Operation::Renew, "nonce", "rid", 5, &p));
-        assert!(!check_session_proof(&[4u8; 32], Operation::Renew, "nonce", "rid", 5, &p));
-        assert!(!check_session_proof(&key, Operation::Return, "nonce", "rid", 5, &p));
-        assert!(!check_session_proof(&key, Operation::Renew, "nonce2", "rid", 5, &p));
-        assert!(!check_session_proof(&key, Operation::Renew, "nonce", "rid2", 5, &p));
-        assert!(!check_session_proof(&key, Operation::Renew, "nonce", "rid", 6, &p));
-        assert!(!check_session_proof(&key, Operation::Renew, "nonce", "rid", 5, "not base64!"));
+        assert!(check_session_proof(
+            &key,
+            Operation::Renew,
+            "nonce",
+            "rid",
+            5,
+            &p
+        ));
+        assert!(!check_session_proof(
+            &[4u8; 32],
+            Operation::Renew,
+            "nonce",
+            "rid",
+            5,
+            &p
+        ));
+        assert!(!check_session_proof(
+            &key,
+            Operation::Return,
+            "nonce",
+            "rid",
+            5,
+            &p
+        ));
+        assert!(!check_session_proof(
+            &key,
+            Operation::Renew,
+            "nonce2",
+            "rid",
+            5,
+            &p
+        ));
+        assert!(!check_session_proof(
+            &key,
+            Operation::Renew,
+            "nonce",
+            "rid2",
+            5,
+            &p
+        ));
+        assert!(!check_session_proof(
+            &key,
+            Operation::Renew,
+            "nonce",
+            "rid",
+            6,
+            &p
+        ));
+        assert!(!check_session_proof(
+            &key,
+            Operation::Renew,
+            "nonce",
+            "rid",
+            5,
+            "not base64!"
+        ));
     }
 }

@@ -489,9 +489,7 @@ impl SeatBook {
     /// Checks the book's own invariant: each record's seats in use equal its leases' seats and
     /// stay within count plus overdraft. For tests and assertions in debug builds.
     pub fn check_invariants(&self) -> Result<(), String> {
-        if self.by_expiry.len() != self.leases.len()
-            || self.by_request.len() > self.leases.len()
-        {
+        if self.by_expiry.len() != self.leases.len() || self.by_request.len() > self.leases.len() {
             return Err(format!(
                 "indexes out of step: {} leases, {} by expiry, {} by request",
                 self.leases.len(),

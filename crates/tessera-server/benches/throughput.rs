@@ -70,8 +70,7 @@ fn main() -> Result<(), BoxError> {
         .thread_name("load")
         .enable_all()
         .build()?;
-    let (trivial_url, server_url, capacity_dir) =
-        server_rt.block_on(setup(work.path(), leases))?;
+    let (trivial_url, server_url, capacity_dir) = server_rt.block_on(setup(work.path(), leases))?;
     let only = std::env::var("TESSERA_BENCH_ONLY").unwrap_or_default();
     let d = Duration::from_secs(secs);
     if only != "capacity" {
@@ -173,7 +172,10 @@ async fn setup(dir: &Path, leases: usize) -> Result<(String, String, PathBuf), B
         &cap_url,
         &cap,
         &bo_url,
-        &[(&keys[1], u32::try_from(leases)?.clamp(1, 1_000_000)), (&keys[2], 10)],
+        &[
+            (&keys[1], u32::try_from(leases)?.clamp(1, 1_000_000)),
+            (&keys[2], 10),
+        ],
     )
     .await?;
     fill(&cap, leases).await?;
@@ -262,10 +264,8 @@ async fn fill(data: &Path, n: usize) -> Result<(), BoxError> {
     let license = tessera_store::MetaStore::get_setting(&store, "server.license")
         .await?
         .ok_or("the capacity server has no bundle")?;
-    let claims: tessera_core::LicenseClaims = tessera_core::document::decode_unverified(
-        &license,
-        tessera_core::DocumentType::License,
-    )?;
+    let claims: tessera_core::LicenseClaims =
+        tessera_core::document::decode_unverified(&license, tessera_core::DocumentType::License)?;
     let record = claims
         .features
         .first()
@@ -322,7 +322,10 @@ fn reload(data: &Path) -> Result<(), BoxError> {
         println!("| measure | value |");
         println!("|---|---:|");
         println!("| leases held after reload | {held} |");
-        println!("| reload (open: checks, read, seat book) | {:.2} s |", took.as_secs_f64());
+        println!(
+            "| reload (open: checks, read, seat book) | {:.2} s |",
+            took.as_secs_f64()
+        );
         println!(
             "| resident memory before open | {:.0} MiB |",
             before.0 as f64 / 1024.0
@@ -396,7 +399,9 @@ async fn run(addr: &str, d: Duration, w: Workload) -> Result<Measured, BoxError>
     let mut tasks = Vec::new();
     for c in 0..CONNECTIONS {
         let (addr, stop) = (addr.to_string(), stop.clone());
-        tasks.push(tokio::spawn(async move { connection(&addr, c, w, &stop).await }));
+        tasks.push(tokio::spawn(
+            async move { connection(&addr, c, w, &stop).await },
+        ));
     }
     // warm up, then measure
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -213,9 +213,7 @@ impl Book {
 
     fn hold_row(&mut self, r: LeaseRow, now: OffsetDateTime, stale: &mut Vec<i64>) {
         let id = r.id;
-        let held = self
-            .lease_of(r)
-            .is_some_and(|l| self.seats.restore(l, now));
+        let held = self.lease_of(r).is_some_and(|l| self.seats.restore(l, now));
         if !held {
             stale.push(id);
         }
@@ -336,11 +334,9 @@ impl Engine {
         cluster: bool,
     ) -> Result<Engine, StoreError> {
         let secret: [u8; 32] = {
-            let pem = key
-                .to_pkcs8_pem()
-                .map_err(|e| StoreError::Corrupt {
-                    detail: format!("the server key: {e}"),
-                })?;
+            let pem = key.to_pkcs8_pem().map_err(|e| StoreError::Corrupt {
+                detail: format!("the server key: {e}"),
+            })?;
             let mut h = Sha256::new();
             h.update(b"tessera-session-secret|");
             h.update(pem.as_bytes());
@@ -367,7 +363,12 @@ impl Engine {
         } else {
             let (book, stale) = Book::load(records, &store, clock.now()).await?;
             store
-                .apply_lease_changes(stale.into_iter().map(|id| LeaseChange::Delete { id }).collect())
+                .apply_lease_changes(
+                    stale
+                        .into_iter()
+                        .map(|id| LeaseChange::Delete { id })
+                        .collect(),
+                )
                 .await?;
             book
         };
@@ -573,7 +574,9 @@ impl Engine {
             .send(Job::Decide(Box::new(pending)))
             .map_err(|_| EngineError::Store(stopped().to_string()))?;
         let decided = rx.await.map_err(|_| {
-            EngineError::Store("the decision could not be committed (the server log says why)".into())
+            EngineError::Store(
+                "the decision could not be committed (the server log says why)".into(),
+            )
         })??;
         match (decided, seal) {
             (Decided::Signed(token), _) => Ok(token),
@@ -679,7 +682,9 @@ impl Inner {
             st.broken = true;
             match self.rebuild(None).await {
                 Ok(()) => st.broken = false,
-                Err(e2) => tracing::error!(error = %e2, "could not rebuild the seat book; will try again before the next decision"),
+                Err(e2) => {
+                    tracing::error!(error = %e2, "could not rebuild the seat book; will try again before the next decision")
+                }
             }
             return Err(e);
         }
@@ -689,11 +694,15 @@ impl Inner {
 
     /// Rebuilds the book from the store (single process), over `records` or the current ones.
     async fn rebuild(&self, records: Option<Vec<Feature>>) -> Result<(), StoreError> {
-        let records =
-            records.unwrap_or_else(|| self.lock().seats.records().cloned().collect());
+        let records = records.unwrap_or_else(|| self.lock().seats.records().cloned().collect());
         let (fresh, stale) = Book::load(records, &self.store, self.clock.now()).await?;
         self.store
-            .apply_lease_changes(stale.into_iter().map(|id| LeaseChange::Delete { id }).collect())
+            .apply_lease_changes(
+                stale
+                    .into_iter()
+                    .map(|id| LeaseChange::Delete { id })
+                    .collect(),
+            )
             .await?;
         let mut book = self.lock();
         let peaks = std::mem::take(&mut book.peaks);
@@ -706,7 +715,7 @@ impl Inner {
         Ok(())
     }
 
-    async fn decide_batch(&self, st: &mut WriterState, batch: Vec<Box<Pending>>) {
+    async fn decide_batch(&self, st: &mut WriterState, batch: Vec<Pending>) {
         let n = batch.len() as u64;
         let r = self
             .round(st, |inner, book, now| {
@@ -752,13 +761,15 @@ impl Inner {
             }
             // the batch moved into the round: its handlers see their reply channel closed and
             // answer "not stored, nothing granted"
-            Err(e) => tracing::error!(error = %e, requests = n, "decisions not stored; nothing granted"),
+            Err(e) => {
+                tracing::error!(error = %e, requests = n, "decisions not stored; nothing granted")
+            }
         }
     }
 
     async fn control(&self, st: &mut WriterState, job: Job) {
         match job {
-            Job::Decide(p) => self.decide_batch(st, vec![p]).await,
+            Job::Decide(p) => self.decide_batch(st, vec![*p]).await,
             Job::Sweep(reply) => {
                 let r = self
                     .round(st, |_, book, now| {
@@ -773,7 +784,7 @@ impl Inner {
                     })
                     .await;
                 st.sweeps += 1;
-                if self.node.is_some() && st.sweeps % 60 == 0 {
+                if self.node.is_some() && st.sweeps.is_multiple_of(60) {
                     if let Err(e) = self.store.prune_lease_log(100_000).await {
                         tracing::warn!(error = %e, "could not prune the lease log");
                     }
@@ -827,7 +838,10 @@ impl Inner {
                     Operation::Borrow => {
                         let max_days = self.borrow_days.load(Ordering::SeqCst);
                         let max_active = self.borrows_per_account.load(Ordering::SeqCst);
-                        let days = req.borrow_days.unwrap_or(max_days).clamp(1, max_days.max(1));
+                        let days = req
+                            .borrow_days
+                            .unwrap_or(max_days)
+                            .clamp(1, max_days.max(1));
                         let held = book
                             .seats
                             .leases()
@@ -967,11 +981,11 @@ async fn writer(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Job>) {
             inner.control(&mut st, job).await;
             continue;
         };
-        let mut batch = vec![first];
+        let mut batch = vec![*first];
         let mut next = None;
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(Job::Decide(p)) => batch.push(p),
+                Ok(Job::Decide(p)) => batch.push(*p),
                 Ok(other) => {
                     next = Some(other);
                     break;

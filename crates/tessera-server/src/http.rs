@@ -107,9 +107,13 @@ pub async fn serve_on(
             }
             if sweeper.server.engine.clustered() {
                 match sweeper.server.refresh_from_store().await {
-                    Ok(true) => tracing::info!("serving the license bundle another cluster member installed"),
+                    Ok(true) => tracing::info!(
+                        "serving the license bundle another cluster member installed"
+                    ),
                     Ok(false) => {}
-                    Err(e) => tracing::warn!(error = %e, "could not check for a newer license bundle"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not check for a newer license bundle")
+                    }
                 }
             }
         }

@@ -331,9 +331,14 @@ async fn a_cluster_over_one_postgres_never_grants_past_the_count() {
     let producer = PublicKey::from_spki_pem(&producer_pem).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let first = dir.path().join("node-a");
-    let token = daemon::init(&first, &producer_pem, Some(db.url()), Some("ethernet=0050569a3b07"))
-        .await
-        .unwrap();
+    let token = daemon::init(
+        &first,
+        &producer_pem,
+        Some(db.url()),
+        Some("ethernet=0050569a3b07"),
+    )
+    .await
+    .unwrap();
     let cfg = std::fs::read_to_string(first.join("server.toml")).unwrap();
     std::fs::write(
         first.join("server.toml"),
@@ -392,7 +397,11 @@ async fn a_cluster_over_one_postgres_never_grants_past_the_count() {
                 assert_eq!(c.denials[0].code, "all_in_use", "{c:?}");
             }
         }
-        assert_eq!(granted.len(), 3, "round {round}: exactly the count, over all members");
+        assert_eq!(
+            granted.len(),
+            3,
+            "round {round}: exactly the count, over all members"
+        );
         let ids: std::collections::BTreeSet<u64> = granted.iter().map(|g| g.2.lease).collect();
         assert_eq!(ids.len(), 3, "lease ids are unique across the cluster");
         // each lease renewed on another member with its session key, then returned on a third
@@ -418,7 +427,10 @@ async fn a_cluster_over_one_postgres_never_grants_past_the_count() {
             assert_eq!(c.grants.len(), 1, "renewed on another member: {c:?}");
             let n = nonce(round * 100 + 70 + i as u32);
             let a = capability(others[1], json!({"operation": "return", "device_id": format!("string=ws-{round}-{d}"), "request_id": "ret-1", "nonce": n, "leases": [g.lease]})).await;
-            assert!(verify(&a, &producer, &n).denials.is_empty(), "returned on a third member");
+            assert!(
+                verify(&a, &producer, &n).denials.is_empty(),
+                "returned on a third member"
+            );
         }
     }
     // every member sees the pool free again
@@ -440,7 +452,10 @@ async fn a_cluster_over_one_postgres_never_grants_past_the_count() {
         .unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     let renewed = probe(urls[0].clone(), 2001).await;
-    assert_ne!(renewed, before, "the sync installed a new bundle on the first member");
+    assert_ne!(
+        renewed, before,
+        "the sync installed a new bundle on the first member"
+    );
     let mut seen = String::new();
     for i in 0..30 {
         seen = probe(urls[1].clone(), 2002 + i).await;

@@ -95,18 +95,7 @@ pub enum CatchUp {
 }
 
 type Row = (i64, String, String, String, i64, i64, i64, i64);
-type LogRow = (
-    String,
-    i64,
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-);
+type LogRow = (String, i64, String, String, String, i64, i64, i64, i64, i64);
 
 /// `$first, $first+1, …` (`n` of them).
 fn placeholders(first: usize, n: usize) -> String {
@@ -175,7 +164,18 @@ fn fold(changes: &[LeaseChange]) -> Folded {
 const CLUSTER_LOCK: i64 = 0x7e55_e7a0_1ea5_e001;
 
 fn from_log(r: LogRow) -> Result<Option<LeaseChange>, StoreError> {
-    let (kind, lease_id, device, request_id, record_key, count, overdraft, expires_at, borrowed, units) = r;
+    let (
+        kind,
+        lease_id,
+        device,
+        request_id,
+        record_key,
+        count,
+        overdraft,
+        expires_at,
+        borrowed,
+        units,
+    ) = r;
     Ok(Some(match kind.as_str() {
         "put" => LeaseChange::Put(LeaseRow {
             id: lease_id,
@@ -284,8 +284,18 @@ macro_rules! impl_lease_store {
     };
 }
 
-impl_lease_store!(SqliteStore, sqlx::SqliteConnection, "sqlite", apply_as_one_script);
-impl_lease_store!(PgStore, sqlx::PgConnection, "postgres", apply_in_transaction);
+impl_lease_store!(
+    SqliteStore,
+    sqlx::SqliteConnection,
+    "sqlite",
+    apply_as_one_script
+);
+impl_lease_store!(
+    PgStore,
+    sqlx::PgConnection,
+    "postgres",
+    apply_in_transaction
+);
 
 impl PgStore {
     /// Writes the changes on `conn` (inside the caller's transaction): first folded to one
@@ -297,7 +307,10 @@ impl PgStore {
     ) -> Result<(), StoreError> {
         let f = fold(changes);
         for ids in f.deletes.chunks(500) {
-            let sql = format!("DELETE FROM leases WHERE id IN ({})", placeholders(1, ids.len()));
+            let sql = format!(
+                "DELETE FROM leases WHERE id IN ({})",
+                placeholders(1, ids.len())
+            );
             let mut q = sqlx::query(&sql);
             for id in ids {
                 q = q.bind(*id);
@@ -471,11 +484,46 @@ impl PgStore {
             );
             let mut q = sqlx::query(&sql).bind(node);
             for c in chunk {
-                let (kind, id, device, request_id, record_key, count, overdraft, expires, borrowed, units) = match c {
-                    LeaseChange::Put(l) => ("put", l.id, l.device.as_str(), l.request_id.as_str(), l.record_key.as_str(), l.count, l.overdraft, unix(l.expires_at), i64::from(l.borrowed), 0),
-                    LeaseChange::Expiry { id, expires_at } => ("expiry", *id, "", "", "", 0, 0, unix(*expires_at), 0, 0),
+                let (
+                    kind,
+                    id,
+                    device,
+                    request_id,
+                    record_key,
+                    count,
+                    overdraft,
+                    expires,
+                    borrowed,
+                    units,
+                ) = match c {
+                    LeaseChange::Put(l) => (
+                        "put",
+                        l.id,
+                        l.device.as_str(),
+                        l.request_id.as_str(),
+                        l.record_key.as_str(),
+                        l.count,
+                        l.overdraft,
+                        unix(l.expires_at),
+                        i64::from(l.borrowed),
+                        0,
+                    ),
+                    LeaseChange::Expiry { id, expires_at } => {
+                        ("expiry", *id, "", "", "", 0, 0, unix(*expires_at), 0, 0)
+                    }
                     LeaseChange::Delete { id } => ("delete", *id, "", "", "", 0, 0, 0, 0, 0),
-                    LeaseChange::Consumed { record_key, units } => ("consumed", 0, "", "", record_key.as_str(), 0, 0, 0, 0, *units),
+                    LeaseChange::Consumed { record_key, units } => (
+                        "consumed",
+                        0,
+                        "",
+                        "",
+                        record_key.as_str(),
+                        0,
+                        0,
+                        0,
+                        0,
+                        *units,
+                    ),
                 };
                 q = q
                     .bind(kind)

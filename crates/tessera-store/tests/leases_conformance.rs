@@ -133,7 +133,8 @@ async fn leases_on_postgres() {
 #[tokio::test]
 async fn cluster_rounds_catch_up_on_postgres() {
     use tessera_store::CatchUp;
-    let Some(base) = postgres_test_url_or_skip("cluster_rounds_catch_up_on_postgres").unwrap() else {
+    let Some(base) = postgres_test_url_or_skip("cluster_rounds_catch_up_on_postgres").unwrap()
+    else {
         return;
     };
     let db = TempPostgres::create(&base).await.unwrap();
@@ -141,26 +142,48 @@ async fn cluster_rounds_catch_up_on_postgres() {
     // a's first round reads everything (nothing yet) and writes two leases
     let (a_seq, first) = s
         .cluster_commit("a", None, |c| {
-            (vec![LeaseChange::Put(lease(1, "x")), LeaseChange::Put(lease(2, "y"))], c)
+            (
+                vec![
+                    LeaseChange::Put(lease(1, "x")),
+                    LeaseChange::Put(lease(2, "y")),
+                ],
+                c,
+            )
         })
         .await
         .unwrap();
-    assert_eq!(first, CatchUp::Full { leases: vec![], consumed: vec![] });
+    assert_eq!(
+        first,
+        CatchUp::Full {
+            leases: vec![],
+            consumed: vec![]
+        }
+    );
     // b starts: whole state
     let (b_seq, seen) = s.cluster_commit("b", None, |c| (vec![], c)).await.unwrap();
-    let CatchUp::Full { leases, .. } = seen else { panic!("{seen:?}") };
+    let CatchUp::Full { leases, .. } = seen else {
+        panic!("{seen:?}")
+    };
     assert_eq!(leases.len(), 2);
     assert_eq!(b_seq, a_seq);
     // b returns one; a's next round sees exactly that
     let (b_seq, _) = s
-        .cluster_commit("b", Some(b_seq), |_| (vec![LeaseChange::Delete { id: 1 }], ()))
+        .cluster_commit("b", Some(b_seq), |_| {
+            (vec![LeaseChange::Delete { id: 1 }], ())
+        })
         .await
         .unwrap();
-    let (a_seq, seen) = s.cluster_commit("a", Some(a_seq), |c| (vec![], c)).await.unwrap();
+    let (a_seq, seen) = s
+        .cluster_commit("a", Some(a_seq), |c| (vec![], c))
+        .await
+        .unwrap();
     assert_eq!(seen, CatchUp::Changes(vec![LeaseChange::Delete { id: 1 }]));
     assert_eq!(a_seq, b_seq);
     // nothing new: nothing to apply
-    let (_, seen) = s.cluster_commit("a", Some(a_seq), |c| (vec![], c)).await.unwrap();
+    let (_, seen) = s
+        .cluster_commit("a", Some(a_seq), |c| (vec![], c))
+        .await
+        .unwrap();
     assert_eq!(seen, CatchUp::Changes(vec![]));
     // the log pruned past a member's position: it reloads whole
     for i in 10..20 {
@@ -169,8 +192,13 @@ async fn cluster_rounds_catch_up_on_postgres() {
             .unwrap();
     }
     s.prune_lease_log(3).await.unwrap();
-    let (_, seen) = s.cluster_commit("a", Some(a_seq), |c| (vec![], c)).await.unwrap();
-    let CatchUp::Full { leases, .. } = seen else { panic!("{seen:?}") };
+    let (_, seen) = s
+        .cluster_commit("a", Some(a_seq), |c| (vec![], c))
+        .await
+        .unwrap();
+    let CatchUp::Full { leases, .. } = seen else {
+        panic!("{seen:?}")
+    };
     assert_eq!(leases.len(), 11);
     // SQLite cannot be shared by a cluster: said plainly
     let lite = tessera_store::testing::TempSqlite::new().await.unwrap();
