@@ -34,6 +34,13 @@ pub enum ServerCommand {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Accept the leases now in the store as they are, after the server refused to start because
+    /// they were changed outside it (or a backup was restored). The server must be stopped.
+    AcceptStorage {
+        /// The data directory.
+        #[arg(long, default_value = "tessera-server", env = "TESSERA_SERVER_DATA")]
+        data: PathBuf,
+    },
     /// Activate activation keys with counts at the back office (through the running server).
     Activate {
         /// The running license server.
@@ -269,6 +276,14 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
                 let _ = tokio::signal::ctrl_c().await;
             })
             .await?;
+            Ok(())
+        }
+        ServerCommand::AcceptStorage { data } => {
+            let n = daemon::accept_storage(&data).await?;
+            println!(
+                "The {n} leases now in {} will be served as they are at the next start.",
+                data.display()
+            );
             Ok(())
         }
         ServerCommand::Activate {

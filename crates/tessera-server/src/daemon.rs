@@ -115,6 +115,9 @@ pub enum ServerError {
         /// The anchor file.
         marker: String,
     },
+    /// The store was changed by hand: its license bundle or its leases no longer verify.
+    #[error("{0}")]
+    EditedStorage(String),
     /// A file problem.
     #[error("{path}: {detail}")]
     File {
@@ -405,6 +408,26 @@ pub async fn open(data: &Path, clock: Arc<dyn Clock>) -> Result<Server, ServerEr
     let now = clock.now();
     let license = store.get_setting("server.license").await?;
     let certificate = store.get_setting("server.certificate").await?;
+    // the bundle in the store must still be the one the producer signed for this server
+    if let Some(text) = license.as_deref() {
+        use tessera_core::VerifyError;
+        match License::verify(
+            text,
+            &Keyring::with(producer.clone()),
+            now,
+            std::slice::from_ref(&host),
+        ) {
+            Ok(_) => {}
+            Err(VerifyError::Expired { .. } | VerifyError::NotYetValid { .. }) => {
+                tracing::warn!("the license bundle is not valid now: no seats until it is renewed (`tessera server sync`)");
+            }
+            Err(e) => {
+                return Err(ServerError::EditedStorage(format!(
+                    "the license bundle in the store does not verify ({e}): it was changed outside the license server. Restore the latest backup of the store, or install a fresh bundle from the back office (`tessera server activate` or `offline apply`) after removing the `server.license` setting"
+                )))
+            }
+        }
+    }
     let records = bundle_records(license.as_deref(), &producer, &host, now);
     let policy = LeasePolicy {
         lease: tessera_core::time::Duration::seconds(i64::from(
@@ -425,7 +448,11 @@ pub async fn open(data: &Path, clock: Arc<dyn Clock>) -> Result<Server, ServerEr
         policy,
         config.cluster,
     )
-    .await?;
+    .await
+    .map_err(|e| match e {
+        crate::engine::LoadError::Store(e) => ServerError::Store(e),
+        e => ServerError::EditedStorage(e.to_string().replace("DIR", &data.display().to_string())),
+    })?;
     apply_borrow_policy(&engine, &config, license.as_deref(), &producer, &host, now);
     let admin_token_sha256 = store
         .get_setting("server.admin_token_sha256")
@@ -445,6 +472,35 @@ pub async fn open(data: &Path, clock: Arc<dyn Clock>) -> Result<Server, ServerEr
         installed: tokio::sync::Mutex::new(license),
         _lock: (lock_file, guard),
     })
+}
+
+/// Accepts the leases now in the store as they are (after they were changed by hand, or restored
+/// from a backup): the next start serves them instead of refusing. Returns how many there are.
+pub async fn accept_storage(data: &Path) -> Result<usize, ServerError> {
+    if !data.join("keys/server.key").exists() {
+        return Err(ServerError::NotInitialised(data.display().to_string()));
+    }
+    let data = data.canonicalize().map_err(|e| file_err(data, e))?;
+    let lock_path = data.join("server.lock");
+    let lock_file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| file_err(&lock_path, e))?;
+    if lock_file.try_lock().is_err() {
+        return Err(ServerError::Config(format!(
+            "a license server process is running on {}: stop it first",
+            data.display()
+        )));
+    }
+    let config = load_config(&data)?;
+    let store = tessera_store::open(&database_url(&data, &config)).await?;
+    let n = tessera_store::LeaseStore::load_leases(&store).await?.len();
+    store
+        .put_setting(tessera_store::LEASES_DIGEST_SETTING, "")
+        .await?;
+    Ok(n)
 }
 
 impl Server {

@@ -35,7 +35,10 @@ use tessera_core::feature::Feature;
 use tessera_core::seats::{Denial, Lease, Outcome, SeatBook, Want};
 use tessera_core::time::{Duration, OffsetDateTime};
 use tessera_core::{Clock, HostId, SigningKey};
-use tessera_store::{AnyStore, CatchUp, LeaseChange, LeaseRow, LeaseStore, StoreError};
+use tessera_store::{
+    AnyStore, CatchUp, LeaseChange, LeaseRow, LeaseStore, MetaStore, StoreError,
+    LEASES_DIGEST_SETTING,
+};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most requests decided and committed in one transaction.
@@ -138,6 +141,59 @@ struct Inner {
     commit_micros: AtomicU64,
 }
 
+/// The digest of a set of leases: the sum (mod 2^256) of a keyed hash of each, so adding or
+/// removing one lease updates it in constant time and the order does not matter. Stored with every
+/// commit; recomputed from the rows at start. A row deleted or changed by hand (other than its
+/// expiry, which renewals move all the time) no longer adds up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct SetDigest([u64; 4]);
+
+impl SetDigest {
+    fn add(&mut self, h: [u8; 32]) {
+        let mut carry = false;
+        for (i, limb) in self.0.iter_mut().enumerate() {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&h[i * 8..i * 8 + 8]);
+            let (a, c1) = limb.overflowing_add(u64::from_le_bytes(w));
+            let (b, c2) = a.overflowing_add(u64::from(carry));
+            *limb = b;
+            carry = c1 || c2;
+        }
+    }
+
+    fn sub(&mut self, h: [u8; 32]) {
+        let mut borrow = false;
+        for (i, limb) in self.0.iter_mut().enumerate() {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&h[i * 8..i * 8 + 8]);
+            let (a, b1) = limb.overflowing_sub(u64::from_le_bytes(w));
+            let (b, b2) = a.overflowing_sub(u64::from(borrow));
+            *limb = b;
+            borrow = b1 || b2;
+        }
+    }
+
+    fn hex(&self) -> String {
+        self.0.iter().rev().map(|l| format!("{l:016x}")).collect()
+    }
+}
+
+/// The keyed hash of a stored lease (everything but its expiry).
+fn row_hash(secret: &[u8; 32], r: &LeaseRow) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(secret);
+    h.update(b"|lease-row|");
+    h.update(r.id.to_le_bytes());
+    for text in [&r.device, &r.request_id, &r.record_key] {
+        h.update((text.len() as u64).to_le_bytes());
+        h.update(text.as_bytes());
+    }
+    h.update(r.count.to_le_bytes());
+    h.update(r.overdraft.to_le_bytes());
+    h.update([u8::from(r.borrowed)]);
+    h.finalize().into()
+}
+
 #[derive(Debug)]
 struct Book {
     seats: SeatBook,
@@ -145,10 +201,13 @@ struct Book {
     index: HashMap<String, usize>,
     /// Most seats in use at once per record since the last usage report.
     peaks: Vec<u64>,
+    /// The digest of the leases held (single process; see [`SetDigest`]).
+    digest: SetDigest,
+    secret: [u8; 32],
 }
 
 impl Book {
-    fn empty(records: Vec<Feature>) -> Book {
+    fn empty(records: Vec<Feature>, secret: [u8; 32]) -> Book {
         let keys: Vec<String> = records.iter().map(record_key).collect();
         let index = keys
             .iter()
@@ -161,7 +220,13 @@ impl Book {
             keys,
             index,
             peaks,
+            digest: SetDigest::default(),
+            secret,
         }
+    }
+
+    fn hash(&self, l: &Lease) -> [u8; 32] {
+        row_hash(&self.secret, &row(l, &self.keys))
     }
 
     fn lease_of(&self, r: LeaseRow) -> Option<Lease> {
@@ -182,39 +247,54 @@ impl Book {
     /// could not hold (expired, or of a record no longer in the bundle).
     fn from_rows(
         records: Vec<Feature>,
+        secret: [u8; 32],
         leases: Vec<LeaseRow>,
         consumed: Vec<(String, i64)>,
         now: OffsetDateTime,
-    ) -> (Book, Vec<i64>) {
-        let mut book = Book::empty(records);
+    ) -> Book {
+        let mut book = Book::empty(records, secret);
         let mut stale = Vec::new();
+        let mut all = SetDigest::default();
         for r in leases {
-            book.hold_row(r, now, &mut stale);
+            book.hold_row(r, now, &mut stale, &mut all);
         }
         book.finish(consumed);
-        (book, stale)
+        book
     }
 
     /// A book over `records` holding the leases in the store, read one by one; with the ids of
     /// stored leases it could not hold.
+    /// Also returns the digest of every stored row (held or not), to compare with the stored one.
     async fn load(
         records: Vec<Feature>,
+        secret: [u8; 32],
         store: &AnyStore,
         now: OffsetDateTime,
-    ) -> Result<(Book, Vec<i64>), StoreError> {
-        let mut book = Book::empty(records);
+    ) -> Result<(Book, Vec<i64>, SetDigest), StoreError> {
+        let mut book = Book::empty(records, secret);
         let mut stale = Vec::new();
+        let mut all = SetDigest::default();
         store
-            .scan_leases(|r| book.hold_row(r, now, &mut stale))
+            .scan_leases(|r| book.hold_row(r, now, &mut stale, &mut all))
             .await?;
         book.finish(store.load_consumed().await?);
-        Ok((book, stale))
+        Ok((book, stale, all))
     }
 
-    fn hold_row(&mut self, r: LeaseRow, now: OffsetDateTime, stale: &mut Vec<i64>) {
+    fn hold_row(
+        &mut self,
+        r: LeaseRow,
+        now: OffsetDateTime,
+        stale: &mut Vec<i64>,
+        all: &mut SetDigest,
+    ) {
         let id = r.id;
+        let h = row_hash(&self.secret, &r);
+        all.add(h);
         let held = self.lease_of(r).is_some_and(|l| self.seats.restore(l, now));
-        if !held {
+        if held {
+            self.digest.add(h);
+        } else {
             stale.push(id);
         }
     }
@@ -309,6 +389,24 @@ struct WriterState {
     sweeps: u64,
 }
 
+/// Why an engine could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The stored leases do not add up to the digest stored with them: rows were deleted, added
+    /// or changed outside the license server.
+    #[error("the leases in the store were changed outside the license server (their digest is {found}, the server stored {stored}): refusing to serve, since seats freed by hand would be granted twice. Restore the latest backup of the store, or accept the leases as they are now with `tessera server accept-storage --data DIR`")]
+    EditedLeases {
+        /// The digest stored with the last commit.
+        stored: String,
+        /// The digest of the rows found.
+        found: String,
+    },
+}
+
 /// Counters for `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EngineStats {
@@ -332,7 +430,7 @@ impl Engine {
         clock: Arc<dyn Clock>,
         policy: LeasePolicy,
         cluster: bool,
-    ) -> Result<Engine, StoreError> {
+    ) -> Result<Engine, LoadError> {
         let secret: [u8; 32] = {
             let pem = key.to_pkcs8_pem().map_err(|e| StoreError::Corrupt {
                 detail: format!("the server key: {e}"),
@@ -346,7 +444,8 @@ impl Engine {
             if matches!(store, AnyStore::Sqlite(_)) {
                 return Err(StoreError::Unsupported {
                     detail: "`cluster = true` needs a PostgreSQL database (`database = \"postgres://…\"` in server.toml): an SQLite store serves one process".into(),
-                });
+                }
+                .into());
             }
             let mut b = [0u8; 8];
             rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
@@ -359,17 +458,30 @@ impl Engine {
             None
         };
         let book = if cluster {
-            Book::empty(records)
+            Book::empty(records, secret)
         } else {
-            let (book, stale) = Book::load(records, &store, clock.now()).await?;
-            store
-                .apply_lease_changes(
-                    stale
-                        .into_iter()
-                        .map(|id| LeaseChange::Delete { id })
-                        .collect(),
-                )
-                .await?;
+            let (book, stale, all) = Book::load(records, secret, &store, clock.now()).await?;
+            // the leases must add up to the digest the last commit stored with them
+            if let Some(stored) = store
+                .get_setting(LEASES_DIGEST_SETTING)
+                .await?
+                .filter(|d| !d.is_empty())
+            {
+                if stored != all.hex() {
+                    return Err(LoadError::EditedLeases {
+                        stored,
+                        found: all.hex(),
+                    });
+                }
+            }
+            let mut changes: Vec<LeaseChange> = stale
+                .into_iter()
+                .map(|id| LeaseChange::Delete { id })
+                .collect();
+            changes.push(LeaseChange::Digest {
+                value: book.digest.hex(),
+            });
+            store.apply_lease_changes(changes).await?;
             book
         };
         let inner = Arc::new(Inner {
@@ -647,7 +759,7 @@ impl Inner {
                             let peaks = std::mem::take(&mut book.peaks);
                             // leases of records this member does not have stay stored: another
                             // member with a newer bundle may hold them
-                            *book = Book::from_rows(records, leases, consumed, now).0;
+                            *book = Book::from_rows(records, self.secret, leases, consumed, now);
                             for (p, old) in book.peaks.iter_mut().zip(peaks) {
                                 *p = (*p).max(old);
                             }
@@ -676,7 +788,13 @@ impl Inner {
         let (changes, out) = {
             let now = self.clock.now();
             let mut book = self.lock();
-            work(self, &mut book, now)
+            let (mut changes, out) = work(self, &mut book, now);
+            if !changes.is_empty() {
+                changes.push(LeaseChange::Digest {
+                    value: book.digest.hex(),
+                });
+            }
+            (changes, out)
         };
         if let Err(e) = self.store.apply_lease_changes(changes).await {
             st.broken = true;
@@ -695,15 +813,18 @@ impl Inner {
     /// Rebuilds the book from the store (single process), over `records` or the current ones.
     async fn rebuild(&self, records: Option<Vec<Feature>>) -> Result<(), StoreError> {
         let records = records.unwrap_or_else(|| self.lock().seats.records().cloned().collect());
-        let (fresh, stale) = Book::load(records, &self.store, self.clock.now()).await?;
-        self.store
-            .apply_lease_changes(
-                stale
-                    .into_iter()
-                    .map(|id| LeaseChange::Delete { id })
-                    .collect(),
-            )
-            .await?;
+        let (fresh, stale, _) =
+            Book::load(records, self.secret, &self.store, self.clock.now()).await?;
+        let mut changes: Vec<LeaseChange> = stale
+            .into_iter()
+            .map(|id| LeaseChange::Delete { id })
+            .collect();
+        if self.node.is_none() {
+            changes.push(LeaseChange::Digest {
+                value: fresh.digest.hex(),
+            });
+        }
+        self.store.apply_lease_changes(changes).await?;
         let mut book = self.lock();
         let peaks = std::mem::take(&mut book.peaks);
         *book = fresh;
@@ -774,6 +895,10 @@ impl Inner {
                 let r = self
                     .round(st, |_, book, now| {
                         let gone = book.seats.expire(now);
+                        for l in &gone {
+                            let h = book.hash(l);
+                            book.digest.sub(h);
+                        }
                         let changes: Vec<LeaseChange> = gone
                             .iter()
                             .map(|l| LeaseChange::Delete {
@@ -793,7 +918,7 @@ impl Inner {
             }
             Job::Reload(records, reply) => {
                 let r = if self.node.is_some() {
-                    *self.lock() = Book::empty(records);
+                    *self.lock() = Book::empty(records, self.secret);
                     st.since = None;
                     self.round(st, |_, _, _| (Vec::new(), ())).await
                 } else {
@@ -874,6 +999,7 @@ impl Inner {
                 } else {
                     &mut book.seats
                 };
+                let first_new = seats.next_id();
                 let outcomes = if refused_all {
                     Vec::new()
                 } else {
@@ -912,7 +1038,12 @@ impl Inner {
                                     .unwrap_or(i64::MAX),
                             });
                         }
-                        changes.push(LeaseChange::Put(row(l, &book.keys)));
+                        let r = row(l, &book.keys);
+                        if l.id >= first_new {
+                            // a new lease (a retry returns the one already counted)
+                            book.digest.add(row_hash(&book.secret, &r));
+                        }
+                        changes.push(LeaseChange::Put(r));
                     }
                     grants.push(seat(l, book, !preview));
                 }
@@ -945,9 +1076,13 @@ impl Inner {
                 for &id in &req.leases {
                     let owned = book.seats.lease(id).is_some_and(|l| l.device == device_key);
                     match owned.then(|| book.seats.release(id)).flatten() {
-                        Some(l) => changes.push(LeaseChange::Delete {
-                            id: i64::try_from(l.id).unwrap_or(i64::MAX),
-                        }),
+                        Some(l) => {
+                            let h = book.hash(&l);
+                            book.digest.sub(h);
+                            changes.push(LeaseChange::Delete {
+                                id: i64::try_from(l.id).unwrap_or(i64::MAX),
+                            });
+                        }
                         None => denials.push(DeniedFeature {
                             feature: id.to_string(),
                             code: "unknown_lease".into(),

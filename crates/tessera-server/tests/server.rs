@@ -479,3 +479,111 @@ async fn a_cluster_over_one_postgres_never_grants_past_the_count() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     db.cleanup().await.unwrap();
 }
+
+/// Storage edited by hand: a lease deleted outside the server (to free a seat) or a changed license
+/// bundle makes the server refuse to start, saying what to do; accepting the leases lets it start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_edited_by_hand_is_refused_until_accepted() {
+    use tessera_store::{LeaseChange, LeaseStore, MetaStore};
+    let bo_dir = tempfile::tempdir().unwrap();
+    let (bo_url, keys) = backoffice(bo_dir.path()).await;
+    let producer_pem = std::fs::read_to_string(bo_dir.path().join("keys/producer.pub")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("srv");
+    let token = daemon::init(&data, &producer_pem, None, Some("ethernet=0050569a3b09"))
+        .await
+        .unwrap();
+    let cfg = std::fs::read_to_string(data.join("server.toml")).unwrap();
+    std::fs::write(
+        data.join("server.toml"),
+        format!("{cfg}anchor_dir = \"{}\"\n", dir.path().join("anchors").display()),
+    )
+    .unwrap();
+    let (url, stop) = start(&data).await;
+    let r = reqwest::Client::new()
+        .post(format!("{url}/api/v1/admin/activate"))
+        .bearer_auth(&token)
+        .json(&json!({"backoffice": bo_url, "activations": [{"key": keys[0], "count": 3}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut leases = Vec::new();
+    for d in 0..3u32 {
+        let a = capability(&url, json!({"operation": "request", "device_id": format!("string=ws-{d}"), "request_id": "r", "nonce": nonce(d), "features": [{"name": "modeler"}]})).await;
+        leases.push(a["response"].as_str().unwrap().to_string());
+    }
+    // one returned the proper way: the digest follows
+    let a = capability(&url, json!({"operation": "request", "device_id": "string=ws-0", "request_id": "r", "nonce": nonce(50), "features": [{"name": "modeler"}]})).await;
+    let claims: CapabilityResponseClaims = tessera_core::document::decode_unverified(
+        a["response"].as_str().unwrap(),
+        tessera_core::DocumentType::CapabilityResponse,
+    )
+    .unwrap_or_else(|_| {
+        // a batch-signed answer: read the claims part
+        let p = a["response"].as_str().unwrap().split('.').nth(1).unwrap();
+        serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, p).unwrap(),
+        )
+        .unwrap()
+    });
+    let first = claims.grants[0].lease;
+    capability(&url, json!({"operation": "return", "device_id": "string=ws-0", "request_id": "ret", "nonce": nonce(51), "leases": [first]})).await;
+    let _ = stop.send(());
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    // a clean restart is fine
+    let (url, stop) = start(&data).await;
+    let _ = stop.send(());
+    let _ = url;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    // a lease deleted by hand (to free a seat): refused, with the way out
+    let store = tessera_store::open(&tessera_store::sqlite_url_for_data_dir(&data))
+        .await
+        .unwrap();
+    let held = store.load_leases().await.unwrap();
+    assert_eq!(held.len(), 2);
+    store
+        .apply_lease_changes(vec![LeaseChange::Delete { id: held[0].id }])
+        .await
+        .unwrap();
+    let err = daemon::open(&data, Arc::new(SystemClock))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServerError::EditedStorage(_)), "{err}");
+    assert!(err.to_string().contains("accept-storage"), "{err}");
+    // accepted: it starts, with the lease that is left
+    assert_eq!(daemon::accept_storage(&data).await.unwrap(), 1);
+    let server = daemon::open(&data, Arc::new(SystemClock)).await.unwrap();
+    assert_eq!(server.engine.lease_count(), 1);
+    drop(server);
+    // and keeps starting afterwards (the digest was stored again)
+    let server = daemon::open(&data, Arc::new(SystemClock)).await.unwrap();
+    drop(server);
+
+    // a license bundle changed by hand (more seats): refused
+    let lic = store.get_setting("server.license").await.unwrap().unwrap();
+    let token: String = lic
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .map(str::trim)
+        .collect();
+    let mut parts: Vec<String> = token.split('.').map(String::from).collect();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &parts[1]).unwrap(),
+    )
+    .unwrap();
+    let edited = claims.to_string().replace("\"count\":3", "\"count\":300");
+    assert_ne!(edited, claims.to_string());
+    parts[1] = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, edited);
+    store
+        .put_setting("server.license", &parts.join("."))
+        .await
+        .unwrap();
+    let err = daemon::open(&data, Arc::new(SystemClock))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServerError::EditedStorage(_)), "{err}");
+    assert!(err.to_string().contains("license bundle"), "{err}");
+}

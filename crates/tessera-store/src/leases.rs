@@ -57,7 +57,16 @@ pub enum LeaseChange {
         /// Units consumed in all.
         units: i64,
     },
+    /// The server's digest of the leases stored after this batch (setting
+    /// [`LEASES_DIGEST_SETTING`]), written in the same transaction so it always matches them.
+    Digest {
+        /// The digest, as the server writes it.
+        value: String,
+    },
 }
+
+/// The setting that holds the license server's digest of its stored leases.
+pub const LEASES_DIGEST_SETTING: &str = "server.leases_digest";
 
 /// The license server's leases.
 pub trait LeaseStore {
@@ -114,6 +123,7 @@ struct Folded {
     puts: Vec<LeaseRow>,
     expiries: Vec<(i64, OffsetDateTime)>,
     consumed: Vec<(String, i64)>,
+    digest: Option<String>,
 }
 
 fn fold(changes: &[LeaseChange]) -> Folded {
@@ -124,6 +134,7 @@ fn fold(changes: &[LeaseChange]) -> Folded {
     }
     let mut last: std::collections::BTreeMap<i64, Last> = std::collections::BTreeMap::new();
     let mut consumed: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+    let mut digest = None;
     for c in changes {
         match c {
             LeaseChange::Put(r) => {
@@ -143,9 +154,13 @@ fn fold(changes: &[LeaseChange]) -> Folded {
             LeaseChange::Consumed { record_key, units } => {
                 consumed.insert(record_key.as_str(), *units);
             }
+            LeaseChange::Digest { value } => digest = Some(value.clone()),
         }
     }
-    let mut f = Folded::default();
+    let mut f = Folded {
+        digest,
+        ..Folded::default()
+    };
     for (id, l) in last {
         match l {
             Last::Put(r) => f.puts.push(r),
@@ -371,6 +386,16 @@ impl PgStore {
             .execute(&mut *conn)
             .await?;
         }
+        if let Some(d) = &f.digest {
+            sqlx::query(
+                "INSERT INTO settings (key, value) VALUES ($1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(LEASES_DIGEST_SETTING)
+            .bind(d)
+            .execute(&mut *conn)
+            .await?;
+        }
         Ok(())
     }
 
@@ -454,6 +479,15 @@ impl SqliteStore {
                 sqlite_text(record_key)
             );
         }
+        if let Some(d) = &f.digest {
+            let _ = writeln!(
+                sql,
+                "INSERT INTO settings (key, value) VALUES ({}, {}) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value;",
+                sqlite_text(LEASES_DIGEST_SETTING),
+                sqlite_text(d)
+            );
+        }
         sql.push_str("COMMIT;");
         let mut conn = self.pool.acquire().await?;
         match sqlx::query(&sql).execute(&mut *conn).await {
@@ -474,7 +508,12 @@ impl PgStore {
         node: &str,
         changes: &[LeaseChange],
     ) -> Result<(), StoreError> {
-        for chunk in changes.chunks(500) {
+        // the digest is each member's own business: not logged
+        let logged: Vec<&LeaseChange> = changes
+            .iter()
+            .filter(|c| !matches!(c, LeaseChange::Digest { .. }))
+            .collect();
+        for chunk in logged.chunks(500) {
             let values: Vec<String> = (0..chunk.len())
                 .map(|i| format!("($1, {})", placeholders(i * 10 + 2, 10)))
                 .collect();
@@ -512,6 +551,7 @@ impl PgStore {
                         ("expiry", *id, "", "", "", 0, 0, unix(*expires_at), 0, 0)
                     }
                     LeaseChange::Delete { id } => ("delete", *id, "", "", "", 0, 0, 0, 0, 0),
+                    LeaseChange::Digest { .. } => continue,
                     LeaseChange::Consumed { record_key, units } => (
                         "consumed",
                         0,

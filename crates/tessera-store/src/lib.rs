@@ -48,7 +48,7 @@ pub use activation_keys::{ActivationKeyRecord, ActivationKeyStore, NewActivation
 pub use backoffice::BackOfficeStore;
 pub use error::{StoreError, ACCEPTED_URLS};
 pub use keys::{KeyStore, PublicKeyRecord};
-pub use leases::{CatchUp, LeaseChange, LeaseRow, LeaseStore};
+pub use leases::{CatchUp, LeaseChange, LeaseRow, LeaseStore, LEASES_DIGEST_SETTING};
 pub use licenses::{IssuedLicense, LicenseStore, Page};
 pub use meta::MetaStore;
 pub use outbox::{NewOutboxMessage, OutboxFilter, OutboxKind, OutboxMessage, OutboxStore};
