@@ -76,7 +76,11 @@ impl Client {
                 let (l, rid, k) = (
                     beat_link.clone(),
                     format!("{beat_rid}-renew-{n}"),
-                    beat_key.clone(),
+                    if crate::floating::signed_beat(n) {
+                        None
+                    } else {
+                        beat_key.clone()
+                    },
                 );
                 let renewed = tokio::task::spawn_blocking(move || {
                     l.call_session(Operation::Renew, &rid, lease, k.as_deref())

@@ -136,16 +136,20 @@ fn verify_batch(token: &str, keys: &Keyring) -> Result<CapabilityResponseClaims,
     let mut node = leaf_hash(&token.as_bytes()[..h.len() + 1 + p.len()]);
     for step in proof["path"].as_array().into_iter().flatten() {
         let step = step.as_str().unwrap_or_default();
-        let (side, hash) = step.split_at(step.len().min(1));
+        let (left, hash) = match (step.strip_prefix('L'), step.strip_prefix('R')) {
+            (Some(h), _) => (true, h),
+            (_, Some(h)) => (false, h),
+            _ => return Err(malformed("a proof path entry is not L or R".into())),
+        };
         let sibling: [u8; 32] = URL_SAFE_NO_PAD
             .decode(hash)
             .ok()
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| malformed("a proof path entry is not a hash".into()))?;
-        node = match side {
-            "L" => node_hash(&sibling, &node),
-            "R" => node_hash(&node, &sibling),
-            _ => return Err(malformed("a proof path entry is not L or R".into())),
+        node = if left {
+            node_hash(&sibling, &node)
+        } else {
+            node_hash(&node, &sibling)
         };
     }
     let sig: [u8; 64] = proof["sig"]

@@ -479,6 +479,12 @@ impl SeatBook {
         self.next_id
     }
 
+    /// Makes sure no lease granted from now on gets `id` or a lower one (an id another license
+    /// server sharing the store has used).
+    pub fn skip_past(&mut self, id: LeaseId) {
+        self.next_id = self.next_id.max(id.saturating_add(1));
+    }
+
     /// Counts metered units consumed before a restart.
     pub fn restore_consumed(&mut self, record: usize, units: u64) {
         if let Some(p) = self.pools.get_mut(record) {

@@ -361,7 +361,11 @@ pub async fn open(data: &Path, clock: Arc<dyn Clock>) -> Result<Server, ServerEr
         )));
     }
     let guard = if config.cluster {
-        tessera_store::ExclusiveGuard::none()
+        store.shared("tessera-license-server").await?.ok_or_else(|| {
+            ServerError::Config(
+                "a license server process without `cluster = true` serves this database: stop it, or set `cluster = true` (and the same `hostid`) in its server.toml too".into(),
+            )
+        })?
     } else {
         store.exclusive("tessera-license-server").await?.ok_or_else(|| {
             ServerError::Config(

@@ -289,6 +289,8 @@ impl Book {
         all: &mut SetDigest,
     ) {
         let id = r.id;
+        // ids in the store are never handed out again, held here or not
+        self.seats.skip_past(u64::try_from(id).unwrap_or(0));
         let h = row_hash(&self.secret, &r);
         all.add(h);
         let held = self.lease_of(r).is_some_and(|l| self.seats.restore(l, now));
@@ -312,6 +314,13 @@ impl Book {
 
     /// Applies a change another cluster member committed.
     fn apply_remote(&mut self, c: LeaseChange, now: OffsetDateTime) {
+        // an id another member used is never handed out here, whether this member holds it or not
+        if let LeaseChange::Put(LeaseRow { id, .. })
+        | LeaseChange::Expiry { id, .. }
+        | LeaseChange::Delete { id } = &c
+        {
+            self.seats.skip_past(u64::try_from(*id).unwrap_or(0));
+        }
         match c {
             LeaseChange::Put(r) => {
                 let id = u64::try_from(r.id).unwrap_or(0);
@@ -634,6 +643,19 @@ impl Engine {
                 )));
             }
         }
+        for (name, text) in [
+            ("request_id", Some(&req.request_id)),
+            ("nonce", Some(&req.nonce)),
+            ("device_id", Some(&req.device_id)),
+            ("user", req.user.as_ref()),
+            ("alias", req.alias.as_ref()),
+        ] {
+            if text.is_some_and(|t| t.chars().any(char::is_control)) {
+                return Err(EngineError::BadRequest(format!(
+                    "{name}: control characters are not allowed"
+                )));
+            }
+        }
         let device_key = match &req.user {
             Some(u) => format!("{device}|user={u}"),
             None => device.to_string(),
@@ -837,55 +859,83 @@ impl Inner {
     }
 
     async fn decide_batch(&self, st: &mut WriterState, batch: Vec<Pending>) {
-        let n = batch.len() as u64;
+        let n = batch.len();
+        match self.commit_group(st, &batch).await {
+            Ok(claims) => self.answer(batch, claims),
+            Err(e) if n > 1 => {
+                // one request the store refuses must not fail the others: the book was rebuilt
+                // (or will be, in a cluster), so decide them again one by one
+                tracing::warn!(error = %e, requests = n, "a group commit failed; deciding its requests one by one");
+                for p in batch {
+                    match self.commit_group(st, std::slice::from_ref(&p)).await {
+                        Ok(claims) => self.answer(vec![p], claims),
+                        Err(e) => {
+                            tracing::error!(error = %e, "a decision could not be stored; nothing granted");
+                            let _ = p.reply.send(Err(EngineError::Store(e.to_string())));
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "a decision could not be stored; nothing granted");
+                for p in batch {
+                    let _ = p.reply.send(Err(EngineError::Store(e.to_string())));
+                }
+            }
+        }
+    }
+
+    /// Decides `batch` and commits its changes in one round; the claims, in order.
+    async fn commit_group(
+        &self,
+        st: &mut WriterState,
+        batch: &[Pending],
+    ) -> Result<Vec<CapabilityResponseClaims>, StoreError> {
         let r = self
             .round(st, |inner, book, now| {
                 let mut changes = Vec::new();
-                let mut out = Vec::with_capacity(batch.len());
-                for p in batch {
-                    let claims = inner.decide(book, &p, now, &mut changes);
-                    out.push((p.reply, claims, p.sealed));
-                }
-                (changes, out)
+                let claims = batch
+                    .iter()
+                    .map(|p| inner.decide(book, p, now, &mut changes))
+                    .collect();
+                (changes, claims)
             })
             .await;
-        self.decisions.fetch_add(n, Ordering::Relaxed);
-        match r {
-            Ok(out) => {
-                let mut to_sign = Vec::new();
-                for (reply, claims, sealed) in out {
-                    if sealed {
-                        let _ = reply.send(Ok(Decided::ToSeal(claims)));
-                    } else {
-                        to_sign.push((reply, claims));
-                    }
-                }
-                if !to_sign.is_empty() {
-                    // one signature for the whole commit, made off the writer's path
-                    let key = self.key.clone();
-                    tokio::spawn(async move {
-                        let (replies, claims): (Vec<_>, Vec<_>) = to_sign.into_iter().unzip();
-                        match CapabilityResponseClaims::sign_batch(&claims, &key) {
-                            Ok(tokens) => {
-                                for (reply, token) in replies.into_iter().zip(tokens) {
-                                    let _ = reply.send(Ok(Decided::Signed(token)));
-                                }
-                            }
-                            Err(e) => {
-                                for reply in replies {
-                                    let _ = reply.send(Err(EngineError::Sign(e.to_string())));
-                                }
-                            }
-                        }
-                    });
-                }
-            }
-            // the batch moved into the round: its handlers see their reply channel closed and
-            // answer "not stored, nothing granted"
-            Err(e) => {
-                tracing::error!(error = %e, requests = n, "decisions not stored; nothing granted")
+        self.decisions
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        r
+    }
+
+    /// Hands committed decisions to their handlers: sealed ones as claims, the others signed
+    /// together under one signature, off the writer's path.
+    fn answer(&self, batch: Vec<Pending>, claims: Vec<CapabilityResponseClaims>) {
+        let mut to_sign = Vec::new();
+        for (p, c) in batch.into_iter().zip(claims) {
+            if p.sealed {
+                let _ = p.reply.send(Ok(Decided::ToSeal(c)));
+            } else {
+                to_sign.push((p.reply, c));
             }
         }
+        if to_sign.is_empty() {
+            return;
+        }
+        let key = self.key.clone();
+        tokio::spawn(async move {
+            let (replies, claims): (Vec<_>, Vec<_>) = to_sign.into_iter().unzip();
+            match CapabilityResponseClaims::sign_batch(&claims, &key) {
+                Ok(tokens) => {
+                    for (reply, token) in replies.into_iter().zip(tokens) {
+                        let _ = reply.send(Ok(Decided::Signed(token)));
+                    }
+                }
+                Err(e) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(EngineError::Sign(e.to_string())));
+                    }
+                }
+            }
+        });
     }
 
     async fn control(&self, st: &mut WriterState, job: Job) {
@@ -992,26 +1042,44 @@ impl Inner {
                 };
                 let refused_all = req.operation == Operation::Borrow && borrow_until.is_none();
                 let preview = req.operation == Operation::Preview;
-                let mut scratch;
-                let seats = if preview {
-                    scratch = book.seats.clone();
-                    &mut scratch
-                } else {
-                    &mut book.seats
-                };
+                let seats = &mut book.seats;
                 let first_new = seats.next_id();
+                // a preview decides in the book and then undoes it (cheaper than a copy of a
+                // million leases); under a request id no client can send, so it never meets a
+                // lease a retry would return
+                let consumed_before: Vec<u64> = if preview {
+                    (0..seats.records().count())
+                        .map(|i| seats.consumed(i))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 let outcomes = if refused_all {
                     Vec::new()
                 } else {
                     seats.request(
                         device_key,
-                        &req.request_id,
+                        if preview {
+                            "\u{0}preview"
+                        } else {
+                            &req.request_id
+                        },
                         wants,
                         now,
                         self.policy.lease,
                         borrow_until,
                     )
                 };
+                if preview {
+                    for o in &outcomes {
+                        if let Outcome::Granted(l) = o {
+                            seats.release(l.id);
+                        }
+                    }
+                    for (i, c) in consumed_before.into_iter().enumerate() {
+                        seats.restore_consumed(i, c);
+                    }
+                }
                 let mut granted = Vec::new();
                 for (w, o) in wants.iter().zip(outcomes) {
                     match o {

@@ -162,6 +162,14 @@ async fn seats_to_the_count_retries_returns_restart_and_trusted_storage() {
     // malformed input is a problem, not a crash
     let r = http.post(format!("{url}/api/v1/capability")).json(&json!({"operation": "request", "device_id": "nonsense", "request_id": "x", "nonce": nonce(1)})).send().await.unwrap();
     assert_eq!(r.status(), 422);
+    // control characters (a NUL would fail a PostgreSQL commit shared with other requests)
+    let r = http.post(format!("{url}/api/v1/capability")).json(&json!({"operation": "request", "device_id": "string=ws-5", "request_id": "a\u{0}b", "nonce": nonce(1), "features": [{"name": "modeler"}]})).send().await.unwrap();
+    assert_eq!(r.status(), 422);
+    // previews take nothing, however often
+    for i in 0..3 {
+        let a = capability(&url, json!({"operation": "preview", "device_id": "string=ws-6", "request_id": "p", "nonce": nonce(60 + i), "features": [{"name": "modeler"}]})).await;
+        assert_eq!(verify(&a, &producer, &nonce(60 + i)).grants.len(), 1);
+    }
     let status: Value = http
         .get(format!("{url}/api/v1/admin/status"))
         .bearer_auth(&token)
@@ -363,6 +371,19 @@ async fn a_cluster_over_one_postgres_never_grants_past_the_count() {
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     urls.push(url);
     stops.push(stop);
+    // a process without `cluster = true` on the same database is refused while members run
+    let loner = dir.path().join("loner");
+    copy_dir(&first, &loner);
+    let cfg = std::fs::read_to_string(loner.join("server.toml"))
+        .unwrap()
+        .replace("cluster = true", "cluster = false")
+        .replace("anchors-a", "anchors-loner");
+    std::fs::write(loner.join("server.toml"), cfg).unwrap();
+    let _ = std::fs::remove_file(loner.join("server.lock"));
+    let err = daemon::open(&loner, Arc::new(SystemClock))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("serves this database"), "{err}");
     for name in ["node-b", "node-c"] {
         let data = dir.path().join(name);
         copy_dir(&first, &data);
@@ -496,7 +517,10 @@ async fn storage_edited_by_hand_is_refused_until_accepted() {
     let cfg = std::fs::read_to_string(data.join("server.toml")).unwrap();
     std::fs::write(
         data.join("server.toml"),
-        format!("{cfg}anchor_dir = \"{}\"\n", dir.path().join("anchors").display()),
+        format!(
+            "{cfg}anchor_dir = \"{}\"\n",
+            dir.path().join("anchors").display()
+        ),
     )
     .unwrap();
     let (url, stop) = start(&data).await;
@@ -571,7 +595,8 @@ async fn storage_edited_by_hand_is_refused_until_accepted() {
         .collect();
     let mut parts: Vec<String> = token.split('.').map(String::from).collect();
     let claims: serde_json::Value = serde_json::from_slice(
-        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &parts[1]).unwrap(),
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &parts[1])
+            .unwrap(),
     )
     .unwrap();
     let edited = claims.to_string().replace("\"count\":3", "\"count\":300");

@@ -490,7 +490,12 @@ impl SqliteStore {
         }
         sql.push_str("COMMIT;");
         let mut conn = self.pool.acquire().await?;
-        match sqlx::query(&sql).execute(&mut *conn).await {
+        // each script is different: not worth a place in the prepared-statement cache
+        match sqlx::query(&sql)
+            .persistent(false)
+            .execute(&mut *conn)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) => {
                 // whatever ran of it is undone: all or nothing
@@ -641,12 +646,19 @@ impl PgStore {
 
     /// Drops log entries older than the newest `keep`; members behind them reload whole.
     pub async fn prune_lease_log(&self, keep: i64) -> Result<u64, StoreError> {
+        // under the cluster's lock: a member's catch-up never sees the log shrink mid-read
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(CLUSTER_LOCK)
+            .execute(&mut *tx)
+            .await?;
         let r = sqlx::query(
             "DELETE FROM lease_log WHERE seq <= (SELECT COALESCE(MAX(seq), 0) FROM lease_log) - $1",
         )
         .bind(keep.max(1))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(r.rows_affected())
     }
 }

@@ -144,18 +144,26 @@ pub struct ExclusiveGuard {
     _pg: Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
 }
 
-impl ExclusiveGuard {
-    /// A guard holding nothing (for processes that share the store on purpose).
-    pub fn none() -> Self {
-        ExclusiveGuard { _pg: None }
-    }
-}
-
 impl AnyStore {
     /// Claims `name` for this process on a PostgreSQL store (a session advisory lock held on a
     /// dedicated connection); `None` when another process holds it. On SQLite the data directory's
     /// lock file does this job, so this always succeeds.
     pub async fn exclusive(&self, name: &str) -> Result<Option<ExclusiveGuard>, StoreError> {
+        self.advisory(name, "SELECT pg_try_advisory_lock($1)").await
+    }
+
+    /// Claims `name` together with other processes that claim it shared (a cluster's members),
+    /// but never together with one that claims it exclusively; `None` when one does.
+    pub async fn shared(&self, name: &str) -> Result<Option<ExclusiveGuard>, StoreError> {
+        self.advisory(name, "SELECT pg_try_advisory_lock_shared($1)")
+            .await
+    }
+
+    async fn advisory(
+        &self,
+        name: &str,
+        sql: &'static str,
+    ) -> Result<Option<ExclusiveGuard>, StoreError> {
         match self {
             AnyStore::Sqlite(_) => Ok(Some(ExclusiveGuard { _pg: None })),
             AnyStore::Postgres(s) => {
@@ -163,7 +171,7 @@ impl AnyStore {
                 let key = name.bytes().fold(1_469_598_103_934_665_603u64, |h, b| {
                     (h ^ u64::from(b)).wrapping_mul(1_099_511_628_211)
                 });
-                let (got,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
+                let (got,): (bool,) = sqlx::query_as(sql)
                     .bind(key as i64)
                     .fetch_one(&mut *conn)
                     .await?;
