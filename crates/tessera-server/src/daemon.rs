@@ -340,19 +340,7 @@ pub async fn open(data: &Path, clock: Arc<dyn Clock>) -> Result<Server, ServerEr
             .map_err(|e| file_err(&pp, e))?;
     // one server process per data directory and per database: two would each keep their own seat
     // book and could grant more seats than the count together
-    let lock_path = data.join("server.lock");
-    let lock_file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| file_err(&lock_path, e))?;
-    if lock_file.try_lock().is_err() {
-        return Err(ServerError::Config(format!(
-            "another license server process is running on {}: stop it first",
-            data.display()
-        )));
-    }
+    let lock_file = lock_data_dir(&data)?;
     let store = tessera_store::open(&database_url(&data, &config)).await?;
     if config.cluster && config.hostid.is_none() {
         return Err(ServerError::Config(format!(
@@ -478,13 +466,8 @@ pub async fn open(data: &Path, clock: Arc<dyn Clock>) -> Result<Server, ServerEr
     })
 }
 
-/// Accepts the leases now in the store as they are (after they were changed by hand, or restored
-/// from a backup): the next start serves them instead of refusing. Returns how many there are.
-pub async fn accept_storage(data: &Path) -> Result<usize, ServerError> {
-    if !data.join("keys/server.key").exists() {
-        return Err(ServerError::NotInitialised(data.display().to_string()));
-    }
-    let data = data.canonicalize().map_err(|e| file_err(data, e))?;
+/// Takes the data directory's lock file: one server process per data directory.
+fn lock_data_dir(data: &Path) -> Result<fs::File, ServerError> {
     let lock_path = data.join("server.lock");
     let lock_file = fs::OpenOptions::new()
         .create(true)
@@ -494,10 +477,21 @@ pub async fn accept_storage(data: &Path) -> Result<usize, ServerError> {
         .map_err(|e| file_err(&lock_path, e))?;
     if lock_file.try_lock().is_err() {
         return Err(ServerError::Config(format!(
-            "a license server process is running on {}: stop it first",
+            "another license server process is running on {}: stop it first",
             data.display()
         )));
     }
+    Ok(lock_file)
+}
+
+/// Accepts the leases now in the store as they are (after they were changed by hand, or restored
+/// from a backup): the next start serves them instead of refusing. Returns how many there are.
+pub async fn accept_storage(data: &Path) -> Result<usize, ServerError> {
+    if !data.join("keys/server.key").exists() {
+        return Err(ServerError::NotInitialised(data.display().to_string()));
+    }
+    let data = data.canonicalize().map_err(|e| file_err(data, e))?;
+    let _lock = lock_data_dir(&data)?;
     let config = load_config(&data)?;
     let store = tessera_store::open(&database_url(&data, &config)).await?;
     let n = tessera_store::LeaseStore::load_leases(&store).await?.len();
