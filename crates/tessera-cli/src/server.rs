@@ -33,6 +33,12 @@ pub enum ServerCommand {
         /// Address to listen on (overrides server.toml).
         #[arg(long)]
         listen: Option<String>,
+        /// TLS certificate chain (PEM); with --tls-key, serve HTTPS (or `tls_cert` in server.toml).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// TLS private key (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Accept the leases now in the store as they are, after the server refused to start because
     /// they were changed outside it (or a backup was restored). The server must be stopped.
@@ -222,7 +228,12 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
             );
             Ok(())
         }
-        ServerCommand::Serve { data, listen } => {
+        ServerCommand::Serve {
+            data,
+            listen,
+            tls_cert,
+            tls_key,
+        } => {
             let server = daemon::open(&data, Arc::new(SystemClock)).await?;
             let addr = listen.unwrap_or_else(|| server.config.listen.clone());
             let filter = match tracing_subscriber::EnvFilter::try_from_default_env() {
@@ -267,15 +278,44 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
             let listener = tokio::net::TcpListener::bind(&addr)
                 .await
                 .map_err(|e| anyhow!("cannot listen on {addr}: {e}"))?;
+            let in_data = |p: PathBuf| {
+                if p.is_absolute() {
+                    p
+                } else {
+                    server.data.join(p)
+                }
+            };
+            let tls = match (tls_cert, tls_key) {
+                (Some(c), Some(k)) => Some((c, k)),
+                _ => match (
+                    server.config.tls_cert.clone(),
+                    server.config.tls_key.clone(),
+                ) {
+                    (Some(c), Some(k)) => Some((in_data(c), in_data(k))),
+                    (None, None) => None,
+                    _ => {
+                        return Err(anyhow!(
+                            "{}: set both tls_cert and tls_key, or neither",
+                            data.join("server.toml").display()
+                        ))
+                    }
+                },
+            };
+            let scheme = if tls.is_some() { "https" } else { "http" };
             println!(
-                "license server {host} listening on http://{} (data {})",
+                "license server {host} listening on {scheme}://{} (data {})",
                 listener.local_addr()?,
                 data.display()
             );
-            http::serve_on(listener, http::state(server), async {
+            let shutdown = async {
                 let _ = tokio::signal::ctrl_c().await;
-            })
-            .await?;
+            };
+            match tls {
+                Some((cert, key)) => {
+                    http::serve_tls_on(listener, &cert, &key, http::state(server), shutdown).await?
+                }
+                None => http::serve_on(listener, http::state(server), shutdown).await?,
+            }
             Ok(())
         }
         ServerCommand::AcceptStorage { data } => {

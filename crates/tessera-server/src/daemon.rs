@@ -67,6 +67,12 @@ pub struct Config {
     /// report); default 0.
     #[serde(default)]
     pub sync_hour_utc: u8,
+    /// TLS certificate chain (PEM) for HTTPS, with `tls_key` (`--tls-cert` overrides).
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM), with `tls_cert` (`--tls-key` overrides).
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
     /// A file to append the log to (default: standard error).
     #[serde(default)]
     pub log_file: Option<PathBuf>,

@@ -98,6 +98,58 @@ pub async fn serve_on(
     state: Shared,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let (sweep, sync) = background(&state);
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let r = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    sweep.abort();
+    sync.abort();
+    r
+}
+
+/// Serves HTTPS on a bound listener with the certificate chain and key in PEM files until
+/// `shutdown`; otherwise as [`serve_on`].
+pub async fn serve_tls_on(
+    listener: tokio::net::TcpListener,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    state: Shared,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    // one crypto provider for the process (ring); a second call finds it installed
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+        .await
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot load the TLS certificate {} and key {}: {e}",
+                    cert.display(),
+                    key.display()
+                ),
+            )
+        })?;
+    let handle = axum_server::Handle::new();
+    let h = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        h.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+    });
+    let (sweep, sync) = background(&state);
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let r = axum_server::from_tcp_rustls(listener.into_std()?, config)
+        .handle(handle)
+        .serve(app)
+        .await;
+    sweep.abort();
+    sync.abort();
+    r
+}
+
+/// The sweeper (expired leases, and in a cluster a newer bundle) and the daily sync.
+fn background(state: &Shared) -> (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>) {
     let sweeper = state.clone();
     let sweep = tokio::spawn(async move {
         loop {
@@ -120,13 +172,7 @@ pub async fn serve_on(
     });
     let syncer = state.clone();
     let sync = tokio::spawn(async move { periodic_sync(syncer).await });
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let r = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
-    sweep.abort();
-    sync.abort();
-    r
+    (sweep, sync)
 }
 
 /// Liveness.

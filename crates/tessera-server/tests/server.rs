@@ -612,3 +612,86 @@ async fn storage_edited_by_hand_is_refused_until_accepted() {
     assert!(matches!(err, ServerError::EditedStorage(_)), "{err}");
     assert!(err.to_string().contains("license bundle"), "{err}");
 }
+
+/// HTTPS with `--tls-cert/--tls-key`: health and a capability request over TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_https_with_a_certificate() {
+    let bo_dir = tempfile::tempdir().unwrap();
+    tessera_backoffice::daemon::init(bo_dir.path(), None, None, &SystemClock)
+        .await
+        .unwrap();
+    let producer_pem = std::fs::read_to_string(bo_dir.path().join("keys/producer.pub")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("srv");
+    daemon::init(&data, &producer_pem, None, Some("ethernet=0050569a3b0a"))
+        .await
+        .unwrap();
+    let cfg = std::fs::read_to_string(data.join("server.toml")).unwrap();
+    std::fs::write(
+        data.join("server.toml"),
+        format!(
+            "{cfg}anchor_dir = \"{}\"\n",
+            dir.path().join("anchors").display()
+        ),
+    )
+    .unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let server = daemon::open(&data, Arc::new(SystemClock)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(async move {
+        http::serve_tls_on(
+            listener,
+            &cert_path,
+            &key_path,
+            http::state(server),
+            async move {
+                let _ = rx.await;
+            },
+        )
+        .await
+    });
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let health = client
+        .get(format!("https://localhost:{port}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.text().await.unwrap(), "ok");
+    let a: Value = client
+        .post(format!("https://localhost:{port}/api/v1/capability"))
+        .json(&json!({"operation": "preview", "device_id": "string=ws-1", "request_id": "r", "nonce": nonce(1), "features": [{"name": "modeler"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(a["response"].as_str().is_some(), "{a}");
+    // plain HTTP on the HTTPS port gets nowhere
+    assert!(reqwest::get(format!("http://localhost:{port}/healthz"))
+        .await
+        .map_or(true, |r| !r.status().is_success()));
+    let _ = tx.send(());
+    serving.await.unwrap().unwrap();
+    // a missing key file: a clear error, not a crash
+    let server = daemon::open(&data, Arc::new(SystemClock)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = http::serve_tls_on(
+        listener,
+        &dir.path().join("cert.pem"),
+        &dir.path().join("missing.pem"),
+        http::state(server),
+        std::future::pending(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("missing.pem"), "{err}");
+}
