@@ -270,7 +270,11 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
                         .try_init();
                 }
                 None => {
-                    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+                    // the log goes to standard error; standard output says where it listens
+                    let _ = tracing_subscriber::fmt()
+                        .with_env_filter(filter)
+                        .with_writer(std::io::stderr)
+                        .try_init();
                 }
             }
             tracing::info!(hostid = %server.hostid, cluster = server.config.cluster, "license server starting");

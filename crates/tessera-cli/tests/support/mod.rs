@@ -12,18 +12,30 @@ pub fn spawn(args: &[&str], cwd: &Path) -> (Child, String) {
         .args(args)
         .current_dir(cwd)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let url = line
+    let Some(url) = line
         .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .to_string();
+        .find(|w| w.starts_with("http://") || w.starts_with("https://"))
+        .map(String::from)
+    else {
+        // it did not start: say why
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut err);
+        }
+        let _ = child.wait();
+        panic!("`tessera {}` did not start: {line}{err}", args.join(" "));
+    };
+    // keep reading its log so it never blocks on a full pipe
+    if let Some(mut e) = child.stderr.take() {
+        std::thread::spawn(move || std::io::copy(&mut e, &mut std::io::sink()));
+    }
     (child, url)
 }
 
