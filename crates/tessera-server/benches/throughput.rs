@@ -70,7 +70,8 @@ fn main() -> Result<(), BoxError> {
         .thread_name("load")
         .enable_all()
         .build()?;
-    let (trivial_url, server_url, capacity_dir) = server_rt.block_on(setup(work.path(), leases))?;
+    let (trivial_url, server_url, _serving, capacity_dir) =
+        server_rt.block_on(setup(work.path(), leases))?;
     let only = std::env::var("TESSERA_BENCH_ONLY").unwrap_or_default();
     let d = Duration::from_secs(secs);
     if only != "capacity" {
@@ -142,9 +143,13 @@ fn throughput(
     Ok(())
 }
 
+/// The two URLs, the stop switch of the server under load (it serves while that is held), and the
+/// capacity server's data directory.
+type Setup = (String, String, tokio::sync::oneshot::Sender<()>, PathBuf);
+
 /// Starts a back office, the trivial handler and the license server under test; fills the
-/// capacity server's store. Returns the two URLs and the capacity data directory.
-async fn setup(dir: &Path, leases: usize) -> Result<(String, String, PathBuf), BoxError> {
+/// capacity server's store.
+async fn setup(dir: &Path, leases: usize) -> Result<Setup, BoxError> {
     let (bo_url, keys) = backoffice(&dir.join("backoffice"), 3).await?;
     let producer_pem = std::fs::read_to_string(dir.join("backoffice/keys/producer.pub"))?;
 
@@ -161,12 +166,13 @@ async fn setup(dir: &Path, leases: usize) -> Result<(String, String, PathBuf), B
 
     // the license server under load
     let data = dir.join("server");
-    let server_url = start_server(&data, &producer_pem, "ethernet=0050569a3b01").await?;
+    let (server_url, server_stop) =
+        start_server(&data, &producer_pem, "ethernet=0050569a3b01").await?;
     activate(&server_url, &data, &bo_url, &[(&keys[0], 10_000)]).await?;
 
     // the capacity server: activated, stopped, its store filled with active leases
     let cap = dir.join("capacity");
-    let cap_url = start_server(&cap, &producer_pem, "ethernet=0050569a3b02").await?;
+    let (cap_url, stop) = start_server(&cap, &producer_pem, "ethernet=0050569a3b02").await?;
     // the leases fill the first line; the second has room for the request served after reload
     activate(
         &cap_url,
@@ -178,11 +184,16 @@ async fn setup(dir: &Path, leases: usize) -> Result<(String, String, PathBuf), B
         ],
     )
     .await?;
+    let _ = stop.send(());
     fill(&cap, leases).await?;
-    Ok((trivial_url, server_url, cap))
+    Ok((trivial_url, server_url, server_stop, cap))
 }
 
-async fn start_server(data: &Path, producer_pem: &str, hostid: &str) -> Result<String, BoxError> {
+async fn start_server(
+    data: &Path,
+    producer_pem: &str,
+    hostid: &str,
+) -> Result<(String, tokio::sync::oneshot::Sender<()>), BoxError> {
     let token = daemon::init(data, producer_pem, None, Some(hostid)).await?;
     std::fs::write(data.join("admin.token"), &token)?;
     let cfg = std::fs::read_to_string(data.join("server.toml"))?;
@@ -196,12 +207,11 @@ async fn start_server(data: &Path, producer_pem: &str, hostid: &str) -> Result<S
     let server = daemon::open(data, Arc::new(SystemClock)).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("{}", listener.local_addr()?);
-    tokio::spawn(http::serve_on(
-        listener,
-        http::state(server),
-        std::future::pending(),
-    ));
-    Ok(url)
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(http::serve_on(listener, http::state(server), async move {
+        let _ = stopped.await;
+    }));
+    Ok((url, stop))
 }
 
 async fn activate(
@@ -291,6 +301,20 @@ async fn fill(data: &Path, n: usize) -> Result<(), BoxError> {
             })
             .collect();
         store.apply_lease_changes(rows).await?;
+    }
+    // written outside the server, so accepted the way an administrator would accept them
+    // (`tessera server accept-storage`), or the reload would rightly refuse them
+    let accepted = loop {
+        match daemon::accept_storage(data).await {
+            Err(daemon::ServerError::Config(e)) if e.contains("running") => {
+                // the capacity server is still letting go of its data directory
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            r => break r?,
+        }
+    };
+    if accepted != n {
+        return Err(format!("{accepted} leases stored, {n} written").into());
     }
     eprintln!(
         "(wrote {n} leases to the capacity store in {:.1} s)",
