@@ -146,6 +146,8 @@ pub struct SeatBook {
     by_request: HashMap<u128, LeaseId>,
     /// Leases by expiry, so expiring is not a scan of every lease.
     by_expiry: BTreeSet<(OffsetDateTime, LeaseId)>,
+    /// Borrowed leases held per device (by digest), so the per-account limit is not a scan.
+    borrowed_by: HashMap<u128, u32>,
     next_id: LeaseId,
 }
 
@@ -164,6 +166,7 @@ impl SeatBook {
             leases: BTreeMap::new(),
             by_request: HashMap::new(),
             by_expiry: BTreeSet::new(),
+            borrowed_by: HashMap::new(),
             next_id: 1,
         }
     }
@@ -186,6 +189,30 @@ impl SeatBook {
     /// Every lease held.
     pub fn leases(&self) -> impl Iterator<Item = &Lease> {
         self.leases.values()
+    }
+
+    /// How many borrowed leases `device` holds (expired ones count until they are expired).
+    pub fn borrowed_by(&self, device: &str) -> u32 {
+        self.borrowed_by
+            .get(&request_key(device, "", ""))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn count_borrowed(&mut self, lease: &Lease, add: bool) {
+        if !lease.borrowed {
+            return;
+        }
+        let key = request_key(&lease.device, "", "");
+        let n = self.borrowed_by.entry(key).or_insert(0);
+        *n = if add {
+            n.saturating_add(1)
+        } else {
+            n.saturating_sub(1)
+        };
+        if *n == 0 {
+            self.borrowed_by.remove(&key);
+        }
     }
 
     /// How many leases are held.
@@ -352,6 +379,7 @@ impl SeatBook {
         self.next_id += 1;
         self.by_request.insert(key, lease.id);
         self.by_expiry.insert((lease.expires, lease.id));
+        self.count_borrowed(&lease, true);
         self.leases.insert(lease.id, lease.clone());
         Outcome::Granted(lease)
     }
@@ -402,6 +430,7 @@ impl SeatBook {
     /// Returns a lease's seats (metered units stay consumed). `None` when unknown.
     pub fn release(&mut self, id: LeaseId) -> Option<Lease> {
         let lease = self.leases.remove(&id)?;
+        self.count_borrowed(&lease, false);
         self.by_expiry.remove(&(lease.expires, id));
         if let Some(p) = self.pools.get(lease.record) {
             let key = request_key(&lease.device, &lease.request_id, &p.feature.name);
@@ -447,6 +476,7 @@ impl SeatBook {
             lease.id,
         );
         self.by_expiry.insert((lease.expires, lease.id));
+        self.count_borrowed(&lease, true);
         self.leases.insert(lease.id, lease);
         true
     }
@@ -502,6 +532,13 @@ impl SeatBook {
                 self.by_expiry.len(),
                 self.by_request.len()
             ));
+        }
+        let mut borrowed: HashMap<u128, u32> = HashMap::new();
+        for l in self.leases.values().filter(|l| l.borrowed) {
+            *borrowed.entry(request_key(&l.device, "", "")).or_insert(0) += 1;
+        }
+        if borrowed != self.borrowed_by {
+            return Err("borrowed counts per device out of step".into());
         }
         let mut sums = vec![0u64; self.pools.len()];
         for l in self.leases.values() {
@@ -668,6 +705,8 @@ mod tests {
             )[0],
         )
         .clone();
+        assert_eq!((b.borrowed_by("b"), b.borrowed_by("a")), (1, 0));
+        b.check_invariants().unwrap();
         assert!(b.renew(l.id, T0 + Duration::minutes(5), LEASE).is_some());
         let gone = b.expire(T0 + Duration::minutes(16));
         assert_eq!(gone.len(), 1);
@@ -675,6 +714,8 @@ mod tests {
         assert!(b.renew(l.id, T0 + Duration::minutes(16), LEASE).is_none());
         assert_eq!(b.expire(T0 + Duration::days(7)).len(), 1);
         assert_eq!(b.used(0), 0);
+        assert_eq!(b.borrowed_by("b"), 0, "an expired borrow no longer counts");
+        b.check_invariants().unwrap();
         let _ = borrowed;
     }
 

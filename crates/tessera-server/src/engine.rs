@@ -1017,11 +1017,7 @@ impl Inner {
                             .borrow_days
                             .unwrap_or(max_days)
                             .clamp(1, max_days.max(1));
-                        let held = book
-                            .seats
-                            .leases()
-                            .filter(|l| l.device == device_key && l.borrowed && l.expires > now)
-                            .count();
+                        let held = book.seats.borrowed_by(device_key) as usize;
                         if held + wants.len() > max_active as usize {
                             // the issuer enforces the per-account limit: nothing is borrowed
                             for w in wants {
