@@ -186,7 +186,8 @@ async fn healthz() -> &'static str {
 pub struct CapabilityAnswer {
     /// The signed response (JWS compact, `typ` tessera-capability-response+jwt), echoing the nonce.
     pub response: String,
-    /// The server certificate (armoured): the server's key, signed by the producer.
+    /// The server certificate (armoured): the server's key, signed by the producer. Absent before
+    /// activation, and with a sealed answer (checked with the lease's session key).
     pub certificate: Option<String>,
 }
 
@@ -215,9 +216,15 @@ async fn capability(
             if token.is_empty() {
                 s.denied.fetch_add(1, Ordering::Relaxed);
             }
+            // a sealed answer is checked with the session key alone: no certificate to send
+            let certificate = if tessera_core::capability::sealed_lease(&token).is_some() {
+                None
+            } else {
+                s.server.certificate.read().await.clone()
+            };
             Json(CapabilityAnswer {
                 response: token,
-                certificate: s.server.certificate.read().await.clone(),
+                certificate,
             })
             .into_response()
         }
