@@ -3,28 +3,12 @@
 //! doubled seat. Requests in flight at the kill are retried with the same request id, as a client
 //! does, and never take a second seat.
 
-use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 
 mod support;
-use support::spawn;
-
-fn tessera(args: &[&str], cwd: &Path) -> String {
-    let o = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use support::{spawn, tessera};
 
 #[derive(Debug, Clone)]
 enum Pending {
@@ -70,68 +54,7 @@ fn base64_decode(s: &str) -> Vec<u8> {
 fn sigkill_under_load_loses_and_doubles_no_seat() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let bo = serde_json::from_str::<Value>(&tessera(
-        &["backoffice", "init", "--data", "bo", "--json"],
-        d,
-    ))
-    .unwrap();
-    let _ = bo;
-    tessera(
-        &[
-            "backoffice",
-            "product",
-            "add",
-            "--data",
-            "bo",
-            "--id",
-            "cad",
-            "--feature",
-            "modeler",
-        ],
-        d,
-    );
-    let c: Value = serde_json::from_str(&tessera(
-        &[
-            "backoffice",
-            "customer",
-            "add",
-            "--data",
-            "bo",
-            "--name",
-            "ACME",
-            "--json",
-        ],
-        d,
-    ))
-    .unwrap();
-    let e: Value = serde_json::from_str(&tessera(
-        &[
-            "backoffice",
-            "entitlement",
-            "create",
-            "--data",
-            "bo",
-            "--customer",
-            c["id"].as_str().unwrap(),
-            "--line",
-            "product=cad,model=floating,count=1000",
-            "--json",
-        ],
-        d,
-    ))
-    .unwrap();
-    let key = e["lines"][0]["key"].as_str().unwrap().to_string();
-    let (mut bo_child, bo_url) = spawn(
-        &[
-            "backoffice",
-            "serve",
-            "--data",
-            "bo",
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        d,
-    );
+    let (mut bo_child, bo_url, key) = support::backoffice_with_floating_line(d, 1000);
     let init = tessera(
         &[
             "server",

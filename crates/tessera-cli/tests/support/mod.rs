@@ -5,6 +5,84 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
+/// Runs `tessera ARGS` in `cwd`; panics with its error output unless it succeeds; its output.
+pub fn tessera(args: &[&str], cwd: &Path) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A back office in `cwd/bo` with product `cad` (feature `modeler`), a customer and one floating
+/// line of `count` seats, serving on a free port: (the process, its URL, the line's key).
+pub fn backoffice_with_floating_line(cwd: &Path, count: u32) -> (Child, String, String) {
+    tessera(&["backoffice", "init", "--data", "bo", "--json"], cwd);
+    tessera(
+        &[
+            "backoffice",
+            "product",
+            "add",
+            "--data",
+            "bo",
+            "--id",
+            "cad",
+            "--feature",
+            "modeler",
+        ],
+        cwd,
+    );
+    let c: serde_json::Value = serde_json::from_str(&tessera(
+        &[
+            "backoffice",
+            "customer",
+            "add",
+            "--data",
+            "bo",
+            "--name",
+            "ACME",
+            "--json",
+        ],
+        cwd,
+    ))
+    .unwrap();
+    let e: serde_json::Value = serde_json::from_str(&tessera(
+        &[
+            "backoffice",
+            "entitlement",
+            "create",
+            "--data",
+            "bo",
+            "--customer",
+            c["id"].as_str().unwrap(),
+            "--line",
+            &format!("product=cad,model=floating,count={count}"),
+            "--json",
+        ],
+        cwd,
+    ))
+    .unwrap();
+    let key = e["lines"][0]["key"].as_str().unwrap().to_string();
+    let (child, url) = spawn(
+        &[
+            "backoffice",
+            "serve",
+            "--data",
+            "bo",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        cwd,
+    );
+    (child, url, key)
+}
+
 /// Starts `tessera ARGS` (a server listening on `127.0.0.1:0`) in `cwd`; returns the child and the
 /// URL it prints on its first line.
 pub fn spawn(args: &[&str], cwd: &Path) -> (Child, String) {
@@ -47,4 +125,25 @@ impl Drop for Serve {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// The claims of a capability answer, read without verifying (signatures are tested elsewhere):
+/// the middle part of the token.
+pub fn claims(answer: &serde_json::Value) -> serde_json::Value {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let token = answer["response"].as_str().unwrap_or_default();
+    let part = token.split('.').nth(1).unwrap_or_default();
+    let (mut out, mut buf, mut bits) = (Vec::new(), 0u32, 0);
+    for c in part.bytes() {
+        let Some(v) = A.iter().position(|&a| a == c) else {
+            break;
+        };
+        buf = (buf << 6) | v as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+        }
+    }
+    serde_json::from_slice(&out).unwrap_or(serde_json::Value::Null)
 }
