@@ -139,6 +139,10 @@ struct Inner {
     commits: AtomicU64,
     decisions: AtomicU64,
     commit_micros: AtomicU64,
+    /// On SQLite, the writer's own connection (see [`tessera_store::SqliteLeaseWriter`]).
+    sync_writer: Option<Mutex<tessera_store::SqliteLeaseWriter>>,
+    /// The server's runtime, where answers are signed (the writer may run on its own).
+    runtime: tokio::runtime::Handle,
 }
 
 /// The digest of a set of leases: the sum (mod 2^256) of a keyed hash of each, so adding or
@@ -466,6 +470,10 @@ impl Engine {
         } else {
             None
         };
+        let sync_writer = match &store {
+            AnyStore::Sqlite(s) if !cluster => s.lease_writer().ok().map(Mutex::new),
+            _ => None,
+        };
         let book = if cluster {
             Book::empty(records, secret)
         } else {
@@ -507,9 +515,11 @@ impl Engine {
             commits: AtomicU64::new(0),
             decisions: AtomicU64::new(0),
             commit_micros: AtomicU64::new(0),
+            sync_writer,
+            runtime: tokio::runtime::Handle::current(),
         });
         let (jobs, rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer(inner.clone(), rx));
+        spawn_writer(inner.clone(), rx)?;
         let engine = Engine { inner, jobs };
         if cluster {
             // the first round reads the whole shared state
@@ -818,7 +828,11 @@ impl Inner {
             }
             (changes, out)
         };
-        if let Err(e) = self.store.apply_lease_changes(changes).await {
+        let applied = match &self.sync_writer {
+            Some(w) => w.lock().unwrap_or_else(|e| e.into_inner()).apply(&changes),
+            None => self.store.apply_lease_changes(changes).await,
+        };
+        if let Err(e) = applied {
             st.broken = true;
             match self.rebuild(None).await {
                 Ok(()) => st.broken = false,
@@ -921,7 +935,7 @@ impl Inner {
             return;
         }
         let key = self.key.clone();
-        tokio::spawn(async move {
+        self.runtime.spawn(async move {
             let (replies, claims): (Vec<_>, Vec<_>) = to_sign.into_iter().unzip();
             match CapabilityResponseClaims::sign_batch(&claims, &key) {
                 Ok(tokens) => {
@@ -1170,6 +1184,27 @@ impl Inner {
                 .max(1),
         }
     }
+}
+
+/// Starts the writer: with SQLite's own writer connection, on a thread of its own (its commits
+/// block that thread, and nothing else); otherwise as a task on the server's runtime.
+fn spawn_writer(inner: Arc<Inner>, rx: mpsc::UnboundedReceiver<Job>) -> Result<(), StoreError> {
+    if inner.sync_writer.is_none() {
+        tokio::spawn(writer(inner, rx));
+        return Ok(());
+    }
+    let failed = |e: std::io::Error| StoreError::Write {
+        detail: format!("cannot start the seat book's writer: {e}"),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(failed)?;
+    std::thread::Builder::new()
+        .name("tessera-writer".into())
+        .spawn(move || rt.block_on(writer(inner, rx)))
+        .map_err(failed)?;
+    Ok(())
 }
 
 /// The writer task: takes every decision waiting, commits them together, answers.

@@ -102,6 +102,13 @@ pub enum StoreError {
         detail: String,
     },
 
+    /// A write through the license server's writer connection failed.
+    #[error("cannot write to the database: {detail}")]
+    Write {
+        /// What SQLite said.
+        detail: String,
+    },
+
     /// Any other database error.
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),

@@ -118,15 +118,15 @@ fn placeholders(first: usize, n: usize) -> String {
 /// them in order: a later put replaces, a delete wins over what came before it, a new expiry
 /// updates a put of the same batch.
 #[derive(Debug, Default, PartialEq)]
-struct Folded {
-    deletes: Vec<i64>,
-    puts: Vec<LeaseRow>,
-    expiries: Vec<(i64, OffsetDateTime)>,
-    consumed: Vec<(String, i64)>,
-    digest: Option<String>,
+pub(crate) struct Folded {
+    pub(crate) deletes: Vec<i64>,
+    pub(crate) puts: Vec<LeaseRow>,
+    pub(crate) expiries: Vec<(i64, OffsetDateTime)>,
+    pub(crate) consumed: Vec<(String, i64)>,
+    pub(crate) digest: Option<String>,
 }
 
-fn fold(changes: &[LeaseChange]) -> Folded {
+pub(crate) fn fold(changes: &[LeaseChange]) -> Folded {
     enum Last {
         Put(LeaseRow),
         Expiry(OffsetDateTime),

@@ -41,6 +41,7 @@ mod migrate;
 pub mod outbox;
 pub mod postgres;
 pub mod sqlite;
+pub mod sqlite_writer;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -54,6 +55,7 @@ pub use meta::MetaStore;
 pub use outbox::{NewOutboxMessage, OutboxFilter, OutboxKind, OutboxMessage, OutboxStore};
 pub use postgres::PgStore;
 pub use sqlite::{sqlite_url_for_data_dir, SqliteStore};
+pub use sqlite_writer::SqliteLeaseWriter;
 
 /// Everything a Tessera service needs from storage. Implemented by every type that implements
 /// all the store traits; services are generic over `S: Store`.

@@ -209,3 +209,50 @@ async fn cluster_rounds_catch_up_on_postgres() {
     ));
     db.cleanup().await.unwrap();
 }
+
+/// The license server's own SQLite writer connection writes what the pooled store reads back,
+/// batches folded as the pooled store folds them, the digest setting included.
+#[tokio::test]
+async fn the_sqlite_writer_connection_matches_the_store() {
+    use tessera_store::MetaStore;
+    let db = TempSqlite::new().await.unwrap();
+    let s = db.store();
+    let mut w = s.lease_writer().unwrap();
+    let mut odd = lease(7, "string=x'); DROP TABLE leases; --");
+    odd.request_id = "\"q\" 'ü' ✓".into();
+    w.apply(&[
+        LeaseChange::Put(lease(1, "a")),
+        LeaseChange::Put(lease(2, "b")),
+        LeaseChange::Put(odd.clone()),
+        LeaseChange::Expiry {
+            id: 1,
+            expires_at: datetime!(2026-06-01 0:30 UTC),
+        },
+        LeaseChange::Delete { id: 2 },
+        LeaseChange::Consumed {
+            record_key: "export|1.0|LIN-2".into(),
+            units: 4,
+        },
+        LeaseChange::Digest {
+            value: "abc".into(),
+        },
+    ])
+    .unwrap();
+    let back = s.load_leases().await.unwrap();
+    let mut one = lease(1, "a");
+    one.expires_at = datetime!(2026-06-01 0:30 UTC);
+    assert_eq!(back, vec![one, odd]);
+    assert_eq!(
+        s.load_consumed().await.unwrap(),
+        vec![("export|1.0|LIN-2".to_string(), 4)]
+    );
+    assert_eq!(
+        s.get_setting(tessera_store::LEASES_DIGEST_SETTING)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("abc")
+    );
+    // nothing to do is fine
+    w.apply(&[]).unwrap();
+}
