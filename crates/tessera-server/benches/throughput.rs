@@ -12,13 +12,18 @@
 //! 2. **Capacity.** One million active leases written to the store of a second server, which is
 //!    then opened in a fresh process: time to reload, resident memory, and one request served.
 //!
+//! The two targets of the throughput part are measured in alternating rounds (trivial, server,
+//! trivial, server, ...) so that a slower or busier stretch of the machine weighs on both alike;
+//! each round's ratio is printed with the totals.
+//!
 //! `TESSERA_BENCH_ONLY=throughput` or `=capacity` runs one part;
-//! `TESSERA_BENCH_SECS` (default 10) sets each measurement's length, `TESSERA_BENCH_LEASES`
+//! `TESSERA_BENCH_SECS` (default 10) sets each target's measured time in all, split over
+//! `TESSERA_BENCH_ROUNDS` rounds (default 5), `TESSERA_BENCH_LEASES`
 //! (default 1000000) the capacity run's leases, `TESSERA_BENCH_DIR` where the data directories go
 //! (default a temporary directory under `target/`).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -72,10 +77,15 @@ fn main() -> Result<(), BoxError> {
         .build()?;
     let (trivial_url, server_url, _serving, capacity_dir) =
         server_rt.block_on(setup(work.path(), leases))?;
+    let rounds: u32 = std::env::var("TESSERA_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5)
+        .max(1);
     let only = std::env::var("TESSERA_BENCH_ONLY").unwrap_or_default();
     let d = Duration::from_secs(secs);
     if only != "capacity" {
-        throughput(&load_rt, &trivial_url, &server_url, d)?;
+        throughput(&load_rt, &trivial_url, &server_url, d, rounds)?;
     }
     drop(load_rt);
     drop(server_rt);
@@ -103,15 +113,27 @@ fn throughput(
     trivial_url: &str,
     server_url: &str,
     d: Duration,
+    rounds: u32,
 ) -> Result<(), BoxError> {
     let secs = d.as_secs();
-    println!("# license server throughput: {CONNECTIONS} connections, {secs} s each, loopback");
+    let each = d / rounds;
+    println!(
+        "# license server throughput: {CONNECTIONS} connections, {secs} s each in {rounds} alternating rounds, loopback"
+    );
     println!();
+    let mut trivial = Measured::default();
+    let mut server = Measured::default();
+    let mut ratios = Vec::new();
+    for _ in 0..rounds {
+        let t = load_rt.block_on(run(trivial_url, each, Workload::Trivial))?;
+        let s = load_rt.block_on(run(server_url, each, Workload::CheckoutReturn))?;
+        ratios.push(format!("{:.2}", s.rate() / t.rate().max(1.0)));
+        trivial.merge(t);
+        server.merge(s);
+    }
     println!("| target | requests/s | p50 | p99 | errors |");
     println!("|---|---:|---:|---:|---:|");
-    let mut trivial = load_rt.block_on(run(trivial_url, d, Workload::Trivial))?;
     trivial.print("trivial JSON handler (axum, same process)");
-    let mut server = load_rt.block_on(run(server_url, d, Workload::CheckoutReturn))?;
     server.print("license server: checkout + return, durable (SQLite, group commit)");
     let metrics = load_rt.block_on(async {
         reqwest::get(format!("http://{server_url}/metrics"))
@@ -130,15 +152,23 @@ fn throughput(
     let commits = metric("tessera_engine_commits_total").max(1.0);
     println!();
     println!(
-        "group commit: {:.0} decisions in {:.0} commits ({:.1} a commit), {:.2} ms a commit on average",
+        "group commit: {:.0} decisions in {:.0} commits ({:.1} a commit), {:.3} ms a commit on average, {:.3} ms of it deciding",
         metric("tessera_engine_decisions_total"),
         commits,
         metric("tessera_engine_decisions_total") / commits,
-        metric("tessera_engine_commit_seconds_total") * 1000.0 / commits
+        metric("tessera_engine_commit_seconds_total") * 1000.0 / commits,
+        metric("tessera_engine_decide_seconds_total") * 1000.0 / commits
+    );
+    let sampled = SAMPLED.load(Ordering::Relaxed).max(1);
+    println!(
+        "answers: checkout {} bytes, return {} bytes on average",
+        CHECKOUT_BYTES.load(Ordering::Relaxed) / sampled,
+        RETURN_BYTES.load(Ordering::Relaxed) / sampled
     );
     println!(
-        "license server / trivial handler: {:.2}",
-        server.rate() / trivial.rate().max(1.0)
+        "license server / trivial handler: {:.2} (rounds: {})",
+        server.rate() / trivial.rate().max(1.0),
+        ratios.join(", ")
     );
     Ok(())
 }
@@ -341,7 +371,7 @@ fn reload(data: &Path) -> Result<(), BoxError> {
         let req: tessera_core::capability::CapabilityRequest = serde_json::from_value(json!({
             "operation": "request", "device_id": "string=one-more", "request_id": "r",
             "nonce": "nonce-nonce-nonce-1", "features": [{"name": "modeler"}]}))?;
-        let answered = server.engine.handle(&req).await.is_ok();
+        let answered = server.engine.handle(req).await.is_ok();
         println!();
         println!("| measure | value |");
         println!("|---|---:|");
@@ -394,6 +424,12 @@ struct Measured {
 }
 
 impl Measured {
+    fn merge(&mut self, other: Measured) {
+        self.latencies_us.extend(other.latencies_us);
+        self.errors += other.errors;
+        self.elapsed += other.elapsed;
+    }
+
     fn rate(&self) -> f64 {
         self.latencies_us.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
@@ -428,7 +464,7 @@ async fn run(addr: &str, d: Duration, w: Workload) -> Result<Measured, BoxError>
         ));
     }
     // warm up, then measure
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let t0 = Instant::now();
     MEASURING.store(true, Ordering::SeqCst);
     tokio::time::sleep(d).await;
@@ -448,6 +484,10 @@ async fn run(addr: &str, d: Duration, w: Workload) -> Result<Measured, BoxError>
 }
 
 static MEASURING: AtomicBool = AtomicBool::new(false);
+/// Answer sizes, sampled (one checkout and return in 128 per connection).
+static CHECKOUT_BYTES: AtomicU64 = AtomicU64::new(0);
+static RETURN_BYTES: AtomicU64 = AtomicU64::new(0);
+static SAMPLED: AtomicU64 = AtomicU64::new(0);
 
 struct Conn {
     reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
@@ -533,17 +573,19 @@ async fn connection(
         if let Workload::Trivial = w {
             continue;
         }
+        if MEASURING.load(Ordering::Relaxed) && n % 128 == 7 {
+            CHECKOUT_BYTES.fetch_add(answer.len() as u64, Ordering::Relaxed);
+        }
         // the grant: lease and session key from the signed answer's claims
-        let claims = std::str::from_utf8(answer)
-            .ok()
-            .and_then(|a| between(a, "\"response\":\"", "\""))
-            .and_then(|t| t.split('.').nth(1))
+        let claims = between(answer, b"\"response\":\"", b"\"")
+            .and_then(|t| t.split(|&b| b == b'.').nth(1))
             .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
             .unwrap_or_default();
-        let claims = String::from_utf8_lossy(&claims);
         let (Some(lease), Some(key)) = (
-            between(&claims, "\"lease\":", ",").and_then(|l| l.parse::<u64>().ok()),
-            between(&claims, "\"session_key\":\"", "\"")
+            between(&claims, b"\"lease\":", b",")
+                .and_then(|l| std::str::from_utf8(l).ok())
+                .and_then(|l| l.parse::<u64>().ok()),
+            between(&claims, b"\"session_key\":\"", b"\"")
                 .and_then(|k| URL_SAFE_NO_PAD.decode(k).ok()),
         ) else {
             errors += 1;
@@ -558,7 +600,11 @@ async fn connection(
         let t = Instant::now();
         let (status, answer) = conn.post(addr, &body).await?;
         let took = t.elapsed();
-        let sealed = std::str::from_utf8(answer).is_ok_and(|a| a.contains("\"response\":\"eyJ"));
+        let sealed = memchr::memmem::find(answer, b"\"response\":\"eyJ").is_some();
+        if MEASURING.load(Ordering::Relaxed) && n % 128 == 7 {
+            RETURN_BYTES.fetch_add(answer.len() as u64, Ordering::Relaxed);
+            SAMPLED.fetch_add(1, Ordering::Relaxed);
+        }
         if MEASURING.load(Ordering::Relaxed) {
             lat.push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
             if status != 200 || !sealed {
@@ -569,9 +615,9 @@ async fn connection(
     Ok((lat, errors))
 }
 
-/// The text between `start` and the next `end` after it.
-fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
-    let from = s.find(start)? + start.len();
-    let len = s[from..].find(end)?;
+/// The bytes between `start` and the next `end` after it.
+fn between<'a>(s: &'a [u8], start: &[u8], end: &[u8]) -> Option<&'a [u8]> {
+    let from = memchr::memmem::find(s, start)? + start.len();
+    let len = memchr::memmem::find(&s[from..], end)?;
     Some(&s[from..from + len])
 }

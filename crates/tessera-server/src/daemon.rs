@@ -236,6 +236,27 @@ pub fn server_hostid(c: &Config) -> Result<HostId, ServerError> {
         })
 }
 
+/// The server certificate as received from the back office, and as the JSON string that every
+/// signed answer carries (escaped once, not once per answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedCertificate {
+    /// The armoured certificate.
+    pub text: Arc<str>,
+    /// `text` as a JSON string literal, quotes included.
+    pub json: Arc<str>,
+}
+
+impl ServedCertificate {
+    /// Wraps an armoured certificate.
+    pub fn new(text: String) -> ServedCertificate {
+        let json = serde_json::Value::String(text.clone()).to_string();
+        ServedCertificate {
+            text: text.into(),
+            json: json.into(),
+        }
+    }
+}
+
 /// An opened license server: everything `serve` needs.
 #[derive(Debug)]
 pub struct Server {
@@ -252,7 +273,7 @@ pub struct Server {
     /// The producer's key.
     pub producer: PublicKey,
     /// The certificate from the back office, once activated.
-    pub certificate: tokio::sync::RwLock<Option<String>>,
+    pub certificate: tokio::sync::RwLock<Option<ServedCertificate>>,
     /// The admin token's hash.
     pub admin_token_sha256: String,
     /// The data directory.
@@ -463,7 +484,7 @@ pub async fn open(data: &Path, clock: Arc<dyn Clock>) -> Result<Server, ServerEr
         hostid: host,
         key,
         producer,
-        certificate: tokio::sync::RwLock::new(certificate),
+        certificate: tokio::sync::RwLock::new(certificate.map(ServedCertificate::new)),
         admin_token_sha256,
         data,
         clock,
@@ -568,7 +589,8 @@ impl Server {
             .certificate
             .read()
             .await
-            .clone()
+            .as_ref()
+            .map(|c| c.text.to_string())
             .ok_or_else(|| ServerError::BackOffice("this server is not activated".into()))?;
         let now = self.clock.now();
         let usage = self.engine.report(false).await;
@@ -647,7 +669,7 @@ impl Server {
         let certificate = self.store.get_setting("server.certificate").await?;
         let now = self.clock.now();
         let records = bundle_records(license.as_deref(), &self.producer, &self.hostid, now);
-        *self.certificate.write().await = certificate;
+        *self.certificate.write().await = certificate.map(ServedCertificate::new);
         self.engine.reload(records).await?;
         apply_borrow_policy(
             &self.engine,
@@ -746,7 +768,7 @@ impl Server {
         self.store
             .put_setting("server.certificate", certificate)
             .await?;
-        *self.certificate.write().await = Some(certificate.to_string());
+        *self.certificate.write().await = Some(ServedCertificate::new(certificate.to_string()));
         *self.installed.lock().await = Some(license.to_string());
         let n = lic.features().len();
         self.engine.reload(lic.features().to_vec()).await?;

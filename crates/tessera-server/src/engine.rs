@@ -139,6 +139,7 @@ struct Inner {
     commits: AtomicU64,
     decisions: AtomicU64,
     commit_micros: AtomicU64,
+    decide_micros: AtomicU64,
     /// On SQLite, the writer's own connection (see [`tessera_store::SqliteLeaseWriter`]).
     sync_writer: Option<Mutex<tessera_store::SqliteLeaseWriter>>,
     /// The server's runtime, where answers are signed (the writer may run on its own).
@@ -376,11 +377,24 @@ struct Pending {
     reply: oneshot::Sender<Result<Decided, EngineError>>,
 }
 
+/// The answer to a capability request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The response token: signed (JWS, checked with the server certificate) or sealed (checked
+    /// with the lease's session key).
+    pub token: String,
+    /// Sealed with the lease's session key: the client needs no certificate to check it.
+    pub sealed: bool,
+    /// The answer refuses at least one feature or lease.
+    pub denied: bool,
+}
+
 /// What the writer hands back to a request's handler once the decision is committed.
 #[derive(Debug)]
 enum Decided {
-    /// The answer, signed (with the others of its commit, under one signature).
-    Signed(String),
+    /// The answer, signed (with the others of its commit, under one signature), and whether it
+    /// refuses anything.
+    Signed(String, bool),
     /// The claims, for the handler to seal with the lease's session key.
     ToSeal(CapabilityResponseClaims),
 }
@@ -427,8 +441,10 @@ pub struct EngineStats {
     pub commits: u64,
     /// Requests decided (each in one of those commits).
     pub decisions: u64,
-    /// Time spent in those commits (writing and committing), in microseconds.
+    /// Time spent in those rounds (deciding, writing and committing), in microseconds.
     pub commit_micros: u64,
+    /// The part of it spent deciding in memory (single process), in microseconds.
+    pub decide_micros: u64,
 }
 
 impl Engine {
@@ -515,6 +531,7 @@ impl Engine {
             commits: AtomicU64::new(0),
             decisions: AtomicU64::new(0),
             commit_micros: AtomicU64::new(0),
+            decide_micros: AtomicU64::new(0),
             sync_writer,
             runtime: tokio::runtime::Handle::current(),
         });
@@ -550,6 +567,7 @@ impl Engine {
             commits: self.inner.commits.load(Ordering::Relaxed),
             decisions: self.inner.decisions.load(Ordering::Relaxed),
             commit_micros: self.inner.commit_micros.load(Ordering::Relaxed),
+            decide_micros: self.inner.decide_micros.load(Ordering::Relaxed),
         }
     }
 
@@ -617,7 +635,7 @@ impl Engine {
     /// Answers a capability request with a response token: signed with the server's key, or, for
     /// a renew or return carrying a valid session proof, sealed with the lease's session key. The
     /// decision is stored before this returns; if storing fails, nothing is granted.
-    pub async fn handle(&self, req: &CapabilityRequest) -> Result<String, EngineError> {
+    pub async fn handle(&self, mut req: CapabilityRequest) -> Result<Answer, EngineError> {
         if req.nonce.len() < 16 || req.nonce.len() > 128 {
             return Err(EngineError::BadRequest(
                 "nonce: 16 to 128 characters".into(),
@@ -696,18 +714,17 @@ impl Engine {
                 Some((*lease, key))
             }
         };
-        let wants: Vec<Want> = req
-            .features
-            .iter()
+        let wants: Vec<Want> = std::mem::take(&mut req.features)
+            .into_iter()
             .map(|f| Want {
-                name: f.name.clone(),
-                version: f.version.clone(),
+                name: f.name,
+                version: f.version,
                 count: f.count,
             })
             .collect();
         let (tx, rx) = oneshot::channel();
         let pending = Pending {
-            req: req.clone(),
+            req,
             device,
             device_key,
             wants,
@@ -722,15 +739,24 @@ impl Engine {
                 "the decision could not be committed (the server log says why)".into(),
             )
         })??;
-        match (decided, seal) {
-            (Decided::Signed(token), _) => Ok(token),
-            (Decided::ToSeal(claims), Some((lease, key))) => claims
-                .seal(&key, lease)
-                .map_err(|e| EngineError::Sign(e.to_string())),
-            (Decided::ToSeal(claims), None) => claims
-                .sign(&self.inner.key)
-                .map_err(|e| EngineError::Sign(e.to_string())),
-        }
+        let sign_failed = |e: tessera_core::document::SignError| EngineError::Sign(e.to_string());
+        Ok(match (decided, seal) {
+            (Decided::Signed(token, denied), _) => Answer {
+                token,
+                sealed: false,
+                denied,
+            },
+            (Decided::ToSeal(claims), Some((lease, key))) => Answer {
+                token: claims.seal(&key, lease).map_err(sign_failed)?,
+                sealed: true,
+                denied: !claims.denials.is_empty(),
+            },
+            (Decided::ToSeal(claims), None) => Answer {
+                token: claims.sign(&self.inner.key).map_err(sign_failed)?,
+                sealed: false,
+                denied: !claims.denials.is_empty(),
+            },
+        })
     }
 }
 
@@ -817,6 +843,7 @@ impl Inner {
             self.rebuild(None).await?;
             st.broken = false;
         }
+        let deciding = std::time::Instant::now();
         let (changes, out) = {
             let now = self.clock.now();
             let mut book = self.lock();
@@ -828,6 +855,10 @@ impl Inner {
             }
             (changes, out)
         };
+        self.decide_micros.fetch_add(
+            u64::try_from(deciding.elapsed().as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         let applied = match &self.sync_writer {
             Some(w) => w.lock().unwrap_or_else(|e| e.into_inner()).apply(&changes),
             None => self.store.apply_lease_changes(changes).await,
@@ -939,8 +970,9 @@ impl Inner {
             let (replies, claims): (Vec<_>, Vec<_>) = to_sign.into_iter().unzip();
             match CapabilityResponseClaims::sign_batch(&claims, &key) {
                 Ok(tokens) => {
-                    for (reply, token) in replies.into_iter().zip(tokens) {
-                        let _ = reply.send(Ok(Decided::Signed(token)));
+                    for ((reply, token), c) in replies.into_iter().zip(tokens).zip(&claims) {
+                        let denied = !c.denials.is_empty();
+                        let _ = reply.send(Ok(Decided::Signed(token, denied)));
                     }
                 }
                 Err(e) => {

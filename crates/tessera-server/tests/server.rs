@@ -180,6 +180,19 @@ async fn seats_to_the_count_retries_returns_restart_and_trusted_storage() {
         .await
         .unwrap();
     assert_eq!(status["features"][0]["used"], 2);
+    // three answers refused something: before activation, the fourth seat, another's lease
+    let metrics = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("\ntessera_capability_denied_total 3\n"),
+        "{metrics}"
+    );
 
     // restart: the leases are still held
     let _ = stop.send(());
