@@ -333,14 +333,16 @@ impl CapabilityResponseClaims {
     /// grant) checks it with [`CapabilityResponseClaims::verify_sealed`]; it costs a hash, not a
     /// signature.
     pub fn seal(&self, session_key: &[u8], lease: u64) -> Result<String, SignError> {
-        let header = serde_json::json!({
-            "alg": "HS256",
-            "kid": format!("lease-{lease}"),
-            "typ": DocumentType::CapabilityResponse.typ(),
-        });
-        let mut token = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header)?);
+        // the header holds no text that needs escaping
+        let header = format!(
+            r#"{{"alg":"HS256","kid":"lease-{lease}","typ":"{}"}}"#,
+            DocumentType::CapabilityResponse.typ()
+        );
+        let claims = serde_json::to_vec(self)?;
+        let mut token = String::with_capacity(header.len() * 4 / 3 + claims.len() * 4 / 3 + 48);
+        URL_SAFE_NO_PAD.encode_string(header, &mut token);
         token.push('.');
-        token.push_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(self)?));
+        URL_SAFE_NO_PAD.encode_string(claims, &mut token);
         let mut m = mac(session_key);
         m.update(token.as_bytes());
         token.push('.');
@@ -419,9 +421,11 @@ impl CapabilityResponseClaims {
         }))?);
         let mut inputs = Vec::with_capacity(answers.len());
         for a in answers {
-            let mut t = header.clone();
+            let claims = serde_json::to_vec(a)?;
+            let mut t = String::with_capacity(header.len() + claims.len() * 4 / 3 + 600);
+            t.push_str(&header);
             t.push('.');
-            t.push_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(a)?));
+            URL_SAFE_NO_PAD.encode_string(claims, &mut t);
             inputs.push(t);
         }
         let mut levels: Vec<Vec<[u8; 32]>> =
@@ -446,19 +450,30 @@ impl CapabilityResponseClaims {
         let sig = URL_SAFE_NO_PAD.encode(server.sign_bytes(&root_message(&root)));
         let mut out = Vec::with_capacity(inputs.len());
         for (i, mut t) in inputs.into_iter().enumerate() {
-            let mut path = Vec::new();
+            // {"path":["L<hash>","R<hash>",...],"sig":"<sig>"}, all base64url: nothing to escape
+            let mut proof = String::with_capacity(48 * levels.len() + sig.len() + 24);
+            proof.push_str(r#"{"path":["#);
             let mut at = i;
+            let mut first = true;
             for level in &levels[..levels.len() - 1] {
                 let sibling = at ^ 1;
                 if let Some(h) = level.get(sibling) {
-                    let side = if sibling < at { "L" } else { "R" };
-                    path.push(format!("{side}{}", URL_SAFE_NO_PAD.encode(h)));
+                    if !first {
+                        proof.push(',');
+                    }
+                    first = false;
+                    proof.push('"');
+                    proof.push(if sibling < at { 'L' } else { 'R' });
+                    URL_SAFE_NO_PAD.encode_string(h, &mut proof);
+                    proof.push('"');
                 }
                 at /= 2;
             }
-            let proof = serde_json::json!({"path": path, "sig": sig});
+            proof.push_str(r#"],"sig":""#);
+            proof.push_str(&sig);
+            proof.push_str(r#""}"#);
             t.push('.');
-            t.push_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(&proof)?));
+            URL_SAFE_NO_PAD.encode_string(proof, &mut t);
             out.push(t);
         }
         Ok(out)

@@ -185,17 +185,36 @@ impl SetDigest {
 
 /// The keyed hash of a stored lease (everything but its expiry).
 fn row_hash(secret: &[u8; 32], r: &LeaseRow) -> [u8; 32] {
+    lease_hash(
+        secret,
+        r.id,
+        [&r.device, &r.request_id, &r.record_key],
+        r.count,
+        r.overdraft,
+        r.borrowed,
+    )
+}
+
+/// [`row_hash`] of the fields themselves (no row built for it).
+fn lease_hash(
+    secret: &[u8; 32],
+    id: i64,
+    texts: [&str; 3],
+    count: i64,
+    overdraft: i64,
+    borrowed: bool,
+) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(secret);
     h.update(b"|lease-row|");
-    h.update(r.id.to_le_bytes());
-    for text in [&r.device, &r.request_id, &r.record_key] {
+    h.update(id.to_le_bytes());
+    for text in texts {
         h.update((text.len() as u64).to_le_bytes());
         h.update(text.as_bytes());
     }
-    h.update(r.count.to_le_bytes());
-    h.update(r.overdraft.to_le_bytes());
-    h.update([u8::from(r.borrowed)]);
+    h.update(count.to_le_bytes());
+    h.update(overdraft.to_le_bytes());
+    h.update([u8::from(borrowed)]);
     h.finalize().into()
 }
 
@@ -231,7 +250,15 @@ impl Book {
     }
 
     fn hash(&self, l: &Lease) -> [u8; 32] {
-        row_hash(&self.secret, &row(l, &self.keys))
+        let key = self.keys.get(l.record).map(String::as_str).unwrap_or("");
+        lease_hash(
+            &self.secret,
+            i64::try_from(l.id).unwrap_or(i64::MAX),
+            [&l.device, &l.request_id, key],
+            i64::from(l.count),
+            i64::from(l.overdraft),
+            l.borrowed,
+        )
     }
 
     fn lease_of(&self, r: LeaseRow) -> Option<Lease> {
@@ -1263,5 +1290,49 @@ async fn writer(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Job>) {
         if let Some(job) = next {
             inner.control(&mut st, job).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_hashes_as_its_stored_row() {
+        let mut book = Book::empty(Vec::new(), [7; 32]);
+        book.keys = vec!["modeler|2.0|a".into(), "viewer|1.0|b".into()];
+        let lease = Lease {
+            id: 42,
+            device: "string=ws-1|user=ann".into(),
+            request_id: "r-9".into(),
+            record: 1,
+            count: 3,
+            overdraft: 1,
+            expires: OffsetDateTime::UNIX_EPOCH,
+            borrowed: true,
+        };
+        let stored = row(&lease, &book.keys);
+        assert_eq!(book.hash(&lease), row_hash(&book.secret, &stored));
+        // every field but the expiry counts
+        let mut other = stored.clone();
+        other.count = 2;
+        assert_ne!(
+            row_hash(&book.secret, &other),
+            row_hash(&book.secret, &stored)
+        );
+        let mut later = stored.clone();
+        later.expires_at = OffsetDateTime::UNIX_EPOCH + Duration::days(1);
+        assert_eq!(
+            row_hash(&book.secret, &later),
+            row_hash(&book.secret, &stored)
+        );
+        // texts are length-prefixed: moving a character from one to the next changes the hash
+        let mut moved = stored.clone();
+        moved.device = "string=ws-1|user=an".into();
+        moved.request_id = "nr-9".into();
+        assert_ne!(
+            row_hash(&book.secret, &moved),
+            row_hash(&book.secret, &stored)
+        );
     }
 }
