@@ -979,21 +979,23 @@ impl Inner {
     }
 
     /// Hands committed decisions to their handlers: sealed ones as claims, the others signed
-    /// together under one signature, off the writer's path.
+    /// together under one signature. All of it in one task on the server's runtime, off the
+    /// writer's path: the writer wakes one task a commit instead of every handler (a wake from
+    /// outside the runtime goes through its shared queue), and the requests are freed there too.
     fn answer(&self, batch: Vec<Pending>, claims: Vec<CapabilityResponseClaims>) {
-        let mut to_sign = Vec::new();
-        for (p, c) in batch.into_iter().zip(claims) {
-            if p.sealed {
-                let _ = p.reply.send(Ok(Decided::ToSeal(c)));
-            } else {
-                to_sign.push((p.reply, c));
-            }
-        }
-        if to_sign.is_empty() {
-            return;
-        }
         let key = self.key.clone();
         self.runtime.spawn(async move {
+            let mut to_sign = Vec::with_capacity(batch.len());
+            for (p, c) in batch.into_iter().zip(claims) {
+                if p.sealed {
+                    let _ = p.reply.send(Ok(Decided::ToSeal(c)));
+                } else {
+                    to_sign.push((p.reply, c));
+                }
+            }
+            if to_sign.is_empty() {
+                return;
+            }
             let (replies, claims): (Vec<_>, Vec<_>) = to_sign.into_iter().unzip();
             match CapabilityResponseClaims::sign_batch(&claims, &key) {
                 Ok(tokens) => {
@@ -1274,7 +1276,8 @@ async fn writer(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Job>) {
             inner.control(&mut st, job).await;
             continue;
         };
-        let mut batch = vec![*first];
+        let mut batch = Vec::with_capacity((rx.len() + 1).min(MAX_BATCH));
+        batch.push(*first);
         let mut next = None;
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
