@@ -257,6 +257,9 @@ impl ServedCertificate {
     }
 }
 
+/// The setting in which the members of a cluster claim the day's scheduled sync (unix seconds).
+const SCHEDULED_SYNC_SETTING: &str = "server.scheduled_sync_claimed_at";
+
 /// An opened license server: everything `serve` needs.
 #[derive(Debug)]
 pub struct Server {
@@ -571,6 +574,21 @@ impl Server {
             v["certificate"].as_str().unwrap_or_default(),
         )
         .await
+    }
+
+    /// Whether this process runs today's scheduled sync with the back office: a single server
+    /// always; in a cluster (one server identity, several processes) only the member that claims
+    /// the day first in the shared store, so the back office gets one usage report a day, not one
+    /// per member. A claim holds for 12 hours. (A sync an administrator asks for always runs.)
+    pub async fn claim_scheduled_sync(&self) -> Result<bool, ServerError> {
+        if !self.engine.clustered() {
+            return Ok(true);
+        }
+        let now = self.clock.now().unix_timestamp();
+        Ok(self
+            .store
+            .claim_setting(SCHEDULED_SYNC_SETTING, now, now - 12 * 3600)
+            .await?)
     }
 
     /// Syncs with the back office now: sends a usage report signed with this server's key and

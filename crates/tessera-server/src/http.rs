@@ -569,6 +569,17 @@ async fn periodic_sync(s: Shared) {
     loop {
         let wait = until_hour(s.server.clock.now(), s.server.config.sync_hour_utc);
         tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+        match s.server.claim_scheduled_sync().await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!("another member of the cluster runs today's sync");
+                continue;
+            }
+            Err(e) => {
+                // better a second usage report than none
+                tracing::warn!(error = %e, "could not claim today's sync in the shared store; syncing anyway");
+            }
+        }
         let mut backoff = 60u64;
         loop {
             match s.server.sync().await {

@@ -269,6 +269,9 @@ async fn one_server_process_per_data_directory() {
         err.to_string().contains("another license server process"),
         "{err}"
     );
+    // a single server runs its scheduled sync every day
+    assert!(first.claim_scheduled_sync().await.unwrap());
+    assert!(first.claim_scheduled_sync().await.unwrap());
     drop(first);
     daemon::open(&data, Arc::new(SystemClock)).await.unwrap();
 }
@@ -507,6 +510,34 @@ async fn a_cluster_over_one_postgres_never_grants_past_the_count() {
         .await
         .unwrap();
     assert_eq!(r.status(), 422);
+    // the members share one server identity: one of them runs the day's scheduled sync
+    let mut members = Vec::new();
+    for name in ["node-d", "node-e", "node-f"] {
+        let data = dir.path().join(name);
+        copy_dir(&first, &data);
+        let cfg = std::fs::read_to_string(data.join("server.toml"))
+            .unwrap()
+            .replace("anchors-a", &format!("anchors-{name}"));
+        std::fs::write(data.join("server.toml"), cfg).unwrap();
+        let _ = std::fs::remove_file(data.join("server.lock"));
+        members.push(Arc::new(
+            daemon::open(&data, Arc::new(SystemClock)).await.unwrap(),
+        ));
+    }
+    let claims: Vec<_> = members
+        .iter()
+        .map(|m| {
+            let m = m.clone();
+            tokio::spawn(async move { m.claim_scheduled_sync().await })
+        })
+        .collect();
+    let mut won = 0;
+    for c in claims {
+        won += u32::from(c.await.unwrap().unwrap());
+    }
+    assert_eq!(won, 1, "{won} members claimed today's sync");
+    assert!(!members[0].claim_scheduled_sync().await.unwrap());
+    drop(members);
     for s in stops {
         let _ = s.send(());
     }

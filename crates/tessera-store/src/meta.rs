@@ -26,6 +26,17 @@ pub trait MetaStore {
         value: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Sets the setting `key` to the number `value` unless it already holds a number of at least
+    /// `unless_from`; says whether this call set it. Atomic: of callers racing with the same
+    /// arguments (several license server processes sharing one store), exactly one gets `true`.
+    /// The license servers of a cluster claim their daily back-office sync this way.
+    fn claim_setting(
+        &self,
+        key: &str,
+        value: i64,
+        unless_from: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// The current anchor: a counter that only grows, starting at 0 in a new database.
     ///
     /// The license server keeps a copy elsewhere and compares: storage whose anchor is behind
@@ -68,6 +79,29 @@ macro_rules! impl_meta_store {
             }
 
             #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
+            async fn claim_setting(
+                &self,
+                key: &str,
+                value: i64,
+                unless_from: i64,
+            ) -> Result<bool, StoreError> {
+                // an upsert whose update only happens while the stored number is older: the
+                // conflicting row is locked, so a racing caller sees the winner's value
+                let row: Option<(String,)> = sqlx::query_as(
+                    "INSERT INTO settings (key, value) VALUES ($1, $2) \
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value \
+                     WHERE CAST(settings.value AS BIGINT) < $3 \
+                     RETURNING key",
+                )
+                .bind(key)
+                .bind(value.to_string())
+                .bind(unless_from)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.is_some())
+            }
+
+            #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
             async fn anchor(&self) -> Result<i64, StoreError> {
                 let row: Option<(i64,)> = sqlx::query_as("SELECT value FROM anchor WHERE id = 1")
                     .fetch_optional(&self.pool)
@@ -107,6 +141,15 @@ impl MetaStore for AnyStore {
 
     async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
         dispatch!(self, s => s.put_setting(key, value).await)
+    }
+
+    async fn claim_setting(
+        &self,
+        key: &str,
+        value: i64,
+        unless_from: i64,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.claim_setting(key, value, unless_from).await)
     }
 
     async fn anchor(&self) -> Result<i64, StoreError> {

@@ -36,6 +36,7 @@ async fn conformance<S: Store>(s: &S, backend: Backend) {
     settings(s).await;
     anchor(s).await;
     concurrent_anchor_bumps(s).await;
+    claimed_settings(s).await;
     public_keys(s).await;
     licenses(s).await;
     activation_keys(s).await;
@@ -79,6 +80,46 @@ async fn anchor<S: Store>(s: &S) {
     assert_eq!(s.bump_anchor().await.unwrap(), 2);
     assert_eq!(s.bump_anchor().await.unwrap(), 3);
     assert_eq!(s.anchor().await.unwrap(), 3, "reading does not bump");
+}
+
+async fn claimed_settings<S: Store>(s: &S) {
+    // the first claim sets it; a claim inside the window does not; one after it does
+    assert!(s.claim_setting("daily", 1_000, 900).await.unwrap());
+    assert_eq!(
+        s.get_setting("daily").await.unwrap().as_deref(),
+        Some("1000")
+    );
+    assert!(!s.claim_setting("daily", 1_050, 950).await.unwrap());
+    assert!(!s.claim_setting("daily", 1_000, 1_000).await.unwrap());
+    assert_eq!(
+        s.get_setting("daily").await.unwrap().as_deref(),
+        Some("1000")
+    );
+    assert!(s.claim_setting("daily", 2_000, 1_900).await.unwrap());
+    assert_eq!(
+        s.get_setting("daily").await.unwrap().as_deref(),
+        Some("2000")
+    );
+    // racing claims for the same window: exactly one wins
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move { s.claim_setting("daily", 3_000 + i, 2_900).await })
+        })
+        .collect();
+    let mut won = 0;
+    for task in tasks {
+        won += u32::from(task.await.unwrap().unwrap());
+    }
+    assert_eq!(won, 1, "racing claims: {won} won");
+    let v: i64 = s
+        .get_setting("daily")
+        .await
+        .unwrap()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((3_000..3_012).contains(&v), "{v}");
 }
 
 async fn concurrent_anchor_bumps<S: Store>(s: &S) {
