@@ -4,10 +4,11 @@
 //! **Group commit.** Request handlers do not touch the store. They hand their request to one
 //! writer task, which takes every request waiting (up to [`MAX_BATCH`]), decides them in the seat
 //! book one after another, writes all their changes in **one transaction**, and only after the
-//! commit hands each handler its decision. The handler then signs (or seals) the answer on its own
-//! task, so signatures run in parallel on every core while commits are shared. If a commit fails,
-//! none of its requests is answered as granted and the book is rebuilt from the store before the
-//! next decision.
+//! commit hands each handler its answer. The answers are made while the commit runs, by a task on
+//! the server's runtime (sealed ones with their lease's session key, the others signed together
+//! under one signature), and held until the commit succeeds. If a commit fails, none of its
+//! requests is answered as granted (the answers made are dropped) and the book is rebuilt from the
+//! store before the next decision.
 //!
 //! **Signing.** A grant is signed with the server's certified key and carries, per lease, a session
 //! key derived from a secret only this server (and its cluster peers, which share its key) knows.
@@ -399,9 +400,9 @@ struct Pending {
     device: HostId,
     device_key: String,
     wants: Vec<Want>,
-    /// Answered sealed with the lease's session key (the handler seals), not signed.
-    sealed: bool,
-    reply: oneshot::Sender<Result<Decided, EngineError>>,
+    /// Answered sealed with this lease's session key, not signed.
+    seal: Option<(u64, [u8; 32])>,
+    reply: oneshot::Sender<Result<Answer, EngineError>>,
 }
 
 /// The answer to a capability request.
@@ -416,14 +417,69 @@ pub struct Answer {
     pub denied: bool,
 }
 
-/// What the writer hands back to a request's handler once the decision is committed.
-#[derive(Debug)]
-enum Decided {
-    /// The answer, signed (with the others of its commit, under one signature), and whether it
-    /// refuses anything.
-    Signed(String, bool),
-    /// The claims, for the handler to seal with the lease's session key.
-    ToSeal(CapabilityResponseClaims),
+/// Makes the answers to a decided batch while its commit runs (sealed ones with their lease's
+/// session key, the others signed together under one signature), and hands them to their handlers
+/// only when the writer sends the batch back after the commit. If the commit fails the batch never
+/// comes and the answers are dropped unsent.
+async fn prepare_answers(
+    claims: Vec<CapabilityResponseClaims>,
+    seals: Vec<Option<(u64, [u8; 32])>>,
+    key: SigningKey,
+    committed: oneshot::Receiver<Vec<Pending>>,
+) {
+    let sign_failed = |e: tessera_core::document::SignError| EngineError::Sign(e.to_string());
+    let mut answers: Vec<Option<Result<Answer, EngineError>>> = Vec::with_capacity(claims.len());
+    let mut to_sign = Vec::new();
+    let mut signed_at = Vec::new();
+    for (i, (c, seal)) in claims.into_iter().zip(seals).enumerate() {
+        let denied = !c.denials.is_empty();
+        match seal {
+            Some((lease, k)) => {
+                answers.push(Some(c.seal(&k, lease).map_err(sign_failed).map(|token| {
+                    Answer {
+                        token,
+                        sealed: true,
+                        denied,
+                    }
+                })))
+            }
+            None => {
+                answers.push(None);
+                signed_at.push((i, denied));
+                to_sign.push(c);
+            }
+        }
+    }
+    if !to_sign.is_empty() {
+        match CapabilityResponseClaims::sign_batch(&to_sign, &key) {
+            Ok(tokens) => {
+                for ((i, denied), token) in signed_at.into_iter().zip(tokens) {
+                    if let Some(a) = answers.get_mut(i) {
+                        *a = Some(Ok(Answer {
+                            token,
+                            sealed: false,
+                            denied,
+                        }));
+                    }
+                }
+            }
+            Err(e) => {
+                for (i, _) in signed_at {
+                    if let Some(a) = answers.get_mut(i) {
+                        *a = Some(Err(EngineError::Sign(e.to_string())));
+                    }
+                }
+            }
+        }
+    }
+    // nothing leaves before the decisions are committed
+    let Ok(batch) = committed.await else {
+        return;
+    };
+    for (p, a) in batch.into_iter().zip(answers) {
+        let a = a.unwrap_or_else(|| Err(EngineError::Sign("no answer was made".into())));
+        let _ = p.reply.send(a);
+    }
 }
 
 #[derive(Debug)]
@@ -755,35 +811,17 @@ impl Engine {
             device,
             device_key,
             wants,
-            sealed: seal.is_some(),
+            seal,
             reply: tx,
         };
         self.jobs
             .send(Job::Decide(Box::new(pending)))
             .map_err(|_| EngineError::Store(stopped().to_string()))?;
-        let decided = rx.await.map_err(|_| {
+        rx.await.map_err(|_| {
             EngineError::Store(
                 "the decision could not be committed (the server log says why)".into(),
             )
-        })??;
-        let sign_failed = |e: tessera_core::document::SignError| EngineError::Sign(e.to_string());
-        Ok(match (decided, seal) {
-            (Decided::Signed(token, denied), _) => Answer {
-                token,
-                sealed: false,
-                denied,
-            },
-            (Decided::ToSeal(claims), Some((lease, key))) => Answer {
-                token: claims.seal(&key, lease).map_err(sign_failed)?,
-                sealed: true,
-                denied: !claims.denials.is_empty(),
-            },
-            (Decided::ToSeal(claims), None) => Answer {
-                token: claims.sign(&self.inner.key).map_err(sign_failed)?,
-                sealed: false,
-                denied: !claims.denials.is_empty(),
-            },
-        })
+        })?
     }
 }
 
@@ -933,14 +971,14 @@ impl Inner {
     async fn decide_batch(&self, st: &mut WriterState, batch: Vec<Pending>) {
         let n = batch.len();
         match self.commit_group(st, &batch).await {
-            Ok(claims) => self.answer(batch, claims),
+            Ok(committed) => Self::answer(batch, committed),
             Err(e) if n > 1 => {
                 // one request the store refuses must not fail the others: the book was rebuilt
                 // (or will be, in a cluster), so decide them again one by one
                 tracing::warn!(error = %e, requests = n, "a group commit failed; deciding its requests one by one");
                 for p in batch {
                     match self.commit_group(st, std::slice::from_ref(&p)).await {
-                        Ok(claims) => self.answer(vec![p], claims),
+                        Ok(committed) => Self::answer(vec![p], committed),
                         Err(e) => {
                             tracing::error!(error = %e, "a decision could not be stored; nothing granted");
                             let _ = p.reply.send(Err(EngineError::Store(e.to_string())));
@@ -957,12 +995,13 @@ impl Inner {
         }
     }
 
-    /// Decides `batch` and commits its changes in one round; the claims, in order.
+    /// Decides `batch` and commits its changes in one round. The answers are made meanwhile, on
+    /// the server's runtime (see [`prepare_answers`]); the sender returned releases them.
     async fn commit_group(
         &self,
         st: &mut WriterState,
         batch: &[Pending],
-    ) -> Result<Vec<CapabilityResponseClaims>, StoreError> {
+    ) -> Result<oneshot::Sender<Vec<Pending>>, StoreError> {
         let r = self
             .round(st, |inner, book, now| {
                 let mut changes = Vec::new();
@@ -970,7 +1009,15 @@ impl Inner {
                     .iter()
                     .map(|p| inner.decide(book, p, now, &mut changes))
                     .collect();
-                (changes, claims)
+                let seals = batch.iter().map(|p| p.seal).collect();
+                let (committed, answers_wait) = oneshot::channel();
+                inner.runtime.spawn(prepare_answers(
+                    claims,
+                    seals,
+                    inner.key.clone(),
+                    answers_wait,
+                ));
+                (changes, committed)
             })
             .await;
         self.decisions
@@ -978,39 +1025,10 @@ impl Inner {
         r
     }
 
-    /// Hands committed decisions to their handlers: sealed ones as claims, the others signed
-    /// together under one signature. All of it in one task on the server's runtime, off the
-    /// writer's path: the writer wakes one task a commit instead of every handler (a wake from
-    /// outside the runtime goes through its shared queue), and the requests are freed there too.
-    fn answer(&self, batch: Vec<Pending>, claims: Vec<CapabilityResponseClaims>) {
-        let key = self.key.clone();
-        self.runtime.spawn(async move {
-            let mut to_sign = Vec::with_capacity(batch.len());
-            for (p, c) in batch.into_iter().zip(claims) {
-                if p.sealed {
-                    let _ = p.reply.send(Ok(Decided::ToSeal(c)));
-                } else {
-                    to_sign.push((p.reply, c));
-                }
-            }
-            if to_sign.is_empty() {
-                return;
-            }
-            let (replies, claims): (Vec<_>, Vec<_>) = to_sign.into_iter().unzip();
-            match CapabilityResponseClaims::sign_batch(&claims, &key) {
-                Ok(tokens) => {
-                    for ((reply, token), c) in replies.into_iter().zip(tokens).zip(&claims) {
-                        let denied = !c.denials.is_empty();
-                        let _ = reply.send(Ok(Decided::Signed(token, denied)));
-                    }
-                }
-                Err(e) => {
-                    for reply in replies {
-                        let _ = reply.send(Err(EngineError::Sign(e.to_string())));
-                    }
-                }
-            }
-        });
+    /// Releases the answers of a committed batch (made while it committed) to its handlers. The
+    /// requests go with them and are freed on the runtime, where they were made.
+    fn answer(batch: Vec<Pending>, committed: oneshot::Sender<Vec<Pending>>) {
+        let _ = committed.send(batch);
     }
 
     async fn control(&self, st: &mut WriterState, job: Job) {

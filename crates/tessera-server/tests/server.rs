@@ -739,3 +739,106 @@ async fn serves_https_with_a_certificate() {
     .unwrap_err();
     assert!(err.to_string().contains("missing.pem"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_commit_grants_nothing_and_spares_the_rest_of_its_group() {
+    let bo_dir = tempfile::tempdir().unwrap();
+    let (bo_url, keys) = backoffice(bo_dir.path()).await;
+    let producer_pem = std::fs::read_to_string(bo_dir.path().join("keys/producer.pub")).unwrap();
+    let producer = PublicKey::from_spki_pem(&producer_pem).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("srv");
+    let token = daemon::init(&data, &producer_pem, None, Some("ethernet=0050569a3b0a"))
+        .await
+        .unwrap();
+    let mut cfg = std::fs::read_to_string(data.join("server.toml")).unwrap();
+    cfg.push_str(&format!(
+        "anchor_dir = \"{}\"\n",
+        dir.path().join("anchors").display()
+    ));
+    std::fs::write(data.join("server.toml"), &cfg).unwrap();
+    let (url, stop) = start(&data).await;
+    let r = reqwest::Client::new()
+        .post(format!("{url}/api/v1/admin/activate"))
+        .bearer_auth(&token)
+        .json(&json!({"backoffice": bo_url, "activations": [{"key": keys[0], "count": 3}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    // the store refuses any lease of the request id "poison" (as a full disk or a broken
+    // connection would refuse a commit)
+    let db = rusqlite::Connection::open(data.join("tessera.db")).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER poison BEFORE INSERT ON leases WHEN NEW.request_id = 'poison' \
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+    )
+    .unwrap();
+    let ask = |d: u32, operation: &'static str, request_id: &'static str| {
+        let url = url.clone();
+        async move {
+            reqwest::Client::new()
+                .post(format!("{url}/api/v1/capability"))
+                .json(&json!({"operation": operation, "device_id": format!("string=ws-{d}"), "request_id": request_id, "nonce": nonce(d), "features": [{"name": "modeler"}]}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // alone: refused as not stored, nothing granted
+    let r = ask(1, "request", "poison").await;
+    assert_eq!(r.status(), 503);
+    let problem: Value = r.json().await.unwrap();
+    assert_eq!(problem["code"], "storage_unavailable");
+    // in a crowd (two requests and eight previews, so the poisoned request always gets a seat to
+    // store): whatever group it lands in, only it fails
+    let mut tasks = Vec::new();
+    for d in 2..12u32 {
+        let (operation, request_id) = match d {
+            5 => ("request", "poison"),
+            2 | 8 => ("request", "fine"),
+            _ => ("preview", "look"),
+        };
+        tasks.push(tokio::spawn(ask(d, operation, request_id)));
+    }
+    let mut granted = 0;
+    for (i, t) in tasks.into_iter().enumerate() {
+        let r = t.await.unwrap();
+        let d = i as u32 + 2;
+        if d == 5 {
+            assert_eq!(r.status(), 503, "the poisoned request");
+            continue;
+        }
+        assert_eq!(r.status(), 200);
+        let a: Value = r.json().await.unwrap();
+        let c = verify(&a, &producer, &nonce(d));
+        assert_eq!(c.grants.len(), 1, "{c:?}");
+        if d == 2 || d == 8 {
+            granted += 1;
+        }
+    }
+    assert_eq!(granted, 2);
+    // the failures took no seat: the book was rebuilt from the store, which holds the two
+    db.execute_batch("DROP TRIGGER poison").unwrap();
+    let http = reqwest::Client::new();
+    let status: Value = http
+        .get(format!("{url}/api/v1/admin/status"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["features"][0]["used"], 2);
+    let stored: i64 = db
+        .query_row("SELECT COUNT(*) FROM leases", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, 2);
+    // and the seat the poisoned request did not get is still there
+    let r = ask(20, "request", "poison").await;
+    assert_eq!(r.status(), 200);
+    let a: Value = r.json().await.unwrap();
+    assert_eq!(verify(&a, &producer, &nonce(20)).grants.len(), 1);
+    let _ = stop.send(());
+}
