@@ -57,6 +57,39 @@ async fn start(data: &Path) -> (String, tokio::sync::oneshot::Sender<()>) {
     (url, tx)
 }
 
+/// A new server data directory `DIR/srv` for `hostid`, with its anchor copy in `DIR/anchors`; the
+/// admin token.
+async fn init_server(dir: &Path, producer_pem: &str, hostid: &str) -> (std::path::PathBuf, String) {
+    let data = dir.join("srv");
+    let token = daemon::init(&data, producer_pem, None, Some(hostid))
+        .await
+        .unwrap();
+    let mut cfg = std::fs::read_to_string(data.join("server.toml")).unwrap();
+    cfg.push_str(&format!(
+        "anchor_dir = \"{}\"\n",
+        dir.join("anchors").display()
+    ));
+    std::fs::write(data.join("server.toml"), &cfg).unwrap();
+    (data, token)
+}
+
+/// Activates `count` seats of `key` on the server at `url`; the answer.
+async fn activate(
+    url: &str,
+    token: Option<&str>,
+    bo_url: &str,
+    key: &str,
+    count: u32,
+) -> reqwest::Response {
+    let mut r = reqwest::Client::new()
+        .post(format!("{url}/api/v1/admin/activate"))
+        .json(&json!({"backoffice": bo_url, "activations": [{"key": key, "count": count}]}));
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    r.send().await.unwrap()
+}
+
 fn nonce(n: u32) -> String {
     format!("nonce-{n:012}-abcdef")
 }
@@ -94,14 +127,7 @@ async fn seats_to_the_count_retries_returns_restart_and_trusted_storage() {
     let producer_pem = std::fs::read_to_string(bo_dir.path().join("keys/producer.pub")).unwrap();
     let producer = PublicKey::from_spki_pem(&producer_pem).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("srv");
-    let token = daemon::init(&data, &producer_pem, None, Some("ethernet=0050569a3b01"))
-        .await
-        .unwrap();
-    let anchors = dir.path().join("anchors");
-    let mut cfg = std::fs::read_to_string(data.join("server.toml")).unwrap();
-    cfg.push_str(&format!("anchor_dir = \"{}\"\n", anchors.display()));
-    std::fs::write(data.join("server.toml"), &cfg).unwrap();
+    let (data, token) = init_server(dir.path(), &producer_pem, "ethernet=0050569a3b01").await;
 
     let (url, stop) = start(&data).await;
     let http = reqwest::Client::new();
@@ -109,20 +135,9 @@ async fn seats_to_the_count_retries_returns_restart_and_trusted_storage() {
     let a = capability(&url, json!({"operation": "request", "device_id": "user=alice", "request_id": "r0", "nonce": nonce(0), "features": [{"name": "modeler"}]})).await;
     assert!(a["certificate"].is_null());
     // activation needs the admin token
-    let r = http
-        .post(format!("{url}/api/v1/admin/activate"))
-        .json(&json!({"backoffice": bo_url, "activations": [{"key": keys[0], "count": 3}]}))
-        .send()
-        .await
-        .unwrap();
+    let r = activate(&url, None, &bo_url, &keys[0], 3).await;
     assert_eq!(r.status(), 401);
-    let r = http
-        .post(format!("{url}/api/v1/admin/activate"))
-        .bearer_auth(&token)
-        .json(&json!({"backoffice": bo_url, "activations": [{"key": keys[0], "count": 3}]}))
-        .send()
-        .await
-        .unwrap();
+    let r = activate(&url, Some(&token), &bo_url, &keys[0], 3).await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
 
     // three seats to three devices; the fourth is denied
@@ -747,24 +762,9 @@ async fn a_failed_commit_grants_nothing_and_spares_the_rest_of_its_group() {
     let producer_pem = std::fs::read_to_string(bo_dir.path().join("keys/producer.pub")).unwrap();
     let producer = PublicKey::from_spki_pem(&producer_pem).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("srv");
-    let token = daemon::init(&data, &producer_pem, None, Some("ethernet=0050569a3b0a"))
-        .await
-        .unwrap();
-    let mut cfg = std::fs::read_to_string(data.join("server.toml")).unwrap();
-    cfg.push_str(&format!(
-        "anchor_dir = \"{}\"\n",
-        dir.path().join("anchors").display()
-    ));
-    std::fs::write(data.join("server.toml"), &cfg).unwrap();
+    let (data, token) = init_server(dir.path(), &producer_pem, "ethernet=0050569a3b0a").await;
     let (url, stop) = start(&data).await;
-    let r = reqwest::Client::new()
-        .post(format!("{url}/api/v1/admin/activate"))
-        .bearer_auth(&token)
-        .json(&json!({"backoffice": bo_url, "activations": [{"key": keys[0], "count": 3}]}))
-        .send()
-        .await
-        .unwrap();
+    let r = activate(&url, Some(&token), &bo_url, &keys[0], 3).await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     // the store refuses any lease of the request id "poison" (as a full disk or a broken
     // connection would refuse a commit)
