@@ -63,10 +63,13 @@ pub struct Config {
     /// Log filter.
     #[serde(default = "default_log")]
     pub log: String,
-    /// Hour of the day (UTC, 0–23) of the daily sync with the back office (renewal and usage
-    /// report); default 0.
+    /// Hour of the day (0–23, the machine's local time: `TZ`, else `/etc/localtime`) of the daily
+    /// sync with the back office (renewal and usage report); default 0, local midnight.
     #[serde(default)]
-    pub sync_hour_utc: u8,
+    pub sync_hour: u8,
+    /// The same in UTC instead; overrides `sync_hour`.
+    #[serde(default)]
+    pub sync_hour_utc: Option<u8>,
     /// TLS certificate chain (PEM) for HTTPS, with `tls_key` (`--tls-cert` overrides).
     #[serde(default)]
     pub tls_cert: Option<PathBuf>,
@@ -158,7 +161,20 @@ fn write(p: &Path, content: &[u8], mode: u32) -> Result<(), ServerError> {
 pub fn load_config(data: &Path) -> Result<Config, ServerError> {
     let p = data.join("server.toml");
     let text = fs::read_to_string(&p).map_err(|e| file_err(&p, e))?;
-    toml::from_str(&text).map_err(|e| ServerError::Config(format!("{}: {e}", p.display())))
+    let config: Config =
+        toml::from_str(&text).map_err(|e| ServerError::Config(format!("{}: {e}", p.display())))?;
+    for (name, hour) in [
+        ("sync_hour", Some(config.sync_hour)),
+        ("sync_hour_utc", config.sync_hour_utc),
+    ] {
+        if hour.is_some_and(|h| h > 23) {
+            return Err(ServerError::Config(format!(
+                "{}: `{name}` is an hour of the day, 0 to 23",
+                p.display()
+            )));
+        }
+    }
+    Ok(config)
 }
 
 /// Creates a license server in `data` trusting `producer_pem`; returns the admin token (shown once).

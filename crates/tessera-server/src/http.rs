@@ -546,6 +546,44 @@ async fn offline_apply(State(s): State<Shared>, headers: HeaderMap, body: String
     }
 }
 
+/// Seconds until the next `hour`:00 in `zone` after `now`; an hour that a daylight-saving change
+/// skips is taken as the instant the clocks jump.
+fn until_local_hour(
+    now: tessera_core::time::OffsetDateTime,
+    hour: u8,
+    zone: &jiff::tz::TimeZone,
+) -> u64 {
+    let local = |ts: jiff::Timestamp, days: i64| -> Option<jiff::Timestamp> {
+        let date = ts.to_zoned(zone.clone()).date();
+        let day = date.checked_add(jiff::Span::new().days(days)).ok()?;
+        let at = day.at(i8::try_from(hour.min(23)).ok()?, 0, 0, 0);
+        // an hour the clocks skip becomes the instant they jump
+        Some(at.to_zoned(zone.clone()).ok()?.timestamp())
+    };
+    let Ok(ts) = jiff::Timestamp::from_second(now.unix_timestamp()) else {
+        return until_hour(now, hour);
+    };
+    let next = [0, 1, 2]
+        .into_iter()
+        .filter_map(|d| local(ts, d))
+        .find(|t| *t > ts);
+    match next {
+        Some(t) => u64::try_from(t.as_second() - ts.as_second())
+            .unwrap_or(3600)
+            .max(1),
+        None => until_hour(now, hour),
+    }
+}
+
+/// When the daily sync is next due: at `sync_hour_utc` UTC when set, else at `sync_hour` in the
+/// machine's time zone (UTC when it has none that can be read).
+fn until_sync(now: tessera_core::time::OffsetDateTime, config: &crate::daemon::Config) -> u64 {
+    match config.sync_hour_utc {
+        Some(h) => until_hour(now, h),
+        None => until_local_hour(now, config.sync_hour, &jiff::tz::TimeZone::system()),
+    }
+}
+
 /// Seconds until the next `hour`:00 UTC after `now`.
 fn until_hour(now: tessera_core::time::OffsetDateTime, hour: u8) -> u64 {
     let today = now
@@ -567,7 +605,7 @@ fn until_hour(now: tessera_core::time::OffsetDateTime, hour: u8) -> u64 {
 /// be reached: 1 minute, doubling, at most 1 hour.
 async fn periodic_sync(s: Shared) {
     loop {
-        let wait = until_hour(s.server.clock.now(), s.server.config.sync_hour_utc);
+        let wait = until_sync(s.server.clock.now(), &s.server.config);
         tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
         match s.server.claim_scheduled_sync().await {
             Ok(true) => {}
@@ -620,6 +658,53 @@ mod tests {
         assert_eq!(until_hour(datetime!(2026-06-01 23:00 UTC), 0), 3600);
         assert_eq!(until_hour(datetime!(2026-06-01 00:00 UTC), 0), 86_400);
         assert_eq!(until_hour(datetime!(2026-06-01 01:30 UTC), 2), 1800);
+    }
+
+    #[test]
+    fn next_sync_time_in_local_time() {
+        let zone = |name: &str| jiff::tz::TimeZone::get(name).unwrap();
+        let utc = jiff::tz::TimeZone::UTC;
+        assert_eq!(
+            until_local_hour(datetime!(2026-06-01 23:00 UTC), 0, &utc),
+            3600
+        );
+        // Berlin is UTC+2 in June: local midnight is 22:00 UTC
+        let berlin = zone("Europe/Berlin");
+        assert_eq!(
+            until_local_hour(datetime!(2026-06-01 21:00 UTC), 0, &berlin),
+            3600
+        );
+        assert_eq!(
+            until_local_hour(datetime!(2026-06-01 22:00 UTC), 0, &berlin),
+            86_400
+        );
+        // and UTC+1 in January
+        assert_eq!(
+            until_local_hour(datetime!(2026-01-15 22:30 UTC), 0, &berlin),
+            1800
+        );
+        // New York (UTC-4 in June): 02:00 local is 06:00 UTC
+        let ny = zone("America/New_York");
+        assert_eq!(
+            until_local_hour(datetime!(2026-06-01 05:00 UTC), 2, &ny),
+            3600
+        );
+        // the night clocks go forward (2026-03-08 in New York) there is no 02:00: the sync runs at
+        // the jump (07:00 UTC, 03:00 local), 24 hours after 02:00 the day before
+        assert_eq!(
+            until_local_hour(datetime!(2026-03-07 07:00 UTC), 2, &ny),
+            86_400
+        );
+        assert_eq!(
+            until_local_hour(datetime!(2026-03-08 06:00 UTC), 3, &ny),
+            3600,
+            "03:00 local comes one hour after 01:00 local that night"
+        );
+        // the night clocks go back (2026-11-01) the day has 25 hours
+        assert_eq!(
+            until_local_hour(datetime!(2026-10-31 06:00 UTC), 2, &ny),
+            86_400 + 3600
+        );
     }
 
     #[test]

@@ -842,3 +842,30 @@ async fn a_failed_commit_grants_nothing_and_spares_the_rest_of_its_group() {
     assert_eq!(verify(&a, &producer, &nonce(20)).grants.len(), 1);
     let _ = stop.send(());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_hour_outside_the_day_is_refused() {
+    let bo_dir = tempfile::tempdir().unwrap();
+    let (_, _) = backoffice(bo_dir.path()).await;
+    let producer_pem = std::fs::read_to_string(bo_dir.path().join("keys/producer.pub")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _) = init_server(dir.path(), &producer_pem, "ethernet=0050569a3b0b").await;
+    let cfg = std::fs::read_to_string(data.join("server.toml")).unwrap();
+    std::fs::write(data.join("server.toml"), format!("{cfg}sync_hour = 24\n")).unwrap();
+    let err = daemon::open(&data, Arc::new(SystemClock))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServerError::Config(_)), "{err}");
+    assert!(
+        err.to_string()
+            .contains("`sync_hour` is an hour of the day"),
+        "{err}"
+    );
+    std::fs::write(
+        data.join("server.toml"),
+        format!("{cfg}sync_hour = 2\nsync_hour_utc = 23\n"),
+    )
+    .unwrap();
+    let server = daemon::open(&data, Arc::new(SystemClock)).await.unwrap();
+    assert_eq!(server.config.sync_hour_utc, Some(23));
+}
