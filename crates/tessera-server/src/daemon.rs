@@ -275,6 +275,8 @@ impl ServedCertificate {
 
 /// The setting in which the members of a cluster claim the day's scheduled sync (unix seconds).
 const SCHEDULED_SYNC_SETTING: &str = "server.scheduled_sync_claimed_at";
+/// The setting in which they record that it was done (unix seconds).
+const SCHEDULED_SYNC_DONE_SETTING: &str = "server.scheduled_sync_done_at";
 
 /// An opened license server: everything `serve` needs.
 #[derive(Debug)]
@@ -605,6 +607,39 @@ impl Server {
             .store
             .claim_setting(SCHEDULED_SYNC_SETTING, now, now - 12 * 3600)
             .await?)
+    }
+
+    /// In a cluster, an hour after another member claimed the day's scheduled sync: whether this
+    /// member runs it after all, because no member has reported it done (the one that claimed it
+    /// stopped, or cannot reach the back office). Claims it if so, so only one member takes over.
+    pub async fn take_over_scheduled_sync(&self) -> Result<bool, ServerError> {
+        if !self.engine.clustered() {
+            return Ok(false);
+        }
+        let now = self.clock.now().unix_timestamp();
+        let done = self
+            .store
+            .get_setting(SCHEDULED_SYNC_DONE_SETTING)
+            .await?
+            .and_then(|v| v.trim().parse::<i64>().ok());
+        if done.is_some_and(|d| d >= now - 12 * 3600) {
+            return Ok(false);
+        }
+        Ok(self
+            .store
+            .claim_setting(SCHEDULED_SYNC_SETTING, now, now - 3600)
+            .await?)
+    }
+
+    /// Records (in a cluster) that the day's scheduled sync succeeded.
+    pub async fn note_scheduled_sync_done(&self) -> Result<(), ServerError> {
+        if self.engine.clustered() {
+            let now = self.clock.now().unix_timestamp();
+            self.store
+                .put_setting(SCHEDULED_SYNC_DONE_SETTING, &now.to_string())
+                .await?;
+        }
+        Ok(())
     }
 
     /// Syncs with the back office now: sends a usage report signed with this server's key and

@@ -607,15 +607,33 @@ async fn periodic_sync(s: Shared) {
     loop {
         let wait = until_sync(s.server.clock.now(), &s.server.config);
         tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
-        match s.server.claim_scheduled_sync().await {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::info!("another member of the cluster runs today's sync");
-                continue;
-            }
+        let mine = match s.server.claim_scheduled_sync().await {
+            Ok(mine) => mine,
             Err(e) => {
                 // better a second usage report than none
                 tracing::warn!(error = %e, "could not claim today's sync in the shared store; syncing anyway");
+                true
+            }
+        };
+        if !mine {
+            tracing::info!(
+                "another member of the cluster runs today's sync; checking in an hour that it did"
+            );
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            match s.server.take_over_scheduled_sync().await {
+                Ok(true) => {
+                    tracing::warn!("no member of the cluster has reported today's sync done; syncing from this one");
+                }
+                Ok(false) => {
+                    // the report covered the whole pool: the next one starts from here on every
+                    // member
+                    let _ = s.server.engine.report(true).await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not check today's sync in the shared store");
+                    continue;
+                }
             }
         }
         let mut backoff = 60u64;
@@ -623,6 +641,9 @@ async fn periodic_sync(s: Shared) {
             match s.server.sync().await {
                 Ok(over) => {
                     tracing::info!(over_use = ?over, "synced with the back office");
+                    if let Err(e) = s.server.note_scheduled_sync_done().await {
+                        tracing::warn!(error = %e, "could not record today's sync in the shared store");
+                    }
                     break;
                 }
                 Err(e) => {
@@ -662,14 +683,15 @@ mod tests {
 
     #[test]
     fn next_sync_time_in_local_time() {
-        let zone = |name: &str| jiff::tz::TimeZone::get(name).unwrap();
+        // zones from their POSIX rules: the test needs no time-zone database on the machine
+        let zone = |rule: &str| jiff::tz::TimeZone::posix(rule).unwrap();
         let utc = jiff::tz::TimeZone::UTC;
         assert_eq!(
             until_local_hour(datetime!(2026-06-01 23:00 UTC), 0, &utc),
             3600
         );
         // Berlin is UTC+2 in June: local midnight is 22:00 UTC
-        let berlin = zone("Europe/Berlin");
+        let berlin = zone("CET-1CEST,M3.5.0,M10.5.0/3");
         assert_eq!(
             until_local_hour(datetime!(2026-06-01 21:00 UTC), 0, &berlin),
             3600
@@ -684,7 +706,7 @@ mod tests {
             1800
         );
         // New York (UTC-4 in June): 02:00 local is 06:00 UTC
-        let ny = zone("America/New_York");
+        let ny = zone("EST5EDT,M3.2.0,M11.1.0");
         assert_eq!(
             until_local_hour(datetime!(2026-06-01 05:00 UTC), 2, &ny),
             3600

@@ -382,8 +382,10 @@ async fn a_cluster_over_one_postgres_never_grants_past_the_count() {
     std::fs::write(
         first.join("server.toml"),
         format!(
-            "{cfg}cluster = true\nanchor_dir = \"{}\"\n",
-            dir.path().join("anchors-a").display()
+            // the members' own daily sync stays twelve hours away while the test runs
+            "{cfg}cluster = true\nanchor_dir = \"{}\"\nsync_hour_utc = {}\n",
+            dir.path().join("anchors-a").display(),
+            (SystemClock.now().hour() + 12) % 24
         ),
     )
     .unwrap();
@@ -525,7 +527,9 @@ async fn a_cluster_over_one_postgres_never_grants_past_the_count() {
         .await
         .unwrap();
     assert_eq!(r.status(), 422);
-    // the members share one server identity: one of them runs the day's scheduled sync
+    // the members share one server identity: one of them runs the day's scheduled sync (their
+    // clock is a manual one here, to let hours pass)
+    let clock = Arc::new(tessera_core::ManualClock::new(SystemClock.now()));
     let mut members = Vec::new();
     for name in ["node-d", "node-e", "node-f"] {
         let data = dir.path().join(name);
@@ -535,9 +539,7 @@ async fn a_cluster_over_one_postgres_never_grants_past_the_count() {
             .replace("anchors-a", &format!("anchors-{name}"));
         std::fs::write(data.join("server.toml"), cfg).unwrap();
         let _ = std::fs::remove_file(data.join("server.lock"));
-        members.push(Arc::new(
-            daemon::open(&data, Arc::new(SystemClock)).await.unwrap(),
-        ));
+        members.push(Arc::new(daemon::open(&data, clock.clone()).await.unwrap()));
     }
     let claims: Vec<_> = members
         .iter()
@@ -546,12 +548,37 @@ async fn a_cluster_over_one_postgres_never_grants_past_the_count() {
             tokio::spawn(async move { m.claim_scheduled_sync().await })
         })
         .collect();
-    let mut won = 0;
-    for c in claims {
-        won += u32::from(c.await.unwrap().unwrap());
+    let mut won = Vec::new();
+    for (i, c) in claims.into_iter().enumerate() {
+        if c.await.unwrap().unwrap() {
+            won.push(i);
+        }
     }
-    assert_eq!(won, 1, "{won} members claimed today's sync");
-    assert!(!members[0].claim_scheduled_sync().await.unwrap());
+    assert_eq!(won.len(), 1, "{won:?} claimed today's sync");
+    let (winner, others) = (won[0], [(won[0] + 1) % 3, (won[0] + 2) % 3]);
+    assert!(!members[others[0]].claim_scheduled_sync().await.unwrap());
+    // an hour later the claimer has not reported the sync done (it stopped, say): one other
+    // member takes over
+    assert!(
+        !members[others[0]].take_over_scheduled_sync().await.unwrap(),
+        "too early"
+    );
+    clock.advance(tessera_core::time::Duration::minutes(61));
+    assert!(members[others[0]].take_over_scheduled_sync().await.unwrap());
+    assert!(
+        !members[others[1]].take_over_scheduled_sync().await.unwrap(),
+        "taken over once"
+    );
+    members[others[0]].note_scheduled_sync_done().await.unwrap();
+    clock.advance(tessera_core::time::Duration::minutes(61));
+    assert!(
+        !members[others[1]].take_over_scheduled_sync().await.unwrap(),
+        "it was done"
+    );
+    assert!(!members[winner].take_over_scheduled_sync().await.unwrap());
+    // the next day one member claims it again
+    clock.advance(tessera_core::time::Duration::hours(22));
+    assert!(members[others[1]].claim_scheduled_sync().await.unwrap());
     drop(members);
     for s in stops {
         let _ = s.send(());
@@ -791,16 +818,41 @@ async fn a_failed_commit_grants_nothing_and_spares_the_rest_of_its_group() {
     let problem: Value = r.json().await.unwrap();
     assert_eq!(problem["code"], "storage_unavailable");
     // in a crowd (two requests and eight previews, so the poisoned request always gets a seat to
-    // store): whatever group it lands in, only it fails
-    let mut tasks = Vec::new();
-    for d in 2..12u32 {
+    // store), only it fails. To be sure they share a commit, the test holds the database's write
+    // lock while the first request's commit waits for it and the others queue up behind.
+    let metric = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(-1.0)
+    };
+    let metrics = || {
+        let url = url.clone();
+        async move {
+            reqwest::get(format!("{url}/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let before = metric(&metrics().await, "tessera_engine_decisions_total");
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let first = tokio::spawn(ask(2, "request", "fine"));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut tasks = vec![first];
+    for d in 3..12u32 {
         let (operation, request_id) = match d {
             5 => ("request", "poison"),
-            2 | 8 => ("request", "fine"),
+            8 => ("request", "fine"),
             _ => ("preview", "look"),
         };
         tasks.push(tokio::spawn(ask(d, operation, request_id)));
     }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    db.execute_batch("COMMIT").unwrap();
     let mut granted = 0;
     for (i, t) in tasks.into_iter().enumerate() {
         let r = t.await.unwrap();
@@ -818,6 +870,13 @@ async fn a_failed_commit_grants_nothing_and_spares_the_rest_of_its_group() {
         }
     }
     assert_eq!(granted, 2);
+    // 1 alone, then 9 together, then the 9 again one by one after their group failed
+    let after = metric(&metrics().await, "tessera_engine_decisions_total");
+    assert_eq!(
+        after - before,
+        19.0,
+        "the crowd was decided as one group first"
+    );
     // the failures took no seat: the book was rebuilt from the store, which holds the two
     db.execute_batch("DROP TRIGGER poison").unwrap();
     let http = reqwest::Client::new();

@@ -30,6 +30,9 @@ pub trait MetaStore {
     /// `unless_from`; says whether this call set it. Atomic: of callers racing with the same
     /// arguments (several license server processes sharing one store), exactly one gets `true`.
     /// The license servers of a cluster claim their daily back-office sync this way.
+    ///
+    /// Numbers are stored as 20 zero-padded digits (negative ones count as 0), so the comparison
+    /// is one of text on both databases and cannot fail; a value in any other form is replaced.
     fn claim_setting(
         &self,
         key: &str,
@@ -90,12 +93,13 @@ macro_rules! impl_meta_store {
                 let row: Option<(String,)> = sqlx::query_as(
                     "INSERT INTO settings (key, value) VALUES ($1, $2) \
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value \
-                     WHERE CAST(settings.value AS BIGINT) < $3 \
+                     WHERE length(settings.value) <> 20 OR settings.value < $3 \
+                        OR settings.value > '99999999999999999999' \
                      RETURNING key",
                 )
                 .bind(key)
-                .bind(value.to_string())
-                .bind(unless_from)
+                .bind(claim_digits(value))
+                .bind(claim_digits(unless_from))
                 .fetch_optional(&self.pool)
                 .await?;
                 Ok(row.is_some())
@@ -124,6 +128,11 @@ macro_rules! impl_meta_store {
 
 impl_meta_store!(SqliteStore, Backend::Sqlite, "sqlite");
 impl_meta_store!(PgStore, Backend::Postgres, "postgres");
+
+/// A number as [`MetaStore::claim_setting`] stores it: 20 digits, zero-padded.
+fn claim_digits(n: i64) -> String {
+    format!("{:020}", n.max(0))
+}
 
 /// The anchor row is created by the first migration and never deleted.
 fn missing_anchor() -> StoreError {

@@ -83,28 +83,28 @@ async fn anchor<S: Store>(s: &S) {
 }
 
 async fn claimed_settings<S: Store>(s: &S) {
+    let claimed = |v: Option<String>| v.and_then(|v| v.parse::<i64>().ok());
     // the first claim sets it; a claim inside the window does not; one after it does
     assert!(s.claim_setting("daily", 1_000, 900).await.unwrap());
-    assert_eq!(
-        s.get_setting("daily").await.unwrap().as_deref(),
-        Some("1000")
-    );
+    assert_eq!(claimed(s.get_setting("daily").await.unwrap()), Some(1000));
     assert!(!s.claim_setting("daily", 1_050, 950).await.unwrap());
     assert!(!s.claim_setting("daily", 1_000, 1_000).await.unwrap());
-    assert_eq!(
-        s.get_setting("daily").await.unwrap().as_deref(),
-        Some("1000")
-    );
+    assert_eq!(claimed(s.get_setting("daily").await.unwrap()), Some(1000));
     assert!(s.claim_setting("daily", 2_000, 1_900).await.unwrap());
-    assert_eq!(
-        s.get_setting("daily").await.unwrap().as_deref(),
-        Some("2000")
-    );
+    assert_eq!(claimed(s.get_setting("daily").await.unwrap()), Some(2000));
+    // numbers of different lengths compare as numbers
+    assert!(!s.claim_setting("daily", 99, 10).await.unwrap());
+    assert!(s.claim_setting("daily", 123_456, 12_345).await.unwrap());
+    // a value in another form (written by hand, say) never blocks a claim
+    for odd in ["", "soon", "12", "ZZZZZZZZZZZZZZZZZZZZ"] {
+        s.put_setting("odd", odd).await.unwrap();
+        assert!(s.claim_setting("odd", 5, 5).await.unwrap(), "{odd:?}");
+    }
     // racing claims for the same window: exactly one wins
     let tasks: Vec<_> = (0..12)
         .map(|i| {
             let s = s.clone();
-            tokio::spawn(async move { s.claim_setting("daily", 3_000 + i, 2_900).await })
+            tokio::spawn(async move { s.claim_setting("daily", 200_000 + i, 199_900).await })
         })
         .collect();
     let mut won = 0;
@@ -112,14 +112,8 @@ async fn claimed_settings<S: Store>(s: &S) {
         won += u32::from(task.await.unwrap().unwrap());
     }
     assert_eq!(won, 1, "racing claims: {won} won");
-    let v: i64 = s
-        .get_setting("daily")
-        .await
-        .unwrap()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!((3_000..3_012).contains(&v), "{v}");
+    let v = claimed(s.get_setting("daily").await.unwrap()).unwrap();
+    assert!((200_000..200_012).contains(&v), "{v}");
 }
 
 async fn concurrent_anchor_bumps<S: Store>(s: &S) {
