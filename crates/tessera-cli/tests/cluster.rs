@@ -100,9 +100,23 @@ fn two_server_processes_over_one_postgres_share_one_pool() {
     );
     let _b = Serve(b);
 
-    // 40 clients at once, half on each process, for 5 seats
+    // one seat through each process first (so both are seen to grant: which one wins a race is
+    // up to the scheduler), then 38 clients at once, half on each process, for the other 3
     let granted: Arc<Mutex<Vec<(String, String, u64)>>> = Arc::default();
-    let threads: Vec<_> = (0..40)
+    for (i, url) in [(40, &url_a), (41, &url_b)] {
+        let device = format!("string=ws-{i}");
+        let v: Value = reqwest::blocking::Client::new()
+            .post(format!("{url}/api/v1/capability"))
+            .json(&json!({"operation": "request", "device_id": device, "request_id": "r", "nonce": format!("nonce-{i:04}-0123456789"), "features": [{"name": "modeler"}]}))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let lease = support::claims(&v)["grants"][0]["lease"].as_u64();
+        let lease = lease.unwrap_or_else(|| panic!("{url} granted nothing: {v}"));
+        granted.lock().unwrap().push((url.clone(), device, lease));
+    }
+    let threads: Vec<_> = (0..38)
         .map(|i| {
             let url = if i % 2 == 0 { url_a.clone() } else { url_b.clone() };
             let granted = granted.clone();
