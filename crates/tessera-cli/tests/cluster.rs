@@ -104,31 +104,21 @@ fn two_server_processes_over_one_postgres_share_one_pool() {
     // up to the scheduler), then 38 clients at once, half on each process, for the other 3
     let granted: Arc<Mutex<Vec<(String, String, u64)>>> = Arc::default();
     for (i, url) in [(40, &url_a), (41, &url_b)] {
-        let device = format!("string=ws-{i}");
-        let v: Value = reqwest::blocking::Client::new()
-            .post(format!("{url}/api/v1/capability"))
-            .json(&json!({"operation": "request", "device_id": device, "request_id": "r", "nonce": format!("nonce-{i:04}-0123456789"), "features": [{"name": "modeler"}]}))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
+        let (device, v) = checkout(url, i);
         let lease = support::claims(&v)["grants"][0]["lease"].as_u64();
         let lease = lease.unwrap_or_else(|| panic!("{url} granted nothing: {v}"));
         granted.lock().unwrap().push((url.clone(), device, lease));
     }
     let threads: Vec<_> = (0..38)
         .map(|i| {
-            let url = if i % 2 == 0 { url_a.clone() } else { url_b.clone() };
+            let url = if i % 2 == 0 {
+                url_a.clone()
+            } else {
+                url_b.clone()
+            };
             let granted = granted.clone();
             std::thread::spawn(move || {
-                let device = format!("string=ws-{i}");
-                let v: Value = reqwest::blocking::Client::new()
-                    .post(format!("{url}/api/v1/capability"))
-                    .json(&json!({"operation": "request", "device_id": device, "request_id": "r", "nonce": format!("nonce-{i:04}-0123456789"), "features": [{"name": "modeler"}]}))
-                    .send()
-                    .unwrap()
-                    .json()
-                    .unwrap();
+                let (device, v) = checkout(&url, i);
                 let claims = support::claims(&v);
                 if let Some(lease) = claims["grants"][0]["lease"].as_u64() {
                     granted.lock().unwrap().push((url, device, lease));
@@ -196,4 +186,17 @@ fn two_server_processes_over_one_postgres_share_one_pool() {
     assert_eq!(s["features"][0]["used"], 5, "{s}");
     drop((_a, _b));
     rt.block_on(db.cleanup()).unwrap();
+}
+
+/// Device `string=ws-I` asks the server at `url` for a seat; the device and the answer.
+fn checkout(url: &str, i: u32) -> (String, Value) {
+    let device = format!("string=ws-{i}");
+    let v: Value = reqwest::blocking::Client::new()
+        .post(format!("{url}/api/v1/capability"))
+        .json(&json!({"operation": "request", "device_id": device, "request_id": "r", "nonce": format!("nonce-{i:04}-0123456789"), "features": [{"name": "modeler"}]}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    (device, v)
 }

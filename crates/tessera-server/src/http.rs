@@ -686,47 +686,70 @@ mod tests {
         // zones from their POSIX rules: the test needs no time-zone database on the machine
         let zone = |rule: &str| jiff::tz::TimeZone::posix(rule).unwrap();
         let utc = jiff::tz::TimeZone::UTC;
-        assert_eq!(
-            until_local_hour(datetime!(2026-06-01 23:00 UTC), 0, &utc),
-            3600
-        );
-        // Berlin is UTC+2 in June: local midnight is 22:00 UTC
         let berlin = zone("CET-1CEST,M3.5.0,M10.5.0/3");
-        assert_eq!(
-            until_local_hour(datetime!(2026-06-01 21:00 UTC), 0, &berlin),
-            3600
-        );
-        assert_eq!(
-            until_local_hour(datetime!(2026-06-01 22:00 UTC), 0, &berlin),
-            86_400
-        );
-        // and UTC+1 in January
-        assert_eq!(
-            until_local_hour(datetime!(2026-01-15 22:30 UTC), 0, &berlin),
-            1800
-        );
-        // New York (UTC-4 in June): 02:00 local is 06:00 UTC
         let ny = zone("EST5EDT,M3.2.0,M11.1.0");
-        assert_eq!(
-            until_local_hour(datetime!(2026-06-01 05:00 UTC), 2, &ny),
-            3600
-        );
-        // the night clocks go forward (2026-03-08 in New York) there is no 02:00: the sync runs at
-        // the jump (07:00 UTC, 03:00 local), 24 hours after 02:00 the day before
-        assert_eq!(
-            until_local_hour(datetime!(2026-03-07 07:00 UTC), 2, &ny),
-            86_400
-        );
-        assert_eq!(
-            until_local_hour(datetime!(2026-03-08 06:00 UTC), 3, &ny),
-            3600,
-            "03:00 local comes one hour after 01:00 local that night"
-        );
-        // the night clocks go back (2026-11-01) the day has 25 hours
-        assert_eq!(
-            until_local_hour(datetime!(2026-10-31 06:00 UTC), 2, &ny),
-            86_400 + 3600
-        );
+        let cases = [
+            (datetime!(2026-06-01 23:00 UTC), 0, &utc, 3600, "UTC"),
+            // Berlin is UTC+2 in June: local midnight is 22:00 UTC
+            (
+                datetime!(2026-06-01 21:00 UTC),
+                0,
+                &berlin,
+                3600,
+                "Berlin, summer",
+            ),
+            (
+                datetime!(2026-06-01 22:00 UTC),
+                0,
+                &berlin,
+                86_400,
+                "Berlin, at midnight",
+            ),
+            // and UTC+1 in January
+            (
+                datetime!(2026-01-15 22:30 UTC),
+                0,
+                &berlin,
+                1800,
+                "Berlin, winter",
+            ),
+            // New York (UTC-4 in June): 02:00 local is 06:00 UTC
+            (
+                datetime!(2026-06-01 05:00 UTC),
+                2,
+                &ny,
+                3600,
+                "New York, summer",
+            ),
+            // the night clocks go forward (2026-03-08) there is no 02:00: the sync runs at the
+            // jump (07:00 UTC, 03:00 local), 24 hours after 02:00 the day before
+            (
+                datetime!(2026-03-07 07:00 UTC),
+                2,
+                &ny,
+                86_400,
+                "a skipped hour",
+            ),
+            // 03:00 local comes one hour after 01:00 local that night
+            (
+                datetime!(2026-03-08 06:00 UTC),
+                3,
+                &ny,
+                3600,
+                "the hour after the jump",
+            ),
+            // the night clocks go back (2026-11-01) the day has 25 hours
+            (
+                datetime!(2026-10-31 06:00 UTC),
+                2,
+                &ny,
+                86_400 + 3600,
+                "a 25-hour day",
+            ),
+        ];
+        for (now, hour, tz, want, what) in cases {
+            assert_eq!(until_local_hour(now, hour, tz), want, "{what}");
+        }
     }
 
     #[test]

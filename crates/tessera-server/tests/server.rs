@@ -57,6 +57,14 @@ async fn start(data: &Path) -> (String, tokio::sync::oneshot::Sender<()>) {
     (url, tx)
 }
 
+/// A producer key (PEM) from a back office data directory made in `dir` (no back office runs).
+async fn producer_key(dir: &Path) -> String {
+    tessera_backoffice::daemon::init(dir, None, None, &SystemClock)
+        .await
+        .unwrap();
+    std::fs::read_to_string(dir.join("keys/producer.pub")).unwrap()
+}
+
 /// A new server data directory `DIR/srv` for `hostid`, with its anchor copy in `DIR/anchors`; the
 /// admin token.
 async fn init_server(dir: &Path, producer_pem: &str, hostid: &str) -> (std::path::PathBuf, String) {
@@ -261,21 +269,9 @@ async fn seats_to_the_count_retries_returns_restart_and_trusted_storage() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_server_process_per_data_directory() {
     let bo_dir = tempfile::tempdir().unwrap();
-    tessera_backoffice::daemon::init(bo_dir.path(), None, None, &SystemClock)
-        .await
-        .unwrap();
-    let producer_pem = std::fs::read_to_string(bo_dir.path().join("keys/producer.pub")).unwrap();
+    let producer_pem = producer_key(bo_dir.path()).await;
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("srv");
-    daemon::init(&data, &producer_pem, None, Some("ethernet=0050569a3b01"))
-        .await
-        .unwrap();
-    let mut cfg = std::fs::read_to_string(data.join("server.toml")).unwrap();
-    cfg.push_str(&format!(
-        "anchor_dir = \"{}\"\n",
-        dir.path().join("anchors").display()
-    ));
-    std::fs::write(data.join("server.toml"), &cfg).unwrap();
+    let (data, _) = init_server(dir.path(), &producer_pem, "ethernet=0050569a3b01").await;
     let first = daemon::open(&data, Arc::new(SystemClock)).await.unwrap();
     let err = daemon::open(&data, Arc::new(SystemClock))
         .await
@@ -303,10 +299,7 @@ async fn one_server_process_per_postgres_database() {
         .await
         .unwrap();
     let bo_dir = tempfile::tempdir().unwrap();
-    tessera_backoffice::daemon::init(bo_dir.path(), None, None, &SystemClock)
-        .await
-        .unwrap();
-    let producer_pem = std::fs::read_to_string(bo_dir.path().join("keys/producer.pub")).unwrap();
+    let producer_pem = producer_key(bo_dir.path()).await;
     let dir = tempfile::tempdir().unwrap();
     let mut servers = Vec::new();
     for name in ["a", "b"] {
@@ -703,24 +696,9 @@ async fn storage_edited_by_hand_is_refused_until_accepted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_https_with_a_certificate() {
     let bo_dir = tempfile::tempdir().unwrap();
-    tessera_backoffice::daemon::init(bo_dir.path(), None, None, &SystemClock)
-        .await
-        .unwrap();
-    let producer_pem = std::fs::read_to_string(bo_dir.path().join("keys/producer.pub")).unwrap();
+    let producer_pem = producer_key(bo_dir.path()).await;
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("srv");
-    daemon::init(&data, &producer_pem, None, Some("ethernet=0050569a3b0a"))
-        .await
-        .unwrap();
-    let cfg = std::fs::read_to_string(data.join("server.toml")).unwrap();
-    std::fs::write(
-        data.join("server.toml"),
-        format!(
-            "{cfg}anchor_dir = \"{}\"\n",
-            dir.path().join("anchors").display()
-        ),
-    )
-    .unwrap();
+    let (data, _) = init_server(dir.path(), &producer_pem, "ethernet=0050569a3b0a").await;
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
     let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
@@ -905,8 +883,7 @@ async fn a_failed_commit_grants_nothing_and_spares_the_rest_of_its_group() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_hour_outside_the_day_is_refused() {
     let bo_dir = tempfile::tempdir().unwrap();
-    let (_, _) = backoffice(bo_dir.path()).await;
-    let producer_pem = std::fs::read_to_string(bo_dir.path().join("keys/producer.pub")).unwrap();
+    let producer_pem = producer_key(bo_dir.path()).await;
     let dir = tempfile::tempdir().unwrap();
     let (data, _) = init_server(dir.path(), &producer_pem, "ethernet=0050569a3b0b").await;
     let cfg = std::fs::read_to_string(data.join("server.toml")).unwrap();
