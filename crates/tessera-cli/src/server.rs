@@ -47,6 +47,19 @@ pub enum ServerCommand {
         #[arg(long, default_value = "tessera-server", env = "TESSERA_SERVER_DATA")]
         data: PathBuf,
     },
+    /// Bind the storage to this machine after it was moved here (the server refuses to start on
+    /// storage bound to another machine), re-validating with the back office: online (a sync:
+    /// usage report out, renewed licenses in) or with a fresh offline response file. The server
+    /// must be stopped.
+    Rebind {
+        /// The data directory.
+        #[arg(long, default_value = "tessera-server", env = "TESSERA_SERVER_DATA")]
+        data: PathBuf,
+        /// A response file the back office made for this server's offline request (instead of
+        /// syncing online).
+        #[arg(long)]
+        response: Option<PathBuf>,
+    },
     /// Activate activation keys with counts at the back office (through the running server).
     Activate {
         /// The running license server.
@@ -320,6 +333,30 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
                 }
                 None => http::serve_on(listener, http::state(server), shutdown).await?,
             }
+            Ok(())
+        }
+        ServerCommand::Rebind { data, response } => {
+            let server = daemon::open_for_rebind(&data, Arc::new(SystemClock)).await?;
+            match response {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    server.offline_apply(&text).await.map_err(|e| {
+                        anyhow!("the back office's response did not re-validate this server: {e}; nothing was changed")
+                    })?;
+                }
+                None => {
+                    server.sync().await.map_err(|e| {
+                        anyhow!("the back office did not re-validate this server: {e}; nothing was changed (without a network, use --response FILE with an offline response)")
+                    })?;
+                }
+            }
+            let ids = server.bind_to_this_machine().await?;
+            println!(
+                "The storage in {} is now bound to this machine ({}).",
+                data.display(),
+                ids.join(", ")
+            );
             Ok(())
         }
         ServerCommand::AcceptStorage { data } => {

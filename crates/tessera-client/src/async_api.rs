@@ -76,14 +76,11 @@ impl Client {
                 let (l, rid, k) = (
                     beat_link.clone(),
                     format!("{beat_rid}-renew-{n}"),
-                    if crate::floating::signed_beat(n) {
-                        None
-                    } else {
-                        beat_key.clone()
-                    },
+                    beat_key.clone(),
                 );
+                let signed = crate::floating::signed_beat(n);
                 let renewed = tokio::task::spawn_blocking(move || {
-                    l.call_session(Operation::Renew, &rid, lease, k.as_deref())
+                    l.call_session(Operation::Renew, &rid, lease, k.as_deref(), signed)
                 })
                 .await;
                 if let Ok(Ok(c)) = renewed {
@@ -141,7 +138,7 @@ impl AsyncSeat {
             self.session.clone(),
         );
         tokio::task::spawn_blocking(move || {
-            l.call_session(Operation::Return, &rid, lease, k.as_deref())
+            l.call_session(Operation::Return, &rid, lease, k.as_deref(), false)
         })
         .await
         .map_err(join_error)?

@@ -49,19 +49,20 @@ impl ServerLink {
         features: serde_json::Value,
         leases: &[u64],
     ) -> Result<CapabilityResponseClaims, ClientError> {
-        self.call_raw(operation, request_id, features, leases, None, None)
+        self.call_raw(operation, request_id, features, leases, None, None, false)
             .map(|r| r.claims)
     }
 
-    /// Renews or returns one lease proving the session key its grant carried: the server answers
-    /// with a response sealed by that key (a hash to check, not a signature). Without a key, a
-    /// plain signed call.
+    /// Renews or returns one lease proving the session key its grant carried (the server refuses
+    /// a renew or return without that proof): the server answers with a response sealed by that
+    /// key (a hash to check, not a signature), or signed when `signed` asks for it.
     pub fn call_session(
         &self,
         operation: Operation,
         request_id: &str,
         lease: u64,
         session_key: Option<&[u8]>,
+        signed: bool,
     ) -> Result<CapabilityResponseClaims, ClientError> {
         self.call_raw(
             operation,
@@ -70,6 +71,7 @@ impl ServerLink {
             &[lease],
             None,
             session_key,
+            signed,
         )
         .map(|r| r.claims)
     }
@@ -83,6 +85,7 @@ impl ServerLink {
         leases: &[u64],
         borrow_days: Option<u32>,
         session_key: Option<&[u8]>,
+        signed: bool,
     ) -> Result<Answer, ClientError> {
         let nonce = random_hex(16);
         let session = match (session_key, leases) {
@@ -94,7 +97,7 @@ impl ServerLink {
         let proof = session.map(|(k, lease)| {
             tessera_core::capability::session_proof(k, operation, &nonce, request_id, lease)
         });
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "operation": operation,
             "device_id": self.device_id,
             "user": self.user,
@@ -105,6 +108,9 @@ impl ServerLink {
             "borrow_days": borrow_days,
             "session_proof": proof,
         });
+        if signed {
+            body["signed"] = serde_json::Value::Bool(true);
+        }
         let answer: serde_json::Value = match ureq::post(&format!("{}/api/v1/capability", self.url))
             .timeout(StdDuration::from_secs(10))
             .send_json(body)
@@ -217,6 +223,20 @@ pub struct Borrowed {
 }
 
 impl Borrowed {
+    /// The session key its signed grant carried: a return must prove it (read from the stored
+    /// answer; `None` if that holds none).
+    pub(crate) fn session_key(&self) -> Option<Vec<u8>> {
+        tessera_core::document::decode_unverified::<CapabilityResponseClaims>(
+            &self.response,
+            tessera_core::DocumentType::CapabilityResponse,
+        )
+        .ok()?
+        .grants
+        .iter()
+        .find(|g| g.lease == self.lease)
+        .and_then(session_key)
+    }
+
     /// When the grant was made (unix seconds), read from the signed answer, for renewing it for
     /// as long again; `now` if it cannot be read.
     pub(crate) fn response_issued(&self, now: tessera_core::time::OffsetDateTime) -> i64 {
@@ -273,6 +293,7 @@ pub(crate) fn borrow(
         &[],
         Some(days),
         None,
+        false,
     )?;
     let Some(g) = a.claims.grants.iter().find(|g| g.borrowed) else {
         let d = a.claims.denials.first();
@@ -443,6 +464,7 @@ impl Seat {
                 &format!("{}-return", self.shared.request_id),
                 lease,
                 key.as_deref(),
+                false,
             )
             .map(|_| ())
     }
@@ -471,16 +493,13 @@ fn heartbeat(s: &Shared, interval: StdDuration) {
         }
         n += 1;
         let lease = s.lease.load(Ordering::SeqCst);
-        let key = if signed_beat(n) {
-            None
-        } else {
-            s.session_key()
-        };
+        let key = s.session_key();
         match s.link.call_session(
             Operation::Renew,
             &format!("{}-renew-{n}", s.request_id),
             lease,
             key.as_deref(),
+            signed_beat(n),
         ) {
             Ok(c) if !c.grants.is_empty() => {
                 s.renewals.fetch_add(1, Ordering::SeqCst);

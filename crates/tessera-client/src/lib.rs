@@ -403,11 +403,13 @@ impl Client {
                         if self.save_borrowed(&fresh).is_ok() {
                             expires = OffsetDateTime::from_unix_timestamp(fresh.expires)
                                 .unwrap_or(expires);
-                            let _ = self.link(&b.server).call(
+                            // the old grant is gone from here (replaced): give its seat back
+                            let _ = self.link(&b.server).call_session(
                                 tessera_core::capability::Operation::Return,
                                 &format!("{}-return", b.request_id),
-                                serde_json::json!([]),
-                                &[b.lease],
+                                b.lease,
+                                b.session_key().as_deref(),
+                                false,
                             );
                         }
                     }
@@ -674,29 +676,43 @@ impl Client {
         Ok(b)
     }
 
-    /// Gives a borrowed seat back early.
+    /// Gives a borrowed seat back early. The signed grant is set aside first (from then on
+    /// [`Client::check`] no longer accepts it), then the return is sent with the proof of the
+    /// grant's session key; the server frees the seat only for that proof. When the server cannot
+    /// be reached (or refuses), the grant is put back and stays usable; when the server no longer
+    /// holds the lease, the grant is deleted all the same.
     pub fn return_borrowed(&self, feature: &str) -> Result<(), ClientError> {
         let Some(b) = self.borrowed(feature) else {
             return Err(ClientError::FeatureNotLicensed {
                 feature: format!("{feature} (nothing of it is borrowed)"),
             });
         };
+        let path = self.borrowed_path(feature);
+        let aside = path.with_extension("returning");
+        let io = |p: &std::path::Path, e: std::io::Error| ClientError::Io {
+            path: p.to_path_buf(),
+            detail: e.to_string(),
+        };
+        std::fs::rename(&path, &aside).map_err(|e| io(&path, e))?;
         let link = self.link(&b.server);
-        match link.call(
+        let answer = link.call_session(
             tessera_core::capability::Operation::Return,
             &format!("{}-return", b.request_id),
-            serde_json::json!([]),
-            &[b.lease],
-        ) {
-            Ok(_) => {}
-            Err(e @ ClientError::Unreachable { .. }) => return Err(e),
-            Err(_) => {} // already returned or expired on the server: nothing to give back
+            b.lease,
+            b.session_key().as_deref(),
+            false,
+        );
+        let gone = match &answer {
+            // returned, or refused as a lease the server no longer holds (returned or expired)
+            Ok(_) => true,
+            Err(ClientError::Refused { code, .. }) => code == "unknown_lease",
+            Err(_) => false,
+        };
+        if !gone {
+            std::fs::rename(&aside, &path).map_err(|e| io(&aside, e))?;
+            return answer.map(|_| ());
         }
-        let path = self.borrowed_path(feature);
-        std::fs::remove_file(&path).map_err(|e| ClientError::Io {
-            path,
-            detail: e.to_string(),
-        })
+        std::fs::remove_file(&aside).map_err(|e| io(&aside, e))
     }
 
     fn borrowed_path(&self, feature: &str) -> PathBuf {

@@ -243,11 +243,17 @@ pub struct CapabilityRequest {
     /// For a borrow: days offline (at most the policy's longest borrow).
     #[serde(default)]
     pub borrow_days: Option<u32>,
-    /// For a renew or return of one lease: [`session_proof`] computed with the session key the
-    /// grant carried. With it the server answers with a response sealed by that key (cheap)
-    /// instead of a signed one; a wrong proof is refused.
+    /// For a renew or return (of exactly one lease): [`session_proof`] computed with the session
+    /// key the signed grant carried, which proves that the caller holds the lease. Required: a
+    /// renew or return without it, or with a wrong one, is refused. The server answers with a
+    /// response sealed by that key (cheap) unless `signed` asks for a signature.
     #[serde(default)]
     pub session_proof: Option<String>,
+    /// With a `session_proof`: answer with a signature (checked with the server certificate)
+    /// rather than a seal. A client asks for one now and then, so that a proxy holding the session
+    /// key cannot answer its renewals for long.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub signed: bool,
 }
 
 /// A seat granted.

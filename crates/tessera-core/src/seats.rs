@@ -13,6 +13,14 @@
 //!
 //! **Retries never take a second seat.** A grant is keyed by device and request id: the same
 //! device repeating a request id gets the lease it already holds, extended, not a new one.
+//!
+//! **Lease ids are not guessable.** The book counts leases 1, 2, 3, … but hands out each count
+//! through a keyed permutation ([`LeaseIds`]): ids are unique (a permutation never repeats) and,
+//! without the key, look random. A license server keys it with a secret of its own.
+//!
+//! **Borrowing is limited per account.** The seats a device has borrowed and the seats a user has
+//! borrowed (on any device) are counted apart; a borrow must keep both within the limit, so
+//! neither a new user name on one device nor one user on a new device gets a fresh allowance.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -124,6 +132,126 @@ impl Pool {
     }
 }
 
+/// The device part and the user part of a lease's holder (`HOSTID` or `HOSTID|user=USER`).
+pub fn holder_parts(device: &str) -> (&str, Option<&str>) {
+    match device.split_once("|user=") {
+        Some((host, user)) => (host, Some(user)),
+        None => (device, None),
+    }
+}
+
+/// The accounts a holder's borrowed seats count against: its device, and its user if any.
+fn borrow_accounts(device: &str) -> [Option<u128>; 2] {
+    let (host, user) = holder_parts(device);
+    [
+        Some(request_key("device", host, "")),
+        user.map(|u| request_key("user", u, "")),
+    ]
+}
+
+/// Lease ids from lease counts: a keyed permutation of 62-bit numbers (a four-round Feistel
+/// network over two 31-bit halves, SipHash-2-4 as the round function), offset by 2^32 so that no
+/// id it makes equals an id below 2^32 (the sequential ids of earlier versions). Invertible, so a
+/// book that meets an id (restored from the store, or granted by a cluster peer sharing the key)
+/// knows which count it used.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LeaseIds {
+    keys: [(u64, u64); 4],
+}
+
+impl std::fmt::Debug for LeaseIds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LeaseIds(..)")
+    }
+}
+
+const HALF: u64 = (1 << 31) - 1;
+const ID_BASE: u64 = 1 << 32;
+const ID_SPACE: u64 = 1 << 62;
+
+impl Default for LeaseIds {
+    fn default() -> Self {
+        LeaseIds::new(&[0; 32])
+    }
+}
+
+impl LeaseIds {
+    /// The permutation keyed by `secret`.
+    pub fn new(secret: &[u8; 32]) -> LeaseIds {
+        let mut keys = [(0u64, 0u64); 4];
+        for (r, k) in keys.iter_mut().enumerate() {
+            let mut h = Sha256::new();
+            h.update(b"tessera-lease-ids|");
+            h.update([r as u8]);
+            h.update(secret);
+            let d = h.finalize();
+            let mut a = [0u8; 8];
+            let mut b = [0u8; 8];
+            a.copy_from_slice(&d[..8]);
+            b.copy_from_slice(&d[8..16]);
+            *k = (u64::from_le_bytes(a), u64::from_le_bytes(b));
+        }
+        LeaseIds { keys }
+    }
+
+    fn round(&self, r: usize, half: u64) -> u64 {
+        let (k0, k1) = self.keys[r];
+        siphash24(k0, k1, half) & HALF
+    }
+
+    /// The id of lease count `n` (taken modulo 2^62).
+    pub fn id(&self, n: u64) -> LeaseId {
+        let n = n % ID_SPACE;
+        let (mut l, mut r) = (n >> 31, n & HALF);
+        for i in 0..4 {
+            (l, r) = (r, l ^ self.round(i, r));
+        }
+        ID_BASE + ((l << 31) | r)
+    }
+
+    /// The count an id was made from; `None` for an id this permutation never makes.
+    pub fn count_of(&self, id: LeaseId) -> Option<u64> {
+        let x = id.checked_sub(ID_BASE).filter(|x| *x < ID_SPACE)?;
+        let (mut l, mut r) = (x >> 31, x & HALF);
+        for i in (0..4).rev() {
+            (l, r) = (r ^ self.round(i, l), l);
+        }
+        Some((l << 31) | r)
+    }
+}
+
+/// SipHash-2-4 of one 64-bit word under the key (k0, k1).
+fn siphash24(k0: u64, k1: u64, m: u64) -> u64 {
+    let mut v0 = k0 ^ 0x736f_6d65_7073_6575;
+    let mut v1 = k1 ^ 0x646f_7261_6e64_6f6d;
+    let mut v2 = k0 ^ 0x6c79_6765_6e65_7261;
+    let mut v3 = k1 ^ 0x7465_6462_7974_6573;
+    let round = |v0: &mut u64, v1: &mut u64, v2: &mut u64, v3: &mut u64| {
+        *v0 = v0.wrapping_add(*v1);
+        *v1 = v1.rotate_left(13) ^ *v0;
+        *v0 = v0.rotate_left(32);
+        *v2 = v2.wrapping_add(*v3);
+        *v3 = v3.rotate_left(16) ^ *v2;
+        *v0 = v0.wrapping_add(*v3);
+        *v3 = v3.rotate_left(21) ^ *v0;
+        *v2 = v2.wrapping_add(*v1);
+        *v1 = v1.rotate_left(17) ^ *v2;
+        *v2 = v2.rotate_left(32);
+    };
+    // one 8-byte block, then the final block holding the length (8) in its top byte
+    for block in [m, 8u64 << 56] {
+        v3 ^= block;
+        round(&mut v0, &mut v1, &mut v2, &mut v3);
+        round(&mut v0, &mut v1, &mut v2, &mut v3);
+        v0 ^= block;
+    }
+    v2 ^= 0xff;
+    for _ in 0..4 {
+        round(&mut v0, &mut v1, &mut v2, &mut v3);
+    }
+    v0 ^ v1 ^ v2 ^ v3
+}
+
 fn request_key(device: &str, request_id: &str, feature: &str) -> u128 {
     let mut h = Sha256::new();
     for part in [device, request_id, feature] {
@@ -146,9 +274,12 @@ pub struct SeatBook {
     by_request: HashMap<u128, LeaseId>,
     /// Leases by expiry, so expiring is not a scan of every lease.
     by_expiry: BTreeSet<(OffsetDateTime, LeaseId)>,
-    /// Borrowed leases held per device (by digest), so the per-account limit is not a scan.
+    /// Borrowed seats held per account (device, and user; by digest), so the per-account limit
+    /// is not a scan.
     borrowed_by: HashMap<u128, u32>,
-    next_id: LeaseId,
+    /// The count the next lease gets (its id is `ids.id(next)`).
+    next: u64,
+    ids: LeaseIds,
 }
 
 impl SeatBook {
@@ -167,8 +298,15 @@ impl SeatBook {
             by_request: HashMap::new(),
             by_expiry: BTreeSet::new(),
             borrowed_by: HashMap::new(),
-            next_id: 1,
+            next: 1,
+            ids: LeaseIds::default(),
         }
+    }
+
+    /// The same book handing out lease ids through the permutation keyed by `secret`.
+    pub fn with_id_key(mut self, secret: &[u8; 32]) -> Self {
+        self.ids = LeaseIds::new(secret);
+        self
     }
 
     /// The feature records.
@@ -191,11 +329,15 @@ impl SeatBook {
         self.leases.values()
     }
 
-    /// How many borrowed leases `device` holds (expired ones count until they are expired).
+    /// How many seats the accounts of holder `device` (`HOSTID` or `HOSTID|user=USER`) have
+    /// borrowed: the larger of the device's and the user's (on any device). Expired borrows count
+    /// until they are expired.
     pub fn borrowed_by(&self, device: &str) -> u32 {
-        self.borrowed_by
-            .get(&request_key(device, "", ""))
-            .copied()
+        borrow_accounts(device)
+            .into_iter()
+            .flatten()
+            .map(|k| self.borrowed_by.get(&k).copied().unwrap_or(0))
+            .max()
             .unwrap_or(0)
     }
 
@@ -203,16 +345,26 @@ impl SeatBook {
         if !lease.borrowed {
             return;
         }
-        let key = request_key(&lease.device, "", "");
-        let n = self.borrowed_by.entry(key).or_insert(0);
-        *n = if add {
-            n.saturating_add(1)
-        } else {
-            n.saturating_sub(1)
-        };
-        if *n == 0 {
-            self.borrowed_by.remove(&key);
+        for key in borrow_accounts(&lease.device).into_iter().flatten() {
+            let n = self.borrowed_by.entry(key).or_insert(0);
+            *n = if add {
+                n.saturating_add(lease.count)
+            } else {
+                n.saturating_sub(lease.count)
+            };
+            if *n == 0 {
+                self.borrowed_by.remove(&key);
+            }
         }
+    }
+
+    /// The lease a repeated request would return: the one `device` holds under `request_id` for
+    /// feature `name`, if any.
+    pub fn retry_of(&self, device: &str, request_id: &str, name: &str) -> Option<LeaseId> {
+        self.by_request
+            .get(&request_key(device, request_id, name))
+            .copied()
+            .filter(|id| self.leases.contains_key(id))
     }
 
     /// How many leases are held.
@@ -367,7 +519,7 @@ impl SeatBook {
             expires = expires.min(end);
         }
         let lease = Lease {
-            id: self.next_id,
+            id: self.ids.id(self.next),
             device: device.to_string(),
             request_id: request_id.to_string(),
             record: i,
@@ -376,7 +528,7 @@ impl SeatBook {
             expires,
             borrowed: borrow_until.is_some(),
         };
-        self.next_id += 1;
+        self.next += 1;
         self.by_request.insert(key, lease.id);
         self.by_expiry.insert((lease.expires, lease.id));
         self.count_borrowed(&lease, true);
@@ -466,7 +618,7 @@ impl SeatBook {
         if let Some(p) = self.pools.get_mut(lease.record) {
             p.used += u64::from(lease.count);
         }
-        self.next_id = self.next_id.max(lease.id + 1);
+        self.skip_past(lease.id);
         self.by_request.insert(
             request_key(
                 &lease.device,
@@ -506,13 +658,28 @@ impl SeatBook {
 
     /// The id the next lease will get.
     pub fn next_id(&self) -> LeaseId {
-        self.next_id
+        self.ids.id(self.next)
     }
 
-    /// Makes sure no lease granted from now on gets `id` or a lower one (an id another license
-    /// server sharing the store has used).
+    /// Makes sure no lease granted from now on gets `id` (an id stored before, or one another
+    /// license server sharing the store and the id key has used): the count it was made from, and
+    /// every lower one, are not used again. Ids this book's permutation never makes (those of
+    /// earlier versions) cannot meet a new one and change nothing.
     pub fn skip_past(&mut self, id: LeaseId) {
-        self.next_id = self.next_id.max(id.saturating_add(1));
+        if let Some(n) = self.ids.count_of(id) {
+            self.next = self.next.max(n.saturating_add(1));
+        }
+    }
+
+    /// The count the next lease will be made from (see [`LeaseIds`]): stored with each commit,
+    /// so that ids of leases returned before a restart are not handed out again after it.
+    pub fn next_count(&self) -> u64 {
+        self.next
+    }
+
+    /// Makes sure no lease granted from now on is made from a count below `n`.
+    pub fn skip_to_count(&mut self, n: u64) {
+        self.next = self.next.max(n);
     }
 
     /// Counts metered units consumed before a restart.
@@ -534,8 +701,10 @@ impl SeatBook {
             ));
         }
         let mut borrowed: HashMap<u128, u32> = HashMap::new();
-        for l in self.leases.values().filter(|l| l.borrowed) {
-            *borrowed.entry(request_key(&l.device, "", "")).or_insert(0) += 1;
+        for l in self.leases.values().filter(|l| l.borrowed && l.count > 0) {
+            for k in borrow_accounts(&l.device).into_iter().flatten() {
+                *borrowed.entry(k).or_insert(0) += l.count;
+            }
         }
         if borrowed != self.borrowed_by {
             return Err("borrowed counts per device out of step".into());
@@ -633,10 +802,9 @@ mod tests {
         let later = rec("cad", "3.0", Count::Counted(1), 0);
         let mut b = SeatBook::new(vec![later, soon]);
         // a 1.0 request: both fit, the one expiring first (index 1) serves
-        assert_eq!(
-            granted(&b.request("a", "1", &[want("cad", "1.0", 1)], T0, LEASE, None)[0]).record,
-            1
-        );
+        let first =
+            granted(&b.request("a", "1", &[want("cad", "1.0", 1)], T0, LEASE, None)[0]).clone();
+        assert_eq!(first.record, 1);
         // a 3.0 request can only take the 3.0 record
         assert_eq!(
             granted(&b.request("b", "1", &[want("cad", "3.0", 1)], T0, LEASE, None)[0]).record,
@@ -648,7 +816,7 @@ mod tests {
             Outcome::Denied(Denial::VersionTooLow { .. })
         ));
         // the lease never outlives its record
-        assert_eq!(b.lease(1).unwrap().expires, T0 + LEASE);
+        assert_eq!(b.lease(first.id).unwrap().expires, T0 + LEASE);
     }
 
     #[test]
@@ -737,6 +905,109 @@ mod tests {
         b.check_invariants().unwrap();
     }
 
+    #[test]
+    fn lease_ids_are_a_keyed_permutation() {
+        let a = LeaseIds::new(&[1; 32]);
+        let b = LeaseIds::new(&[2; 32]);
+        let mut seen = std::collections::HashSet::new();
+        for n in 1..5000u64 {
+            let id = a.id(n);
+            assert!(id >= 1 << 32 && id < (1 << 62) + (1 << 32), "{id}");
+            assert!(i64::try_from(id).is_ok());
+            assert_eq!(a.count_of(id), Some(n));
+            assert!(seen.insert(id), "id {id} made twice");
+            assert_ne!(id, b.id(n), "another key, other ids");
+        }
+        // consecutive counts do not give neighbouring ids
+        let gaps = (1..100u64)
+            .filter(|n| a.id(n + 1).abs_diff(a.id(*n)) < 1 << 20)
+            .count();
+        assert!(gaps < 3, "{gaps} close neighbours");
+        // the ids of earlier versions are never made
+        assert_eq!(a.count_of(7), None);
+        assert_eq!(a.count_of(u64::MAX), None);
+        // SipHash-2-4 test vector (the reference paper's key 00..0f over the bytes 00..07)
+        assert_eq!(
+            siphash24(
+                0x0706_0504_0302_0100,
+                0x0f0e_0d0c_0b0a_0908,
+                0x0706_0504_0302_0100
+            ),
+            0x93f5_f579_9a93_2462
+        );
+    }
+
+    #[test]
+    fn a_restored_book_never_hands_out_a_stored_id_again() {
+        let key = [9; 32];
+        let mut b = SeatBook::new(vec![rec("cad", "1.0", Count::Counted(10), 0)]).with_id_key(&key);
+        let ids: Vec<u64> = (0..5)
+            .map(|i| {
+                granted(
+                    &b.request(
+                        &format!("d{i}"),
+                        "1",
+                        &[want("cad", "1.0", 1)],
+                        T0,
+                        LEASE,
+                        None,
+                    )[0],
+                )
+                .id
+            })
+            .collect();
+        // a new book that restores only the last lease (the others were returned)
+        let mut c = SeatBook::new(vec![rec("cad", "1.0", Count::Counted(10), 0)]).with_id_key(&key);
+        let last = b.lease(ids[4]).unwrap().clone();
+        assert!(c.restore(last, T0));
+        let next = granted(&c.request("x", "1", &[want("cad", "1.0", 1)], T0, LEASE, None)[0]).id;
+        assert!(!ids.contains(&next));
+        // an old sequential id restored changes nothing
+        let mut old = b.lease(ids[0]).unwrap().clone();
+        old.id = 3;
+        assert!(c.restore(old, T0));
+        c.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn borrowed_seats_count_per_device_and_per_user() {
+        let mut b = SeatBook::new(vec![rec("cad", "1.0", Count::Counted(20), 0)]);
+        let until = Some(T0 + Duration::days(3));
+        granted(
+            &b.request(
+                "string=pc1|user=ann",
+                "1",
+                &[want("cad", "1.0", 2)],
+                T0,
+                LEASE,
+                until,
+            )[0],
+        );
+        // seats, not leases; the device counts whoever the user
+        assert_eq!(b.borrowed_by("string=pc1|user=ann"), 2);
+        assert_eq!(b.borrowed_by("string=pc1|user=bob"), 2);
+        assert_eq!(b.borrowed_by("string=pc1"), 2);
+        // and the user counts on any device
+        assert_eq!(b.borrowed_by("string=pc2|user=ann"), 2);
+        assert_eq!(b.borrowed_by("string=pc2"), 0);
+        granted(
+            &b.request(
+                "string=pc2|user=ann",
+                "1",
+                &[want("cad", "1.0", 3)],
+                T0,
+                LEASE,
+                until,
+            )[0],
+        );
+        assert_eq!(b.borrowed_by("string=pc2"), 3);
+        assert_eq!(b.borrowed_by("string=pc3|user=ann"), 5);
+        b.check_invariants().unwrap();
+        b.expire(T0 + Duration::days(3));
+        assert_eq!(b.borrowed_by("string=pc3|user=ann"), 0);
+        b.check_invariants().unwrap();
+    }
+
     // ---- model-based property test --------------------------------------------------------
 
     #[derive(Debug, Clone)]
@@ -751,8 +1022,8 @@ mod tests {
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
             4 => (0u8..6, 0u8..4, 1u32..4).prop_map(|(device, request, count)| Op::Request { device, request, count }),
-            2 => (1u64..30).prop_map(|lease| Op::Renew { lease }),
-            2 => (1u64..30).prop_map(|lease| Op::Release { lease }),
+            2 => (0u64..30).prop_map(|lease| Op::Renew { lease }),
+            2 => (0u64..30).prop_map(|lease| Op::Release { lease }),
             1 => (1i64..15).prop_map(|minutes| Op::Advance { minutes }),
             1 => Just(Op::Expire),
         ]
@@ -776,6 +1047,7 @@ mod tests {
         fn the_book_matches_a_simple_model(ops in prop::collection::vec(op(), 1..80)) {
             let mut book = SeatBook::new(vec![rec("cad", "1.0", Count::Counted(5), 2)]);
             let mut model = Model::default();
+            let mut granted_ids: Vec<u64> = Vec::new();
             let mut now = T0;
             for op in ops {
                 match op {
@@ -791,6 +1063,8 @@ mod tests {
                             None => {
                                 if model.used() + u64::from(count) <= 7 {
                                     let l = granted(&out[0]);
+                                    prop_assert!(!granted_ids.contains(&l.id), "an id handed out twice");
+                                    granted_ids.push(l.id);
                                     model.leases.push((l.id, device, request, count, now + LEASE));
                                 } else {
                                     prop_assert!(matches!(out[0], Outcome::Denied(Denial::AllInUse { .. })), "{:?}", out);
@@ -799,12 +1073,15 @@ mod tests {
                         }
                     }
                     Op::Renew { lease } => {
+                        // the n-th lease granted so far (ids are not sequential), or one never granted
+                        let lease = granted_ids.get(lease as usize).copied().unwrap_or(lease);
                         let ok = book.renew(lease, now, LEASE).is_some();
                         let m = model.leases.iter_mut().find(|l| l.0 == lease && l.4 > now);
                         prop_assert_eq!(ok, m.is_some());
                         if let Some(m) = m { m.4 = now + LEASE; }
                     }
                     Op::Release { lease } => {
+                        let lease = granted_ids.get(lease as usize).copied().unwrap_or(lease);
                         let ok = book.release(lease).is_some();
                         let before = model.leases.len();
                         model.leases.retain(|l| l.0 != lease);

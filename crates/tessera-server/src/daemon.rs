@@ -107,7 +107,7 @@ pub enum ServerError {
     #[error("{0} already holds a license server")]
     AlreadyInitialised(String),
     /// The storage belongs to another host.
-    #[error("this storage belongs to license server {stored}, but this server is {current}: it was copied from another machine. Refusing to serve (it could double seats). Activate this server afresh with its own data directory, or set `hostid = \"{stored}\"` in server.toml only if this machine replaced that one and the old one is gone")]
+    #[error("this storage belongs to license server {stored}, but this server is {current}: it was copied from another server. Refusing to serve (it could double seats). Activate this server afresh with its own data directory")]
     CopiedStorage {
         /// The host id in the storage.
         stored: String,
@@ -115,14 +115,24 @@ pub enum ServerError {
         current: String,
     },
     /// An older copy of the storage was restored.
-    #[error("the storage is older than the last one this server used (anchor {stored} < {seen}): an older copy was restored. Refusing to serve (leases granted since could be granted twice). Restore the latest copy, or remove {marker} to accept this one and re-validate with the back office (`tessera server activate`)")]
+    #[error("the storage is older than the last one this server used (its mark is {stored}, the server had reached {seen}): an older copy was restored. Refusing to serve (leases granted since could be granted twice). Restore the latest copy, or remove {marker} (and DATA/anchor) to accept this one and re-validate with the back office (`tessera server sync`)")]
     RestoredOlderCopy {
-        /// Anchor in the store.
-        stored: i64,
-        /// Anchor seen before.
-        seen: i64,
+        /// Anchor and commit sequence in the store (`ANCHOR.SEQUENCE`).
+        stored: String,
+        /// The mark seen before.
+        seen: String,
         /// The anchor file.
         marker: String,
+    },
+    /// The storage is bound to another machine: it was copied or restored there.
+    #[error("this license server's storage is bound to the machine with host ids {bound}, but this machine is {current}: it was copied or restored onto another machine. Refusing to serve (both copies could grant the same seats). If this machine replaces that one, re-validate with the back office: `tessera server rebind --data {data}` (online), or `tessera server rebind --data {data} --response FILE` with a fresh offline response")]
+    OtherMachine {
+        /// The host ids the storage is bound to.
+        bound: String,
+        /// This machine's host ids.
+        current: String,
+        /// The data directory.
+        data: String,
     },
     /// The store was changed by hand: its license bundle or its leases no longer verify.
     #[error("{0}")]
@@ -307,15 +317,116 @@ pub struct Server {
     _lock: (fs::File, tessera_store::ExclusiveGuard),
 }
 
-fn anchor_files(data: &Path, c: &Config, host: &HostId) -> Vec<PathBuf> {
-    let outside = c.anchor_dir.clone().unwrap_or_else(|| {
-        std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(std::env::temp_dir)
-            .join(".local/state/tessera")
-    });
+/// The private state directory that holds the outside copy of the anchor: `anchor_dir`, else
+/// `$XDG_STATE_HOME/tessera`, else `$HOME/.local/state/tessera`. Never a shared directory such as
+/// /tmp, where another local user could plant or delete the copy.
+fn anchor_dir(c: &Config) -> Result<PathBuf, ServerError> {
+    let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+    c.anchor_dir
+        .clone()
+        .or_else(|| {
+            std::env::var_os("XDG_STATE_HOME")
+                .and_then(absolute)
+                .map(|p| p.join("tessera"))
+        })
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .and_then(absolute)
+                .map(|p| p.join(".local/state/tessera"))
+        })
+        .ok_or_else(|| {
+            ServerError::Config(
+                "no private directory for the outside copy of the storage anchor: neither HOME nor XDG_STATE_HOME is set. Set `anchor_dir = \"/var/lib/tessera-anchor\"` (a directory only the server's user can write) in server.toml, or run the server with HOME set".into(),
+            )
+        })
+}
+
+/// Makes `dir` (and its parents) if missing, and makes sure that only this user can use it: a
+/// directory (not a link) owned by this user, mode 0700 (tightened if it is ours and looser).
+pub fn private_dir(dir: &Path) -> Result<(), ServerError> {
+    use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
+    if let Some(parent) = dir.parent() {
+        fs::create_dir_all(parent).map_err(|e| file_err(parent, e))?;
+    }
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(file_err(dir, e)),
+    }
+    let meta = fs::symlink_metadata(dir).map_err(|e| file_err(dir, e))?;
+    let refuse = |why: &str| {
+        Err(file_err(
+            dir,
+            format!("{why}: the storage anchor must live in a directory only the server's user can change. Remove it, or set `anchor_dir` in server.toml to another directory"),
+        ))
+    };
+    if !meta.is_dir() {
+        return refuse("not a directory (or a symbolic link)");
+    }
+    // the process's own user: the owner of /proc/self
+    if let Ok(me) = fs::metadata("/proc/self").map(|m| m.uid()) {
+        if meta.uid() != me {
+            return refuse(&format!(
+                "owned by user {} (this server runs as user {me})",
+                meta.uid()
+            ));
+        }
+    }
+    if meta.mode() & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(|e| file_err(dir, e))?;
+    }
+    Ok(())
+}
+
+fn anchor_files(data: &Path, c: &Config, host: &HostId) -> Result<Vec<PathBuf>, ServerError> {
+    let outside = anchor_dir(c)?;
+    private_dir(&outside)?;
     let tag = hex(&Sha256::digest(format!("{}|{host}", data.display()).as_bytes())[..8]);
-    vec![data.join("anchor"), outside.join(format!("anchor-{tag}"))]
+    Ok(vec![
+        data.join("anchor"),
+        outside.join(format!("anchor-{tag}")),
+    ])
+}
+
+/// The storage's machine binding: the setting holding the host ids (one a line) of the machines
+/// allowed to serve this storage.
+const MACHINE_SETTING: &str = "server.machine_ids";
+
+/// The host ids this machine proves (machine id, network cards, VM UUID): what the storage is
+/// bound to. User names and containers never count.
+fn proven_ids() -> Vec<String> {
+    tessera_host::this_machine()
+        .identify()
+        .machine_ids()
+        .map(ToString::to_string)
+        .collect()
+}
+
+/// The producer's offline policy as the administrator may narrow it: each of `max_borrow_days`
+/// and `max_borrows_per_account` in server.toml is taken only when it is lower than the producer's
+/// (from the license bundle, else the defaults, 7 days and 3 seats); a higher one is ignored with a
+/// warning. Returns (days, seats per account).
+pub fn borrow_limits(config: &Config, producer: Option<(u32, u32)>) -> (u32, u32) {
+    let (days, seats) = producer.unwrap_or((7, 3));
+    let narrow = |mine: Option<u32>, theirs: u32, what: &str| match mine {
+        Some(m) if m > theirs => {
+            tracing::warn!(
+                "server.toml sets {what} = {m}, above the producer's {theirs}: the administrator may only lower it; using {theirs}"
+            );
+            theirs
+        }
+        Some(m) => m,
+        None => theirs,
+    };
+    (
+        narrow(config.max_borrow_days, days, "max_borrow_days"),
+        narrow(
+            config.max_borrows_per_account,
+            seats,
+            "max_borrows_per_account",
+        ),
+    )
 }
 
 /// The feature records of the stored license bundle, if it verifies for this server now.
@@ -359,19 +470,26 @@ fn apply_borrow_policy(
             .ok()
         })
         .and_then(|l| l.claims().policy.clone());
-    let days = config
-        .max_borrow_days
-        .or(policy.as_ref().map(|p| p.offline_max_days))
-        .unwrap_or(7);
-    let active = config
-        .max_borrows_per_account
-        .or(policy.as_ref().map(|p| p.offline_max_active))
-        .unwrap_or(3);
+    let (days, active) = borrow_limits(
+        config,
+        policy.map(|p| (p.offline_max_days, p.offline_max_active)),
+    );
     engine.set_borrow_limits(days, active);
 }
 
 /// Opens the server: configuration, keys, trusted-storage checks, the seat book.
 pub async fn open(data: &Path, clock: Arc<dyn Clock>) -> Result<Server, ServerError> {
+    open_as(data, clock, false).await
+}
+
+/// Opens the server for `tessera server rebind`: as [`open`], but storage bound to other machines
+/// is opened too, so that a re-validation with the back office ([`Server::sync`] or
+/// [`Server::offline_apply`]) can be made before [`Server::bind_to_this_machine`].
+pub async fn open_for_rebind(data: &Path, clock: Arc<dyn Clock>) -> Result<Server, ServerError> {
+    open_as(data, clock, true).await
+}
+
+async fn open_as(data: &Path, clock: Arc<dyn Clock>, rebind: bool) -> Result<Server, ServerError> {
     let key_path = data.join("keys/server.key");
     if !key_path.exists() {
         return Err(ServerError::NotInitialised(data.display().to_string()));
@@ -425,25 +543,67 @@ pub async fn open(data: &Path, clock: Arc<dyn Clock>) -> Result<Server, ServerEr
                 .await?
         }
     }
-    // … and not older than what this server last used
-    let files = anchor_files(&data, &config, &host);
+    // … to a machine that proves one of the host ids recorded (the `hostid` in server.toml is
+    // only a name: a copy of the data directory carries it along) …
+    let proven = proven_ids();
+    let bound = store.get_setting(MACHINE_SETTING).await?;
+    match bound.as_deref() {
+        _ if rebind => {}
+        None if proven.is_empty() => {
+            return Err(ServerError::Config(
+                "this machine shows no host id to bind the license server's storage to (no machine id, no network card, no VM UUID): give it a stable machine id (/etc/machine-id)".into(),
+            ))
+        }
+        None => {
+            store
+                .put_setting(MACHINE_SETTING, &proven.join("\n"))
+                .await?
+        }
+        Some(ids) => {
+            if !ids.lines().any(|id| proven.iter().any(|p| p == id)) {
+                return Err(ServerError::OtherMachine {
+                    bound: ids.lines().collect::<Vec<_>>().join(", "),
+                    current: proven.join(", "),
+                    data: data.display().to_string(),
+                });
+            }
+        }
+    }
+    // … and not older than what this server last used: the anchor (moved at each start) and the
+    // sequence number of the last commit, against the marks kept beside and outside the store
+    let files = anchor_files(&data, &config, &host)?;
     let stored = store.anchor().await?;
+    let stored_seq = store
+        .get_setting(tessera_store::LEASES_DIGEST_SETTING)
+        .await?
+        .map_or(0, |v| crate::engine::parse_digest_value(&v).seq);
     for f in &files {
-        if let Ok(text) = fs::read_to_string(f) {
-            if let Ok(seen) = text.trim().parse::<i64>() {
-                if stored < seen {
-                    return Err(ServerError::RestoredOlderCopy {
-                        stored,
-                        seen,
-                        marker: f.display().to_string(),
-                    });
-                }
+        if let Some((seen, seen_seq)) = fs::read_to_string(f)
+            .ok()
+            .and_then(|t| crate::engine::HighWater::parse(&t))
+        {
+            if (stored, stored_seq) < (seen, seen_seq) {
+                return Err(ServerError::RestoredOlderCopy {
+                    stored: format!("{stored}.{stored_seq}"),
+                    seen: format!("{seen}.{seen_seq}"),
+                    marker: f.display().to_string(),
+                });
             }
         }
     }
     let next = store.bump_anchor().await?;
+    let mut marks = Vec::new();
     for f in &files {
-        write(f, next.to_string().as_bytes(), 0o600)?;
+        write(
+            f,
+            crate::engine::HighWater::format(next, stored_seq).as_bytes(),
+            0o600,
+        )?;
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .open(f)
+            .map_err(|e| file_err(f, e))?;
+        marks.push((f.clone(), file));
     }
     let now = clock.now();
     let license = store.get_setting("server.license").await?;
@@ -487,6 +647,10 @@ pub async fn open(data: &Path, clock: Arc<dyn Clock>) -> Result<Server, ServerEr
         clock.clone(),
         policy,
         config.cluster,
+        Some(crate::engine::HighWater {
+            epoch: next,
+            files: marks,
+        }),
     )
     .await
     .map_err(|e| match e {
@@ -543,13 +707,48 @@ pub async fn accept_storage(data: &Path) -> Result<usize, ServerError> {
     let config = load_config(&data)?;
     let store = tessera_store::open(&database_url(&data, &config)).await?;
     let n = tessera_store::LeaseStore::load_leases(&store).await?.len();
+    // no digest to check at the next start; the commit sequence (the restore detector) and the
+    // lease counter stay
+    let stored = store
+        .get_setting(tessera_store::LEASES_DIGEST_SETTING)
+        .await?
+        .unwrap_or_default();
+    let stored = crate::engine::parse_digest_value(&stored);
     store
-        .put_setting(tessera_store::LEASES_DIGEST_SETTING, "")
+        .put_setting(
+            tessera_store::LEASES_DIGEST_SETTING,
+            &crate::engine::digest_value("", stored.seq, stored.next_lease),
+        )
         .await?;
     Ok(n)
 }
 
 impl Server {
+    /// Binds the storage to this machine (after `tessera server rebind` re-validated it with the
+    /// back office): in a cluster this machine is added to those bound, otherwise it replaces them.
+    /// Returns the host ids now bound.
+    pub async fn bind_to_this_machine(&self) -> Result<Vec<String>, ServerError> {
+        let mut ids = proven_ids();
+        if ids.is_empty() {
+            return Err(ServerError::Config(
+                "this machine shows no host id to bind the storage to (no machine id, no network card, no VM UUID)".into(),
+            ));
+        }
+        if self.config.cluster {
+            if let Some(old) = self.store.get_setting(MACHINE_SETTING).await? {
+                for id in old.lines() {
+                    if !ids.iter().any(|i| i == id) {
+                        ids.push(id.to_string());
+                    }
+                }
+            }
+        }
+        self.store
+            .put_setting(MACHINE_SETTING, &ids.join("\n"))
+            .await?;
+        Ok(ids)
+    }
+
     /// Activates activation keys with counts at the back office, online; stores and serves the
     /// bundle it returns.
     pub async fn activate(

@@ -12,8 +12,10 @@
 //!
 //! **Signing.** A grant is signed with the server's certified key and carries, per lease, a session
 //! key derived from a secret only this server (and its cluster peers, which share its key) knows.
-//! A renewal or return that proves it holds that session key is answered with a response sealed
-//! (HMAC) with it: a hash, not a signature. Requests without the proof get signed answers.
+//! Every renewal and return must prove that it holds that session key (so no one renews or returns
+//! another device's lease, whatever ids it tries), and is answered with a response sealed (HMAC)
+//! with it: a hash, not a signature; or signed, when the client asks for a signature. The session
+//! key is sent with the grant only (and with a retry of that grant's request), never with a renewal.
 //!
 //! **Clusters.** With `cluster = true` (PostgreSQL only) several server processes share one
 //! store: each round of the writer runs under one advisory lock across the cluster, first applies
@@ -52,6 +54,9 @@ pub enum EngineError {
     /// The request is malformed.
     #[error("{0}")]
     BadRequest(String),
+    /// A renew or return whose session proof does not prove the lease: the caller does not hold it.
+    #[error("{0}")]
+    NotHolder(String),
     /// The decision could not be stored: nothing was granted.
     #[error("the license server could not store the decision; nothing was granted: {0}")]
     Store(String),
@@ -68,6 +73,77 @@ pub fn record_key(f: &Feature) -> String {
         f.version,
         f.activation_id.as_deref().unwrap_or("")
     )
+}
+
+/// The restore detector's high-water mark, kept outside the store: after every commit the
+/// writer writes `EPOCH.SEQUENCE` (the anchor of this start and the commit's sequence number, which
+/// the store holds with the lease digest) over each file, in place, without a sync. A copy of the
+/// store taken at any moment, restored later, holds a lower sequence than these files, and the
+/// next start refuses it. See [`HighWater::parse`].
+#[derive(Debug)]
+pub struct HighWater {
+    /// The anchor of this start.
+    pub epoch: i64,
+    /// The files, open for writing.
+    pub files: Vec<(std::path::PathBuf, std::fs::File)>,
+}
+
+impl HighWater {
+    /// The text of a mark (fixed width, so each write covers the one before).
+    pub fn format(epoch: i64, seq: u64) -> String {
+        format!("{epoch:020}.{seq:020}\n")
+    }
+
+    /// Reads a mark: `EPOCH.SEQUENCE`, or `EPOCH` alone (as earlier versions wrote it).
+    pub fn parse(text: &str) -> Option<(i64, u64)> {
+        let text = text.trim();
+        match text.split_once('.') {
+            Some((e, s)) => Some((e.parse().ok()?, s.parse().ok()?)),
+            None => Some((text.parse().ok()?, 0)),
+        }
+    }
+
+    fn write(&self, seq: u64) {
+        use std::os::unix::fs::FileExt as _;
+        let text = HighWater::format(self.epoch, seq);
+        for (path, f) in &self.files {
+            if let Err(e) = f.write_all_at(text.as_bytes(), 0) {
+                tracing::warn!(error = %e, file = %path.display(), "could not move the storage anchor forward");
+            }
+        }
+    }
+}
+
+/// The lease digest setting's value: the digest, the commit's sequence number and the lease
+/// count the next lease is made from, separated by `@`.
+pub fn digest_value(digest_hex: &str, seq: u64, next_lease: u64) -> String {
+    format!("{digest_hex}@{seq}@{next_lease}")
+}
+
+/// A stored lease digest setting, read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DigestValue<'a> {
+    /// The digest (empty: not checked at the next start).
+    pub hex: &'a str,
+    /// The sequence number of the commit that wrote it (0 when the value has none, as earlier
+    /// versions wrote it).
+    pub seq: u64,
+    /// The count the next lease is made from (0: unknown).
+    pub next_lease: u64,
+}
+
+/// Reads a stored lease digest setting (see [`digest_value`]).
+pub fn parse_digest_value(value: &str) -> DigestValue<'_> {
+    let mut parts = value.split('@');
+    let hex = parts.next().unwrap_or_default();
+    let mut number = || parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let seq = number();
+    let next_lease = number();
+    DigestValue {
+        hex,
+        seq,
+        next_lease,
+    }
 }
 
 /// Lease timing and limits.
@@ -145,6 +221,10 @@ struct Inner {
     sync_writer: Option<Mutex<tessera_store::SqliteLeaseWriter>>,
     /// The server's runtime, where answers are signed (the writer may run on its own).
     runtime: tokio::runtime::Handle,
+    /// The sequence number of the last commit that wrote the lease digest (single process).
+    seq: AtomicU64,
+    /// Where the writer moves the restore detector's mark after each commit (single process).
+    high_water: Option<HighWater>,
 }
 
 /// The digest of a set of leases: the sum (mod 2^256) of a keyed hash of each, so adding or
@@ -241,7 +321,7 @@ impl Book {
             .collect();
         let peaks = vec![0; keys.len()];
         Book {
-            seats: SeatBook::new(records),
+            seats: SeatBook::new(records).with_id_key(&secret),
             keys,
             index,
             peaks,
@@ -542,6 +622,7 @@ impl Engine {
         clock: Arc<dyn Clock>,
         policy: LeasePolicy,
         cluster: bool,
+        high_water: Option<HighWater>,
     ) -> Result<Engine, LoadError> {
         let secret: [u8; 32] = {
             let pem = key.to_pkcs8_pem().map_err(|e| StoreError::Corrupt {
@@ -573,19 +654,20 @@ impl Engine {
             AnyStore::Sqlite(s) if !cluster => s.lease_writer().ok().map(Mutex::new),
             _ => None,
         };
+        let mut seq = 0;
         let book = if cluster {
             Book::empty(records, secret)
         } else {
-            let (book, stale, all) = Book::load(records, secret, &store, clock.now()).await?;
+            let (mut book, stale, all) = Book::load(records, secret, &store, clock.now()).await?;
             // the leases must add up to the digest the last commit stored with them
-            if let Some(stored) = store
-                .get_setting(LEASES_DIGEST_SETTING)
-                .await?
-                .filter(|d| !d.is_empty())
-            {
-                if stored != all.hex() {
+            if let Some(stored) = store.get_setting(LEASES_DIGEST_SETTING).await? {
+                let stored = parse_digest_value(&stored);
+                seq = stored.seq;
+                // ids of leases returned before the restart are not handed out again
+                book.seats.skip_to_count(stored.next_lease);
+                if !stored.hex.is_empty() && stored.hex != all.hex() {
                     return Err(LoadError::EditedLeases {
-                        stored,
+                        stored: stored.hex.to_string(),
                         found: all.hex(),
                     });
                 }
@@ -594,10 +676,14 @@ impl Engine {
                 .into_iter()
                 .map(|id| LeaseChange::Delete { id })
                 .collect();
+            seq += 1;
             changes.push(LeaseChange::Digest {
-                value: book.digest.hex(),
+                value: digest_value(&book.digest.hex(), seq, book.seats.next_count()),
             });
             store.apply_lease_changes(changes).await?;
+            if let Some(hw) = &high_water {
+                hw.write(seq);
+            }
             book
         };
         let inner = Arc::new(Inner {
@@ -617,6 +703,8 @@ impl Engine {
             decide_micros: AtomicU64::new(0),
             sync_writer,
             runtime: tokio::runtime::Handle::current(),
+            seq: AtomicU64::new(seq),
+            high_water: if cluster { None } else { high_water },
         });
         let (jobs, rx) = mpsc::unbounded_channel();
         spawn_writer(inner.clone(), rx)?;
@@ -738,6 +826,21 @@ impl Engine {
                 "at most 100 features and 1000 leases".into(),
             ));
         }
+        // one feature once: a name asked for twice would make one decision look like two (and a
+        // retry of it would meet its own lease)
+        for (i, f) in req.features.iter().enumerate() {
+            if let Some(j) = req.features[..i].iter().position(|g| g.name == f.name) {
+                return Err(EngineError::BadRequest(format!(
+                    "features[{i}]: {} is already asked for in features[{j}]; ask for each feature once, with the total count and the highest version needed",
+                    f.name
+                )));
+            }
+        }
+        if req.device_id.contains("|user=") {
+            return Err(EngineError::BadRequest(
+                "device_id: `|user=` is not part of a host id; send the user in `user`".into(),
+            ));
+        }
         if req.user.as_ref().is_some_and(|u| u.len() > 256)
             || req.alias.as_ref().is_some_and(|a| a.len() > 256)
         {
@@ -771,15 +874,20 @@ impl Engine {
             Some(u) => format!("{device}|user={u}"),
             None => device.to_string(),
         };
-        let seal = match &req.session_proof {
-            None => None,
-            Some(proof) => {
-                let (Operation::Renew | Operation::Return, [lease]) =
-                    (req.operation, req.leases.as_slice())
-                else {
+        // a renew or return proves that the caller holds the lease: only the device it was granted
+        // to received its session key (in the signed grant, and never again)
+        let seal = match (req.operation, req.session_proof.as_deref()) {
+            (Operation::Renew | Operation::Return, proof) => {
+                let [lease] = req.leases.as_slice() else {
                     return Err(EngineError::BadRequest(
-                        "session_proof goes with a renew or return of exactly one lease".into(),
+                        "leases: a renew or return names exactly one lease, with its session_proof"
+                            .into(),
                     ));
+                };
+                let Some(proof) = proof else {
+                    return Err(EngineError::BadRequest(format!(
+                        "session_proof: a renew or return of lease {lease} must prove that it holds the lease, with the session key its grant carried (docs/protocol.md)"
+                    )));
                 };
                 let key = self.inner.session_key(*lease, &device_key);
                 if !check_session_proof(
@@ -790,12 +898,18 @@ impl Engine {
                     *lease,
                     proof,
                 ) {
-                    return Err(EngineError::BadRequest(format!(
-                        "session_proof does not match lease {lease} for this device: use the session key of the grant that lease came with, or send the request without a proof"
+                    return Err(EngineError::NotHolder(format!(
+                        "session_proof does not prove lease {lease} for this device and user: use the session key of the grant that lease came with"
                     )));
                 }
-                Some((*lease, key))
+                (!req.signed).then_some((*lease, key))
             }
+            (_, Some(_)) => {
+                return Err(EngineError::BadRequest(
+                    "session_proof goes with a renew or return".into(),
+                ))
+            }
+            (_, None) => None,
         };
         let wants: Vec<Want> = std::mem::take(&mut req.features)
             .into_iter()
@@ -835,6 +949,21 @@ impl Inner {
     fn lock(&self) -> MutexGuard<'_, Book> {
         // a panic elsewhere cannot leave the book half-changed: decisions do not panic
         self.book.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The lease digest change of the next commit (single process), with its sequence number.
+    fn digest_change(&self, book: &Book) -> LeaseChange {
+        let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        LeaseChange::Digest {
+            value: digest_value(&book.digest.hex(), seq, book.seats.next_count()),
+        }
+    }
+
+    /// After a commit: moves the restore detector's mark to the sequence number committed.
+    fn committed(&self) {
+        if let Some(hw) = &self.high_water {
+            hw.write(self.seq.load(Ordering::SeqCst));
+        }
     }
 
     fn session_key(&self, lease: u64, device_key: &str) -> [u8; 32] {
@@ -914,9 +1043,7 @@ impl Inner {
             let mut book = self.lock();
             let (mut changes, out) = work(self, &mut book, now);
             if !changes.is_empty() {
-                changes.push(LeaseChange::Digest {
-                    value: book.digest.hex(),
-                });
+                changes.push(self.digest_change(&book));
             }
             (changes, out)
         };
@@ -924,10 +1051,14 @@ impl Inner {
             u64::try_from(deciding.elapsed().as_micros()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
+        let wrote = !changes.is_empty();
         let applied = match &self.sync_writer {
             Some(w) => w.lock().unwrap_or_else(|e| e.into_inner()).apply(&changes),
             None => self.store.apply_lease_changes(changes).await,
         };
+        if applied.is_ok() && wrote {
+            self.committed();
+        }
         if let Err(e) = applied {
             st.broken = true;
             match self.rebuild(None).await {
@@ -952,11 +1083,10 @@ impl Inner {
             .map(|id| LeaseChange::Delete { id })
             .collect();
         if self.node.is_none() {
-            changes.push(LeaseChange::Digest {
-                value: fresh.digest.hex(),
-            });
+            changes.push(self.digest_change(&fresh));
         }
         self.store.apply_lease_changes(changes).await?;
+        self.committed();
         let mut book = self.lock();
         let peaks = std::mem::take(&mut book.peaks);
         *book = fresh;
@@ -1099,7 +1229,6 @@ impl Inner {
                 session_key: if with_session { session(l) } else { None },
             }
         };
-        let signed = req.session_proof.is_none();
         match req.operation {
             Operation::Request | Operation::Borrow | Operation::Preview => {
                 let borrow_until = match req.operation {
@@ -1110,15 +1239,24 @@ impl Inner {
                             .borrow_days
                             .unwrap_or(max_days)
                             .clamp(1, max_days.max(1));
-                        let held = book.seats.borrowed_by(device_key) as usize;
-                        if held + wants.len() > max_active as usize {
+                        // seats, counted per device and per user (docs/protocol.md, "Borrowing")
+                        let held = book.seats.borrowed_by(device_key);
+                        let asked = wants
+                            .iter()
+                            .filter(|w| {
+                                book.seats
+                                    .retry_of(device_key, &req.request_id, &w.name)
+                                    .is_none()
+                            })
+                            .fold(0u64, |n, w| n.saturating_add(u64::from(w.count)));
+                        if u64::from(held).saturating_add(asked) > u64::from(max_active) {
                             // the issuer enforces the per-account limit: nothing is borrowed
                             for w in wants {
                                 denials.push(DeniedFeature {
                                     feature: w.name.clone(),
                                     code: "borrow_limit".into(),
                                     message: format!(
-                                        "at most {max_active} seats may be borrowed at once per account and {held} already are; return one first"
+                                        "at most {max_active} seats may be borrowed at once per device and per user; {held} already are and {asked} more were asked for: return one first"
                                     ),
                                 });
                             }
@@ -1132,7 +1270,15 @@ impl Inner {
                 let refused_all = req.operation == Operation::Borrow && borrow_until.is_none();
                 let preview = req.operation == Operation::Preview;
                 let seats = &mut book.seats;
-                let first_new = seats.next_id();
+                // the leases a retry of this request id would return are counted already
+                let retried: Vec<Option<u64>> = if preview {
+                    Vec::new()
+                } else {
+                    wants
+                        .iter()
+                        .map(|w| seats.retry_of(device_key, &req.request_id, &w.name))
+                        .collect()
+                };
                 // a preview decides in the book and then undoes it (cheaper than a copy of a
                 // million leases); under a request id no client can send, so it never meets a
                 // lease a retry would return
@@ -1170,9 +1316,12 @@ impl Inner {
                     }
                 }
                 let mut granted = Vec::new();
-                for (w, o) in wants.iter().zip(outcomes) {
+                for (i, (w, o)) in wants.iter().zip(outcomes).enumerate() {
                     match o {
-                        Outcome::Granted(l) => granted.push(l),
+                        Outcome::Granted(l) => {
+                            let new = retried.get(i).is_some_and(|r| r.is_none());
+                            granted.push((l, new));
+                        }
                         Outcome::Denied(d) => denials.push(DeniedFeature {
                             feature: w.name.clone(),
                             code: denial_code(&d).into(),
@@ -1180,7 +1329,7 @@ impl Inner {
                         }),
                     }
                 }
-                for l in &granted {
+                for (l, new) in &granted {
                     if !preview {
                         book.note_peak(l.record);
                         let metered = book
@@ -1196,7 +1345,7 @@ impl Inner {
                             });
                         }
                         let r = row(l, &book.keys);
-                        if l.id >= first_new {
+                        if *new {
                             // a new lease (a retry returns the one already counted)
                             book.digest.add(row_hash(&book.secret, &r));
                         }
@@ -1219,7 +1368,8 @@ impl Inner {
                                 id: i64::try_from(l.id).unwrap_or(i64::MAX),
                                 expires_at: l.expires,
                             });
-                            grants.push(seat(&l, book, signed));
+                            // the session key went out with the grant, and never again
+                            grants.push(seat(&l, book, false));
                         }
                         None => denials.push(DeniedFeature {
                             feature: id.to_string(),

@@ -289,6 +289,7 @@ async fn capability(
         Err(EngineError::BadRequest(d)) => {
             problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", d)
         }
+        Err(EngineError::NotHolder(d)) => problem(StatusCode::FORBIDDEN, "not_lease_holder", d),
         Err(e @ EngineError::Store(_)) => {
             tracing::warn!(error = %e, "capability request not stored");
             problem(

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use tessera_core::capability::CapabilityResponseClaims;
+use tessera_core::capability::{CapabilityResponseClaims, Operation};
 use tessera_core::certificate::ServerCertificateClaims;
 use tessera_core::{Clock, Keyring, PublicKey};
 use tessera_host::SystemClock;
@@ -14,6 +14,17 @@ use tessera_server::daemon::{self, ServerError};
 use tessera_server::http;
 
 async fn backoffice(dir: &Path) -> (String, Vec<String>) {
+    backoffice_with(
+        dir,
+        json!([{"name": "modeler", "version": "2.0"}]),
+        json!([{"product": "cad", "model": "floating", "count": 3}]),
+    )
+    .await
+}
+
+/// A back office serving product `cad` with these features, and a customer with these entitlement
+/// lines; its URL and the lines' keys.
+async fn backoffice_with(dir: &Path, features: Value, lines: Value) -> (String, Vec<String>) {
     use tessera_backoffice::daemon as bo;
     bo::init(dir, None, None, &SystemClock).await.unwrap();
     let (office, config) = bo::open(dir, None, Arc::new(SystemClock)).await.unwrap();
@@ -21,20 +32,13 @@ async fn backoffice(dir: &Path) -> (String, Vec<String>) {
     svc.create_product(
         "cad",
         "CAD",
-        serde_json::from_value(json!({"features": [{"name": "modeler", "version": "2.0"}]}))
-            .unwrap(),
+        serde_json::from_value(json!({ "features": features })).unwrap(),
     )
     .await
     .unwrap();
     let c = svc.create_customer("ACME", None).await.unwrap();
     let e = svc
-        .create_entitlement(
-            &c.id,
-            vec![serde_json::from_value(
-                json!({"product": "cad", "model": "floating", "count": 3}),
-            )
-            .unwrap()],
-        )
+        .create_entitlement(&c.id, serde_json::from_value(lines).unwrap())
         .await
         .unwrap();
     let keys = e.lines.iter().map(|l| l.key.clone().unwrap()).collect();
@@ -114,6 +118,19 @@ async fn capability(url: &str, body: Value) -> Value {
         .unwrap()
 }
 
+/// The session proof of a renew or return of `lease`, with the session key its grant carried.
+fn proof(
+    grant: &tessera_core::capability::GrantedSeat,
+    op: Operation,
+    nonce: &str,
+    request_id: &str,
+) -> String {
+    let key = grant
+        .session_key_bytes()
+        .expect("a grant carries its session key");
+    tessera_core::capability::session_proof(&key, op, nonce, request_id, grant.lease)
+}
+
 /// Verifies the answer as a client would: certificate by the producer, response by the server, nonce.
 fn verify(answer: &Value, producer: &PublicKey, nonce: &str) -> CapabilityResponseClaims {
     let now = SystemClock.now();
@@ -150,12 +167,14 @@ async fn seats_to_the_count_retries_returns_restart_and_trusted_storage() {
 
     // three seats to three devices; the fourth is denied
     let mut leases = Vec::new();
+    let mut grants = Vec::new();
     for d in 1..=4u32 {
         let a = capability(&url, json!({"operation": "request", "device_id": format!("string=ws-{d}"), "request_id": "r1", "nonce": nonce(d), "features": [{"name": "modeler", "version": "1.0"}]})).await;
         let c = verify(&a, &producer, &nonce(d));
         if d <= 3 {
             assert_eq!(c.grants.len(), 1, "{c:?}");
             leases.push(c.grants[0].lease);
+            grants.push(c.grants[0].clone());
         } else {
             assert_eq!(c.denials[0].code, "all_in_use");
         }
@@ -171,17 +190,86 @@ async fn seats_to_the_count_retries_returns_restart_and_trusted_storage() {
         SystemClock.now()
     )
     .is_err());
-    // renew and return
-    let a = capability(&url, json!({"operation": "renew", "device_id": "string=ws-2", "request_id": "r2", "nonce": nonce(21), "leases": [leases[1]]})).await;
-    assert_eq!(verify(&a, &producer, &nonce(21)).grants.len(), 1);
-    let a = capability(&url, json!({"operation": "return", "device_id": "string=ws-1", "request_id": "r3", "nonce": nonce(22), "leases": [leases[2]]})).await;
+    // lease ids are not counted up
+    assert!(leases.iter().all(|l| *l > 1 << 32), "{leases:?}");
+    // renew (a signed answer asked for) and return, each proving the lease
+    let p = proof(&grants[1], Operation::Renew, &nonce(21), "r2");
+    let a = capability(&url, json!({"operation": "renew", "device_id": "string=ws-2", "request_id": "r2", "nonce": nonce(21), "leases": [leases[1]], "session_proof": p, "signed": true})).await;
+    let renewed = verify(&a, &producer, &nonce(21));
+    assert_eq!(renewed.grants.len(), 1);
     assert_eq!(
-        verify(&a, &producer, &nonce(22)).denials[0].code,
-        "unknown_lease",
-        "a device cannot return another's lease"
+        renewed.grants[0].session_key, None,
+        "the session key is never sent again"
     );
-    let a = capability(&url, json!({"operation": "return", "device_id": "string=ws-3", "request_id": "r3", "nonce": nonce(23), "leases": [leases[2]]})).await;
-    assert!(verify(&a, &producer, &nonce(23)).denials.is_empty());
+    // without the proof, or with another lease's key, or as another device: refused, nothing done
+    for (body, status, code) in [
+        (
+            json!({"operation": "return", "device_id": "string=ws-3", "request_id": "r3", "nonce": nonce(22), "leases": [leases[2]]}),
+            422,
+            "invalid_request",
+        ),
+        (
+            json!({"operation": "renew", "device_id": "string=ws-3", "request_id": "r3", "nonce": nonce(22), "leases": [leases[2]]}),
+            422,
+            "invalid_request",
+        ),
+        (
+            json!({"operation": "return", "device_id": "string=ws-1", "request_id": "r3", "nonce": nonce(22), "leases": [leases[2]], "session_proof": proof(&grants[2], Operation::Return, &nonce(22), "r3")}),
+            403,
+            "not_lease_holder",
+        ),
+        (
+            json!({"operation": "return", "device_id": "string=ws-3", "request_id": "r3", "nonce": nonce(22), "leases": [leases[2]], "session_proof": proof(&grants[0], Operation::Return, &nonce(22), "r3")}),
+            403,
+            "not_lease_holder",
+        ),
+        (
+            json!({"operation": "return", "device_id": "string=ws-3", "user": "eve", "request_id": "r3", "nonce": nonce(22), "leases": [leases[2]], "session_proof": proof(&grants[2], Operation::Return, &nonce(22), "r3")}),
+            403,
+            "not_lease_holder",
+        ),
+        (
+            json!({"operation": "return", "device_id": "string=ws-3", "request_id": "r3", "nonce": nonce(22), "leases": [leases[2], leases[1]], "session_proof": proof(&grants[2], Operation::Return, &nonce(22), "r3")}),
+            422,
+            "invalid_request",
+        ),
+    ] {
+        let r = http
+            .post(format!("{url}/api/v1/capability"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{body}");
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["code"], code, "{v}");
+    }
+    let p = proof(&grants[2], Operation::Return, &nonce(23), "r3");
+    let a = capability(&url, json!({"operation": "return", "device_id": "string=ws-3", "request_id": "r3", "nonce": nonce(23), "leases": [leases[2]], "session_proof": p})).await;
+    let sealed = CapabilityResponseClaims::verify_sealed(
+        a["response"].as_str().unwrap(),
+        &grants[2].session_key_bytes().unwrap(),
+        &nonce(23),
+    )
+    .unwrap();
+    assert!(
+        sealed.denials.is_empty() && sealed.grants.is_empty(),
+        "{sealed:?}"
+    );
+    // a feature named twice (the same or another version) is refused whole: nothing is granted
+    for features in [
+        json!([{"name": "modeler"}, {"name": "modeler"}]),
+        json!([{"name": "modeler", "version": "1.0"}, {"name": "modeler", "version": "2.0"}]),
+    ] {
+        let r = http.post(format!("{url}/api/v1/capability")).json(&json!({"operation": "request", "device_id": "string=ws-7", "request_id": "dup", "nonce": nonce(30), "features": features})).send().await.unwrap();
+        assert_eq!(r.status(), 422);
+        let v: Value = r.json().await.unwrap();
+        assert!(
+            v["detail"].as_str().unwrap().contains("already asked for"),
+            "{v}"
+        );
+    }
     // malformed input is a problem, not a crash
     let r = http.post(format!("{url}/api/v1/capability")).json(&json!({"operation": "request", "device_id": "nonsense", "request_id": "x", "nonce": nonce(1)})).send().await.unwrap();
     assert_eq!(r.status(), 422);
@@ -203,7 +291,8 @@ async fn seats_to_the_count_retries_returns_restart_and_trusted_storage() {
         .await
         .unwrap();
     assert_eq!(status["features"][0]["used"], 2);
-    // three answers refused something: before activation, the fourth seat, another's lease
+    // two answers refused something: before activation, the fourth seat (the unproven returns
+    // were refused before any decision)
     let metrics = http
         .get(format!("{url}/metrics"))
         .send()
@@ -213,7 +302,7 @@ async fn seats_to_the_count_retries_returns_restart_and_trusted_storage() {
         .await
         .unwrap();
     assert!(
-        metrics.contains("\ntessera_capability_denied_total 3\n"),
+        metrics.contains("\ntessera_capability_denied_total 2\n"),
         "{metrics}"
     );
 
@@ -460,20 +549,21 @@ async fn a_cluster_over_one_postgres_never_grants_past_the_count() {
             )
             .unwrap();
             let n = nonce(round * 100 + 50 + i as u32);
-            let proof = tessera_core::capability::session_proof(
+            let p = tessera_core::capability::session_proof(
                 &key,
                 tessera_core::capability::Operation::Renew,
                 &n,
                 "renew-1",
                 g.lease,
             );
-            let a = capability(others[0], json!({"operation": "renew", "device_id": format!("string=ws-{round}-{d}"), "request_id": "renew-1", "nonce": n, "leases": [g.lease], "session_proof": proof})).await;
+            let a = capability(others[0], json!({"operation": "renew", "device_id": format!("string=ws-{round}-{d}"), "request_id": "renew-1", "nonce": n, "leases": [g.lease], "session_proof": p})).await;
             let token = a["response"].as_str().unwrap();
             assert_eq!(tessera_core::capability::sealed_lease(token), Some(g.lease));
             let c = CapabilityResponseClaims::verify_sealed(token, &key, &n).unwrap();
             assert_eq!(c.grants.len(), 1, "renewed on another member: {c:?}");
             let n = nonce(round * 100 + 70 + i as u32);
-            let a = capability(others[1], json!({"operation": "return", "device_id": format!("string=ws-{round}-{d}"), "request_id": "ret-1", "nonce": n, "leases": [g.lease]})).await;
+            let p = proof(g, Operation::Return, &n, "ret-1");
+            let a = capability(others[1], json!({"operation": "return", "device_id": format!("string=ws-{round}-{d}"), "request_id": "ret-1", "nonce": n, "leases": [g.lease], "session_proof": p, "signed": true})).await;
             assert!(
                 verify(&a, &producer, &n).denials.is_empty(),
                 "returned on a third member"
@@ -519,7 +609,7 @@ async fn a_cluster_over_one_postgres_never_grants_past_the_count() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 422);
+    assert_eq!(r.status(), 403);
     // the members share one server identity: one of them runs the day's scheduled sync (their
     // clock is a manual one here, to let hours pass)
     let clock = Arc::new(tessera_core::ManualClock::new(SystemClock.now()));
@@ -631,7 +721,9 @@ async fn storage_edited_by_hand_is_refused_until_accepted() {
         .unwrap()
     });
     let first = claims.grants[0].lease;
-    capability(&url, json!({"operation": "return", "device_id": "string=ws-0", "request_id": "ret", "nonce": nonce(51), "leases": [first]})).await;
+    let p = proof(&claims.grants[0], Operation::Return, &nonce(51), "ret");
+    let a = capability(&url, json!({"operation": "return", "device_id": "string=ws-0", "request_id": "ret", "nonce": nonce(51), "leases": [first], "session_proof": p})).await;
+    assert!(a["response"].is_string(), "{a}");
     let _ = stop.send(());
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 
@@ -904,4 +996,227 @@ async fn a_sync_hour_outside_the_day_is_refused() {
     .unwrap();
     let server = daemon::open(&data, Arc::new(SystemClock)).await.unwrap();
     assert_eq!(server.config.sync_hour_utc, Some(23));
+}
+
+/// The claims of an answer of any form (signed, batch-signed, sealed), read without checking.
+fn claims_of(token: &str) -> CapabilityResponseClaims {
+    let p = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, p).unwrap(),
+    )
+    .unwrap()
+}
+
+/// One step of a client population, for the property test below.
+#[derive(Debug, Clone)]
+enum Step {
+    /// A request (0), preview (1) or borrow (2) of features (name, version, count), by index.
+    Ask {
+        op: u8,
+        device: u8,
+        user: Option<u8>,
+        rid: u8,
+        features: Vec<(u8, u8, u32)>,
+    },
+    /// A renew (or return) of a lease granted earlier, by its holder or by another device, with
+    /// or without the proof.
+    Touch {
+        ret: bool,
+        pick: usize,
+        as_other: bool,
+        proven: bool,
+    },
+    Advance(i64),
+    Sweep,
+    Restart,
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        6 => (0u8..3, 0u8..4, proptest::option::of(0u8..3), 0u8..3, proptest::collection::vec((0u8..5, 0u8..3, 0u32..4), 0..4))
+            .prop_map(|(op, device, user, rid, features)| Step::Ask { op, device, user, rid, features }),
+        4 => (any::<bool>(), 0usize..40, proptest::bool::weighted(0.2), proptest::bool::weighted(0.85))
+            .prop_map(|(ret, pick, as_other, proven)| Step::Touch { ret, pick, as_other, proven }),
+        1 => (1i64..400).prop_map(Step::Advance),
+        1 => Just(Step::Sweep),
+        1 => Just(Step::Restart),
+    ]
+}
+
+/// The leases a server holds that have not run out, as (id, count, borrowed).
+async fn held(server: &daemon::Server) -> Vec<(u64, u32, bool)> {
+    let now = server.clock.now();
+    let mut v: Vec<(u64, u32, bool)> = server
+        .engine
+        .leases()
+        .await
+        .into_iter()
+        .filter(|l| l.expires > now)
+        .map(|l| (l.id, l.count, l.borrowed))
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// Random sequences of capability requests from many clients at once (duplicated and unknown
+/// features, retries, previews, borrows, renewals and returns by the holder and by others, with
+/// and without proof, time passing, sweeps), each followed by restarts: the server always starts
+/// again (the lease digest never falls out of step), holds after a restart exactly the leases it
+/// held before, never grants past a count, and never hands out one lease id twice.
+#[test]
+fn random_request_sequences_and_restarts_never_break_the_digest() {
+    use proptest::test_runner::{Config, TestRunner};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let bo_dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(tessera_core::ManualClock::new(SystemClock.now()));
+    let data = rt.block_on(async {
+        let (bo_url, keys) = backoffice_with(
+            bo_dir.path(),
+            json!([{"name": "modeler", "version": "2.0"}, {"name": "render"}, {"name": "export"}, {"name": "viewer"}]),
+            json!([
+                {"product": "cad", "model": "floating", "count": 3, "features": ["modeler"]},
+                {"product": "cad", "model": "floating", "count": 2, "overdraft": 1, "features": ["render"]},
+                {"product": "cad", "model": "metered", "count": 10, "features": ["export"]},
+                {"product": "cad", "model": "uncounted", "count": 1, "features": ["viewer"]},
+            ]),
+        )
+        .await;
+        let producer_pem =
+            std::fs::read_to_string(bo_dir.path().join("keys/producer.pub")).unwrap();
+        let (data, _) = init_server(dir.path(), &producer_pem, "ethernet=0050569a3b21").await;
+        let server = daemon::open(&data, clock.clone()).await.unwrap();
+        let counts = [3, 2, 10, 1];
+        let list: Vec<(String, u32)> = keys.into_iter().zip(counts).collect();
+        assert_eq!(server.activate(&bo_url, &list).await.unwrap(), 4);
+        data
+    });
+    let names = ["modeler", "render", "export", "viewer", "nope"];
+    let versions = ["1.0", "2.0", "3.0"];
+    let ids_seen = std::sync::Mutex::new(std::collections::HashMap::<u64, String>::new());
+    let mut runner = TestRunner::new(Config {
+        cases: 24,
+        ..Config::default()
+    });
+    let counter = std::sync::atomic::AtomicU64::new(0);
+    runner
+        .run(&proptest::collection::vec(step(), 1..40), |steps| {
+            rt.block_on(async {
+                let mut server = Arc::new(daemon::open(&data, clock.clone()).await.unwrap());
+                // grants so far: (device, user, grant)
+                let mut grants: Vec<(String, Option<String>, tessera_core::capability::GrantedSeat)> = Vec::new();
+                let mut burst = Vec::new();
+                let flush = |server: Arc<daemon::Server>, burst: Vec<tessera_core::capability::CapabilityRequest>| async move {
+                    let tasks: Vec<_> = burst
+                        .into_iter()
+                        .map(|req| {
+                            let s = server.clone();
+                            tokio::spawn(async move {
+                                let who = (req.device_id.clone(), req.user.clone());
+                                (who, s.engine.handle(req).await)
+                            })
+                        })
+                        .collect();
+                    let mut out = Vec::new();
+                    for t in tasks {
+                        out.push(t.await.unwrap());
+                    }
+                    out
+                };
+                for s in steps {
+                    let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let request = match &s {
+                        Step::Ask { op, device, user, rid, features } => Some(serde_json::from_value(json!({
+                            "operation": (["request", "preview", "borrow"][*op as usize]),
+                            "device_id": format!("string=pc-{device}"),
+                            "user": user.map(|u| format!("u{u}")),
+                            "request_id": format!("r{rid}"),
+                            "nonce": format!("nonce-{n:016}"),
+                            "features": features.iter().map(|(f, v, c)| json!({"name": names[*f as usize], "version": versions[*v as usize], "count": c})).collect::<Vec<_>>(),
+                            "borrow_days": if *op == 2 { Some(1) } else { None },
+                        })).unwrap()),
+                        Step::Touch { ret, pick, as_other, proven } if !grants.is_empty() => {
+                            let (device, user, g) = &grants[pick % grants.len()];
+                            let device = if *as_other { "string=pc-9".to_string() } else { device.clone() };
+                            let op = if *ret { Operation::Return } else { Operation::Renew };
+                            let nonce = format!("nonce-{n:016}");
+                            let rid = format!("t{n}");
+                            Some(serde_json::from_value(json!({
+                                "operation": if *ret { "return" } else { "renew" },
+                                "device_id": device,
+                                "user": user,
+                                "request_id": rid,
+                                "nonce": nonce,
+                                "leases": [g.lease],
+                                "session_proof": if *proven { Some(proof(g, op, &nonce, &rid)) } else { None },
+                            })).unwrap())
+                        }
+                        _ => None,
+                    };
+                    if let Some(r) = request {
+                        burst.push(r);
+                        if burst.len() < 6 {
+                            continue;
+                        }
+                    }
+                    for ((device, user), answer) in flush(server.clone(), std::mem::take(&mut burst)).await {
+                        if let Ok(a) = answer {
+                            let c = claims_of(&a.token);
+                            for g in c.grants.into_iter().filter(|g| g.session_key.is_some()) {
+                                if c.operation != Operation::Preview {
+                                    let holder = format!("{device}|{user:?}");
+                                    let first = ids_seen.lock().unwrap().entry(g.lease).or_insert(holder.clone()).clone();
+                                    assert_eq!(first, holder, "lease {} handed to two holders", g.lease);
+                                    grants.push((device.clone(), user.clone(), g));
+                                }
+                            }
+                        }
+                    }
+                    match s {
+                        Step::Advance(m) => clock.advance(tessera_core::time::Duration::minutes(m)),
+                        Step::Sweep => {
+                            server.engine.sweep().await.unwrap();
+                        }
+                        Step::Restart => {
+                            let before = held(&server).await;
+                            drop(server);
+                            server = Arc::new(daemon::open(&data, clock.clone()).await.unwrap());
+                            assert_eq!(held(&server).await, before, "the same leases after a restart");
+                        }
+                        _ => {}
+                    }
+                    for (f, used, _) in server.engine.usage().await {
+                        if let Some(c) = f.count.get() {
+                            assert!(used <= u64::from(c + f.overdraft), "{} past its count: {used}", f.name);
+                        }
+                    }
+                }
+                for ((device, user), answer) in flush(server.clone(), std::mem::take(&mut burst)).await {
+                    let _ = (device, user, answer);
+                }
+                // and a final restart
+                let before = held(&server).await;
+                drop(server);
+                let server = daemon::open(&data, clock.clone()).await.unwrap();
+                assert_eq!(held(&server).await, before);
+                drop(server);
+            });
+            Ok(())
+        })
+        .unwrap();
+    let ids = ids_seen.lock().unwrap();
+    assert!(
+        ids.len() > 10,
+        "the sequences granted leases: {}",
+        ids.len()
+    );
+    assert!(
+        ids.keys().all(|id| *id > 1 << 32),
+        "lease ids are not counted up"
+    );
 }
