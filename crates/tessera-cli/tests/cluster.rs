@@ -102,12 +102,12 @@ fn two_server_processes_over_one_postgres_share_one_pool() {
 
     // one seat through each process first (so both are seen to grant: which one wins a race is
     // up to the scheduler), then 38 clients at once, half on each process, for the other 3
-    let granted: Arc<Mutex<Vec<(String, String, u64)>>> = Arc::default();
+    let granted: Arc<Mutex<Vec<(String, String, Value)>>> = Arc::default();
     for (i, url) in [(40, &url_a), (41, &url_b)] {
         let (device, v) = checkout(url, i);
-        let lease = support::claims(&v)["grants"][0]["lease"].as_u64();
-        let lease = lease.unwrap_or_else(|| panic!("{url} granted nothing: {v}"));
-        granted.lock().unwrap().push((url.clone(), device, lease));
+        let grant = support::claims(&v)["grants"][0].clone();
+        assert!(grant["lease"].is_u64(), "{url} granted nothing: {v}");
+        granted.lock().unwrap().push((url.clone(), device, grant));
     }
     let threads: Vec<_> = (0..38)
         .map(|i| {
@@ -120,8 +120,11 @@ fn two_server_processes_over_one_postgres_share_one_pool() {
             std::thread::spawn(move || {
                 let (device, v) = checkout(&url, i);
                 let claims = support::claims(&v);
-                if let Some(lease) = claims["grants"][0]["lease"].as_u64() {
-                    granted.lock().unwrap().push((url, device, lease));
+                if claims["grants"][0]["lease"].is_u64() {
+                    granted
+                        .lock()
+                        .unwrap()
+                        .push((url, device, claims["grants"][0].clone()));
                 } else {
                     assert_eq!(claims["denials"][0]["code"], "all_in_use", "{claims}");
                 }
@@ -142,12 +145,17 @@ fn two_server_processes_over_one_postgres_share_one_pool() {
         "both processes granted seats: {granted:?}"
     );
     // a seat returned through one process is free on the other
-    let (url, device, lease) = &granted[0];
+    let (url, device, grant) = &granted[0];
     let other = if *url == url_a { &url_b } else { &url_a };
     let http = reqwest::blocking::Client::new();
     let v: Value = http
         .post(format!("{other}/api/v1/capability"))
-        .json(&json!({"operation": "return", "device_id": device, "request_id": "ret", "nonce": "nonce-ret-0123456789", "leases": [lease]}))
+        .json(&support::return_body(
+            device,
+            "ret",
+            "nonce-ret-0123456789",
+            grant,
+        ))
         .send()
         .unwrap()
         .json()

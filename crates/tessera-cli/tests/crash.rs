@@ -13,7 +13,7 @@ use support::{spawn, tessera};
 #[derive(Debug, Clone)]
 enum Pending {
     Request { device: String, request_id: String },
-    Return { device: String, lease: u64 },
+    Return { device: String, grant: Value },
 }
 
 fn capability(http: &reqwest::blocking::Client, url: &str, body: Value) -> Result<Value, String> {
@@ -127,11 +127,12 @@ fn sigkill_under_load_loses_and_doubles_no_seat() {
                             let lease = v["grants"][0]["lease"].as_u64().expect("granted");
                             held.lock().unwrap().push((device.clone(), lease));
                             if i % 2 == 0 {
-                                let body = json!({"operation": "return", "device_id": device, "request_id": format!("{request_id}-ret"), "nonce": format!("nonce-{w}-{i}-ret-0123456789"), "leases": [lease]});
+                                let grant = v["grants"][0].clone();
+                                let body = support::return_body(&device, &format!("{request_id}-ret"), &format!("nonce-{w}-{i}-ret-0123456789"), &grant);
                                 match capability(&http, &url, body) {
                                     Ok(_) => held.lock().unwrap().retain(|h| h.1 != lease),
                                     Err(_) => {
-                                        pending.lock().unwrap().push(Pending::Return { device: device.clone(), lease });
+                                        pending.lock().unwrap().push(Pending::Return { device: device.clone(), grant });
                                         return;
                                     }
                                 }
@@ -177,8 +178,19 @@ fn sigkill_under_load_loses_and_doubles_no_seat() {
                     h.push((device, lease));
                 }
             }
-            Pending::Return { device, lease } => {
-                capability(&http, &url, json!({"operation": "return", "device_id": device, "request_id": format!("retry-ret-{lease}"), "nonce": "nonce-retry-0123456789", "leases": [lease]})).unwrap();
+            Pending::Return { device, grant } => {
+                let lease = grant["lease"].as_u64().unwrap();
+                capability(
+                    &http,
+                    &url,
+                    support::return_body(
+                        &device,
+                        &format!("retry-ret-{lease}"),
+                        "nonce-retry-0123456789",
+                        &grant,
+                    ),
+                )
+                .unwrap();
                 held.lock().unwrap().retain(|h| h.1 != lease);
             }
         }

@@ -147,3 +147,35 @@ pub fn claims(answer: &serde_json::Value) -> serde_json::Value {
     }
     serde_json::from_slice(&out).unwrap_or(serde_json::Value::Null)
 }
+
+/// A return of the lease `grant` (a grant from a capability answer's claims) by `device`, with
+/// the session proof the server requires.
+#[allow(dead_code)] // not every test binary returns leases
+pub fn return_body(
+    device: &str,
+    request_id: &str,
+    nonce: &str,
+    grant: &serde_json::Value,
+) -> serde_json::Value {
+    let lease = grant["lease"].as_u64().unwrap_or_default();
+    let key = tessera_core::capability::GrantedSeat {
+        lease,
+        feature: String::new(),
+        version: String::new(),
+        count: 0,
+        overdraft: 0,
+        expires: tessera_core::time::OffsetDateTime::UNIX_EPOCH,
+        borrowed: false,
+        session_key: grant["session_key"].as_str().map(String::from),
+    }
+    .session_key_bytes()
+    .unwrap_or_default();
+    let proof = tessera_core::capability::session_proof(
+        &key,
+        tessera_core::capability::Operation::Return,
+        nonce,
+        request_id,
+        lease,
+    );
+    serde_json::json!({"operation": "return", "device_id": device, "request_id": request_id, "nonce": nonce, "leases": [lease], "session_proof": proof})
+}
