@@ -229,12 +229,32 @@ fn borrowed_seats_work_offline_are_limited_per_account_and_return_early() {
     .unwrap();
     assert!(client.check("modeler", "1.0").is_err());
     std::fs::write(&path, &good).unwrap();
-    // returned early (server back up): the seat is free again and no longer usable offline
+    // a return while the server cannot be reached fails and keeps the grant usable
+    let err = client.return_borrowed("modeler").unwrap_err();
+    assert!(matches!(err, ClientError::Unreachable { .. }), "{err:?}");
+    assert_eq!(
+        client.check("modeler", "1.0").unwrap().source,
+        GrantSource::Borrowed
+    );
+    // server back up: a return without the proof of the grant's session key (anyone's curl) is
+    // refused, and the seat stays borrowed
     let (url2, _stop2) = env.serve(false);
+    let raw = ureq::post(&format!("{url2}/api/v1/capability")).send_json(serde_json::json!({
+        "operation": "return", "device_id": format!("machine_id={}", "05".repeat(16)),
+        "request_id": "raw", "nonce": "nonce-raw-0123456789", "leases": [b.lease]}));
+    assert!(matches!(raw, Err(ureq::Error::Status(422, _))), "{raw:?}");
+    env.client(6).borrow(&url2, "modeler", "1.0", 1).unwrap();
+    let err = env.client(7).checkout(&url2, "modeler", "1.0").unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Refused { code, .. } if code == "all_in_use"),
+        "both seats are borrowed: {err:?}"
+    );
+    // returned early by its holder: the seat is free again and no longer usable offline
     let mut b2 = b.clone();
     b2.server = url2.clone();
     std::fs::write(&path, serde_json::to_string(&b2).unwrap()).unwrap();
     client.return_borrowed("modeler").unwrap();
+    assert!(!path.exists(), "the grant is deleted");
     assert!(client.check("modeler", "1.0").is_err());
     assert!(
         client.borrow(&url2, "modeler", "1.0", 1).is_ok(),
