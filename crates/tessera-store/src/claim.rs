@@ -279,10 +279,12 @@ async fn take(
         return Ok(None);
     }
     let setting = format!("lock.{name}");
-    sqlx::query("INSERT INTO settings (key, value) VALUES ($1, '0 shared') ON CONFLICT (key) DO NOTHING")
-        .bind(&setting)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO settings (key, value) VALUES ($1, '0 shared') ON CONFLICT (key) DO NOTHING",
+    )
+    .bind(&setting)
+    .execute(&mut *conn)
+    .await?;
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     let (current,): (String,) =
         sqlx::query_as("SELECT value FROM settings WHERE key = $1 FOR UPDATE")
@@ -346,8 +348,9 @@ impl Watcher {
                     lock = %self.name,
                     "{reason}: granting nothing until this process holds the lock again; reconnecting"
                 );
-                self.cell
-                    .lose(format!("{reason}; taking it again, granting nothing until then"));
+                self.cell.lose(format!(
+                    "{reason}; taking it again, granting nothing until then"
+                ));
             }
             // not holding: (re)connect and take the lock again
             let c = match conn.as_mut() {

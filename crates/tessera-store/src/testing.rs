@@ -297,7 +297,9 @@ impl LockWaiter {
             }),
             Ok(Ok(Err(e))) => Err(e),
             Ok(Err(e)) => Err(failed(format!("the waiting session failed: {e}"))),
-            Err(_) => Err(failed("the lock was not handed over within 30 seconds".into())),
+            Err(_) => Err(failed(
+                "the lock was not handed over within 30 seconds".into(),
+            )),
         }
     }
 }

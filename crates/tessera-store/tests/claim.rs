@@ -83,10 +83,7 @@ async fn a_claim_taken_over_fences_the_old_holder_out() {
         let _new_guard = taken.expect("the lock is free once its connection is gone");
         // the old holder has not noticed, but its commits are refused, in their transaction
         assert_eq!(old.claim_status(), ClaimStatus::Held);
-        let err = old
-            .apply_lease_changes(vec![lease(3)])
-            .await
-            .unwrap_err();
+        let err = old.apply_lease_changes(vec![lease(3)]).await.unwrap_err();
         assert!(matches!(err, StoreError::LockLost { .. }), "{err}");
         assert!(err.to_string().contains("took the database over"), "{err}");
         if mode == ClaimMode::Shared {
@@ -127,7 +124,7 @@ async fn a_lost_claim_is_noticed_and_taken_again() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(store.claim_check().unwrap(), false);
+    assert!(!store.claim_check().unwrap());
     store.apply_lease_changes(vec![lease(1)]).await.unwrap();
     // a session queues for the lock, then every other connection dies: the lock goes to it
     let waiter = db.queue_for_lock(NAME).await.unwrap();
@@ -157,8 +154,8 @@ async fn a_lost_claim_is_noticed_and_taken_again() {
     // released: taken again
     blocker.release().await.unwrap();
     until(&store, |s| *s == ClaimStatus::Held).await;
-    assert_eq!(store.claim_check().unwrap(), true, "read again after a loss");
-    assert_eq!(store.claim_check().unwrap(), false, "once");
+    assert!(store.claim_check().unwrap(), "read again after a loss");
+    assert!(!store.claim_check().unwrap(), "once");
     store.apply_lease_changes(vec![lease(3)]).await.unwrap();
     assert_eq!(ids(&store).await, vec![1, 3]);
     assert!(other.exclusive(NAME).await.unwrap().is_none());
