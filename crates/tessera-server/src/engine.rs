@@ -993,6 +993,10 @@ impl Inner {
         st: &mut WriterState,
         work: impl FnOnce(&Inner, &mut Book, OffsetDateTime) -> (Vec<LeaseChange>, R) + Send,
     ) -> Result<R, StoreError> {
+        // nothing is decided without the database lock; once taken again, the book is read anew
+        if self.store.claim_check()? {
+            (st.broken, st.since) = (true, None);
+        }
         if let Some(node) = &self.node {
             let since = st.since;
             let r = self
@@ -1102,7 +1106,7 @@ impl Inner {
         let n = batch.len();
         match self.commit_group(st, &batch).await {
             Ok(committed) => Self::answer(batch, committed),
-            Err(e) if n > 1 => {
+            Err(e) if n > 1 && !matches!(e, StoreError::LockLost { .. }) => {
                 // one request the store refuses must not fail the others: the book was rebuilt
                 // (or will be, in a cluster), so decide them again one by one
                 tracing::warn!(error = %e, requests = n, "a group commit failed; deciding its requests one by one");

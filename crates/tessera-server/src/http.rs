@@ -13,6 +13,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tessera_core::capability::CapabilityRequest;
+use tessera_store::ClaimStatus;
 use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -67,6 +68,7 @@ struct ApiDoc;
 fn documented() -> OpenApiRouter<Shared> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(healthz))
+        .routes(routes!(readyz))
         .routes(routes!(capability))
         .routes(routes!(status))
         .routes(routes!(activate))
@@ -175,10 +177,62 @@ fn background(state: &Shared) -> (tokio::task::JoinHandle<()>, tokio::task::Join
     (sweep, sync)
 }
 
-/// Liveness.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = String)))]
-async fn healthz() -> &'static str {
-    "ok"
+/// Liveness: 200 while the process runs. The body is `ok`, or says what is degraded (`degraded:
+/// database lock lost: …`); readiness to grant is `/readyz`.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, content_type = "text/plain", body = String,
+        description = "`ok`, or `degraded: …` saying what is wrong (the process runs either way)")))]
+async fn healthz(State(s): State<Shared>) -> String {
+    match s.server.store.claim_status() {
+        ClaimStatus::Lost { reason } => format!("degraded: database lock lost: {reason}"),
+        _ => "ok".into(),
+    }
+}
+
+/// How long `/readyz` waits for the database to answer.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Readiness, for a load balancer: 200 `ready` when this process can grant seats (its database
+/// answers and, on PostgreSQL, it holds the database lock), else 503 problem+json saying what is
+/// missing. Activation is not required: a server that is not activated answers every request (it
+/// refuses the features), and is activated through this same address.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, content_type = "text/plain", body = String, description = "`ready`"),
+        (status = 503, content_type = "application/problem+json",
+            description = "`lock_lost` (this process does not hold the database lock) or `storage_unavailable` (the database does not answer)")))]
+async fn readyz(State(s): State<Shared>) -> Response {
+    if let ClaimStatus::Lost { reason } = s.server.store.claim_status() {
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "lock_lost",
+            format!("not ready: this license server process does not hold the database lock, so it grants nothing: {reason}"),
+        );
+    }
+    match tokio::time::timeout(READY_TIMEOUT, s.server.store.ping()).await {
+        Ok(Ok(())) => "ready".into_response(),
+        Ok(Err(e)) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            format!("not ready: the database does not answer: {e}"),
+        ),
+        Err(_) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            format!(
+                "not ready: the database did not answer within {} seconds",
+                READY_TIMEOUT.as_secs()
+            ),
+        ),
+    }
+}
+
+/// The answer to a capability request while this process does not hold the database lock.
+fn lock_lost(reason: &str) -> Response {
+    problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "lock_lost",
+        format!("this license server process does not hold the database lock ({reason}); nothing was granted, renewed or returned: retry with the same request id shortly, or through another server"),
+    )
 }
 
 /// The answer to a capability request.
@@ -249,7 +303,7 @@ fn answer_body(token: &str, certificate_json: Option<&str>) -> Response {
 #[utoipa::path(post, path = "/api/v1/capability", tag = "capability",
     request_body(content = Object, description = "a capability request (docs/protocol.md)"),
     responses((status = 200, body = CapabilityAnswer), (status = 422, description = "invalid_request"),
-        (status = 503, description = "not_activated, storage_unavailable")))]
+        (status = 503, content_type = "application/problem+json", description = "storage_unavailable (nothing was stored), lock_lost (this process does not hold the database lock)")))]
 async fn capability(
     State(s): State<Shared>,
     headers: HeaderMap,
@@ -264,6 +318,9 @@ async fn capability(
         Ok(r) => r,
         Err(detail) => return problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", detail),
     };
+    if let ClaimStatus::Lost { reason } = s.server.store.claim_status() {
+        return lock_lost(&reason);
+    }
     match s.server.engine.handle(req).await {
         Ok(Answer {
             token,
@@ -292,6 +349,9 @@ async fn capability(
         Err(EngineError::NotHolder(d)) => problem(StatusCode::FORBIDDEN, "not_lease_holder", d),
         Err(e @ EngineError::Store(_)) => {
             tracing::warn!(error = %e, "capability request not stored");
+            if let ClaimStatus::Lost { reason } = s.server.store.claim_status() {
+                return lock_lost(&reason);
+            }
             problem(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "storage_unavailable",

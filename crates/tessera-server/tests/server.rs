@@ -670,6 +670,276 @@ async fn a_cluster_over_one_postgres_never_grants_past_the_count() {
     db.cleanup().await.unwrap();
 }
 
+/// Polls `url` (at most 30 s) until it answers `status`; the answer.
+async fn until_status(url: &str, status: u16) -> reqwest::Response {
+    for _ in 0..3000 {
+        let r = reqwest::get(url).await.unwrap();
+        if r.status() == status {
+            return r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{url} never answered {status}");
+}
+
+/// The PostgreSQL lock dies with its connection (a database restart, a failover,
+/// `pg_terminate_backend`). A license server notices, grants nothing (503 `lock_lost`, `/readyz`
+/// 503) while another session holds the lock, keeps a second process without `cluster = true`
+/// out, takes the lock again when it is free and grants again, and its clients, taking and
+/// returning seats all along, never hold more than the pool between them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_database_lock_stops_granting_until_taken_again() {
+    use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::SeqCst};
+    let Some(base) = tessera_store::testing::postgres_test_url_or_skip(
+        "a_lost_database_lock_stops_granting_until_taken_again",
+    )
+    .unwrap() else {
+        return;
+    };
+    let db = tessera_store::testing::TempPostgres::create(&base)
+        .await
+        .unwrap();
+    let bo_dir = tempfile::tempdir().unwrap();
+    let (bo_url, keys) = backoffice(bo_dir.path()).await;
+    let producer_pem = std::fs::read_to_string(bo_dir.path().join("keys/producer.pub")).unwrap();
+    let producer = PublicKey::from_spki_pem(&producer_pem).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("a");
+    let token = daemon::init(
+        &data,
+        &producer_pem,
+        Some(db.url()),
+        Some("ethernet=0050569a3b21"),
+    )
+    .await
+    .unwrap();
+    let cfg = std::fs::read_to_string(data.join("server.toml")).unwrap();
+    std::fs::write(
+        data.join("server.toml"),
+        format!(
+            "{cfg}anchor_dir = \"{}\"\nsync_hour_utc = {}\n",
+            dir.path().join("anchors-a").display(),
+            (SystemClock.now().hour() + 12) % 24
+        ),
+    )
+    .unwrap();
+    let (url, stop) = start(&data).await;
+    let r = activate(&url, Some(&token), &bo_url, &keys[0], 3).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    // a second process without `cluster = true`, from a copy of the data directory
+    let loner = dir.path().join("loner");
+    copy_dir(&data, &loner);
+    let cfg = std::fs::read_to_string(loner.join("server.toml"))
+        .unwrap()
+        .replace("anchors-a", "anchors-loner");
+    std::fs::write(loner.join("server.toml"), cfg).unwrap();
+    let _ = std::fs::remove_file(loner.join("server.lock"));
+    let ready = format!("{url}/readyz");
+    let r = reqwest::get(&ready).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "ready");
+
+    // one seat held throughout; 2 left for the clients
+    let n = nonce(1);
+    let a = capability(&url, json!({"operation": "request", "device_id": "string=ws-held", "request_id": "held", "nonce": n, "features": [{"name": "modeler"}]})).await;
+    let held = verify(&a, &producer, &n).grants[0].lease;
+
+    // six clients take a seat and give it back, over and over; a refusal (503) is retried with the
+    // same request id. `in_hand` counts the seats the clients hold between a grant's arrival and
+    // its return's departure: never more than the server holds for them.
+    let stopping = Arc::new(AtomicBool::new(false));
+    let in_hand = Arc::new(AtomicI64::new(0));
+    let most = Arc::new(AtomicI64::new(0));
+    let granted = Arc::new(AtomicU64::new(0));
+    let lock_lost = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::new();
+    for c in 0..6u32 {
+        let (url, producer) = (url.clone(), producer.clone());
+        let (stopping, in_hand, most, granted, lock_lost) = (
+            stopping.clone(),
+            in_hand.clone(),
+            most.clone(),
+            granted.clone(),
+            lock_lost.clone(),
+        );
+        clients.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let device = format!("string=ws-{c}");
+            let send = |body: Value| {
+                let http = http.clone();
+                let url = url.clone();
+                async move {
+                    let r = http
+                        .post(format!("{url}/api/v1/capability"))
+                        .json(&body)
+                        .send()
+                        .await
+                        .unwrap();
+                    let status = r.status().as_u16();
+                    (status, r.json::<Value>().await.unwrap())
+                }
+            };
+            let mut i = 0u32;
+            while !stopping.load(SeqCst) {
+                i += 1;
+                let n = nonce(100_000 * (c + 1) + i);
+                let (status, a) = send(json!({"operation": "request", "device_id": device, "request_id": format!("r-{i}"), "nonce": n, "features": [{"name": "modeler"}]})).await;
+                if status == 503 {
+                    assert!(
+                        ["lock_lost", "storage_unavailable"].contains(&a["code"].as_str().unwrap()),
+                        "{a}"
+                    );
+                    if a["code"] == "lock_lost" {
+                        lock_lost.fetch_add(1, SeqCst);
+                    }
+                    i -= 1; // the same request again
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    continue;
+                }
+                assert_eq!(status, 200, "{a}");
+                let Some(g) = verify(&a, &producer, &n).grants.first().cloned() else {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    continue;
+                };
+                let now = in_hand.fetch_add(1, SeqCst) + 1;
+                most.fetch_max(now, SeqCst);
+                granted.fetch_add(1, SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                in_hand.fetch_sub(1, SeqCst);
+                for attempt in 0u32.. {
+                    let n = nonce(100_000 * (c + 1) + 50_000 + i);
+                    let (status, a) = send(json!({"operation": "return", "device_id": device, "request_id": format!("ret-{i}"), "nonce": n, "leases": [g.lease]})).await;
+                    if status == 200 {
+                        assert!(verify(&a, &producer, &n).denials.is_empty(), "{a}");
+                        break;
+                    }
+                    assert_eq!(status, 503, "{a}");
+                    assert!(attempt < 3000, "lease {} never returned", g.lease);
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+        }));
+    }
+    let until_granted = |more: u64| {
+        let granted = granted.clone();
+        async move {
+            let target = granted.load(SeqCst) + more;
+            for _ in 0..3000 {
+                if granted.load(SeqCst) >= target {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            panic!("the server granted nothing for 30 s");
+        }
+    };
+    until_granted(5).await;
+
+    // a session queues for the lock and every connection of the server dies: the session gets
+    // the lock, and keeps it
+    let waiter = db.queue_for_lock("tessera-license-server").await.unwrap();
+    db.terminate_connections(&[waiter.pid()]).await.unwrap();
+    let blocker = waiter.held().await.unwrap();
+    // (d) not ready, still alive, and saying why
+    let r = until_status(&ready, 503).await;
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["code"], "lock_lost", "{p}");
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("does not hold the database lock"),
+        "{p}"
+    );
+    let h = reqwest::get(format!("{url}/healthz")).await.unwrap();
+    assert_eq!(h.status(), 200);
+    let h = h.text().await.unwrap();
+    assert!(h.starts_with("degraded: database lock lost"), "{h}");
+    // nothing is granted, renewed or returned
+    for (i, body) in [
+        json!({"operation": "request", "device_id": "string=ws-new", "request_id": "n", "features": [{"name": "modeler"}]}),
+        json!({"operation": "renew", "device_id": "string=ws-held", "request_id": "renew-1", "leases": [held]}),
+        json!({"operation": "return", "device_id": "string=ws-held", "request_id": "ret-x", "leases": [held]}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut body = body;
+        body["nonce"] = json!(nonce(10 + i as u32));
+        let r = reqwest::Client::new()
+            .post(format!("{url}/api/v1/capability"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+        let p: Value = r.json().await.unwrap();
+        assert_eq!(p["code"], "lock_lost", "{p}");
+    }
+    // (a) a second process without `cluster = true` cannot take over
+    let err = daemon::open(&loner, Arc::new(SystemClock))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("serves this database"), "{err}");
+
+    // (b) the lock is free again: the server takes it and grants again
+    blocker.release().await.unwrap();
+    let r = until_status(&ready, 200).await;
+    assert_eq!(r.text().await.unwrap(), "ready");
+    assert_eq!(
+        reqwest::get(format!("{url}/healthz"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "ok"
+    );
+    until_granted(5).await;
+    // the seat held before is still held (the book was read again, not forgotten)
+    let n = nonce(20);
+    let a = capability(&url, json!({"operation": "renew", "device_id": "string=ws-held", "request_id": "renew-2", "nonce": n, "leases": [held]})).await;
+    assert_eq!(verify(&a, &producer, &n).grants.len(), 1, "{a}");
+    // (a) and the second process is still kept out
+    let err = daemon::open(&loner, Arc::new(SystemClock))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("serves this database"), "{err}");
+
+    // once more, with nobody in the way: the server takes the lock back by itself
+    db.terminate_connections(&[]).await.unwrap();
+    until_status(&ready, 200).await;
+    until_granted(5).await;
+
+    stopping.store(true, SeqCst);
+    for c in clients {
+        c.await.unwrap();
+    }
+    // (c) never more than the 2 seats left to the clients, and the server agrees
+    assert!(
+        most.load(SeqCst) <= 2,
+        "clients held {} seats at once",
+        most.load(SeqCst)
+    );
+    assert!(lock_lost.load(SeqCst) > 0, "the clients met the lost lock");
+    let st: Value = reqwest::Client::new()
+        .get(format!("{url}/api/v1/admin/status"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(st["leases"], 1, "{st}");
+    assert_eq!(st["features"][0]["used"], 1, "{st}");
+    let _ = stop.send(());
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    db.cleanup().await.unwrap();
+}
+
 /// Storage edited by hand: a lease deleted outside the server (to free a seat) or a changed license
 /// bundle makes the server refuse to start, saying what to do; accepting the leases lets it start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -821,6 +1091,28 @@ async fn serves_https_with_a_certificate() {
         .await
         .unwrap();
     assert_eq!(health.text().await.unwrap(), "ok");
+    // ready without activation (and on SQLite there is no database lock to lose)
+    let ready = client
+        .get(format!("https://localhost:{port}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(ready.text().await.unwrap(), "ready");
+    let doc: Value = client
+        .get(format!("https://localhost:{port}/api/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ops = &doc["paths"]["/readyz"]["get"]["responses"];
+    assert!(
+        ops["503"]["content"]["application/problem+json"].is_object(),
+        "{ops}"
+    );
+    assert!(doc["paths"]["/healthz"]["get"].is_object());
     let a: Value = client
         .post(format!("https://localhost:{port}/api/v1/capability"))
         .json(&json!({"operation": "preview", "device_id": "string=ws-1", "request_id": "r", "nonce": nonce(1), "features": [{"name": "modeler"}]}))

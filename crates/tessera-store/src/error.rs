@@ -109,6 +109,14 @@ pub enum StoreError {
         detail: String,
     },
 
+    /// This process no longer holds its claim on the database (the connection holding its lock
+    /// was lost, or another process took the lock over): nothing was committed.
+    #[error("this license server process does not hold the database lock: {detail}")]
+    LockLost {
+        /// Why, and what is being done about it.
+        detail: String,
+    },
+
     /// Any other database error.
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),

@@ -401,6 +401,7 @@ impl PgStore {
 
     async fn apply_in_transaction(&self, changes: &[LeaseChange]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        self.check_claim(&mut tx).await?;
         Self::write_lease_changes(&mut tx, changes).await?;
         tx.commit().await?;
         Ok(())
@@ -604,6 +605,7 @@ impl PgStore {
         R: Send,
     {
         let mut tx = self.pool.begin().await?;
+        self.check_claim(&mut tx).await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(CLUSTER_LOCK)
             .execute(&mut *tx)

@@ -31,6 +31,7 @@ use std::fmt;
 
 pub mod activation_keys;
 pub mod backoffice;
+pub mod claim;
 mod codec;
 pub mod error;
 pub mod keys;
@@ -47,6 +48,7 @@ pub mod testing;
 
 pub use activation_keys::{ActivationKeyRecord, ActivationKeyStore, NewActivationKey};
 pub use backoffice::BackOfficeStore;
+pub use claim::{advisory_key, ClaimMode, ClaimStatus, ExclusiveGuard, CLAIM_CHECK_INTERVAL};
 pub use error::{StoreError, ACCEPTED_URLS};
 pub use keys::{KeyStore, PublicKeyRecord};
 pub use leases::{CatchUp, LeaseChange, LeaseRow, LeaseStore, LEASES_DIGEST_SETTING};
@@ -139,47 +141,67 @@ impl AnyStore {
     }
 }
 
-/// Held while one process is the only writer of a store's seat book (see
-/// [`AnyStore::exclusive`]). Dropping it lets another process take over.
-#[derive(Debug)]
-pub struct ExclusiveGuard {
-    _pg: Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
-}
-
 impl AnyStore {
-    /// Claims `name` for this process on a PostgreSQL store (a session advisory lock held on a
-    /// dedicated connection); `None` when another process holds it. On SQLite the data directory's
-    /// lock file does this job, so this always succeeds.
+    /// Claims `name` for this process alone on a PostgreSQL store: a session advisory lock held
+    /// on a dedicated connection that is watched, and taken again when it is lost (see
+    /// [`claim`]); `None` when another process holds it. On SQLite the data directory's lock file
+    /// does this job, so this always succeeds.
     pub async fn exclusive(&self, name: &str) -> Result<Option<ExclusiveGuard>, StoreError> {
-        self.advisory(name, "SELECT pg_try_advisory_lock($1)").await
+        self.claim(name, ClaimMode::Exclusive, CLAIM_CHECK_INTERVAL)
+            .await
     }
 
     /// Claims `name` together with other processes that claim it shared (a cluster's members),
     /// but never together with one that claims it exclusively; `None` when one does.
     pub async fn shared(&self, name: &str) -> Result<Option<ExclusiveGuard>, StoreError> {
-        self.advisory(name, "SELECT pg_try_advisory_lock_shared($1)")
+        self.claim(name, ClaimMode::Shared, CLAIM_CHECK_INTERVAL)
             .await
     }
 
-    async fn advisory(
+    /// [`AnyStore::exclusive`] or [`AnyStore::shared`], with the connection holding the lock
+    /// checked every `every`.
+    pub async fn claim(
         &self,
         name: &str,
-        sql: &'static str,
+        mode: ClaimMode,
+        every: std::time::Duration,
     ) -> Result<Option<ExclusiveGuard>, StoreError> {
         match self {
-            AnyStore::Sqlite(_) => Ok(Some(ExclusiveGuard { _pg: None })),
+            AnyStore::Sqlite(_) => Ok(Some(ExclusiveGuard::none())),
+            AnyStore::Postgres(s) => s.claim(name, mode, every).await,
+        }
+    }
+
+    /// Whether this process holds its claim on the store (always [`ClaimStatus::Unclaimed`] on
+    /// SQLite).
+    pub fn claim_status(&self) -> ClaimStatus {
+        match self {
+            AnyStore::Sqlite(_) => ClaimStatus::Unclaimed,
+            AnyStore::Postgres(s) => s.claim_status(),
+        }
+    }
+
+    /// Before a decision: `Err` ([`StoreError::LockLost`]) while this process's claim is lost;
+    /// `Ok(true)` once after it was taken again, when what was read before may be stale (another
+    /// process may have written meanwhile): read it again.
+    pub fn claim_check(&self) -> Result<bool, StoreError> {
+        match self {
+            AnyStore::Sqlite(_) => Ok(false),
+            AnyStore::Postgres(s) => s.claim_check(),
+        }
+    }
+
+    /// Whether the database answers (`SELECT 1` on a pooled connection).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => {
+                sqlx::query("SELECT 1").execute(&s.pool).await?;
+            }
             AnyStore::Postgres(s) => {
-                let mut conn = s.pool.acquire().await?;
-                let key = name.bytes().fold(1_469_598_103_934_665_603u64, |h, b| {
-                    (h ^ u64::from(b)).wrapping_mul(1_099_511_628_211)
-                });
-                let (got,): (bool,) = sqlx::query_as(sql)
-                    .bind(key as i64)
-                    .fetch_one(&mut *conn)
-                    .await?;
-                Ok(got.then_some(ExclusiveGuard { _pg: Some(conn) }))
+                sqlx::query("SELECT 1").execute(&s.pool).await?;
             }
         }
+        Ok(())
     }
 }
 

@@ -23,6 +23,8 @@ const MAX_CONNECTIONS: u32 = 10;
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pub(crate) pool: PgPool,
+    /// This process's claim on the database, shared by every clone (see [`crate::claim`]).
+    pub(crate) claim: std::sync::Arc<crate::claim::ClaimCell>,
 }
 
 impl PgStore {
@@ -70,7 +72,10 @@ impl PgStore {
             .await
             .map_err(|e| connect_error(e.to_string()))?;
         tracing::debug!("opened PostgreSQL store");
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            claim: Default::default(),
+        })
     }
 
     /// The underlying connection pool, for diagnostics and tests. Services should use the store

@@ -175,6 +175,77 @@ impl TempPostgres {
         &self.name
     }
 
+    /// Ends every connection to this database but those of the backends in `keep`
+    /// (`pg_terminate_backend`), as a database restart or a failover ends them, and waits until
+    /// they are gone. Returns how many were ended.
+    pub async fn terminate_connections(&self, keep: &[i32]) -> Result<usize, StoreError> {
+        let mut admin = admin_connection(&self.admin_url).await?;
+        // first the list, then the ends: a condition next to pg_terminate_backend in one query
+        // may be evaluated after it, and end connections to other databases
+        let found: Vec<(i32,)> = sqlx::query_as(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> ALL($2) \
+             AND pid <> pg_backend_pid()",
+        )
+        .bind(&self.name)
+        .bind(keep)
+        .fetch_all(&mut admin)
+        .await?;
+        let pids: Vec<i32> = found.iter().map(|p| p.0).collect();
+        for pid in &pids {
+            sqlx::query("SELECT pg_terminate_backend($1)")
+                .bind(pid)
+                .execute(&mut admin)
+                .await?;
+        }
+        for _ in 0..1000 {
+            let (left,): (i64,) =
+                sqlx::query_as("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)")
+                    .bind(&pids)
+                    .fetch_one(&mut admin)
+                    .await?;
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let _ = admin.close().await;
+        Ok(pids.len())
+    }
+
+    /// A session of its own that queues for the exclusive advisory lock of the claim `name` (see
+    /// [`crate::AnyStore::exclusive`]); returns once it waits for the lock or holds it. When the
+    /// holder's connection ends, PostgreSQL hands the lock to this session before anyone who
+    /// merely tries to take it: a test can keep a lock lost for as long as it likes.
+    pub async fn queue_for_lock(&self, name: &str) -> Result<LockWaiter, StoreError> {
+        let mut conn = admin_connection(&self.url).await?;
+        let (pid,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
+            .fetch_one(&mut conn)
+            .await?;
+        let key = crate::advisory_key(name);
+        let task = tokio::spawn(async move {
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(key)
+                .execute(&mut conn)
+                .await?;
+            Ok(conn)
+        });
+        let mut admin = admin_connection(&self.admin_url).await?;
+        for _ in 0..1000 {
+            let (queued,): (i64,) = sqlx::query_as(
+                "SELECT count(*) FROM pg_locks WHERE pid = $1 AND locktype = 'advisory'",
+            )
+            .bind(pid)
+            .fetch_one(&mut admin)
+            .await?;
+            if queued > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let _ = admin.close().await;
+        Ok(LockWaiter { pid, key, task })
+    }
+
     /// Closes the store and drops the database (forcibly closing any connection still open on
     /// it, e.g. from a clone of the store or another store opened on [`TempPostgres::url`]).
     pub async fn cleanup(mut self) -> Result<(), StoreError> {
@@ -196,6 +267,59 @@ impl Drop for TempPostgres {
                 self.name
             );
         }
+    }
+}
+
+/// A session queued for a claim's advisory lock (see [`TempPostgres::queue_for_lock`]).
+#[derive(Debug)]
+pub struct LockWaiter {
+    pid: i32,
+    key: i64,
+    task: tokio::task::JoinHandle<Result<PgConnection, StoreError>>,
+}
+
+impl LockWaiter {
+    /// The backend pid of the session (to keep it when ending the others).
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Waits until the session holds the lock (at most 30 seconds).
+    pub async fn held(self) -> Result<HeldLock, StoreError> {
+        let failed = |detail: String| StoreError::Connect {
+            backend: Backend::Postgres,
+            detail,
+        };
+        match tokio::time::timeout(std::time::Duration::from_secs(30), self.task).await {
+            Ok(Ok(Ok(conn))) => Ok(HeldLock {
+                conn,
+                key: self.key,
+            }),
+            Ok(Ok(Err(e))) => Err(e),
+            Ok(Err(e)) => Err(failed(format!("the waiting session failed: {e}"))),
+            Err(_) => Err(failed(
+                "the lock was not handed over within 30 seconds".into(),
+            )),
+        }
+    }
+}
+
+/// A claim's advisory lock held by a test's own session.
+#[derive(Debug)]
+pub struct HeldLock {
+    conn: PgConnection,
+    key: i64,
+}
+
+impl HeldLock {
+    /// Releases the lock and closes the session.
+    pub async fn release(mut self) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(self.key)
+            .execute(&mut self.conn)
+            .await?;
+        let _ = self.conn.close().await;
+        Ok(())
     }
 }
 
