@@ -103,6 +103,7 @@ pub struct HashGate {
     permits: Arc<Semaphore>,
     waiting: AtomicUsize,
     queue: usize,
+    refused: AtomicUsize,
 }
 
 impl Default for HashGate {
@@ -127,7 +128,18 @@ impl HashGate {
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             waiting: AtomicUsize::new(0),
             queue,
+            refused: AtomicUsize::new(0),
         }
+    }
+
+    /// Hashes that could start now.
+    pub fn free(&self) -> usize {
+        self.permits.available_permits()
+    }
+
+    /// Checks refused so far because the queue was full.
+    pub fn refused(&self) -> usize {
+        self.refused.load(Ordering::Acquire)
     }
 
     /// Runs `work` on the blocking pool when a turn comes; [`HashBusy`] at once when the queue is
@@ -141,6 +153,7 @@ impl HashGate {
             Err(_) => {
                 if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.queue {
                     self.waiting.fetch_sub(1, Ordering::AcqRel);
+                    self.refused.fetch_add(1, Ordering::AcqRel);
                     return Err(HashBusy);
                 }
                 let _waiting = Waiting(&self.waiting);
