@@ -506,7 +506,10 @@ async fn delivered_to(o: &Office, to: &str) -> tessera_store::OutboxMessage {
     for _ in 0..500 {
         let sent = bo
             .store()
-            .list_messages(tessera_store::OutboxFilter::Sent, tessera_store::Page::first(100))
+            .list_messages(
+                tessera_store::OutboxFilter::Sent,
+                tessera_store::Page::first(100),
+            )
             .await
             .unwrap();
         if let Some(m) = sent.into_iter().find(|m| m.recipient == to) {
@@ -541,7 +544,13 @@ async fn delivered_keys_and_codes_leave_the_outbox_and_a_demo_is_one_per_address
     };
 
     // a malformed address is invalid_email, as documented, and nothing is queued
-    for bad in ["grace", "grace@", "@navy.example", "grace@@navy.example", "grace navy@x.example"] {
+    for bad in [
+        "grace",
+        "grace@",
+        "@navy.example",
+        "grace@@navy.example",
+        "grace navy@x.example",
+    ] {
         let (st, p) = demo(bad).await;
         assert_eq!(
             (st, p["code"].as_str()),
