@@ -214,6 +214,16 @@ async fn tokens_are_listed_revoked_expire_and_die_with_a_password_reset() {
         .login(&c, "admin", "a new password of some length", json!({}))
         .await;
     assert_eq!(st, StatusCode::CREATED);
+    // the token endpoints are documented
+    let doc: Value = reqwest::get(o.url("/api/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in ["/api/v1/auth/tokens", "/api/v1/auth/tokens/{id}/revoke"] {
+        assert!(doc["paths"][path].is_object(), "{path} is not documented");
+    }
     // unknown users cannot be reset
     assert!(auth::reset_password(
         o.state.bo.store(),
