@@ -23,6 +23,10 @@ struct Office {
 }
 
 async fn start() -> Office {
+    start_with_rate(None).await
+}
+
+async fn start_with_rate(per_minute: Option<u32>) -> Office {
     let data = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(
         OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap(),
@@ -30,9 +34,12 @@ async fn start() -> Office {
     let report = daemon::init(data.path(), None, Some("Example Software Ltd."), &*clock)
         .await
         .unwrap();
-    let (bo, config) = daemon::open(data.path(), None, clock.clone())
+    let (bo, mut config) = daemon::open(data.path(), None, clock.clone())
         .await
         .unwrap();
+    if let Some(r) = per_minute {
+        config.public_requests_per_minute = r;
+    }
     let state = daemon::state(bo, &config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -518,6 +525,48 @@ async fn password_checks_beyond_the_queue_are_refused_with_retry_after() {
         assert_eq!(p["code"], "busy");
         assert_eq!(retry.as_deref(), Some("1"));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_429_says_when_to_try_again() {
+    let o = start_with_rate(Some(2)).await;
+    let c = reqwest::Client::new();
+    let mut last = None;
+    for _ in 0..3 {
+        last = Some(
+            c.post(o.url("/api/v1/trials"))
+                .json(&json!({"product": "none", "pc_id": "x"}))
+                .send()
+                .await
+                .unwrap(),
+        );
+    }
+    let resp = last.unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let secs: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=30).contains(&secs), "{secs}");
+    assert_eq!(resp.json::<Value>().await.unwrap()["code"], "rate_limited");
+    // the pages too
+    for (path, form) in [
+        ("/activate", vec![("key", "x"), ("pc_id", "y")]),
+        ("/offline", vec![("request", "x")]),
+        (
+            "/demo",
+            vec![("name", "x"), ("email", "a@b.example"), ("product", "p")],
+        ),
+    ] {
+        let resp = c.post(o.url(path)).form(&form).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS, "{path}");
+        assert!(resp.headers().contains_key("retry-after"), "{path}");
+    }
+    // and the login
+    let (st, retry, _) = o.login(&c, "admin", &o.password, json!({})).await;
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS);
+    assert!(retry.is_some());
 }
 
 /// Runs futures concurrently on this task and collects their outputs in order.
