@@ -260,7 +260,7 @@ pub async fn init(
         .await?;
     let password = auth::random_password();
     auth::create_user(&store, "admin", &password, now).await?;
-    let token = auth::create_token(&store, "admin", "init", now).await?;
+    let token = auth::create_token(&store, "admin", "init", None, now).await?;
     // the private key last: its presence marks an initialised back office
     write_file(&keys_dir.join("producer.key"), pem.as_bytes(), 0o600)?;
     Ok(InitReport {
@@ -332,6 +332,8 @@ pub fn state(bo: BackOffice<AnyStore>, config: &Config) -> http::Shared {
         bo,
         limiter: RateLimiter::new(config.public_requests_per_minute),
         metrics: Metrics::default(),
+        hashing: crate::auth::HashGate::default(),
+        logins: crate::auth::LoginThrottle::default(),
     })
 }
 

@@ -367,12 +367,28 @@ impl<S: OutboxStore> Outbox<S> {
     ///
     /// The address and the subject are checked and the mail is composed now, so a mail that
     /// could never be sent is refused here rather than failing twenty times later.
-    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn queue_mail(
         &self,
         to: &str,
         subject: &str,
         body: &str,
+        now: OffsetDateTime,
+    ) -> Result<i64, OutboxError> {
+        self.queue_mail_with_secret(to, subject, body, None, now)
+            .await
+    }
+
+    /// Queues a mail that carries a secret (an activation key, an unlock code): as
+    /// [`Outbox::queue_mail`], and once it is delivered its body is replaced by `redacted_body`
+    /// (the same text without the secret), so the outbox does not keep the secret in clear.
+    /// Until then (pending, retried, or given up) the body is kept: it is what is sent.
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn queue_mail_with_secret(
+        &self,
+        to: &str,
+        subject: &str,
+        body: &str,
+        redacted_body: Option<&str>,
         now: OffsetDateTime,
     ) -> Result<i64, OutboxError> {
         let Some(mailer) = &self.mailer else {
@@ -387,6 +403,7 @@ impl<S: OutboxStore> Outbox<S> {
             recipient: address.to_string(),
             subject: subject.to_owned(),
             body: body.to_owned(),
+            redacted_body: redacted_body.map(str::to_owned),
             created_at: now,
         };
         compose(&mailer.from, 0, &message.recipient, subject, body, now)
@@ -421,6 +438,7 @@ impl<S: OutboxStore> Outbox<S> {
                 recipient: webhook.url.to_string(),
                 subject: name.to_owned(),
                 body: event.to_string(),
+                redacted_body: None,
                 created_at: now,
             })
             .await?;

@@ -93,6 +93,16 @@ fn sign_err(e: impl std::fmt::Display) -> ServiceError {
     ServiceError::Sign(e.to_string())
 }
 
+/// What replaces a key or an unlock code in a mail kept in the outbox after its delivery.
+pub const REDACTED: &str = "[removed from the outbox after delivery]";
+
+/// An e-mail address as the demo limit compares it: trimmed and lower-cased, the domain (case
+/// does not matter there, RFC 5321) and the local part too (RFC 5321 lets a mail server tell
+/// `Ann@` from `ann@`, but none in use does, and a demo must not be had twice by changing case).
+pub fn normalized_email(address: &str) -> String {
+    address.trim().to_lowercase()
+}
+
 /// The producer's keys: Ed25519 for documents, BLS12-381 for unlock codes.
 #[derive(Debug)]
 pub struct ProducerKeys {
@@ -349,10 +359,20 @@ impl<S: Store> BackOffice<S> {
         self.outbox.as_ref()
     }
 
-    async fn queue_mail(&self, to: &str, subject: &str, body: &str) -> Result<(), ServiceError> {
+    /// Queues a mail that carries `secret` (a key, an code): once delivered, the outbox keeps the
+    /// mail with the secret replaced by [`REDACTED`] (keys are kept only as hashes).
+    async fn queue_secret_mail(
+        &self,
+        to: &str,
+        subject: &str,
+        body: &str,
+        secret: &str,
+    ) -> Result<(), ServiceError> {
         match &self.outbox {
             Some(o) => {
-                o.queue_mail(to, subject, body, self.now()).await?;
+                let redacted = body.replace(secret, REDACTED);
+                o.queue_mail_with_secret(to, subject, body, Some(&redacted), self.now())
+                    .await?;
                 Ok(())
             }
             None => Err(crate::outbox::OutboxError::MailNotConfigured.into()),
@@ -369,8 +389,13 @@ impl<S: Store> BackOffice<S> {
             valid = r.expires.as_deref().map_or("permanently".to_string(), |e| format!("through {e}")),
             issuer = self.issuer,
         );
-        self.queue_mail(to, &format!("Your unlock code for {}", r.product), &body)
-            .await
+        self.queue_secret_mail(
+            to,
+            &format!("Your unlock code for {}", r.product),
+            &body,
+            &r.code,
+        )
+        .await
     }
 
     /// The store.
@@ -1527,13 +1552,23 @@ impl<S: Store> BackOffice<S> {
         if name.len() > 200 || company.len() > 200 {
             return Err(ServiceError::invalid("name", "at most 200 characters"));
         }
+        let email = email.trim().to_string();
+        if let Err(e) = email.parse::<lettre::Address>() {
+            return Err(crate::outbox::OutboxError::InvalidAddress {
+                address: email,
+                reason: e.to_string(),
+            }
+            .into());
+        }
         if !self.outbox.as_ref().is_some_and(|o| o.mail_configured()) {
             return Err(crate::outbox::OutboxError::MailNotConfigured.into());
         }
         let (_, spec) = self.product(product).await?;
-        // one demo per address and product: a demo is not a way around buying
+        // one demo per address and product: a demo is not a way around buying. Addresses are
+        // compared without regard to case (`normalized_email`).
+        let wanted = normalized_email(&email);
         for c in self.store.list_customers().await? {
-            if c.email.as_deref().map(str::trim) != Some(email.trim()) {
+            if c.email.as_deref().map(normalized_email).as_deref() != Some(wanted.as_str()) {
                 continue;
             }
             for e in self
@@ -1552,8 +1587,7 @@ impl<S: Store> BackOffice<S> {
                     if lp.demo && l.product_id == product {
                         return Err(ServiceError::Conflict {
                             what: format!(
-                                "a demo key for {product} sent to {} (one demo per address)",
-                                email.trim()
+                                "a demo key for {product} sent to {email} (one demo per address)"
                             ),
                         });
                     }
@@ -1566,7 +1600,7 @@ impl<S: Store> BackOffice<S> {
             company.trim()
         };
         let customer = self
-            .create_customer(&format!("{label} (demo)"), Some(email.trim()))
+            .create_customer(&format!("{label} (demo)"), Some(&email))
             .await?;
         let expires = now + Duration::days(i64::from(spec.demo_days.max(1)));
         let ent = self
@@ -1599,7 +1633,7 @@ impl<S: Store> BackOffice<S> {
             until = display_date(expires - Duration::seconds(1)),
             issuer = self.issuer,
         );
-        self.queue_mail(email.trim(), &format!("Your {product} demo key"), &body)
+        self.queue_secret_mail(&email, &format!("Your {product} demo key"), &body, &key)
             .await?;
         Ok(DemoResult {
             customer_id: customer.id,

@@ -495,3 +495,138 @@ async fn offline_renewal_with_a_usage_report_file() {
     assert_eq!(list[0]["id"], "usage-offline-1");
     assert_eq!(list[0]["over_use"], false);
 }
+
+/// The outbox message sent to `to`, once the worker has recorded its delivery.
+async fn delivered_to(o: &Office, to: &str) -> tessera_store::OutboxMessage {
+    use tessera_store::OutboxStore as _;
+    let (bo, _) = daemon::open(o.data.path(), None, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    // the mail reaches the SMTP server a moment before the worker records it as sent
+    for _ in 0..500 {
+        let sent = bo
+            .store()
+            .list_messages(
+                tessera_store::OutboxFilter::Sent,
+                tessera_store::Page::first(100),
+            )
+            .await
+            .unwrap();
+        if let Some(m) = sent.into_iter().find(|m| m.recipient == to) {
+            return m;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no delivery to {to} was recorded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivered_keys_and_codes_leave_the_outbox_and_a_demo_is_one_per_address_whatever_its_case()
+{
+    if !SmtpServer::available(
+        "delivered_keys_and_codes_leave_the_outbox_and_a_demo_is_one_per_address_whatever_its_case",
+    ) {
+        return;
+    }
+    let port = free_port();
+    let mut smtp = SmtpServer::start(port, false).await;
+    let o = start(Some(port)).await;
+    let customer = o.product().await;
+    let demo = |email: &str| {
+        let http = o.http.clone();
+        let url = format!("{}/api/v1/demo", o.base);
+        let body = json!({"name": "Grace", "email": email, "product": "cad"});
+        async move {
+            let resp = http.post(url).json(&body).send().await.unwrap();
+            let status = resp.status();
+            (status, resp.json::<Value>().await.unwrap())
+        }
+    };
+
+    // a malformed address is invalid_email, as documented, and nothing is queued
+    for bad in [
+        "grace",
+        "grace@",
+        "@navy.example",
+        "grace@@navy.example",
+        "grace navy@x.example",
+    ] {
+        let (st, p) = demo(bad).await;
+        assert_eq!(
+            (st, p["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_email")),
+            "{bad}: {p}"
+        );
+    }
+
+    // the demo key arrives by mail…
+    let (st, p) = demo("Grace.Hopper@Navy.Example").await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{p}");
+    let mail = smtp.next_mail().await;
+    assert_eq!(mail["to"], "Grace.Hopper@Navy.Example");
+    let key = mail["body"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .map(str::trim)
+        .find_map(|l| ActivationKey::parse(l).ok())
+        .expect("a key in the mail")
+        .to_string();
+    // …and once delivered the outbox keeps the mail without it
+    let kept = delivered_to(&o, "Grace.Hopper@Navy.Example").await;
+    assert!(!kept.body.contains(&key), "{}", kept.body);
+    assert!(
+        kept.body.contains(tessera_backoffice::service::REDACTED),
+        "{}",
+        kept.body
+    );
+    assert!(kept.body.starts_with("Hello Grace,"), "the rest is kept");
+
+    // one demo per address: the same address in another case is the same address
+    for same in [
+        "grace.hopper@navy.example",
+        "GRACE.HOPPER@NAVY.EXAMPLE",
+        " Grace.Hopper@navy.EXAMPLE ",
+    ] {
+        let (st, p) = demo(same).await;
+        assert_eq!(
+            (st, p["code"].as_str()),
+            (StatusCode::CONFLICT, Some("conflict")),
+            "{same}: {p}"
+        );
+    }
+    // another address is another demo
+    let (st, _) = demo("ada@navy.example").await;
+    assert_eq!(st, StatusCode::ACCEPTED);
+    smtp.next_mail().await;
+
+    // an unlock code mailed from the /activate page leaves the outbox once delivered too
+    let ent = o.admin("/api/v1/entitlements", json!({"customer_id": customer, "lines": [{"product": "cad", "model": "node_locked", "count": 1}]})).await;
+    let k = ent["lines"][0]["key"].as_str().unwrap().to_string();
+    let resp = o
+        .http
+        .post(format!("{}/activate", o.base))
+        .form(&[
+            ("key", k.as_str()),
+            ("pc_id", pc(3).to_string().as_str()),
+            ("email", "user@acme.example"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mail = smtp.next_mail().await;
+    assert_eq!(mail["to"], "user@acme.example");
+    let kept = delivered_to(&o, "user@acme.example").await;
+    let code_line = mail["body"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .nth(2)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(!code_line.is_empty() && mail["body"].as_str().unwrap().contains(&code_line));
+    assert!(!kept.body.contains(&code_line), "{}", kept.body);
+    assert!(kept.body.contains(tessera_backoffice::service::REDACTED));
+}

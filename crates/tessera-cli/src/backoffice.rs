@@ -341,6 +341,24 @@ pub enum TokenCommand {
         /// A label.
         #[arg(long, default_value = "cli")]
         name: String,
+        /// Days until the token stops working (1 to 3650); no expiry when not given.
+        #[arg(long)]
+        expires_days: Option<u32>,
+    },
+    /// List API tokens (ids, labels, users, expiry, revocation; never the tokens).
+    List {
+        #[command(flatten)]
+        data: Data,
+        /// Only this user's tokens.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revoke an API token by its id (as `token list` shows it) or by the token itself.
+    Revoke {
+        #[command(flatten)]
+        data: Data,
+        /// The token's id, or the token.
+        id: String,
     },
 }
 
@@ -358,6 +376,13 @@ async fn open(d: &Data) -> Result<BackOffice<AnyStore>> {
             .await?
             .0,
     )
+}
+
+/// A unix time as the CLI shows it.
+fn unix_date(secs: i64) -> String {
+    tessera_core::time::OffsetDateTime::from_unix_timestamp(secs)
+        .map(tessera_core::time_fmt::display_time)
+        .unwrap_or_else(|_| secs.to_string())
 }
 
 fn show<T: Serialize>(json: bool, value: &T, text: impl FnOnce(&T)) -> Result<()> {
@@ -900,22 +925,68 @@ async fn run_async(cmd: BackofficeCommand) -> Result<()> {
         BackofficeCommand::User(UserCommand::ResetPassword { data, name }) => {
             let bo = open(&data).await?;
             let password = tessera_backoffice::auth::random_password();
-            let hash = tessera_backoffice::auth::hash_password(&password)?;
-            if !bo.store().set_password(&name, &hash, false).await? {
+            if bo.store().get_user(&name).await?.is_none() {
                 bail!("there is no user '{name}'");
             }
+            let revoked =
+                tessera_backoffice::auth::reset_password(bo.store(), &name, &password, bo.now())
+                    .await?;
             println!("new password for {name} (shown once): {password}");
+            println!("revoked {revoked} API token(s) of {name}");
             Ok(())
         }
-        BackofficeCommand::Token(TokenCommand::Create { data, user, name }) => {
+        BackofficeCommand::Token(TokenCommand::Create {
+            data,
+            user,
+            name,
+            expires_days,
+        }) => {
             let bo = open(&data).await?;
             if bo.store().get_user(&user).await?.is_none() {
                 bail!("there is no user '{user}'");
             }
-            let token =
-                tessera_backoffice::auth::create_token(bo.store(), &user, &name, bo.now()).await?;
+            let token = tessera_backoffice::auth::create_token(
+                bo.store(),
+                &user,
+                &name,
+                expires_days,
+                bo.now(),
+            )
+            .await?;
             println!("{token}");
             Ok(())
+        }
+        BackofficeCommand::Token(TokenCommand::List { data, user }) => {
+            let bo = open(&data).await?;
+            let list = tessera_backoffice::auth::list_tokens(bo.store(), user.as_deref(), bo.now())
+                .await?;
+            show(data.json, &list, |list| {
+                if list.is_empty() {
+                    println!("no API tokens");
+                }
+                for t in list {
+                    println!(
+                        "{}  {:<8} user {:<12} label {:<16} created {}  {}",
+                        t.id,
+                        t.state,
+                        t.user,
+                        t.name,
+                        unix_date(t.created_at),
+                        match (t.revoked_at, t.expires_at) {
+                            (Some(r), _) => format!("revoked {}", unix_date(r)),
+                            (None, Some(e)) => format!("expires {}", unix_date(e)),
+                            (None, None) => "no expiry".into(),
+                        }
+                    );
+                }
+            })
+        }
+        BackofficeCommand::Token(TokenCommand::Revoke { data, id }) => {
+            let bo = open(&data).await?;
+            let t = tessera_backoffice::auth::revoke_token(bo.store(), &id, bo.now()).await?;
+            show(data.json, &t, |t| {
+                println!("token {} ({}, user {}) is revoked", t.id, t.name, t.user)
+            })
         }
     }
 }

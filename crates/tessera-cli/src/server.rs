@@ -60,6 +60,9 @@ pub enum ServerCommand {
         #[arg(long)]
         response: Option<PathBuf>,
     },
+    /// The admin token.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Activate activation keys with counts at the back office (through the running server).
     Activate {
         /// The running license server.
@@ -110,6 +113,18 @@ pub enum ServerCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Replace the admin token with a new one, printed once. The old token stops working at once,
+    /// also on a running server (it reads the token from the store at each admin request). Needs
+    /// the data directory, not the old token: also the way back in when the token is lost.
+    Rotate {
+        /// The data directory.
+        #[arg(long, default_value = "tessera-server", env = "TESSERA_SERVER_DATA")]
+        data: PathBuf,
     },
 }
 
@@ -365,6 +380,11 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
                 "The {n} leases now in {} will be served as they are at the next start.",
                 data.display()
             );
+            Ok(())
+        }
+        ServerCommand::Token(TokenCommand::Rotate { data }) => {
+            let token = daemon::rotate_admin_token(&data).await?;
+            println!("new admin token: {token}   (shown once; the old one no longer works)");
             Ok(())
         }
         ServerCommand::Activate {

@@ -219,21 +219,47 @@ pub async fn init(
     store
         .put_setting("server.hostid", &host.to_string())
         .await?;
-    let mut token_bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut token_bytes);
-    let token = format!("tss_{}", hex(&token_bytes));
-    store
-        .put_setting(
-            "server.admin_token_sha256",
-            &hex(&Sha256::digest(token.as_bytes())),
-        )
-        .await?;
+    let token = new_admin_token(&store).await?;
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
     let pem = key
         .to_pkcs8_pem()
         .map_err(|e| ServerError::Config(e.to_string()))?;
     write(&data.join("keys/server.key"), pem.as_bytes(), 0o600)?;
     Ok(token)
+}
+
+/// The setting that holds the SHA-256 (hex) of the admin token. The running server reads it at
+/// every admin request, so a rotation takes effect at once, on every member of a cluster.
+pub const ADMIN_TOKEN_SETTING: &str = "server.admin_token_sha256";
+
+/// Makes a new admin token and stores its hash (replacing the old one); returns the token.
+async fn new_admin_token(store: &AnyStore) -> Result<String, ServerError> {
+    let mut token_bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut token_bytes);
+    let token = format!("tss_{}", hex(&token_bytes));
+    store
+        .put_setting(ADMIN_TOKEN_SETTING, &admin_token_hash(&token))
+        .await?;
+    Ok(token)
+}
+
+/// The SHA-256 (hex) of an admin token, as the store keeps it.
+pub fn admin_token_hash(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+/// Replaces the admin token of the server in `data` with a new one, returned (show it once): the
+/// old token stops working at once, also on a server that is running (it reads the token's hash
+/// from the store at each admin request). Needs only the data directory (its configuration and
+/// store), not the old token, so it is also the way back in when the token is lost.
+pub async fn rotate_admin_token(data: &Path) -> Result<String, ServerError> {
+    if !data.join("keys/server.key").exists() {
+        return Err(ServerError::NotInitialised(data.display().to_string()));
+    }
+    let data = data.canonicalize().map_err(|e| file_err(data, e))?;
+    let config = load_config(&data)?;
+    let store = tessera_store::open(&database_url(&data, &config)).await?;
+    new_admin_token(&store).await
 }
 
 fn hex(b: &[u8]) -> String {
@@ -305,8 +331,6 @@ pub struct Server {
     pub producer: PublicKey,
     /// The certificate from the back office, once activated.
     pub certificate: tokio::sync::RwLock<Option<ServedCertificate>>,
-    /// The admin token's hash.
-    pub admin_token_sha256: String,
     /// The data directory.
     pub data: PathBuf,
     /// The clock.
@@ -658,10 +682,6 @@ async fn open_as(data: &Path, clock: Arc<dyn Clock>, rebind: bool) -> Result<Ser
         e => ServerError::EditedStorage(e.to_string().replace("DIR", &data.display().to_string())),
     })?;
     apply_borrow_policy(&engine, &config, license.as_deref(), &producer, &host, now);
-    let admin_token_sha256 = store
-        .get_setting("server.admin_token_sha256")
-        .await?
-        .unwrap_or_default();
     Ok(Server {
         config,
         store,
@@ -670,7 +690,6 @@ async fn open_as(data: &Path, clock: Arc<dyn Clock>, rebind: bool) -> Result<Ser
         key,
         producer,
         certificate: tokio::sync::RwLock::new(certificate.map(ServedCertificate::new)),
-        admin_token_sha256,
         data,
         clock,
         installed: tokio::sync::Mutex::new(license),

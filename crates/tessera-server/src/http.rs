@@ -5,13 +5,12 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, StringRejection};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tessera_core::capability::CapabilityRequest;
 use tessera_store::ClaimStatus;
 use utoipa::{OpenApi, ToSchema};
@@ -362,27 +361,101 @@ async fn capability(
     }
 }
 
-fn admin(s: &AppState, headers: &HeaderMap) -> Result<(), Box<Response>> {
+/// Whether the request carries the admin token. The token's hash is read from the store at each
+/// admin request, so `tessera server token rotate` takes effect at once (on every member of a
+/// cluster too).
+async fn admin(s: &AppState, headers: &HeaderMap) -> Result<(), Response> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
         .unwrap_or("");
-    let hash: String = Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    if token.is_empty()
-        || s.server.admin_token_sha256.is_empty()
-        || hash != s.server.admin_token_sha256
+    let stored = match tessera_store::MetaStore::get_setting(
+        &s.server.store,
+        crate::daemon::ADMIN_TOKEN_SETTING,
+    )
+    .await
     {
-        return Err(Box::new(problem(
+        Ok(v) => v.unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the admin token from the store");
+            return Err(problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "the license server could not read its store to check the admin token; try again",
+            ));
+        }
+    };
+    if token.is_empty() || stored.is_empty() || crate::daemon::admin_token_hash(token) != stored {
+        let mut r = problem(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "this needs the admin token printed by `tessera server init`: Authorization: Bearer <token>",
-        )));
+            "this needs the admin token printed by `tessera server init` (or the last `tessera server token rotate`): Authorization: Bearer <token>",
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return Err(r);
     }
     Ok(())
+}
+
+/// The administrator, proven by the admin token. Admin handlers take it before their body, so a
+/// caller without the token gets 401 whatever the body holds: the body is not read, and nothing
+/// about its fields is revealed.
+#[derive(Debug, Clone, Copy)]
+pub struct Admin;
+
+impl axum::extract::FromRequestParts<Shared> for Admin {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        s: &Shared,
+    ) -> Result<Self, Self::Rejection> {
+        admin(s, &parts.headers).await.map(|()| Admin)
+    }
+}
+
+/// A JSON body that could not be read, as a problem.
+fn json_problem(e: JsonRejection) -> Response {
+    match e {
+        JsonRejection::JsonSyntaxError(e) => problem(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the request body is not valid JSON: {}", e.body_text()),
+        ),
+        JsonRejection::MissingJsonContentType(_) => problem(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the request body as JSON with Content-Type: application/json",
+        ),
+        JsonRejection::BytesRejection(e) => body_problem(e.status()),
+        e => problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            e.body_text(),
+        ),
+    }
+}
+
+/// A body that could not be read (too large, not UTF-8), as a problem.
+fn body_problem(status: StatusCode) -> Response {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        problem(
+            status,
+            "body_too_large",
+            "the request body is too large (at most 64 KiB)",
+        )
+    } else {
+        problem(
+            StatusCode::BAD_REQUEST,
+            "unreadable_body",
+            "the request body could not be read as UTF-8 text",
+        )
+    }
 }
 
 /// One feature record's state.
@@ -421,10 +494,7 @@ pub struct Status {
 
 /// The server's features, use and leases.
 #[utoipa::path(get, path = "/api/v1/admin/status", tag = "admin", responses((status = 200, body = Status), (status = 401)))]
-async fn status(State(s): State<Shared>, headers: HeaderMap) -> Response {
-    if let Err(r) = admin(&s, &headers) {
-        return *r;
-    }
+async fn status(State(s): State<Shared>, _admin: Admin) -> Response {
     let usage = s.server.engine.usage().await;
     let leases = s.server.engine.leases().await.len();
     Json(Status {
@@ -473,21 +543,12 @@ pub struct KeyCount {
     responses((status = 200, description = "activated"), (status = 401), (status = 502, description = "backoffice_refused")))]
 async fn activate(
     State(s): State<Shared>,
-    headers: HeaderMap,
+    _admin: Admin,
     req: Result<Json<ActivateRequest>, JsonRejection>,
 ) -> Response {
-    if let Err(r) = admin(&s, &headers) {
-        return *r;
-    }
     let Json(req) = match req {
         Ok(r) => r,
-        Err(e) => {
-            return problem(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_request",
-                e.body_text(),
-            )
-        }
+        Err(e) => return json_problem(e),
     };
     let list: Vec<(String, u32)> = req
         .activations
@@ -562,21 +623,12 @@ pub struct OfflineRequestBody {
     responses((status = 200, content_type = "text/plain", body = String), (status = 401)))]
 async fn offline_request(
     State(s): State<Shared>,
-    headers: HeaderMap,
+    _admin: Admin,
     req: Result<Json<OfflineRequestBody>, JsonRejection>,
 ) -> Response {
-    if let Err(r) = admin(&s, &headers) {
-        return *r;
-    }
     let Json(req) = match req {
         Ok(r) => r,
-        Err(e) => {
-            return problem(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_request",
-                e.body_text(),
-            )
-        }
+        Err(e) => return json_problem(e),
     };
     let list: Vec<(String, u32)> = req
         .activations
@@ -592,13 +644,31 @@ async fn offline_request(
 /// Applies the back office's offline response file (the body, as text).
 #[utoipa::path(post, path = "/api/v1/admin/offline-apply", tag = "admin",
     request_body(content = String, content_type = "text/plain"),
-    responses((status = 200, description = "applied"), (status = 401), (status = 422, description = "invalid_document")))]
-async fn offline_apply(State(s): State<Shared>, headers: HeaderMap, body: String) -> Response {
-    if let Err(r) = admin(&s, &headers) {
-        return *r;
-    }
+    responses((status = 200, description = "applied"),
+        (status = 400, description = "unreadable_body (not UTF-8)"),
+        (status = 401, description = "unauthorized (checked before the body is read)"),
+        (status = 413, description = "body_too_large"),
+        (status = 422, description = "invalid_document"),
+        (status = 503, description = "storage_unavailable")))]
+async fn offline_apply(
+    State(s): State<Shared>,
+    _admin: Admin,
+    body: Result<String, StringRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return body_problem(e.status()),
+    };
     match s.server.offline_apply(&body).await {
         Ok(n) => Json(serde_json::json!({"feature_records": n})).into_response(),
+        Err(e @ crate::daemon::ServerError::Store(_)) => {
+            tracing::warn!(error = %e, "offline response not stored");
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "the license server could not store the response; nothing changed; try again",
+            )
+        }
         Err(e) => problem(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_document",
@@ -720,10 +790,7 @@ async fn periodic_sync(s: Shared) {
 /// Syncs with the back office now: usage report out, renewed bundle in.
 #[utoipa::path(post, path = "/api/v1/admin/sync", tag = "admin",
     responses((status = 200, description = "synced; lists features used over the entitlement"), (status = 401), (status = 502, description = "backoffice_refused")))]
-async fn sync_now(State(s): State<Shared>, headers: HeaderMap) -> Response {
-    if let Err(r) = admin(&s, &headers) {
-        return *r;
-    }
+async fn sync_now(State(s): State<Shared>, _admin: Admin) -> Response {
     match s.server.sync().await {
         Ok(over) => Json(serde_json::json!({"over_use": over})).into_response(),
         Err(e) => problem(StatusCode::BAD_GATEWAY, "backoffice_refused", e.to_string()),

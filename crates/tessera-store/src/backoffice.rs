@@ -138,6 +138,8 @@ pub struct TokenRecord {
     pub created_at: OffsetDateTime,
     /// When it was revoked.
     pub revoked_at: Option<OffsetDateTime>,
+    /// When it stops working, if it expires.
+    pub expires_at: Option<OffsetDateTime>,
 }
 
 /// A received usage report.
@@ -294,6 +296,24 @@ pub trait BackOfficeStore {
         &self,
         hash: &str,
     ) -> impl Future<Output = Result<Option<TokenRecord>, StoreError>> + Send;
+    /// Every token (of one user when `user` is given), newest first.
+    fn list_tokens(
+        &self,
+        user: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<TokenRecord>, StoreError>> + Send;
+    /// Revokes the token with this hash at `at`; false when there is none or it was already
+    /// revoked (its first revocation time is kept).
+    fn revoke_token(
+        &self,
+        hash: &str,
+        at: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Revokes every token of `user` not yet revoked; returns how many.
+    fn revoke_user_tokens(
+        &self,
+        user: &str,
+        at: OffsetDateTime,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Records that a trial of `product_id` started on `fingerprint` at `now`, unless one was
     /// already recorded; returns the recorded start (the first one).
@@ -383,7 +403,7 @@ type LineRow = (
 );
 type ActivationRow = (String, String, String, i64, i64, Option<i64>);
 type UserRow = (String, String, String, i64, i64);
-type TokenRow = (String, String, String, i64, Option<i64>);
+type TokenRow = (String, String, String, i64, Option<i64>, Option<i64>);
 type UsageRow = (String, String, Option<String>, i64, i64, String);
 
 const LINE_COLUMNS: &str =
@@ -464,6 +484,7 @@ fn token(r: TokenRow) -> Result<TokenRecord, StoreError> {
         user_name: r.2,
         created_at: time(r.3, "api_tokens.created_at")?,
         revoked_at: opt_time(r.4, "api_tokens.revoked_at")?,
+        expires_at: opt_time(r.5, "api_tokens.expires_at")?,
     })
 }
 
@@ -843,13 +864,14 @@ macro_rules! impl_backoffice_store {
             #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
             async fn create_token(&self, t: TokenRecord) -> Result<(), StoreError> {
                 sqlx::query(
-                    "INSERT INTO api_tokens (hash, name, user_name, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5)",
+                    "INSERT INTO api_tokens (hash, name, user_name, created_at, revoked_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
                 )
                 .bind(&t.hash)
                 .bind(&t.name)
                 .bind(&t.user_name)
                 .bind(unix(t.created_at))
                 .bind(opt_unix(t.revoked_at))
+                .bind(opt_unix(t.expires_at))
                 .execute(&self.pool)
                 .await
                 .map_err(|e| StoreError::unique_as_conflict(e, || format!("API token {}", t.name)))?;
@@ -859,12 +881,48 @@ macro_rules! impl_backoffice_store {
             #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
             async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
                 let row: Option<TokenRow> = sqlx::query_as(
-                    "SELECT hash, name, user_name, created_at, revoked_at FROM api_tokens WHERE hash = $1",
+                    "SELECT hash, name, user_name, created_at, revoked_at, expires_at FROM api_tokens WHERE hash = $1",
                 )
                 .bind(hash)
                 .fetch_optional(&self.pool)
                 .await?;
                 row.map(token).transpose()
+            }
+
+            #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
+            async fn list_tokens(&self, user: Option<&str>) -> Result<Vec<TokenRecord>, StoreError> {
+                let rows: Vec<TokenRow> = sqlx::query_as(
+                    "SELECT hash, name, user_name, created_at, revoked_at, expires_at FROM api_tokens \
+                     WHERE $1 IS NULL OR user_name = $1 ORDER BY created_at DESC, hash",
+                )
+                .bind(user)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter().map(token).collect()
+            }
+
+            #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
+            async fn revoke_token(&self, hash: &str, at: OffsetDateTime) -> Result<bool, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE api_tokens SET revoked_at = $2 WHERE hash = $1 AND revoked_at IS NULL",
+                )
+                .bind(hash)
+                .bind(unix(at))
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
+            async fn revoke_user_tokens(&self, user: &str, at: OffsetDateTime) -> Result<u64, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE api_tokens SET revoked_at = $2 WHERE user_name = $1 AND revoked_at IS NULL",
+                )
+                .bind(user)
+                .bind(unix(at))
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected())
             }
 
             #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
@@ -1138,6 +1196,15 @@ impl BackOfficeStore for AnyStore {
     }
     async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
         dispatch!(self, s => s.find_token(hash).await)
+    }
+    async fn list_tokens(&self, user: Option<&str>) -> Result<Vec<TokenRecord>, StoreError> {
+        dispatch!(self, s => s.list_tokens(user).await)
+    }
+    async fn revoke_token(&self, hash: &str, at: OffsetDateTime) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.revoke_token(hash, at).await)
+    }
+    async fn revoke_user_tokens(&self, user: &str, at: OffsetDateTime) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.revoke_user_tokens(user, at).await)
     }
     async fn start_trial(
         &self,

@@ -77,6 +77,10 @@ pub struct NewOutboxMessage {
     pub subject: String,
     /// The mail text, or the webhook's JSON body.
     pub body: String,
+    /// For a message that carries a secret (an activation key, an unlock code): the body with the
+    /// secret left out, which replaces `body` once the message is delivered, so the secret is not
+    /// kept in clear. `None`: the body is kept as it is.
+    pub redacted_body: Option<String>,
     /// When it was queued. It is due at once: its first `next_attempt_at` is this time.
     pub created_at: OffsetDateTime,
 }
@@ -153,8 +157,9 @@ pub trait OutboxStore {
         lease: std::time::Duration,
     ) -> impl Future<Output = Result<Vec<OutboxMessage>, StoreError>> + Send;
 
-    /// Records that the message was delivered at `at`. A message already marked sent keeps its
-    /// first time; an unknown id is [`StoreError::NotFound`].
+    /// Records that the message was delivered at `at`, and replaces its body with its redacted
+    /// body if it has one ([`NewOutboxMessage::redacted_body`]), in the same statement. A message
+    /// already marked sent keeps its first time; an unknown id is [`StoreError::NotFound`].
     fn mark_sent(
         &self,
         id: i64,
@@ -321,13 +326,15 @@ macro_rules! impl_outbox_store {
             async fn enqueue_message(&self, message: NewOutboxMessage) -> Result<i64, StoreError> {
                 let (id,): (i64,) = sqlx::query_as(
                     "INSERT INTO outbox (kind, recipient, subject, body, created_at, attempts, \
-                     next_attempt_at) VALUES ($1, $2, $3, $4, $5, 0, $5) RETURNING id",
+                     next_attempt_at, redacted_body) VALUES ($1, $2, $3, $4, $5, 0, $5, $6) \
+                     RETURNING id",
                 )
                 .bind(message.kind.as_str())
                 .bind(&message.recipient)
                 .bind(&message.subject)
                 .bind(&message.body)
                 .bind(unix(message.created_at))
+                .bind(message.redacted_body.as_deref())
                 .fetch_one(&self.pool)
                 .await?;
                 Ok(id)
@@ -360,7 +367,10 @@ macro_rules! impl_outbox_store {
             #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
             async fn mark_sent(&self, id: i64, at: OffsetDateTime) -> Result<(), StoreError> {
                 let changed =
-                    sqlx::query("UPDATE outbox SET sent_at = $2 WHERE id = $1 AND sent_at IS NULL")
+                    sqlx::query(
+                        "UPDATE outbox SET sent_at = $2, body = COALESCE(redacted_body, body), \
+                         redacted_body = NULL WHERE id = $1 AND sent_at IS NULL",
+                    )
                         .bind(id)
                         .bind(unix(at))
                         .execute(&self.pool)

@@ -40,6 +40,76 @@ async fn conformance<S: Store>(s: &S, backend: Backend) {
     public_keys(s).await;
     licenses(s).await;
     activation_keys(s).await;
+    api_tokens(s).await;
+}
+
+/// API tokens: expiry kept, listed per user newest first, revoked once, revoked per user.
+async fn api_tokens<S: Store>(s: &S) {
+    use tessera_store::backoffice::{TokenRecord, UserRecord};
+    for name in ["ann", "bob"] {
+        s.create_user(UserRecord {
+            name: name.into(),
+            password_hash: "$argon2id$x".into(),
+            role: "admin".into(),
+            must_change_password: false,
+            created_at: at(0),
+        })
+        .await
+        .unwrap();
+    }
+    let token = |hash: &str, user: &str, created: i64, expires: Option<i64>| TokenRecord {
+        hash: hash.into(),
+        name: format!("label {hash}"),
+        user_name: user.into(),
+        created_at: at(created),
+        revoked_at: None,
+        expires_at: expires.map(at),
+    };
+    s.create_token(token("aa01", "ann", 10, Some(100)))
+        .await
+        .unwrap();
+    s.create_token(token("aa02", "ann", 20, None))
+        .await
+        .unwrap();
+    s.create_token(token("bb01", "bob", 30, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.find_token("aa01").await.unwrap(),
+        Some(token("aa01", "ann", 10, Some(100)))
+    );
+    let hashes = |v: Vec<TokenRecord>| v.into_iter().map(|t| t.hash).collect::<Vec<_>>();
+    assert_eq!(
+        hashes(s.list_tokens(None).await.unwrap()),
+        ["bb01", "aa02", "aa01"]
+    );
+    assert_eq!(
+        hashes(s.list_tokens(Some("ann")).await.unwrap()),
+        ["aa02", "aa01"]
+    );
+    assert!(s.list_tokens(Some("nobody")).await.unwrap().is_empty());
+    // revoked once: the first time is kept
+    assert!(s.revoke_token("aa01", at(50)).await.unwrap());
+    assert!(!s.revoke_token("aa01", at(60)).await.unwrap());
+    assert!(!s.revoke_token("none", at(60)).await.unwrap());
+    assert_eq!(
+        s.find_token("aa01").await.unwrap().unwrap().revoked_at,
+        Some(at(50))
+    );
+    // every token of a user not yet revoked
+    assert_eq!(s.revoke_user_tokens("ann", at(70)).await.unwrap(), 1);
+    assert_eq!(
+        s.find_token("aa02").await.unwrap().unwrap().revoked_at,
+        Some(at(70))
+    );
+    assert_eq!(
+        s.find_token("aa01").await.unwrap().unwrap().revoked_at,
+        Some(at(50))
+    );
+    assert_eq!(
+        s.find_token("bb01").await.unwrap().unwrap().revoked_at,
+        None
+    );
 }
 
 async fn settings<S: Store>(s: &S) {

@@ -25,6 +25,7 @@ fn mail(to: &str, subject: &str, created: i64) -> NewOutboxMessage {
         recipient: to.to_owned(),
         subject: subject.to_owned(),
         body: format!("Hello {to},\n\nyour unlock code is ABCD-EFGH.\n"),
+        redacted_body: None,
         created_at: at(created),
     }
 }
@@ -62,15 +63,30 @@ async fn lifecycle<S: Store>(s: &S) {
     assert_eq!(s.get_message(1).await.unwrap(), None);
 
     // Queue: a mail, a webhook with a JSON body, a mail with non-ASCII text.
+    // m1 carries a secret: once delivered, only its redacted body is kept
+    let redacted = "Hello a@example.test,\n\nyour unlock code is [removed after delivery].\n";
     let m1 = s
-        .enqueue_message(mail("a@example.test", "Your unlock code", 10))
+        .enqueue_message(NewOutboxMessage {
+            redacted_body: Some(redacted.into()),
+            ..mail("a@example.test", "Your unlock code", 10)
+        })
         .await
         .unwrap();
+    assert!(
+        s.get_message(m1)
+            .await
+            .unwrap()
+            .unwrap()
+            .body
+            .contains("ABCD-EFGH"),
+        "the secret is kept until it is delivered"
+    );
     let hook = NewOutboxMessage {
         kind: OutboxKind::Webhook,
         recipient: "https://hooks.example.test/tessera?x=1".into(),
         subject: "license.issued".into(),
         body: r#"{"event":"license.issued","license":"L-1"}"#.into(),
+        redacted_body: None,
         created_at: at(20),
     };
     let m2 = s.enqueue_message(hook.clone()).await.unwrap();
@@ -151,6 +167,7 @@ async fn lifecycle<S: Store>(s: &S) {
     s.mark_sent(m1, at(180)).await.unwrap();
     let sent = s.get_message(m1).await.unwrap().unwrap();
     assert_eq!(sent.sent_at, Some(at(170)));
+    assert_eq!(sent.body, redacted, "the secret is gone once delivered");
     assert_eq!((sent.attempts, sent.last_error.as_deref()), (0, None));
     assert!(!sent.is_pending());
 
@@ -173,6 +190,10 @@ async fn lifecycle<S: Store>(s: &S) {
     assert_eq!(gone.given_up_at, Some(at(175)));
     assert_eq!(gone.last_error.as_deref(), Some("HTTP 410 Gone"));
     assert_eq!(gone.sent_at, None);
+    assert_eq!(
+        gone.body, unicode.body,
+        "a message without a redacted body keeps its body"
+    );
     assert!(!gone.is_pending());
 
     // Late reports about finished messages change nothing.

@@ -1,7 +1,7 @@
 //! The REST API under `/api/v1`.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tessera_core::offline::KeyCount;
@@ -11,9 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{
-    authenticate, check_rate, text, ApiError, ApiJson, ApiQuery, ClientIp, Shared, TextBody,
-};
+use super::{check_rate, text, ApiError, ApiJson, ApiQuery, Caller, ClientIp, Shared, TextBody};
 use crate::auth;
 use crate::model::{ProductFeature, ProductSpec};
 use crate::service::{
@@ -26,6 +24,8 @@ pub fn routes() -> OpenApiRouter<Shared> {
     OpenApiRouter::new()
         .routes(routes!(healthz))
         .routes(routes!(create_token))
+        .routes(routes!(list_tokens))
+        .routes(routes!(revoke_token))
         .routes(routes!(list_products, create_product))
         .routes(routes!(add_features))
         .routes(routes!(list_customers, create_customer))
@@ -61,6 +61,10 @@ pub struct TokenRequest {
     /// A label for the token.
     #[serde(default)]
     pub name: Option<String>,
+    /// Days until the token stops working (1 to 3650); no expiry when absent.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 3650)]
+    pub expires_days: Option<u32>,
 }
 
 /// A new API token: shown once.
@@ -68,30 +72,106 @@ pub struct TokenRequest {
 pub struct TokenResponse {
     /// The token, for `Authorization: Bearer <token>`.
     pub token: String,
+    /// Its id in `GET /api/v1/auth/tokens` (for revoking it).
+    pub id: String,
+    /// When it stops working (unix seconds), if it expires.
+    pub expires_at: Option<i64>,
 }
 
-/// Exchanges a user name and password for an API token.
+/// Exchanges a user name and password for an API token. Logins are throttled per account (failed
+/// ones) and per address (all), and password checks run a few at a time: a refusal is 429
+/// (`login_throttled`, `rate_limited`) or 503 (`busy`) with `Retry-After`.
 #[utoipa::path(post, path = "/api/v1/auth/token", tag = "auth", request_body = TokenRequest,
-    responses((status = 201, body = TokenResponse), (status = 401, body = super::Problem), (status = 429, body = super::Problem)))]
+    responses((status = 201, body = TokenResponse), (status = 401, body = super::Problem),
+        (status = 422, description = "invalid_request", body = super::Problem),
+        (status = 429, description = "login_throttled, rate_limited; with Retry-After", body = super::Problem),
+        (status = 503, description = "busy; with Retry-After", body = super::Problem)))]
 async fn create_token(
     State(state): State<Shared>,
     ip: ClientIp,
     ApiJson(req): ApiJson<TokenRequest>,
 ) -> Result<Response, ApiError> {
     check_rate(&state, ip)?;
-    let user = auth::check_password(state.bo.store(), &req.username, &req.password)
-        .await
-        .map_err(ApiError::from)?
-        .ok_or_else(|| ApiError::unauthorized("wrong user name or password"))?;
+    state
+        .logins
+        .attempt(&req.username, ip.0)
+        .map_err(ApiError::login_throttled)?;
+    let user = auth::check_password(
+        state.bo.store(),
+        &state.hashing,
+        &req.username,
+        &req.password,
+    )
+    .await
+    .map_err(|e| match e {
+        auth::LoginError::Busy(_) => ApiError::busy(),
+        auth::LoginError::Service(e) => ApiError::from(e),
+    })?
+    .ok_or_else(|| ApiError::unauthorized("wrong user name or password"))?;
+    state.logins.succeeded(&req.username);
+    let now = state.bo.now();
     let token = auth::create_token(
         state.bo.store(),
         &user,
         req.name.as_deref().unwrap_or("api"),
-        state.bo.now(),
+        req.expires_days,
+        now,
     )
     .await
     .map_err(ApiError::from)?;
-    Ok((StatusCode::CREATED, ApiJson(TokenResponse { token })).into_response())
+    let id: String = super::token_hash(&token)
+        .chars()
+        .take(auth::TOKEN_ID_LEN)
+        .collect();
+    let expires_at = req
+        .expires_days
+        .map(|d| now.unix_timestamp() + i64::from(d) * 86_400);
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(TokenResponse {
+            token,
+            id,
+            expires_at,
+        }),
+    )
+        .into_response())
+}
+
+/// Which tokens to list.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct TokenFilter {
+    /// Only this user's tokens.
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+/// Lists API tokens (never the tokens themselves): id, label, user, creation, expiry, revocation.
+#[utoipa::path(get, path = "/api/v1/auth/tokens", tag = "auth", security(("token" = [])), params(TokenFilter),
+    responses((status = 200, body = Vec<auth::TokenView>), (status = 401, body = super::Problem)))]
+async fn list_tokens(
+    State(state): State<Shared>,
+    _caller: Caller,
+    ApiQuery(filter): ApiQuery<TokenFilter>,
+) -> Result<ApiJson<Vec<auth::TokenView>>, ApiError> {
+    Ok(ApiJson(
+        auth::list_tokens(state.bo.store(), filter.user.as_deref(), state.bo.now()).await?,
+    ))
+}
+
+/// Revokes an API token by its id (as listed; at least 8 hex digits) or by the token itself. It
+/// stops working at once.
+#[utoipa::path(post, path = "/api/v1/auth/tokens/{id}/revoke", tag = "auth", security(("token" = [])),
+    params(("id" = String, Path, description = "the token's id (16 hex digits, as listed) or the token")),
+    responses((status = 200, body = auth::TokenView), (status = 401, body = super::Problem),
+        (status = 404, body = super::Problem), (status = 422, body = super::Problem)))]
+async fn revoke_token(
+    State(state): State<Shared>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> Result<ApiJson<auth::TokenView>, ApiError> {
+    Ok(ApiJson(
+        auth::revoke_token(state.bo.store(), &id, state.bo.now()).await?,
+    ))
 }
 
 /// Lists products.
@@ -99,9 +179,8 @@ async fn create_token(
     responses((status = 200, body = Vec<ProductView>), (status = 401, body = super::Problem)))]
 async fn list_products(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    _caller: Caller,
 ) -> Result<ApiJson<Vec<ProductView>>, ApiError> {
-    authenticate(&state, &headers).await?;
     Ok(ApiJson(state.bo.list_products().await?))
 }
 
@@ -124,10 +203,9 @@ pub struct NewProduct {
     responses((status = 201, body = ProductView), (status = 409, body = super::Problem), (status = 422, body = super::Problem)))]
 async fn create_product(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    _caller: Caller,
     ApiJson(req): ApiJson<NewProduct>,
 ) -> Result<Response, ApiError> {
-    authenticate(&state, &headers).await?;
     let p = state
         .bo
         .create_product(&req.id, &req.name, req.spec)
@@ -149,11 +227,10 @@ pub struct NewFeatures {
     responses((status = 200, body = ProductView), (status = 404, body = super::Problem)))]
 async fn add_features(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    _caller: Caller,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<NewFeatures>,
 ) -> Result<ApiJson<ProductView>, ApiError> {
-    authenticate(&state, &headers).await?;
     Ok(ApiJson(state.bo.add_features(&id, req.features).await?))
 }
 
@@ -162,9 +239,8 @@ async fn add_features(
     responses((status = 200, body = Vec<CustomerView>)))]
 async fn list_customers(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    _caller: Caller,
 ) -> Result<ApiJson<Vec<CustomerView>>, ApiError> {
-    authenticate(&state, &headers).await?;
     Ok(ApiJson(state.bo.list_customers().await?))
 }
 
@@ -184,10 +260,9 @@ pub struct NewCustomer {
     responses((status = 201, body = CustomerView), (status = 422, body = super::Problem)))]
 async fn create_customer(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    _caller: Caller,
     ApiJson(req): ApiJson<NewCustomer>,
 ) -> Result<Response, ApiError> {
-    authenticate(&state, &headers).await?;
     let c = state
         .bo
         .create_customer(&req.name, req.email.as_deref())
@@ -209,11 +284,10 @@ pub struct GraceRequest {
     responses((status = 200, body = CustomerView), (status = 404, body = super::Problem)))]
 async fn extend_grace(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    _caller: Caller,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<GraceRequest>,
 ) -> Result<ApiJson<CustomerView>, ApiError> {
-    authenticate(&state, &headers).await?;
     Ok(ApiJson(state.bo.extend_grace(&id, req.days).await?))
 }
 
@@ -232,10 +306,9 @@ pub struct NewEntitlement {
     responses((status = 201, body = EntitlementView), (status = 404, body = super::Problem), (status = 422, body = super::Problem)))]
 async fn create_entitlement(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    _caller: Caller,
     ApiJson(req): ApiJson<NewEntitlement>,
 ) -> Result<Response, ApiError> {
-    authenticate(&state, &headers).await?;
     let e = state
         .bo
         .create_entitlement(&req.customer_id, req.lines)
@@ -249,10 +322,9 @@ async fn create_entitlement(
     responses((status = 200, body = EntitlementView), (status = 404, body = super::Problem)))]
 async fn get_entitlement(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    _caller: Caller,
     Path(id): Path<String>,
 ) -> Result<ApiJson<EntitlementView>, ApiError> {
-    authenticate(&state, &headers).await?;
     Ok(ApiJson(state.bo.get_entitlement(&id).await?))
 }
 
@@ -281,10 +353,9 @@ impl Paging {
     responses((status = 200, body = Vec<LineView>)))]
 async fn list_keys(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    _caller: Caller,
     ApiQuery(paging): ApiQuery<Paging>,
 ) -> Result<ApiJson<Vec<LineView>>, ApiError> {
-    authenticate(&state, &headers).await?;
     Ok(ApiJson(state.bo.list_keys(paging.page()).await?))
 }
 
@@ -294,10 +365,9 @@ async fn list_keys(
     responses((status = 200, body = LineView), (status = 404, body = super::Problem)))]
 async fn revoke_key(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    _caller: Caller,
     Path(key): Path<String>,
 ) -> Result<ApiJson<LineView>, ApiError> {
-    authenticate(&state, &headers).await?;
     Ok(ApiJson(state.bo.revoke(&key).await?))
 }
 
@@ -325,11 +395,10 @@ pub struct RehostResponse {
     responses((status = 200, body = RehostResponse), (status = 404, body = super::Problem)))]
 async fn rehost_key(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    _caller: Caller,
     Path(key): Path<String>,
     ApiJson(req): ApiJson<RehostRequest>,
 ) -> Result<ApiJson<RehostResponse>, ApiError> {
-    authenticate(&state, &headers).await?;
     let (line, released) = state.bo.rehost(&key, req.holder.as_deref()).await?;
     Ok(ApiJson(RehostResponse { released, line }))
 }
@@ -495,10 +564,9 @@ async fn post_usage(
     responses((status = 200, body = Vec<UsageView>)))]
 async fn list_usage(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    _caller: Caller,
     ApiQuery(paging): ApiQuery<Paging>,
 ) -> Result<ApiJson<Vec<UsageView>>, ApiError> {
-    authenticate(&state, &headers).await?;
     Ok(ApiJson(state.bo.list_usage(paging.page()).await?))
 }
 

@@ -43,8 +43,8 @@ impl RateLimiter {
         }
     }
 
-    /// Takes one token for `ip`; false when none is left.
-    pub fn allow(&self, ip: IpAddr) -> bool {
+    /// Takes one token for `ip`; when none is left, the whole seconds until one is back.
+    pub fn allow(&self, ip: IpAddr) -> Result<(), u64> {
         let now = Instant::now();
         // an IPv6 client usually holds a whole /64: count it as one address
         let ip = match ip {
@@ -70,9 +70,9 @@ impl RateLimiter {
         *last = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;
-            true
+            Ok(())
         } else {
-            false
+            Err(((1.0 - *tokens) * 60.0 / cap).ceil().max(1.0) as u64)
         }
     }
 }
@@ -119,6 +119,10 @@ pub struct AppState {
     pub limiter: RateLimiter,
     /// Counters.
     pub metrics: Metrics,
+    /// Password hashing, a few at a time.
+    pub hashing: crate::auth::HashGate,
+    /// Login throttling per account and per address.
+    pub logins: crate::auth::LoginThrottle,
 }
 
 impl AppState {
@@ -243,11 +247,7 @@ impl<St: Send + Sync> axum::extract::FromRequestParts<St> for ClientIp {
 
 /// Refuses the request when the caller has used up its public-endpoint budget.
 pub fn check_rate(state: &AppState, ip: ClientIp) -> Result<(), ApiError> {
-    if state.limiter.allow(ip.0) {
-        Ok(())
-    } else {
-        Err(ApiError::rate_limited())
-    }
+    state.limiter.allow(ip.0).map_err(ApiError::rate_limited)
 }
 
 /// SHA-256 hex of an API token: what the store keeps.
@@ -279,9 +279,36 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Strin
         .find_token(&token_hash(token))
         .await
         .map_err(|e| ApiError::from(crate::service::ServiceError::Store(e)))?
-        .filter(|t| t.revoked_at.is_none())
         .ok_or_else(|| ApiError::unauthorized("the API token is unknown or revoked"))?;
+    if record.revoked_at.is_some() {
+        return Err(ApiError::unauthorized(
+            "the API token is unknown or revoked: create a new one",
+        ));
+    }
+    if let Some(expired) = record.expires_at.filter(|e| *e <= state.bo.now()) {
+        return Err(ApiError::unauthorized(format!(
+            "the API token expired at {}: create a new one (POST /api/v1/auth/token or `tessera backoffice token create`)",
+            tessera_core::time_fmt::display_time(expired)
+        )));
+    }
     Ok(record.user_name)
+}
+
+/// The user an API token acts as, as an extractor. Handlers take it before their body, so a
+/// caller without a valid token gets 401 whatever the body holds: the body is not even read, and
+/// nothing about its fields is revealed.
+#[derive(Debug, Clone)]
+pub struct Caller(pub String);
+
+impl axum::extract::FromRequestParts<Shared> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Shared,
+    ) -> Result<Self, Self::Rejection> {
+        authenticate(state, &parts.headers).await.map(Caller)
+    }
 }
 
 /// A 200 with a plain text body.

@@ -101,10 +101,13 @@ async fn demo_submit(
         )
     };
     if let Err(e) = check_rate(&state, ip) {
-        return page(
-            e.status(),
-            Some((e.code().to_string(), e.detail().to_string())),
-            false,
+        return with_retry_after(
+            page(
+                e.status(),
+                Some((e.code().to_string(), e.detail().to_string())),
+                false,
+            ),
+            &e,
         );
     }
     match state
@@ -141,6 +144,15 @@ struct OfflinePage {
     issuer: String,
     error: Option<(String, String)>,
     response: Option<String>,
+}
+
+/// A page refused for its rate: with the `Retry-After` of the refusal.
+fn with_retry_after(mut resp: Response, e: &ApiError) -> Response {
+    if let Some(secs) = e.retry_after() {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+    }
+    resp
 }
 
 fn html<T: Template>(status: StatusCode, page: T) -> Response {
@@ -219,11 +231,14 @@ async fn activate_submit(
         )
     };
     if let Err(e) = check_rate(&state, ip) {
-        return page(
-            e.status(),
-            Some((e.code().to_string(), e.detail().to_string())),
-            None,
-            false,
+        return with_retry_after(
+            page(
+                e.status(),
+                Some((e.code().to_string(), e.detail().to_string())),
+                None,
+                false,
+            ),
+            &e,
         );
     }
     match state.bo.unlock(&form.key, &form.pc_id).await {
@@ -307,10 +322,13 @@ async fn offline_submit(
         )
     };
     if let Err(e) = check_rate(&state, ip) {
-        return page(
-            e.status(),
-            Some((e.code().to_string(), e.detail().to_string())),
-            None,
+        return with_retry_after(
+            page(
+                e.status(),
+                Some((e.code().to_string(), e.detail().to_string())),
+                None,
+            ),
+            &e,
         );
     }
     match state.bo.offline_respond(&form.request).await {

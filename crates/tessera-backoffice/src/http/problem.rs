@@ -31,6 +31,7 @@ pub struct ApiError {
     status: StatusCode,
     code: String,
     detail: String,
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -40,7 +41,19 @@ impl ApiError {
             status,
             code: code.into(),
             detail: detail.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same error with a `Retry-After` of `seconds` (every 429 and 503 carries one).
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.max(1));
+        self
+    }
+
+    /// The `Retry-After` seconds, if any.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.retry_after
     }
 
     /// 401.
@@ -48,13 +61,40 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
     }
 
-    /// 429.
-    pub fn rate_limited() -> Self {
+    /// 429: the address used up its budget of public requests; one is back in `retry_after`
+    /// seconds.
+    pub fn rate_limited(retry_after: u64) -> Self {
         Self::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
-            "too many requests from your address; wait a minute and try again",
+            format!("too many requests from your address; try again in {retry_after} s"),
         )
+        .with_retry_after(retry_after)
+    }
+
+    /// 429: too many failed logins for this account or from this address.
+    pub fn login_throttled(t: crate::auth::Throttled) -> Self {
+        let (detail, secs) = match t {
+            crate::auth::Throttled::Account { retry_after } => (
+                format!("too many failed logins for this user lately; try again in {retry_after} s (the command line, `tessera backoffice token create`, needs no login)"),
+                retry_after,
+            ),
+            crate::auth::Throttled::Address { retry_after } => (
+                format!("too many logins from your address lately; try again in {retry_after} s"),
+                retry_after,
+            ),
+        };
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "login_throttled", detail).with_retry_after(secs)
+    }
+
+    /// 503: the password checks are all busy and their queue is full.
+    pub fn busy() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "the back office is checking too many passwords at once; try again in a second",
+        )
+        .with_retry_after(1)
     }
 
     /// The stable code.
@@ -161,6 +201,10 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -1,0 +1,223 @@
+//! The license server's admin API tried without the token and with bodies that do not fit: the
+//! token is checked before the body is read (401, never a field name), every error is
+//! problem+json, and the admin token can be rotated while the server runs.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use tessera_host::SystemClock;
+use tessera_server::{daemon, http};
+
+/// A new server data directory in `dir` trusting a fresh producer key; its admin token.
+async fn init_server(dir: &Path) -> (std::path::PathBuf, String) {
+    let bo = dir.join("bo");
+    tessera_backoffice::daemon::init(&bo, None, None, &SystemClock)
+        .await
+        .unwrap();
+    let pem = std::fs::read_to_string(bo.join("keys/producer.pub")).unwrap();
+    let data = dir.join("srv");
+    let token = daemon::init(&data, &pem, None, Some("ethernet=0050569a3b01"))
+        .await
+        .unwrap();
+    let mut cfg = std::fs::read_to_string(data.join("server.toml")).unwrap();
+    cfg.push_str(&format!(
+        "anchor_dir = \"{}\"\n",
+        dir.join("anchors").display()
+    ));
+    std::fs::write(data.join("server.toml"), &cfg).unwrap();
+    (data, token)
+}
+
+async fn start(data: &Path) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let server = daemon::open(data, Arc::new(SystemClock)).await.unwrap();
+    let state = http::state(server);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(http::serve_on(listener, state, async move {
+        let _ = rx.await;
+    }));
+    (url, tx)
+}
+
+/// POSTs `body` with `content_type` and an optional bearer token; status, content type, body.
+async fn post(
+    url: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (StatusCode, String, Value) {
+    let mut r = reqwest::Client::new()
+        .post(url)
+        .header("content-type", content_type)
+        .body(body);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status();
+    let ctype = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, ctype, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_endpoints_check_the_token_before_the_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, token) = init_server(dir.path()).await;
+    let (url, _stop) = start(&data).await;
+    let bodies: Vec<(&str, Vec<u8>)> = vec![
+        ("application/json", br#"{"colour": "red"}"#.to_vec()),
+        (
+            "application/json",
+            br#"{"activations": [{"key": 1}]}"#.to_vec(),
+        ),
+        ("application/json", b"{\"backoffice\": ".to_vec()),
+        ("text/plain", vec![0xff, 0xfe, 0x00, 0x80]),
+        ("application/json", vec![b'x'; 200_000]),
+    ];
+    for path in [
+        "/api/v1/admin/activate",
+        "/api/v1/admin/offline-request",
+        "/api/v1/admin/offline-apply",
+        "/api/v1/admin/sync",
+    ] {
+        for (ctype, body) in &bodies {
+            for t in [None, Some("tss_wrong")] {
+                let (st, ct, p) = post(&format!("{url}{path}"), t, ctype, body.clone()).await;
+                assert_eq!(st, StatusCode::UNAUTHORIZED, "{path} {t:?}: {p}");
+                assert_eq!(ct, "application/problem+json", "{path}");
+                assert_eq!(p["code"], "unauthorized");
+                let detail = p["detail"].as_str().unwrap();
+                for leak in [
+                    "field",
+                    "colour",
+                    "activations",
+                    "backoffice",
+                    "UTF-8",
+                    "JSON",
+                ] {
+                    assert!(!detail.contains(leak), "{path} reveals {leak}: {detail}");
+                }
+            }
+        }
+    }
+
+    // with the token, every body error of offline-apply is a problem too
+    let apply = format!("{url}/api/v1/admin/offline-apply");
+    let (st, ct, p) = post(&apply, Some(&token), "text/plain", vec![0xff, 0xfe, 0x80]).await;
+    assert_eq!(
+        (st, ct.as_str(), p["code"].as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            "application/problem+json",
+            Some("unreadable_body")
+        )
+    );
+    let (st, ct, p) = post(&apply, Some(&token), "text/plain", vec![b'x'; 200_000]).await;
+    assert_eq!(
+        (st, ct.as_str(), p["code"].as_str()),
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "application/problem+json",
+            Some("body_too_large")
+        )
+    );
+    let (st, ct, p) = post(
+        &apply,
+        Some(&token),
+        "text/plain",
+        b"not a response".to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (st, ct.as_str(), p["code"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "application/problem+json",
+            Some("invalid_document")
+        )
+    );
+    // and of the JSON endpoints
+    let activate = format!("{url}/api/v1/admin/activate");
+    let (st, ct, p) = post(
+        &activate,
+        Some(&token),
+        "application/json",
+        b"{\"backoffice\": ".to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (st, ct.as_str(), p["code"].as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            "application/problem+json",
+            Some("malformed_json")
+        )
+    );
+    let (st, _, p) = post(
+        &activate,
+        Some(&token),
+        "application/json",
+        br#"{"colour": 1}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_request"))
+    );
+    let (st, _, p) = post(&activate, Some(&token), "text/plain", b"{}".to_vec()).await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Some("unsupported_media_type")
+        )
+    );
+    // status without the token
+    let resp = reqwest::get(format!("{url}/api/v1/admin/status"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+}
+
+async fn status(url: &str, token: &str) -> StatusCode {
+    reqwest::Client::new()
+        .get(format!("{url}/api/v1/admin/status"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_token_rotates_while_the_server_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, first) = init_server(dir.path()).await;
+    let (url, _stop) = start(&data).await;
+    assert_eq!(status(&url, &first).await, StatusCode::OK);
+    // rotated from the data directory, while the server runs
+    let second = daemon::rotate_admin_token(&data).await.unwrap();
+    assert!(second.starts_with("tss_") && second != first);
+    assert_eq!(status(&url, &first).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(status(&url, &second).await, StatusCode::OK);
+    // and again: only the newest works
+    let third = daemon::rotate_admin_token(&data).await.unwrap();
+    assert_eq!(status(&url, &second).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(status(&url, &third).await, StatusCode::OK);
+    // a directory that holds no server is refused
+    let err = daemon::rotate_admin_token(&dir.path().join("nothing"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, daemon::ServerError::NotInitialised(_)),
+        "{err}"
+    );
+}
