@@ -403,3 +403,38 @@ fn help_version_and_completions() {
     assert!(o.status.success());
     assert!(text(&o).0.contains("license"));
 }
+
+#[test]
+fn a_license_server_without_a_private_state_directory_does_not_start() {
+    let f = Fixture::new();
+    let o = f.run(&[
+        "server",
+        "init",
+        "--data",
+        "srv",
+        "--producer-key",
+        "keys/producer.pub",
+        "--hostid",
+        "string=lab-1",
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    // no HOME, no XDG_STATE_HOME, no anchor_dir: it refuses, rather than keep the anchor in /tmp
+    let o = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args([
+            "server",
+            "serve",
+            "--data",
+            "srv",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .current_dir(f.dir.path())
+        .env_remove("HOME")
+        .env_remove("XDG_STATE_HOME")
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("neither HOME nor XDG_STATE_HOME"), "{err}");
+    assert!(err.contains("anchor_dir"), "{err}");
+}

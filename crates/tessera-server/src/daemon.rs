@@ -1070,3 +1070,70 @@ impl Server {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        toml::from_str(extra).unwrap()
+    }
+
+    #[test]
+    fn server_toml_only_narrows_the_producers_offline_policy() {
+        let producer = Some((2, 3));
+        assert_eq!(borrow_limits(&config(""), producer), (2, 3));
+        assert_eq!(
+            borrow_limits(
+                &config("max_borrow_days = 25\nmax_borrows_per_account = 6"),
+                producer
+            ),
+            (2, 3),
+            "higher values are ignored"
+        );
+        assert_eq!(
+            borrow_limits(
+                &config("max_borrow_days = 1\nmax_borrows_per_account = 2"),
+                producer
+            ),
+            (1, 2),
+            "lower ones apply"
+        );
+        // a bundle without a policy: the defaults are the ceiling
+        assert_eq!(borrow_limits(&config("max_borrow_days = 25"), None), (7, 3));
+        assert_eq!(borrow_limits(&config("max_borrow_days = 5"), None), (5, 3));
+    }
+
+    #[test]
+    fn the_anchor_directory_is_private_or_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        // made 0700 whatever the umask
+        let a = dir.path().join("a/b/anchors");
+        private_dir(&a).unwrap();
+        assert_eq!(
+            fs::metadata(&a).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        // an existing directory of ours that others could write to is tightened
+        let loose = dir.path().join("loose");
+        fs::create_dir(&loose).unwrap();
+        fs::set_permissions(&loose, fs::Permissions::from_mode(0o777)).unwrap();
+        private_dir(&loose).unwrap();
+        assert_eq!(
+            fs::metadata(&loose).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        // a link (planted by someone else, say) or a file is refused
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&loose, &link).unwrap();
+        let err = private_dir(&link).unwrap_err().to_string();
+        assert!(err.contains("symbolic link"), "{err}");
+        let file = dir.path().join("file");
+        fs::write(&file, "x").unwrap();
+        assert!(private_dir(&file).is_err());
+        // no HOME, no XDG_STATE_HOME, no anchor_dir: no fallback to a shared directory
+        let c = config("anchor_dir = \"/srv/anchor\"");
+        assert_eq!(anchor_dir(&c).unwrap(), PathBuf::from("/srv/anchor"));
+    }
+}

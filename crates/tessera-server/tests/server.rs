@@ -1512,3 +1512,179 @@ fn random_request_sequences_and_restarts_never_break_the_digest() {
         "lease ids are not counted up"
     );
 }
+
+/// A copy of the store taken while the server runs (as docs/operations.md says to back up), restored
+/// after more grants, is refused: the mark beside and outside the store moves with every commit,
+/// not only at start. Removing the marks accepts it. Then the storage bound to another machine
+/// (as a copy restored there would be) is refused until it is re-validated with the back office.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restores_of_copies_taken_mid_run_and_storage_of_another_machine_are_refused() {
+    let bo_dir = tempfile::tempdir().unwrap();
+    let (bo_url, keys) = backoffice(bo_dir.path()).await;
+    let producer_pem = std::fs::read_to_string(bo_dir.path().join("keys/producer.pub")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (data, token) = init_server(dir.path(), &producer_pem, "ethernet=0050569a3b31").await;
+    let (url, stop) = start(&data).await;
+    assert_eq!(
+        activate(&url, Some(&token), &bo_url, &keys[0], 3)
+            .await
+            .status(),
+        200
+    );
+    let ask = |d: u32| json!({"operation": "request", "device_id": format!("string=ws-{d}"), "request_id": "r", "nonce": nonce(d), "features": [{"name": "modeler"}]});
+    assert_eq!(
+        claims_of(capability(&url, ask(1)).await["response"].as_str().unwrap())
+            .grants
+            .len(),
+        1
+    );
+    // the backup, taken while the server runs: the store and the data directory's anchor
+    let backup = dir.path().join("backup.db");
+    rusqlite::Connection::open(data.join("tessera.db"))
+        .unwrap()
+        .execute("VACUUM INTO ?1", [backup.display().to_string()])
+        .unwrap();
+    std::fs::copy(data.join("anchor"), dir.path().join("backup.anchor")).unwrap();
+    // more seats granted after it
+    for d in 2..=3 {
+        assert_eq!(
+            claims_of(capability(&url, ask(d)).await["response"].as_str().unwrap())
+                .grants
+                .len(),
+            1
+        );
+    }
+    let _ = stop.send(());
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let restore = || {
+        std::fs::copy(&backup, data.join("tessera.db")).unwrap();
+        let _ = std::fs::remove_file(data.join("tessera.db-wal"));
+        let _ = std::fs::remove_file(data.join("tessera.db-shm"));
+        std::fs::copy(dir.path().join("backup.anchor"), data.join("anchor")).unwrap();
+    };
+    restore();
+    // the data directory restored whole (its anchor too): the copy outside still knows better
+    let err = daemon::open(&data, Arc::new(SystemClock))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ServerError::RestoredOlderCopy { .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("anchors"),
+        "names the outside copy: {err}"
+    );
+    // the administrator accepts the copy by removing the marks, as the message says
+    std::fs::remove_dir_all(dir.path().join("anchors")).unwrap();
+    let server = daemon::open(&data, Arc::new(SystemClock)).await.unwrap();
+    assert_eq!(server.engine.lease_count(), 1, "the one lease of the copy");
+    drop(server);
+
+    // storage bound to another machine (a copy restored there): refused, and a changed `hostid`
+    // in server.toml is no way around it
+    let store = tessera_store::open(&tessera_store::sqlite_url_for_data_dir(&data))
+        .await
+        .unwrap();
+    store
+        .put_setting(
+            "server.machine_ids",
+            "machine_id=0123456789abcdef0123456789abcdef\nethernet=020000000001",
+        )
+        .await
+        .unwrap();
+    let err = daemon::open(&data, Arc::new(SystemClock))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServerError::OtherMachine { .. }), "{err}");
+    assert!(err.to_string().contains("tessera server rebind"), "{err}");
+    // re-validated with the back office (a sync), it is bound to this machine and serves
+    let server = daemon::open_for_rebind(&data, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    server.sync().await.unwrap();
+    let ids = server.bind_to_this_machine().await.unwrap();
+    assert!(
+        !ids.iter().any(|i| i.starts_with("machine_id=0123")),
+        "{ids:?}"
+    );
+    drop(server);
+    let server = daemon::open(&data, Arc::new(SystemClock)).await.unwrap();
+    drop(server);
+}
+
+/// Borrow limits count seats, per device and per user; the producer's offline policy can only be
+/// narrowed by server.toml.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn borrow_limits_count_seats_per_device_and_user_and_config_only_lowers_them() {
+    let bo_dir = tempfile::tempdir().unwrap();
+    let (bo_url, keys) = backoffice_with(
+        bo_dir.path(),
+        json!([{"name": "modeler"}]),
+        json!([{"product": "cad", "model": "floating", "count": 8, "policy": {"grace_days": 30, "renewal_days": 30, "offline_max_days": 2, "offline_refresh_days": 1, "offline_max_active": 3}}]),
+    )
+    .await;
+    let producer_pem = std::fs::read_to_string(bo_dir.path().join("keys/producer.pub")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (data, token) = init_server(dir.path(), &producer_pem, "ethernet=0050569a3b32").await;
+    // the administrator tries to loosen the producer's policy (2 days, 3 seats)
+    let mut cfg = std::fs::read_to_string(data.join("server.toml")).unwrap();
+    cfg.push_str("max_borrow_days = 25\nmax_borrows_per_account = 6\n");
+    std::fs::write(data.join("server.toml"), cfg).unwrap();
+    let (url, _stop) = start(&data).await;
+    assert_eq!(
+        activate(&url, Some(&token), &bo_url, &keys[0], 8)
+            .await
+            .status(),
+        200
+    );
+    let http = reqwest::Client::new();
+    let borrow = |device: &str, user: Option<&str>, count: u32, days: u32, n: u32| json!({"operation": "borrow", "device_id": device, "user": user, "request_id": format!("b{n}"), "nonce": nonce(n), "features": [{"name": "modeler", "count": count}], "borrow_days": days});
+    // 25 days is past the producer's 2
+    let r = http
+        .post(format!("{url}/api/v1/capability"))
+        .json(&borrow("string=pc-1", Some("ann"), 1, 3, 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422, "{}", r.text().await.unwrap());
+    let outcome = |a: Value| {
+        let c = claims_of(a["response"].as_str().unwrap());
+        c.denials
+            .first()
+            .map(|d| d.code.clone())
+            .unwrap_or_else(|| format!("granted {}", c.grants[0].count))
+    };
+    // one borrow of 6 seats is 6 seats, past the 3 per account (and server.toml's 6 is ignored)
+    assert_eq!(
+        outcome(capability(&url, borrow("string=pc-1", Some("ann"), 6, 2, 2)).await),
+        "borrow_limit"
+    );
+    assert_eq!(
+        outcome(capability(&url, borrow("string=pc-1", Some("ann"), 2, 2, 3)).await),
+        "granted 2"
+    );
+    // a new user name on the same device gets no fresh allowance
+    assert_eq!(
+        outcome(capability(&url, borrow("string=pc-1", Some("bob"), 2, 2, 4)).await),
+        "borrow_limit"
+    );
+    assert_eq!(
+        outcome(capability(&url, borrow("string=pc-1", None, 2, 2, 5)).await),
+        "borrow_limit"
+    );
+    // nor does the same user on a new device
+    assert_eq!(
+        outcome(capability(&url, borrow("string=pc-2", Some("ann"), 2, 2, 6)).await),
+        "borrow_limit"
+    );
+    // within the allowance
+    assert_eq!(
+        outcome(capability(&url, borrow("string=pc-1", Some("bob"), 1, 2, 7)).await),
+        "granted 1"
+    );
+    assert_eq!(
+        outcome(capability(&url, borrow("string=pc-2", Some("cy"), 3, 2, 8)).await),
+        "granted 3"
+    );
+}
