@@ -8,7 +8,7 @@
 //! DATA/quickstart.json   what the first run made (ids, the admin token of the server)
 //! ```
 //!
-//! A second run reuses everything. Ctrl-C stops both servers cleanly.
+//! A second run reuses everything. Ctrl-C or SIGTERM stops both servers cleanly.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -268,11 +268,14 @@ async fn run_async(data: &Path, opts: Options) -> Result<()> {
     } else {
         println!();
         println!("Ctrl-C stops both.");
-        let _ = tokio::signal::ctrl_c().await;
+        tessera_host::serve::shutdown_signal().await;
         let _ = stop_tx.send(true);
-        println!("stopping");
+        crate::say(true, "stopping");
     }
     let _ = bo_task.await;
     let _ = srv_task.await;
+    if !opts.no_serve {
+        crate::say(true, "stopped");
+    }
     Ok(())
 }

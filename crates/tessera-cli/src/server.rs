@@ -311,8 +311,16 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
                 listener.local_addr()?,
                 data.display()
             );
+            if tls.is_none() {
+                crate::warn_plain_http(
+                    listener.local_addr()?,
+                    "the license server",
+                    "the admin token",
+                );
+            }
             let shutdown = async {
-                let _ = tokio::signal::ctrl_c().await;
+                tessera_host::serve::shutdown_signal().await;
+                crate::say(false, "stopping");
             };
             match tls {
                 Some((cert, key)) => {
@@ -320,6 +328,8 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
                 }
                 None => http::serve_on(listener, http::state(server), shutdown).await?,
             }
+            tracing::info!("license server stopped");
+            crate::say(true, "license server stopped");
             Ok(())
         }
         ServerCommand::AcceptStorage { data } => {

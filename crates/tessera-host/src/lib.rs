@@ -13,6 +13,9 @@
 use std::fs;
 use std::path::PathBuf;
 
+#[cfg(feature = "serve")]
+pub mod serve;
+
 use tessera_core::time::OffsetDateTime;
 use tessera_core::{Clock, DeviceType, HostId, HostIdKind, PcId};
 

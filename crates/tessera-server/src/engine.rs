@@ -79,7 +79,13 @@ pub struct LeasePolicy {
     pub max_borrow_days: u32,
     /// Most borrowed (offline) leases one device and user may hold at once.
     pub max_borrows_per_account: u32,
+    /// Most leases one device (all its users together) may hold at once: an uncounted feature
+    /// gives as many as asked for, so this bounds what one client can make the server keep.
+    pub max_leases_per_device: u32,
 }
+
+/// Default [`LeasePolicy::max_leases_per_device`].
+pub const DEFAULT_MAX_LEASES_PER_DEVICE: u32 = 1000;
 
 impl Default for LeasePolicy {
     fn default() -> Self {
@@ -87,6 +93,7 @@ impl Default for LeasePolicy {
             lease: Duration::minutes(5),
             max_borrow_days: 7,
             max_borrows_per_account: 3,
+            max_leases_per_device: DEFAULT_MAX_LEASES_PER_DEVICE,
         }
     }
 }
@@ -771,6 +778,7 @@ impl Engine {
             Some(u) => format!("{device}|user={u}"),
             None => device.to_string(),
         };
+        self.check_lease_cap(&req, &device_key)?;
         let seal = match &req.session_proof {
             None => None,
             Some(proof) => {
@@ -822,6 +830,25 @@ impl Engine {
                 "the decision could not be committed (the server log says why)".into(),
             )
         })?
+    }
+}
+
+impl Engine {
+    /// Refuses a request or borrow that would take the device past
+    /// [`LeasePolicy::max_leases_per_device`] leases.
+    fn check_lease_cap(&self, req: &CapabilityRequest, device_key: &str) -> Result<(), EngineError> {
+        if !matches!(req.operation, Operation::Request | Operation::Borrow) {
+            return Ok(());
+        }
+        let max = self.inner.policy.max_leases_per_device;
+        let held = self.inner.lock().seats.held_by(device_key);
+        let wanted = u32::try_from(req.features.len()).unwrap_or(u32::MAX);
+        if held.saturating_add(wanted) > max {
+            return Err(EngineError::BadRequest(format!(
+                "this device holds {held} leases, and a device may hold at most {max} (max_leases_per_device in server.toml): return some first"
+            )));
+        }
+        Ok(())
     }
 }
 
