@@ -234,13 +234,9 @@ pub async fn init(
     if keys_dir.join("producer.key").exists() {
         return Err(DaemonError::AlreadyInitialised(data.display().to_string()));
     }
-    fs::create_dir_all(&keys_dir).map_err(|e| file_err(&keys_dir, e))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&keys_dir, fs::Permissions::from_mode(0o700))
-            .map_err(|e| file_err(&keys_dir, e))?;
-    }
+    // private to the back office's user (0700), whatever the umask: the store and keys are inside
+    tessera_host::private_dir(data).map_err(|e| file_err(data, e))?;
+    tessera_host::private_dir(&keys_dir).map_err(|e| file_err(&keys_dir, e))?;
     let data = &data.canonicalize().map_err(|e| file_err(data, e))?;
     let keys_dir = data.join("keys");
     let mut config = Config::default();
@@ -326,6 +322,14 @@ pub async fn open(
         return Err(DaemonError::NotInitialised(data.display().to_string()));
     }
     let data = &data.canonicalize().map_err(|e| file_err(data, e))?;
+    // a data directory made by an older version, or loosened since: private again
+    for dir in [data.clone(), data.join("keys")] {
+        tessera_host::private_dir(&dir).map_err(|e| file_err(&dir, e))?;
+    }
+    for key in ["producer.key", "unlock.key"] {
+        let p = data.join("keys").join(key);
+        tessera_host::private_file(&p).map_err(|e| file_err(&p, e))?;
+    }
     let mut config = load_config(data)?;
     if let Some(db) = database {
         config.database = Some(db.to_string());

@@ -65,7 +65,8 @@ fn policy(model: LicenseModel, count: u32) -> LinePolicy {
 }
 
 async fn run_async(data: &Path, opts: Options) -> Result<()> {
-    std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
+    // private (0700): it holds both services' keys and stores, and the credentials of the demo
+    tessera_host::private_dir(data).with_context(|| format!("cannot create {}", data.display()))?;
     let data = data
         .canonicalize()
         .with_context(|| format!("cannot resolve {}", data.display()))?;

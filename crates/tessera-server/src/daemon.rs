@@ -241,7 +241,9 @@ pub async fn init(
     }
     PublicKey::from_spki_pem(producer_pem)
         .map_err(|e| ServerError::Config(format!("the producer key: {e}")))?;
-    fs::create_dir_all(data.join("keys")).map_err(|e| file_err(data, e))?;
+    // private to the server's user (0700), whatever the umask: the store and the key are inside
+    tessera_host::private_dir(data).map_err(|e| file_err(data, e))?;
+    tessera_host::private_dir(&data.join("keys")).map_err(|e| file_err(data, e))?;
     let data = data.canonicalize().map_err(|e| file_err(data, e))?;
     let mut toml_text = "# Tessera license server. Unknown keys are errors.\nlisten = \"0.0.0.0:7070\"\nlease_seconds = 300\n# max_borrow_days = 7            (default: the producer's offline policy, 30 days)\n# max_borrows_per_account = 3   (default: the producer's offline policy, 3)\nlog = \"info\"\n# log_file = \"server.log\"        (default: standard error; relative to this directory)\n# cluster = false               (true: several processes share one PostgreSQL database; same hostid on each)\n# request_timeout_seconds = 30  (headers, then body; slower clients are disconnected)\n# max_connections = 1024\n# capability_requests_per_minute = 1200   (per client address; 0: no limit; loopback exempt unless rate_limit_loopback = true)\n# max_leases_per_device = 1000\n".to_string();
     if let Some(db) = database {
@@ -429,6 +431,11 @@ pub async fn open(data: &Path, clock: Arc<dyn Clock>) -> Result<Server, ServerEr
         return Err(ServerError::NotInitialised(data.display().to_string()));
     }
     let data = data.canonicalize().map_err(|e| file_err(data, e))?;
+    // a data directory made by an older version, or loosened since: private again
+    for dir in [data.clone(), data.join("keys")] {
+        tessera_host::private_dir(&dir).map_err(|e| file_err(&dir, e))?;
+    }
+    tessera_host::private_file(&key_path).map_err(|e| file_err(&key_path, e))?;
     let config = load_config(&data)?;
     let key = SigningKey::from_pkcs8_pem(
         &fs::read_to_string(&key_path).map_err(|e| file_err(&key_path, e))?,
