@@ -948,8 +948,9 @@ async fn serve(
     if worker.is_none() {
         eprintln!("note: no [mail] or [webhook] in the configuration: unlock codes are shown but not e-mailed, and the demo form is off");
     }
+    let signal = tessera_host::serve::shutdown_signal();
     let shutdown = async {
-        tessera_host::serve::shutdown_signal().await;
+        signal.await;
         crate::say(false, "stopping");
     };
     let scheme = if config.tls.is_some() {

@@ -241,6 +241,7 @@ async fn run_async(data: &Path, opts: Options) -> Result<()> {
         },
     ));
 
+    let signal = tessera_host::serve::shutdown_signal();
     println!();
     println!(
         "Back office:     {bo_url}   (admin / {})",
@@ -269,7 +270,7 @@ async fn run_async(data: &Path, opts: Options) -> Result<()> {
     } else {
         println!();
         println!("Ctrl-C stops both.");
-        tessera_host::serve::shutdown_signal().await;
+        signal.await;
         let _ = stop_tx.send(true);
         crate::say(true, "stopping");
     }

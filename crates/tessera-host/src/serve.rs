@@ -162,26 +162,34 @@ fn configure(
     *builder = b;
 }
 
-/// Resolves at Ctrl-C (SIGINT) or SIGTERM (what a service manager sends to stop a service).
-pub async fn shutdown_signal() {
+/// Resolves at Ctrl-C (SIGINT) or SIGTERM (what a service manager sends to stop a service). The
+/// handlers are installed when this is called (inside a runtime), not when the future is first
+/// polled: call it before saying the service is up, so a signal sent from then on stops it cleanly.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        async move {
+            match (term, int) {
+                (Some(mut term), Some(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
