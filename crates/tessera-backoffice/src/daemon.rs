@@ -195,7 +195,11 @@ pub fn load_config(data: &Path) -> Result<Config, DaemonError> {
         detail: e.to_string(),
     })?;
     for (name, value, max) in [
-        ("request_timeout_seconds", config.request_timeout_seconds, 3600),
+        (
+            "request_timeout_seconds",
+            config.request_timeout_seconds,
+            3600,
+        ),
         ("max_connections", config.max_connections, 1_000_000),
     ] {
         if value == 0 || value > max {
@@ -381,7 +385,14 @@ pub async fn serve_on(
     state: http::Shared,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_with(listener, state, None, tessera_host::serve::Limits::default(), shutdown).await
+    serve_with(
+        listener,
+        state,
+        None,
+        tessera_host::serve::Limits::default(),
+        shutdown,
+    )
+    .await
 }
 
 /// Serves on an already bound listener (HTTPS with `tls`) within `limits` until `shutdown`

@@ -1942,8 +1942,14 @@ pub(crate) fn text_field(field: &str, text: &str, max: usize) -> Result<(), Serv
 
 /// When a demo of `days` days issued at `now` ends; a length the calendar cannot hold is refused.
 fn demo_expiry(now: OffsetDateTime, days: u32) -> Result<OffsetDateTime, ServiceError> {
-    let days = days.clamp(1, crate::model::MAX_DAYS);
-    now.checked_add(Duration::days(i64::from(days)))
+    let max = crate::model::MAX_DAYS;
+    if days > max {
+        return Err(ServiceError::invalid(
+            "demo_days",
+            format!("this product's demo lasts {days} days, more than the {max} allowed: no demo can be issued until the product is defined again"),
+        ));
+    }
+    now.checked_add(Duration::days(i64::from(days.max(1))))
         .ok_or_else(|| ServiceError::invalid("demo_days", "the demo would end after the year 9999"))
 }
 

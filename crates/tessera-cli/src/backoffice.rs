@@ -967,9 +967,20 @@ async fn serve(
         data.data.display()
     );
     if config.tls.is_none() {
-        crate::warn_plain_http(local, "the back office", "administrators' logins and API tokens");
+        crate::warn_plain_http(
+            local,
+            "the back office",
+            "administrators' logins and API tokens",
+        );
     }
-    daemon::serve_with(listener, state, config.tls.as_ref(), config.limits(), shutdown).await?;
+    daemon::serve_with(
+        listener,
+        state,
+        config.tls.as_ref(),
+        config.limits(),
+        shutdown,
+    )
+    .await?;
     if let Some((handle, stop)) = worker {
         let _ = stop.send(true);
         let _ = handle.await;

@@ -247,7 +247,10 @@ pub(crate) fn http_client(ca_cert: Option<&Path>) -> Result<reqwest::Client> {
         let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
             .with_context(|| format!("{}: not a PEM certificate", path.display()))?;
         if certs.is_empty() {
-            bail!("{}: no certificate in it (expected -----BEGIN CERTIFICATE-----)", path.display());
+            bail!(
+                "{}: no certificate in it (expected -----BEGIN CERTIFICATE-----)",
+                path.display()
+            );
         }
         for c in certs {
             b = b.add_root_certificate(c);

@@ -393,8 +393,7 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
             out,
         }) => {
             let body = Body::Json(serde_json::json!({"activations": key_counts(&keys)?}));
-            let text =
-                admin_request(
+            let text = admin_request(
                 &server,
                 &token,
                 ca_cert.as_deref(),

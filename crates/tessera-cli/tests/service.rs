@@ -51,7 +51,10 @@ fn url_in(line: &str) -> String {
 }
 
 /// Sends SIGTERM and waits: the exit status, the rest of standard output and standard error.
-fn terminate(mut child: Child, mut out: BufReader<ChildStdout>) -> (std::process::ExitStatus, String, String) {
+fn terminate(
+    mut child: Child,
+    mut out: BufReader<ChildStdout>,
+) -> (std::process::ExitStatus, String, String) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -60,7 +63,12 @@ fn terminate(mut child: Child, mut out: BufReader<ChildStdout>) -> (std::process
     let mut rest = String::new();
     out.read_to_string(&mut rest).unwrap();
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     (child.wait().unwrap(), rest, err)
 }
 
@@ -91,7 +99,12 @@ fn sigterm_stops_the_quickstart_cleanly_and_the_leases_survive() {
     );
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let lines = read_until(&mut out, "Ctrl-C stops both");
-    let server = url_in(lines.iter().find(|l| l.starts_with("License server:")).unwrap());
+    let server = url_in(
+        lines
+            .iter()
+            .find(|l| l.starts_with("License server:"))
+            .unwrap(),
+    );
     let v: serde_json::Value = reqwest::blocking::Client::new()
         .post(format!("{server}/api/v1/capability"))
         .json(&serde_json::json!({"operation": "request", "device_id": "user=alice", "request_id": "r1", "nonce": "0123456789abcdef", "features": [{"name": "modeler"}]}))
@@ -104,18 +117,28 @@ fn sigterm_stops_the_quickstart_cleanly_and_the_leases_survive() {
     assert!(status.success(), "{status:?} {rest} {err}");
     assert!(rest.contains("stopped"), "{rest}");
     // the license server starts again on the same data and holds the lease
-    let made: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("qs/quickstart.json")).unwrap())
-            .unwrap();
+    let made: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("qs/quickstart.json")).unwrap(),
+    )
+    .unwrap();
     let token = made["server_token"].as_str().unwrap().to_string();
     let mut child = start(
-        &["server", "serve", "--data", "qs/server", "--listen", "127.0.0.1:0"],
+        &[
+            "server",
+            "serve",
+            "--data",
+            "qs/server",
+            "--listen",
+            "127.0.0.1:0",
+        ],
         dir.path(),
     );
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let url = url_in(&read_until(&mut out, "listening on")[0]);
     let status: serde_json::Value = serde_json::from_str(&tessera(
-        &["server", "status", "--server", &url, "--token", &token, "--json"],
+        &[
+            "server", "status", "--server", &url, "--token", &token, "--json",
+        ],
         dir.path(),
     ))
     .unwrap();
@@ -138,10 +161,16 @@ fn sigterm_stops_the_back_office_and_files_are_private_whatever_the_umask() {
             .current_dir(d)
             .output()
             .unwrap();
-        assert!(o.status.success(), "{args}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{args}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     };
     run("backoffice init --data bo");
-    run("server init --data srv --producer-key bo/keys/producer.pub --hostid ethernet=0050569a3b01");
+    run(
+        "server init --data srv --producer-key bo/keys/producer.pub --hostid ethernet=0050569a3b01",
+    );
     for (p, want) in [
         ("bo", 0o700),
         ("bo/keys", 0o700),
@@ -162,11 +191,28 @@ fn sigterm_stops_the_back_office_and_files_are_private_whatever_the_umask() {
     for p in ["bo", "bo/tessera.db", "bo/keys/producer.key"] {
         std::fs::set_permissions(d.join(p), std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let mut bo = start(&["backoffice", "serve", "--data", "bo", "--listen", "127.0.0.1:0"], d);
+    let mut bo = start(
+        &[
+            "backoffice",
+            "serve",
+            "--data",
+            "bo",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        d,
+    );
     let mut bo_out = BufReader::new(bo.stdout.take().unwrap());
     let bo_url = url_in(&read_until(&mut bo_out, "listening on")[0]);
     let mut srv = start(
-        &["server", "serve", "--data", "srv", "--listen", "127.0.0.1:0"],
+        &[
+            "server",
+            "serve",
+            "--data",
+            "srv",
+            "--listen",
+            "127.0.0.1:0",
+        ],
         d,
     );
     let mut srv_out = BufReader::new(srv.stdout.take().unwrap());
@@ -203,7 +249,17 @@ fn sigterm_stops_the_back_office_and_files_are_private_whatever_the_umask() {
     assert!(status.success(), "{status:?} {err}");
     assert!(rest.contains("license server stopped"), "{rest}");
     // a clean stop leaves the store as it was: both start again
-    let mut bo = start(&["backoffice", "serve", "--data", "bo", "--listen", "127.0.0.1:0"], d);
+    let mut bo = start(
+        &[
+            "backoffice",
+            "serve",
+            "--data",
+            "bo",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        d,
+    );
     let mut bo_out = BufReader::new(bo.stdout.take().unwrap());
     read_until(&mut bo_out, "listening on");
     let (status, _, err) = terminate(bo, bo_out);
@@ -229,10 +285,43 @@ fn plain_http_on_the_network_is_called_out_at_start() {
         d,
     );
     for (args, warned) in [
-        (vec!["server", "serve", "--data", "srv", "--listen", "0.0.0.0:0"], true),
-        (vec!["server", "serve", "--data", "srv", "--listen", "127.0.0.1:0"], false),
-        (vec!["backoffice", "serve", "--data", "bo", "--listen", "0.0.0.0:0"], true),
-        (vec!["backoffice", "serve", "--data", "bo", "--listen", "127.0.0.1:0"], false),
+        (
+            vec!["server", "serve", "--data", "srv", "--listen", "0.0.0.0:0"],
+            true,
+        ),
+        (
+            vec![
+                "server",
+                "serve",
+                "--data",
+                "srv",
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            false,
+        ),
+        (
+            vec![
+                "backoffice",
+                "serve",
+                "--data",
+                "bo",
+                "--listen",
+                "0.0.0.0:0",
+            ],
+            true,
+        ),
+        (
+            vec![
+                "backoffice",
+                "serve",
+                "--data",
+                "bo",
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            false,
+        ),
     ] {
         let mut child = start(&args, d);
         let mut out = BufReader::new(child.stdout.take().unwrap());
@@ -366,5 +455,8 @@ fn clients_trust_a_private_ca_with_ca_cert() {
     }
     let o = run(&checkout, Some(&ca));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("checked out modeler") && out.contains("returned lease"), "{out}");
+    assert!(
+        out.contains("checked out modeler") && out.contains("returned lease"),
+        "{out}"
+    );
 }

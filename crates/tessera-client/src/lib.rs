@@ -31,8 +31,8 @@
 mod async_api;
 mod error;
 mod floating;
-mod tls;
 pub mod state;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

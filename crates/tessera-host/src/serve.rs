@@ -118,18 +118,19 @@ pub async fn serve(
         Some(files) => {
             // one crypto provider for the process (ring); a second call finds it installed
             let _ = rustls::crypto::ring::default_provider().install_default();
-            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(files.cert, files.key)
-                .await
-                .map_err(|e| {
-                    io::Error::new(
-                        e.kind(),
-                        format!(
-                            "cannot load the TLS certificate {} and key {}: {e}",
-                            files.cert.display(),
-                            files.key.display()
-                        ),
-                    )
-                })?;
+            let config =
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(files.cert, files.key)
+                    .await
+                    .map_err(|e| {
+                        io::Error::new(
+                            e.kind(),
+                            format!(
+                                "cannot load the TLS certificate {} and key {}: {e}",
+                                files.cert.display(),
+                                files.key.display()
+                            ),
+                        )
+                    })?;
             // HTTP/1.1 only (what the limits above apply to)
             let mut inner = (*config.get_inner()).clone();
             inner.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -414,7 +415,8 @@ impl HttpBody for DeadlineBody {
 #[derive(Debug)]
 pub struct TokenBuckets {
     per_minute: u32,
-    buckets: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (f64, std::time::Instant)>>,
+    buckets:
+        std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (f64, std::time::Instant)>>,
 }
 
 impl TokenBuckets {

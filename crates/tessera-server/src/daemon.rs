@@ -204,9 +204,17 @@ pub fn load_config(data: &Path) -> Result<Config, ServerError> {
     let config: Config =
         toml::from_str(&text).map_err(|e| ServerError::Config(format!("{}: {e}", p.display())))?;
     for (name, value, max) in [
-        ("request_timeout_seconds", config.request_timeout_seconds, 3600),
+        (
+            "request_timeout_seconds",
+            config.request_timeout_seconds,
+            3600,
+        ),
         ("max_connections", config.max_connections, 1_000_000),
-        ("max_leases_per_device", config.max_leases_per_device, 1_000_000),
+        (
+            "max_leases_per_device",
+            config.max_leases_per_device,
+            1_000_000,
+        ),
     ] {
         if value == 0 || value > max {
             return Err(ServerError::Config(format!(

@@ -836,7 +836,11 @@ impl Engine {
 impl Engine {
     /// Refuses a request or borrow that would take the device past
     /// [`LeasePolicy::max_leases_per_device`] leases.
-    fn check_lease_cap(&self, req: &CapabilityRequest, device_key: &str) -> Result<(), EngineError> {
+    fn check_lease_cap(
+        &self,
+        req: &CapabilityRequest,
+        device_key: &str,
+    ) -> Result<(), EngineError> {
         if !matches!(req.operation, Operation::Request | Operation::Borrow) {
             return Ok(());
         }

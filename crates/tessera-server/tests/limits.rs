@@ -326,10 +326,15 @@ async fn unknown_paths_and_wrong_methods_are_problems() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["code"], "not_found");
     assert_eq!(v["status"], 404);
-    let r = reqwest::get(format!("{url}/api/v1/capability")).await.unwrap();
+    let r = reqwest::get(format!("{url}/api/v1/capability"))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 405);
     assert_eq!(content_type(&r), "application/problem+json");
-    let allow = r.headers()[reqwest::header::ALLOW].to_str().unwrap().to_string();
+    let allow = r.headers()[reqwest::header::ALLOW]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(allow.contains("POST"), "{allow}");
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["code"], "method_not_allowed");
