@@ -222,7 +222,7 @@ impl<S: Send + 'static> axum_server::accept::Accept<TcpStream, S> for Connection
             Err(_) => {
                 // logged for the first refusal and then every 1000th, not for each
                 let n = self.refused.fetch_add(1, Ordering::Relaxed);
-                if n % 1000 == 0 {
+                if n.is_multiple_of(1000) {
                     tracing::warn!(
                         max_connections = self.max,
                         refused = n + 1,

@@ -68,7 +68,7 @@ impl<St: Send + Sync> axum::extract::FromRequestParts<St> for ClientIp {
 }
 
 /// Takes a capability request from `ip`'s allowance; the 429 answer when it is used up.
-fn check_rate(s: &AppState, ip: ClientIp) -> Result<(), Response> {
+fn check_rate(s: &AppState, ip: ClientIp) -> Result<(), Box<Response>> {
     let (Some(limiter), Some(ip)) = (&s.limiter, ip.0) else {
         return Ok(());
     };
@@ -93,7 +93,7 @@ fn check_rate(s: &AppState, ip: ClientIp) -> Result<(), Response> {
         );
         r.headers_mut()
             .insert(header::RETRY_AFTER, header::HeaderValue::from(wait));
-        r
+        Box::new(r)
     })
 }
 
@@ -294,7 +294,7 @@ async fn capability(
 ) -> Response {
     s.requests.fetch_add(1, Ordering::Relaxed);
     if let Err(r) = check_rate(&s, ip) {
-        return r;
+        return *r;
     }
     let req = match body {
         Ok(body) => capability_request(&headers, &body),
