@@ -160,8 +160,7 @@ pub async fn serve_on(
     let limits = state.server.config.limits();
     let (sweep, sync) = background(&state);
     let r = tessera_host::serve::serve(listener, router(state), None, limits, shutdown).await;
-    sweep.abort();
-    sync.abort();
+    stop_background(sweep, sync).await;
     r
 }
 
@@ -178,9 +177,17 @@ pub async fn serve_tls_on(
     let (sweep, sync) = background(&state);
     let tls = tessera_host::serve::TlsFiles { cert, key };
     let r = tessera_host::serve::serve(listener, router(state), Some(tls), limits, shutdown).await;
+    stop_background(sweep, sync).await;
+    r
+}
+
+/// Stops the background tasks and waits until they are gone, so the server they hold (its locks on
+/// the data directory and database) is released when serving returns.
+async fn stop_background(sweep: tokio::task::JoinHandle<()>, sync: tokio::task::JoinHandle<()>) {
     sweep.abort();
     sync.abort();
-    r
+    let _ = sweep.await;
+    let _ = sync.await;
 }
 
 /// The sweeper (expired leases, and in a cluster a newer bundle) and the daily sync.
