@@ -62,6 +62,7 @@ pub async fn create_user<S: BackOfficeStore>(
             detail: "a user needs a name".into(),
         });
     }
+    crate::service::text_field("name", name, 64)?;
     if password.chars().count() < 12 {
         return Err(ServiceError::Invalid {
             field: "password".into(),

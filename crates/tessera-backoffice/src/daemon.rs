@@ -59,6 +59,27 @@ pub struct Config {
     /// A URL called with events (over-use), optionally HMAC-signed.
     #[serde(default)]
     pub webhook: Option<WebhookConfig>,
+    /// Seconds a client has to send a request's headers (also how long an idle connection stays
+    /// open), and then its body (default 30). A client that does not is disconnected.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_seconds: u32,
+    /// Connections served at once (default 1024); more are closed until some end.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+}
+
+fn default_request_timeout() -> u32 {
+    tessera_host::serve::DEFAULT_REQUEST_TIMEOUT_SECONDS
+}
+fn default_max_connections() -> u32 {
+    tessera_host::serve::DEFAULT_MAX_CONNECTIONS
+}
+
+impl Config {
+    /// The limits the back office applies to its clients' connections.
+    pub fn limits(&self) -> tessera_host::serve::Limits {
+        tessera_host::serve::Limits::new(self.request_timeout_seconds, self.max_connections)
+    }
 }
 
 /// TLS files.
@@ -96,6 +117,8 @@ impl Default for Config {
             notify_email: None,
             mail: None,
             webhook: None,
+            request_timeout_seconds: default_request_timeout(),
+            max_connections: default_max_connections(),
         }
     }
 }
@@ -167,10 +190,26 @@ pub fn load_config(data: &Path) -> Result<Config, DaemonError> {
         return Ok(Config::default());
     }
     let text = read(&path)?;
-    toml::from_str(&text).map_err(|e| DaemonError::Config {
+    let config: Config = toml::from_str(&text).map_err(|e| DaemonError::Config {
         path: path.display().to_string(),
         detail: e.to_string(),
-    })
+    })?;
+    for (name, value, max) in [
+        (
+            "request_timeout_seconds",
+            config.request_timeout_seconds,
+            3600,
+        ),
+        ("max_connections", config.max_connections, 1_000_000),
+    ] {
+        if value == 0 || value > max {
+            return Err(DaemonError::Config {
+                path: path.display().to_string(),
+                detail: format!("`{name}` must be between 1 and {max}"),
+            });
+        }
+    }
+    Ok(config)
 }
 
 /// What `init` made.
@@ -199,13 +238,9 @@ pub async fn init(
     if keys_dir.join("producer.key").exists() {
         return Err(DaemonError::AlreadyInitialised(data.display().to_string()));
     }
-    fs::create_dir_all(&keys_dir).map_err(|e| file_err(&keys_dir, e))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&keys_dir, fs::Permissions::from_mode(0o700))
-            .map_err(|e| file_err(&keys_dir, e))?;
-    }
+    // private to the back office's user (0700), whatever the umask: the store and keys are inside
+    tessera_host::private_dir(data).map_err(|e| file_err(data, e))?;
+    tessera_host::private_dir(&keys_dir).map_err(|e| file_err(&keys_dir, e))?;
     let data = &data.canonicalize().map_err(|e| file_err(data, e))?;
     let keys_dir = data.join("keys");
     let mut config = Config::default();
@@ -291,6 +326,14 @@ pub async fn open(
         return Err(DaemonError::NotInitialised(data.display().to_string()));
     }
     let data = &data.canonicalize().map_err(|e| file_err(data, e))?;
+    // a data directory made by an older version, or loosened since: private again
+    for dir in [data.clone(), data.join("keys")] {
+        tessera_host::private_dir(&dir).map_err(|e| file_err(&dir, e))?;
+    }
+    for key in ["producer.key", "unlock.key"] {
+        let p = data.join("keys").join(key);
+        tessera_host::private_file(&p).map_err(|e| file_err(&p, e))?;
+    }
     let mut config = load_config(data)?;
     if let Some(db) = database {
         config.database = Some(db.to_string());
@@ -337,16 +380,37 @@ pub fn state(bo: BackOffice<AnyStore>, config: &Config) -> http::Shared {
     })
 }
 
-/// Serves on an already bound listener until `shutdown` resolves (tests bind port 0).
+/// Serves on an already bound listener until `shutdown` resolves (tests bind port 0), within
+/// `limits` (from [`Config::limits`]).
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     state: http::Shared,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(
+        listener,
+        state,
+        None,
+        tessera_host::serve::Limits::default(),
+        shutdown,
+    )
+    .await
+}
+
+/// Serves on an already bound listener (HTTPS with `tls`) within `limits` until `shutdown`
+/// resolves.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: http::Shared,
+    tls: Option<&TlsConfig>,
+    limits: tessera_host::serve::Limits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let tls = tls.map(|t| tessera_host::serve::TlsFiles {
+        cert: &t.cert,
+        key: &t.key,
+    });
+    tessera_host::serve::serve(listener, http::router(state), tls, limits, shutdown).await
 }
 
 /// Serves with TLS on `addr` until `shutdown` resolves.
@@ -356,29 +420,24 @@ pub async fn serve_tls(
     state: http::Shared,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
-    // one crypto provider for the process (ring); a second call finds it installed
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
-        .await
-        .map_err(|e| DaemonError::Config {
-            path: tls.cert.display().to_string(),
-            detail: format!("cannot load the TLS certificate and key: {e}"),
-        })?;
-    let handle = axum_server::Handle::new();
-    let h = handle.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        h.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
-    });
-    let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum_server::bind_rustls(addr, rustls)
-        .handle(handle)
-        .serve(app)
+    let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| DaemonError::Listen {
             addr: addr.to_string(),
             detail: e.to_string(),
-        })
+        })?;
+    serve_with(
+        listener,
+        state,
+        Some(tls),
+        tessera_host::serve::Limits::default(),
+        shutdown,
+    )
+    .await
+    .map_err(|e| DaemonError::Config {
+        path: tls.cert.display().to_string(),
+        detail: e.to_string(),
+    })
 }
 
 /// Starts the outbox worker when mail or webhooks are configured; send `true` (or drop the

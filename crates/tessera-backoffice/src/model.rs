@@ -40,6 +40,27 @@ pub struct ProductSpec {
     pub demo_days: u32,
 }
 
+/// Checks a name, e-mail address or other text that reaches terminals, pages, mail and signed
+/// claims: at most `max` characters, and no control characters (line breaks, escapes, DEL, C1)
+/// nor the invisible marks that reorder text (bidirectional overrides and isolates).
+pub fn check_text(text: &str, max: usize) -> Result<(), String> {
+    if text.chars().count() > max {
+        return Err(format!("at most {max} characters"));
+    }
+    if let Some(c) = text.chars().find(|c| {
+        c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }) {
+        return Err(format!(
+            "control characters are not allowed (found U+{:04X}): use printable text on one line",
+            u32::from(c)
+        ));
+    }
+    Ok(())
+}
+
+/// Longest demo, trial or term in days: ten years.
+pub const MAX_DAYS: u32 = 3650;
+
 fn default_trial_days() -> u32 {
     60
 }
@@ -49,8 +70,27 @@ fn default_demo_days() -> u32 {
 }
 
 impl ProductSpec {
-    /// Checks names and duplicates.
+    /// Checks names, duplicates and bounds.
     pub fn validate(&self) -> Result<(), String> {
+        self.check().map(|_| ()).map_err(|(_, e)| e)
+    }
+
+    /// As [`ProductSpec::validate`], naming the field that is wrong.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        self.check_features().map_err(|e| ("features", e))?;
+        if self.trial_days == 0 || self.trial_days > MAX_DAYS {
+            return Err(("trial_days", format!("between 1 and {MAX_DAYS}")));
+        }
+        if self.demo_days == 0 || self.demo_days > MAX_DAYS {
+            return Err(("demo_days", format!("between 1 and {MAX_DAYS}")));
+        }
+        if let Some(v) = &self.version {
+            check_text(v, 64).map_err(|e| ("version", e))?;
+        }
+        Ok(())
+    }
+
+    fn check_features(&self) -> Result<(), String> {
         if self.features.is_empty() {
             return Err("a product needs at least one feature".into());
         }
@@ -78,9 +118,6 @@ impl ProductSpec {
                     "basic feature '{b}' is not one of the product's features"
                 ));
             }
-        }
-        if self.trial_days == 0 || self.trial_days > 3650 {
-            return Err("trial_days must be between 1 and 3650".into());
         }
         Ok(())
     }

@@ -438,8 +438,9 @@ impl<S: Store> BackOffice<S> {
                 "use 1 to 64 letters, digits, '-' or '_'",
             ));
         }
-        spec.validate()
-            .map_err(|e| ServiceError::invalid("features", e))?;
+        text_field("name", name, 200)?;
+        spec.check()
+            .map_err(|(field, e)| ServiceError::invalid(field, e))?;
         let record = ProductRecord {
             id: id.into(),
             name: if name.trim().is_empty() {
@@ -475,8 +476,8 @@ impl<S: Store> BackOffice<S> {
     ) -> Result<ProductView, ServiceError> {
         let (record, mut spec) = self.product(id).await?;
         spec.features.extend(features);
-        spec.validate()
-            .map_err(|e| ServiceError::invalid("features", e))?;
+        spec.check()
+            .map_err(|(field, e)| ServiceError::invalid(field, e))?;
         let record = ProductRecord {
             spec_json: serde_json::to_string(&spec).map_err(sign_err)?,
             ..record
@@ -527,7 +528,9 @@ impl<S: Store> BackOffice<S> {
         if name.trim().is_empty() {
             return Err(ServiceError::invalid("name", "a customer needs a name"));
         }
+        text_field("name", name, 200)?;
         if let Some(e) = email {
+            text_field("email", e, 254)?;
             if e.trim().parse::<lettre::Address>().is_err() {
                 return Err(ServiceError::invalid(
                     "email",
@@ -1549,9 +1552,9 @@ impl<S: Store> BackOffice<S> {
         if name.trim().is_empty() {
             return Err(ServiceError::invalid("name", "please give your name"));
         }
-        if name.len() > 200 || company.len() > 200 {
-            return Err(ServiceError::invalid("name", "at most 200 characters"));
-        }
+        text_field("name", name, 200)?;
+        text_field("company", company, 200)?;
+        text_field("email", email, 254)?;
         let email = email.trim().to_string();
         if let Err(e) = email.parse::<lettre::Address>() {
             return Err(crate::outbox::OutboxError::InvalidAddress {
@@ -1564,6 +1567,9 @@ impl<S: Store> BackOffice<S> {
             return Err(crate::outbox::OutboxError::MailNotConfigured.into());
         }
         let (_, spec) = self.product(product).await?;
+        // everything that can fail is checked before the demo customer is made: a failed demo
+        // leaves nothing behind (a product stored before demo_days was bounded is refused here)
+        let expires = demo_expiry(now, spec.demo_days)?;
         // one demo per address and product: a demo is not a way around buying. Addresses are
         // compared without regard to case (`normalized_email`).
         let wanted = normalized_email(&email);
@@ -1602,7 +1608,6 @@ impl<S: Store> BackOffice<S> {
         let customer = self
             .create_customer(&format!("{label} (demo)"), Some(&email))
             .await?;
-        let expires = now + Duration::days(i64::from(spec.demo_days.max(1)));
         let ent = self
             .create_entitlement(
                 &customer.id,
@@ -1964,6 +1969,24 @@ fn customer_view(r: CustomerRecord) -> CustomerView {
     }
 }
 
+/// Refuses control characters and over-long text in a field (see [`crate::model::check_text`]).
+pub(crate) fn text_field(field: &str, text: &str, max: usize) -> Result<(), ServiceError> {
+    crate::model::check_text(text, max).map_err(|e| ServiceError::invalid(field, e))
+}
+
+/// When a demo of `days` days issued at `now` ends; a length the calendar cannot hold is refused.
+fn demo_expiry(now: OffsetDateTime, days: u32) -> Result<OffsetDateTime, ServiceError> {
+    let max = crate::model::MAX_DAYS;
+    if days > max {
+        return Err(ServiceError::invalid(
+            "demo_days",
+            format!("this product's demo lasts {days} days, more than the {max} allowed: no demo can be issued until the product is defined again"),
+        ));
+    }
+    now.checked_add(Duration::days(i64::from(days.max(1))))
+        .ok_or_else(|| ServiceError::invalid("demo_days", "the demo would end after the year 9999"))
+}
+
 fn validate_policy(p: &LinePolicy, spec: &ProductSpec) -> Result<(), String> {
     if p.count == 0 && !matches!(p.model, LicenseModel::Uncounted) {
         return Err("count must be at least 1".into());
@@ -1985,6 +2008,9 @@ fn validate_policy(p: &LinePolicy, spec: &ProductSpec) -> Result<(), String> {
     }
     if p.count > 1_000_000 {
         return Err("count must be at most 1000000".into());
+    }
+    if p.overdraft > 1_000_000 {
+        return Err("overdraft must be at most 1000000".into());
     }
     let pol = &p.policy;
     if pol.offline_max_days == 0 || pol.offline_refresh_days > pol.offline_max_days {

@@ -1019,36 +1019,45 @@ async fn serve(
     if worker.is_none() {
         eprintln!("note: no [mail] or [webhook] in the configuration: unlock codes are shown but not e-mailed, and the demo form is off");
     }
+    let signal = tessera_host::serve::shutdown_signal();
     let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-        eprintln!("stopping");
+        signal.await;
+        crate::say(false, "stopping");
     };
     let scheme = if config.tls.is_some() {
         "https"
     } else {
         "http"
     };
-    if let Some(tls) = &config.tls {
-        println!(
-            "back office listening on {scheme}://{addr} (data {})",
-            data.data.display()
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr()?;
+    println!(
+        "back office listening on {scheme}://{local} (data {})",
+        data.data.display()
+    );
+    if config.tls.is_none() {
+        crate::warn_plain_http(
+            local,
+            "the back office",
+            "administrators' logins and API tokens",
         );
-        daemon::serve_tls(addr, tls, state, shutdown).await?;
-    } else {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow!("cannot listen on {addr}: {e}"))?;
-        println!(
-            "back office listening on {scheme}://{} (data {})",
-            listener.local_addr()?,
-            data.data.display()
-        );
-        daemon::serve_on(listener, state, shutdown).await?;
     }
+    daemon::serve_with(
+        listener,
+        state,
+        config.tls.as_ref(),
+        config.limits(),
+        shutdown,
+    )
+    .await?;
     if let Some((handle, stop)) = worker {
         let _ = stop.send(true);
         let _ = handle.await;
     }
+    tracing::info!("back office stopped");
+    crate::say(true, "back office stopped");
     Ok(())
 }
 

@@ -30,6 +30,9 @@ pub enum ClientCommand {
         /// The producer's public key, to check the license received.
         #[arg(long)]
         producer_key: PathBuf,
+        /// Also trust the certificate authorities in this PEM file for HTTPS (a private CA).
+        #[arg(long, env = "TESSERA_CA_CERT")]
+        ca_cert: Option<PathBuf>,
         /// Where to write the license.
         #[arg(long)]
         out: PathBuf,
@@ -102,6 +105,9 @@ pub enum ClientCommand {
         /// The back office (trial registration, validation at launch).
         #[arg(long, env = "TESSERA_BACKOFFICE_URL")]
         url: Option<String>,
+        /// Also trust the certificate authorities in this PEM file for HTTPS (a private CA).
+        #[arg(long, env = "TESSERA_CA_CERT")]
+        ca_cert: Option<PathBuf>,
         /// The license file (else TESSERA_LICENSE, the state directory, beside the executable).
         #[arg(long)]
         license: Option<PathBuf>,
@@ -137,6 +143,9 @@ pub enum ClientCommand {
         /// Hold this many seconds, then return (default: until Ctrl-C).
         #[arg(long)]
         hold: Option<u64>,
+        /// Also trust the certificate authorities in this PEM file for HTTPS (a private CA).
+        #[arg(long, env = "TESSERA_CA_CERT")]
+        ca_cert: Option<PathBuf>,
         /// The state directory.
         #[arg(long)]
         state: Option<PathBuf>,
@@ -178,6 +187,9 @@ pub enum ClientCommand {
         /// Days offline (at most the server's longest borrow).
         #[arg(long, default_value_t = 7)]
         days: u32,
+        /// Also trust the certificate authorities in this PEM file for HTTPS (a private CA).
+        #[arg(long, env = "TESSERA_CA_CERT")]
+        ca_cert: Option<PathBuf>,
         /// The state directory.
         #[arg(long)]
         state: Option<PathBuf>,
@@ -193,6 +205,9 @@ pub enum ClientCommand {
         /// The feature.
         #[arg(long)]
         feature: String,
+        /// Also trust the certificate authorities in this PEM file for HTTPS (a private CA).
+        #[arg(long, env = "TESSERA_CA_CERT")]
+        ca_cert: Option<PathBuf>,
         /// The state directory.
         #[arg(long)]
         state: Option<PathBuf>,
@@ -208,6 +223,9 @@ pub enum ClientCommand {
         /// The producer's public key, to check the trial license.
         #[arg(long)]
         producer_key: PathBuf,
+        /// Also trust the certificate authorities in this PEM file for HTTPS (a private CA).
+        #[arg(long, env = "TESSERA_CA_CERT")]
+        ca_cert: Option<PathBuf>,
         /// Where to write the trial license.
         #[arg(long)]
         out: PathBuf,
@@ -221,8 +239,46 @@ fn this_pc(product: &str) -> Result<PcId> {
         .ok_or_else(|| anyhow!("this machine has no machine id, physical MAC address or VM UUID to make a PC identifier from"))
 }
 
-async fn post_json(url: &str, path: &str, body: serde_json::Value) -> Result<serde_json::Value> {
-    let resp = reqwest::Client::new()
+/// An HTTP client trusting the public roots, the system's store and the CAs in `ca_cert`.
+pub(crate) fn http_client(ca_cert: Option<&Path>) -> Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder();
+    if let Some(path) = ca_cert {
+        let pem = read_text(path, "CA certificate")?;
+        let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+            .with_context(|| format!("{}: not a PEM certificate", path.display()))?;
+        if certs.is_empty() {
+            bail!(
+                "{}: no certificate in it (expected -----BEGIN CERTIFICATE-----)",
+                path.display()
+            );
+        }
+        for c in certs {
+            b = b.add_root_certificate(c);
+        }
+    }
+    b.build().context("cannot set up HTTPS")
+}
+
+/// The CAs of `--ca-cert` for the client library.
+fn with_ca(
+    cfg: tessera_client::ClientConfig,
+    ca_cert: Option<&Path>,
+) -> Result<tessera_client::ClientConfig> {
+    match ca_cert {
+        None => Ok(cfg),
+        Some(path) => cfg
+            .ca_certs_pem(&read_text(path, "CA certificate")?)
+            .map_err(|e| anyhow!("{}: {e}", path.display())),
+    }
+}
+
+async fn post_json(
+    url: &str,
+    path: &str,
+    body: serde_json::Value,
+    ca_cert: Option<&Path>,
+) -> Result<serde_json::Value> {
+    let resp = http_client(ca_cert)?
         .post(format!("{}{path}", url.trim_end_matches('/')))
         .json(&body)
         .send()
@@ -263,9 +319,11 @@ fn library_client(
     product: &str,
     producer_key: &Path,
     state: Option<PathBuf>,
+    ca_cert: Option<&Path>,
 ) -> Result<tessera_client::Client, Failure> {
     let pem = read_text(producer_key, "public key")?;
-    let mut cfg = tessera_client::ClientConfig::new(product, &pem).map_err(|e| anyhow!("{e}"))?;
+    let cfg = tessera_client::ClientConfig::new(product, &pem).map_err(|e| anyhow!("{e}"))?;
+    let mut cfg = with_ca(cfg, ca_cert)?;
     if let Some(dir) = state {
         cfg = cfg.state_dirs(dir.join("state"), dir.join("backup"));
     }
@@ -288,6 +346,7 @@ async fn run_async(cmd: ClientCommand) -> Result<(), Failure> {
             key,
             product,
             producer_key,
+            ca_cert,
             out,
         } => {
             ActivationKey::parse(&key).map_err(|e| anyhow!("--key: {e}"))?;
@@ -296,6 +355,7 @@ async fn run_async(cmd: ClientCommand) -> Result<(), Failure> {
                 &url,
                 "/api/v1/activate/device",
                 serde_json::json!({"key": key, "pc_id": pc.to_string(), "product": product}),
+                ca_cert.as_deref(),
             )
             .await?;
             let license = v["license"]
@@ -375,13 +435,15 @@ async fn run_async(cmd: ClientCommand) -> Result<(), Failure> {
             trial_days,
             basic,
             url,
+            ca_cert,
             license,
             state,
             check,
         } => {
             let pem = read_text(&producer_key, "public key")?;
-            let mut cfg =
+            let cfg =
                 tessera_client::ClientConfig::new(&product, &pem).map_err(|e| anyhow!("{e}"))?;
+            let mut cfg = with_ca(cfg, ca_cert.as_deref())?;
             if let Some(u) = &unlock_key {
                 let names: Vec<&str> = features.iter().map(String::as_str).collect();
                 cfg = cfg
@@ -434,11 +496,13 @@ async fn run_async(cmd: ClientCommand) -> Result<(), Failure> {
             feature,
             feature_version: version,
             hold,
+            ca_cert,
             state,
         } => {
             let pem = read_text(&producer_key, "public key")?;
-            let mut cfg =
+            let cfg =
                 tessera_client::ClientConfig::new(&product, &pem).map_err(|e| anyhow!("{e}"))?;
+            let mut cfg = with_ca(cfg, ca_cert.as_deref())?;
             if let Some(dir) = state {
                 cfg = cfg.state_dirs(dir.join("state"), dir.join("backup"));
             }
@@ -494,9 +558,10 @@ async fn run_async(cmd: ClientCommand) -> Result<(), Failure> {
             producer_key,
             feature,
             days,
+            ca_cert,
             state,
         } => {
-            let client = library_client(&product, &producer_key, state)?;
+            let client = library_client(&product, &producer_key, state, ca_cert.as_deref())?;
             let b = tokio::task::block_in_place(|| client.borrow(&server, &feature, "1.0", days))
                 .map_err(|e| Failure::Invalid(e.to_string()))?;
             let until = tessera_core::time::OffsetDateTime::from_unix_timestamp(b.expires)
@@ -512,9 +577,10 @@ async fn run_async(cmd: ClientCommand) -> Result<(), Failure> {
             product,
             producer_key,
             feature,
+            ca_cert,
             state,
         } => {
-            let client = library_client(&product, &producer_key, state)?;
+            let client = library_client(&product, &producer_key, state, ca_cert.as_deref())?;
             tokio::task::block_in_place(|| client.return_borrowed(&feature))
                 .map_err(|e| Failure::Invalid(e.to_string()))?;
             println!("returned the borrowed {feature}");
@@ -524,6 +590,7 @@ async fn run_async(cmd: ClientCommand) -> Result<(), Failure> {
             url,
             product,
             producer_key,
+            ca_cert,
             out,
         } => {
             let pc = this_pc(&product)?;
@@ -531,6 +598,7 @@ async fn run_async(cmd: ClientCommand) -> Result<(), Failure> {
                 &url,
                 "/api/v1/trials",
                 serde_json::json!({"product": product, "pc_id": pc.to_string()}),
+                ca_cert.as_deref(),
             )
             .await?;
             let ends = v["expires_at"].as_i64().unwrap_or(0);

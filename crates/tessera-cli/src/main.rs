@@ -140,6 +140,30 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
+/// Says (in the log and on standard error) that a service takes credentials over plain HTTP on an
+/// address other machines can reach.
+pub(crate) fn warn_plain_http(addr: std::net::SocketAddr, service: &str, credentials: &str) {
+    if addr.ip().is_loopback() {
+        return;
+    }
+    tracing::warn!(%addr, "{service} serves plain HTTP on a non-loopback address: {credentials} cross the network in clear text");
+    say(
+        false,
+        &format!("warning: {service} serves plain HTTP on {addr}, reachable from other machines: {credentials} cross the network in clear text. Serve HTTPS (--tls-cert and --tls-key), or listen on 127.0.0.1 behind a TLS proxy."),
+    );
+}
+
+/// Prints a line on standard output (`out`) or standard error, ignoring a closed stream (a service
+/// stopping must not fail for want of a terminal).
+pub(crate) fn say(out: bool, line: &str) {
+    use std::io::Write;
+    let _ = if out {
+        writeln!(std::io::stdout(), "{line}")
+    } else {
+        writeln!(std::io::stderr(), "{line}")
+    };
+}
+
 fn main() -> ExitCode {
     // `tessera … | head` closes stdout early: end quietly, as other command-line tools do
     let default_hook = std::panic::take_hook();

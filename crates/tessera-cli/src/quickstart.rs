@@ -8,7 +8,7 @@
 //! DATA/quickstart.json   what the first run made (ids, the admin token of the server)
 //! ```
 //!
-//! A second run reuses everything. Ctrl-C stops both servers cleanly.
+//! A second run reuses everything. Ctrl-C or SIGTERM stops both servers cleanly.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -65,7 +65,8 @@ fn policy(model: LicenseModel, count: u32) -> LinePolicy {
 }
 
 async fn run_async(data: &Path, opts: Options) -> Result<()> {
-    std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
+    // private (0700): it holds both services' keys and stores, and the credentials of the demo
+    tessera_host::private_dir(data).with_context(|| format!("cannot create {}", data.display()))?;
     let data = data
         .canonicalize()
         .with_context(|| format!("cannot resolve {}", data.display()))?;
@@ -240,6 +241,7 @@ async fn run_async(data: &Path, opts: Options) -> Result<()> {
         },
     ));
 
+    let signal = tessera_host::serve::shutdown_signal();
     println!();
     println!(
         "Back office:     {bo_url}   (admin / {})",
@@ -268,11 +270,14 @@ async fn run_async(data: &Path, opts: Options) -> Result<()> {
     } else {
         println!();
         println!("Ctrl-C stops both.");
-        let _ = tokio::signal::ctrl_c().await;
+        signal.await;
         let _ = stop_tx.send(true);
-        println!("stopping");
+        crate::say(true, "stopping");
     }
     let _ = bo_task.await;
     let _ = srv_task.await;
+    if !opts.no_serve {
+        crate::say(true, "stopped");
+    }
     Ok(())
 }

@@ -75,6 +75,9 @@ pub enum ServerCommand {
         /// The admin token printed by `init`.
         #[arg(long, env = "TESSERA_SERVER_TOKEN")]
         token: String,
+        /// Also trust the certificate authorities in this PEM file for HTTPS (a private CA).
+        #[arg(long, env = "TESSERA_CA_CERT")]
+        ca_cert: Option<PathBuf>,
         /// The back office.
         #[arg(long, env = "TESSERA_BACKOFFICE_URL")]
         backoffice: String,
@@ -97,6 +100,9 @@ pub enum ServerCommand {
         /// The admin token printed by `init`.
         #[arg(long, env = "TESSERA_SERVER_TOKEN")]
         token: String,
+        /// Also trust the certificate authorities in this PEM file for HTTPS (a private CA).
+        #[arg(long, env = "TESSERA_CA_CERT")]
+        ca_cert: Option<PathBuf>,
     },
     /// Show the features, their use and the leases held.
     Status {
@@ -110,6 +116,9 @@ pub enum ServerCommand {
         /// The admin token printed by `init`.
         #[arg(long, env = "TESSERA_SERVER_TOKEN")]
         token: String,
+        /// Also trust the certificate authorities in this PEM file for HTTPS (a private CA).
+        #[arg(long, env = "TESSERA_CA_CERT")]
+        ca_cert: Option<PathBuf>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -142,6 +151,9 @@ pub enum OfflineCommand {
         /// The admin token printed by `init`.
         #[arg(long, env = "TESSERA_SERVER_TOKEN")]
         token: String,
+        /// Also trust the certificate authorities in this PEM file for HTTPS (a private CA).
+        #[arg(long, env = "TESSERA_CA_CERT")]
+        ca_cert: Option<PathBuf>,
         /// KEY:COUNT (repeat).
         #[arg(long = "key", required = true, value_name = "KEY:COUNT")]
         keys: Vec<String>,
@@ -161,6 +173,9 @@ pub enum OfflineCommand {
         /// The admin token printed by `init`.
         #[arg(long, env = "TESSERA_SERVER_TOKEN")]
         token: String,
+        /// Also trust the certificate authorities in this PEM file for HTTPS (a private CA).
+        #[arg(long, env = "TESSERA_CA_CERT")]
+        ca_cert: Option<PathBuf>,
         /// The response file.
         response: PathBuf,
     },
@@ -198,8 +213,14 @@ enum Body {
 
 /// Calls the running server's admin API; returns the answer's text, or the problem's detail and
 /// code as the error.
-async fn admin_request(server: &str, token: &str, path: &str, body: Body) -> Result<String> {
-    let client = reqwest::Client::new();
+async fn admin_request(
+    server: &str,
+    token: &str,
+    ca_cert: Option<&std::path::Path>,
+    path: &str,
+    body: Body,
+) -> Result<String> {
+    let client = crate::client::http_client(ca_cert)?;
     let url = format!("{}{path}", server.trim_end_matches('/'));
     let req = match body {
         Body::None => client.get(&url),
@@ -227,11 +248,12 @@ async fn admin_request(server: &str, token: &str, path: &str, body: Body) -> Res
 async fn admin_call(
     server: &str,
     token: &str,
+    ca_cert: Option<&std::path::Path>,
     path: &str,
     body: Option<serde_json::Value>,
 ) -> Result<serde_json::Value> {
     let body = body.map_or(Body::None, Body::Json);
-    let text = admin_request(server, token, path, body).await?;
+    let text = admin_request(server, token, ca_cert, path, body).await?;
     Ok(serde_json::from_str(&text).unwrap_or_default())
 }
 
@@ -333,14 +355,23 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
                     }
                 },
             };
+            let signal = tessera_host::serve::shutdown_signal();
             let scheme = if tls.is_some() { "https" } else { "http" };
             println!(
                 "license server {host} listening on {scheme}://{} (data {})",
                 listener.local_addr()?,
                 data.display()
             );
+            if tls.is_none() {
+                crate::warn_plain_http(
+                    listener.local_addr()?,
+                    "the license server",
+                    "the admin token",
+                );
+            }
             let shutdown = async {
-                let _ = tokio::signal::ctrl_c().await;
+                signal.await;
+                crate::say(false, "stopping");
             };
             match tls {
                 Some((cert, key)) => {
@@ -348,6 +379,8 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
                 }
                 None => http::serve_on(listener, http::state(server), shutdown).await?,
             }
+            tracing::info!("license server stopped");
+            crate::say(true, "license server stopped");
             Ok(())
         }
         ServerCommand::Rebind { data, response } => {
@@ -390,6 +423,7 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
         ServerCommand::Activate {
             server,
             token,
+            ca_cert,
             backoffice,
             keys,
         } => {
@@ -397,6 +431,7 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
             let v = admin_call(
                 &server,
                 &token,
+                ca_cert.as_deref(),
                 "/api/v1/admin/activate",
                 Some(serde_json::json!({"backoffice": backoffice, "activations": activations})),
             )
@@ -410,12 +445,19 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
         ServerCommand::Offline(OfflineCommand::Request {
             server,
             token,
+            ca_cert,
             keys,
             out,
         }) => {
             let body = Body::Json(serde_json::json!({"activations": key_counts(&keys)?}));
-            let text =
-                admin_request(&server, &token, "/api/v1/admin/offline-request", body).await?;
+            let text = admin_request(
+                &server,
+                &token,
+                ca_cert.as_deref(),
+                "/api/v1/admin/offline-request",
+                body,
+            )
+            .await?;
             crate::fsutil::write_atomic(&out, text.as_bytes(), 0o644)?;
             println!(
                 "request written to {}: answer it at the back office's /offline page or with `tessera backoffice offline respond`, then `tessera server offline apply`",
@@ -426,6 +468,7 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
         ServerCommand::Offline(OfflineCommand::Apply {
             server,
             token,
+            ca_cert,
             response,
         }) => {
             let text = std::fs::read_to_string(&response)
@@ -433,6 +476,7 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
             let answer = admin_request(
                 &server,
                 &token,
+                ca_cert.as_deref(),
                 "/api/v1/admin/offline-apply",
                 Body::Text(text),
             )
@@ -444,10 +488,15 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
             );
             Ok(())
         }
-        ServerCommand::Sync { server, token } => {
+        ServerCommand::Sync {
+            server,
+            token,
+            ca_cert,
+        } => {
             let v = admin_call(
                 &server,
                 &token,
+                ca_cert.as_deref(),
                 "/api/v1/admin/sync",
                 Some(serde_json::json!({})),
             )
@@ -471,9 +520,17 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
         ServerCommand::Status {
             server,
             token,
+            ca_cert,
             json,
         } => {
-            let v = admin_call(&server, &token, "/api/v1/admin/status", None).await?;
+            let v = admin_call(
+                &server,
+                &token,
+                ca_cert.as_deref(),
+                "/api/v1/admin/status",
+                None,
+            )
+            .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(());

@@ -33,6 +33,7 @@ fn random_hex(n: usize) -> String {
 /// Talks the capability protocol to one license server.
 #[derive(Debug, Clone)]
 pub(crate) struct ServerLink {
+    pub agent: ureq::Agent,
     pub url: String,
     pub producer: PublicKey,
     pub device_id: String,
@@ -111,7 +112,9 @@ impl ServerLink {
         if signed {
             body["signed"] = serde_json::Value::Bool(true);
         }
-        let answer: serde_json::Value = match ureq::post(&format!("{}/api/v1/capability", self.url))
+        let answer: serde_json::Value = match self
+            .agent
+            .post(&format!("{}/api/v1/capability", self.url))
             .timeout(StdDuration::from_secs(10))
             .send_json(body)
         {

@@ -32,6 +32,7 @@ mod async_api;
 mod error;
 mod floating;
 pub mod state;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -76,6 +77,8 @@ pub struct ClientConfig {
     trial: Option<TrialConfig>,
     rollback_tolerance: Duration,
     refresh_days: u32,
+    /// Certificate authorities trusted for HTTPS besides the public roots and the system's.
+    ca_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 fn home() -> PathBuf {
@@ -106,6 +109,7 @@ impl ClientConfig {
             trial: None,
             rollback_tolerance: DEFAULT_ROLLBACK_TOLERANCE,
             refresh_days: 14,
+            ca_certs: Vec::new(),
         })
     }
 
@@ -170,6 +174,18 @@ impl ClientConfig {
         self
     }
 
+    /// Also trust the certificate authorities in this PEM text for HTTPS (an on-site license server
+    /// or back office with a certificate from a private CA). The public roots and the system's
+    /// certificate store are always trusted.
+    pub fn ca_certs_pem(mut self, pem: &str) -> Result<Self, ClientError> {
+        let certs = tls::parse_pem(pem).map_err(|detail| ClientError::Io {
+            path: PathBuf::from("<CA certificate>"),
+            detail,
+        })?;
+        self.ca_certs.extend(certs);
+        Ok(self)
+    }
+
     /// How far the clock may go back before it counts as rolled back (default 24 hours).
     pub fn rollback_tolerance(mut self, d: Duration) -> Self {
         self.rollback_tolerance = d;
@@ -232,6 +248,8 @@ pub struct Client {
     identity: HostIdentity,
     pc_id: PcId,
     state: StateStore,
+    /// The HTTP agent, made at the first request (reading the system's certificates once).
+    agent: Arc<std::sync::OnceLock<ureq::Agent>>,
 }
 
 fn days_until(now: OffsetDateTime, t: OffsetDateTime) -> i64 {
@@ -272,6 +290,7 @@ impl Client {
             identity,
             pc_id,
             state,
+            agent: Arc::new(std::sync::OnceLock::new()),
         })
     }
 
@@ -556,7 +575,9 @@ impl Client {
         body: serde_json::Value,
     ) -> Result<serde_json::Value, ClientError> {
         let full = format!("{url}{path}");
-        match ureq::post(&full)
+        match self
+            .agent()
+            .post(&full)
             .timeout(std::time::Duration::from_secs(10))
             .send_json(body)
         {
@@ -746,8 +767,15 @@ impl Client {
         serde_json::from_str(&text).ok()
     }
 
+    fn agent(&self) -> ureq::Agent {
+        self.agent
+            .get_or_init(|| tls::agent(&self.config.ca_certs))
+            .clone()
+    }
+
     fn link(&self, server_url: &str) -> floating::ServerLink {
         floating::ServerLink {
+            agent: self.agent(),
             url: server_url.trim_end_matches('/').to_string(),
             producer: self.config.producer_key.clone(),
             device_id: HostId::from(&self.pc_id).to_string(),

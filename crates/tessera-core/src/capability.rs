@@ -298,7 +298,7 @@ pub struct DeniedFeature {
     /// Feature (or lease id, for renew and return).
     pub feature: String,
     /// Stable code: `not_licensed`, `version_too_low`, `not_active`, `all_in_use`, `bad_count`,
-    /// `unknown_lease`.
+    /// `unknown_lease`, `borrow_limit`, `lease_limit`.
     pub code: String,
     /// For people.
     pub message: String,

@@ -264,6 +264,11 @@ fn request_key(device: &str, request_id: &str, feature: &str) -> u128 {
     u128::from_le_bytes(b)
 }
 
+/// The device of a lease holder (`DEVICE` or `DEVICE|user=USER`).
+fn device_part(holder: &str) -> &str {
+    holder_parts(holder).0
+}
+
 /// The seat book of one license server.
 #[derive(Debug, Clone, Default)]
 pub struct SeatBook {
@@ -280,6 +285,8 @@ pub struct SeatBook {
     /// The count the next lease gets (its id is `ids.id(next)`).
     next: u64,
     ids: LeaseIds,
+    /// Leases held per device, all its users together (by digest of the part before `|user=`).
+    held_by: HashMap<u128, u32>,
 }
 
 impl SeatBook {
@@ -300,6 +307,7 @@ impl SeatBook {
             borrowed_by: HashMap::new(),
             next: 1,
             ids: LeaseIds::default(),
+            held_by: HashMap::new(),
         }
     }
 
@@ -341,7 +349,26 @@ impl SeatBook {
             .unwrap_or(0)
     }
 
+    /// How many leases `device` holds, whichever users it named (expired ones count until they are
+    /// expired).
+    pub fn held_by(&self, device: &str) -> u32 {
+        self.held_by
+            .get(&request_key(device_part(device), "", ""))
+            .copied()
+            .unwrap_or(0)
+    }
+
     fn count_borrowed(&mut self, lease: &Lease, add: bool) {
+        let key = request_key(device_part(&lease.device), "", "");
+        let n = self.held_by.entry(key).or_insert(0);
+        *n = if add {
+            n.saturating_add(1)
+        } else {
+            n.saturating_sub(1)
+        };
+        if *n == 0 {
+            self.held_by.remove(&key);
+        }
         if !lease.borrowed {
             return;
         }

@@ -13,6 +13,9 @@
 use std::fs;
 use std::path::PathBuf;
 
+#[cfg(feature = "serve")]
+pub mod serve;
+
 use tessera_core::time::OffsetDateTime;
 use tessera_core::{Clock, DeviceType, HostId, HostIdKind, PcId};
 
@@ -287,6 +290,12 @@ pub fn write_atomic(path: &std::path::Path, content: &[u8], mode: u32) -> std::i
         #[cfg(not(unix))]
         let _ = mode;
         let mut f = opts.open(&tmp)?;
+        // exactly `mode`, whatever the umask (and whatever a leftover temporary file had)
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(fs::Permissions::from_mode(mode))?;
+        }
         f.write_all(content)?;
         f.sync_all()?;
         drop(f);
@@ -296,6 +305,34 @@ pub fn write_atomic(path: &std::path::Path, content: &[u8], mode: u32) -> std::i
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Creates `dir` (and its parents) if needed and makes it private to this user: mode 0700 on
+/// Unix, whatever the umask. For data directories and the directories that hold keys.
+pub fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Makes an existing file private to this user (mode 0600 on Unix); a missing file is left
+/// missing.
+pub fn private_file(path: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        match fs::set_permissions(path, fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// The probe for the machine this code runs on.

@@ -84,6 +84,46 @@ pub struct Config {
     /// database, enforced.
     #[serde(default)]
     pub cluster: bool,
+    /// Seconds a client has to send a request's headers (also how long an idle connection stays
+    /// open), and then its body (default 30). A client that does not is disconnected.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_seconds: u32,
+    /// Connections served at once (default 1024); more are closed until some end.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// Capability requests a minute one client address may make, in bursts of as many (default
+    /// 1200; 0: no limit). More are answered 429 `rate_limited` with `Retry-After`. Clients
+    /// behind one NAT share an address: raise it for large sites.
+    #[serde(default = "default_capability_rate")]
+    pub capability_requests_per_minute: u32,
+    /// Whether that limit applies to clients on this machine (loopback) too. Default false: a
+    /// reverse proxy on this machine, or a load test, is not limited here.
+    #[serde(default)]
+    pub rate_limit_loopback: bool,
+    /// Most leases one device may hold at once (default 1000): an uncounted feature grants as
+    /// many as asked for, so this bounds what one client can make the server keep.
+    #[serde(default = "default_max_leases_per_device")]
+    pub max_leases_per_device: u32,
+}
+
+fn default_request_timeout() -> u32 {
+    tessera_host::serve::DEFAULT_REQUEST_TIMEOUT_SECONDS
+}
+fn default_max_connections() -> u32 {
+    tessera_host::serve::DEFAULT_MAX_CONNECTIONS
+}
+fn default_capability_rate() -> u32 {
+    1200
+}
+fn default_max_leases_per_device() -> u32 {
+    crate::engine::DEFAULT_MAX_LEASES_PER_DEVICE
+}
+
+impl Config {
+    /// The limits the server applies to its clients' connections.
+    pub fn limits(&self) -> tessera_host::serve::Limits {
+        tessera_host::serve::Limits::new(self.request_timeout_seconds, self.max_connections)
+    }
 }
 
 fn default_listen() -> String {
@@ -173,6 +213,26 @@ pub fn load_config(data: &Path) -> Result<Config, ServerError> {
     let text = fs::read_to_string(&p).map_err(|e| file_err(&p, e))?;
     let config: Config =
         toml::from_str(&text).map_err(|e| ServerError::Config(format!("{}: {e}", p.display())))?;
+    for (name, value, max) in [
+        (
+            "request_timeout_seconds",
+            config.request_timeout_seconds,
+            3600,
+        ),
+        ("max_connections", config.max_connections, 1_000_000),
+        (
+            "max_leases_per_device",
+            config.max_leases_per_device,
+            1_000_000,
+        ),
+    ] {
+        if value == 0 || value > max {
+            return Err(ServerError::Config(format!(
+                "{}: `{name}` must be between 1 and {max}",
+                p.display()
+            )));
+        }
+    }
     for (name, hour) in [
         ("sync_hour", Some(config.sync_hour)),
         ("sync_hour_utc", config.sync_hour_utc),
@@ -199,9 +259,11 @@ pub async fn init(
     }
     PublicKey::from_spki_pem(producer_pem)
         .map_err(|e| ServerError::Config(format!("the producer key: {e}")))?;
-    fs::create_dir_all(data.join("keys")).map_err(|e| file_err(data, e))?;
+    // private to the server's user (0700), whatever the umask: the store and the key are inside
+    tessera_host::private_dir(data).map_err(|e| file_err(data, e))?;
+    tessera_host::private_dir(&data.join("keys")).map_err(|e| file_err(data, e))?;
     let data = data.canonicalize().map_err(|e| file_err(data, e))?;
-    let mut toml_text = "# Tessera license server. Unknown keys are errors.\nlisten = \"0.0.0.0:7070\"\nlease_seconds = 300\n# max_borrow_days = 7            (default: the producer's offline policy, 30 days)\n# max_borrows_per_account = 3   (default: the producer's offline policy, 3)\nlog = \"info\"\n# log_file = \"server.log\"        (default: standard error; relative to this directory)\n# cluster = false               (true: several processes share one PostgreSQL database; same hostid on each)\n".to_string();
+    let mut toml_text = "# Tessera license server. Unknown keys are errors.\nlisten = \"0.0.0.0:7070\"\nlease_seconds = 300\n# max_borrow_days = 7            (default: the producer's offline policy, 30 days)\n# max_borrows_per_account = 3   (default: the producer's offline policy, 3)\nlog = \"info\"\n# log_file = \"server.log\"        (default: standard error; relative to this directory)\n# cluster = false               (true: several processes share one PostgreSQL database; same hostid on each)\n# request_timeout_seconds = 30  (headers, then body; slower clients are disconnected)\n# max_connections = 1024\n# capability_requests_per_minute = 1200   (per client address; 0: no limit; loopback exempt unless rate_limit_loopback = true)\n# max_leases_per_device = 1000\n".to_string();
     if let Some(db) = database {
         toml_text.push_str(&format!("database = \"{}\"\n", db.replace('"', "")));
     }
@@ -519,6 +581,11 @@ async fn open_as(data: &Path, clock: Arc<dyn Clock>, rebind: bool) -> Result<Ser
         return Err(ServerError::NotInitialised(data.display().to_string()));
     }
     let data = data.canonicalize().map_err(|e| file_err(data, e))?;
+    // a data directory made by an older version, or loosened since: private again
+    for dir in [data.clone(), data.join("keys")] {
+        tessera_host::private_dir(&dir).map_err(|e| file_err(&dir, e))?;
+    }
+    tessera_host::private_file(&key_path).map_err(|e| file_err(&key_path, e))?;
     let config = load_config(&data)?;
     let key = SigningKey::from_pkcs8_pem(
         &fs::read_to_string(&key_path).map_err(|e| file_err(&key_path, e))?,
@@ -662,6 +729,7 @@ async fn open_as(data: &Path, clock: Arc<dyn Clock>, rebind: bool) -> Result<Ser
             .max_borrows_per_account
             .unwrap_or(3)
             .clamp(1, 100_000),
+        max_leases_per_device: config.max_leases_per_device,
     };
     let engine = Engine::load(
         records,

@@ -155,7 +155,13 @@ pub struct LeasePolicy {
     pub max_borrow_days: u32,
     /// Most borrowed (offline) leases one device and user may hold at once.
     pub max_borrows_per_account: u32,
+    /// Most leases one device (all its users together) may hold at once: an uncounted feature
+    /// gives as many as asked for, so this bounds what one client can make the server keep.
+    pub max_leases_per_device: u32,
 }
+
+/// Default [`LeasePolicy::max_leases_per_device`].
+pub const DEFAULT_MAX_LEASES_PER_DEVICE: u32 = 1000;
 
 impl Default for LeasePolicy {
     fn default() -> Self {
@@ -163,6 +169,7 @@ impl Default for LeasePolicy {
             lease: Duration::minutes(5),
             max_borrow_days: 7,
             max_borrows_per_account: 3,
+            max_leases_per_device: DEFAULT_MAX_LEASES_PER_DEVICE,
         }
     }
 }
@@ -1235,7 +1242,34 @@ impl Inner {
         };
         match req.operation {
             Operation::Request | Operation::Borrow | Operation::Preview => {
+                // a device (all its users together) holds at most `max_leases_per_device` leases:
+                // uncounted features cannot make one client fill the store
+                let new_leases = wants
+                    .iter()
+                    .filter(|w| {
+                        book.seats
+                            .retry_of(device_key, &req.request_id, &w.name)
+                            .is_none()
+                    })
+                    .count();
+                let held_leases = book.seats.held_by(device_key);
+                let max_leases = self.policy.max_leases_per_device;
+                let over_cap = req.operation != Operation::Preview
+                    && u64::from(held_leases).saturating_add(new_leases as u64)
+                        > u64::from(max_leases);
+                if over_cap {
+                    for w in wants {
+                        denials.push(DeniedFeature {
+                            feature: w.name.clone(),
+                            code: "lease_limit".into(),
+                            message: format!(
+                                "this device holds {held_leases} leases, and a device may hold at most {max_leases} (max_leases_per_device in server.toml): return some first"
+                            ),
+                        });
+                    }
+                }
                 let borrow_until = match req.operation {
+                    _ if over_cap => None,
                     Operation::Borrow => {
                         let max_days = self.borrow_days.load(Ordering::SeqCst);
                         let max_active = self.borrows_per_account.load(Ordering::SeqCst);
@@ -1271,7 +1305,8 @@ impl Inner {
                     }
                     _ => None,
                 };
-                let refused_all = req.operation == Operation::Borrow && borrow_until.is_none();
+                let refused_all =
+                    over_cap || (req.operation == Operation::Borrow && borrow_until.is_none());
                 let preview = req.operation == Operation::Preview;
                 let seats = &mut book.seats;
                 // the leases a retry of this request id would return are counted already

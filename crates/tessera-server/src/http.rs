@@ -27,6 +27,9 @@ pub struct AppState {
     pub server: Server,
     requests: AtomicU64,
     denied: AtomicU64,
+    /// Capability requests per client address (none when the limit is off).
+    limiter: Option<tessera_host::serve::TokenBuckets>,
+    rate_limited: AtomicU64,
 }
 
 /// Shared.
@@ -34,10 +37,63 @@ pub type Shared = Arc<AppState>;
 
 /// Wraps an opened server for serving.
 pub fn state(server: Server) -> Shared {
+    let rate = server.config.capability_requests_per_minute;
     Arc::new(AppState {
         server,
         requests: AtomicU64::new(0),
         denied: AtomicU64::new(0),
+        limiter: (rate > 0).then(|| tessera_host::serve::TokenBuckets::new(rate)),
+        rate_limited: AtomicU64::new(0),
+    })
+}
+
+/// The caller's address (none when the router is called without connection info).
+#[derive(Debug, Clone, Copy)]
+struct ClientIp(Option<std::net::IpAddr>);
+
+impl<St: Send + Sync> axum::extract::FromRequestParts<St> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &St,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+/// Takes a capability request from `ip`'s allowance; the 429 answer when it is used up.
+fn check_rate(s: &AppState, ip: ClientIp) -> Result<(), Box<Response>> {
+    let (Some(limiter), Some(ip)) = (&s.limiter, ip.0) else {
+        return Ok(());
+    };
+    let loopback = match ip {
+        std::net::IpAddr::V4(v4) => v4.is_loopback(),
+        std::net::IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    };
+    if loopback && !s.server.config.rate_limit_loopback {
+        return Ok(());
+    }
+    limiter.take(ip).map_err(|wait| {
+        s.rate_limited.fetch_add(1, Ordering::Relaxed);
+        let mut r = problem(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "more than {} capability requests a minute from your address; try again in {wait} s (the administrator sets capability_requests_per_minute in server.toml)",
+                s.server.config.capability_requests_per_minute
+            ),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(wait));
+        Box::new(r)
     })
 }
 
@@ -89,23 +145,23 @@ pub fn router(state: Shared) -> Router {
     documented()
         .split_for_parts()
         .0
+        .fallback(tessera_host::serve::not_found)
+        .method_not_allowed_fallback(tessera_host::serve::method_not_allowed)
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
 }
 
-/// Serves on a bound listener until `shutdown`; sweeps expired leases every few seconds.
+/// Serves on a bound listener until `shutdown`, within the limits of the configuration
+/// (`request_timeout_seconds`, `max_connections`); sweeps expired leases every few seconds.
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     state: Shared,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let limits = state.server.config.limits();
     let (sweep, sync) = background(&state);
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let r = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
-    sweep.abort();
-    sync.abort();
+    let r = tessera_host::serve::serve(listener, router(state), None, limits, shutdown).await;
+    stop_background(sweep, sync).await;
     r
 }
 
@@ -118,35 +174,21 @@ pub async fn serve_tls_on(
     state: Shared,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // one crypto provider for the process (ring); a second call finds it installed
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-        .await
-        .map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!(
-                    "cannot load the TLS certificate {} and key {}: {e}",
-                    cert.display(),
-                    key.display()
-                ),
-            )
-        })?;
-    let handle = axum_server::Handle::new();
-    let h = handle.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        h.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
-    });
+    let limits = state.server.config.limits();
     let (sweep, sync) = background(&state);
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let r = axum_server::from_tcp_rustls(listener.into_std()?, config)
-        .handle(handle)
-        .serve(app)
-        .await;
+    let tls = tessera_host::serve::TlsFiles { cert, key };
+    let r = tessera_host::serve::serve(listener, router(state), Some(tls), limits, shutdown).await;
+    stop_background(sweep, sync).await;
+    r
+}
+
+/// Stops the background tasks and waits until they are gone, so the server they hold (its locks on
+/// the data directory and database) is released when serving returns.
+async fn stop_background(sweep: tokio::task::JoinHandle<()>, sync: tokio::task::JoinHandle<()>) {
     sweep.abort();
     sync.abort();
-    r
+    let _ = sweep.await;
+    let _ = sync.await;
 }
 
 /// The sweeper (expired leases, and in a cluster a newer bundle) and the daily sync.
@@ -302,13 +344,18 @@ fn answer_body(token: &str, certificate_json: Option<&str>) -> Response {
 #[utoipa::path(post, path = "/api/v1/capability", tag = "capability",
     request_body(content = Object, description = "a capability request (docs/protocol.md)"),
     responses((status = 200, body = CapabilityAnswer), (status = 422, description = "invalid_request"),
+        (status = 429, description = "rate_limited: too many requests from this address; see Retry-After"),
         (status = 503, content_type = "application/problem+json", description = "storage_unavailable (nothing was stored), lock_lost (this process does not hold the database lock)")))]
 async fn capability(
     State(s): State<Shared>,
+    ip: ClientIp,
     headers: HeaderMap,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     s.requests.fetch_add(1, Ordering::Relaxed);
+    if let Err(r) = check_rate(&s, ip) {
+        return *r;
+    }
     let req = match body {
         Ok(body) => capability_request(&headers, &body),
         Err(e) => Err(e.body_text()),
@@ -573,6 +620,10 @@ async fn metrics(State(s): State<Shared>) -> Response {
     out.push_str(&format!(
         "# TYPE tessera_capability_denied_total counter\ntessera_capability_denied_total {}\n",
         s.denied.load(Ordering::Relaxed)
+    ));
+    out.push_str(&format!(
+        "# TYPE tessera_capability_rate_limited_total counter\ntessera_capability_rate_limited_total {}\n",
+        s.rate_limited.load(Ordering::Relaxed)
     ));
     out.push_str(&format!(
         "# TYPE tessera_engine_commits_total counter\ntessera_engine_commits_total {}\n",

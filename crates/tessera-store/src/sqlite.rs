@@ -60,10 +60,19 @@ impl SqliteStore {
                 })
             }
         };
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::InvalidUrl {
-                detail: e.to_string(),
-            })?
+        let options = SqliteConnectOptions::from_str(url).map_err(|e| StoreError::InvalidUrl {
+            detail: e.to_string(),
+        })?;
+        if !in_memory {
+            make_private(options.get_filename()).map_err(|e| StoreError::Connect {
+                backend: Backend::Sqlite,
+                detail: format!(
+                    "cannot make {} private to this user: {e}",
+                    options.get_filename().display()
+                ),
+            })?;
+        }
+        let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
@@ -105,6 +114,37 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Creates the database file readable by this user only (0600, whatever the umask) and makes an
+/// existing one, its write-ahead log and shared-memory index private too. SQLite creates its `-wal`
+/// and `-shm` files with the database file's mode, so they stay private.
+fn make_private(file: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        if let Err(e) = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(file)
+        {
+            if e.kind() != std::io::ErrorKind::AlreadyExists {
+                return Err(e);
+            }
+        }
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut name = file.as_os_str().to_owned();
+            name.push(suffix);
+            match std::fs::set_permissions(&name, std::fs::Permissions::from_mode(0o600)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = file;
+    Ok(())
 }
 
 /// Checks that the file of an `sqlite:` URL can be created: its directory must exist. Returns

@@ -170,6 +170,8 @@ impl utoipa::Modify for BearerAuth {
 pub fn router(state: Shared) -> Router {
     let (router, _) = documented().split_for_parts();
     router
+        .fallback(tessera_host::serve::not_found)
+        .method_not_allowed_fallback(tessera_host::serve::method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), count))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)

@@ -1,0 +1,464 @@
+//! Serving HTTP the way every Tessera service does (feature `serve`): HTTP/1.1 on a bound listener,
+//! plain or TLS, with the limits a service on a network needs.
+//!
+//! - **Headers** must arrive within [`Limits::header_timeout`] of the connection being ready for a
+//!   request (also the longest a keep-alive connection stays idle); a client that never finishes
+//!   them is disconnected.
+//! - **Bodies** must arrive within [`Limits::body_timeout`] of the request's headers; a slow body
+//!   is answered `408` `request_timeout` (problem+json) and the connection closed.
+//! - **Connections**: at most [`Limits::max_connections`] at once; one more is closed at once (and
+//!   logged), until one ends.
+//! - **TLS** handshakes must finish within the header timeout too.
+//!
+//! Ctrl-C and SIGTERM: see [`shutdown_signal`].
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// The limits a server applies to its clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// How long a client has to send a request's headers (and a TLS handshake), counted from
+    /// when the connection is ready for one; also how long an idle keep-alive connection stays
+    /// open.
+    pub header_timeout: Duration,
+    /// How long a client has to send a request's body, counted from its headers.
+    pub body_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+}
+
+/// Default request timeout (headers, and body), in seconds.
+pub const DEFAULT_REQUEST_TIMEOUT_SECONDS: u32 = 30;
+/// Default connection limit.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::new(DEFAULT_REQUEST_TIMEOUT_SECONDS, DEFAULT_MAX_CONNECTIONS)
+    }
+}
+
+impl Limits {
+    /// Headers and body each within `request_timeout_seconds` (at least 1), at most
+    /// `max_connections` (at least 1) at once.
+    pub fn new(request_timeout_seconds: u32, max_connections: u32) -> Limits {
+        let t = Duration::from_secs(u64::from(request_timeout_seconds.max(1)));
+        Limits {
+            header_timeout: t,
+            body_timeout: t,
+            max_connections: usize::try_from(max_connections.max(1)).unwrap_or(usize::MAX),
+        }
+    }
+}
+
+/// TLS certificate chain and private key, PEM files.
+#[derive(Debug, Clone, Copy)]
+pub struct TlsFiles<'a> {
+    /// Certificate chain.
+    pub cert: &'a Path,
+    /// Private key.
+    pub key: &'a Path,
+}
+
+/// Serves `router` on `listener` (HTTPS with `tls`) within `limits` until `shutdown` resolves;
+/// then stops accepting and lets requests in progress finish (for at most 10 seconds). Handlers
+/// can extract `ConnectInfo<SocketAddr>`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    tls: Option<TlsFiles<'_>>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let body_timeout = limits.body_timeout;
+    let app = router
+        .layer(axum::middleware::from_fn(move |req, next| {
+            body_deadline(body_timeout, req, next)
+        }))
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let handle = axum_server::Handle::new();
+    let h = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        h.graceful_shutdown(Some(Duration::from_secs(10)));
+    });
+    let limiter = ConnectionLimit {
+        permits: Arc::new(Semaphore::new(limits.max_connections)),
+        max: limits.max_connections,
+        refused: Arc::new(AtomicU64::new(0)),
+    };
+    let listener = listener.into_std()?;
+    match tls {
+        None => {
+            let mut server = axum_server::from_tcp(listener)
+                .acceptor(limiter)
+                .handle(handle);
+            configure(server.http_builder(), limits);
+            server.serve(app).await
+        }
+        Some(files) => {
+            // one crypto provider for the process (ring); a second call finds it installed
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let config =
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(files.cert, files.key)
+                    .await
+                    .map_err(|e| {
+                        io::Error::new(
+                            e.kind(),
+                            format!(
+                                "cannot load the TLS certificate {} and key {}: {e}",
+                                files.cert.display(),
+                                files.key.display()
+                            ),
+                        )
+                    })?;
+            // HTTP/1.1 only (what the limits above apply to)
+            let mut inner = (*config.get_inner()).clone();
+            inner.alpn_protocols = vec![b"http/1.1".to_vec()];
+            config.reload_from_config(Arc::new(inner));
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)
+                .handshake_timeout(limits.header_timeout)
+                .acceptor(limiter);
+            let mut server = axum_server::from_tcp(listener)
+                .acceptor(acceptor)
+                .handle(handle);
+            configure(server.http_builder(), limits);
+            server.serve(app).await
+        }
+    }
+}
+
+/// HTTP/1.1 only, with the header timeout.
+fn configure(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    limits: Limits,
+) {
+    let b = std::mem::replace(
+        builder,
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new()),
+    );
+    let mut b = b.http1_only();
+    b.http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    *builder = b;
+}
+
+/// Resolves at Ctrl-C (SIGINT) or SIGTERM (what a service manager sends to stop a service). The
+/// handlers are installed when this is called (inside a runtime), not when the future is first
+/// polled: call it before saying the service is up, so a signal sent from then on stops it cleanly.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        async move {
+            match (term, int) {
+                (Some(mut term), Some(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Takes a connection slot for every connection accepted; a connection with none left is closed.
+#[derive(Debug, Clone)]
+struct ConnectionLimit {
+    permits: Arc<Semaphore>,
+    max: usize,
+    refused: Arc<AtomicU64>,
+}
+
+impl<S: Send + 'static> axum_server::accept::Accept<TcpStream, S> for ConnectionLimit {
+    type Stream = Limited;
+    type Service = S;
+    type Future = std::future::Ready<io::Result<(Limited, S)>>;
+
+    fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
+        match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let _ = stream.set_nodelay(true);
+                std::future::ready(Ok((
+                    Limited {
+                        stream,
+                        _permit: permit,
+                    },
+                    service,
+                )))
+            }
+            Err(_) => {
+                // logged for the first refusal and then every 1000th, not for each
+                let n = self.refused.fetch_add(1, Ordering::Relaxed);
+                if n.is_multiple_of(1000) {
+                    tracing::warn!(
+                        max_connections = self.max,
+                        refused = n + 1,
+                        "connection limit reached: closing new connections until some end (max_connections)"
+                    );
+                }
+                drop(stream);
+                std::future::ready(Err(io::Error::other("connection limit reached")))
+            }
+        }
+    }
+}
+
+/// A connection holding its slot until it is dropped.
+#[derive(Debug)]
+pub struct Limited {
+    stream: TcpStream,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl AsyncRead for Limited {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Limited {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+/// Gives the request's body until `timeout` after its headers; answers 408 when it is late.
+async fn body_deadline(timeout: Duration, req: Request, next: Next) -> Response {
+    if req.body().size_hint().exact() == Some(0) {
+        return next.run(req).await;
+    }
+    let expired = Arc::new(AtomicBool::new(false));
+    let deadline = tokio::time::Instant::now() + timeout;
+    let flag = expired.clone();
+    let req = req.map(move |inner| {
+        Body::new(DeadlineBody {
+            inner,
+            deadline,
+            sleep: None,
+            expired: flag,
+        })
+    });
+    let resp = next.run(req).await;
+    if expired.load(Ordering::Relaxed) {
+        let mut r = problem(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            &format!(
+                "the request body did not arrive within {} seconds of its headers; send it at once, or ask the administrator to raise request_timeout_seconds",
+                timeout.as_secs()
+            ),
+        );
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return r;
+    }
+    resp
+}
+
+/// A problem+json answer (RFC 9457) with a stable `code`, as every Tessera service writes them.
+pub fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
+    let body = serde_json::json!({
+        "type": format!("urn:tessera:problem:{code}"),
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail,
+        "code": code,
+    });
+    let mut r = (status, body.to_string()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    r
+}
+
+/// `404 not_found` for a path no route serves.
+pub async fn not_found(req: Request) -> Response {
+    problem(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        &format!(
+            "there is nothing at {}: see /api/openapi.json for the paths this service serves",
+            req.uri().path()
+        ),
+    )
+}
+
+/// `405 method_not_allowed` for a method a path does not take (the `Allow` header lists those it
+/// does).
+pub async fn method_not_allowed(req: Request) -> Response {
+    problem(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        &format!(
+            "{} does not take {}: see the Allow header, or /api/openapi.json",
+            req.uri().path(),
+            req.method()
+        ),
+    )
+}
+
+struct DeadlineBody {
+    inner: Body,
+    deadline: tokio::time::Instant,
+    /// Made when the body is first late (a body that arrives with its headers needs no timer).
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    expired: Arc<AtomicBool>,
+}
+
+impl HttpBody for DeadlineBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        if self.expired.load(Ordering::Relaxed) {
+            return Poll::Ready(Some(Err(axum::Error::new(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the request body timed out",
+            )))));
+        }
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        let deadline = self.deadline;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.expired.store(true, Ordering::Relaxed);
+                Poll::Ready(Some(Err(axum::Error::new(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the request body timed out",
+                )))))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Token buckets per client address: `per_minute` requests a minute, in bursts of as many. An IPv6
+/// client counts by its /64 (one host usually holds a whole one). Memory stays bounded: idle
+/// buckets are forgotten when there are many.
+#[derive(Debug)]
+pub struct TokenBuckets {
+    per_minute: u32,
+    buckets:
+        std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (f64, std::time::Instant)>>,
+}
+
+impl TokenBuckets {
+    /// `per_minute` requests a minute per address (at least 1).
+    pub fn new(per_minute: u32) -> TokenBuckets {
+        TokenBuckets {
+            per_minute: per_minute.max(1),
+            buckets: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Takes a token for `ip`; when there is none, the whole seconds until there is one.
+    pub fn take(&self, ip: std::net::IpAddr) -> Result<(), u64> {
+        let now = std::time::Instant::now();
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => {
+                let mut seg = v6.segments();
+                seg[4..].fill(0);
+                std::net::IpAddr::V6(std::net::Ipv6Addr::from(seg))
+            }
+            v4 => v4,
+        };
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() > 100_000 {
+            // a full bucket is as good as none: forget those that have refilled
+            let full = Duration::from_secs(60);
+            buckets.retain(|_, (_, t)| now.duration_since(*t) < full);
+            if buckets.len() > 100_000 {
+                buckets.clear();
+            }
+        }
+        let cap = f64::from(self.per_minute);
+        let (tokens, last) = buckets.entry(ip).or_insert((cap, now));
+        let refill = now.duration_since(*last).as_secs_f64() * cap / 60.0;
+        *tokens = (*tokens + refill).min(cap);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait = (1.0 - *tokens) * 60.0 / cap;
+            Err((wait.ceil() as u64).max(1))
+        }
+    }
+}
