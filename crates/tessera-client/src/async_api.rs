@@ -44,7 +44,6 @@ impl Client {
                 Operation::Request,
                 &rid,
                 serde_json::json!([{"name": f, "version": v, "count": 1}]),
-                &[],
             )
         })
         .await

@@ -48,9 +48,8 @@ impl ServerLink {
         operation: Operation,
         request_id: &str,
         features: serde_json::Value,
-        leases: &[u64],
     ) -> Result<CapabilityResponseClaims, ClientError> {
-        self.call_raw(operation, request_id, features, leases, None, None, false)
+        self.call_raw(operation, request_id, features, None, None)
             .map(|r| r.claims)
     }
 
@@ -69,30 +68,35 @@ impl ServerLink {
             operation,
             request_id,
             serde_json::json!([]),
-            &[lease],
             None,
-            session_key,
-            signed,
+            Some(Held {
+                lease,
+                session_key,
+                signed,
+            }),
         )
         .map(|r| r.claims)
     }
 
     /// Sends one request; returns the verified claims with the signed texts (kept for borrowing).
+    /// `held`: the lease a renew or return is about, with the proof of its session key.
     pub fn call_raw(
         &self,
         operation: Operation,
         request_id: &str,
         features: serde_json::Value,
-        leases: &[u64],
         borrow_days: Option<u32>,
-        session_key: Option<&[u8]>,
-        signed: bool,
+        held: Option<Held<'_>>,
     ) -> Result<Answer, ClientError> {
         let nonce = random_hex(16);
-        let session = match (session_key, leases) {
-            (Some(k), [lease]) if matches!(operation, Operation::Renew | Operation::Return) => {
-                Some((k, *lease))
-            }
+        let leases: Vec<u64> = held.iter().map(|h| h.lease).collect();
+        let signed = held.as_ref().is_some_and(|h| h.signed);
+        let session = match &held {
+            Some(Held {
+                lease,
+                session_key: Some(k),
+                ..
+            }) if matches!(operation, Operation::Renew | Operation::Return) => Some((*k, *lease)),
             _ => None,
         };
         let proof = session.map(|(k, lease)| {
@@ -195,6 +199,17 @@ impl ServerLink {
     }
 }
 
+/// The lease a renew or return is about.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Held<'a> {
+    /// The lease.
+    pub lease: u64,
+    /// The session key its grant carried (the server refuses a renew or return without its proof).
+    pub session_key: Option<&'a [u8]>,
+    /// Ask for a signed answer rather than a sealed one.
+    pub signed: bool,
+}
+
 /// A verified answer with the texts it was verified from.
 #[derive(Debug, Clone)]
 pub(crate) struct Answer {
@@ -289,15 +304,7 @@ pub(crate) fn borrow(
 ) -> Result<Borrowed, ClientError> {
     let request_id = random_hex(12);
     let features = serde_json::json!([{"name": feature, "version": version, "count": 1}]);
-    let a = link.call_raw(
-        Operation::Borrow,
-        &request_id,
-        features,
-        &[],
-        Some(days),
-        None,
-        false,
-    )?;
+    let a = link.call_raw(Operation::Borrow, &request_id, features, Some(days), None)?;
     let Some(g) = a.claims.grants.iter().find(|g| g.borrowed) else {
         let d = a.claims.denials.first();
         return Err(ClientError::Refused {
@@ -376,7 +383,7 @@ impl Seat {
         let mut last = None;
         let mut claims = None;
         for attempt in 0..3 {
-            match link.call(Operation::Request, &request_id, features.clone(), &[]) {
+            match link.call(Operation::Request, &request_id, features.clone()) {
                 Ok(c) => {
                     claims = Some(c);
                     break;
@@ -512,10 +519,7 @@ fn heartbeat(s: &Shared, interval: StdDuration) {
                 // ask again with the original request id
                 let features = serde_json::json!([{"name": s.feature, "count": 1}]);
                 // (unreachable again: try at the next beat)
-                if let Ok(c) = s
-                    .link
-                    .call(Operation::Request, &s.request_id, features, &[])
-                {
+                if let Ok(c) = s.link.call(Operation::Request, &s.request_id, features) {
                     match c.grants.first() {
                         Some(g) => {
                             s.lease.store(g.lease, Ordering::SeqCst);

@@ -939,7 +939,7 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for n in 1..5000u64 {
             let id = a.id(n);
-            assert!(id >= 1 << 32 && id < (1 << 62) + (1 << 32), "{id}");
+            assert!((1 << 32..(1 << 62) + (1 << 32)).contains(&id), "{id}");
             assert!(i64::try_from(id).is_ok());
             assert_eq!(a.count_of(id), Some(n));
             assert!(seen.insert(id), "id {id} made twice");

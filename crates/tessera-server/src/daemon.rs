@@ -738,11 +738,14 @@ async fn open_as(data: &Path, clock: Arc<dyn Clock>, rebind: bool) -> Result<Ser
         host.clone(),
         clock.clone(),
         policy,
-        config.cluster,
-        Some(crate::engine::HighWater {
-            epoch: next,
-            files: marks,
-        }),
+        if config.cluster {
+            crate::engine::Sharing::Cluster
+        } else {
+            crate::engine::Sharing::Alone(Some(crate::engine::HighWater {
+                epoch: next,
+                files: marks,
+            }))
+        },
     )
     .await
     .map_err(|e| match e {

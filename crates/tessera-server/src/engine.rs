@@ -114,6 +114,15 @@ impl HighWater {
     }
 }
 
+/// Whether an engine has its store to itself.
+#[derive(Debug)]
+pub enum Sharing {
+    /// One process serves the store; the restore detector's mark (if any) moves with each commit.
+    Alone(Option<HighWater>),
+    /// Several processes share the (PostgreSQL) store and one pool, through the lease log.
+    Cluster,
+}
+
 /// The lease digest setting's value: the digest, the commit's sequence number and the lease
 /// count the next lease is made from, separated by `@`.
 pub fn digest_value(digest_hex: &str, seq: u64, next_lease: u64) -> String {
@@ -619,8 +628,9 @@ pub struct EngineStats {
 
 impl Engine {
     /// An engine over the feature records of the current license bundle, with the leases and
-    /// metered use found in the store (expired leases are dropped and deleted). With `cluster`
-    /// (PostgreSQL only) the store is shared with other server processes through the lease log.
+    /// metered use found in the store (expired leases are dropped and deleted). In a
+    /// [`Sharing::Cluster`] (PostgreSQL only) the store is shared with other server processes
+    /// through the lease log.
     pub async fn load(
         records: Vec<Feature>,
         store: AnyStore,
@@ -628,9 +638,12 @@ impl Engine {
         server: HostId,
         clock: Arc<dyn Clock>,
         policy: LeasePolicy,
-        cluster: bool,
-        high_water: Option<HighWater>,
+        sharing: Sharing,
     ) -> Result<Engine, LoadError> {
+        let (cluster, high_water) = match sharing {
+            Sharing::Alone(marks) => (false, marks),
+            Sharing::Cluster => (true, None),
+        };
         let secret: [u8; 32] = {
             let pem = key.to_pkcs8_pem().map_err(|e| StoreError::Corrupt {
                 detail: format!("the server key: {e}"),
@@ -1242,19 +1255,22 @@ impl Inner {
         };
         match req.operation {
             Operation::Request | Operation::Borrow | Operation::Preview => {
+                let preview = req.operation == Operation::Preview;
+                // the leases a retry of this request id would return are counted already
+                let retried: Vec<Option<u64>> = if preview {
+                    Vec::new()
+                } else {
+                    wants
+                        .iter()
+                        .map(|w| book.seats.retry_of(device_key, &req.request_id, &w.name))
+                        .collect()
+                };
                 // a device (all its users together) holds at most `max_leases_per_device` leases:
                 // uncounted features cannot make one client fill the store
-                let new_leases = wants
-                    .iter()
-                    .filter(|w| {
-                        book.seats
-                            .retry_of(device_key, &req.request_id, &w.name)
-                            .is_none()
-                    })
-                    .count();
+                let new_leases = retried.iter().filter(|r| r.is_none()).count();
                 let held_leases = book.seats.held_by(device_key);
                 let max_leases = self.policy.max_leases_per_device;
-                let over_cap = req.operation != Operation::Preview
+                let over_cap = !preview
                     && u64::from(held_leases).saturating_add(new_leases as u64)
                         > u64::from(max_leases);
                 if over_cap {
@@ -1281,12 +1297,9 @@ impl Inner {
                         let held = book.seats.borrowed_by(device_key);
                         let asked = wants
                             .iter()
-                            .filter(|w| {
-                                book.seats
-                                    .retry_of(device_key, &req.request_id, &w.name)
-                                    .is_none()
-                            })
-                            .fold(0u64, |n, w| n.saturating_add(u64::from(w.count)));
+                            .zip(&retried)
+                            .filter(|(_, r)| r.is_none())
+                            .fold(0u64, |n, (w, _)| n.saturating_add(u64::from(w.count)));
                         if u64::from(held).saturating_add(asked) > u64::from(max_active) {
                             // the issuer enforces the per-account limit: nothing is borrowed
                             for w in wants {
@@ -1307,17 +1320,7 @@ impl Inner {
                 };
                 let refused_all =
                     over_cap || (req.operation == Operation::Borrow && borrow_until.is_none());
-                let preview = req.operation == Operation::Preview;
                 let seats = &mut book.seats;
-                // the leases a retry of this request id would return are counted already
-                let retried: Vec<Option<u64>> = if preview {
-                    Vec::new()
-                } else {
-                    wants
-                        .iter()
-                        .map(|w| seats.retry_of(device_key, &req.request_id, &w.name))
-                        .collect()
-                };
                 // a preview decides in the book and then undoes it (cheaper than a copy of a
                 // million leases); under a request id no client can send, so it never meets a
                 // lease a retry would return

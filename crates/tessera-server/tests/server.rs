@@ -1581,8 +1581,8 @@ async fn restores_of_copies_taken_mid_run_and_storage_of_another_machine_are_ref
     assert_eq!(server.engine.lease_count(), 1, "the one lease of the copy");
     drop(server);
 
-    // storage bound to another machine (a copy restored there): refused, and a changed `hostid`
-    // in server.toml is no way around it
+    // storage bound to another machine (a copy restored there): refused
+    use tessera_store::MetaStore as _;
     let store = tessera_store::open(&tessera_store::sqlite_url_for_data_dir(&data))
         .await
         .unwrap();
