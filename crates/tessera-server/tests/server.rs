@@ -742,7 +742,8 @@ async fn a_lost_database_lock_stops_granting_until_taken_again() {
     // one seat held throughout; 2 left for the clients
     let n = nonce(1);
     let a = capability(&url, json!({"operation": "request", "device_id": "string=ws-held", "request_id": "held", "nonce": n, "features": [{"name": "modeler"}]})).await;
-    let held = verify(&a, &producer, &n).grants[0].lease;
+    let held_grant = verify(&a, &producer, &n).grants[0].clone();
+    let held = held_grant.lease;
 
     // six clients take a seat and give it back, over and over; a refusal (503) is retried with the
     // same request id. `in_hand` counts the seats the clients hold between a grant's arrival and
@@ -808,7 +809,8 @@ async fn a_lost_database_lock_stops_granting_until_taken_again() {
                 in_hand.fetch_sub(1, SeqCst);
                 for attempt in 0u32.. {
                     let n = nonce(100_000 * (c + 1) + 50_000 + i);
-                    let (status, a) = send(json!({"operation": "return", "device_id": device, "request_id": format!("ret-{i}"), "nonce": n, "leases": [g.lease]})).await;
+                    let p = proof(&g, Operation::Return, &n, &format!("ret-{i}"));
+                    let (status, a) = send(json!({"operation": "return", "device_id": device, "request_id": format!("ret-{i}"), "nonce": n, "leases": [g.lease], "session_proof": p, "signed": true})).await;
                     if status == 200 {
                         assert!(verify(&a, &producer, &n).denials.is_empty(), "{a}");
                         break;
@@ -857,16 +859,13 @@ async fn a_lost_database_lock_stops_granting_until_taken_again() {
     let h = h.text().await.unwrap();
     assert!(h.starts_with("degraded: database lock lost"), "{h}");
     // nothing is granted, renewed or returned
-    for (i, body) in [
-        json!({"operation": "request", "device_id": "string=ws-new", "request_id": "n", "features": [{"name": "modeler"}]}),
-        json!({"operation": "renew", "device_id": "string=ws-held", "request_id": "renew-1", "leases": [held]}),
-        json!({"operation": "return", "device_id": "string=ws-held", "request_id": "ret-x", "leases": [held]}),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let mut body = body;
-        body["nonce"] = json!(nonce(10 + i as u32));
+    for body in [
+        json!({"operation": "request", "device_id": "string=ws-new", "request_id": "n", "nonce": nonce(10), "features": [{"name": "modeler"}]}),
+        json!({"operation": "renew", "device_id": "string=ws-held", "request_id": "renew-1", "nonce": nonce(11), "leases": [held],
+            "session_proof": proof(&held_grant, Operation::Renew, &nonce(11), "renew-1")}),
+        json!({"operation": "return", "device_id": "string=ws-held", "request_id": "ret-x", "nonce": nonce(12), "leases": [held],
+            "session_proof": proof(&held_grant, Operation::Return, &nonce(12), "ret-x")}),
+    ] {
         let r = reqwest::Client::new()
             .post(format!("{url}/api/v1/capability"))
             .json(&body)
@@ -900,7 +899,8 @@ async fn a_lost_database_lock_stops_granting_until_taken_again() {
     until_granted(5).await;
     // the seat held before is still held (the book was read again, not forgotten)
     let n = nonce(20);
-    let a = capability(&url, json!({"operation": "renew", "device_id": "string=ws-held", "request_id": "renew-2", "nonce": n, "leases": [held]})).await;
+    let p = proof(&held_grant, Operation::Renew, &n, "renew-2");
+    let a = capability(&url, json!({"operation": "renew", "device_id": "string=ws-held", "request_id": "renew-2", "nonce": n, "leases": [held], "session_proof": p, "signed": true})).await;
     assert_eq!(verify(&a, &producer, &n).grants.len(), 1, "{a}");
     // (a) and the second process is still kept out
     let err = daemon::open(&loner, Arc::new(SystemClock))
