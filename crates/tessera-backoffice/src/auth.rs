@@ -280,15 +280,9 @@ fn account_key(name: &str) -> [u8; 32] {
 }
 
 fn address_key(ip: IpAddr) -> IpAddr {
-    // an IPv6 client usually holds a whole /64: count it as one address
-    match ip {
-        IpAddr::V6(v6) => {
-            let mut seg = v6.segments();
-            seg[4..].fill(0);
-            IpAddr::V6(std::net::Ipv6Addr::from(seg))
-        }
-        v4 => v4,
-    }
+    // an IPv6 client usually holds a whole /64: count it as one address (an IPv4 client seen by a
+    // dual-stack listener as ::ffff:a.b.c.d counts by its IPv4 address)
+    tessera_host::serve::client_key(ip)
 }
 
 impl LoginThrottle {

@@ -56,9 +56,16 @@ pub enum ServerCommand {
         #[arg(long, default_value = "tessera-server", env = "TESSERA_SERVER_DATA")]
         data: PathBuf,
         /// A response file the back office made for this server's offline request (instead of
-        /// syncing online).
-        #[arg(long)]
+        /// syncing online); its license must be newer than the one installed.
+        #[arg(long, conflicts_with = "request_out")]
         response: Option<PathBuf>,
+        /// Without a network: write an offline activation request for these keys (with
+        /// --key KEY:COUNT) to take to the back office, then run again with --response.
+        #[arg(long, requires = "keys")]
+        request_out: Option<PathBuf>,
+        /// KEY:COUNT (repeat), with --request-out.
+        #[arg(long = "key", value_name = "KEY:COUNT")]
+        keys: Vec<String>,
     },
     /// The admin token.
     #[command(subcommand)]
@@ -383,13 +390,38 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
             crate::say(true, "license server stopped");
             Ok(())
         }
-        ServerCommand::Rebind { data, response } => {
+        ServerCommand::Rebind {
+            data,
+            response,
+            request_out,
+            keys,
+        } => {
             let server = daemon::open_for_rebind(&data, Arc::new(SystemClock)).await?;
+            if let Some(out) = request_out {
+                let list = key_counts(&keys)?
+                    .into_iter()
+                    .map(|v| {
+                        (
+                            v["key"].as_str().unwrap_or_default().to_string(),
+                            u32::try_from(v["count"].as_u64().unwrap_or(0)).unwrap_or(0),
+                        )
+                    })
+                    .collect::<Vec<_>>();
+                let text = server.offline_request(&list)?;
+                std::fs::write(&out, text)
+                    .with_context(|| format!("cannot write {}", out.display()))?;
+                println!(
+                    "Offline request written to {}: take it to the back office, then run `tessera server rebind --data {} --response RESPONSE`",
+                    out.display(),
+                    data.display()
+                );
+                return Ok(());
+            }
             match response {
                 Some(path) => {
                     let text = std::fs::read_to_string(&path)
                         .with_context(|| format!("cannot read {}", path.display()))?;
-                    server.offline_apply(&text).await.map_err(|e| {
+                    server.offline_apply_fresh(&text).await.map_err(|e| {
                         anyhow!("the back office's response did not re-validate this server: {e}; nothing was changed")
                     })?;
                 }

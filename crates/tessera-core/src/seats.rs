@@ -433,10 +433,21 @@ impl SeatBook {
     ) -> Outcome {
         let key = request_key(device, request_id, &want.name);
         if let Some(id) = self.by_request.get(&key).copied() {
+            let record_end = self.leases.get(&id).and_then(|l| {
+                match self.pools.get(l.record).map(|p| p.feature.expiry) {
+                    Some(crate::feature::Expiry::At(t)) => Some(t),
+                    _ => None,
+                }
+            });
             if let Some(lease) = self.leases.get_mut(&id) {
-                if !lease.borrowed {
+                // extended like a renewal: never past its record's end, never once run out
+                if !lease.borrowed && lease.expires > now {
                     let old = lease.expires;
-                    lease.expires = lease.expires.max(now + duration);
+                    let mut until = now + duration;
+                    if let Some(end) = record_end {
+                        until = until.min(end);
+                    }
+                    lease.expires = lease.expires.max(until);
                     if lease.expires != old {
                         self.by_expiry.remove(&(old, id));
                         self.by_expiry.insert((lease.expires, id));
@@ -933,6 +944,30 @@ mod tests {
     }
 
     #[test]
+    fn a_retry_never_extends_a_lease_past_its_record_or_revives_one_run_out() {
+        let mut r = rec("cad", "1.0", Count::Counted(1), 0);
+        r.expiry = Expiry::At(T0 + Duration::minutes(15));
+        let mut b = SeatBook::new(vec![r]);
+        let ask = |b: &mut SeatBook, at| {
+            granted(&b.request("a", "r", &[want("cad", "1.0", 1)], at, LEASE, None)[0]).clone()
+        };
+        assert_eq!(ask(&mut b, T0).expires, T0 + LEASE);
+        // retried every few minutes, across the record's end
+        assert_eq!(
+            ask(&mut b, T0 + Duration::minutes(8)).expires,
+            T0 + Duration::minutes(15)
+        );
+        assert_eq!(
+            ask(&mut b, T0 + Duration::minutes(14)).expires,
+            T0 + Duration::minutes(15)
+        );
+        let late = ask(&mut b, T0 + Duration::minutes(16));
+        assert!(late.expires <= T0 + Duration::minutes(16), "{late:?}");
+        assert_eq!(b.expire(T0 + Duration::minutes(16)).len(), 1);
+        b.check_invariants().unwrap();
+    }
+
+    #[test]
     fn lease_ids_are_a_keyed_permutation() {
         let a = LeaseIds::new(&[1; 32]);
         let b = LeaseIds::new(&[2; 32]);
@@ -1085,7 +1120,10 @@ mod tests {
                                 // a retry: same lease, no new seat
                                 let l = granted(&out[0]);
                                 prop_assert_eq!(l.id, existing.0);
-                                existing.4 = existing.4.max(now + LEASE);
+                                // a lease run out (not yet swept) is not revived
+                                if existing.4 > now {
+                                    existing.4 = existing.4.max(now + LEASE);
+                                }
                             }
                             None => {
                                 if model.used() + u64::from(count) <= 7 {

@@ -409,6 +409,23 @@ impl HttpBody for DeadlineBody {
     }
 }
 
+/// The address a per-client limit counts `ip` under: an IPv4 address as it is (also when a
+/// dual-stack listener sees it as `::ffff:a.b.c.d`), an IPv6 address by its /64 (one client
+/// usually holds a whole /64).
+pub fn client_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => std::net::IpAddr::V4(v4),
+            None => {
+                let mut seg = v6.segments();
+                seg[4..].fill(0);
+                std::net::IpAddr::V6(std::net::Ipv6Addr::from(seg))
+            }
+        },
+        v4 => v4,
+    }
+}
+
 /// Token buckets per client address: `per_minute` requests a minute, in bursts of as many. An IPv6
 /// client counts by its /64 (one host usually holds a whole one). Memory stays bounded: idle
 /// buckets are forgotten when there are many.
@@ -431,14 +448,7 @@ impl TokenBuckets {
     /// Takes a token for `ip`; when there is none, the whole seconds until there is one.
     pub fn take(&self, ip: std::net::IpAddr) -> Result<(), u64> {
         let now = std::time::Instant::now();
-        let ip = match ip {
-            std::net::IpAddr::V6(v6) => {
-                let mut seg = v6.segments();
-                seg[4..].fill(0);
-                std::net::IpAddr::V6(std::net::Ipv6Addr::from(seg))
-            }
-            v4 => v4,
-        };
+        let ip = client_key(ip);
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() > 100_000 {
             // a full bucket is as good as none: forget those that have refilled
@@ -460,5 +470,20 @@ impl TokenBuckets {
             let wait = (1.0 - *tokens) * 60.0 / cap;
             Err((wait.ceil() as u64).max(1))
         }
+    }
+}
+
+#[cfg(test)]
+mod client_key_tests {
+    use super::client_key;
+    use std::net::IpAddr;
+
+    #[test]
+    fn ipv4_seen_through_a_dual_stack_listener_counts_by_its_own_address() {
+        let k = |s: &str| client_key(s.parse::<IpAddr>().unwrap());
+        assert_eq!(k("::ffff:192.0.2.7"), k("192.0.2.7"));
+        assert_ne!(k("::ffff:192.0.2.7"), k("::ffff:192.0.2.8"));
+        assert_eq!(k("2001:db8:1:2:aaaa::1"), k("2001:db8:1:2:bbbb::2"));
+        assert_ne!(k("2001:db8:1:2::1"), k("2001:db8:1:3::1"));
     }
 }

@@ -480,11 +480,13 @@ fn anchor_files(data: &Path, c: &Config, host: &HostId) -> Result<Vec<PathBuf>, 
 const MACHINE_SETTING: &str = "server.machine_ids";
 
 /// The host ids this machine proves (machine id, network cards, VM UUID): what the storage is
-/// bound to. User names and containers never count.
+/// bound to. User names and containers never count (a container id changes whenever the
+/// container is made again, on the same machine).
 fn proven_ids() -> Vec<String> {
     tessera_host::this_machine()
         .identify()
         .machine_ids()
+        .filter(|id| id.kind() != tessera_core::HostIdKind::Container)
         .map(ToString::to_string)
         .collect()
 }
@@ -1065,6 +1067,43 @@ impl Server {
         }
         .sign(&self.key)
         .map_err(|e| ServerError::Config(e.to_string()))
+    }
+
+    /// For `tessera server rebind --response FILE`: applies a response file only if its license
+    /// was issued after the one installed, so that a response kept from an earlier activation (in
+    /// a copy of the data directory, say) re-validates nothing.
+    pub async fn offline_apply_fresh(&self, response: &str) -> Result<usize, ServerError> {
+        let r = tessera_core::offline::ResponseClaims::verify(
+            response,
+            &Keyring::with(self.producer.clone()),
+            self.clock.now(),
+        )
+        .map_err(|e| ServerError::BackOffice(format!("the response file is not valid: {e}")))?;
+        let issued = |text: &str| {
+            tessera_core::document::decode_unverified::<tessera_core::LicenseClaims>(
+                text,
+                tessera_core::DocumentType::License,
+            )
+            .ok()
+            .map(|c| c.iat)
+        };
+        if let (Some(new), Some(installed)) = (
+            issued(&r.license),
+            self.store
+                .get_setting("server.license")
+                .await?
+                .as_deref()
+                .and_then(issued),
+        ) {
+            if new <= installed {
+                return Err(ServerError::BackOffice(format!(
+                    "the response's license was issued on {}, not after the one installed ({}): it is an earlier answer, not a fresh re-validation. Make a new request (`tessera server offline request`) and take it to the back office",
+                    tessera_core::time_fmt::display_time(new),
+                    tessera_core::time_fmt::display_time(installed)
+                )));
+            }
+        }
+        self.offline_apply(response).await
     }
 
     /// Applies the back office's response file: checks it and installs what it holds.

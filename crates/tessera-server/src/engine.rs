@@ -1033,9 +1033,11 @@ impl Inner {
                         CatchUp::Full { leases, consumed } => {
                             let records: Vec<Feature> = book.seats.records().cloned().collect();
                             let peaks = std::mem::take(&mut book.peaks);
+                            let next = book.seats.next_count();
                             // leases of records this member does not have stay stored: another
                             // member with a newer bundle may hold them
                             *book = Book::from_rows(records, self.secret, leases, consumed, now);
+                            book.seats.skip_to_count(next);
                             for (p, old) in book.peaks.iter_mut().zip(peaks) {
                                 *p = (*p).max(old);
                             }
@@ -1099,9 +1101,15 @@ impl Inner {
 
     /// Rebuilds the book from the store (single process), over `records` or the current ones.
     async fn rebuild(&self, records: Option<Vec<Feature>>) -> Result<(), StoreError> {
-        let records = records.unwrap_or_else(|| self.lock().seats.records().cloned().collect());
-        let (fresh, stale, _) =
+        let (records, next) = {
+            let book = self.lock();
+            let records = records.unwrap_or_else(|| book.seats.records().cloned().collect());
+            (records, book.seats.next_count())
+        };
+        let (mut fresh, stale, _) =
             Book::load(records, self.secret, &self.store, self.clock.now()).await?;
+        // lease ids handed out before (and returned since) are not handed out again
+        fresh.seats.skip_to_count(next);
         let mut changes: Vec<LeaseChange> = stale
             .into_iter()
             .map(|id| LeaseChange::Delete { id })
@@ -1215,7 +1223,12 @@ impl Inner {
             }
             Job::Reload(records, reply) => {
                 let r = if self.node.is_some() {
-                    *self.lock() = Book::empty(records, self.secret);
+                    {
+                        let mut book = self.lock();
+                        let next = book.seats.next_count();
+                        *book = Book::empty(records, self.secret);
+                        book.seats.skip_to_count(next);
+                    }
                     st.since = None;
                     self.round(st, |_, _, _| (Vec::new(), ())).await
                 } else {

@@ -1321,6 +1321,8 @@ enum Step {
     Advance(i64),
     Sweep,
     Restart,
+    /// The bundle installed again (as a sync or an activation does): the book is rebuilt.
+    Reload,
 }
 
 fn step() -> impl proptest::strategy::Strategy<Value = Step> {
@@ -1333,6 +1335,7 @@ fn step() -> impl proptest::strategy::Strategy<Value = Step> {
         1 => (1i64..400).prop_map(Step::Advance),
         1 => Just(Step::Sweep),
         1 => Just(Step::Restart),
+        1 => Just(Step::Reload),
     ]
 }
 
@@ -1391,6 +1394,9 @@ fn random_request_sequences_and_restarts_never_break_the_digest() {
     let names = ["modeler", "render", "export", "viewer", "nope"];
     let versions = ["1.0", "2.0", "3.0"];
     let ids_seen = std::sync::Mutex::new(std::collections::HashMap::<u64, String>::new());
+    // leases returned: their ids are never granted again (a reused id with the same holder would
+    // have the same session key, and an old proof would act on the new lease)
+    let returned = std::sync::Mutex::new(std::collections::HashSet::<u64>::new());
     let mut runner = TestRunner::new(Config {
         cases: 24,
         ..Config::default()
@@ -1409,7 +1415,7 @@ fn random_request_sequences_and_restarts_never_break_the_digest() {
                         .map(|req| {
                             let s = server.clone();
                             tokio::spawn(async move {
-                                let who = (req.device_id.clone(), req.user.clone());
+                                let who = (req.device_id.clone(), req.user.clone(), req.leases.clone());
                                 (who, s.engine.handle(req).await)
                             })
                         })
@@ -1456,11 +1462,15 @@ fn random_request_sequences_and_restarts_never_break_the_digest() {
                             continue;
                         }
                     }
-                    for ((device, user), answer) in flush(server.clone(), std::mem::take(&mut burst)).await {
+                    for ((device, user, leases), answer) in flush(server.clone(), std::mem::take(&mut burst)).await {
                         if let Ok(a) = answer {
                             let c = claims_of(&a.token);
+                            if c.operation == Operation::Return && c.denials.is_empty() {
+                                returned.lock().unwrap().extend(leases);
+                            }
                             for g in c.grants.into_iter().filter(|g| g.session_key.is_some()) {
                                 if c.operation != Operation::Preview {
+                                    assert!(!returned.lock().unwrap().contains(&g.lease), "lease id {} granted again after its return", g.lease);
                                     let holder = format!("{device}|{user:?}");
                                     let first = ids_seen.lock().unwrap().entry(g.lease).or_insert(holder.clone()).clone();
                                     assert_eq!(first, holder, "lease {} handed to two holders", g.lease);
@@ -1473,6 +1483,10 @@ fn random_request_sequences_and_restarts_never_break_the_digest() {
                         Step::Advance(m) => clock.advance(tessera_core::time::Duration::minutes(m)),
                         Step::Sweep => {
                             server.engine.sweep().await.unwrap();
+                        }
+                        Step::Reload => {
+                            let records = server.engine.usage().await.into_iter().map(|(f, _, _)| f).collect();
+                            server.engine.reload(records).await.unwrap();
                         }
                         Step::Restart => {
                             let before = held(&server).await;
@@ -1488,8 +1502,8 @@ fn random_request_sequences_and_restarts_never_break_the_digest() {
                         }
                     }
                 }
-                for ((device, user), answer) in flush(server.clone(), std::mem::take(&mut burst)).await {
-                    let _ = (device, user, answer);
+                for (_, answer) in flush(server.clone(), std::mem::take(&mut burst)).await {
+                    let _ = answer;
                 }
                 // and a final restart
                 let before = held(&server).await;

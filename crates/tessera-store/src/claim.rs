@@ -127,11 +127,18 @@ impl ClaimCell {
         Ok(std::mem::take(&mut s.retaken))
     }
 
-    /// The fence to check in a commit, or the error when the claim is lost.
+    /// The fence to check in a commit, or the error when the claim is lost, or was lost and taken
+    /// again since the decision being committed was made ([`ClaimCell::check`] has not reported
+    /// it yet): that decision was made on what another process may have changed meanwhile.
     fn fence(&self) -> Result<Option<(String, String)>, StoreError> {
         let s = self.lock();
         if let Some(reason) = &s.lost {
             return Err(lock_lost(reason));
+        }
+        if s.retaken {
+            return Err(lock_lost(
+                "the database lock was lost and taken again while this decision was made: it is decided again on the leases as they are now",
+            ));
         }
         Ok(s.fence.clone())
     }
@@ -401,5 +408,27 @@ impl Watcher {
             *said = Some((reason.clone(), Instant::now()));
         }
         self.cell.lose(reason);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claim_taken_again_fences_the_commit_of_a_decision_made_before() {
+        let cell = ClaimCell::default();
+        let fence = ("lock.x".to_string(), "1 exclusive".to_string());
+        cell.held(fence.clone(), false);
+        assert_eq!(cell.check().unwrap(), false);
+        assert_eq!(cell.fence().unwrap(), Some(fence.clone()));
+        // lost and taken again between a decision and its commit: that commit fails
+        cell.lose("gone".into());
+        assert!(cell.fence().is_err());
+        cell.held(("lock.x".into(), "3 exclusive".into()), true);
+        assert!(matches!(cell.fence(), Err(StoreError::LockLost { .. })));
+        // the next decision is told (and reads the leases anew); its commit passes
+        assert_eq!(cell.check().unwrap(), true);
+        assert!(cell.fence().unwrap().is_some());
     }
 }
