@@ -420,7 +420,7 @@ mod tests {
         let cell = ClaimCell::default();
         let fence = ("lock.x".to_string(), "1 exclusive".to_string());
         cell.held(fence.clone(), false);
-        assert_eq!(cell.check().unwrap(), false);
+        assert!(!cell.check().unwrap());
         assert_eq!(cell.fence().unwrap(), Some(fence.clone()));
         // lost and taken again between a decision and its commit: that commit fails
         cell.lose("gone".into());
@@ -428,7 +428,7 @@ mod tests {
         cell.held(("lock.x".into(), "3 exclusive".into()), true);
         assert!(matches!(cell.fence(), Err(StoreError::LockLost { .. })));
         // the next decision is told (and reads the leases anew); its commit passes
-        assert_eq!(cell.check().unwrap(), true);
+        assert!(cell.check().unwrap());
         assert!(cell.fence().unwrap().is_some());
     }
 }
