@@ -390,7 +390,8 @@ async fn list_keys(
 /// Revokes a key (by line id or by the key itself).
 #[utoipa::path(post, path = "/api/v1/keys/{key}/revoke", tag = "entitlements", security(("token" = [])),
     params(("key" = String, Path, description = "line id (LIN-…) or activation key")),
-    responses((status = 200, body = LineView), (status = 404, body = super::Problem)))]
+    responses((status = 200, body = LineView), (status = 404, body = super::Problem),
+        (status = 422, description = "invalid_key: not a line id or a well-formed key", body = super::Problem)))]
 async fn revoke_key(
     State(state): State<Shared>,
     _caller: Caller,
@@ -420,7 +421,8 @@ pub struct RehostResponse {
 /// Re-hosts a key: releases its activations so it can be activated on a new machine.
 #[utoipa::path(post, path = "/api/v1/keys/{key}/rehost", tag = "entitlements", security(("token" = [])),
     params(("key" = String, Path, description = "line id (LIN-…) or activation key")), request_body = RehostRequest,
-    responses((status = 200, body = RehostResponse), (status = 404, body = super::Problem)))]
+    responses((status = 200, body = RehostResponse), (status = 404, body = super::Problem),
+        (status = 422, description = "invalid_key: not a line id or a well-formed key", body = super::Problem)))]
 async fn rehost_key(
     State(state): State<Shared>,
     _caller: Caller,

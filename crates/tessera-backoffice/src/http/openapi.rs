@@ -216,10 +216,10 @@ mod tests {
             Value::Array(_) => "array",
             Value::Object(_) => "object",
         };
-        if !types.is_empty()
-            && !types.contains(&kind)
-            && !(kind == "integer" && types.contains(&"number"))
-        {
+        let allowed = types.is_empty()
+            || types.contains(&kind)
+            || (kind == "integer" && types.contains(&"number"));
+        if !allowed {
             return Err(format!("{at}: {v} is a {kind}, the schema says {types:?}"));
         }
         match v {

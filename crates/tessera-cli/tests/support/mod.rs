@@ -86,9 +86,15 @@ pub fn backoffice_with_floating_line(cwd: &Path, count: u32) -> (Child, String, 
 /// Starts `tessera ARGS` (a server listening on `127.0.0.1:0`) in `cwd`; returns the child and the
 /// URL it prints on its first line.
 pub fn spawn(args: &[&str], cwd: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(args)
-        .current_dir(cwd)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    cmd.args(args).current_dir(cwd);
+    spawn_command(cmd, &args.join(" "))
+}
+
+/// Starts `cmd` (a `tessera` server listening on `127.0.0.1:0`, `what` for messages); returns the
+/// child and the URL it prints on its first line.
+pub fn spawn_command(mut cmd: Command, what: &str) -> (Child, String) {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -108,7 +114,7 @@ pub fn spawn(args: &[&str], cwd: &Path) -> (Child, String) {
             let _ = std::io::Read::read_to_string(&mut e, &mut err);
         }
         let _ = child.wait();
-        panic!("`tessera {}` did not start: {line}{err}", args.join(" "));
+        panic!("`tessera {what}` did not start: {line}{err}");
     };
     // keep reading its log so it never blocks on a full pipe
     if let Some(mut e) = child.stderr.take() {
