@@ -283,3 +283,89 @@ fn schemathesis_finds_no_defect_in_either_service() {
     let summary = run(&st, d, "back office", &bo_url, &bo_token);
     println!("back office:\n{summary}");
 }
+
+/// Without schemathesis: the answers the document promises for a capability request sent wrong,
+/// through the real binary (a wrong content type is 415, a body over 64 KiB 413, both
+/// problem+json), and the served document says so.
+#[test]
+fn capability_requests_sent_wrong_get_the_documented_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tessera(&["keys", "generate", "--out", "keys"], d);
+    let state = d.join("state");
+    let mut init = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    init.args([
+        "server",
+        "init",
+        "--data",
+        "srv",
+        "--producer-key",
+        "keys/producer.pub",
+        "--hostid",
+        "ethernet=0050569a3b01",
+    ])
+    .current_dir(d)
+    .env("XDG_STATE_HOME", &state);
+    let o = init.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    serve
+        .args([
+            "server",
+            "serve",
+            "--data",
+            "srv",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .current_dir(d)
+        .env("XDG_STATE_HOME", &state);
+    let (srv, url) = support::spawn_command(serve, "server serve");
+    let _srv = Serve(srv);
+    let http = reqwest::blocking::Client::new();
+    let body = r#"{"operation":"preview","device_id":"user=a","request_id":"r","nonce":"0123456789abcdef"}"#;
+    let big = format!(
+        r#"{{"operation":"preview","device_id":"user=a","request_id":"r","nonce":"0123456789abcdef","alias":"{}"}}"#,
+        "a".repeat(70 * 1024)
+    );
+    for (content_type, body, status, code) in [
+        (
+            "text/plain",
+            body.to_string(),
+            415,
+            "unsupported_media_type",
+        ),
+        ("application/json", big, 413, "body_too_large"),
+        ("application/json", "{".to_string(), 422, "invalid_request"),
+    ] {
+        let r = http
+            .post(format!("{url}/api/v1/capability"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{code}");
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+        let v: serde_json::Value = r.json().unwrap();
+        assert_eq!(v["code"], code, "{v}");
+        assert_eq!(v["status"], status, "{v}");
+    }
+    let doc: serde_json::Value = http
+        .get(format!("{url}/api/openapi.json"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let op = &doc["paths"]["/api/v1/capability"]["post"];
+    assert_eq!(
+        op["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/CapabilityRequest"
+    );
+    for status in ["403", "413", "415", "422", "429", "503"] {
+        assert_eq!(
+            op["responses"][status]["content"]["application/problem+json"]["schema"]["$ref"],
+            "#/components/schemas/Problem",
+            "{status}"
+        );
+    }
+}
