@@ -190,11 +190,28 @@ pub struct LinePolicy {
     pub overdraft: u32,
     /// Grace, renewal and offline-certificate policy.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = LicensePolicyDoc)]
     pub policy: LicensePolicy,
     /// A demo line: created from the public demo form.
     #[serde(default)]
     pub demo: bool,
+}
+
+/// Grace, renewal and offline-certificate policy (`tessera_core::license::LicensePolicy`, which
+/// has no OpenAPI schema of its own; a test keeps the two in step). All five or none.
+#[derive(Debug, Clone, ToSchema)]
+#[schema(as = LicensePolicy)]
+pub struct LicensePolicyDoc {
+    /// Days the application keeps working after its last successful validation (default 30).
+    pub grace_days: u32,
+    /// Days between renewals of a subscription (default 30).
+    pub renewal_days: u32,
+    /// Longest offline certificate / borrow, in days (default 30).
+    pub offline_max_days: u32,
+    /// How many days before an offline certificate expires it is refreshed when online (default 14).
+    pub offline_refresh_days: u32,
+    /// Most offline certificates active at once per account (default 3).
+    pub offline_max_active: u32,
 }
 
 /// Why an activation (or another request) is refused: each has a stable code for programs and a

@@ -147,7 +147,7 @@ pub struct CustomerView {
 }
 
 /// A new line of an entitlement.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewLine {
     /// The product.
@@ -155,6 +155,35 @@ pub struct NewLine {
     /// The policy.
     #[serde(flatten)]
     pub policy: LinePolicy,
+}
+
+// `policy` is flattened into the line's own fields: the derived schema would be `allOf` of
+// LinePolicy (which refuses unknown fields, `product` among them) and `{product}`, which no value
+// satisfies. This one is LinePolicy's own object with `product` added.
+impl utoipa::PartialSchema for NewLine {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::http::openapi::flattened(
+            <LinePolicy as utoipa::PartialSchema>::schema(),
+            "A new line of an entitlement: the product and the line's policy.",
+            &[(
+                "product",
+                utoipa::openapi::schema::Type::String,
+                "The product.",
+                true,
+            )],
+        )
+    }
+}
+
+impl ToSchema for NewLine {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <LinePolicy as ToSchema>::schemas(schemas);
+    }
 }
 
 /// A line as the API shows it. `key` is present only in the answer that created it.

@@ -19,6 +19,7 @@ use utoipa_axum::routes;
 
 use crate::daemon::Server;
 use crate::engine::{Answer, EngineError};
+use crate::openapi::{Answers, Problem};
 
 /// Shared state.
 #[derive(Debug)]
@@ -114,10 +115,13 @@ fn problem(status: StatusCode, code: &str, detail: impl Into<String>) -> Respons
 }
 
 #[derive(Debug, OpenApi)]
-#[openapi(info(
-    title = "Tessera license server",
-    description = "Capability requests (seats as leases) and administration. Errors are application/problem+json with a stable `code`."
-))]
+#[openapi(
+    info(
+        title = "Tessera license server",
+        description = "Capability requests (seats as leases) and administration. Errors are application/problem+json with a stable `code`."
+    ),
+    components(schemas(Problem))
+)]
 struct ApiDoc;
 
 fn documented() -> OpenApiRouter<Shared> {
@@ -137,7 +141,13 @@ fn documented() -> OpenApiRouter<Shared> {
 /// The OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     static DOC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
-    DOC.get_or_init(|| documented().split_for_parts().1).clone()
+    DOC.get_or_init(|| {
+        let mut doc = documented().split_for_parts().1;
+        // after the routes are in: it documents what their extractors answer
+        utoipa::Modify::modify(&Answers, &mut doc);
+        doc
+    })
+    .clone()
 }
 
 /// The router.
@@ -239,7 +249,7 @@ const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// refuses the features), and is activated through this same address.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, content_type = "text/plain", body = String, description = "`ready`"),
-        (status = 503, content_type = "application/problem+json",
+        (status = 503, content_type = "application/problem+json", body = Problem,
             description = "`lock_lost` (this process does not hold the database lock) or `storage_unavailable` (the database does not answer)")))]
 async fn readyz(State(s): State<Shared>) -> Response {
     if let ClaimStatus::Lost { reason } = s.server.store.claim_status() {
@@ -289,7 +299,10 @@ pub struct CapabilityAnswer {
 /// The request in a body: JSON (by its content type) that parses as a [`CapabilityRequest`].
 /// Parsed straight from the bytes; only a body that fails is parsed again by axum's extractor,
 /// which tracks the path inside the document for its message (`features[0].count: ...`).
-fn capability_request(headers: &HeaderMap, body: &[u8]) -> Result<CapabilityRequest, String> {
+fn capability_request(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<CapabilityRequest, (StatusCode, &'static str, String)> {
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -299,16 +312,22 @@ fn capability_request(headers: &HeaderMap, body: &[u8]) -> Result<CapabilityRequ
             m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
         });
     if !json {
-        return Err(JsonRejection::from(
-            axum::extract::rejection::MissingJsonContentType::default(),
-        )
-        .body_text());
+        return Err((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            JsonRejection::from(axum::extract::rejection::MissingJsonContentType::default())
+                .body_text(),
+        ));
     }
     match serde_json::from_slice(body) {
         Ok(r) => Ok(r),
         Err(_) => match Json::<CapabilityRequest>::from_bytes(body) {
             Ok(Json(r)) => Ok(r),
-            Err(e) => Err(e.body_text()),
+            Err(e) => Err((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                e.body_text(),
+            )),
         },
     }
 }
@@ -342,10 +361,14 @@ fn answer_body(token: &str, certificate_json: Option<&str>) -> Response {
 
 /// Takes, previews, renews, returns or borrows seats. See docs/protocol.md.
 #[utoipa::path(post, path = "/api/v1/capability", tag = "capability",
-    request_body(content = Object, description = "a capability request (docs/protocol.md)"),
-    responses((status = 200, body = CapabilityAnswer), (status = 422, description = "invalid_request"),
-        (status = 429, description = "rate_limited: too many requests from this address; see Retry-After"),
-        (status = 503, content_type = "application/problem+json", description = "storage_unavailable (nothing was stored), lock_lost (this process does not hold the database lock)")))]
+    request_body(content = crate::openapi::CapabilityRequestDoc, description = "a capability request (docs/protocol.md)"),
+    responses((status = 200, body = CapabilityAnswer, description = "the signed (or sealed) answer; refused features are listed in it, not as an error"),
+        (status = 403, body = Problem, description = "not_lease_holder: a renew or return whose session proof does not prove the lease"),
+        (status = 413, body = Problem, description = "body_too_large: the body is over 64 KiB"),
+        (status = 415, body = Problem, description = "unsupported_media_type: the body is not sent as application/json"),
+        (status = 422, body = Problem, description = "invalid_request: not JSON, or not a capability request (an unknown field, a missing one, a feature named twice, a renew without its proof)"),
+        (status = 429, body = Problem, description = "rate_limited: too many requests from this client; with Retry-After"),
+        (status = 503, body = Problem, description = "storage_unavailable (nothing was stored), lock_lost (this process does not hold the database lock)")))]
 async fn capability(
     State(s): State<Shared>,
     ip: ClientIp,
@@ -358,11 +381,11 @@ async fn capability(
     }
     let req = match body {
         Ok(body) => capability_request(&headers, &body),
-        Err(e) => Err(e.body_text()),
+        Err(e) => return body_problem(e.status()),
     };
     let req = match req {
         Ok(r) => r,
-        Err(detail) => return problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", detail),
+        Err((status, code, detail)) => return problem(status, code, detail),
     };
     if let ClaimStatus::Lost { reason } = s.server.store.claim_status() {
         return lock_lost(&reason);
@@ -540,7 +563,8 @@ pub struct Status {
 }
 
 /// The server's features, use and leases.
-#[utoipa::path(get, path = "/api/v1/admin/status", tag = "admin", responses((status = 200, body = Status), (status = 401)))]
+#[utoipa::path(get, path = "/api/v1/admin/status", tag = "admin", security(("token" = [])),
+    responses((status = 200, body = Status)))]
 async fn status(State(s): State<Shared>, _admin: Admin) -> Response {
     let usage = s.server.engine.usage().await;
     let leases = s.server.engine.leases().await.len();
@@ -586,8 +610,9 @@ pub struct KeyCount {
 }
 
 /// Activates keys at the back office and serves the returned bundle.
-#[utoipa::path(post, path = "/api/v1/admin/activate", tag = "admin", request_body = ActivateRequest,
-    responses((status = 200, description = "activated"), (status = 401), (status = 502, description = "backoffice_refused")))]
+#[utoipa::path(post, path = "/api/v1/admin/activate", tag = "admin", security(("token" = [])), request_body = ActivateRequest,
+    responses((status = 200, body = crate::openapi::FeatureRecords, description = "activated"),
+        (status = 502, body = Problem, description = "backoffice_refused: the back office refused the keys or could not be reached")))]
 async fn activate(
     State(s): State<Shared>,
     _admin: Admin,
@@ -609,7 +634,8 @@ async fn activate(
 }
 
 /// Prometheus metrics.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, body = String)))]
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, content_type = "text/plain", body = String, description = "Prometheus text format")))]
 async fn metrics(State(s): State<Shared>) -> Response {
     let mut out = String::from("# TYPE tessera_capability_requests_total counter\n");
     out.push_str(&format!(
@@ -656,7 +682,8 @@ async fn metrics(State(s): State<Shared>) -> Response {
 }
 
 /// This document.
-#[utoipa::path(get, path = "/api/openapi.json", tag = "operations", responses((status = 200, body = Object)))]
+#[utoipa::path(get, path = "/api/openapi.json", tag = "operations",
+    responses((status = 200, body = crate::openapi::OpenApiDocument, description = "the OpenAPI 3.1 document")))]
 async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(openapi())
 }
@@ -670,8 +697,8 @@ pub struct OfflineRequestBody {
 }
 
 /// Writes an offline activation request file (text) to take to the back office.
-#[utoipa::path(post, path = "/api/v1/admin/offline-request", tag = "admin", request_body = OfflineRequestBody,
-    responses((status = 200, content_type = "text/plain", body = String), (status = 401)))]
+#[utoipa::path(post, path = "/api/v1/admin/offline-request", tag = "admin", security(("token" = [])), request_body = OfflineRequestBody,
+    responses((status = 200, content_type = "text/plain", body = String, description = "the request file")))]
 async fn offline_request(
     State(s): State<Shared>,
     _admin: Admin,
@@ -693,14 +720,13 @@ async fn offline_request(
 }
 
 /// Applies the back office's offline response file (the body, as text).
-#[utoipa::path(post, path = "/api/v1/admin/offline-apply", tag = "admin",
-    request_body(content = String, content_type = "text/plain"),
-    responses((status = 200, description = "applied"),
-        (status = 400, description = "unreadable_body (not UTF-8)"),
-        (status = 401, description = "unauthorized (checked before the body is read)"),
-        (status = 413, description = "body_too_large"),
-        (status = 422, description = "invalid_document"),
-        (status = 503, description = "storage_unavailable")))]
+#[utoipa::path(post, path = "/api/v1/admin/offline-apply", tag = "admin", security(("token" = [])),
+    request_body(content = String, content_type = "text/plain", description = "the back office's response file"),
+    responses((status = 200, body = crate::openapi::FeatureRecords, description = "applied"),
+        (status = 400, body = Problem, description = "unreadable_body (not UTF-8)"),
+        (status = 413, body = Problem, description = "body_too_large"),
+        (status = 422, body = Problem, description = "invalid_document"),
+        (status = 503, body = Problem, description = "storage_unavailable")))]
 async fn offline_apply(
     State(s): State<Shared>,
     _admin: Admin,
@@ -839,8 +865,9 @@ async fn periodic_sync(s: Shared) {
 }
 
 /// Syncs with the back office now: usage report out, renewed bundle in.
-#[utoipa::path(post, path = "/api/v1/admin/sync", tag = "admin",
-    responses((status = 200, description = "synced; lists features used over the entitlement"), (status = 401), (status = 502, description = "backoffice_refused")))]
+#[utoipa::path(post, path = "/api/v1/admin/sync", tag = "admin", security(("token" = [])),
+    responses((status = 200, body = crate::openapi::SyncOutcome, description = "synced; lists features used over the entitlement"),
+        (status = 502, body = Problem, description = "backoffice_refused: the back office refused the report or could not be reached")))]
 async fn sync_now(State(s): State<Shared>, _admin: Admin) -> Response {
     match s.server.sync().await {
         Ok(over) => Json(serde_json::json!({"over_use": over})).into_response(),
@@ -935,7 +962,11 @@ mod tests {
     fn capability_requests_parse_fast_and_fail_with_axums_messages() {
         let mut h = HeaderMap::new();
         let body = br#"{"operation":"request","device_id":"string=a","request_id":"r","nonce":"0123456789abcdef","features":[{"name":"modeler"}]}"#;
-        let err = capability_request(&h, body).unwrap_err();
+        let (status, code, err) = capability_request(&h, body).unwrap_err();
+        assert_eq!(
+            (status, code),
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+        );
         assert!(err.contains("Content-Type: application/json"), "{err}");
         h.insert(
             header::CONTENT_TYPE,
@@ -949,9 +980,10 @@ mod tests {
         );
         assert!(capability_request(&h, body).is_ok());
         let bad = br#"{"operation":"request","device_id":"string=a","request_id":"r","nonce":"0123456789abcdef","features":[{"name":"modeler","count":-1}]}"#;
-        let err = capability_request(&h, bad).unwrap_err();
+        let (status, _, err) = capability_request(&h, bad).unwrap_err();
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(err.contains("features[0].count"), "{err}");
-        let err = capability_request(&h, b"{not json").unwrap_err();
+        let (_, _, err) = capability_request(&h, b"{not json").unwrap_err();
         assert!(err.contains("parse"), "{err}");
     }
 

@@ -18,3 +18,4 @@
 pub mod daemon;
 pub mod engine;
 pub mod http;
+pub mod openapi;

@@ -185,7 +185,7 @@ async fn list_products(
 }
 
 /// A new product.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewProduct {
     /// Id: letters, digits, `-`, `_`.
@@ -196,6 +196,34 @@ pub struct NewProduct {
     /// Definition.
     #[serde(flatten)]
     pub spec: ProductSpec,
+}
+
+// `spec` is flattened into the product's own fields: the derived schema would be `allOf` of
+// ProductSpec (which refuses unknown fields, `id` among them) and `{id, name}`, which no value
+// satisfies. This one is ProductSpec's own object with `id` and `name` added.
+impl utoipa::PartialSchema for NewProduct {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::Type;
+        super::openapi::flattened(
+            <ProductSpec as utoipa::PartialSchema>::schema(),
+            "A new product: its id and name, and its definition.",
+            &[
+                ("id", Type::String, "Id: letters, digits, `-`, `_`.", true),
+                ("name", Type::String, "Display name.", false),
+            ],
+        )
+    }
+}
+
+impl ToSchema for NewProduct {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <ProductSpec as ToSchema>::schemas(schemas);
+    }
 }
 
 /// Defines a product with its features.
@@ -362,7 +390,8 @@ async fn list_keys(
 /// Revokes a key (by line id or by the key itself).
 #[utoipa::path(post, path = "/api/v1/keys/{key}/revoke", tag = "entitlements", security(("token" = [])),
     params(("key" = String, Path, description = "line id (LIN-…) or activation key")),
-    responses((status = 200, body = LineView), (status = 404, body = super::Problem)))]
+    responses((status = 200, body = LineView), (status = 404, body = super::Problem),
+        (status = 422, description = "invalid_key: not a line id or a well-formed key", body = super::Problem)))]
 async fn revoke_key(
     State(state): State<Shared>,
     _caller: Caller,
@@ -392,7 +421,8 @@ pub struct RehostResponse {
 /// Re-hosts a key: releases its activations so it can be activated on a new machine.
 #[utoipa::path(post, path = "/api/v1/keys/{key}/rehost", tag = "entitlements", security(("token" = [])),
     params(("key" = String, Path, description = "line id (LIN-…) or activation key")), request_body = RehostRequest,
-    responses((status = 200, body = RehostResponse), (status = 404, body = super::Problem)))]
+    responses((status = 200, body = RehostResponse), (status = 404, body = super::Problem),
+        (status = 422, description = "invalid_key: not a line id or a well-formed key", body = super::Problem)))]
 async fn rehost_key(
     State(state): State<Shared>,
     _caller: Caller,
@@ -413,8 +443,18 @@ pub struct ServerActivationRequest {
     /// The server's Ed25519 public key: base64url of its 32 bytes, or SPKI PEM.
     pub server_key: String,
     /// Activation keys and counts.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<KeyCountDoc>)]
     pub activations: Vec<KeyCount>,
+}
+
+/// One activation key with the count wanted from it (`tessera_core::offline::KeyCount`).
+#[derive(Debug, ToSchema)]
+#[schema(as = KeyCount)]
+pub struct KeyCountDoc {
+    /// The activation key as typed.
+    pub key: String,
+    /// How many seats to activate.
+    pub count: u32,
 }
 
 /// Activates one or more activation keys with counts into a license server; answers with the
@@ -424,7 +464,8 @@ pub struct ServerActivationRequest {
         (status = 404, description = "unknown_key", body = super::Problem),
         (status = 409, description = "count_exhausted, wrong_product", body = super::Problem),
         (status = 403, description = "revoked, entitlement_expired", body = super::Problem),
-        (status = 422, description = "invalid_key, invalid_request", body = super::Problem)))]
+        (status = 422, description = "invalid_key, invalid_request", body = super::Problem),
+        (status = 429, description = "rate_limited: too many requests from this address; with Retry-After", body = super::Problem)))]
 async fn activate_server(
     State(state): State<Shared>,
     ip: ClientIp,
@@ -462,7 +503,8 @@ pub struct DeviceActivationRequest {
     responses((status = 200, body = ActivationResult),
         (status = 404, description = "unknown_key", body = super::Problem),
         (status = 409, description = "bound_to_another_machine, count_exhausted, wrong_product", body = super::Problem),
-        (status = 403, description = "revoked, entitlement_expired", body = super::Problem)))]
+        (status = 403, description = "revoked, entitlement_expired", body = super::Problem),
+        (status = 429, description = "rate_limited: too many requests from this address; with Retry-After", body = super::Problem)))]
 async fn activate_device(
     State(state): State<Shared>,
     ip: ClientIp,
@@ -487,7 +529,8 @@ async fn activate_device(
 #[utoipa::path(post, path = "/api/v1/offline", tag = "activation",
     request_body(content = String, content_type = "text/plain", description = "the request file"),
     responses((status = 200, content_type = "text/plain", body = String, description = "the response file"),
-        (status = 422, description = "invalid_document, wrong_producer", body = super::Problem)))]
+        (status = 422, description = "invalid_document, wrong_producer", body = super::Problem),
+        (status = 429, description = "rate_limited: too many requests from this address; with Retry-After", body = super::Problem)))]
 async fn offline_respond(
     State(state): State<Shared>,
     ip: ClientIp,
@@ -510,7 +553,8 @@ pub struct UnlockRequest {
 /// Makes the unlock code for a key on a PC identifier (for machines that never go online).
 #[utoipa::path(post, path = "/api/v1/unlock", tag = "activation", request_body = UnlockRequest,
     responses((status = 200, body = UnlockResult),
-        (status = 409, description = "bound_to_another_machine, already_activated, wrong_product", body = super::Problem)))]
+        (status = 409, description = "bound_to_another_machine, already_activated, wrong_product", body = super::Problem),
+        (status = 429, description = "rate_limited: too many requests from this address; with Retry-After", body = super::Problem)))]
 async fn unlock(
     State(state): State<Shared>,
     ip: ClientIp,
@@ -532,7 +576,8 @@ pub struct TrialRequest {
 
 /// Registers a trial (or returns the one already registered: a reinstall does not restart it).
 #[utoipa::path(post, path = "/api/v1/trials", tag = "trials", request_body = TrialRequest,
-    responses((status = 200, body = TrialResult), (status = 404, body = super::Problem)))]
+    responses((status = 200, body = TrialResult), (status = 404, body = super::Problem),
+        (status = 429, description = "rate_limited: too many requests from this address; with Retry-After", body = super::Problem)))]
 async fn start_trial(
     State(state): State<Shared>,
     ip: ClientIp,
@@ -549,7 +594,8 @@ async fn start_trial(
 #[utoipa::path(post, path = "/api/v1/usage", tag = "usage",
     request_body(content = String, content_type = "text/plain", description = "the usage report document"),
     responses((status = 200, body = UsageOutcome),
-        (status = 422, description = "invalid_document", body = super::Problem)))]
+        (status = 422, description = "invalid_document", body = super::Problem),
+        (status = 429, description = "rate_limited: too many requests from this address; with Retry-After", body = super::Problem)))]
 async fn post_usage(
     State(state): State<Shared>,
     ip: ClientIp,
@@ -589,7 +635,8 @@ pub struct DemoRequest {
 #[utoipa::path(post, path = "/api/v1/demo", tag = "trials", request_body = DemoRequest,
     responses((status = 202, body = DemoResult),
         (status = 422, description = "invalid_email, invalid_request", body = super::Problem),
-        (status = 503, description = "mail_not_configured", body = super::Problem)))]
+        (status = 503, description = "mail_not_configured", body = super::Problem),
+        (status = 429, description = "rate_limited: too many requests from this address; with Retry-After", body = super::Problem)))]
 async fn demo_request(
     State(state): State<Shared>,
     ip: ClientIp,

@@ -2,6 +2,7 @@
 //! document. Handlers parse and authorise, call [`crate::service::BackOffice`], and map the result.
 
 pub mod api;
+pub mod openapi;
 pub mod pages;
 pub mod problem;
 
@@ -22,7 +23,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::service::BackOffice;
-pub use problem::{ApiError, ApiJson, ApiQuery, Problem, TextBody};
+pub use problem::{ApiError, ApiForm, ApiJson, ApiQuery, Problem, TextBody};
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -188,12 +189,18 @@ fn documented() -> OpenApiRouter<Shared> {
 /// The OpenAPI document as served at `/api/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     static DOC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
-    DOC.get_or_init(|| documented().split_for_parts().1).clone()
+    DOC.get_or_init(|| {
+        let mut doc = documented().split_for_parts().1;
+        // after the routes are in: it documents what their extractors answer
+        utoipa::Modify::modify(&openapi::Answers, &mut doc);
+        doc
+    })
+    .clone()
 }
 
 /// This document: every endpoint of the back office.
 #[utoipa::path(get, path = "/api/openapi.json", tag = "operations",
-    responses((status = 200, content_type = "application/json", body = Object, description = "the OpenAPI 3.1 document")))]
+    responses((status = 200, content_type = "application/json", body = openapi::OpenApiDocument, description = "the OpenAPI 3.1 document")))]
 async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
     axum::Json(openapi())
 }

@@ -6,12 +6,11 @@ use askama::Template;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Form;
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{check_rate, ApiError, ClientIp, Shared};
+use super::{check_rate, ApiError, ApiForm, ClientIp, Shared};
 use crate::service::UnlockResult;
 
 /// The page routes with their documentation.
@@ -79,11 +78,16 @@ pub struct DemoForm {
 #[utoipa::path(post, path = "/demo", tag = "pages",
     request_body(content = DemoForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, content_type = "text/html", body = String, description = "sent"),
-        (status = 422, content_type = "text/html", body = String, description = "refused, with the reason")))]
+        (status = 403, content_type = "text/html", body = String, description = "refused (revoked, entitlement_expired), with the reason"),
+        (status = 404, content_type = "text/html", body = String, description = "refused (unknown_key, not_found), with the reason"),
+        (status = 409, content_type = "text/html", body = String, description = "refused, with the reason"),
+        (status = 422, content_type = "text/html", body = String, description = "refused (invalid_key, invalid_request, invalid_email, invalid_document), with the reason"),
+        (status = 429, content_type = "text/html", body = String, description = "rate_limited, with Retry-After"),
+        (status = 503, content_type = "text/html", body = String, description = "mail_not_configured")))]
 async fn demo_submit(
     State(state): State<Shared>,
     ip: ClientIp,
-    Form(form): Form<DemoForm>,
+    ApiForm(form): ApiForm<DemoForm>,
 ) -> Response {
     let products = product_choices(&state).await;
     let page = |status, error, sent| {
@@ -220,11 +224,16 @@ pub struct ActivateForm {
 #[utoipa::path(post, path = "/activate", tag = "pages",
     request_body(content = ActivateForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, content_type = "text/html", body = String, description = "the code"),
-        (status = 409, content_type = "text/html", body = String, description = "refused, with the reason")))]
+        (status = 403, content_type = "text/html", body = String, description = "refused (revoked, entitlement_expired), with the reason"),
+        (status = 404, content_type = "text/html", body = String, description = "refused (unknown_key, not_found), with the reason"),
+        (status = 409, content_type = "text/html", body = String, description = "refused, with the reason"),
+        (status = 422, content_type = "text/html", body = String, description = "refused (invalid_key, invalid_request, invalid_email, invalid_document), with the reason"),
+        (status = 429, content_type = "text/html", body = String, description = "rate_limited, with Retry-After"),
+        (status = 503, content_type = "text/html", body = String, description = "mail_not_configured")))]
 async fn activate_submit(
     State(state): State<Shared>,
     ip: ClientIp,
-    Form(form): Form<ActivateForm>,
+    ApiForm(form): ApiForm<ActivateForm>,
 ) -> Response {
     let issuer = state.bo.issuer().to_string();
     let email = form.email.trim().to_string();
@@ -315,11 +324,16 @@ pub struct OfflineForm {
 #[utoipa::path(post, path = "/offline", tag = "pages",
     request_body(content = OfflineForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, content_type = "text/html", body = String, description = "the response file"),
-        (status = 422, content_type = "text/html", body = String, description = "refused, with the reason")))]
+        (status = 403, content_type = "text/html", body = String, description = "refused (revoked, entitlement_expired), with the reason"),
+        (status = 404, content_type = "text/html", body = String, description = "refused (unknown_key, not_found), with the reason"),
+        (status = 409, content_type = "text/html", body = String, description = "refused, with the reason"),
+        (status = 422, content_type = "text/html", body = String, description = "refused (invalid_key, invalid_request, invalid_email, invalid_document), with the reason"),
+        (status = 429, content_type = "text/html", body = String, description = "rate_limited, with Retry-After"),
+        (status = 503, content_type = "text/html", body = String, description = "mail_not_configured")))]
 async fn offline_submit(
     State(state): State<Shared>,
     ip: ClientIp,
-    Form(form): Form<OfflineForm>,
+    ApiForm(form): ApiForm<OfflineForm>,
 ) -> Response {
     let issuer = state.bo.issuer().to_string();
     let page = |status, error, response| {

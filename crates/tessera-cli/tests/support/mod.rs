@@ -84,19 +84,34 @@ pub fn backoffice_with_floating_line(cwd: &Path, count: u32) -> (Child, String, 
 }
 
 /// Starts `tessera ARGS` (a server listening on `127.0.0.1:0`) in `cwd`; returns the child and the
-/// URL it prints on its first line.
+/// URL it prints on the line that says it listens.
 pub fn spawn(args: &[&str], cwd: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(args)
-        .current_dir(cwd)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    cmd.args(args).current_dir(cwd);
+    spawn_command(cmd, &args.join(" "))
+}
+
+/// Starts `cmd` (a `tessera` server listening on `127.0.0.1:0`, `what` for messages); returns the
+/// child and the URL it prints on the line that says it listens.
+pub fn spawn_command(mut cmd: Command, what: &str) -> (Child, String) {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // the URL is on the line that says it listens; log lines (the outbox worker's, with mail
+    // configured) may come before it
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    for _ in 0..20 {
+        line.clear();
+        if stdout.read_line(&mut line).unwrap() == 0 || line.contains("listening on") {
+            break;
+        }
+    }
+    // keep reading what it prints after that line: a closed pipe would make its next line fail
+    // (a back office with mail prints more), and the CLI ends on a broken pipe
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
     let Some(url) = line
         .split_whitespace()
         .find(|w| w.starts_with("http://") || w.starts_with("https://"))
@@ -107,8 +122,8 @@ pub fn spawn(args: &[&str], cwd: &Path) -> (Child, String) {
         if let Some(mut e) = child.stderr.take() {
             let _ = std::io::Read::read_to_string(&mut e, &mut err);
         }
-        let _ = child.wait();
-        panic!("`tessera {}` did not start: {line}{err}", args.join(" "));
+        let status = child.wait();
+        panic!("`tessera {what}` did not start ({status:?}): {line}{err}");
     };
     // keep reading its log so it never blocks on a full pipe
     if let Some(mut e) = child.stderr.take() {

@@ -1,0 +1,556 @@
+//! What the OpenAPI document says beyond the handlers' own annotations: the capability request's
+//! schema (its type lives in `tessera-core`, which has no OpenAPI dependency, so it is mirrored
+//! here and a test keeps the two in step), the shared `Problem` schema, the bearer scheme, and the
+//! answers every operation gets from its extractors (a body too large, a wrong content type,
+//! malformed JSON, a missing admin token), added in one place so none is forgotten.
+
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::{ContentBuilder, Ref, RefOr};
+use utoipa::ToSchema;
+
+/// The body of every error answer (RFC 9457 `application/problem+json`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Problem {
+    /// `urn:tessera:problem:<code>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A short summary for the status.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong, for people.
+    pub detail: String,
+    /// What went wrong, for programs: stable across versions.
+    pub code: String,
+}
+
+/// What the client asks for (`tessera_core::capability::Operation`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = Operation)]
+pub enum OperationDoc {
+    /// Take seats.
+    Request,
+    /// Say what a request would get, taking nothing.
+    Preview,
+    /// Extend leases held.
+    Renew,
+    /// Give leases back.
+    Return,
+    /// Take seats offline until a date.
+    Borrow,
+}
+
+/// What kind of machine a device is (`tessera_core::DeviceType`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = DeviceType)]
+pub enum DeviceTypeDoc {
+    /// Real hardware.
+    Physical,
+    /// A virtual machine.
+    Virtual,
+    /// A container.
+    Container,
+    /// Could not be determined (the default).
+    #[default]
+    Unknown,
+}
+
+/// One feature asked for (`tessera_core::capability::WantedFeature`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = WantedFeature)]
+pub struct WantedFeatureDoc {
+    /// Feature name.
+    pub name: String,
+    /// Lowest acceptable version (default `1.0`).
+    #[serde(default)]
+    #[schema(example = "2.0")]
+    pub version: String,
+    /// Seats (default 1).
+    #[serde(default)]
+    #[schema(minimum = 1, default = 1)]
+    pub count: u32,
+}
+
+/// A capability request (`tessera_core::capability::CapabilityRequest`; docs/protocol.md).
+/// Unknown fields are refused.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = CapabilityRequest)]
+pub struct CapabilityRequestDoc {
+    /// The operation.
+    pub operation: OperationDoc,
+    /// The device's host id, `KIND=VALUE`.
+    #[schema(example = "ethernet=0050569a3b01")]
+    pub device_id: String,
+    /// Physical, virtual, container or unknown (the default).
+    #[serde(default)]
+    pub device_type: DeviceTypeDoc,
+    /// A human-readable name for the device.
+    #[serde(default)]
+    pub alias: Option<String>,
+    /// The user on the device.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Retrying the same request id never takes a second seat.
+    pub request_id: String,
+    /// Echoed in the signed response (base64url, 16 to 64 characters).
+    #[schema(example = "c2VlZC1ub25jZS0wMDAx")]
+    pub nonce: String,
+    /// Features wanted (request, preview, borrow).
+    #[serde(default)]
+    pub features: Vec<WantedFeatureDoc>,
+    /// Leases to renew or return.
+    #[serde(default)]
+    pub leases: Vec<u64>,
+    /// For a borrow: days offline (at most the policy's longest borrow).
+    #[serde(default)]
+    pub borrow_days: Option<u32>,
+    /// For a renew or return (of exactly one lease): HMAC-SHA256 under the lease's session key
+    /// (base64url), proving the caller holds the lease. Required for renew and return.
+    #[serde(default)]
+    pub session_proof: Option<String>,
+    /// With a `session_proof`: answer with a signature rather than a seal.
+    #[serde(default)]
+    pub signed: bool,
+}
+
+/// The number of feature records served after an activation.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FeatureRecords {
+    /// Feature records now served.
+    pub feature_records: u64,
+}
+
+/// What a sync found.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SyncOutcome {
+    /// Features used beyond their entitlement, as the back office reported them.
+    pub over_use: Vec<String>,
+}
+
+/// An OpenAPI 3.1 document.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OpenApiDocument {
+    /// The OpenAPI version.
+    pub openapi: String,
+    /// Title, version, description.
+    #[schema(value_type = std::collections::BTreeMap<String, serde_json::Value>)]
+    pub info: serde_json::Value,
+    /// The operations by path.
+    #[schema(value_type = std::collections::BTreeMap<String, serde_json::Value>)]
+    pub paths: serde_json::Value,
+}
+
+/// The operations of a path.
+pub(crate) fn operations_mut(item: &mut utoipa::openapi::PathItem) -> Vec<&mut Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.options,
+        &mut item.head,
+        &mut item.patch,
+        &mut item.trace,
+    ]
+    .into_iter()
+    .filter_map(Option::as_mut)
+    .collect()
+}
+
+const PROBLEM_JSON: &str = "application/problem+json";
+
+fn is_problem_ref(schema: &Option<RefOr<utoipa::openapi::schema::Schema>>) -> bool {
+    matches!(schema, Some(RefOr::Ref(r)) if r.ref_location.ends_with("/Problem"))
+}
+
+/// Makes sure `op` documents `status` with a problem+json body, keeping what it says already.
+fn problem(op: &mut Operation, status: &str, description: &str) {
+    let entry = op
+        .responses
+        .responses
+        .entry(status.to_string())
+        .or_insert_with(|| ResponseBuilder::new().description(description).into());
+    if let RefOr::T(r) = entry {
+        if !r.content.contains_key(PROBLEM_JSON) {
+            r.content.insert(
+                PROBLEM_JSON.to_string(),
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            );
+        }
+    }
+}
+
+/// Adds what every operation can answer because of how it is reached, and files every error
+/// answer under `application/problem+json`.
+#[derive(Debug)]
+pub struct Answers;
+
+impl utoipa::Modify for Answers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components
+            .schemas
+            .entry("Problem".into())
+            .or_insert_with(<Problem as utoipa::PartialSchema>::schema);
+        for item in openapi.paths.paths.values_mut() {
+            for op in operations_mut(item) {
+                // an error documented with `body = Problem` is problem+json, and one documented
+                // without a body has the problem body the server sends
+                for (status, r) in op.responses.responses.iter_mut() {
+                    let RefOr::T(r) = r else { continue };
+                    if let Some(c) = r.content.swap_remove("application/json") {
+                        let key = if is_problem_ref(&c.schema) {
+                            PROBLEM_JSON
+                        } else {
+                            "application/json"
+                        };
+                        r.content.insert(key.to_string(), c);
+                    }
+                    if (status.starts_with('4') || status.starts_with('5')) && r.content.is_empty()
+                    {
+                        r.content.insert(
+                            PROBLEM_JSON.to_string(),
+                            ContentBuilder::new()
+                                .schema(Some(Ref::from_schema_name("Problem")))
+                                .build(),
+                        );
+                    }
+                }
+                if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                    problem(op, "401", "unauthorized: the admin token is missing or wrong (checked before the body is read)");
+                    problem(
+                        op,
+                        "503",
+                        "storage_unavailable: the admin token could not be checked; try again",
+                    );
+                }
+                let body_types: Vec<String> = op
+                    .request_body
+                    .as_ref()
+                    .map(|b| b.content.keys().cloned().collect())
+                    .unwrap_or_default();
+                if !body_types.is_empty() {
+                    problem(op, "413", "body_too_large: the body is over 64 KiB");
+                }
+                if body_types.iter().any(|t| t.ends_with("json")) {
+                    problem(op, "400", "malformed_json: the body is not JSON");
+                    problem(
+                        op,
+                        "415",
+                        "unsupported_media_type: the body is not sent as application/json",
+                    );
+                    problem(
+                        op,
+                        "422",
+                        "invalid_request: the JSON does not fit the schema",
+                    );
+                } else if !body_types.is_empty() {
+                    problem(op, "400", "unreadable_body: the body is not UTF-8 text");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+    use tessera_core::capability::{CapabilityRequest, Operation, WantedFeature};
+
+    /// Resolves `#/components/schemas/X` references.
+    fn resolve<'a>(doc: &'a Value, s: &'a Value) -> &'a Value {
+        match s.get("$ref").and_then(Value::as_str) {
+            Some(r) => resolve(
+                doc,
+                &doc["components"]["schemas"][r.rsplit('/').next().unwrap()],
+            ),
+            None => s,
+        }
+    }
+
+    /// Whether `v` fits `schema` (the parts of JSON Schema the document uses: types, objects with
+    /// properties, required and additionalProperties, arrays, enums, oneOf of enums).
+    fn fits(doc: &Value, schema: &Value, v: &Value, at: &str) -> Result<(), String> {
+        let s = resolve(doc, schema);
+        if let Some(alts) = s.get("oneOf").and_then(Value::as_array) {
+            return if alts.iter().any(|a| fits(doc, a, v, at).is_ok()) {
+                Ok(())
+            } else {
+                Err(format!("{at}: {v} fits none of {s}"))
+            };
+        }
+        if let Some(values) = s.get("enum").and_then(Value::as_array) {
+            if !values.contains(v) {
+                return Err(format!("{at}: {v} is not one of {values:?}"));
+            }
+        }
+        let types: Vec<&str> = match &s["type"] {
+            Value::String(t) => vec![t.as_str()],
+            Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        let kind = match v {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(n) if n.is_u64() || n.is_i64() => "integer",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        let allowed = types.is_empty()
+            || types.contains(&kind)
+            || (kind == "integer" && types.contains(&"number"));
+        if !allowed {
+            return Err(format!("{at}: {v} is a {kind}, the schema says {types:?}"));
+        }
+        match v {
+            Value::Object(m) => {
+                let props = s["properties"].as_object().cloned().unwrap_or_default();
+                for r in s["required"].as_array().into_iter().flatten() {
+                    let r = r.as_str().unwrap();
+                    if !m.contains_key(r) {
+                        return Err(format!("{at}: required {r} is missing"));
+                    }
+                }
+                for (k, x) in m {
+                    match props.get(k) {
+                        Some(p) => fits(doc, p, x, &format!("{at}.{k}"))?,
+                        None if s["additionalProperties"] == Value::Bool(false) => {
+                            return Err(format!("{at}: field {k} is not in the schema"))
+                        }
+                        None => {}
+                    }
+                }
+            }
+            Value::Array(xs) => {
+                for (i, x) in xs.iter().enumerate() {
+                    fits(doc, &s["items"], x, &format!("{at}[{i}]"))?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn doc() -> Value {
+        serde_json::to_value(crate::http::openapi()).unwrap()
+    }
+
+    fn request_schema(doc: &Value) -> Value {
+        doc["paths"]["/api/v1/capability"]["post"]["requestBody"]["content"]["application/json"]
+            ["schema"]
+            .clone()
+    }
+
+    /// Every field of the real request, set, in every form it takes.
+    fn full_requests() -> Vec<CapabilityRequest> {
+        let mut out = Vec::new();
+        for (operation, device_type) in [
+            (Operation::Request, tessera_core::DeviceType::Physical),
+            (Operation::Preview, tessera_core::DeviceType::Virtual),
+            (Operation::Renew, tessera_core::DeviceType::Container),
+            (Operation::Return, tessera_core::DeviceType::Unknown),
+            (Operation::Borrow, tessera_core::DeviceType::Physical),
+        ] {
+            out.push(CapabilityRequest {
+                operation,
+                device_id: "ethernet=0050569a3b01".into(),
+                device_type,
+                alias: Some("pc-7".into()),
+                user: Some("alice".into()),
+                request_id: "r-1".into(),
+                nonce: "0123456789abcdef".into(),
+                features: vec![WantedFeature {
+                    name: "modeler".into(),
+                    version: "2.0".parse().unwrap(),
+                    count: 2,
+                }],
+                leases: vec![7, 9],
+                borrow_days: Some(3),
+                session_proof: Some("cHJvb2Y".into()),
+                signed: true,
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn the_capability_request_schema_is_the_request_the_server_parses() {
+        let doc = doc();
+        let schema = request_schema(&doc);
+        let resolved = resolve(&doc, &schema).clone();
+        for req in full_requests() {
+            let v = serde_json::to_value(&req).unwrap();
+            // every field the server parses is in the schema, with a type that fits
+            fits(&doc, &schema, &v, "request").unwrap();
+            let fields: std::collections::BTreeSet<&String> =
+                v.as_object().unwrap().keys().collect();
+            let props: std::collections::BTreeSet<&String> =
+                resolved["properties"].as_object().unwrap().keys().collect();
+            // and the schema names no field the server does not know (it refuses unknown ones)
+            assert_eq!(fields, props, "the schema and CapabilityRequest differ");
+            let feature = &v["features"][0];
+            let fprops: std::collections::BTreeSet<&String> =
+                resolve(&doc, &resolved["properties"]["features"]["items"])["properties"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .collect();
+            let ffields: std::collections::BTreeSet<&String> =
+                feature.as_object().unwrap().keys().collect();
+            assert_eq!(ffields, fprops, "the schema and WantedFeature differ");
+        }
+        // what the schema requires is what the server requires
+        let required: Vec<&str> = resolved["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap())
+            .collect();
+        let minimal = serde_json::json!({"operation": "request", "device_id": "user=a",
+            "request_id": "r", "nonce": "0123456789abcdef"});
+        assert!(serde_json::from_value::<CapabilityRequest>(minimal.clone()).is_ok());
+        fits(&doc, &schema, &minimal, "minimal").unwrap();
+        for r in &required {
+            let mut less = minimal.clone();
+            less.as_object_mut().unwrap().remove(*r);
+            assert!(
+                serde_json::from_value::<CapabilityRequest>(less).is_err(),
+                "the schema requires {r}, the server does not"
+            );
+        }
+        // a null the schema allows, the server takes
+        for p in resolved["properties"].as_object().unwrap().keys() {
+            let mut with_null = minimal.clone();
+            with_null[p.as_str()] = Value::Null;
+            if fits(&doc, &schema, &with_null, "null").is_ok() {
+                assert!(
+                    serde_json::from_value::<CapabilityRequest>(with_null).is_ok(),
+                    "the schema allows {p}: null, the server refuses it"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_capability_answer_schema_fits_the_answer() {
+        let doc = doc();
+        let schema = doc["paths"]["/api/v1/capability"]["post"]["responses"]["200"]["content"]
+            ["application/json"]["schema"]
+            .clone();
+        for certificate in [None, Some("-----BEGIN…".to_string())] {
+            let a = crate::http::CapabilityAnswer {
+                response: "eyJh.eyJi.c2ln".into(),
+                certificate,
+            };
+            fits(&doc, &schema, &serde_json::to_value(&a).unwrap(), "answer").unwrap();
+        }
+    }
+
+    /// The rules a client generator needs: every operation that takes input documents its
+    /// problem answers as `application/problem+json` with the `Problem` schema, and no body is a
+    /// bare object.
+    #[test]
+    fn every_operation_documents_its_problems_and_no_body_is_a_bare_object() {
+        check_document(&doc()).unwrap();
+    }
+
+    pub(crate) fn check_document(doc: &Value) -> Result<(), String> {
+        let bare = |s: &Value| {
+            let s = resolve(doc, s);
+            s.get("type") == Some(&Value::String("object".into()))
+                && s.get("properties").is_none()
+                && s.get("additionalProperties").is_none()
+                && s.get("allOf").is_none()
+                && s.get("oneOf").is_none()
+        };
+        let mut errors = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let name = format!("{} {path}", method.to_uppercase());
+                let body = op.get("requestBody");
+                let takes_input = body.is_some()
+                    || op.get("security").is_some()
+                    || op["parameters"].as_array().is_some_and(|p| !p.is_empty());
+                let responses = op["responses"].as_object().unwrap();
+                for (status, r) in responses {
+                    for (ct, c) in r["content"].as_object().into_iter().flatten() {
+                        if bare(&c["schema"]) {
+                            errors.push(format!(
+                                "{name}: the {status} answer ({ct}) is a bare object"
+                            ));
+                        }
+                        let problem = c["schema"]["$ref"] == "#/components/schemas/Problem";
+                        if problem != (ct == "application/problem+json") {
+                            errors.push(format!(
+                                "{name}: the {status} answer files {ct} with the schema {}",
+                                c["schema"]
+                            ));
+                        }
+                    }
+                    if (status.starts_with('4') || status.starts_with('5'))
+                        && r["content"].as_object().is_none_or(|c| c.is_empty())
+                    {
+                        errors.push(format!("{name}: the {status} answer has no body"));
+                    }
+                }
+                for (ct, c) in body
+                    .and_then(|b| b["content"].as_object())
+                    .into_iter()
+                    .flatten()
+                {
+                    if bare(&c["schema"]) {
+                        errors.push(format!("{name}: the request body ({ct}) is a bare object"));
+                    }
+                }
+                let problem_4xx = responses.iter().any(|(s, r)| {
+                    s.starts_with('4') && r["content"].get("application/problem+json").is_some()
+                });
+                if takes_input && !problem_4xx {
+                    errors.push(format!("{name}: takes input but documents no 4xx problem"));
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("\n"))
+        }
+    }
+
+    #[test]
+    fn the_check_catches_a_bare_object_and_a_missing_problem() {
+        let mut doc = doc();
+        doc["paths"]["/api/v1/capability"]["post"]["requestBody"]["content"]["application/json"]
+            ["schema"] = serde_json::json!({"type": "object"});
+        let err = check_document(&doc).unwrap_err();
+        assert!(
+            err.contains("POST /api/v1/capability: the request body"),
+            "{err}"
+        );
+        let mut doc = self::doc();
+        let r = doc["paths"]["/api/v1/admin/status"]["get"]["responses"]
+            .as_object_mut()
+            .unwrap();
+        r.retain(|s, _| !s.starts_with('4'));
+        let err = check_document(&doc).unwrap_err();
+        assert!(
+            err.contains("GET /api/v1/admin/status: takes input but documents no 4xx problem"),
+            "{err}"
+        );
+    }
+}
