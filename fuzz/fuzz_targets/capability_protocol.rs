@@ -56,31 +56,35 @@ const MAX_LEASES_PER_DEVICE: u32 = 24;
 /// The license server's host id.
 const SERVER_HOSTID: &str = "string=fuzz-server";
 
-const DEVICES: &[&str] = &[
-    "string=pc-0",
-    "string=pc-1",
-    "string=pc-2",
-    "ethernet=0050569a3b21",
-    "string=pc-0|user=u0",
-    "bogus",
-    "",
-];
-const USERS: &[Option<&str>] = &[
-    None,
-    Some("u0"),
-    Some("u1"),
-    None,
-    Some("ann"),
-    Some(""),
-    Some("u\u{1}"),
-];
-const REQUEST_IDS: &[&str] = &["r0", "r1", "r2", "r3", "", "r\u{7f}"];
-const NAMES: &[&str] = &["modeler", "viewer", "export", "nope", "", "Modeler"];
-const VERSIONS: &[&str] = &["1.0", "2.0", "3.0", "2.5", "10.1"];
-const COUNTS: &[u32] = &[1, 1, 1, 2, 3, 0, 4, 5, 100, u32::MAX];
+// Each vocabulary: the values a client sends, then (picked one time in sixteen) values the
+// server refuses or that name nothing.
+const DEVICES: (&[&str], &[&str]) = (
+    &[
+        "string=pc-0",
+        "string=pc-1",
+        "string=pc-2",
+        "ethernet=0050569a3b21",
+    ],
+    &["string=pc-0|user=u0", "bogus", "", "string="],
+);
+const USERS: (&[Option<&str>], &[Option<&str>]) = (
+    &[None, Some("u0"), Some("u1"), None, Some("ann")],
+    &[Some(""), Some("u\u{1}"), Some("ü")],
+);
+const REQUEST_IDS: (&[&str], &[&str]) = (&["r0", "r1", "r2", "r3"], &["", "r\u{7f}", "r é"]);
+const NAMES: (&[&str], &[&str]) = (
+    &["modeler", "viewer", "export", "modeler"],
+    &["nope", "", "Modeler"],
+);
+const VERSIONS: (&[&str], &[&str]) = (&["1.0", "2.0", "3.0", "1.0"], &["2.5", "10.1"]);
+const COUNTS: (&[u32], &[u32]) = (&[1, 1, 1, 2, 3, 4], &[0, 5, 100, u32::MAX]);
 
-fn pick<T: Copy>(list: &[T], i: u8) -> T {
-    list[usize::from(i) % list.len()]
+fn pick<T: Copy>((usual, odd): (&[T], &[T]), i: u8) -> T {
+    if i >= 240 {
+        odd[usize::from(i) % odd.len()]
+    } else {
+        usual[usize::from(i) % usual.len()]
+    }
 }
 
 /// A request, preview or borrow.
@@ -93,10 +97,9 @@ struct Ask {
     nonce: u8,
     features: Vec<(u8, u8, u8)>,
     borrow_days: Option<u8>,
-    /// Names a lease too (refused for these operations, or ignored).
-    with_lease: bool,
-    /// Sends a session proof too (refused for these operations).
-    with_proof: bool,
+    /// 255: names a lease too (ignored for these operations); 254: sends a session proof too
+    /// (refused).
+    extra: u8,
 }
 
 /// A renew or return of a grant kept.
@@ -116,9 +119,9 @@ struct Touch {
 enum Step {
     Ask(Ask),
     Touch(Touch),
-    /// Seconds pass (0 to 10 minutes).
-    Advance(u16),
-    /// Hours pass (0 to 3), or, one time in eight, days (0 to 7).
+    /// Seconds pass (0 to 63; a lease lasts 300 without renewal).
+    Advance(u8),
+    /// Seconds (0 to 63), or one time in ten minutes (0 to 15), or rarely an hour or a day pass.
     Jump(u8),
     /// Expired leases are swept.
     Sweep,
@@ -152,6 +155,9 @@ struct State {
     inputs: u64,
     restarts: u64,
     counter: u64,
+    /// Requests answered, and refused with an error (malformed, or not the holder).
+    answered: u64,
+    errors: u64,
 }
 
 struct World {
@@ -212,8 +218,9 @@ fn setup() -> World {
         let mut modeler = Feature::new("modeler", "2.0".parse().expect("v"), Count::Counted(3));
         modeler.overdraft = 1;
         let viewer = Feature::new("viewer", "1.0".parse().expect("v"), Count::Uncounted);
-        let mut export = Feature::new("export", "1.0".parse().expect("v"), Count::Counted(10));
+        let mut export = Feature::new("export", "1.0".parse().expect("v"), Count::Counted(50));
         export.metered = true;
+        export.overdraft = 5;
         // a second record of modeler, newer, one seat, that runs out after three days
         let mut modeler3 = Feature::new("modeler", "3.0".parse().expect("v"), Count::Counted(1));
         modeler3.expiry = Expiry::At(now + Duration::days(3));
@@ -261,6 +268,8 @@ fn setup() -> World {
             inputs: 0,
             restarts: 0,
             counter: 0,
+            answered: 0,
+            errors: 0,
         }),
     }
 }
@@ -279,14 +288,20 @@ fn holder(device: &str, user: Option<&str>) -> String {
 }
 
 fn nonce(kind: u8, n: u64) -> String {
-    match kind % 8 {
-        6 => "short".into(),
-        7 => "nonce-fixed-000000000".into(),
+    match kind {
+        254 => "short".into(),
+        255 => "nonce-fixed-000000000".into(),
         _ => format!("nonce-{n:016}"),
     }
 }
 
-fn request(op: Operation, device: &str, user: Option<&str>, rid: &str, nonce: String) -> CapabilityRequest {
+fn request(
+    op: Operation,
+    device: &str,
+    user: Option<&str>,
+    rid: &str,
+    nonce: String,
+) -> CapabilityRequest {
     CapabilityRequest {
         operation: op,
         device_id: device.to_string(),
@@ -333,11 +348,10 @@ impl State {
             })
             .collect();
         req.borrow_days = a.borrow_days.map(|d| u32::from(d % 40));
-        if a.with_lease {
-            req.leases = vec![self.grants.front().map_or(1, |g| g.lease)];
-        }
-        if a.with_proof {
-            req.session_proof = Some("AAAA".into());
+        match a.extra {
+            255 => req.leases = vec![self.grants.front().map_or(1, |g| g.lease)],
+            254 => req.session_proof = Some("AAAA".into()),
+            _ => {}
         }
         Sent { req, key: None }
     }
@@ -353,10 +367,10 @@ impl State {
         } else {
             Operation::Renew
         };
-        let (device, user) = match t.who % 8 {
-            5 => ("string=pc-9".to_string(), g.user.clone()),
-            6 => (g.device.clone(), Some("intruder".to_string())),
-            7 => (g.device.clone(), None),
+        let (device, user) = match t.who % 16 {
+            13 => ("string=pc-9".to_string(), g.user.clone()),
+            14 => (g.device.clone(), Some("intruder".to_string())),
+            15 => (g.device.clone(), None),
             _ => (g.device.clone(), g.user.clone()),
         };
         let mut req = request(
@@ -366,10 +380,10 @@ impl State {
             &format!("t{}", t.rid % 4),
             nonce(t.nonce, self.counter),
         );
-        req.leases = match t.lease % 8 {
-            5 => vec![g.lease.wrapping_add(1)],
-            6 => vec![g.lease, g.lease],
-            7 => vec![],
+        req.leases = match t.lease % 16 {
+            13 => vec![g.lease.wrapping_add(1)],
+            14 => vec![g.lease, g.lease],
+            15 => vec![],
             _ => vec![g.lease],
         };
         req.signed = t.signed;
@@ -381,11 +395,14 @@ impl State {
         } else {
             Operation::Return
         };
-        let (proof, key) = match t.proof % 8 {
-            4 => (None, None),
-            5 => (Some(proof_for(&[7u8; 32], op, &req.nonce)), None),
-            6 => (Some(proof_for(&g.key, other_op, &req.nonce)), None),
-            7 => (Some(proof_for(&g.key, op, "nonce-of-another-request")), None),
+        let (proof, key) = match t.proof % 16 {
+            12 => (None, None),
+            13 => (Some(proof_for(&[7u8; 32], op, &req.nonce)), None),
+            14 => (Some(proof_for(&g.key, other_op, &req.nonce)), None),
+            15 => (
+                Some(proof_for(&g.key, op, "nonce-of-another-request")),
+                None,
+            ),
             _ => (Some(proof_for(&g.key, op, &req.nonce)), Some(g.key.clone())),
         };
         req.session_proof = proof;
@@ -445,13 +462,16 @@ impl State {
                 Err(e @ (EngineError::Store(_) | EngineError::Sign(_))) => {
                     panic!("a decision failed: {e}\nrequest: {req:?}")
                 }
-                Err(_) => continue,
+                Err(_) => {
+                    self.errors += 1;
+                    continue;
+                }
             };
+            self.answered += 1;
             let claims = if answer.sealed {
-                let key = sent
-                    .key
-                    .as_deref()
-                    .unwrap_or_else(|| panic!("a sealed answer to a request without a valid proof: {req:?}"));
+                let key = sent.key.as_deref().unwrap_or_else(|| {
+                    panic!("a sealed answer to a request without a valid proof: {req:?}")
+                });
                 CapabilityResponseClaims::verify_sealed(&answer.token, key, &req.nonce)
             } else {
                 CapabilityResponseClaims::verify(&answer.token, &ring, &req.nonce, now)
@@ -584,7 +604,11 @@ async fn check_counts(server: &Server) {
             .filter(|l| l.record == i)
             .map(|l| u64::from(l.count))
             .sum();
-        assert_eq!(used, sum, "{} {}: seats in use are its leases'", f.name, f.version);
+        assert_eq!(
+            used, sum,
+            "{} {}: seats in use are its leases'",
+            f.name, f.version
+        );
         if let Some(c) = f.count.get() {
             let cap = u64::from(c) + u64::from(f.overdraft);
             let taken = if f.metered { consumed } else { used };
@@ -635,14 +659,15 @@ async fn run(w: &World, st: &mut State, data: &[u8]) {
                     }
                     Step::Advance(s) => {
                         st.flush(&mut burst, &w.clock).await;
-                        w.clock.advance(Duration::seconds(i64::from(s % 601)));
+                        w.clock.advance(Duration::seconds(i64::from(s % 64)));
                     }
                     Step::Jump(j) => {
                         st.flush(&mut burst, &w.clock).await;
-                        w.clock.advance(if j % 8 == 0 {
-                            Duration::days(i64::from(j / 8 % 8))
-                        } else {
-                            Duration::hours(i64::from(j % 4))
+                        w.clock.advance(match j {
+                            255 => Duration::days(1),
+                            250.. => Duration::hours(1),
+                            224.. => Duration::minutes(i64::from(j % 16)),
+                            _ => Duration::seconds(i64::from(j % 64)),
                         });
                     }
                     Step::Sweep => {
@@ -670,9 +695,11 @@ async fn run(w: &World, st: &mut State, data: &[u8]) {
         st.restart(&w.data, &w.clock).await;
         if st.restarts % 500 == 0 {
             eprintln!(
-                "capability_protocol: {} inputs, {} restarts, {} lease ids granted, {} leases held, clock {}",
+                "capability_protocol: {} inputs, {} restarts, {} requests answered, {} refused, {} lease ids granted, {} leases held, clock {}",
                 st.inputs,
                 st.restarts,
+                st.answered,
+                st.errors,
                 st.holders.len(),
                 st.server().engine.lease_count(),
                 w.clock.now()
