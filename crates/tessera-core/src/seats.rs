@@ -140,15 +140,6 @@ pub fn holder_parts(device: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// The accounts a holder's borrowed seats count against: its device, and its user if any.
-fn borrow_accounts(device: &str) -> [Option<u128>; 2] {
-    let (host, user) = holder_parts(device);
-    [
-        Some(request_key("device", host, "")),
-        user.map(|u| request_key("user", u, "")),
-    ]
-}
-
 /// Lease ids from lease counts: a keyed permutation of 62-bit numbers (a four-round Feistel
 /// network over two 31-bit halves, SipHash-2-4 as the round function), offset by 2^32 so that no
 /// id it makes equals an id below 2^32 (the sequential ids of earlier versions). Invertible, so a
@@ -207,6 +198,19 @@ impl LeaseIds {
             (l, r) = (r, l ^ self.round(i, r));
         }
         ID_BASE + ((l << 31) | r)
+    }
+
+    /// A keyed 64-bit hash of an account name (`tag` keeps kinds of account apart): cheap enough
+    /// for every grant and return, and, keyed, no client can make two accounts meet.
+    fn account(&self, tag: u8, name: &str) -> u64 {
+        use std::hash::Hasher as _;
+        // SipHash-2-4 (std's, deprecated only in favour of a hasher with random keys: these are
+        // keyed by the server's secret, and must be the same in every run)
+        #[allow(deprecated)]
+        let mut h = std::hash::SipHasher::new_with_keys(self.keys[0].0, self.keys[0].1);
+        h.write_u8(tag);
+        h.write(name.as_bytes());
+        h.finish()
     }
 
     /// The count an id was made from; `None` for an id this permutation never makes.
@@ -281,12 +285,12 @@ pub struct SeatBook {
     by_expiry: BTreeSet<(OffsetDateTime, LeaseId)>,
     /// Borrowed seats held per account (device, and user; by digest), so the per-account limit
     /// is not a scan.
-    borrowed_by: HashMap<u128, u32>,
+    borrowed_by: HashMap<u64, u32>,
     /// The count the next lease gets (its id is `ids.id(next)`).
     next: u64,
     ids: LeaseIds,
     /// Leases held per device, all its users together (by digest of the part before `|user=`).
-    held_by: HashMap<u128, u32>,
+    held_by: HashMap<u64, u32>,
 }
 
 impl SeatBook {
@@ -337,11 +341,20 @@ impl SeatBook {
         self.leases.values()
     }
 
+    /// The accounts a holder's borrowed seats count against: its device, and its user if any.
+    fn borrow_accounts(&self, device: &str) -> [Option<u64>; 2] {
+        let (host, user) = holder_parts(device);
+        [
+            Some(self.ids.account(1, host)),
+            user.map(|u| self.ids.account(2, u)),
+        ]
+    }
+
     /// How many seats the accounts of holder `device` (`HOSTID` or `HOSTID|user=USER`) have
     /// borrowed: the larger of the device's and the user's (on any device). Expired borrows count
     /// until they are expired.
     pub fn borrowed_by(&self, device: &str) -> u32 {
-        borrow_accounts(device)
+        self.borrow_accounts(device)
             .into_iter()
             .flatten()
             .map(|k| self.borrowed_by.get(&k).copied().unwrap_or(0))
@@ -353,13 +366,13 @@ impl SeatBook {
     /// expired).
     pub fn held_by(&self, device: &str) -> u32 {
         self.held_by
-            .get(&request_key(device_part(device), "", ""))
+            .get(&self.ids.account(0, device_part(device)))
             .copied()
             .unwrap_or(0)
     }
 
     fn count_borrowed(&mut self, lease: &Lease, add: bool) {
-        let key = request_key(device_part(&lease.device), "", "");
+        let key = self.ids.account(0, device_part(&lease.device));
         let n = self.held_by.entry(key).or_insert(0);
         *n = if add {
             n.saturating_add(1)
@@ -372,7 +385,7 @@ impl SeatBook {
         if !lease.borrowed {
             return;
         }
-        for key in borrow_accounts(&lease.device).into_iter().flatten() {
+        for key in self.borrow_accounts(&lease.device).into_iter().flatten() {
             let n = self.borrowed_by.entry(key).or_insert(0);
             *n = if add {
                 n.saturating_add(lease.count)
@@ -738,9 +751,9 @@ impl SeatBook {
                 self.by_request.len()
             ));
         }
-        let mut borrowed: HashMap<u128, u32> = HashMap::new();
+        let mut borrowed: HashMap<u64, u32> = HashMap::new();
         for l in self.leases.values().filter(|l| l.borrowed && l.count > 0) {
-            for k in borrow_accounts(&l.device).into_iter().flatten() {
+            for k in self.borrow_accounts(&l.device).into_iter().flatten() {
                 *borrowed.entry(k).or_insert(0) += l.count;
             }
         }
