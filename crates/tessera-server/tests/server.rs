@@ -1625,6 +1625,38 @@ async fn restores_of_copies_taken_mid_run_and_storage_of_another_machine_are_ref
     drop(server);
     let server = daemon::open(&data, Arc::new(SystemClock)).await.unwrap();
     drop(server);
+
+    // without a network: an offline request made by the stopped server, answered by the back
+    // office, re-validates once; the same response again (kept from before, say) does not
+    store
+        .put_setting(
+            "server.machine_ids",
+            "machine_id=0123456789abcdef0123456789abcdef",
+        )
+        .await
+        .unwrap();
+    let server = daemon::open_for_rebind(&data, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    let request = server.offline_request(&[(keys[0].clone(), 3)]).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await; // a later issue time
+    let response = reqwest::Client::new()
+        .post(format!("{bo_url}/api/v1/offline"))
+        .body(request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let response = response.text().await.unwrap();
+    server.offline_apply_fresh(&response).await.unwrap();
+    server.bind_to_this_machine().await.unwrap();
+    let err = server.offline_apply_fresh(&response).await.unwrap_err();
+    assert!(
+        err.to_string().contains("not after the one installed"),
+        "{err}"
+    );
+    drop(server);
+    daemon::open(&data, Arc::new(SystemClock)).await.unwrap();
 }
 
 /// Borrow limits count seats, per device and per user; the producer's offline policy can only be
