@@ -12,6 +12,8 @@
 //!
 //! Ctrl-C and SIGTERM: see [`shutdown_signal`].
 
+pub mod openapi;
+
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
