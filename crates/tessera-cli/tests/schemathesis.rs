@@ -341,6 +341,8 @@ fn capability_requests_sent_wrong_get_the_documented_problems() {
         let r = http
             .post(format!("{url}/api/v1/capability"))
             .header("content-type", content_type)
+            // an answer before the body is read closes the connection: keep it out of the pool
+            .header("connection", "close")
             .body(body)
             .send()
             .unwrap();
