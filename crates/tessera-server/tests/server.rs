@@ -72,17 +72,40 @@ async fn producer_key(dir: &Path) -> String {
 /// A new server data directory `DIR/srv` for `hostid`, with its anchor copy in `DIR/anchors`; the
 /// admin token.
 async fn init_server(dir: &Path, producer_pem: &str, hostid: &str) -> (std::path::PathBuf, String) {
-    let data = dir.join("srv");
-    let token = daemon::init(&data, producer_pem, None, Some(hostid))
+    init_server_at(dir, "srv", producer_pem, None, hostid, "").await
+}
+
+/// A new server data directory `DIR/NAME` for `hostid` on `database` (SQLite when `None`), with
+/// its anchor copy in `DIR/anchors-NAME` and `extra` lines added to its server.toml; the admin token.
+async fn init_server_at(
+    dir: &Path,
+    name: &str,
+    producer_pem: &str,
+    database: Option<&str>,
+    hostid: &str,
+    extra: &str,
+) -> (std::path::PathBuf, String) {
+    let data = dir.join(name);
+    let token = daemon::init(&data, producer_pem, database, Some(hostid))
         .await
         .unwrap();
     let mut cfg = std::fs::read_to_string(data.join("server.toml")).unwrap();
+    let anchors = if name == "srv" {
+        "anchors".to_string()
+    } else {
+        format!("anchors-{name}")
+    };
     cfg.push_str(&format!(
-        "anchor_dir = \"{}\"\n",
-        dir.join("anchors").display()
+        "{extra}anchor_dir = \"{}\"\n",
+        dir.join(anchors).display()
     ));
     std::fs::write(data.join("server.toml"), &cfg).unwrap();
     (data, token)
+}
+
+/// A server.toml line that keeps the daily sync twelve hours away while a test runs.
+fn sync_far_away() -> String {
+    format!("sync_hour_utc = {}\n", (SystemClock.now().hour() + 12) % 24)
 }
 
 /// Activates `count` seats of `key` on the server at `url`; the answer.
@@ -451,26 +474,16 @@ async fn a_cluster_over_one_postgres_never_grants_past_the_count() {
     let producer_pem = std::fs::read_to_string(bo_dir.path().join("keys/producer.pub")).unwrap();
     let producer = PublicKey::from_spki_pem(&producer_pem).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let first = dir.path().join("node-a");
-    let token = daemon::init(
-        &first,
+    // the members' own daily sync stays twelve hours away while the test runs
+    let (first, token) = init_server_at(
+        dir.path(),
+        "node-a",
         &producer_pem,
         Some(db.url()),
-        Some("ethernet=0050569a3b07"),
+        "ethernet=0050569a3b07",
+        &format!("cluster = true\n{}", sync_far_away()),
     )
-    .await
-    .unwrap();
-    let cfg = std::fs::read_to_string(first.join("server.toml")).unwrap();
-    std::fs::write(
-        first.join("server.toml"),
-        format!(
-            // the members' own daily sync stays twelve hours away while the test runs
-            "{cfg}cluster = true\nanchor_dir = \"{}\"\nsync_hour_utc = {}\n",
-            dir.path().join("anchors-a").display(),
-            (SystemClock.now().hour() + 12) % 24
-        ),
-    )
-    .unwrap();
+    .await;
     // without `cluster = true` a second process is still refused (tested above); with it, a copy
     // of the data directory joins
     let mut urls = Vec::new();
@@ -492,7 +505,7 @@ async fn a_cluster_over_one_postgres_never_grants_past_the_count() {
     let cfg = std::fs::read_to_string(loner.join("server.toml"))
         .unwrap()
         .replace("cluster = true", "cluster = false")
-        .replace("anchors-a", "anchors-loner");
+        .replace("anchors-node-a", "anchors-loner");
     std::fs::write(loner.join("server.toml"), cfg).unwrap();
     let _ = std::fs::remove_file(loner.join("server.lock"));
     let err = daemon::open(&loner, Arc::new(SystemClock))
@@ -504,7 +517,7 @@ async fn a_cluster_over_one_postgres_never_grants_past_the_count() {
         copy_dir(&first, &data);
         let cfg = std::fs::read_to_string(data.join("server.toml"))
             .unwrap()
-            .replace("anchors-a", &format!("anchors-{name}"));
+            .replace("anchors-node-a", &format!("anchors-{name}"));
         std::fs::write(data.join("server.toml"), cfg).unwrap();
         let _ = std::fs::remove_file(data.join("server.lock"));
         let (url, stop) = start(&data).await;
@@ -619,7 +632,7 @@ async fn a_cluster_over_one_postgres_never_grants_past_the_count() {
         copy_dir(&first, &data);
         let cfg = std::fs::read_to_string(data.join("server.toml"))
             .unwrap()
-            .replace("anchors-a", &format!("anchors-{name}"));
+            .replace("anchors-node-a", &format!("anchors-{name}"));
         std::fs::write(data.join("server.toml"), cfg).unwrap();
         let _ = std::fs::remove_file(data.join("server.lock"));
         members.push(Arc::new(daemon::open(&data, clock.clone()).await.unwrap()));
@@ -704,25 +717,15 @@ async fn a_lost_database_lock_stops_granting_until_taken_again() {
     let producer_pem = std::fs::read_to_string(bo_dir.path().join("keys/producer.pub")).unwrap();
     let producer = PublicKey::from_spki_pem(&producer_pem).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("a");
-    let token = daemon::init(
-        &data,
+    let (data, token) = init_server_at(
+        dir.path(),
+        "a",
         &producer_pem,
         Some(db.url()),
-        Some("ethernet=0050569a3b21"),
+        "ethernet=0050569a3b21",
+        &sync_far_away(),
     )
-    .await
-    .unwrap();
-    let cfg = std::fs::read_to_string(data.join("server.toml")).unwrap();
-    std::fs::write(
-        data.join("server.toml"),
-        format!(
-            "{cfg}anchor_dir = \"{}\"\nsync_hour_utc = {}\n",
-            dir.path().join("anchors-a").display(),
-            (SystemClock.now().hour() + 12) % 24
-        ),
-    )
-    .unwrap();
+    .await;
     let (url, stop) = start(&data).await;
     let r = activate(&url, Some(&token), &bo_url, &keys[0], 3).await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
