@@ -230,9 +230,9 @@ pub struct CapabilityRequest {
     /// The user on the device.
     #[serde(default)]
     pub user: Option<String>,
-    /// Retrying the same request id never takes a second seat.
+    /// Retrying the same request id never takes a second seat (1 to 128 characters).
     pub request_id: String,
-    /// Echoed in the signed response (base64url, 16 to 64 characters).
+    /// Echoed in the signed response: 16 to 128 characters ([`crate::policy::limits::NONCE_LEN`]).
     pub nonce: String,
     /// Features wanted (request, preview, borrow).
     #[serde(default)]

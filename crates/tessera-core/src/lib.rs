@@ -37,6 +37,7 @@ pub mod keys;
 pub mod license;
 pub mod offline;
 pub mod pcid;
+pub mod policy;
 pub mod seats;
 pub mod time_fmt;
 pub mod unlock;

@@ -119,20 +119,24 @@ pub enum Outcome {
     Denied(Denial),
 }
 
+/// One feature record's seats in the book: the record, the seats its leases hold and the metered
+/// units consumed. (Not a "pool": named license pools are sets of seats an administrator carves
+/// out, a later layer of the policy.)
 #[derive(Debug, Clone)]
-struct Pool {
+struct RecordSeats {
     feature: Feature,
     used: u64,
     consumed: u64,
 }
 
-impl Pool {
+impl RecordSeats {
     fn capacity(&self) -> Option<u64> {
         self.feature.count.get().map(u64::from)
     }
 }
 
-/// The device part and the user part of a lease's holder (`HOSTID` or `HOSTID|user=USER`).
+/// The device part and the user part of a lease's holder (`HOSTID` or `HOSTID|user=USER`, the
+/// form [`crate::policy::Requester::holder`] makes and the store keeps).
 pub fn holder_parts(device: &str) -> (&str, Option<&str>) {
     match device.split_once("|user=") {
         Some((host, user)) => (host, Some(user)),
@@ -276,7 +280,7 @@ fn device_part(holder: &str) -> &str {
 /// The seat book of one license server.
 #[derive(Debug, Clone, Default)]
 pub struct SeatBook {
-    pools: Vec<Pool>,
+    records: Vec<RecordSeats>,
     leases: BTreeMap<LeaseId, Lease>,
     /// Lease by (device, request id, feature), keyed by a 128-bit digest of the three so a
     /// million leases do not hold a second copy of their strings.
@@ -297,9 +301,9 @@ impl SeatBook {
     /// A book over these feature records (in this order).
     pub fn new(records: Vec<Feature>) -> Self {
         SeatBook {
-            pools: records
+            records: records
                 .into_iter()
-                .map(|feature| Pool {
+                .map(|feature| RecordSeats {
                     feature,
                     used: 0,
                     consumed: 0,
@@ -323,17 +327,22 @@ impl SeatBook {
 
     /// The feature records.
     pub fn records(&self) -> impl Iterator<Item = &Feature> {
-        self.pools.iter().map(|p| &p.feature)
+        self.records.iter().map(|p| &p.feature)
+    }
+
+    /// Record `i`.
+    pub fn record(&self, i: usize) -> Option<&Feature> {
+        self.records.get(i).map(|p| &p.feature)
     }
 
     /// Seats in use of record `i` (including overdraft).
     pub fn used(&self, i: usize) -> u64 {
-        self.pools.get(i).map_or(0, |p| p.used)
+        self.records.get(i).map_or(0, |p| p.used)
     }
 
     /// Metered units consumed of record `i`.
     pub fn consumed(&self, i: usize) -> u64 {
-        self.pools.get(i).map_or(0, |p| p.consumed)
+        self.records.get(i).map_or(0, |p| p.consumed)
     }
 
     /// Every lease held.
@@ -447,7 +456,7 @@ impl SeatBook {
         let key = request_key(device, request_id, &want.name);
         if let Some(id) = self.by_request.get(&key).copied() {
             let record_end = self.leases.get(&id).and_then(|l| {
-                match self.pools.get(l.record).map(|p| p.feature.expiry) {
+                match self.records.get(l.record).map(|p| p.feature.expiry) {
                     Some(crate::feature::Expiry::At(t)) => Some(t),
                     _ => None,
                 }
@@ -469,32 +478,81 @@ impl SeatBook {
                 return Outcome::Granted(lease.clone());
             }
         }
+        let i = match self.choose(want, now) {
+            Ok(i) => i,
+            Err(d) => return Outcome::Denied(d),
+        };
+        let lease = self.lease_from(i, device, request_id, want, now, duration, borrow_until);
+        let seats = &mut self.records[i];
+        let n = u64::from(want.count);
+        if seats.feature.metered {
+            seats.consumed += n;
+        } else {
+            seats.used += n;
+        }
+        self.next += 1;
+        self.by_request.insert(key, lease.id);
+        self.by_expiry.insert((lease.expires, lease.id));
+        self.count_borrowed(&lease, true);
+        self.leases.insert(lease.id, lease.clone());
+        Outcome::Granted(lease)
+    }
+
+    /// What a request would get, taking nothing: each wanted feature decided as
+    /// [`SeatBook::request`] would decide it for a request id never seen, without a seat taken, a
+    /// unit consumed or an index changed. Features are decided apart (a request names each
+    /// feature once, and each record serves one name), so the answer is the one a request would
+    /// get now. The leases shown carry the ids the next leases would get, and those ids are then
+    /// skipped (no lease granted later has an id a preview showed): the only change it makes.
+    pub fn preview(
+        &mut self,
+        device: &str,
+        wants: &[Want],
+        now: OffsetDateTime,
+        duration: Duration,
+    ) -> Vec<Outcome> {
+        wants
+            .iter()
+            .map(|w| match self.choose(w, now) {
+                Ok(i) => {
+                    let lease = self.lease_from(i, device, "", w, now, duration, None);
+                    self.next += 1;
+                    Outcome::Granted(lease)
+                }
+                Err(d) => Outcome::Denied(d),
+            })
+            .collect()
+    }
+
+    /// The record that serves `want` now (see the module's rule), or why none does. Changes
+    /// nothing.
+    fn choose(&self, want: &Want, now: OffsetDateTime) -> Result<usize, Denial> {
         if want.count == 0 {
-            return Outcome::Denied(Denial::BadCount {
+            return Err(Denial::BadCount {
                 name: want.name.clone(),
                 count: 0,
             });
         }
-        let named: Vec<usize> = (0..self.pools.len())
-            .filter(|&i| self.pools[i].feature.name == want.name)
+        let named: Vec<usize> = (0..self.records.len())
+            .filter(|&i| self.records[i].feature.name == want.name)
             .collect();
         if named.is_empty() {
-            return Outcome::Denied(Denial::NotLicensed {
+            return Err(Denial::NotLicensed {
                 name: want.name.clone(),
             });
         }
         let fitting: Vec<usize> = named
             .iter()
             .copied()
-            .filter(|&i| self.pools[i].feature.version.satisfies(&want.version))
+            .filter(|&i| self.records[i].feature.version.satisfies(&want.version))
             .collect();
         if fitting.is_empty() {
             let have = named
                 .iter()
-                .map(|&i| self.pools[i].feature.version.clone())
+                .map(|&i| self.records[i].feature.version.clone())
                 .max()
                 .unwrap_or_default();
-            return Outcome::Denied(Denial::VersionTooLow {
+            return Err(Denial::VersionTooLow {
                 name: want.name.clone(),
                 have,
                 wanted: want.version.clone(),
@@ -503,15 +561,15 @@ impl SeatBook {
         let mut active: Vec<usize> = fitting
             .iter()
             .copied()
-            .filter(|&i| self.pools[i].feature.is_active(now))
+            .filter(|&i| self.records[i].feature.is_active(now))
             .collect();
         if active.is_empty() {
-            return Outcome::Denied(Denial::NotActive {
+            return Err(Denial::NotActive {
                 name: want.name.clone(),
             });
         }
         active.sort_by(|&a, &b| {
-            let (fa, fb) = (&self.pools[a].feature, &self.pools[b].feature);
+            let (fa, fb) = (&self.records[a].feature, &self.records[b].feature);
             fa.expiry
                 .sort_key()
                 .cmp(&fb.expiry.sort_key())
@@ -524,52 +582,53 @@ impl SeatBook {
             .iter()
             .copied()
             .find(|&i| self.room(i, false) >= n)
-            .map(|i| (i, false))
-            .or_else(|| {
-                active
-                    .iter()
-                    .copied()
-                    .find(|&i| self.room(i, true) >= n)
-                    .map(|i| (i, true))
-            });
-        let Some((i, _)) = pick else {
+            .or_else(|| active.iter().copied().find(|&i| self.room(i, true) >= n));
+        pick.ok_or_else(|| {
             let total = active
                 .iter()
                 .map(|&i| {
-                    self.pools[i]
-                        .capacity()
-                        .map_or(u64::MAX, |c| c + u64::from(self.pools[i].feature.overdraft))
+                    self.records[i].capacity().map_or(u64::MAX, |c| {
+                        c + u64::from(self.records[i].feature.overdraft)
+                    })
                 })
                 .fold(0u64, u64::saturating_add);
-            return Outcome::Denied(Denial::AllInUse {
+            Denial::AllInUse {
                 name: want.name.clone(),
                 total,
+            }
+        })
+    }
+
+    /// The lease record `i` would give for `want` now (with the next id), taking nothing.
+    #[allow(clippy::too_many_arguments)]
+    fn lease_from(
+        &self,
+        i: usize,
+        device: &str,
+        request_id: &str,
+        want: &Want,
+        now: OffsetDateTime,
+        duration: Duration,
+        borrow_until: Option<OffsetDateTime>,
+    ) -> Lease {
+        let seats = &self.records[i];
+        let n = u64::from(want.count);
+        let (count, overdraft) = if seats.feature.metered {
+            let over = seats.capacity().map_or(0, |c| {
+                (seats.consumed + n).saturating_sub(c.max(seats.consumed))
             });
-        };
-        let pool = &mut self.pools[i];
-        let metered = pool.feature.metered;
-        let (count, overdraft) = if metered {
-            let before_over = pool.capacity().map_or(0, |c| {
-                (pool.consumed + n).saturating_sub(c.max(pool.consumed))
-            });
-            pool.consumed += n;
-            (0, u32::try_from(before_over).unwrap_or(u32::MAX))
+            (0, u32::try_from(over).unwrap_or(u32::MAX))
         } else {
-            let over = pool
+            let over = seats
                 .capacity()
-                .map_or(0, |c| (pool.used + n).saturating_sub(c.max(pool.used)));
-            pool.used += n;
+                .map_or(0, |c| (seats.used + n).saturating_sub(c.max(seats.used)));
             (want.count, u32::try_from(over).unwrap_or(u32::MAX))
         };
-        let record_end = match pool.feature.expiry {
-            crate::feature::Expiry::At(t) => Some(t),
-            crate::feature::Expiry::Permanent => None,
-        };
         let mut expires = borrow_until.unwrap_or(now + duration);
-        if let Some(end) = record_end {
+        if let crate::feature::Expiry::At(end) = seats.feature.expiry {
             expires = expires.min(end);
         }
-        let lease = Lease {
+        Lease {
             id: self.ids.id(self.next),
             device: device.to_string(),
             request_id: request_id.to_string(),
@@ -578,18 +637,12 @@ impl SeatBook {
             overdraft,
             expires,
             borrowed: borrow_until.is_some(),
-        };
-        self.next += 1;
-        self.by_request.insert(key, lease.id);
-        self.by_expiry.insert((lease.expires, lease.id));
-        self.count_borrowed(&lease, true);
-        self.leases.insert(lease.id, lease.clone());
-        Outcome::Granted(lease)
+        }
     }
 
     /// Seats record `i` can still give, within its count or including its overdraft.
     fn room(&self, i: usize, with_overdraft: bool) -> u64 {
-        let p = &self.pools[i];
+        let p = &self.records[i];
         let Some(cap) = p.capacity() else {
             return u64::MAX;
         };
@@ -619,7 +672,7 @@ impl SeatBook {
             return None;
         }
         if !lease.borrowed {
-            let cap = match self.pools.get(lease.record).map(|p| p.feature.expiry) {
+            let cap = match self.records.get(lease.record).map(|p| p.feature.expiry) {
                 Some(crate::feature::Expiry::At(t)) => t,
                 _ => now + duration,
             };
@@ -635,13 +688,13 @@ impl SeatBook {
         let lease = self.leases.remove(&id)?;
         self.count_borrowed(&lease, false);
         self.by_expiry.remove(&(lease.expires, id));
-        if let Some(p) = self.pools.get(lease.record) {
+        if let Some(p) = self.records.get(lease.record) {
             let key = request_key(&lease.device, &lease.request_id, &p.feature.name);
             if self.by_request.get(&key) == Some(&id) {
                 self.by_request.remove(&key);
             }
         }
-        if let Some(p) = self.pools.get_mut(lease.record) {
+        if let Some(p) = self.records.get_mut(lease.record) {
             p.used = p.used.saturating_sub(u64::from(lease.count));
         }
         Some(lease)
@@ -661,12 +714,12 @@ impl SeatBook {
     /// Puts back a lease loaded from storage (on restart), counting its seats. A lease already
     /// expired at `now` is not restored.
     pub fn restore(&mut self, lease: Lease, now: OffsetDateTime) -> bool {
-        if lease.expires <= now || lease.record >= self.pools.len() {
+        if lease.expires <= now || lease.record >= self.records.len() {
             return false;
         }
         // a lease with this id already held is replaced
         self.release(lease.id);
-        if let Some(p) = self.pools.get_mut(lease.record) {
+        if let Some(p) = self.records.get_mut(lease.record) {
             p.used += u64::from(lease.count);
         }
         self.skip_past(lease.id);
@@ -674,7 +727,7 @@ impl SeatBook {
             request_key(
                 &lease.device,
                 &lease.request_id,
-                &self.pools[lease.record].feature.name,
+                &self.records[lease.record].feature.name,
             ),
             lease.id,
         );
@@ -735,7 +788,7 @@ impl SeatBook {
 
     /// Counts metered units consumed before a restart.
     pub fn restore_consumed(&mut self, record: usize, units: u64) {
-        if let Some(p) = self.pools.get_mut(record) {
+        if let Some(p) = self.records.get_mut(record) {
             p.consumed = units;
         }
     }
@@ -760,7 +813,7 @@ impl SeatBook {
         if borrowed != self.borrowed_by {
             return Err("borrowed counts per device out of step".into());
         }
-        let mut sums = vec![0u64; self.pools.len()];
+        let mut sums = vec![0u64; self.records.len()];
         for l in self.leases.values() {
             if !self.by_expiry.contains(&(l.expires, l.id)) {
                 return Err(format!("lease {} missing from the expiry index", l.id));
@@ -769,7 +822,7 @@ impl SeatBook {
                 *s += u64::from(l.count);
             }
         }
-        for (i, p) in self.pools.iter().enumerate() {
+        for (i, p) in self.records.iter().enumerate() {
             if p.used != sums[i] {
                 return Err(format!(
                     "record {i}: used {} but leases hold {}",

@@ -26,7 +26,7 @@ use tessera_core::offline::encode_key;
 use tessera_core::{Clock, HostId, Keyring, License, PublicKey, SigningKey};
 use tessera_store::{AnyStore, MetaStore};
 
-use crate::engine::{Engine, LeasePolicy};
+use crate::engine::{Engine, InstanceId, LeasePolicy};
 
 /// Default listen address: every interface, port 7070.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:7070";
@@ -666,10 +666,9 @@ async fn open_as(data: &Path, clock: Arc<dyn Clock>, rebind: bool) -> Result<Ser
     // sequence number of the last commit, against the marks kept beside and outside the store
     let files = anchor_files(&data, &config, &host)?;
     let stored = store.anchor().await?;
-    let stored_seq = store
-        .get_setting(tessera_store::LEASES_DIGEST_SETTING)
+    let stored_seq = tessera_store::LeaseStore::engine_state(&store, &InstanceId::on_site())
         .await?
-        .map_or(0, |v| crate::engine::parse_digest_value(&v).seq);
+        .map_or(0, |s| s.commit_seq);
     for f in &files {
         if let Some((seen, seen_seq)) = fs::read_to_string(f)
             .ok()
@@ -722,33 +721,32 @@ async fn open_as(data: &Path, clock: Arc<dyn Clock>, rebind: bool) -> Result<Ser
         }
     }
     let records = bundle_records(license.as_deref(), &producer, &host, now);
-    let policy = LeasePolicy {
-        lease: tessera_core::time::Duration::seconds(i64::from(
-            config.lease_seconds.clamp(3, 86_400),
-        )),
-        max_borrow_days: config.max_borrow_days.unwrap_or(7).clamp(1, 3650),
-        max_borrows_per_account: config
-            .max_borrows_per_account
-            .unwrap_or(3)
-            .clamp(1, 100_000),
-        max_leases_per_device: config.max_leases_per_device,
-    };
-    let engine = Engine::load(
+    let mut policy = LeasePolicy::default();
+    policy.lease =
+        tessera_core::time::Duration::seconds(i64::from(config.lease_seconds.clamp(3, 86_400)));
+    policy.max_borrow_days = config.max_borrow_days.unwrap_or(7).clamp(1, 3650);
+    policy.max_borrows_per_account = config
+        .max_borrows_per_account
+        .unwrap_or(3)
+        .clamp(1, 100_000);
+    policy.max_leases_per_device = config.max_leases_per_device;
+    let engine = Engine::load(crate::engine::EngineSetup {
+        instance: InstanceId::on_site(),
         records,
-        store.clone(),
-        key.clone(),
-        host.clone(),
-        clock.clone(),
+        store: store.clone(),
+        key: key.clone(),
+        server: host.clone(),
+        clock: clock.clone(),
         policy,
-        if config.cluster {
+        sharing: if config.cluster {
             crate::engine::Sharing::Cluster
         } else {
-            crate::engine::Sharing::Alone(Some(crate::engine::HighWater {
+            crate::engine::Sharing::Alone(Some(Box::new(crate::engine::HighWater {
                 epoch: next,
                 files: marks,
-            }))
+            })))
         },
-    )
+    })
     .await
     .map_err(|e| match e {
         crate::engine::LoadError::Store(e) => ServerError::Store(e),
@@ -798,20 +796,17 @@ pub async fn accept_storage(data: &Path) -> Result<usize, ServerError> {
     let _lock = lock_data_dir(&data)?;
     let config = load_config(&data)?;
     let store = tessera_store::open(&database_url(&data, &config)).await?;
-    let n = tessera_store::LeaseStore::load_leases(&store).await?.len();
+    let site = InstanceId::on_site();
+    let n = tessera_store::LeaseStore::load_leases(&store, &site)
+        .await?
+        .len();
     // no digest to check at the next start; the commit sequence (the restore detector) and the
     // lease counter stay
-    let stored = store
-        .get_setting(tessera_store::LEASES_DIGEST_SETTING)
+    let mut state = tessera_store::LeaseStore::engine_state(&store, &site)
         .await?
         .unwrap_or_default();
-    let stored = crate::engine::parse_digest_value(&stored);
-    store
-        .put_setting(
-            tessera_store::LEASES_DIGEST_SETTING,
-            &crate::engine::digest_value("", stored.seq, stored.next_lease),
-        )
-        .await?;
+    state.lease_digest.clear();
+    tessera_store::LeaseStore::put_engine_state(&store, &site, &state).await?;
     Ok(n)
 }
 

@@ -1,8 +1,12 @@
-//! [`LeaseStore`]: the license server's leases and metered units, written in batches.
+//! [`LeaseStore`]: the seat engines' leases and metered units, written in batches.
 //!
-//! The server decides in memory (the seat book) and writes every decision here before it answers.
-//! [`LeaseStore::apply_lease_changes`] takes any number of changes and commits them in one
+//! A seat engine decides in memory (the seat book) and writes every decision here before it
+//! answers. [`LeaseStore::apply_lease_changes`] takes any number of changes and commits them in one
 //! transaction, so a writer can group the changes of many concurrent requests into one commit.
+//!
+//! Every row belongs to an [`InstanceId`]: one store holds the seats of several engines (the back
+//! office hosts license servers as instances) and keeps them apart. The on-site license server is
+//! [`InstanceId::on_site`].
 
 use std::future::Future;
 
@@ -10,6 +14,64 @@ use time::OffsetDateTime;
 
 use crate::codec::{time, unix};
 use crate::{dispatch, AnyStore, PgStore, SqliteStore, StoreError};
+
+/// Which seat engine rows belong to: leases, the lease log, metered use and [`EngineState`] are
+/// kept per instance. 1 to 64 characters, none of them a control character.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InstanceId(String);
+
+impl InstanceId {
+    /// The name of the on-site license server's instance (rows stored before instances existed
+    /// belong to it).
+    pub const ON_SITE: &'static str = "on-site";
+
+    /// The on-site license server's instance.
+    pub fn on_site() -> InstanceId {
+        InstanceId(Self::ON_SITE.to_string())
+    }
+
+    /// An instance by name.
+    pub fn new(name: &str) -> Result<InstanceId, StoreError> {
+        if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+            return Err(StoreError::Unsupported {
+                detail: format!("instance id {name:?}: 1 to 64 characters, no control characters"),
+            });
+        }
+        Ok(InstanceId(name.to_string()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The advisory lock the members of a cluster serving this instance decide under.
+    fn cluster_lock(&self) -> i64 {
+        if self.0 == Self::ON_SITE {
+            CLUSTER_LOCK
+        } else {
+            CLUSTER_LOCK ^ crate::claim::advisory_key(&format!("tessera-instance|{}", self.0))
+        }
+    }
+}
+
+impl std::fmt::Display for InstanceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A seat engine's own state, written with every commit so that it always matches the leases
+/// stored with it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineState {
+    /// The digest of the leases stored (hex; empty: not checked at the next start).
+    pub lease_digest: String,
+    /// The sequence number of the commit that wrote it (the restore detector compares it).
+    pub commit_seq: u64,
+    /// The count the next lease id is made from (0: unknown).
+    pub next_lease: u64,
+}
 
 /// A lease as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,34 +119,56 @@ pub enum LeaseChange {
         /// Units consumed in all.
         units: i64,
     },
-    /// The server's digest of the leases stored after this batch (setting
-    /// [`LEASES_DIGEST_SETTING`]), written in the same transaction so it always matches them.
-    Digest {
-        /// The digest, as the server writes it.
-        value: String,
-    },
+    /// The engine's state after this batch, written in the same transaction so it always
+    /// matches the leases.
+    State(EngineState),
 }
 
-/// The setting that holds the license server's digest of its stored leases.
-pub const LEASES_DIGEST_SETTING: &str = "server.leases_digest";
-
-/// The license server's leases.
+/// The seat engines' leases, each engine's apart (by [`InstanceId`]).
 pub trait LeaseStore {
-    /// Applies the changes in one transaction: all or none.
+    /// Applies the changes to `instance`'s rows in one transaction: all or none.
     fn apply_lease_changes(
         &self,
+        instance: &InstanceId,
         changes: Vec<LeaseChange>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Every lease stored.
-    fn load_leases(&self) -> impl Future<Output = Result<Vec<LeaseRow>, StoreError>> + Send;
-    /// Every lease stored, handed to `each` one by one as it is read (a million leases are never
-    /// all in memory twice).
+    /// Every lease of `instance`.
+    fn load_leases(
+        &self,
+        instance: &InstanceId,
+    ) -> impl Future<Output = Result<Vec<LeaseRow>, StoreError>> + Send;
+    /// Every lease of `instance`, handed to `each` one by one as it is read (a million leases are
+    /// never all in memory twice).
     fn scan_leases<F: FnMut(LeaseRow) + Send>(
         &self,
+        instance: &InstanceId,
         each: F,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Metered units consumed, by record key.
-    fn load_consumed(&self) -> impl Future<Output = Result<Vec<(String, i64)>, StoreError>> + Send;
+    /// Metered units `instance` consumed, by record key.
+    fn load_consumed(
+        &self,
+        instance: &InstanceId,
+    ) -> impl Future<Output = Result<Vec<(String, i64)>, StoreError>> + Send;
+    /// `instance`'s engine state, if it ever committed.
+    fn engine_state(
+        &self,
+        instance: &InstanceId,
+    ) -> impl Future<Output = Result<Option<EngineState>, StoreError>> + Send;
+    /// Replaces `instance`'s engine state (outside a commit: when an administrator accepts the
+    /// leases as they are).
+    fn put_engine_state(
+        &self,
+        instance: &InstanceId,
+        state: &EngineState,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+fn stored(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn loaded(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
 }
 
 /// What a cluster member applies to its seat book before it decides (see
@@ -123,7 +207,7 @@ pub(crate) struct Folded {
     pub(crate) puts: Vec<LeaseRow>,
     pub(crate) expiries: Vec<(i64, OffsetDateTime)>,
     pub(crate) consumed: Vec<(String, i64)>,
-    pub(crate) digest: Option<String>,
+    pub(crate) state: Option<EngineState>,
 }
 
 pub(crate) fn fold(changes: &[LeaseChange]) -> Folded {
@@ -134,7 +218,7 @@ pub(crate) fn fold(changes: &[LeaseChange]) -> Folded {
     }
     let mut last: std::collections::BTreeMap<i64, Last> = std::collections::BTreeMap::new();
     let mut consumed: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
-    let mut digest = None;
+    let mut state = None;
     for c in changes {
         match c {
             LeaseChange::Put(r) => {
@@ -154,11 +238,11 @@ pub(crate) fn fold(changes: &[LeaseChange]) -> Folded {
             LeaseChange::Consumed { record_key, units } => {
                 consumed.insert(record_key.as_str(), *units);
             }
-            LeaseChange::Digest { value } => digest = Some(value.clone()),
+            LeaseChange::State(s) => state = Some(s.clone()),
         }
     }
     let mut f = Folded {
-        digest,
+        state,
         ..Folded::default()
     };
     for (id, l) in last {
@@ -215,10 +299,12 @@ fn from_log(r: LogRow) -> Result<Option<LeaseChange>, StoreError> {
 macro_rules! impl_lease_store {
     ($store:ty, $conn:ty, $name:literal, $apply:ident) => {
         impl $store {
-            async fn read_leases(conn: &mut $conn) -> Result<Vec<LeaseRow>, StoreError> {
+            async fn read_leases(conn: &mut $conn, instance: &InstanceId) -> Result<Vec<LeaseRow>, StoreError> {
                 let rows: Vec<Row> = sqlx::query_as(
-                    "SELECT id, device, request_id, record_key, count, overdraft, expires_at, borrowed FROM leases ORDER BY id",
+                    "SELECT id, device, request_id, record_key, count, overdraft, expires_at, borrowed FROM leases \
+                     WHERE instance = $1 ORDER BY id",
                 )
+                .bind(instance.as_str())
                 .fetch_all(&mut *conn)
                 .await?;
                 rows.into_iter()
@@ -237,37 +323,41 @@ macro_rules! impl_lease_store {
                     .collect()
             }
 
-            async fn read_consumed(conn: &mut $conn) -> Result<Vec<(String, i64)>, StoreError> {
-                Ok(sqlx::query_as("SELECT record_key, units FROM metered_use ORDER BY record_key")
-                    .fetch_all(&mut *conn)
-                    .await?)
+            async fn read_consumed(conn: &mut $conn, instance: &InstanceId) -> Result<Vec<(String, i64)>, StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT record_key, units FROM metered_use WHERE instance = $1 ORDER BY record_key",
+                )
+                .bind(instance.as_str())
+                .fetch_all(&mut *conn)
+                .await?)
             }
         }
 
         impl LeaseStore for $store {
             #[tracing::instrument(level = "debug", skip_all, fields(backend = $name, n = changes.len()))]
-            async fn apply_lease_changes(&self, changes: Vec<LeaseChange>) -> Result<(), StoreError> {
+            async fn apply_lease_changes(&self, instance: &InstanceId, changes: Vec<LeaseChange>) -> Result<(), StoreError> {
                 if changes.is_empty() {
                     return Ok(());
                 }
-                self.$apply(&changes).await
+                self.$apply(instance, &changes).await
             }
 
             #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
-            async fn load_leases(&self) -> Result<Vec<LeaseRow>, StoreError> {
+            async fn load_leases(&self, instance: &InstanceId) -> Result<Vec<LeaseRow>, StoreError> {
                 let mut conn = self.pool.acquire().await?;
-                Self::read_leases(&mut conn).await
+                Self::read_leases(&mut conn, instance).await
             }
 
             #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
-            async fn scan_leases<F: FnMut(LeaseRow) + Send>(&self, mut each: F) -> Result<(), StoreError> {
+            async fn scan_leases<F: FnMut(LeaseRow) + Send>(&self, instance: &InstanceId, mut each: F) -> Result<(), StoreError> {
                 // pages in key order: one call per page, and never more than a page in memory
                 let mut after = i64::MIN;
                 loop {
                     let rows: Vec<Row> = sqlx::query_as(
                         "SELECT id, device, request_id, record_key, count, overdraft, expires_at, borrowed FROM leases \
-                         WHERE id > $1 ORDER BY id LIMIT 20000",
+                         WHERE instance = $1 AND id > $2 ORDER BY id LIMIT 20000",
                     )
+                    .bind(instance.as_str())
                     .bind(after)
                     .fetch_all(&self.pool)
                     .await?;
@@ -291,13 +381,46 @@ macro_rules! impl_lease_store {
             }
 
             #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
-            async fn load_consumed(&self) -> Result<Vec<(String, i64)>, StoreError> {
+            async fn load_consumed(&self, instance: &InstanceId) -> Result<Vec<(String, i64)>, StoreError> {
                 let mut conn = self.pool.acquire().await?;
-                Self::read_consumed(&mut conn).await
+                Self::read_consumed(&mut conn, instance).await
+            }
+
+            #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
+            async fn engine_state(&self, instance: &InstanceId) -> Result<Option<EngineState>, StoreError> {
+                let row: Option<(String, i64, i64)> = sqlx::query_as(
+                    "SELECT lease_digest, commit_seq, next_lease FROM engine_state WHERE instance = $1",
+                )
+                .bind(instance.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(|(lease_digest, seq, next)| EngineState {
+                    lease_digest,
+                    commit_seq: loaded(seq),
+                    next_lease: loaded(next),
+                }))
+            }
+
+            #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
+            async fn put_engine_state(&self, instance: &InstanceId, state: &EngineState) -> Result<(), StoreError> {
+                sqlx::query(PUT_STATE_SQL)
+                    .bind(instance.as_str())
+                    .bind(&state.lease_digest)
+                    .bind(stored(state.commit_seq))
+                    .bind(stored(state.next_lease))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
             }
         }
     };
 }
+
+/// Writes an instance's [`EngineState`] ($1 instance, $2 digest, $3 sequence, $4 lease counter).
+pub(crate) const PUT_STATE_SQL: &str =
+    "INSERT INTO engine_state (instance, lease_digest, commit_seq, next_lease) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (instance) DO UPDATE SET lease_digest = excluded.lease_digest, \
+     commit_seq = excluded.commit_seq, next_lease = excluded.next_lease";
 
 impl_lease_store!(
     SqliteStore,
@@ -318,15 +441,16 @@ impl PgStore {
     /// of many decisions costs a handful of statements, not one per decision.
     async fn write_lease_changes(
         conn: &mut sqlx::PgConnection,
+        instance: &InstanceId,
         changes: &[LeaseChange],
     ) -> Result<(), StoreError> {
         let f = fold(changes);
         for ids in f.deletes.chunks(500) {
             let sql = format!(
-                "DELETE FROM leases WHERE id IN ({})",
-                placeholders(1, ids.len())
+                "DELETE FROM leases WHERE instance = $1 AND id IN ({})",
+                placeholders(2, ids.len())
             );
-            let mut q = sqlx::query(&sql);
+            let mut q = sqlx::query(&sql).bind(instance.as_str());
             for id in ids {
                 q = q.bind(*id);
             }
@@ -334,17 +458,17 @@ impl PgStore {
         }
         for rows in f.puts.chunks(100) {
             let values: Vec<String> = (0..rows.len())
-                .map(|i| format!("({})", placeholders(i * 8 + 1, 8)))
+                .map(|i| format!("($1, {})", placeholders(i * 8 + 2, 8)))
                 .collect();
             let sql = format!(
-                "INSERT INTO leases (id, device, request_id, record_key, count, overdraft, expires_at, borrowed) \
+                "INSERT INTO leases (instance, id, device, request_id, record_key, count, overdraft, expires_at, borrowed) \
                  VALUES {} \
-                 ON CONFLICT (id) DO UPDATE SET device = excluded.device, request_id = excluded.request_id, \
+                 ON CONFLICT (instance, id) DO UPDATE SET device = excluded.device, request_id = excluded.request_id, \
                  record_key = excluded.record_key, count = excluded.count, overdraft = excluded.overdraft, \
                  expires_at = excluded.expires_at, borrowed = excluded.borrowed",
                 values.join(", ")
             );
-            let mut q = sqlx::query(&sql);
+            let mut q = sqlx::query(&sql).bind(instance.as_str());
             for l in rows {
                 q = q
                     .bind(l.id)
@@ -360,14 +484,14 @@ impl PgStore {
         }
         for rows in f.expiries.chunks(200) {
             let cases: Vec<String> = (0..rows.len())
-                .map(|i| format!("WHEN ${} THEN ${}", i * 2 + 1, i * 2 + 2))
+                .map(|i| format!("WHEN ${} THEN ${}", i * 2 + 2, i * 2 + 3))
                 .collect();
             let sql = format!(
-                "UPDATE leases SET expires_at = CASE id {} ELSE expires_at END WHERE id IN ({})",
+                "UPDATE leases SET expires_at = CASE id {} ELSE expires_at END WHERE instance = $1 AND id IN ({})",
                 cases.join(" "),
-                placeholders(rows.len() * 2 + 1, rows.len())
+                placeholders(rows.len() * 2 + 2, rows.len())
             );
-            let mut q = sqlx::query(&sql);
+            let mut q = sqlx::query(&sql).bind(instance.as_str());
             for (id, t) in rows {
                 q = q.bind(*id).bind(unix(*t));
             }
@@ -378,31 +502,35 @@ impl PgStore {
         }
         for (record_key, units) in &f.consumed {
             sqlx::query(
-                "INSERT INTO metered_use (record_key, units) VALUES ($1, $2) \
-                 ON CONFLICT (record_key) DO UPDATE SET units = excluded.units",
+                "INSERT INTO metered_use (instance, record_key, units) VALUES ($1, $2, $3) \
+                 ON CONFLICT (instance, record_key) DO UPDATE SET units = excluded.units",
             )
+            .bind(instance.as_str())
             .bind(record_key)
             .bind(units)
             .execute(&mut *conn)
             .await?;
         }
-        if let Some(d) = &f.digest {
-            sqlx::query(
-                "INSERT INTO settings (key, value) VALUES ($1, $2) \
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            )
-            .bind(LEASES_DIGEST_SETTING)
-            .bind(d)
-            .execute(&mut *conn)
-            .await?;
+        if let Some(st) = &f.state {
+            sqlx::query(PUT_STATE_SQL)
+                .bind(instance.as_str())
+                .bind(&st.lease_digest)
+                .bind(stored(st.commit_seq))
+                .bind(stored(st.next_lease))
+                .execute(&mut *conn)
+                .await?;
         }
         Ok(())
     }
 
-    async fn apply_in_transaction(&self, changes: &[LeaseChange]) -> Result<(), StoreError> {
+    async fn apply_in_transaction(
+        &self,
+        instance: &InstanceId,
+        changes: &[LeaseChange],
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         self.check_claim(&mut tx).await?;
-        Self::write_lease_changes(&mut tx, changes).await?;
+        Self::write_lease_changes(&mut tx, instance, changes).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -425,20 +553,29 @@ impl SqliteStore {
     /// The whole transaction as one script, run in one call to SQLite's worker thread: a commit of
     /// many decisions costs one hand-off, not one per statement. Values are inlined as integers
     /// and hex literals (never as quoted text), so nothing in them can change the statements.
-    async fn apply_as_one_script(&self, changes: &[LeaseChange]) -> Result<(), StoreError> {
+    async fn apply_as_one_script(
+        &self,
+        instance: &InstanceId,
+        changes: &[LeaseChange],
+    ) -> Result<(), StoreError> {
         use std::fmt::Write as _;
         let f = fold(changes);
+        let inst = sqlite_text(instance.as_str());
         let mut sql = String::from("BEGIN IMMEDIATE;\n");
         for ids in f.deletes.chunks(500) {
             let list: Vec<String> = ids.iter().map(i64::to_string).collect();
-            let _ = writeln!(sql, "DELETE FROM leases WHERE id IN ({});", list.join(","));
+            let _ = writeln!(
+                sql,
+                "DELETE FROM leases WHERE instance = {inst} AND id IN ({});",
+                list.join(",")
+            );
         }
         for rows in f.puts.chunks(500) {
             let values: Vec<String> = rows
                 .iter()
                 .map(|l| {
                     format!(
-                        "({}, {}, {}, {}, {}, {}, {}, {})",
+                        "({inst}, {}, {}, {}, {}, {}, {}, {}, {})",
                         l.id,
                         sqlite_text(&l.device),
                         sqlite_text(&l.request_id),
@@ -452,8 +589,8 @@ impl SqliteStore {
                 .collect();
             let _ = writeln!(
                 sql,
-                "INSERT INTO leases (id, device, request_id, record_key, count, overdraft, expires_at, borrowed) VALUES {} \
-                 ON CONFLICT (id) DO UPDATE SET device = excluded.device, request_id = excluded.request_id, \
+                "INSERT INTO leases (instance, id, device, request_id, record_key, count, overdraft, expires_at, borrowed) VALUES {} \
+                 ON CONFLICT (instance, id) DO UPDATE SET device = excluded.device, request_id = excluded.request_id, \
                  record_key = excluded.record_key, count = excluded.count, overdraft = excluded.overdraft, \
                  expires_at = excluded.expires_at, borrowed = excluded.borrowed;",
                 values.join(", ")
@@ -467,7 +604,7 @@ impl SqliteStore {
             let ids: Vec<String> = rows.iter().map(|(id, _)| id.to_string()).collect();
             let _ = writeln!(
                 sql,
-                "UPDATE leases SET expires_at = CASE id {} ELSE expires_at END WHERE id IN ({});",
+                "UPDATE leases SET expires_at = CASE id {} ELSE expires_at END WHERE instance = {inst} AND id IN ({});",
                 cases.join(" "),
                 ids.join(",")
             );
@@ -475,18 +612,20 @@ impl SqliteStore {
         for (record_key, units) in &f.consumed {
             let _ = writeln!(
                 sql,
-                "INSERT INTO metered_use (record_key, units) VALUES ({}, {units}) \
-                 ON CONFLICT (record_key) DO UPDATE SET units = excluded.units;",
+                "INSERT INTO metered_use (instance, record_key, units) VALUES ({inst}, {}, {units}) \
+                 ON CONFLICT (instance, record_key) DO UPDATE SET units = excluded.units;",
                 sqlite_text(record_key)
             );
         }
-        if let Some(d) = &f.digest {
+        if let Some(st) = &f.state {
             let _ = writeln!(
                 sql,
-                "INSERT INTO settings (key, value) VALUES ({}, {}) \
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value;",
-                sqlite_text(LEASES_DIGEST_SETTING),
-                sqlite_text(d)
+                "INSERT INTO engine_state (instance, lease_digest, commit_seq, next_lease) VALUES ({inst}, {}, {}, {}) \
+                 ON CONFLICT (instance) DO UPDATE SET lease_digest = excluded.lease_digest, \
+                 commit_seq = excluded.commit_seq, next_lease = excluded.next_lease;",
+                sqlite_text(&st.lease_digest),
+                stored(st.commit_seq),
+                stored(st.next_lease)
             );
         }
         sql.push_str("COMMIT;");
@@ -511,23 +650,24 @@ impl PgStore {
     /// Appends the changes to the lease log on `conn`, in order.
     async fn log_lease_changes(
         conn: &mut sqlx::PgConnection,
+        instance: &InstanceId,
         node: &str,
         changes: &[LeaseChange],
     ) -> Result<(), StoreError> {
-        // the digest is each member's own business: not logged
+        // the engine's state is each member's own business: not logged
         let logged: Vec<&LeaseChange> = changes
             .iter()
-            .filter(|c| !matches!(c, LeaseChange::Digest { .. }))
+            .filter(|c| !matches!(c, LeaseChange::State(_)))
             .collect();
         for chunk in logged.chunks(500) {
             let values: Vec<String> = (0..chunk.len())
-                .map(|i| format!("($1, {})", placeholders(i * 10 + 2, 10)))
+                .map(|i| format!("($1, $2, {})", placeholders(i * 10 + 3, 10)))
                 .collect();
             let sql = format!(
-                "INSERT INTO lease_log (node, kind, lease_id, device, request_id, record_key, count, overdraft, expires_at, borrowed, units) VALUES {}",
+                "INSERT INTO lease_log (instance, node, kind, lease_id, device, request_id, record_key, count, overdraft, expires_at, borrowed, units) VALUES {}",
                 values.join(", ")
             );
-            let mut q = sqlx::query(&sql).bind(node);
+            let mut q = sqlx::query(&sql).bind(instance.as_str()).bind(node);
             for c in chunk {
                 let (
                     kind,
@@ -557,7 +697,7 @@ impl PgStore {
                         ("expiry", *id, "", "", "", 0, 0, unix(*expires_at), 0, 0)
                     }
                     LeaseChange::Delete { id } => ("delete", *id, "", "", "", 0, 0, 0, 0, 0),
-                    LeaseChange::Digest { .. } => continue,
+                    LeaseChange::State(_) => continue,
                     LeaseChange::Consumed { record_key, units } => (
                         "consumed",
                         0,
@@ -596,6 +736,7 @@ impl PgStore {
     #[tracing::instrument(level = "debug", skip_all, fields(backend = "postgres"))]
     pub async fn cluster_commit<R, F>(
         &self,
+        instance: &InstanceId,
         node: &str,
         since: Option<i64>,
         work: F,
@@ -607,19 +748,21 @@ impl PgStore {
         let mut tx = self.pool.begin().await?;
         self.check_claim(&mut tx).await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(CLUSTER_LOCK)
+            .bind(instance.cluster_lock())
             .execute(&mut *tx)
             .await?;
         let (first, last): (Option<i64>, Option<i64>) =
-            sqlx::query_as("SELECT MIN(seq), MAX(seq) FROM lease_log")
+            sqlx::query_as("SELECT MIN(seq), MAX(seq) FROM lease_log WHERE instance = $1")
+                .bind(instance.as_str())
                 .fetch_one(&mut *tx)
                 .await?;
         let catch_up = match since {
             Some(s) if first.is_none_or(|f| s >= f - 1) => {
                 let rows: Vec<LogRow> = sqlx::query_as(
                     "SELECT kind, lease_id, device, request_id, record_key, count, overdraft, expires_at, borrowed, units \
-                     FROM lease_log WHERE seq > $1 ORDER BY seq",
+                     FROM lease_log WHERE instance = $1 AND seq > $2 ORDER BY seq",
                 )
+                .bind(instance.as_str())
                 .bind(s)
                 .fetch_all(&mut *tx)
                 .await?;
@@ -632,31 +775,41 @@ impl PgStore {
                 CatchUp::Changes(changes)
             }
             _ => CatchUp::Full {
-                leases: Self::read_leases(&mut tx).await?,
-                consumed: Self::read_consumed(&mut tx).await?,
+                leases: Self::read_leases(&mut tx, instance).await?,
+                consumed: Self::read_consumed(&mut tx, instance).await?,
             },
         };
         let (changes, out) = work(catch_up);
-        Self::write_lease_changes(&mut tx, &changes).await?;
-        Self::log_lease_changes(&mut tx, node, &changes).await?;
-        let (now_last,): (Option<i64>,) = sqlx::query_as("SELECT MAX(seq) FROM lease_log")
-            .fetch_one(&mut *tx)
-            .await?;
+        Self::write_lease_changes(&mut tx, instance, &changes).await?;
+        Self::log_lease_changes(&mut tx, instance, node, &changes).await?;
+        let (now_last,): (Option<i64>,) =
+            sqlx::query_as("SELECT MAX(seq) FROM lease_log WHERE instance = $1")
+                .bind(instance.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
         tx.commit().await?;
         Ok((now_last.or(last).unwrap_or(0), out))
     }
 
-    /// Drops log entries older than the newest `keep`; members behind them reload whole.
-    pub async fn prune_lease_log(&self, keep: i64) -> Result<u64, StoreError> {
+    /// Drops `instance`'s log entries older than its newest `keep`; members behind them reload
+    /// whole.
+    pub async fn prune_lease_log(
+        &self,
+        instance: &InstanceId,
+        keep: i64,
+    ) -> Result<u64, StoreError> {
         // under the cluster's lock: a member's catch-up never sees the log shrink mid-read
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(CLUSTER_LOCK)
+            .bind(instance.cluster_lock())
             .execute(&mut *tx)
             .await?;
+        // the newest `keep` entries of this instance stay (the sequence is shared by all)
         let r = sqlx::query(
-            "DELETE FROM lease_log WHERE seq <= (SELECT COALESCE(MAX(seq), 0) FROM lease_log) - $1",
+            "DELETE FROM lease_log WHERE instance = $1 AND seq < COALESCE((SELECT seq FROM lease_log \
+             WHERE instance = $1 ORDER BY seq DESC OFFSET $2 - 1 LIMIT 1), 0)",
         )
+        .bind(instance.as_str())
         .bind(keep.max(1))
         .execute(&mut *tx)
         .await?;
@@ -669,6 +822,7 @@ impl AnyStore {
     /// See [`PgStore::cluster_commit`]; an SQLite store cannot be shared by several servers.
     pub async fn cluster_commit<R, F>(
         &self,
+        instance: &InstanceId,
         node: &str,
         since: Option<i64>,
         work: F,
@@ -678,15 +832,19 @@ impl AnyStore {
         R: Send,
     {
         match self {
-            AnyStore::Postgres(s) => s.cluster_commit(node, since, work).await,
+            AnyStore::Postgres(s) => s.cluster_commit(instance, node, since, work).await,
             AnyStore::Sqlite(_) => Err(cluster_needs_postgres()),
         }
     }
 
     /// See [`PgStore::prune_lease_log`]; nothing to do on SQLite.
-    pub async fn prune_lease_log(&self, keep: i64) -> Result<u64, StoreError> {
+    pub async fn prune_lease_log(
+        &self,
+        instance: &InstanceId,
+        keep: i64,
+    ) -> Result<u64, StoreError> {
         match self {
-            AnyStore::Postgres(s) => s.prune_lease_log(keep).await,
+            AnyStore::Postgres(s) => s.prune_lease_log(instance, keep).await,
             AnyStore::Sqlite(_) => Ok(0),
         }
     }
@@ -699,16 +857,34 @@ fn cluster_needs_postgres() -> StoreError {
 }
 
 impl LeaseStore for AnyStore {
-    async fn apply_lease_changes(&self, changes: Vec<LeaseChange>) -> Result<(), StoreError> {
-        dispatch!(self, s => s.apply_lease_changes(changes).await)
+    async fn apply_lease_changes(
+        &self,
+        instance: &InstanceId,
+        changes: Vec<LeaseChange>,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.apply_lease_changes(instance, changes).await)
     }
-    async fn load_leases(&self) -> Result<Vec<LeaseRow>, StoreError> {
-        dispatch!(self, s => s.load_leases().await)
+    async fn load_leases(&self, instance: &InstanceId) -> Result<Vec<LeaseRow>, StoreError> {
+        dispatch!(self, s => s.load_leases(instance).await)
     }
-    async fn load_consumed(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        dispatch!(self, s => s.load_consumed().await)
+    async fn load_consumed(&self, instance: &InstanceId) -> Result<Vec<(String, i64)>, StoreError> {
+        dispatch!(self, s => s.load_consumed(instance).await)
     }
-    async fn scan_leases<F: FnMut(LeaseRow) + Send>(&self, each: F) -> Result<(), StoreError> {
-        dispatch!(self, s => s.scan_leases(each).await)
+    async fn scan_leases<F: FnMut(LeaseRow) + Send>(
+        &self,
+        instance: &InstanceId,
+        each: F,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.scan_leases(instance, each).await)
+    }
+    async fn engine_state(&self, instance: &InstanceId) -> Result<Option<EngineState>, StoreError> {
+        dispatch!(self, s => s.engine_state(instance).await)
+    }
+    async fn put_engine_state(
+        &self,
+        instance: &InstanceId,
+        state: &EngineState,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.put_engine_state(instance, state).await)
     }
 }

@@ -51,7 +51,7 @@ pub use backoffice::BackOfficeStore;
 pub use claim::{advisory_key, ClaimMode, ClaimStatus, ExclusiveGuard, CLAIM_CHECK_INTERVAL};
 pub use error::{StoreError, ACCEPTED_URLS};
 pub use keys::{KeyStore, PublicKeyRecord};
-pub use leases::{CatchUp, LeaseChange, LeaseRow, LeaseStore, LEASES_DIGEST_SETTING};
+pub use leases::{CatchUp, EngineState, InstanceId, LeaseChange, LeaseRow, LeaseStore};
 pub use licenses::{IssuedLicense, LicenseStore, Page};
 pub use meta::MetaStore;
 pub use outbox::{NewOutboxMessage, OutboxFilter, OutboxKind, OutboxMessage, OutboxStore};

@@ -10,13 +10,14 @@
 use std::path::Path;
 
 use crate::codec::unix;
-use crate::leases::{fold, LEASES_DIGEST_SETTING};
-use crate::{LeaseChange, SqliteStore, StoreError};
+use crate::leases::{fold, PUT_STATE_SQL};
+use crate::{InstanceId, LeaseChange, SqliteStore, StoreError};
 
-/// A connection that writes lease changes, one transaction per call.
+/// A connection that writes one instance's lease changes, one transaction per call.
 #[derive(Debug)]
 pub struct SqliteLeaseWriter {
     conn: rusqlite::Connection,
+    instance: InstanceId,
 }
 
 fn err(e: rusqlite::Error) -> StoreError {
@@ -26,15 +27,16 @@ fn err(e: rusqlite::Error) -> StoreError {
 }
 
 impl SqliteStore {
-    /// A writer connection to this store's file (not for in-memory stores).
-    pub fn lease_writer(&self) -> Result<SqliteLeaseWriter, StoreError> {
+    /// A writer connection to this store's file for `instance`'s leases (not for in-memory
+    /// stores).
+    pub fn lease_writer(&self, instance: &InstanceId) -> Result<SqliteLeaseWriter, StoreError> {
         let path = self.pool.connect_options().get_filename().to_path_buf();
-        SqliteLeaseWriter::open(&path)
+        SqliteLeaseWriter::open(&path, instance.clone())
     }
 }
 
 impl SqliteLeaseWriter {
-    fn open(path: &Path) -> Result<SqliteLeaseWriter, StoreError> {
+    fn open(path: &Path, instance: InstanceId) -> Result<SqliteLeaseWriter, StoreError> {
         let conn = rusqlite::Connection::open(path).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(err)?;
@@ -44,7 +46,7 @@ impl SqliteLeaseWriter {
             .map_err(err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(err)?;
-        Ok(SqliteLeaseWriter { conn })
+        Ok(SqliteLeaseWriter { conn, instance })
     }
 
     /// Applies the changes in one transaction: all or none (folded first, as the pooled store
@@ -54,22 +56,25 @@ impl SqliteLeaseWriter {
             return Ok(());
         }
         let f = fold(changes);
+        let instance = self.instance.as_str();
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(err)?;
         {
             let mut delete = tx
-                .prepare_cached("DELETE FROM leases WHERE id = ?1")
+                .prepare_cached("DELETE FROM leases WHERE instance = ?1 AND id = ?2")
                 .map_err(err)?;
             for id in &f.deletes {
-                delete.execute([id]).map_err(err)?;
+                delete
+                    .execute(rusqlite::params![instance, id])
+                    .map_err(err)?;
             }
             let mut put = tx
                 .prepare_cached(
-                    "INSERT INTO leases (id, device, request_id, record_key, count, overdraft, expires_at, borrowed) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
-                     ON CONFLICT (id) DO UPDATE SET device = excluded.device, request_id = excluded.request_id, \
+                    "INSERT INTO leases (instance, id, device, request_id, record_key, count, overdraft, expires_at, borrowed) \
+                     VALUES (?9, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+                     ON CONFLICT (instance, id) DO UPDATE SET device = excluded.device, request_id = excluded.request_id, \
                      record_key = excluded.record_key, count = excluded.count, overdraft = excluded.overdraft, \
                      expires_at = excluded.expires_at, borrowed = excluded.borrowed",
                 )
@@ -83,35 +88,40 @@ impl SqliteLeaseWriter {
                     l.count,
                     l.overdraft,
                     unix(l.expires_at),
-                    i64::from(l.borrowed)
+                    i64::from(l.borrowed),
+                    instance
                 ])
                 .map_err(err)?;
             }
             let mut expiry = tx
-                .prepare_cached("UPDATE leases SET expires_at = ?2 WHERE id = ?1")
+                .prepare_cached("UPDATE leases SET expires_at = ?2 WHERE instance = ?3 AND id = ?1")
                 .map_err(err)?;
             for (id, t) in &f.expiries {
                 expiry
-                    .execute(rusqlite::params![id, unix(*t)])
+                    .execute(rusqlite::params![id, unix(*t), instance])
                     .map_err(err)?;
             }
             let mut consumed = tx
                 .prepare_cached(
-                    "INSERT INTO metered_use (record_key, units) VALUES (?1, ?2) \
-                     ON CONFLICT (record_key) DO UPDATE SET units = excluded.units",
+                    "INSERT INTO metered_use (instance, record_key, units) VALUES (?3, ?1, ?2) \
+                     ON CONFLICT (instance, record_key) DO UPDATE SET units = excluded.units",
                 )
                 .map_err(err)?;
             for (k, units) in &f.consumed {
-                consumed.execute(rusqlite::params![k, units]).map_err(err)?;
+                consumed
+                    .execute(rusqlite::params![k, units, instance])
+                    .map_err(err)?;
             }
-            if let Some(d) = &f.digest {
-                tx.prepare_cached(
-                    "INSERT INTO settings (key, value) VALUES (?1, ?2) \
-                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                )
-                .map_err(err)?
-                .execute(rusqlite::params![LEASES_DIGEST_SETTING, d])
-                .map_err(err)?;
+            if let Some(st) = &f.state {
+                tx.prepare_cached(PUT_STATE_SQL)
+                    .map_err(err)?
+                    .execute(rusqlite::params![
+                        instance,
+                        st.lease_digest,
+                        i64::try_from(st.commit_seq).unwrap_or(i64::MAX),
+                        i64::try_from(st.next_lease).unwrap_or(i64::MAX)
+                    ])
+                    .map_err(err)?;
             }
         }
         tx.commit().map_err(err)

@@ -1,7 +1,11 @@
 //! The lease store on SQLite, and on PostgreSQL when `TESSERA_TEST_POSTGRES_URL` is set.
 
 use tessera_store::testing::{postgres_test_url_or_skip, TempPostgres, TempSqlite};
-use tessera_store::{LeaseChange, LeaseRow, LeaseStore};
+use tessera_store::{EngineState, InstanceId, LeaseChange, LeaseRow, LeaseStore};
+
+fn site() -> InstanceId {
+    InstanceId::on_site()
+}
 use time::macros::datetime;
 
 fn lease(id: i64, device: &str) -> LeaseRow {
@@ -18,55 +22,61 @@ fn lease(id: i64, device: &str) -> LeaseRow {
 }
 
 async fn story<S: LeaseStore>(s: &S) {
-    s.apply_lease_changes(vec![
-        LeaseChange::Put(lease(1, "a")),
-        LeaseChange::Put(lease(2, "b")),
-        LeaseChange::Consumed {
-            record_key: "export|1.0|LIN-2".into(),
-            units: 7,
-        },
-    ])
+    s.apply_lease_changes(
+        &site(),
+        vec![
+            LeaseChange::Put(lease(1, "a")),
+            LeaseChange::Put(lease(2, "b")),
+            LeaseChange::Consumed {
+                record_key: "export|1.0|LIN-2".into(),
+                units: 7,
+            },
+        ],
+    )
     .await
     .unwrap();
-    s.apply_lease_changes(vec![
-        LeaseChange::Expiry {
-            id: 1,
-            expires_at: datetime!(2026-06-01 0:20 UTC),
-        },
-        LeaseChange::Delete { id: 2 },
-        LeaseChange::Consumed {
-            record_key: "export|1.0|LIN-2".into(),
-            units: 9,
-        },
-    ])
+    s.apply_lease_changes(
+        &site(),
+        vec![
+            LeaseChange::Expiry {
+                id: 1,
+                expires_at: datetime!(2026-06-01 0:20 UTC),
+            },
+            LeaseChange::Delete { id: 2 },
+            LeaseChange::Consumed {
+                record_key: "export|1.0|LIN-2".into(),
+                units: 9,
+            },
+        ],
+    )
     .await
     .unwrap();
-    let leases = s.load_leases().await.unwrap();
+    let leases = s.load_leases(&site()).await.unwrap();
     assert_eq!(leases.len(), 1);
     assert_eq!(leases[0].expires_at, datetime!(2026-06-01 0:20 UTC));
     assert_eq!((leases[0].count, leases[0].overdraft), (2, 1));
     assert_eq!(
-        s.load_consumed().await.unwrap(),
+        s.load_consumed(&site()).await.unwrap(),
         vec![("export|1.0|LIN-2".to_string(), 9)]
     );
     // an empty batch is fine
-    s.apply_lease_changes(vec![]).await.unwrap();
-    assert_eq!(s.load_leases().await.unwrap().len(), 1);
-    s.apply_lease_changes(vec![LeaseChange::Delete { id: 1 }])
+    s.apply_lease_changes(&site(), vec![]).await.unwrap();
+    assert_eq!(s.load_leases(&site()).await.unwrap().len(), 1);
+    s.apply_lease_changes(&site(), vec![LeaseChange::Delete { id: 1 }])
         .await
         .unwrap();
     batches_match_changes_applied_one_by_one(s).await;
     // texts from clients are data, never SQL, whatever they hold
     let mut odd = lease(999, "string=x'); DROP TABLE leases; --");
     odd.request_id = "\"quoted\" 'single' \\ back; ünïcödé ✓ \u{7f}".into();
-    s.apply_lease_changes(vec![LeaseChange::Put(odd.clone())])
+    s.apply_lease_changes(&site(), vec![LeaseChange::Put(odd.clone())])
         .await
         .unwrap();
-    let back = s.load_leases().await.unwrap();
+    let back = s.load_leases(&site()).await.unwrap();
     assert!(back.contains(&odd), "{back:?}");
     // reading them one by one gives the same leases in the same order
     let mut scanned = Vec::new();
-    s.scan_leases(|l| scanned.push(l)).await.unwrap();
+    s.scan_leases(&site(), |l| scanned.push(l)).await.unwrap();
     assert_eq!(scanned, back);
 }
 
@@ -107,16 +117,183 @@ async fn batches_match_changes_applied_one_by_one<S: LeaseStore>(s: &S) {
                 }
             }
         }
-        s.apply_lease_changes(batch).await.unwrap();
-        let stored = s.load_leases().await.unwrap();
+        s.apply_lease_changes(&site(), batch).await.unwrap();
+        let stored = s.load_leases(&site()).await.unwrap();
         assert_eq!(stored, model.values().cloned().collect::<Vec<_>>());
     }
+}
+
+/// Two instances over one store: the same lease ids and record keys, kept apart in the leases,
+/// metered use and engine state.
+async fn instances_are_kept_apart<S: LeaseStore>(s: &S) {
+    let (a, b) = (
+        InstanceId::new("hosted-a").unwrap(),
+        InstanceId::new("hosted-b").unwrap(),
+    );
+    for (i, who) in [(&a, "in-a"), (&b, "in-b")] {
+        s.apply_lease_changes(
+            i,
+            vec![
+                LeaseChange::Put(lease(1, who)),
+                LeaseChange::Put(lease(2, who)),
+                LeaseChange::Consumed {
+                    record_key: "export|1.0|LIN-2".into(),
+                    units: if who == "in-a" { 1 } else { 2 },
+                },
+                LeaseChange::State(EngineState {
+                    lease_digest: who.into(),
+                    commit_seq: 1,
+                    next_lease: 2,
+                }),
+            ],
+        )
+        .await
+        .unwrap();
+    }
+    // a returns lease 1 and renews lease 2: b's are untouched
+    s.apply_lease_changes(
+        &a,
+        vec![
+            LeaseChange::Delete { id: 1 },
+            LeaseChange::Expiry {
+                id: 2,
+                expires_at: datetime!(2026-06-02 0:00 UTC),
+            },
+        ],
+    )
+    .await
+    .unwrap();
+    let in_a = s.load_leases(&a).await.unwrap();
+    assert_eq!(in_a.len(), 1);
+    assert_eq!(in_a[0].expires_at, datetime!(2026-06-02 0:00 UTC));
+    assert_eq!(
+        s.load_leases(&b).await.unwrap(),
+        vec![lease(1, "in-b"), lease(2, "in-b")]
+    );
+    assert_eq!(s.load_consumed(&a).await.unwrap()[0].1, 1);
+    assert_eq!(s.load_consumed(&b).await.unwrap()[0].1, 2);
+    assert_eq!(
+        s.engine_state(&b).await.unwrap().unwrap().lease_digest,
+        "in-b"
+    );
+    assert_eq!(s.engine_state(&site()).await.unwrap(), None);
+    assert!(s.load_leases(&site()).await.unwrap().is_empty());
+    s.put_engine_state(&a, &EngineState::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.engine_state(&a).await.unwrap(),
+        Some(EngineState::default())
+    );
+    assert!(InstanceId::new("").is_err());
+    assert!(InstanceId::new("a\nb").is_err());
 }
 
 #[tokio::test]
 async fn leases_on_sqlite() {
     let db = TempSqlite::new().await.unwrap();
     story(db.store()).await;
+    instances_are_kept_apart(db.store()).await;
+}
+
+/// A store written before instances existed: its leases, metered use and lease digest setting
+/// belong to the on-site instance after the migration.
+#[tokio::test]
+async fn rows_from_before_instances_migrate_to_the_on_site_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        // the schema as migration 8 left it, with a row in each table
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE settings (key TEXT NOT NULL PRIMARY KEY, value TEXT NOT NULL) STRICT;
+             CREATE TABLE anchor (id INTEGER NOT NULL PRIMARY KEY, value INTEGER NOT NULL) STRICT;",
+        )
+        .unwrap();
+        for m in ["0005_leases.sql", "0006_lease_log.sql"] {
+            let sql = std::fs::read_to_string(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("migrations/sqlite")
+                    .join(m),
+            )
+            .unwrap();
+            c.execute_batch(&sql).unwrap();
+        }
+        c.execute_batch(
+            "INSERT INTO leases VALUES (5, 'string=ws|user=ann', 'r', 'cad|1.0|', 1, 0, 1780000000, 0);
+             INSERT INTO metered_use VALUES ('export|1.0|', 4);
+             INSERT INTO settings VALUES ('server.leases_digest', 'abcdef@12@34');",
+        )
+        .unwrap();
+        let migration = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations/sqlite/0009_instances.sql"),
+        )
+        .unwrap();
+        c.execute_batch(&migration).unwrap();
+        let state: (String, String, i64, i64) = c
+            .query_row(
+                "SELECT instance, lease_digest, commit_seq, next_lease FROM engine_state",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(state, ("on-site".into(), "abcdef".into(), 12, 34));
+        let left: i64 = c
+            .query_row(
+                "SELECT COUNT(*) FROM settings WHERE key = 'server.leases_digest'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(left, 0);
+        let lease: (String, i64, String) = c
+            .query_row("SELECT instance, id, device FROM leases", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!(lease, ("on-site".into(), 5, "string=ws|user=ann".into()));
+        let units: (String, i64) = c
+            .query_row("SELECT instance, units FROM metered_use", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(units, ("on-site".into(), 4));
+    }
+    // and the short forms earlier versions wrote
+    for (old, want) in [
+        ("abc", ("abc", 0, 0)),
+        ("abc@7", ("abc", 7, 0)),
+        ("@x@5", ("", 0, 5)),
+    ] {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE TABLE settings (key TEXT NOT NULL PRIMARY KEY, value TEXT NOT NULL) STRICT;
+             CREATE TABLE leases (id INTEGER PRIMARY KEY, device TEXT, request_id TEXT, record_key TEXT, count INTEGER, overdraft INTEGER, expires_at INTEGER, borrowed INTEGER);
+             CREATE TABLE metered_use (record_key TEXT PRIMARY KEY, units INTEGER);
+             CREATE TABLE lease_log (seq INTEGER PRIMARY KEY);",
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO settings VALUES ('server.leases_digest', ?1)",
+            [old],
+        )
+        .unwrap();
+        let migration = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations/sqlite/0009_instances.sql"),
+        )
+        .unwrap();
+        c.execute_batch(&migration).unwrap();
+        let got: (String, i64, i64) = c
+            .query_row(
+                "SELECT lease_digest, commit_seq, next_lease FROM engine_state",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(got, (want.0.to_string(), want.1, want.2), "{old}");
+    }
 }
 
 #[tokio::test]
@@ -126,6 +303,7 @@ async fn leases_on_postgres() {
     };
     let db = TempPostgres::create(&base).await.unwrap();
     story(db.store()).await;
+    instances_are_kept_apart(db.store()).await;
     db.cleanup().await.unwrap();
 }
 
@@ -141,7 +319,7 @@ async fn cluster_rounds_catch_up_on_postgres() {
     let s: tessera_store::AnyStore = db.store().clone().into();
     // a's first round reads everything (nothing yet) and writes two leases
     let (a_seq, first) = s
-        .cluster_commit("a", None, |c| {
+        .cluster_commit(&site(), "a", None, |c| {
             (
                 vec![
                     LeaseChange::Put(lease(1, "x")),
@@ -160,7 +338,10 @@ async fn cluster_rounds_catch_up_on_postgres() {
         }
     );
     // b starts: whole state
-    let (b_seq, seen) = s.cluster_commit("b", None, |c| (vec![], c)).await.unwrap();
+    let (b_seq, seen) = s
+        .cluster_commit(&site(), "b", None, |c| (vec![], c))
+        .await
+        .unwrap();
     let CatchUp::Full { leases, .. } = seen else {
         panic!("{seen:?}")
     };
@@ -168,32 +349,34 @@ async fn cluster_rounds_catch_up_on_postgres() {
     assert_eq!(b_seq, a_seq);
     // b returns one; a's next round sees exactly that
     let (b_seq, _) = s
-        .cluster_commit("b", Some(b_seq), |_| {
+        .cluster_commit(&site(), "b", Some(b_seq), |_| {
             (vec![LeaseChange::Delete { id: 1 }], ())
         })
         .await
         .unwrap();
     let (a_seq, seen) = s
-        .cluster_commit("a", Some(a_seq), |c| (vec![], c))
+        .cluster_commit(&site(), "a", Some(a_seq), |c| (vec![], c))
         .await
         .unwrap();
     assert_eq!(seen, CatchUp::Changes(vec![LeaseChange::Delete { id: 1 }]));
     assert_eq!(a_seq, b_seq);
     // nothing new: nothing to apply
     let (_, seen) = s
-        .cluster_commit("a", Some(a_seq), |c| (vec![], c))
+        .cluster_commit(&site(), "a", Some(a_seq), |c| (vec![], c))
         .await
         .unwrap();
     assert_eq!(seen, CatchUp::Changes(vec![]));
     // the log pruned past a member's position: it reloads whole
     for i in 10..20 {
-        s.cluster_commit("b", None, |_| (vec![LeaseChange::Put(lease(i, "z"))], ()))
-            .await
-            .unwrap();
+        s.cluster_commit(&site(), "b", None, |_| {
+            (vec![LeaseChange::Put(lease(i, "z"))], ())
+        })
+        .await
+        .unwrap();
     }
-    s.prune_lease_log(3).await.unwrap();
+    s.prune_lease_log(&site(), 3).await.unwrap();
     let (_, seen) = s
-        .cluster_commit("a", Some(a_seq), |c| (vec![], c))
+        .cluster_commit(&site(), "a", Some(a_seq), |c| (vec![], c))
         .await
         .unwrap();
     let CatchUp::Full { leases, .. } = seen else {
@@ -204,7 +387,8 @@ async fn cluster_rounds_catch_up_on_postgres() {
     let lite = tessera_store::testing::TempSqlite::new().await.unwrap();
     let lite: tessera_store::AnyStore = lite.store().clone().into();
     assert!(matches!(
-        lite.cluster_commit("c", None, |_| (vec![], ())).await,
+        lite.cluster_commit(&site(), "c", None, |_| (vec![], ()))
+            .await,
         Err(tessera_store::StoreError::Unsupported { .. })
     ));
     db.cleanup().await.unwrap();
@@ -214,10 +398,9 @@ async fn cluster_rounds_catch_up_on_postgres() {
 /// batches folded as the pooled store folds them, the digest setting included.
 #[tokio::test]
 async fn the_sqlite_writer_connection_matches_the_store() {
-    use tessera_store::MetaStore;
     let db = TempSqlite::new().await.unwrap();
     let s = db.store();
-    let mut w = s.lease_writer().unwrap();
+    let mut w = s.lease_writer(&site()).unwrap();
     let mut odd = lease(7, "string=x'); DROP TABLE leases; --");
     odd.request_id = "\"q\" 'ü' ✓".into();
     w.apply(&[
@@ -233,25 +416,28 @@ async fn the_sqlite_writer_connection_matches_the_store() {
             record_key: "export|1.0|LIN-2".into(),
             units: 4,
         },
-        LeaseChange::Digest {
-            value: "abc".into(),
-        },
+        LeaseChange::State(EngineState {
+            lease_digest: "abc".into(),
+            commit_seq: 3,
+            next_lease: 9,
+        }),
     ])
     .unwrap();
-    let back = s.load_leases().await.unwrap();
+    let back = s.load_leases(&site()).await.unwrap();
     let mut one = lease(1, "a");
     one.expires_at = datetime!(2026-06-01 0:30 UTC);
     assert_eq!(back, vec![one, odd]);
     assert_eq!(
-        s.load_consumed().await.unwrap(),
+        s.load_consumed(&site()).await.unwrap(),
         vec![("export|1.0|LIN-2".to_string(), 4)]
     );
     assert_eq!(
-        s.get_setting(tessera_store::LEASES_DIGEST_SETTING)
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("abc")
+        s.engine_state(&site()).await.unwrap(),
+        Some(EngineState {
+            lease_digest: "abc".into(),
+            commit_seq: 3,
+            next_lease: 9,
+        })
     );
     // nothing to do is fine
     w.apply(&[]).unwrap();

@@ -1,0 +1,517 @@
+//! The writer: one task takes every request waiting, decides them in the seat book one after
+//! another (the core's seat policy decides; the writer orders, persists and answers), writes all
+//! their changes in one transaction (a cluster round under the cluster's lock), and releases the
+//! answers after the commit.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+use tessera_core::capability::{CapabilityResponseClaims, GrantedSeat};
+use tessera_core::feature::Feature;
+use tessera_core::policy::{self, CheckedRequest, SeatChange, SeatPolicy};
+use tessera_core::seats::Lease;
+use tessera_core::time::OffsetDateTime;
+use tessera_core::{Clock, HostId, SigningKey};
+use tessera_store::{
+    AnyStore, CatchUp, EngineState, InstanceId, LeaseChange, LeaseStore, StoreError,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::answer::{prepare_answers, Answer};
+use crate::book::{row, row_hash, Book};
+use crate::{AfterCommit, EngineError, MAX_BATCH};
+
+/// A request on its way to the writer task, checked and parsed.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    pub(crate) req: CheckedRequest,
+    /// Answered sealed with this lease's session key, not signed.
+    pub(crate) seal: Option<(u64, [u8; 32])>,
+    pub(crate) reply: oneshot::Sender<Result<Answer, EngineError>>,
+}
+
+/// What the writer is asked to do.
+#[derive(Debug)]
+pub(crate) enum Job {
+    Decide(Box<Pending>),
+    Sweep(oneshot::Sender<Result<usize, StoreError>>),
+    Reload(Vec<Feature>, oneshot::Sender<Result<(), StoreError>>),
+}
+
+/// What the writer task remembers between rounds.
+#[derive(Debug, Default)]
+struct WriterState {
+    /// The book may hold decisions that were not committed: rebuild before deciding.
+    broken: bool,
+    /// Cluster: the lease log position this book reflects (`None`: reload whole).
+    since: Option<i64>,
+    sweeps: u64,
+}
+
+/// The engine's state, shared by its handle and its writer.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) book: Mutex<Book>,
+    pub(crate) store: AnyStore,
+    /// Which instance's rows.
+    pub(crate) instance: InstanceId,
+    pub(crate) key: SigningKey,
+    /// Derives the per-lease session keys.
+    pub(crate) secret: [u8; 32],
+    pub(crate) server: HostId,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// The policy; its borrow limits are the two below (the administrator may change them).
+    pub(crate) policy: SeatPolicy,
+    pub(crate) borrow_days: AtomicU32,
+    pub(crate) borrows_per_account: AtomicU32,
+    /// This process's name in the lease log when the store is shared by a cluster.
+    pub(crate) node: Option<String>,
+    pub(crate) commits: AtomicU64,
+    pub(crate) decisions: AtomicU64,
+    pub(crate) commit_micros: AtomicU64,
+    pub(crate) decide_micros: AtomicU64,
+    /// On SQLite, the writer's own connection (see [`tessera_store::SqliteLeaseWriter`]).
+    pub(crate) sync_writer: Option<Mutex<tessera_store::SqliteLeaseWriter>>,
+    /// The server's runtime, where answers are signed (the writer may run on its own).
+    pub(crate) runtime: tokio::runtime::Handle,
+    /// The sequence number of the last commit that wrote the engine state (single process).
+    pub(crate) seq: AtomicU64,
+    /// Told after each commit (single process).
+    pub(crate) after_commit: Option<Box<dyn AfterCommit>>,
+}
+
+pub(crate) fn stopped() -> StoreError {
+    StoreError::Unsupported {
+        detail: "the license server is shutting down".into(),
+    }
+}
+
+impl Inner {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Book> {
+        // a panic elsewhere cannot leave the book half-changed: decisions do not panic
+        self.book.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The engine state change of the next commit (single process), with its sequence number.
+    fn state_change(&self, book: &Book) -> LeaseChange {
+        let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        LeaseChange::State(EngineState {
+            lease_digest: book.digest.hex(),
+            commit_seq: seq,
+            next_lease: book.seats.next_count(),
+        })
+    }
+
+    /// After a commit: tells the daemon the sequence number committed.
+    fn committed(&self) {
+        if let Some(hook) = &self.after_commit {
+            hook.committed(self.seq.load(Ordering::SeqCst));
+        }
+    }
+
+    /// The policy now (with the borrow limits as last set).
+    fn policy(&self) -> SeatPolicy {
+        let mut p = self.policy;
+        p.max_borrow_days = self.borrow_days.load(Ordering::SeqCst);
+        p.max_borrows_per_account = self.borrows_per_account.load(Ordering::SeqCst);
+        p
+    }
+
+    pub(crate) fn session_key(&self, lease: u64, device_key: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(self.secret);
+        h.update(format!("|lease|{lease}|{device_key}").as_bytes());
+        h.finalize().into()
+    }
+
+    /// One round: (cluster) catches up, runs `work` on the book, commits the changes it made.
+    async fn round<R: Send>(
+        &self,
+        st: &mut WriterState,
+        work: impl FnOnce(&Inner, &mut Book, OffsetDateTime) -> (Vec<LeaseChange>, R) + Send,
+    ) -> Result<R, StoreError> {
+        let started = std::time::Instant::now();
+        let r = self.round_inner(st, work).await;
+        self.commit_micros.fetch_add(
+            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        r
+    }
+
+    async fn round_inner<R: Send>(
+        &self,
+        st: &mut WriterState,
+        work: impl FnOnce(&Inner, &mut Book, OffsetDateTime) -> (Vec<LeaseChange>, R) + Send,
+    ) -> Result<R, StoreError> {
+        // nothing is decided without the database lock; once taken again, the book is read anew
+        if self.store.claim_check()? {
+            (st.broken, st.since) = (true, None);
+        }
+        if let Some(node) = &self.node {
+            let since = st.since;
+            let r = self
+                .store
+                .cluster_commit(&self.instance, node, since, |catch_up| {
+                    let now = self.clock.now();
+                    let mut book = self.lock();
+                    match catch_up {
+                        CatchUp::Changes(changes) => {
+                            for c in changes {
+                                book.apply_remote(c, now);
+                            }
+                        }
+                        CatchUp::Full { leases, consumed } => {
+                            let records: Vec<Feature> = book.seats.records().cloned().collect();
+                            let peaks = std::mem::take(&mut book.peaks);
+                            let next = book.seats.next_count();
+                            // leases of records this member does not have stay stored: another
+                            // member with a newer bundle may hold them
+                            *book = Book::from_rows(records, self.secret, leases, consumed, now);
+                            book.seats.skip_to_count(next);
+                            for (p, old) in book.peaks.iter_mut().zip(peaks) {
+                                *p = (*p).max(old);
+                            }
+                        }
+                    }
+                    work(self, &mut book, now)
+                })
+                .await;
+            self.commits.fetch_add(1, Ordering::Relaxed);
+            return match r {
+                Ok((seq, out)) => {
+                    st.since = Some(seq);
+                    Ok(out)
+                }
+                Err(e) => {
+                    // the book may hold what was not committed: the next round reloads it whole
+                    st.since = None;
+                    Err(e)
+                }
+            };
+        }
+        if st.broken {
+            self.rebuild(None).await?;
+            st.broken = false;
+        }
+        let deciding = std::time::Instant::now();
+        let (changes, out) = {
+            let now = self.clock.now();
+            let mut book = self.lock();
+            let (mut changes, out) = work(self, &mut book, now);
+            if !changes.is_empty() {
+                changes.push(self.state_change(&book));
+            }
+            (changes, out)
+        };
+        self.decide_micros.fetch_add(
+            u64::try_from(deciding.elapsed().as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        let wrote = !changes.is_empty();
+        let applied = match &self.sync_writer {
+            Some(w) => w.lock().unwrap_or_else(|e| e.into_inner()).apply(&changes),
+            None => {
+                self.store
+                    .apply_lease_changes(&self.instance, changes)
+                    .await
+            }
+        };
+        if applied.is_ok() && wrote {
+            self.committed();
+        }
+        if let Err(e) = applied {
+            st.broken = true;
+            match self.rebuild(None).await {
+                Ok(()) => st.broken = false,
+                Err(e2) => {
+                    tracing::error!(error = %e2, "could not rebuild the seat book; will try again before the next decision")
+                }
+            }
+            return Err(e);
+        }
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(out)
+    }
+
+    /// Rebuilds the book from the store (single process), over `records` or the current ones.
+    pub(crate) async fn rebuild(&self, records: Option<Vec<Feature>>) -> Result<(), StoreError> {
+        let (records, next) = {
+            let book = self.lock();
+            let records = records.unwrap_or_else(|| book.seats.records().cloned().collect());
+            (records, book.seats.next_count())
+        };
+        let (mut fresh, stale, _) = Book::load(
+            records,
+            self.secret,
+            &self.store,
+            &self.instance,
+            self.clock.now(),
+        )
+        .await?;
+        // lease ids handed out before (and returned since) are not handed out again
+        fresh.seats.skip_to_count(next);
+        let mut changes: Vec<LeaseChange> = stale
+            .into_iter()
+            .map(|id| LeaseChange::Delete { id })
+            .collect();
+        if self.node.is_none() {
+            changes.push(self.state_change(&fresh));
+        }
+        self.store
+            .apply_lease_changes(&self.instance, changes)
+            .await?;
+        self.committed();
+        let mut book = self.lock();
+        let peaks = std::mem::take(&mut book.peaks);
+        *book = fresh;
+        if book.peaks.len() == peaks.len() {
+            for (p, old) in book.peaks.iter_mut().zip(peaks) {
+                *p = (*p).max(old);
+            }
+        }
+        Ok(())
+    }
+
+    async fn decide_batch(&self, st: &mut WriterState, batch: Vec<Pending>) {
+        let n = batch.len();
+        match self.commit_group(st, &batch).await {
+            Ok(committed) => Self::answer(batch, committed),
+            Err(e) if n > 1 && !matches!(e, StoreError::LockLost { .. }) => {
+                // one request the store refuses must not fail the others: the book was rebuilt
+                // (or will be, in a cluster), so decide them again one by one
+                tracing::warn!(error = %e, requests = n, "a group commit failed; deciding its requests one by one");
+                for p in batch {
+                    match self.commit_group(st, std::slice::from_ref(&p)).await {
+                        Ok(committed) => Self::answer(vec![p], committed),
+                        Err(e) => {
+                            tracing::error!(error = %e, "a decision could not be stored; nothing granted");
+                            let _ = p.reply.send(Err(EngineError::Store(e.to_string())));
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "a decision could not be stored; nothing granted");
+                for p in batch {
+                    let _ = p.reply.send(Err(EngineError::Store(e.to_string())));
+                }
+            }
+        }
+    }
+
+    /// Decides `batch` and commits its changes in one round. The answers are made meanwhile, on
+    /// the server's runtime (see [`prepare_answers`]); the sender returned releases them.
+    async fn commit_group(
+        &self,
+        st: &mut WriterState,
+        batch: &[Pending],
+    ) -> Result<oneshot::Sender<Vec<Pending>>, StoreError> {
+        let r = self
+            .round(st, |inner, book, now| {
+                let mut changes = Vec::new();
+                let policy = inner.policy();
+                let claims = batch
+                    .iter()
+                    .map(|p| inner.decide(book, &policy, p, now, &mut changes))
+                    .collect();
+                let seals = batch.iter().map(|p| p.seal).collect();
+                let (committed, answers_wait) = oneshot::channel();
+                inner.runtime.spawn(prepare_answers(
+                    claims,
+                    seals,
+                    inner.key.clone(),
+                    answers_wait,
+                ));
+                (changes, committed)
+            })
+            .await;
+        self.decisions
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        r
+    }
+
+    /// Releases the answers of a committed batch (made while it committed) to its handlers. The
+    /// requests go with them and are freed on the runtime, where they were made.
+    fn answer(batch: Vec<Pending>, committed: oneshot::Sender<Vec<Pending>>) {
+        let _ = committed.send(batch);
+    }
+
+    async fn control(&self, st: &mut WriterState, job: Job) {
+        match job {
+            Job::Decide(p) => self.decide_batch(st, vec![*p]).await,
+            Job::Sweep(reply) => {
+                let r = self
+                    .round(st, |_, book, now| {
+                        let gone = book.seats.expire(now);
+                        for l in &gone {
+                            let h = book.hash(l);
+                            book.digest.sub(h);
+                        }
+                        let changes: Vec<LeaseChange> = gone
+                            .iter()
+                            .map(|l| LeaseChange::Delete {
+                                id: i64::try_from(l.id).unwrap_or(i64::MAX),
+                            })
+                            .collect();
+                        (changes, gone.len())
+                    })
+                    .await;
+                st.sweeps += 1;
+                if self.node.is_some() && st.sweeps.is_multiple_of(60) {
+                    if let Err(e) = self.store.prune_lease_log(&self.instance, 100_000).await {
+                        tracing::warn!(error = %e, "could not prune the lease log");
+                    }
+                }
+                let _ = reply.send(r);
+            }
+            Job::Reload(records, reply) => {
+                let r = if self.node.is_some() {
+                    {
+                        let mut book = self.lock();
+                        let next = book.seats.next_count();
+                        *book = Book::empty(records, self.secret);
+                        book.seats.skip_to_count(next);
+                    }
+                    st.since = None;
+                    self.round(st, |_, _, _| (Vec::new(), ())).await
+                } else {
+                    self.rebuild(Some(records)).await
+                };
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    /// Decides one request in the book under `policy` (the core's decision), appending the
+    /// changes to store; returns the answer's claims.
+    fn decide(
+        &self,
+        book: &mut Book,
+        policy: &SeatPolicy,
+        p: &Pending,
+        now: OffsetDateTime,
+        changes: &mut Vec<LeaseChange>,
+    ) -> CapabilityResponseClaims {
+        let req = &p.req;
+        let decision = policy::decide(&mut book.seats, policy, req, now);
+        for c in decision.changes {
+            match c {
+                SeatChange::Granted { lease, new } => {
+                    book.note_peak(lease.record);
+                    let r = row(&lease, &book.keys);
+                    if new {
+                        // a new lease (a retry returns the one already counted)
+                        book.digest.add(row_hash(&book.secret, &r));
+                    }
+                    changes.push(LeaseChange::Put(r));
+                }
+                SeatChange::Consumed { record, units } => changes.push(LeaseChange::Consumed {
+                    record_key: book.keys.get(record).cloned().unwrap_or_default(),
+                    units: i64::try_from(units).unwrap_or(i64::MAX),
+                }),
+                SeatChange::Renewed { id, expires } => changes.push(LeaseChange::Expiry {
+                    id: i64::try_from(id).unwrap_or(i64::MAX),
+                    expires_at: expires,
+                }),
+                SeatChange::Returned(lease) => {
+                    let h = book.hash(&lease);
+                    book.digest.sub(h);
+                    changes.push(LeaseChange::Delete {
+                        id: i64::try_from(lease.id).unwrap_or(i64::MAX),
+                    });
+                }
+                // a change this writer does not know cannot be persisted: the policy and the
+                // writer are built together
+                _ => {}
+            }
+        }
+        let grants = decision
+            .granted
+            .iter()
+            .map(|g| self.seat(&g.lease, book, g.with_session_key.then_some(req)))
+            .collect();
+        CapabilityResponseClaims {
+            nonce: req.nonce.clone(),
+            request_id: req.request_id.clone(),
+            device_id: req.requester.device.to_string(),
+            operation: req.operation,
+            server: self.server.to_string(),
+            iat: now,
+            grants,
+            denials: decision.denials,
+            renew_interval_secs: policy.renew_interval_secs(),
+        }
+    }
+
+    /// A lease as the answer shows it; with its session key for `holder`'s grant.
+    fn seat(&self, l: &Lease, book: &Book, session_for: Option<&CheckedRequest>) -> GrantedSeat {
+        let rec = book.seats.record(l.record);
+        GrantedSeat {
+            lease: l.id,
+            feature: rec.map(|f| f.name.clone()).unwrap_or_default(),
+            version: rec.map(|f| f.version.to_string()).unwrap_or_default(),
+            count: l.count,
+            overdraft: l.overdraft,
+            expires: l.expires,
+            borrowed: l.borrowed,
+            session_key: session_for
+                .map(|r| URL_SAFE_NO_PAD.encode(self.session_key(l.id, &r.holder))),
+        }
+    }
+}
+
+/// Starts the writer: with SQLite's own writer connection, on a thread of its own (its commits
+/// block that thread, and nothing else); otherwise as a task on the server's runtime.
+pub(crate) fn spawn_writer(
+    inner: Arc<Inner>,
+    rx: mpsc::UnboundedReceiver<Job>,
+) -> Result<(), StoreError> {
+    if inner.sync_writer.is_none() {
+        tokio::spawn(writer(inner, rx));
+        return Ok(());
+    }
+    let failed = |e: std::io::Error| StoreError::Write {
+        detail: format!("cannot start the seat book's writer: {e}"),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(failed)?;
+    std::thread::Builder::new()
+        .name("tessera-writer".into())
+        .spawn(move || rt.block_on(writer(inner, rx)))
+        .map_err(failed)?;
+    Ok(())
+}
+
+/// The writer task: takes every decision waiting, commits them together, answers.
+async fn writer(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Job>) {
+    let mut st = WriterState::default();
+    while let Some(job) = rx.recv().await {
+        let Job::Decide(first) = job else {
+            inner.control(&mut st, job).await;
+            continue;
+        };
+        let mut batch = Vec::with_capacity((rx.len() + 1).min(MAX_BATCH));
+        batch.push(*first);
+        let mut next = None;
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(Job::Decide(p)) => batch.push(*p),
+                Ok(other) => {
+                    next = Some(other);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        inner.decide_batch(&mut st, batch).await;
+        if let Some(job) = next {
+            inner.control(&mut st, job).await;
+        }
+    }
+}
