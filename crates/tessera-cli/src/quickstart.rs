@@ -140,8 +140,7 @@ async fn run_async(data: &Path, opts: Options) -> Result<()> {
         write_atomic(&data.join("demo.lic"), lic.license.as_bytes(), 0o644)?;
         // the license server
         let producer_pem = std::fs::read_to_string(bo_dir.join("keys/producer.pub"))?;
-        let server_token =
-            tessera_server::daemon::init(&srv_dir, &producer_pem, None, None).await?;
+        let server_token = tessera_server::init(&srv_dir, &producer_pem, None, None).await?;
         let made = Made {
             customer: customer.id,
             floating_key: floating.clone(),
@@ -212,7 +211,7 @@ async fn run_async(data: &Path, opts: Options) -> Result<()> {
             let _ = rx1.changed().await;
         },
     ));
-    let server = tessera_server::daemon::open(&srv_dir, clock.clone()).await?;
+    let server = tessera_server::open(&srv_dir, clock.clone()).await?;
     let srv_state = tessera_server::http::state(server);
     let srv_listener = tokio::net::TcpListener::bind(&opts.server_listen)
         .await
@@ -233,7 +232,7 @@ async fn run_async(data: &Path, opts: Options) -> Result<()> {
         );
     }
     let mut rx2 = stop_rx.clone();
-    let srv_task = tokio::spawn(tessera_server::http::serve_on(
+    let srv_task = tokio::spawn(tessera_server::serve_on(
         srv_listener,
         srv_state,
         async move {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Subcommand;
 use tessera_host::SystemClock;
-use tessera_server::{daemon, http};
+use tessera_server::http;
 
 #[derive(Debug, Subcommand)]
 pub enum ServerCommand {
@@ -274,7 +274,8 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
         } => {
             let pem = std::fs::read_to_string(&producer_key)
                 .with_context(|| format!("cannot read {}", producer_key.display()))?;
-            let token = daemon::init(&data, &pem, database.as_deref(), hostid.as_deref()).await?;
+            let token =
+                tessera_server::init(&data, &pem, database.as_deref(), hostid.as_deref()).await?;
             println!("License server created in {}", data.display());
             println!(
                 "  admin token: {token}   (shown once; used by `tessera server activate|status`)"
@@ -291,7 +292,7 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
             tls_cert,
             tls_key,
         } => {
-            let server = daemon::open(&data, Arc::new(SystemClock)).await?;
+            let server = tessera_server::open(&data, Arc::new(SystemClock)).await?;
             let addr = listen.unwrap_or_else(|| server.config.listen.clone());
             let filter = match tracing_subscriber::EnvFilter::try_from_default_env() {
                 Ok(f) => f,
@@ -382,9 +383,16 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
             };
             match tls {
                 Some((cert, key)) => {
-                    http::serve_tls_on(listener, &cert, &key, http::state(server), shutdown).await?
+                    tessera_server::serve_tls_on(
+                        listener,
+                        &cert,
+                        &key,
+                        http::state(server),
+                        shutdown,
+                    )
+                    .await?
                 }
-                None => http::serve_on(listener, http::state(server), shutdown).await?,
+                None => tessera_server::serve_on(listener, http::state(server), shutdown).await?,
             }
             tracing::info!("license server stopped");
             crate::say(true, "license server stopped");
@@ -396,7 +404,7 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
             request_out,
             keys,
         } => {
-            let server = daemon::open_for_rebind(&data, Arc::new(SystemClock)).await?;
+            let server = tessera_server::open_for_rebind(&data, Arc::new(SystemClock)).await?;
             if let Some(out) = request_out {
                 let list = key_counts(&keys)?
                     .into_iter()
@@ -440,7 +448,7 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
             Ok(())
         }
         ServerCommand::AcceptStorage { data } => {
-            let n = daemon::accept_storage(&data).await?;
+            let n = tessera_server::accept_storage(&data).await?;
             println!(
                 "The {n} leases now in {} will be served as they are at the next start.",
                 data.display()
@@ -448,7 +456,7 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
             Ok(())
         }
         ServerCommand::Token(TokenCommand::Rotate { data }) => {
-            let token = daemon::rotate_admin_token(&data).await?;
+            let token = tessera_server::rotate_admin_token(&data).await?;
             println!("new admin token: {token}   (shown once; the old one no longer works)");
             Ok(())
         }

@@ -336,7 +336,7 @@ async fn fill(data: &Path, n: usize) -> Result<(), BoxError> {
     // (`tessera server accept-storage`), or the reload would rightly refuse them
     let accepted = loop {
         match daemon::accept_storage(data).await {
-            Err(daemon::ServerError::Config(e)) if e.contains("running") => {
+            Err(daemon::ServerError::Running { .. }) => {
                 // the capacity server is still letting go of its data directory
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }

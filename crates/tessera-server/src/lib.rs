@@ -15,7 +15,34 @@
     warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+//! A request's path through the crate: [`http`] (capability, admin and operations endpoints, and
+//! the one mapping from errors to problems) → [`engine`] (decide, persist, sign) over the state
+//! that [`server`] opened: [`config`] (`server.toml`), [`trust`] (trusted storage: anchors,
+//! machine binding, the data directory's lock), [`bundle`] (the license bundle served and its
+//! borrow policy), [`link`] (the back office: online activation, sync, offline files) and
+//! [`tasks`] (scheduled work the server runs beside serving: the sweep, the daily sync).
+
+pub mod bundle;
+pub mod config;
 pub mod daemon;
 pub mod engine;
+pub mod error;
 pub mod http;
+pub mod link;
 pub mod openapi;
+pub mod server;
+pub mod tasks;
+pub mod token;
+pub mod trust;
+
+pub use config::{load_config, Config, DEFAULT_LISTEN};
+pub use error::ServerError;
+pub use link::LinkError;
+pub use server::{init, open, open_for_rebind, serve_on, serve_tls_on, ServedCertificate, Server};
+pub use token::rotate_admin_token;
+pub use trust::accept_storage;
+
+/// Lower-case hex of some bytes.
+pub(crate) fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -221,3 +221,48 @@ async fn the_admin_token_rotates_while_the_server_runs() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_store_is_answered_without_its_internals() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, token) = init_server(dir.path()).await;
+    let server = daemon::open(&data, Arc::new(SystemClock)).await.unwrap();
+    let state = http::state(server);
+    let held = state.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (_stop, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(tessera_server::serve_on(listener, state, async move {
+        let _ = rx.await;
+    }));
+    assert_eq!(status(&url, &token).await, StatusCode::OK);
+    // the store's pool closes under the running server: every call to it fails from now on
+    held.server.store.close().await;
+    let inside = tessera_store::MetaStore::get_setting(&held.server.store, "server.hostid")
+        .await
+        .unwrap_err()
+        .to_string();
+    for (method, path) in [
+        (reqwest::Method::GET, "/api/v1/admin/status"),
+        (reqwest::Method::POST, "/api/v1/admin/sync"),
+    ] {
+        let resp = reqwest::Client::new()
+            .request(method, format!("{url}{path}"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        let code = resp.status();
+        let ctype = resp.headers()["content-type"].to_str().unwrap().to_string();
+        let text = resp.text().await.unwrap();
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{path}: {text}");
+        assert_eq!(ctype, "application/problem+json", "{path}");
+        let problem: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(problem["code"], "storage_unavailable", "{path}");
+        // what the store said stays in the log
+        assert!(!text.contains(&inside), "{path} leaks {inside:?}: {text}");
+        assert!(!text.to_lowercase().contains("pool"), "{path}: {text}");
+    }
+}

@@ -1,0 +1,256 @@
+//! The administrator's endpoints, behind the admin token: status, online activation, sync, and
+//! offline request and response files.
+
+use axum::extract::rejection::{JsonRejection, StringRejection};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{body_problem, json_problem, problem, AppState, Failure, Shared};
+use crate::openapi::Problem;
+
+/// Whether the request carries the admin token. The token's hash is read from the store at each
+/// admin request, so `tessera server token rotate` takes effect at once (on every member of a
+/// cluster too).
+async fn admin(s: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or("");
+    let stored = match tessera_store::MetaStore::get_setting(
+        &s.server.store,
+        crate::token::ADMIN_TOKEN_SETTING,
+    )
+    .await
+    {
+        Ok(v) => v.unwrap_or_default(),
+        Err(e) => {
+            return Err(Failure::Storage(
+                e.to_string(),
+                "the license server could not read its store to check the admin token; try again",
+            )
+            .into_response());
+        }
+    };
+    if token.is_empty() || stored.is_empty() || crate::token::admin_token_hash(token) != stored {
+        let mut r = problem(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this needs the admin token printed by `tessera server init` (or the last `tessera server token rotate`): Authorization: Bearer <token>",
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return Err(r);
+    }
+    Ok(())
+}
+
+/// The administrator, proven by the admin token. Admin handlers take it before their body, so a
+/// caller without the token gets 401 whatever the body holds: the body is not read, and nothing
+/// about its fields is revealed.
+#[derive(Debug, Clone, Copy)]
+pub struct Admin;
+
+impl axum::extract::FromRequestParts<Shared> for Admin {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        s: &Shared,
+    ) -> Result<Self, Self::Rejection> {
+        admin(s, &parts.headers).await.map(|()| Admin)
+    }
+}
+
+/// One feature record's state.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FeatureState {
+    /// Feature.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Count, or null when uncounted.
+    pub count: Option<u32>,
+    /// Overdraft allowance.
+    pub overdraft: u32,
+    /// Seats in use.
+    pub used: u64,
+    /// Metered units consumed.
+    pub consumed: u64,
+    /// Expiry (`permanent` or a date).
+    pub expiry: String,
+    /// Activation (entitlement line) it came from.
+    pub activation_id: Option<String>,
+}
+
+/// The server's state.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Status {
+    /// This server's host id.
+    pub hostid: String,
+    /// Whether a license bundle is installed.
+    pub activated: bool,
+    /// Feature records and their use.
+    pub features: Vec<FeatureState>,
+    /// Leases held.
+    pub leases: usize,
+}
+
+/// The server's features, use and leases.
+#[utoipa::path(get, path = "/api/v1/admin/status", tag = "admin", security(("token" = [])),
+    responses((status = 200, body = Status)))]
+pub(crate) async fn status(State(s): State<Shared>, _admin: Admin) -> Response {
+    let usage = s.server.engine.usage().await;
+    let leases = s.server.engine.leases().await.len();
+    Json(Status {
+        hostid: s.server.hostid.to_string(),
+        activated: s.server.certificate.read().await.is_some(),
+        features: usage
+            .into_iter()
+            .map(|(f, used, consumed)| FeatureState {
+                name: f.name.clone(),
+                version: f.version.to_string(),
+                count: f.count.get(),
+                overdraft: f.overdraft,
+                used,
+                consumed,
+                expiry: f.expiry.to_string(),
+                activation_id: f.activation_id.clone(),
+            })
+            .collect(),
+        leases,
+    })
+    .into_response()
+}
+
+/// Activation keys to activate.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActivateRequest {
+    /// The back office URL.
+    pub backoffice: String,
+    /// Keys and counts.
+    pub activations: Vec<KeyCount>,
+}
+
+/// A key and a count.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyCount {
+    /// Activation key.
+    pub key: String,
+    /// Seats.
+    pub count: u32,
+}
+
+/// Activates keys at the back office and serves the returned bundle.
+#[utoipa::path(post, path = "/api/v1/admin/activate", tag = "admin", security(("token" = [])), request_body = ActivateRequest,
+    responses((status = 200, body = crate::openapi::FeatureRecords, description = "activated"),
+        (status = 502, body = Problem, description = "backoffice_refused: the back office refused the keys or could not be reached")))]
+pub(crate) async fn activate(
+    State(s): State<Shared>,
+    _admin: Admin,
+    req: Result<Json<ActivateRequest>, JsonRejection>,
+) -> Response {
+    let Json(req) = match req {
+        Ok(r) => r,
+        Err(e) => return json_problem(e),
+    };
+    let list: Vec<(String, u32)> = req
+        .activations
+        .into_iter()
+        .map(|k| (k.key, k.count))
+        .collect();
+    match s.server.activate(&req.backoffice, &list).await {
+        Ok(n) => Json(serde_json::json!({"feature_records": n})).into_response(),
+        Err(e) => Failure::server(
+            e,
+            (StatusCode::BAD_GATEWAY, "backoffice_refused"),
+            "the license server could not store the activation; try again",
+        )
+        .into_response(),
+    }
+}
+
+/// Keys and counts for an offline request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OfflineRequestBody {
+    /// Keys and counts.
+    pub activations: Vec<KeyCount>,
+}
+
+/// Writes an offline activation request file (text) to take to the back office.
+#[utoipa::path(post, path = "/api/v1/admin/offline-request", tag = "admin", security(("token" = [])), request_body = OfflineRequestBody,
+    responses((status = 200, content_type = "text/plain", body = String, description = "the request file"),
+        (status = 500, body = Problem, description = "internal: the request could not be signed; the detail names the id under which it is logged")))]
+pub(crate) async fn offline_request(
+    State(s): State<Shared>,
+    _admin: Admin,
+    req: Result<Json<OfflineRequestBody>, JsonRejection>,
+) -> Response {
+    let Json(req) = match req {
+        Ok(r) => r,
+        Err(e) => return json_problem(e),
+    };
+    let list: Vec<(String, u32)> = req
+        .activations
+        .into_iter()
+        .map(|k| (k.key, k.count))
+        .collect();
+    match s.server.offline_request(&list) {
+        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response(),
+        Err(e) => Failure::Internal(e.to_string()).into_response(),
+    }
+}
+
+/// Applies the back office's offline response file (the body, as text).
+#[utoipa::path(post, path = "/api/v1/admin/offline-apply", tag = "admin", security(("token" = [])),
+    request_body(content = String, content_type = "text/plain", description = "the back office's response file"),
+    responses((status = 200, body = crate::openapi::FeatureRecords, description = "applied"),
+        (status = 400, body = Problem, description = "unreadable_body (not UTF-8)"),
+        (status = 413, body = Problem, description = "body_too_large"),
+        (status = 422, body = Problem, description = "invalid_document"),
+        (status = 503, body = Problem, description = "storage_unavailable")))]
+pub(crate) async fn offline_apply(
+    State(s): State<Shared>,
+    _admin: Admin,
+    body: Result<String, StringRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return body_problem(e.status()),
+    };
+    match s.server.offline_apply(&body).await {
+        Ok(n) => Json(serde_json::json!({"feature_records": n})).into_response(),
+        Err(e) => Failure::server(
+            e,
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_document"),
+            "the license server could not store the response; nothing changed; try again",
+        )
+        .into_response(),
+    }
+}
+
+/// Syncs with the back office now: usage report out, renewed bundle in.
+#[utoipa::path(post, path = "/api/v1/admin/sync", tag = "admin", security(("token" = [])),
+    responses((status = 200, body = crate::openapi::SyncOutcome, description = "synced; lists features used over the entitlement"),
+        (status = 502, body = Problem, description = "backoffice_refused: the back office refused the report or could not be reached")))]
+pub(crate) async fn sync_now(State(s): State<Shared>, _admin: Admin) -> Response {
+    match s.server.sync().await {
+        Ok(over) => Json(serde_json::json!({"over_use": over})).into_response(),
+        Err(e) => Failure::server(
+            e,
+            (StatusCode::BAD_GATEWAY, "backoffice_refused"),
+            "the license server could not use its store to sync; try again",
+        )
+        .into_response(),
+    }
+}

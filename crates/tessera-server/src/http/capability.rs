@@ -1,0 +1,252 @@
+//! `POST /api/v1/capability`: a capability request is parsed (here), decided, persisted and signed
+//! (the engine, [`crate::engine::Engine::handle`]) and answered (here), through the rate limit and
+//! the database lock.
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use tessera_core::capability::CapabilityRequest;
+use tessera_store::ClaimStatus;
+use utoipa::ToSchema;
+
+use super::{body_problem, problem, AppState, ClientIp, Failure, Shared};
+use crate::engine::{Answer, EngineError};
+use crate::openapi::Problem;
+
+/// Takes a capability request from `ip`'s allowance; the 429 answer when it is used up.
+pub(crate) fn check_rate(s: &AppState, ip: ClientIp) -> Result<(), Box<Response>> {
+    let (Some(limiter), Some(ip)) = (&s.limiter, ip.0) else {
+        return Ok(());
+    };
+    let loopback = match ip {
+        std::net::IpAddr::V4(v4) => v4.is_loopback(),
+        std::net::IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    };
+    if loopback && !s.server.config.rate_limit_loopback {
+        return Ok(());
+    }
+    limiter.take(ip).map_err(|wait| {
+        s.rate_limited.fetch_add(1, Ordering::Relaxed);
+        let mut r = problem(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "more than {} capability requests a minute from your address; try again in {wait} s (the administrator sets capability_requests_per_minute in server.toml)",
+                s.server.config.capability_requests_per_minute
+            ),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(wait));
+        Box::new(r)
+    })
+}
+
+/// The answer to a capability request while this process does not hold the database lock.
+fn lock_lost(reason: &str) -> Response {
+    problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "lock_lost",
+        format!("this license server process does not hold the database lock ({reason}); nothing was granted, renewed or returned: retry with the same request id shortly, or through another server"),
+    )
+}
+
+/// The answer to a capability request.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CapabilityAnswer {
+    /// The signed response (JWS compact, `typ` tessera-capability-response+jwt), echoing the nonce.
+    pub response: String,
+    /// The server certificate (armoured): the server's key, signed by the producer. Absent before
+    /// activation, and with a sealed answer (checked with the lease's session key).
+    pub certificate: Option<String>,
+}
+
+/// The request in a body: JSON (by its content type) that parses as a [`CapabilityRequest`].
+/// Parsed straight from the bytes; only a body that fails is parsed again by axum's extractor,
+/// which tracks the path inside the document for its message (`features[0].count: ...`).
+fn capability_request(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<CapabilityRequest, (StatusCode, &'static str, String)> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
+        .is_some_and(|m| {
+            m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+        });
+    if !json {
+        return Err((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            JsonRejection::from(axum::extract::rejection::MissingJsonContentType::default())
+                .body_text(),
+        ));
+    }
+    match serde_json::from_slice(body) {
+        Ok(r) => Ok(r),
+        Err(_) => match Json::<CapabilityRequest>::from_bytes(body) {
+            Ok(Json(r)) => Ok(r),
+            Err(e) => Err((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                e.body_text(),
+            )),
+        },
+    }
+}
+
+/// A [`CapabilityAnswer`] as JSON, written directly: the token (JWS compact, base64url and dots)
+/// needs no escaping and the certificate is escaped once when installed, where the serializer would
+/// scan both, about two kilobytes, byte by byte for every answer.
+fn answer_body(token: &str, certificate_json: Option<&str>) -> Response {
+    // no quote, backslash or control character (checked without an early exit, which lets the
+    // compiler check many bytes at a time)
+    let plain = token
+        .bytes()
+        .fold(true, |ok, b| ok & (b >= 0x20) & (b != b'"') & (b != b'\\'));
+    let body = if plain {
+        let certificate = certificate_json.unwrap_or("null");
+        let mut b = String::with_capacity(token.len() + certificate.len() + 32);
+        b.push_str("{\"response\":\"");
+        b.push_str(token);
+        b.push_str("\",\"certificate\":");
+        b.push_str(certificate);
+        b.push('}');
+        b
+    } else {
+        // not a token this server makes; escaped the slow way all the same
+        let certificate: Option<String> =
+            certificate_json.and_then(|c| serde_json::from_str(c).ok());
+        serde_json::json!({"response": token, "certificate": certificate}).to_string()
+    };
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Takes, previews, renews, returns or borrows seats. See docs/protocol.md.
+#[utoipa::path(post, path = "/api/v1/capability", tag = "capability",
+    request_body(content = crate::openapi::CapabilityRequestDoc, description = "a capability request (docs/protocol.md)"),
+    responses((status = 200, body = CapabilityAnswer, description = "the signed (or sealed) answer; refused features are listed in it, not as an error"),
+        (status = 403, body = Problem, description = "not_lease_holder: a renew or return whose session proof does not prove the lease"),
+        (status = 413, body = Problem, description = "body_too_large: the body is over 64 KiB"),
+        (status = 415, body = Problem, description = "unsupported_media_type: the body is not sent as application/json"),
+        (status = 422, body = Problem, description = "invalid_request: not JSON, or not a capability request (an unknown field, a missing one, a feature named twice, a renew without its proof)"),
+        (status = 429, body = Problem, description = "rate_limited: too many requests from this client; with Retry-After"),
+        (status = 500, body = Problem, description = "internal: a fault inside the server; the detail names the id under which it is logged, nothing more"),
+        (status = 503, body = Problem, description = "storage_unavailable (nothing was stored), lock_lost (this process does not hold the database lock)")))]
+pub(crate) async fn capability(
+    State(s): State<Shared>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    s.requests.fetch_add(1, Ordering::Relaxed);
+    if let Err(r) = check_rate(&s, ip) {
+        return *r;
+    }
+    let req = match body {
+        Ok(body) => capability_request(&headers, &body),
+        Err(e) => return body_problem(e.status()),
+    };
+    let req = match req {
+        Ok(r) => r,
+        Err((status, code, detail)) => return problem(status, code, detail),
+    };
+    if let ClaimStatus::Lost { reason } = s.server.store.claim_status() {
+        return lock_lost(&reason);
+    }
+    match s.server.engine.handle(req).await {
+        Ok(Answer {
+            token,
+            sealed,
+            denied,
+        }) => {
+            if denied {
+                s.denied.fetch_add(1, Ordering::Relaxed);
+            }
+            // a sealed answer is checked with the session key alone: no certificate to send
+            let certificate = if sealed {
+                None
+            } else {
+                s.server
+                    .certificate
+                    .read()
+                    .await
+                    .as_ref()
+                    .map(|c| c.json.clone())
+            };
+            answer_body(&token, certificate.as_deref())
+        }
+        Err(e @ EngineError::Store(_)) => {
+            if let ClaimStatus::Lost { reason } = s.server.store.claim_status() {
+                tracing::warn!(error = %e, "capability request not stored");
+                return lock_lost(&reason);
+            }
+            Failure::engine(e).into_response()
+        }
+        Err(e) => Failure::engine(e).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_requests_parse_fast_and_fail_with_axums_messages() {
+        let mut h = HeaderMap::new();
+        let body = br#"{"operation":"request","device_id":"string=a","request_id":"r","nonce":"0123456789abcdef","features":[{"name":"modeler"}]}"#;
+        let (status, code, err) = capability_request(&h, body).unwrap_err();
+        assert_eq!(
+            (status, code),
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+        );
+        assert!(err.contains("Content-Type: application/json"), "{err}");
+        h.insert(
+            header::CONTENT_TYPE,
+            "application/json; charset=utf-8".parse().unwrap(),
+        );
+        let r = capability_request(&h, body).unwrap();
+        assert_eq!(r.features[0].name, "modeler");
+        h.insert(
+            header::CONTENT_TYPE,
+            "application/problem+json".parse().unwrap(),
+        );
+        assert!(capability_request(&h, body).is_ok());
+        let bad = br#"{"operation":"request","device_id":"string=a","request_id":"r","nonce":"0123456789abcdef","features":[{"name":"modeler","count":-1}]}"#;
+        let (status, _, err) = capability_request(&h, bad).unwrap_err();
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(err.contains("features[0].count"), "{err}");
+        let (_, _, err) = capability_request(&h, b"{not json").unwrap_err();
+        assert!(err.contains("parse"), "{err}");
+    }
+
+    async fn parsed(r: Response) -> CapabilityAnswer {
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn answers_written_by_hand_are_the_json_of_the_answer() {
+        let cert = "-----BEGIN TESSERA SERVER CERTIFICATE-----\nab\"c\\d\u{1}é\n-----END-----\n";
+        let served = crate::server::ServedCertificate::new(cert.to_string());
+        let a = parsed(answer_body("eyJh.eyJi-_0.c2ln", Some(&served.json))).await;
+        assert_eq!(a.response, "eyJh.eyJi-_0.c2ln");
+        assert_eq!(a.certificate.as_deref(), Some(cert));
+        let a = parsed(answer_body("eyJh.eyJi.c2ln", None)).await;
+        assert_eq!(a.certificate, None);
+        // anything else is escaped by the serializer
+        let odd = "a\"b\\c\nd";
+        let a = parsed(answer_body(odd, Some(&served.json))).await;
+        assert_eq!(a.response, odd);
+        assert_eq!(a.certificate.as_deref(), Some(cert));
+    }
+}

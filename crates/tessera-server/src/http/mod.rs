@@ -1,0 +1,351 @@
+//! The license server over HTTP: capability requests for clients ([`capability`]), status,
+//! activation, sync and offline files for the administrator ([`admin`], with the admin token printed
+//! at `init`), health, readiness, metrics and the OpenAPI document ([`ops`]). This module holds the
+//! router, the shared state and the one mapping from errors to problems ([`Failure`]).
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::engine::EngineError;
+use crate::error::ServerError;
+use crate::openapi::{Answers, Problem};
+use crate::server::Server;
+
+pub mod admin;
+pub mod capability;
+pub mod ops;
+
+/// Serving with the server's scheduled work, as before the split: see [`crate::serve_on`].
+pub use crate::server::{serve_on, serve_tls_on};
+pub use admin::{ActivateRequest, Admin, FeatureState, KeyCount, OfflineRequestBody, Status};
+pub use capability::CapabilityAnswer;
+
+/// Shared state.
+#[derive(Debug)]
+pub struct AppState {
+    /// The server.
+    pub server: Arc<Server>,
+    requests: AtomicU64,
+    denied: AtomicU64,
+    /// Capability requests per client address (none when the limit is off).
+    limiter: Option<tessera_host::serve::TokenBuckets>,
+    rate_limited: AtomicU64,
+}
+
+/// Shared.
+pub type Shared = Arc<AppState>;
+
+/// Wraps an opened server (or one already shared) for serving.
+pub fn state(server: impl Into<Arc<Server>>) -> Shared {
+    let server = server.into();
+    let rate = server.config.capability_requests_per_minute;
+    Arc::new(AppState {
+        server,
+        requests: AtomicU64::new(0),
+        denied: AtomicU64::new(0),
+        limiter: (rate > 0).then(|| tessera_host::serve::TokenBuckets::new(rate)),
+        rate_limited: AtomicU64::new(0),
+    })
+}
+
+/// The caller's address (none when the router is called without connection info).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientIp(Option<std::net::IpAddr>);
+
+impl<St: Send + Sync> axum::extract::FromRequestParts<St> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &St,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+/// A problem+json answer (RFC 9457) with a stable `code`.
+pub(crate) fn problem(status: StatusCode, code: &str, detail: impl Into<String>) -> Response {
+    let body = serde_json::json!({
+        "type": format!("urn:tessera:problem:{code}"),
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail.into(),
+        "code": code,
+    });
+    let mut r = (status, body.to_string()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/problem+json"),
+    );
+    r
+}
+
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "Tessera license server",
+        description = "Capability requests (seats as leases) and administration. Errors are application/problem+json with a stable `code`."
+    ),
+    components(schemas(Problem))
+)]
+struct ApiDoc;
+
+fn documented() -> OpenApiRouter<Shared> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(capability::capability))
+        .routes(routes!(admin::status))
+        .routes(routes!(admin::activate))
+        .routes(routes!(admin::offline_request))
+        .routes(routes!(admin::sync_now))
+        .routes(routes!(admin::offline_apply))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::openapi_json))
+}
+
+/// The OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    static DOC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| {
+        let mut doc = documented().split_for_parts().1;
+        // after the routes are in: it documents what their extractors answer
+        utoipa::Modify::modify(&Answers, &mut doc);
+        doc
+    })
+    .clone()
+}
+
+/// The router.
+pub fn router(state: Shared) -> Router {
+    documented()
+        .split_for_parts()
+        .0
+        .fallback(tessera_host::serve::not_found)
+        .method_not_allowed_fallback(tessera_host::serve::method_not_allowed)
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .with_state(state)
+}
+
+/// Serves the router on a bound listener (HTTPS with `tls`) until `shutdown`, within the limits of
+/// the configuration (`request_timeout_seconds`, `max_connections`). Only serves: the server's
+/// scheduled work is the server's ([`crate::serve_on`] runs both).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Shared,
+    tls: Option<tessera_host::serve::TlsFiles<'_>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let limits = state.server.config.limits();
+    tessera_host::serve::serve(listener, router(state), tls, limits, shutdown).await
+}
+
+/// What a handler failed at, as the one mapping from the server's and the engine's errors to
+/// problems. Nothing inside the server reaches the caller: a store failure is answered 503 with
+/// what did not happen, and any other fault 500 naming an id under which it is logged.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// An answer the caller can act on (a refused request or document, the back office's refusal).
+    Problem(StatusCode, &'static str, String),
+    /// The store failed (logged): 503 `storage_unavailable` with the detail (what did not happen).
+    Storage(String, &'static str),
+    /// A fault inside the server (logged with an id): 500 `internal`, naming the id only.
+    Internal(String),
+}
+
+impl Failure {
+    /// A [`ServerError`]: the back office's refusal, or of a document it made, is answered with
+    /// `refused` (502 `backoffice_refused` where the server asked it, 422 `invalid_document` where
+    /// the caller brought the document); a store failure with `storage` as the detail.
+    pub(crate) fn server(
+        e: ServerError,
+        refused: (StatusCode, &'static str),
+        storage: &'static str,
+    ) -> Failure {
+        match e {
+            ServerError::BackOffice(e) => Failure::Problem(refused.0, refused.1, e.to_string()),
+            e @ ServerError::Store(_) => Failure::Storage(e.to_string(), storage),
+            e => Failure::Internal(e.to_string()),
+        }
+    }
+
+    /// An [`EngineError`] from a capability request.
+    pub(crate) fn engine(e: EngineError) -> Failure {
+        match e {
+            EngineError::BadRequest(d) => {
+                Failure::Problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", d)
+            }
+            EngineError::NotHolder(d) => {
+                Failure::Problem(StatusCode::FORBIDDEN, "not_lease_holder", d)
+            }
+            e @ EngineError::Store(_) => Failure::Storage(
+                e.to_string(),
+                "the license server could not store the decision; nothing was granted; try again",
+            ),
+            e => Failure::Internal(e.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        match self {
+            Failure::Problem(status, code, detail) => problem(status, code, detail),
+            Failure::Storage(error, detail) => {
+                tracing::warn!(error = %error, "{detail}");
+                problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_unavailable",
+                    detail,
+                )
+            }
+            Failure::Internal(error) => {
+                let id = format!("{:016x}", rand::random::<u64>());
+                tracing::error!(error_id = %id, error = %error, "internal error");
+                problem(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    format!("the license server failed inside while answering (error {id}); its administrator finds the cause in the server's log under that id"),
+                )
+            }
+        }
+    }
+}
+
+/// A JSON body that could not be read, as a problem.
+pub(crate) fn json_problem(e: JsonRejection) -> Response {
+    match e {
+        JsonRejection::JsonSyntaxError(e) => problem(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the request body is not valid JSON: {}", e.body_text()),
+        ),
+        JsonRejection::MissingJsonContentType(_) => problem(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the request body as JSON with Content-Type: application/json",
+        ),
+        JsonRejection::BytesRejection(e) => body_problem(e.status()),
+        e => problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            e.body_text(),
+        ),
+    }
+}
+
+/// A body that could not be read (too large, not UTF-8), as a problem.
+pub(crate) fn body_problem(status: StatusCode) -> Response {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        problem(
+            status,
+            "body_too_large",
+            "the request body is too large (at most 64 KiB)",
+        )
+    } else {
+        problem(
+            StatusCode::BAD_REQUEST,
+            "unreadable_body",
+            "the request body could not be read as UTF-8 text",
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(r: Response) -> (StatusCode, serde_json::Value) {
+        let status = r.status();
+        assert_eq!(
+            r.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn an_internal_error_is_a_500_naming_only_an_id() {
+        // a real signing failure (the serializer's error) with what it would tell about the inside
+        let sign = tessera_core::document::SignError::from(
+            serde_json::from_str::<u8>("\"/srv/tessera/keys/server.key\"").unwrap_err(),
+        );
+        let inside = sign.to_string();
+        let failures = [
+            Failure::server(
+                ServerError::Sign(sign),
+                (StatusCode::BAD_GATEWAY, "backoffice_refused"),
+                "not stored",
+            ),
+            Failure::engine(EngineError::Sign(inside.clone())),
+        ];
+        let mut ids = Vec::new();
+        for f in failures {
+            let (status, p) = body(f.into_response()).await;
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+            assert_eq!(p["code"], "internal");
+            assert_eq!(p["status"], 500);
+            let detail = p["detail"].as_str().unwrap();
+            assert!(!detail.contains(&inside), "{detail}");
+            assert!(!detail.contains("server.key"), "{detail}");
+            // the id under which it is logged: 16 hex digits after "error "
+            let id = detail
+                .split("error ")
+                .nth(1)
+                .and_then(|rest| rest.get(..16))
+                .unwrap();
+            assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{detail}");
+            ids.push(id.to_string());
+        }
+        assert_ne!(ids[0], ids[1], "each failure gets its own id");
+        // a store failure is 503 with what did not happen, a refusal keeps its detail
+        let store = tessera_store::StoreError::Write {
+            detail: "disk /dev/sda1 full".into(),
+        };
+        let (status, p) = body(
+            Failure::server(
+                ServerError::Store(store),
+                (StatusCode::BAD_GATEWAY, "backoffice_refused"),
+                "nothing changed",
+            )
+            .into_response(),
+        )
+        .await;
+        assert_eq!(
+            (status, p["code"].as_str(), p["detail"].as_str()),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some("storage_unavailable"),
+                Some("nothing changed")
+            )
+        );
+        let (status, p) = body(
+            Failure::server(
+                crate::LinkError::NotActivated.into(),
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_document"),
+                "nothing changed",
+            )
+            .into_response(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(p["code"], "invalid_document");
+        assert_eq!(p["detail"], "this server is not activated");
+    }
+}

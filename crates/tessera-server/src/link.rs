@@ -1,0 +1,357 @@
+//! The back-office link: online activation, the daily sync (usage report out, renewed bundle in),
+//! offline request and response files, and installing what the back office sends.
+
+use rand::RngCore;
+use tessera_core::certificate::ServerCertificateClaims;
+use tessera_core::offline::encode_key;
+use tessera_core::{Keyring, License, VerifyError};
+use tessera_store::MetaStore;
+
+use crate::bundle::{apply_borrow_policy, bundle_records};
+use crate::error::ServerError;
+use crate::hex;
+use crate::server::{ServedCertificate, Server};
+
+/// Why an exchange with the back office failed, or why what it sent is refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    /// The back office could not be reached.
+    #[error("cannot reach the back office at {url}: {source}")]
+    Unreachable {
+        /// The back office's address.
+        url: String,
+        /// What the connection said.
+        source: reqwest::Error,
+    },
+    /// The back office refused an activation.
+    #[error("the back office refused: {detail} ({code})")]
+    ActivationRefused {
+        /// Its problem's detail.
+        detail: String,
+        /// Its problem's code (or the HTTP status).
+        code: String,
+    },
+    /// The back office refused a sync.
+    #[error("the back office refused the sync: {detail} ({code})")]
+    SyncRefused {
+        /// Its problem's detail.
+        detail: String,
+        /// Its problem's code (or the HTTP status).
+        code: String,
+    },
+    /// A sync needs the back office's address, known only from an online activation.
+    #[error("this server was never activated online: activate it, or renew with offline files")]
+    NeverActivatedOnline,
+    /// A sync needs the server certificate, received at activation.
+    #[error("this server is not activated")]
+    NotActivated,
+    /// An offline response file that does not verify.
+    #[error("the response file is not valid: {0}")]
+    InvalidResponseFile(VerifyError),
+    /// An offline response file that answers a device, not a server.
+    #[error("the response holds no server certificate: it answers a device's request")]
+    NotAServerResponse,
+    /// A response file whose license is not newer than the one installed (for a rebind).
+    #[error("the response's license was issued on {issued}, not after the one installed ({installed}): it is an earlier answer, not a fresh re-validation. Make a new request (`tessera server offline request`) and take it to the back office")]
+    NotFresh {
+        /// When its license was issued.
+        issued: String,
+        /// When the installed one was.
+        installed: String,
+    },
+    /// A license bundle that does not verify for this server.
+    #[error("the license received is not valid for this server: {0}")]
+    InvalidLicense(VerifyError),
+    /// A server certificate that does not verify.
+    #[error("the certificate received is not valid: {0}")]
+    InvalidCertificate(VerifyError),
+    /// A server certificate for another key or host id.
+    #[error("the certificate received is for another server")]
+    CertificateForAnotherServer,
+    /// A license older than the one installed: a replayed answer.
+    #[error("the license received was issued on {issued}, before the one installed ({installed}): a replayed answer; nothing was changed")]
+    Replayed {
+        /// When the license received was issued.
+        issued: String,
+        /// When the installed one was.
+        installed: String,
+    },
+}
+
+impl Server {
+    /// Activates activation keys with counts at the back office, online; stores and serves the
+    /// bundle it returns.
+    pub async fn activate(
+        &self,
+        backoffice: &str,
+        activations: &[(String, u32)],
+    ) -> Result<usize, ServerError> {
+        let body = serde_json::json!({
+            "server_hostid": self.hostid.to_string(),
+            "server_key": encode_key(&self.key.public()),
+            "activations": activations.iter().map(|(k, n)| serde_json::json!({"key": k, "count": n})).collect::<Vec<_>>(),
+        });
+        let resp = reqwest::Client::new()
+            .post(format!(
+                "{}/api/v1/activate/server",
+                backoffice.trim_end_matches('/')
+            ))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| LinkError::Unreachable {
+                url: backoffice.to_string(),
+                source: e,
+            })?;
+        let status = resp.status();
+        let v: serde_json::Value = resp.json().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(LinkError::ActivationRefused {
+                detail: v["detail"].as_str().unwrap_or("no detail").to_string(),
+                code: v["code"].as_str().unwrap_or(status.as_str()).to_string(),
+            }
+            .into());
+        }
+        self.store
+            .put_setting("server.backoffice_url", backoffice)
+            .await?;
+        self.install(
+            v["license"].as_str().unwrap_or_default(),
+            v["certificate"].as_str().unwrap_or_default(),
+        )
+        .await
+    }
+
+    /// Syncs with the back office now: sends a usage report signed with this server's key and
+    /// installs the renewed bundle it answers with. Returns the features used over the entitlement.
+    pub async fn sync(&self) -> Result<Vec<String>, ServerError> {
+        let url = self
+            .store
+            .get_setting("server.backoffice_url")
+            .await?
+            .ok_or(LinkError::NeverActivatedOnline)?;
+        let certificate = self
+            .certificate
+            .read()
+            .await
+            .as_ref()
+            .map(|c| c.text.to_string())
+            .ok_or(LinkError::NotActivated)?;
+        let now = self.clock.now();
+        let usage = self.engine.report(false).await;
+        let mut id = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut id);
+        let devices: std::collections::BTreeSet<String> = self
+            .engine
+            .leases()
+            .await
+            .into_iter()
+            .map(|l| l.device)
+            .collect();
+        let report = tessera_core::usage::UsageReportClaims {
+            jti: format!("usage-{}", hex(&id)),
+            iat: now,
+            server_hostid: self.hostid.clone(),
+            certificate,
+            period_start: now - tessera_core::time::Duration::days(1),
+            period_end: now,
+            features: usage
+                .iter()
+                .map(
+                    |(f, peak, used, consumed, over)| tessera_core::usage::FeatureUsage {
+                        name: f.name.clone(),
+                        peak: u32::try_from(*peak).unwrap_or(u32::MAX),
+                        in_use: u32::try_from(*used).unwrap_or(u32::MAX),
+                        metered_units: *consumed,
+                        overdraft_peak: u32::try_from(*over).unwrap_or(u32::MAX),
+                    },
+                )
+                .collect(),
+            devices: devices.into_iter().collect(),
+            users: vec![],
+        }
+        .sign(&self.key)?;
+        let resp = reqwest::Client::new()
+            .post(format!("{}/api/v1/usage", url.trim_end_matches('/')))
+            .body(report)
+            .send()
+            .await
+            .map_err(|e| LinkError::Unreachable {
+                url: url.clone(),
+                source: e,
+            })?;
+        let status = resp.status();
+        let v: serde_json::Value = resp.json().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(LinkError::SyncRefused {
+                detail: v["detail"].as_str().unwrap_or("no detail").to_string(),
+                code: v["code"].as_str().unwrap_or(status.as_str()).to_string(),
+            }
+            .into());
+        }
+        self.install(
+            v["renewal"]["license"].as_str().unwrap_or_default(),
+            v["renewal"]["certificate"].as_str().unwrap_or_default(),
+        )
+        .await?;
+        self.engine.report(true).await;
+        Ok(v["over_use"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| o["feature"].as_str().map(String::from))
+            .collect())
+    }
+
+    /// In a cluster: serves the bundle another member installed (an activation or a renewal), if
+    /// there is a newer one in the shared store. Returns whether it changed.
+    pub async fn refresh_from_store(&self) -> Result<bool, ServerError> {
+        let license = self.store.get_setting("server.license").await?;
+        let mut installed = self.installed.lock().await;
+        if license.is_none() || license == *installed {
+            return Ok(false);
+        }
+        let certificate = self.store.get_setting("server.certificate").await?;
+        let now = self.clock.now();
+        let records = bundle_records(license.as_deref(), &self.producer, &self.hostid, now);
+        *self.certificate.write().await = certificate.map(ServedCertificate::new);
+        self.engine.reload(records).await?;
+        apply_borrow_policy(
+            &self.engine,
+            &self.config,
+            license.as_deref(),
+            &self.producer,
+            &self.hostid,
+            now,
+        );
+        *installed = license;
+        Ok(true)
+    }
+
+    /// An offline activation request file for these keys and counts, signed with this server's key,
+    /// for the back office's `/offline` page or `tessera backoffice offline respond`.
+    pub fn offline_request(&self, activations: &[(String, u32)]) -> Result<String, ServerError> {
+        let mut id = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut id);
+        tessera_core::offline::RequestClaims {
+            jti: format!("srv-{}", hex(&id)),
+            iat: self.clock.now(),
+            aud: self.producer.kid().to_string(),
+            requester_key: String::new(),
+            body: tessera_core::offline::RequestBody::ServerActivation {
+                server_hostid: self.hostid.clone(),
+                server_key: encode_key(&self.key.public()),
+                activations: activations
+                    .iter()
+                    .map(|(k, n)| tessera_core::offline::KeyCount {
+                        key: k.clone(),
+                        count: *n,
+                    })
+                    .collect(),
+            },
+        }
+        .sign(&self.key)
+        .map_err(ServerError::from)
+    }
+
+    /// For `tessera server rebind --response FILE`: applies a response file only if its license
+    /// was issued after the one installed, so that a response kept from an earlier activation (in
+    /// a copy of the data directory, say) re-validates nothing.
+    pub async fn offline_apply_fresh(&self, response: &str) -> Result<usize, ServerError> {
+        let r = tessera_core::offline::ResponseClaims::verify(
+            response,
+            &Keyring::with(self.producer.clone()),
+            self.clock.now(),
+        )
+        .map_err(LinkError::InvalidResponseFile)?;
+        let issued = |text: &str| {
+            tessera_core::document::decode_unverified::<tessera_core::LicenseClaims>(
+                text,
+                tessera_core::DocumentType::License,
+            )
+            .ok()
+            .map(|c| c.iat)
+        };
+        if let (Some(new), Some(installed)) = (
+            issued(&r.license),
+            self.store
+                .get_setting("server.license")
+                .await?
+                .as_deref()
+                .and_then(issued),
+        ) {
+            if new <= installed {
+                return Err(LinkError::NotFresh {
+                    issued: tessera_core::time_fmt::display_time(new),
+                    installed: tessera_core::time_fmt::display_time(installed),
+                }
+                .into());
+            }
+        }
+        self.offline_apply(response).await
+    }
+
+    /// Applies the back office's response file: checks it and installs what it holds.
+    pub async fn offline_apply(&self, response: &str) -> Result<usize, ServerError> {
+        let r = tessera_core::offline::ResponseClaims::verify(
+            response,
+            &Keyring::with(self.producer.clone()),
+            self.clock.now(),
+        )
+        .map_err(LinkError::InvalidResponseFile)?;
+        let cert = r.certificate.ok_or(LinkError::NotAServerResponse)?;
+        self.install(&r.license, &cert).await
+    }
+
+    /// Checks and installs a license bundle and certificate from the back office (online or from
+    /// an offline response); returns how many feature records it serves now.
+    pub async fn install(&self, license: &str, certificate: &str) -> Result<usize, ServerError> {
+        let now = self.clock.now();
+        let ring = Keyring::with(self.producer.clone());
+        let lic = License::verify(license, &ring, now, std::slice::from_ref(&self.hostid))
+            .map_err(LinkError::InvalidLicense)?;
+        let cert = ServerCertificateClaims::verify(certificate, &ring, now)
+            .map_err(LinkError::InvalidCertificate)?;
+        if cert.server_public_key().ok().as_ref() != Some(&self.key.public())
+            || cert.server_hostid != self.hostid
+        {
+            return Err(LinkError::CertificateForAnotherServer.into());
+        }
+        // a replayed older answer (from a fake or stale back office) must not roll the bundle back
+        if let Some(current) = self.store.get_setting("server.license").await? {
+            let installed: Option<tessera_core::LicenseClaims> =
+                tessera_core::document::decode_unverified(
+                    &current,
+                    tessera_core::DocumentType::License,
+                )
+                .ok();
+            if let Some(installed) = installed {
+                if lic.claims().iat < installed.iat {
+                    return Err(LinkError::Replayed {
+                        issued: tessera_core::time_fmt::display_time(lic.claims().iat),
+                        installed: tessera_core::time_fmt::display_time(installed.iat),
+                    }
+                    .into());
+                }
+            }
+        }
+        self.store.put_setting("server.license", license).await?;
+        self.store
+            .put_setting("server.certificate", certificate)
+            .await?;
+        *self.certificate.write().await = Some(ServedCertificate::new(certificate.to_string()));
+        *self.installed.lock().await = Some(license.to_string());
+        let n = lic.features().len();
+        self.engine.reload(lic.features().to_vec()).await?;
+        apply_borrow_policy(
+            &self.engine,
+            &self.config,
+            Some(license),
+            &self.producer,
+            &self.hostid,
+            now,
+        );
+        Ok(n)
+    }
+}
