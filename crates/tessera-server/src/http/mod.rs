@@ -187,9 +187,11 @@ impl Failure {
     /// An [`EngineError`] from a capability request.
     pub(crate) fn engine(e: EngineError) -> Failure {
         match e {
-            EngineError::BadRequest(d) => {
-                Failure::Problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", d)
-            }
+            EngineError::BadRequest(d) => Failure::Problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                d.to_string(),
+            ),
             EngineError::NotHolder(d) => {
                 Failure::Problem(StatusCode::FORBIDDEN, "not_lease_holder", d)
             }
