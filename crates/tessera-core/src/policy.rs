@@ -770,9 +770,11 @@ mod tests {
     #[test]
     fn the_lease_cap_and_the_borrow_limit_refuse_everything_asked() {
         let mut b = book();
-        let mut policy = SeatPolicy::default();
-        policy.max_leases_per_device = 1;
-        policy.max_borrows_per_account = 2;
+        let mut policy = SeatPolicy {
+            max_leases_per_device: 1,
+            max_borrows_per_account: 2,
+            ..SeatPolicy::default()
+        };
         let two = checked(
             serde_json::json!({"operation": "request", "device_id": "string=a", "request_id": "r", "nonce": "n".repeat(16), "features": [{"name": "cad"}, {"name": "export"}]}),
         );

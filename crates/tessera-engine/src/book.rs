@@ -299,7 +299,7 @@ mod tests {
             row_hash(&book.secret, &stored)
         );
         let mut later = stored.clone();
-        later.expires_at = OffsetDateTime::UNIX_EPOCH + Duration::days(1);
+        later.expires_at = OffsetDateTime::UNIX_EPOCH + tessera_core::time::Duration::days(1);
         assert_eq!(
             row_hash(&book.secret, &later),
             row_hash(&book.secret, &stored)

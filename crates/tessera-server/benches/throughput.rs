@@ -9,6 +9,9 @@
 //!    JSON object) and (b) a real license server on SQLite in a directory on disk, each connection
 //!    checking a seat out (a durable, signed grant) and returning it (a durable return answered
 //!    with a sealed response, proven with the lease's session key). Requests/s, p50 and p99.
+//!    `TESSERA_BENCH_MODE=grants` drives instead a **grants-only** workload against a third
+//!    server (every request a fresh grant for a new device, never returned: a burst of new users
+//!    at nine in the morning); `=both` measures the two in the same alternating rounds.
 //! 2. **Capacity.** One million active leases written to the store of a second server, which is
 //!    then opened in a fresh process: time to reload, resident memory, and one request served.
 //!
@@ -16,7 +19,8 @@
 //! trivial, server, ...) so that a slower or busier stretch of the machine weighs on both alike;
 //! each round's ratio is printed with the totals.
 //!
-//! `TESSERA_BENCH_ONLY=throughput` or `=capacity` runs one part;
+//! `TESSERA_BENCH_ONLY=throughput` or `=capacity` runs one part; `TESSERA_BENCH_MODE` is
+//! `checkout` (the default: checkout and return), `grants` or `both`;
 //! `TESSERA_BENCH_SECS` (default 10) sets each target's measured time in all, split over
 //! `TESSERA_BENCH_ROUNDS` rounds (default 5), `TESSERA_BENCH_LEASES`
 //! (default 1000000) the capacity run's leases, `TESSERA_BENCH_DIR` where the data directories go
@@ -75,7 +79,7 @@ fn main() -> Result<(), BoxError> {
         .thread_name("load")
         .enable_all()
         .build()?;
-    let (trivial_url, server_url, _serving, capacity_dir) =
+    let (trivial_url, server_url, grants_url, _serving, capacity_dir) =
         server_rt.block_on(setup(work.path(), leases))?;
     let rounds: u32 = std::env::var("TESSERA_BENCH_ROUNDS")
         .ok()
@@ -84,8 +88,24 @@ fn main() -> Result<(), BoxError> {
         .max(1);
     let only = std::env::var("TESSERA_BENCH_ONLY").unwrap_or_default();
     let d = Duration::from_secs(secs);
+    let mode = std::env::var("TESSERA_BENCH_MODE").unwrap_or_default();
+    let mut targets = Vec::new();
+    if mode != "grants" {
+        targets.push((
+            "license server: checkout + return, durable (SQLite, group commit)",
+            server_url.as_str(),
+            Workload::CheckoutReturn,
+        ));
+    }
+    if mode == "grants" || mode == "both" {
+        targets.push((
+            "license server: grants only, a new device each, durable (SQLite, group commit)",
+            grants_url.as_str(),
+            Workload::Grants,
+        ));
+    }
     if only != "capacity" {
-        throughput(&load_rt, &trivial_url, &server_url, d, rounds)?;
+        throughput(&load_rt, &trivial_url, &targets, d, rounds)?;
     }
     drop(load_rt);
     drop(server_rt);
@@ -111,7 +131,7 @@ fn main() -> Result<(), BoxError> {
 fn throughput(
     load_rt: &tokio::runtime::Runtime,
     trivial_url: &str,
-    server_url: &str,
+    targets: &[(&str, &str, Workload)],
     d: Duration,
     rounds: u32,
 ) -> Result<(), BoxError> {
@@ -121,20 +141,38 @@ fn throughput(
         "# license server throughput: {CONNECTIONS} connections, {secs} s each in {rounds} alternating rounds, loopback"
     );
     println!();
-    let mut trivial = Measured::default();
-    let mut server = Measured::default();
-    let mut ratios = Vec::new();
+    // each target is compared with the trivial handler's rounds next to its own
+    let mut trivial = vec![Measured::default(); targets.len()];
+    let mut server: Vec<Measured> = targets.iter().map(|_| Measured::default()).collect();
+    let mut ratios = vec![Vec::new(); targets.len()];
     for _ in 0..rounds {
-        let t = load_rt.block_on(run(trivial_url, each, Workload::Trivial))?;
-        let s = load_rt.block_on(run(server_url, each, Workload::CheckoutReturn))?;
-        ratios.push(format!("{:.2}", s.rate() / t.rate().max(1.0)));
-        trivial.merge(t);
-        server.merge(s);
+        for (i, (_, url, w)) in targets.iter().enumerate() {
+            let t = load_rt.block_on(run(trivial_url, each, Workload::Trivial))?;
+            let s = load_rt.block_on(run(url, each, *w))?;
+            ratios[i].push(format!("{:.2}", s.rate() / t.rate().max(1.0)));
+            trivial[i].merge(t);
+            server[i].merge(s);
+        }
     }
     println!("| target | requests/s | p50 | p99 | errors |");
     println!("|---|---:|---:|---:|---:|");
-    trivial.print("trivial JSON handler (axum, same process)");
-    server.print("license server: checkout + return, durable (SQLite, group commit)");
+    for (i, (what, _, _)) in targets.iter().enumerate() {
+        trivial[i].print("trivial JSON handler (axum, same process)");
+        server[i].print(what);
+    }
+    for (i, (what, url, _)) in targets.iter().enumerate() {
+        report(load_rt, url, what)?;
+        println!(
+            "{what} / trivial handler: {:.2} (rounds: {})",
+            server[i].rate() / trivial[i].rate().max(1.0),
+            ratios[i].join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The group commit figures of a server under load, from its `/metrics`.
+fn report(load_rt: &tokio::runtime::Runtime, server_url: &str, what: &str) -> Result<(), BoxError> {
     let metrics = load_rt.block_on(async {
         reqwest::get(format!("http://{server_url}/metrics"))
             .await?
@@ -151,6 +189,7 @@ fn throughput(
     };
     let commits = metric("tessera_engine_commits_total").max(1.0);
     println!();
+    println!("{what}:");
     println!(
         "group commit: {:.0} decisions in {:.0} commits ({:.1} a commit), {:.3} ms a commit on average, {:.3} ms of it deciding",
         metric("tessera_engine_decisions_total"),
@@ -165,22 +204,23 @@ fn throughput(
         CHECKOUT_BYTES.load(Ordering::Relaxed) / sampled,
         RETURN_BYTES.load(Ordering::Relaxed) / sampled
     );
-    println!(
-        "license server / trivial handler: {:.2} (rounds: {})",
-        server.rate() / trivial.rate().max(1.0),
-        ratios.join(", ")
-    );
     Ok(())
 }
 
-/// The two URLs, the stop switch of the server under load (it serves while that is held), and the
-/// capacity server's data directory.
-type Setup = (String, String, tokio::sync::oneshot::Sender<()>, PathBuf);
+/// The three URLs (trivial, checkout and return, grants only), the stop switches of the servers
+/// under load (they serve while those are held), and the capacity server's data directory.
+type Setup = (
+    String,
+    String,
+    String,
+    Vec<tokio::sync::oneshot::Sender<()>>,
+    PathBuf,
+);
 
 /// Starts a back office, the trivial handler and the license server under test; fills the
 /// capacity server's store.
 async fn setup(dir: &Path, leases: usize) -> Result<Setup, BoxError> {
-    let (bo_url, keys) = backoffice(&dir.join("backoffice"), 3).await?;
+    let (bo_url, keys) = backoffice(&dir.join("backoffice"), 4).await?;
     let producer_pem = std::fs::read_to_string(dir.join("backoffice/keys/producer.pub"))?;
 
     // the trivial handler
@@ -200,6 +240,12 @@ async fn setup(dir: &Path, leases: usize) -> Result<Setup, BoxError> {
         start_server(&data, &producer_pem, "ethernet=0050569a3b01").await?;
     activate(&server_url, &data, &bo_url, &[(&keys[0], 10_000)]).await?;
 
+    // the grants-only server: room for every grant of the run (none is returned)
+    let grants = dir.join("grants");
+    let (grants_url, grants_stop) =
+        start_server(&grants, &producer_pem, "ethernet=0050569a3b03").await?;
+    activate(&grants_url, &grants, &bo_url, &[(&keys[3], 1_000_000)]).await?;
+
     // the capacity server: activated, stopped, its store filled with active leases
     let cap = dir.join("capacity");
     let (cap_url, stop) = start_server(&cap, &producer_pem, "ethernet=0050569a3b02").await?;
@@ -216,7 +262,13 @@ async fn setup(dir: &Path, leases: usize) -> Result<Setup, BoxError> {
     .await?;
     let _ = stop.send(());
     fill(&cap, leases).await?;
-    Ok((trivial_url, server_url, server_stop, cap))
+    Ok((
+        trivial_url,
+        server_url,
+        grants_url,
+        vec![server_stop, grants_stop],
+        cap,
+    ))
 }
 
 async fn start_server(
@@ -330,7 +382,9 @@ async fn fill(data: &Path, n: usize) -> Result<(), BoxError> {
                 })
             })
             .collect();
-        store.apply_lease_changes(rows).await?;
+        store
+            .apply_lease_changes(&tessera_store::InstanceId::on_site(), rows)
+            .await?;
     }
     // written outside the server, so accepted the way an administrator would accept them
     // (`tessera server accept-storage`), or the reload would rightly refuse them
@@ -414,9 +468,11 @@ fn memory() -> (u64, u64) {
 enum Workload {
     Trivial,
     CheckoutReturn,
+    /// Every request a fresh grant for a new device, never returned.
+    Grants,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Measured {
     latencies_us: Vec<u32>,
     errors: u64,
@@ -556,6 +612,11 @@ async fn connection(
         n += 1;
         let nonce = format!("nonce-{c:04}-{n:012}");
         let request_id = format!("r-{n}");
+        let device = match w {
+            // a new device for every grant
+            Workload::Grants => format!("{device}-{n}"),
+            _ => device.clone(),
+        };
         // the generator stays light (bodies formatted, answers scanned, not parsed) so that the
         // cores go to the server under test
         let body = format!(
@@ -573,7 +634,8 @@ async fn connection(
         if let Workload::Trivial = w {
             continue;
         }
-        if MEASURING.load(Ordering::Relaxed) && n % 128 == 7 {
+        let grants_only = matches!(w, Workload::Grants);
+        if !grants_only && MEASURING.load(Ordering::Relaxed) && n % 128 == 7 {
             CHECKOUT_BYTES.fetch_add(answer.len() as u64, Ordering::Relaxed);
         }
         // the grant: lease and session key from the signed answer's claims
@@ -591,6 +653,9 @@ async fn connection(
             errors += 1;
             continue;
         };
+        if grants_only {
+            continue;
+        }
         let nonce = format!("nonce-{c:04}-{n:012}-ret");
         let request_id = format!("ret-{n}");
         let proof = session_proof(&key, Operation::Return, &nonce, &request_id, lease);

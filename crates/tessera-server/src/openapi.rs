@@ -97,7 +97,7 @@ pub struct CapabilityRequestDoc {
     pub user: Option<String>,
     /// Retrying the same request id never takes a second seat.
     pub request_id: String,
-    /// Echoed in the signed response (base64url, 16 to 64 characters).
+    /// Echoed in the signed response (16 to 128 characters; base64url is what clients send).
     #[schema(example = "c2VlZC1ub25jZS0wMDAx")]
     pub nonce: String,
     /// Features wanted (request, preview, borrow).

@@ -1010,10 +1010,16 @@ async fn storage_edited_by_hand_is_refused_until_accepted() {
     let store = tessera_store::open(&tessera_store::sqlite_url_for_data_dir(&data))
         .await
         .unwrap();
-    let held = store.load_leases().await.unwrap();
+    let held = store
+        .load_leases(&tessera_store::InstanceId::on_site())
+        .await
+        .unwrap();
     assert_eq!(held.len(), 2);
     store
-        .apply_lease_changes(vec![LeaseChange::Delete { id: held[0].id }])
+        .apply_lease_changes(
+            &tessera_store::InstanceId::on_site(),
+            vec![LeaseChange::Delete { id: held[0].id }],
+        )
         .await
         .unwrap();
     let err = daemon::open(&data, Arc::new(SystemClock))

@@ -27,7 +27,7 @@ fn lease(id: i64) -> LeaseChange {
 
 async fn ids(store: &AnyStore) -> Vec<i64> {
     store
-        .load_leases()
+        .load_leases(&tessera_store::InstanceId::on_site())
         .await
         .unwrap()
         .into_iter()
@@ -62,12 +62,16 @@ async fn a_claim_taken_over_fences_the_old_holder_out() {
         let hour = Duration::from_secs(3600);
         let guard = old.claim(NAME, mode, hour).await.unwrap().unwrap();
         assert_eq!(old.claim_status(), ClaimStatus::Held);
-        old.apply_lease_changes(vec![lease(1)]).await.unwrap();
+        old.apply_lease_changes(&tessera_store::InstanceId::on_site(), vec![lease(1)])
+            .await
+            .unwrap();
         if mode == ClaimMode::Shared {
             // a cluster member's round checks the claim too
-            old.cluster_commit("m1", None, |_| (vec![lease(2)], ()))
-                .await
-                .unwrap();
+            old.cluster_commit(&tessera_store::InstanceId::on_site(), "m1", None, |_| {
+                (vec![lease(2)], ())
+            })
+            .await
+            .unwrap();
         }
         // the connection holding the lock dies (so do the pooled ones: they reconnect)
         db.terminate_connections(&[]).await.unwrap();
@@ -83,12 +87,17 @@ async fn a_claim_taken_over_fences_the_old_holder_out() {
         let _new_guard = taken.expect("the lock is free once its connection is gone");
         // the old holder has not noticed, but its commits are refused, in their transaction
         assert_eq!(old.claim_status(), ClaimStatus::Held);
-        let err = old.apply_lease_changes(vec![lease(3)]).await.unwrap_err();
+        let err = old
+            .apply_lease_changes(&tessera_store::InstanceId::on_site(), vec![lease(3)])
+            .await
+            .unwrap_err();
         assert!(matches!(err, StoreError::LockLost { .. }), "{err}");
         assert!(err.to_string().contains("took the database over"), "{err}");
         if mode == ClaimMode::Shared {
             let err = old
-                .cluster_commit("m1", None, |_| (vec![lease(4)], ()))
+                .cluster_commit(&tessera_store::InstanceId::on_site(), "m1", None, |_| {
+                    (vec![lease(4)], ())
+                })
                 .await
                 .unwrap_err();
             assert!(matches!(err, StoreError::LockLost { .. }), "{err}");
@@ -96,7 +105,9 @@ async fn a_claim_taken_over_fences_the_old_holder_out() {
         // and from now on it knows
         assert!(matches!(old.claim_status(), ClaimStatus::Lost { .. }));
         assert!(old.claim_check().is_err());
-        new.apply_lease_changes(vec![lease(5)]).await.unwrap();
+        new.apply_lease_changes(&tessera_store::InstanceId::on_site(), vec![lease(5)])
+            .await
+            .unwrap();
         let mut want = vec![1, 5];
         if mode == ClaimMode::Shared {
             want.insert(1, 2);
@@ -125,7 +136,10 @@ async fn a_lost_claim_is_noticed_and_taken_again() {
         .unwrap()
         .unwrap();
     assert!(!store.claim_check().unwrap());
-    store.apply_lease_changes(vec![lease(1)]).await.unwrap();
+    store
+        .apply_lease_changes(&tessera_store::InstanceId::on_site(), vec![lease(1)])
+        .await
+        .unwrap();
     // a session queues for the lock, then every other connection dies: the lock goes to it
     let waiter = db.queue_for_lock(NAME).await.unwrap();
     db.terminate_connections(&[waiter.pid()]).await.unwrap();
@@ -145,7 +159,10 @@ async fn a_lost_claim_is_noticed_and_taken_again() {
         unreachable!()
     };
     assert!(reason.contains("grants nothing"), "{reason}");
-    let err = store.apply_lease_changes(vec![lease(2)]).await.unwrap_err();
+    let err = store
+        .apply_lease_changes(&tessera_store::InstanceId::on_site(), vec![lease(2)])
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::LockLost { .. }), "{err}");
     assert!(store.claim_check().is_err());
     // nobody else gets it either
@@ -156,7 +173,10 @@ async fn a_lost_claim_is_noticed_and_taken_again() {
     until(&store, |s| *s == ClaimStatus::Held).await;
     assert!(store.claim_check().unwrap(), "read again after a loss");
     assert!(!store.claim_check().unwrap(), "once");
-    store.apply_lease_changes(vec![lease(3)]).await.unwrap();
+    store
+        .apply_lease_changes(&tessera_store::InstanceId::on_site(), vec![lease(3)])
+        .await
+        .unwrap();
     assert_eq!(ids(&store).await, vec![1, 3]);
     assert!(other.exclusive(NAME).await.unwrap().is_none());
     other.close().await;

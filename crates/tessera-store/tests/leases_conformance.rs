@@ -130,6 +130,10 @@ async fn instances_are_kept_apart<S: LeaseStore>(s: &S) {
         InstanceId::new("hosted-a").unwrap(),
         InstanceId::new("hosted-b").unwrap(),
     );
+    let on_site = (
+        s.load_leases(&site()).await.unwrap(),
+        s.engine_state(&site()).await.unwrap(),
+    );
     for (i, who) in [(&a, "in-a"), (&b, "in-b")] {
         s.apply_lease_changes(
             i,
@@ -176,8 +180,14 @@ async fn instances_are_kept_apart<S: LeaseStore>(s: &S) {
         s.engine_state(&b).await.unwrap().unwrap().lease_digest,
         "in-b"
     );
-    assert_eq!(s.engine_state(&site()).await.unwrap(), None);
-    assert!(s.load_leases(&site()).await.unwrap().is_empty());
+    assert_eq!(
+        (
+            s.load_leases(&site()).await.unwrap(),
+            s.engine_state(&site()).await.unwrap()
+        ),
+        on_site,
+        "the on-site instance's rows are untouched"
+    );
     s.put_engine_state(&a, &EngineState::default())
         .await
         .unwrap();
