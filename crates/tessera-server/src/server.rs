@@ -220,7 +220,10 @@ async fn open_as(data: &Path, clock: Arc<dyn Clock>, rebind: bool) -> Result<Ser
     .await
     .map_err(|e| match e {
         crate::engine::LoadError::Store(e) => ServerError::Store(e),
-        e => ServerError::EditedStorage(e.to_string().replace("DIR", &data.display().to_string())),
+        crate::engine::LoadError::EditedLeases { stored, found } => ServerError::EditedStorage(format!(
+            "the leases in the store were changed outside the license server (their digest is {found}, the server stored {stored}): refusing to serve, since seats freed by hand would be granted twice. Restore the latest backup of the store, or accept the leases as they are now with `tessera server accept-storage --data {}`",
+            data.display()
+        )),
     })?;
     apply_borrow_policy(&engine, &config, license.as_deref(), &producer, &host, now);
     Ok(Server {
