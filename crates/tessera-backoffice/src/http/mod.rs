@@ -261,10 +261,7 @@ pub fn check_rate(state: &AppState, ip: ClientIp) -> Result<(), ApiError> {
 
 /// SHA-256 hex of an API token: what the store keeps.
 pub fn token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 /// The user an `Authorization: Bearer` token acts as.
