@@ -26,6 +26,9 @@ use tessera_core::offline::encode_key;
 use tessera_core::{Clock, HostId, Keyring, License, PublicKey, SigningKey};
 use tessera_store::{AnyStore, MetaStore};
 
+use tessera_wire::activation::{ActivationResult, ServerActivationRequest, UsageOutcome};
+use tessera_wire::ErrorAnswer;
+
 use crate::engine::{Engine, LeasePolicy};
 
 /// Default listen address: every interface, port 7070.
@@ -298,7 +301,7 @@ pub const ADMIN_TOKEN_SETTING: &str = "server.admin_token_sha256";
 async fn new_admin_token(store: &AnyStore) -> Result<String, ServerError> {
     let mut token_bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut token_bytes);
-    let token = format!("tss_{}", hex(&token_bytes));
+    let token = format!("tss_{}", hex::encode(token_bytes));
     store
         .put_setting(ADMIN_TOKEN_SETTING, &admin_token_hash(&token))
         .await?;
@@ -307,7 +310,7 @@ async fn new_admin_token(store: &AnyStore) -> Result<String, ServerError> {
 
 /// The SHA-256 (hex) of an admin token, as the store keeps it.
 pub fn admin_token_hash(token: &str) -> String {
-    hex(&Sha256::digest(token.as_bytes()))
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 /// Replaces the admin token of the server in `data` with a new one, returned (show it once): the
@@ -322,10 +325,6 @@ pub async fn rotate_admin_token(data: &Path) -> Result<String, ServerError> {
     let config = load_config(&data)?;
     let store = tessera_store::open(&database_url(&data, &config)).await?;
     new_admin_token(&store).await
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn database_url(data: &Path, c: &Config) -> String {
@@ -468,7 +467,7 @@ pub fn private_dir(dir: &Path) -> Result<(), ServerError> {
 fn anchor_files(data: &Path, c: &Config, host: &HostId) -> Result<Vec<PathBuf>, ServerError> {
     let outside = anchor_dir(c)?;
     private_dir(&outside)?;
-    let tag = hex(&Sha256::digest(format!("{}|{host}", data.display()).as_bytes())[..8]);
+    let tag = hex::encode(&Sha256::digest(format!("{}|{host}", data.display()).as_bytes())[..8]);
     Ok(vec![
         data.join("anchor"),
         outside.join(format!("anchor-{tag}")),
@@ -848,11 +847,17 @@ impl Server {
         backoffice: &str,
         activations: &[(String, u32)],
     ) -> Result<usize, ServerError> {
-        let body = serde_json::json!({
-            "server_hostid": self.hostid.to_string(),
-            "server_key": encode_key(&self.key.public()),
-            "activations": activations.iter().map(|(k, n)| serde_json::json!({"key": k, "count": n})).collect::<Vec<_>>(),
-        });
+        let body = ServerActivationRequest {
+            server_hostid: self.hostid.clone(),
+            server_key: encode_key(&self.key.public()),
+            activations: activations
+                .iter()
+                .map(|(key, count)| tessera_core::offline::KeyCount {
+                    key: key.clone(),
+                    count: *count,
+                })
+                .collect(),
+        };
         let resp = reqwest::Client::new()
             .post(format!(
                 "{}/api/v1/activate/server",
@@ -866,21 +871,13 @@ impl Server {
                     "cannot reach the back office at {backoffice}: {e}"
                 ))
             })?;
-        let status = resp.status();
-        let v: serde_json::Value = resp.json().await.unwrap_or_default();
-        if !status.is_success() {
-            return Err(ServerError::BackOffice(format!(
-                "the back office refused: {} ({})",
-                v["detail"].as_str().unwrap_or("no detail"),
-                v["code"].as_str().unwrap_or(status.as_str())
-            )));
-        }
+        let answer: ActivationResult = backoffice_answer(resp, "the back office refused").await?;
         self.store
             .put_setting("server.backoffice_url", backoffice)
             .await?;
         self.install(
-            v["license"].as_str().unwrap_or_default(),
-            v["certificate"].as_str().unwrap_or_default(),
+            &answer.license,
+            answer.certificate.as_deref().unwrap_or_default(),
         )
         .await
     }
@@ -964,7 +961,7 @@ impl Server {
             .map(|l| l.device)
             .collect();
         let report = tessera_core::usage::UsageReportClaims {
-            jti: format!("usage-{}", hex(&id)),
+            jti: format!("usage-{}", hex::encode(id)),
             iat: now,
             server_hostid: self.hostid.clone(),
             certificate,
@@ -995,27 +992,17 @@ impl Server {
             .map_err(|e| {
                 ServerError::BackOffice(format!("cannot reach the back office at {url}: {e}"))
             })?;
-        let status = resp.status();
-        let v: serde_json::Value = resp.json().await.unwrap_or_default();
-        if !status.is_success() {
-            return Err(ServerError::BackOffice(format!(
-                "the back office refused the sync: {} ({})",
-                v["detail"].as_str().unwrap_or("no detail"),
-                v["code"].as_str().unwrap_or(status.as_str())
-            )));
-        }
-        self.install(
-            v["renewal"]["license"].as_str().unwrap_or_default(),
-            v["renewal"]["certificate"].as_str().unwrap_or_default(),
-        )
-        .await?;
+        let outcome: UsageOutcome =
+            backoffice_answer(resp, "the back office refused the sync").await?;
+        let (license, certificate) = outcome.renewal.as_ref().map_or(("", ""), |r| {
+            (
+                r.license.as_str(),
+                r.certificate.as_deref().unwrap_or_default(),
+            )
+        });
+        self.install(license, certificate).await?;
         self.engine.report(true).await;
-        Ok(v["over_use"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|o| o["feature"].as_str().map(String::from))
-            .collect())
+        Ok(outcome.over_use.into_iter().map(|o| o.feature).collect())
     }
 
     /// In a cluster: serves the bundle another member installed (an activation or a renewal), if
@@ -1049,7 +1036,7 @@ impl Server {
         let mut id = [0u8; 12];
         rand::rngs::OsRng.fill_bytes(&mut id);
         tessera_core::offline::RequestClaims {
-            jti: format!("srv-{}", hex(&id)),
+            jti: format!("srv-{}", hex::encode(id)),
             iat: self.clock.now(),
             aud: self.producer.kid().to_string(),
             requester_key: String::new(),
@@ -1179,6 +1166,27 @@ impl Server {
         );
         Ok(n)
     }
+}
+
+/// The back office's answer as `T`; its problem (`refused: DETAIL (CODE)`) as the error.
+async fn backoffice_answer<T: serde::de::DeserializeOwned>(
+    resp: reqwest::Response,
+    refused: &str,
+) -> Result<T, ServerError> {
+    let status = resp.status();
+    let body = resp.bytes().await.unwrap_or_default();
+    if !status.is_success() {
+        let problem = ErrorAnswer::read(status.as_u16(), &body);
+        return Err(ServerError::BackOffice(format!(
+            "{refused}: {}",
+            problem.describe("no detail")
+        )));
+    }
+    serde_json::from_slice(&body).map_err(|e| {
+        ServerError::BackOffice(format!(
+            "the back office's answer is not what this license server reads: {e}"
+        ))
+    })
 }
 
 #[cfg(test)]

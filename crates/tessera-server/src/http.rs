@@ -10,16 +10,15 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
 use tessera_core::capability::CapabilityRequest;
 use tessera_store::ClaimStatus;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::daemon::Server;
 use crate::engine::{Answer, EngineError};
-use crate::openapi::{Answers, Problem};
+use crate::openapi::{Answers, FeatureRecords, Problem, SyncOutcome};
 
 /// Shared state.
 #[derive(Debug)]
@@ -286,15 +285,7 @@ fn lock_lost(reason: &str) -> Response {
     )
 }
 
-/// The answer to a capability request.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct CapabilityAnswer {
-    /// The signed response (JWS compact, `typ` tessera-capability-response+jwt), echoing the nonce.
-    pub response: String,
-    /// The server certificate (armoured): the server's key, signed by the producer. Absent before
-    /// activation, and with a sealed answer (checked with the lease's session key).
-    pub certificate: Option<String>,
-}
+pub use tessera_wire::capability::CapabilityAnswer;
 
 /// The request in a body: JSON (by its content type) that parses as a [`CapabilityRequest`].
 /// Parsed straight from the bytes; only a body that fails is parsed again by axum's extractor,
@@ -352,9 +343,11 @@ fn answer_body(token: &str, certificate_json: Option<&str>) -> Response {
         b
     } else {
         // not a token this server makes; escaped the slow way all the same
-        let certificate: Option<String> =
-            certificate_json.and_then(|c| serde_json::from_str(c).ok());
-        serde_json::json!({"response": token, "certificate": certificate}).to_string()
+        let answer = CapabilityAnswer {
+            response: token.to_string(),
+            certificate: certificate_json.and_then(|c| serde_json::from_str(c).ok()),
+        };
+        serde_json::to_string(&answer).unwrap_or_default()
     };
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
@@ -528,39 +521,7 @@ fn body_problem(status: StatusCode) -> Response {
     }
 }
 
-/// One feature record's state.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct FeatureState {
-    /// Feature.
-    pub name: String,
-    /// Version.
-    pub version: String,
-    /// Count, or null when uncounted.
-    pub count: Option<u32>,
-    /// Overdraft allowance.
-    pub overdraft: u32,
-    /// Seats in use.
-    pub used: u64,
-    /// Metered units consumed.
-    pub consumed: u64,
-    /// Expiry (`permanent` or a date).
-    pub expiry: String,
-    /// Activation (entitlement line) it came from.
-    pub activation_id: Option<String>,
-}
-
-/// The server's state.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Status {
-    /// This server's host id.
-    pub hostid: String,
-    /// Whether a license bundle is installed.
-    pub activated: bool,
-    /// Feature records and their use.
-    pub features: Vec<FeatureState>,
-    /// Leases held.
-    pub leases: usize,
-}
+pub use tessera_wire::admin::{FeatureState, Status};
 
 /// The server's features, use and leases.
 #[utoipa::path(get, path = "/api/v1/admin/status", tag = "admin", security(("token" = [])),
@@ -589,25 +550,7 @@ async fn status(State(s): State<Shared>, _admin: Admin) -> Response {
     .into_response()
 }
 
-/// Activation keys to activate.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ActivateRequest {
-    /// The back office URL.
-    pub backoffice: String,
-    /// Keys and counts.
-    pub activations: Vec<KeyCount>,
-}
-
-/// A key and a count.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct KeyCount {
-    /// Activation key.
-    pub key: String,
-    /// Seats.
-    pub count: u32,
-}
+pub use tessera_wire::admin::{ActivateRequest, KeyCount};
 
 /// Activates keys at the back office and serves the returned bundle.
 #[utoipa::path(post, path = "/api/v1/admin/activate", tag = "admin", security(("token" = [])), request_body = ActivateRequest,
@@ -628,7 +571,10 @@ async fn activate(
         .map(|k| (k.key, k.count))
         .collect();
     match s.server.activate(&req.backoffice, &list).await {
-        Ok(n) => Json(serde_json::json!({"feature_records": n})).into_response(),
+        Ok(n) => Json(FeatureRecords {
+            feature_records: n as u64,
+        })
+        .into_response(),
         Err(e) => problem(StatusCode::BAD_GATEWAY, "backoffice_refused", e.to_string()),
     }
 }
@@ -688,13 +634,7 @@ async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(openapi())
 }
 
-/// Keys and counts for an offline request.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct OfflineRequestBody {
-    /// Keys and counts.
-    pub activations: Vec<KeyCount>,
-}
+pub use tessera_wire::admin::OfflineRequestBody;
 
 /// Writes an offline activation request file (text) to take to the back office.
 #[utoipa::path(post, path = "/api/v1/admin/offline-request", tag = "admin", security(("token" = [])), request_body = OfflineRequestBody,
@@ -737,7 +677,10 @@ async fn offline_apply(
         Err(e) => return body_problem(e.status()),
     };
     match s.server.offline_apply(&body).await {
-        Ok(n) => Json(serde_json::json!({"feature_records": n})).into_response(),
+        Ok(n) => Json(FeatureRecords {
+            feature_records: n as u64,
+        })
+        .into_response(),
         Err(e @ crate::daemon::ServerError::Store(_)) => {
             tracing::warn!(error = %e, "offline response not stored");
             problem(
@@ -870,7 +813,7 @@ async fn periodic_sync(s: Shared) {
         (status = 502, body = Problem, description = "backoffice_refused: the back office refused the report or could not be reached")))]
 async fn sync_now(State(s): State<Shared>, _admin: Admin) -> Response {
     match s.server.sync().await {
-        Ok(over) => Json(serde_json::json!({"over_use": over})).into_response(),
+        Ok(over) => Json(SyncOutcome { over_use: over }).into_response(),
         Err(e) => problem(StatusCode::BAD_GATEWAY, "backoffice_refused", e.to_string()),
     }
 }

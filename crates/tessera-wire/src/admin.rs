@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub struct FeatureState {
     /// The feature's name.
     pub name: String,
-    /// The record's version (the highest version it serves).
+    /// The version the record grants; it serves requests for this version and below.
     pub version: String,
     /// Count, or null when uncounted.
     pub count: Option<u32>,
