@@ -177,7 +177,7 @@ pub enum OutboxError {
     /// The message could not be composed. Nothing was queued.
     #[error("cannot compose the mail: {detail}")]
     InvalidMessage {
-        /// Why.
+        /// Why the message could not be composed.
         detail: String,
     },
 

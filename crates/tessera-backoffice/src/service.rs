@@ -43,13 +43,13 @@ pub enum ServiceError {
     /// Something named does not exist.
     #[error("{what} does not exist")]
     NotFound {
-        /// What.
+        /// What was looked for, e.g. `product cad`.
         what: String,
     },
     /// Something with that id exists already.
     #[error("{what} exists already")]
     Conflict {
-        /// What.
+        /// What exists already, e.g. `product cad`.
         what: String,
     },
     /// A signed document (request file, usage report) did not verify.
@@ -60,7 +60,7 @@ pub enum ServiceError {
     WrongProducer {
         /// The key id the request names.
         aud: String,
-        /// Ours.
+        /// The key id this back office signs with.
         ours: String,
     },
     /// Storage failed.
@@ -125,20 +125,20 @@ pub fn short_id(prefix: &str) -> String {
 /// A product as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ProductView {
-    /// Id.
+    /// The product id (letters, digits, `-`, `_`), as licenses name it.
     pub id: String,
-    /// Name.
+    /// The display name.
     pub name: String,
-    /// Definition.
+    /// Its features, trial and demo terms.
     pub spec: ProductSpec,
 }
 
 /// A customer as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CustomerView {
-    /// Id.
+    /// The customer id (`CUS-…`).
     pub id: String,
-    /// Name.
+    /// The customer's name.
     pub name: String,
     /// E-mail.
     pub email: Option<String>,
@@ -213,11 +213,11 @@ pub struct LineView {
 /// An entitlement with its lines.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct EntitlementView {
-    /// Id.
+    /// The entitlement id (`ENT-…`).
     pub id: String,
     /// Customer id.
     pub customer_id: String,
-    /// Lines.
+    /// Its lines: one activation key each.
     pub lines: Vec<LineView>,
 }
 

@@ -62,7 +62,7 @@ pub enum BackofficeCommand {
     /// Products and their features.
     #[command(subcommand)]
     Product(ProductCommand),
-    /// Customers.
+    /// Customers: add and list the producer's customers.
     #[command(subcommand)]
     Customer(CustomerCommand),
     /// Entitlements (what a customer bought) and their lines.
@@ -114,10 +114,10 @@ pub enum BackofficeCommand {
     Demo {
         #[command(flatten)]
         data: Data,
-        /// Name.
+        /// The name of the person the demo is for.
         #[arg(long)]
         name: String,
-        /// Company.
+        /// Their company.
         #[arg(long, default_value = "")]
         company: String,
         /// E-mail address the key is sent to.
@@ -219,7 +219,7 @@ pub enum CustomerCommand {
     Add {
         #[command(flatten)]
         data: Data,
-        /// Name.
+        /// The customer's name.
         #[arg(long)]
         name: String,
         /// Contact e-mail.

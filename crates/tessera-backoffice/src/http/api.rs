@@ -54,7 +54,7 @@ async fn healthz() -> &'static str {
 pub struct TokenRequest {
     /// User name.
     pub username: String,
-    /// Password.
+    /// The user's password (checked against its argon2id hash).
     pub password: String,
     /// A label for the token.
     #[serde(default)]
@@ -191,7 +191,7 @@ pub struct NewProduct {
     /// Display name.
     #[serde(default)]
     pub name: String,
-    /// Definition.
+    /// The product's features, trial and demo terms (flattened into the product's own fields).
     #[serde(flatten)]
     pub spec: ProductSpec,
 }
@@ -274,7 +274,7 @@ async fn list_customers(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCustomer {
-    /// Name.
+    /// The customer's name, as licenses and lists show it.
     pub name: String,
     /// Contact e-mail.
     #[serde(default)]
@@ -354,7 +354,7 @@ async fn get_entitlement(
     Ok(ApiJson(state.bo.get_entitlement(&id).await?))
 }
 
-/// Paging.
+/// Which page of a list to return: rows to skip and rows to return.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct Paging {
     /// Rows to skip.

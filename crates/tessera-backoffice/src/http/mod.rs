@@ -118,7 +118,7 @@ pub struct AppState {
     pub bo: BackOffice<AnyStore>,
     /// Public-endpoint rate limiting.
     pub limiter: RateLimiter,
-    /// Counters.
+    /// The counters `/metrics` shows.
     pub metrics: Metrics,
     /// Password hashing, a few at a time.
     pub hashing: crate::auth::HashGate,

@@ -42,7 +42,7 @@ impl ApiError {
         self.retry_after
     }
 
-    /// 401.
+    /// 401 `unauthorized`: no valid credentials; `detail` says which are wanted.
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
     }
