@@ -392,10 +392,7 @@ pub async fn create_token<S: BackOfficeStore>(
     }
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
-    let token = format!(
-        "tsr_{}",
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    );
+    let token = format!("tsr_{}", hex::encode(bytes));
     store
         .create_token(TokenRecord {
             hash: token_hash(&token),

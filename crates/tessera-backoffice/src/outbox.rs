@@ -26,7 +26,7 @@ use lettre::message::{Body, Mailbox};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use tessera_core::Clock;
 use tessera_store::{NewOutboxMessage, OutboxKind, OutboxMessage, OutboxStore, StoreError};
 use time::OffsetDateTime;
@@ -177,7 +177,7 @@ pub enum OutboxError {
     /// The message could not be composed. Nothing was queued.
     #[error("cannot compose the mail: {detail}")]
     InvalidMessage {
-        /// Why.
+        /// Why the message could not be composed.
         detail: String,
     },
 
@@ -255,40 +255,18 @@ pub fn next_attempt_at(now: OffsetDateTime, failed_attempts: i64) -> Option<Offs
 /// The value of [`SIGNATURE_HEADER`] for a webhook body: `sha256=` and the lower-case hex
 /// HMAC-SHA256 (RFC 2104) of `body` keyed with `secret`.
 pub fn webhook_signature(secret: &[u8], body: &[u8]) -> String {
-    let mac = hmac_sha256(secret, body);
-    let mut out = String::with_capacity(7 + 64);
-    out.push_str("sha256=");
-    for byte in mac {
-        out.push(hex_digit(byte >> 4));
-        out.push(hex_digit(byte & 0x0f));
-    }
-    out
+    format!("sha256={}", hex::encode(hmac_sha256(secret, body)))
 }
 
-fn hex_digit(nibble: u8) -> char {
-    char::from(b"0123456789abcdef"[usize::from(nibble & 0x0f)])
-}
-
-/// HMAC (RFC 2104) over SHA-256, whose block is 64 bytes.
+/// HMAC (RFC 2104) over SHA-256.
 fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    const BLOCK: usize = 64;
-    let mut block_key = [0_u8; BLOCK];
-    if key.len() > BLOCK {
-        block_key[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block_key[..key.len()].copy_from_slice(key);
-    }
-    let inner_pad = block_key.map(|b| b ^ 0x36);
-    let outer_pad = block_key.map(|b| b ^ 0x5c);
-    let inner = Sha256::new()
-        .chain_update(inner_pad)
-        .chain_update(message)
-        .finalize();
-    Sha256::new()
-        .chain_update(outer_pad)
-        .chain_update(inner)
-        .finalize()
-        .into()
+    use hmac::{Hmac, Mac};
+    // HMAC takes keys of any length: a longer one than a block is hashed first
+    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(key) else {
+        unreachable!("HMAC takes a key of any length")
+    };
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -786,9 +764,7 @@ where
 mod tests {
     use super::*;
 
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
+    use hex::encode as hex;
 
     #[test]
     fn hmac_matches_rfc_4231() {

@@ -43,13 +43,13 @@ pub enum ServiceError {
     /// Something named does not exist.
     #[error("{what} does not exist")]
     NotFound {
-        /// What.
+        /// What was looked for, e.g. `product cad`.
         what: String,
     },
     /// Something with that id exists already.
     #[error("{what} exists already")]
     Conflict {
-        /// What.
+        /// What exists already, e.g. `product cad`.
         what: String,
     },
     /// A signed document (request file, usage report) did not verify.
@@ -60,7 +60,7 @@ pub enum ServiceError {
     WrongProducer {
         /// The key id the request names.
         aud: String,
-        /// Ours.
+        /// The key id this back office signs with.
         ours: String,
     },
     /// Storage failed.
@@ -125,20 +125,20 @@ pub fn short_id(prefix: &str) -> String {
 /// A product as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ProductView {
-    /// Id.
+    /// The product id (letters, digits, `-`, `_`), as licenses name it.
     pub id: String,
-    /// Name.
+    /// The display name.
     pub name: String,
-    /// Definition.
+    /// Its features, trial and demo terms.
     pub spec: ProductSpec,
 }
 
 /// A customer as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CustomerView {
-    /// Id.
+    /// The customer id (`CUS-…`).
     pub id: String,
-    /// Name.
+    /// The customer's name.
     pub name: String,
     /// E-mail.
     pub email: Option<String>,
@@ -213,38 +213,12 @@ pub struct LineView {
 /// An entitlement with its lines.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct EntitlementView {
-    /// Id.
+    /// The entitlement id (`ENT-…`).
     pub id: String,
     /// Customer id.
     pub customer_id: String,
-    /// Lines.
+    /// Its lines: one activation key each.
     pub lines: Vec<LineView>,
-}
-
-/// What an activation answers.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ActivationResult {
-    /// The license file (armoured), bound to the server or device.
-    pub license: String,
-    /// For a license server: its certificate (armoured).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub certificate: Option<String>,
-    /// Expiry of the license (unix seconds), if it expires.
-    pub expires_at: Option<i64>,
-}
-
-/// What starting (or looking up) a trial answers.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct TrialResult {
-    /// When the trial started on this machine (unix seconds): the first start, however often asked.
-    pub started_at: i64,
-    /// When it ends (unix seconds).
-    pub expires_at: i64,
-    /// Features that remain after it ends.
-    pub basic_features: Vec<String>,
-    /// A license for the trial, bound to the PC identifier: every feature until the end of the trial,
-    /// the basic features permanently.
-    pub license: String,
 }
 
 /// What an unlock request answers.
@@ -273,30 +247,7 @@ pub struct DemoResult {
     pub expires_at: i64,
 }
 
-/// One feature used over its entitlement.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct OverUse {
-    /// Feature.
-    pub feature: String,
-    /// Peak use reported.
-    pub peak: u32,
-    /// Seats the server holds.
-    pub licensed: i64,
-    /// Peak overdraft reported.
-    pub overdraft_peak: u32,
-}
-
-/// What a usage report got.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct UsageOutcome {
-    /// False when this report id was received before (it is recorded once).
-    pub recorded: bool,
-    /// Features used over the entitlement.
-    pub over_use: Vec<OverUse>,
-    /// The renewed license bundle and certificate (for a license server; a device renews by
-    /// activating again).
-    pub renewal: Option<ActivationResult>,
-}
+pub use tessera_wire::activation::{ActivationResult, OverUse, TrialResult, UsageOutcome};
 
 /// A usage report as the API lists it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -1983,10 +1934,7 @@ fn strictest(acc: Option<LicensePolicy>, p: &LicensePolicy) -> LicensePolicy {
 
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 fn customer_view(r: CustomerRecord) -> CustomerView {

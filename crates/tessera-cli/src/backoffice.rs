@@ -9,7 +9,6 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use serde_json::Value;
 use tessera_backoffice::daemon;
 use tessera_backoffice::model::{LicenseModel, LinePolicy, ProductFeature, ProductSpec};
 use tessera_backoffice::service::{BackOffice, LineView, NewLine};
@@ -63,7 +62,7 @@ pub enum BackofficeCommand {
     /// Products and their features.
     #[command(subcommand)]
     Product(ProductCommand),
-    /// Customers.
+    /// Customers: add and list the producer's customers.
     #[command(subcommand)]
     Customer(CustomerCommand),
     /// Entitlements (what a customer bought) and their lines.
@@ -115,10 +114,10 @@ pub enum BackofficeCommand {
     Demo {
         #[command(flatten)]
         data: Data,
-        /// Name.
+        /// The name of the person the demo is for.
         #[arg(long)]
         name: String,
-        /// Company.
+        /// Their company.
         #[arg(long, default_value = "")]
         company: String,
         /// E-mail address the key is sent to.
@@ -220,7 +219,7 @@ pub enum CustomerCommand {
     Add {
         #[command(flatten)]
         data: Data,
-        /// Name.
+        /// The customer's name.
         #[arg(long)]
         name: String,
         /// Contact e-mail.
@@ -518,6 +517,30 @@ fn print_line(l: &LineView) {
     }
 }
 
+/// What `init --json` prints.
+#[derive(Serialize)]
+struct InitShown<'a> {
+    admin_user: &'a str,
+    admin_password: &'a str,
+    admin_token: &'a str,
+    kid: &'a str,
+    database: &'a str,
+}
+
+/// One message of the outbox as `outbox list` shows it.
+#[derive(Serialize)]
+struct OutboxRow<'a> {
+    id: i64,
+    kind: &'a str,
+    recipient: &'a str,
+    subject: &'a str,
+    status: &'static str,
+    attempts: i64,
+    last_error: Option<&'a str>,
+    created_at: i64,
+    next_attempt_at: i64,
+}
+
 /// Runs a back-office command.
 pub fn run(cmd: BackofficeCommand) -> Result<()> {
     let rt = runtime()?;
@@ -535,11 +558,15 @@ async fn run_async(cmd: BackofficeCommand) -> Result<()> {
             )
             .await?;
             if data.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"admin_user": report.admin_user, "admin_password": report.admin_password,
-                        "admin_token": report.admin_token, "kid": report.kid, "database": report.database})
-                );
+                let shown = InitShown {
+                    admin_user: &report.admin_user,
+                    admin_password: &report.admin_password,
+                    admin_token: &report.admin_token,
+                    kid: &report.kid,
+                    database: &report.database,
+                };
+                // through a JSON value: the fields in the order the command has always printed
+                println!("{}", serde_json::to_value(shown)?);
             } else {
                 println!("Back office created in {}", data.data.display());
                 println!("  producer key id: {}", report.kid);
@@ -821,37 +848,42 @@ async fn run_async(cmd: BackofficeCommand) -> Result<()> {
                     },
                 )
                 .await?;
-            let rows: Vec<Value> = list
+            let rows: Vec<OutboxRow> = list
                 .iter()
-                .map(|m| {
-                    let status = if m.sent_at.is_some() {
+                .map(|m| OutboxRow {
+                    id: m.id,
+                    kind: m.kind.as_str(),
+                    recipient: &m.recipient,
+                    subject: &m.subject,
+                    status: if m.sent_at.is_some() {
                         "sent"
                     } else if m.given_up_at.is_some() {
                         "given up"
                     } else {
                         "pending"
-                    };
-                    serde_json::json!({"id": m.id, "kind": m.kind.as_str(), "recipient": m.recipient,
-                        "subject": m.subject, "status": status, "attempts": m.attempts,
-                        "last_error": m.last_error, "created_at": m.created_at.unix_timestamp(),
-                        "next_attempt_at": m.next_attempt_at.unix_timestamp()})
+                    },
+                    attempts: m.attempts,
+                    last_error: m.last_error.as_deref(),
+                    created_at: m.created_at.unix_timestamp(),
+                    next_attempt_at: m.next_attempt_at.unix_timestamp(),
                 })
                 .collect();
-            show(data.json, &rows, |rows| {
+            // through a JSON value: the fields in the order the command has always printed
+            let json = serde_json::to_value(&rows)?;
+            show(data.json, &json, |_| {
                 if rows.is_empty() {
                     println!("the outbox is empty");
                 }
-                for r in rows {
+                for r in &rows {
                     println!(
                         "#{} {} to {} \"{}\": {} after {} attempt(s){}",
-                        r["id"],
-                        r["kind"].as_str().unwrap_or(""),
-                        r["recipient"].as_str().unwrap_or(""),
-                        r["subject"].as_str().unwrap_or(""),
-                        r["status"].as_str().unwrap_or(""),
-                        r["attempts"],
-                        r["last_error"]
-                            .as_str()
+                        r.id,
+                        r.kind,
+                        r.recipient,
+                        r.subject,
+                        r.status,
+                        r.attempts,
+                        r.last_error
                             .map(|e| format!(" (last error: {e})"))
                             .unwrap_or_default()
                     );

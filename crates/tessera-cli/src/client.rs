@@ -9,6 +9,10 @@ use tessera_core::offline::{RequestBody, RequestClaims, ResponseClaims};
 use tessera_core::unlock::{UnlockCode, UnlockPublicKey};
 use tessera_core::{ActivationKey, Clock, Keyring, License, PcId, SigningKey};
 use tessera_host::SystemClock;
+use tessera_wire::activation::{
+    ActivationResult, DeviceActivationRequest, TrialRequest, TrialResult,
+};
+use tessera_wire::ErrorAnswer;
 
 use crate::commands::load_public_key;
 use crate::fsutil::{read_text, write_atomic};
@@ -272,30 +276,32 @@ fn with_ca(
     }
 }
 
-async fn post_json(
+/// Posts `body` to the back office at `path`; reads its answer as `T`, or its problem as the
+/// error.
+async fn post_json<T: serde::de::DeserializeOwned>(
     url: &str,
     path: &str,
-    body: serde_json::Value,
+    body: &impl serde::Serialize,
     ca_cert: Option<&Path>,
-) -> Result<serde_json::Value> {
+) -> Result<T> {
     let resp = http_client(ca_cert)?
         .post(format!("{}{path}", url.trim_end_matches('/')))
-        .json(&body)
+        .json(body)
         .send()
         .await
         .with_context(|| format!("cannot reach the back office at {url}"))?;
     let status = resp.status();
-    let v: serde_json::Value = resp.json().await.unwrap_or_default();
+    let bytes = resp.bytes().await.unwrap_or_default();
     if !status.is_success() {
         bail!(
-            "{} ({})",
-            v["detail"]
-                .as_str()
-                .unwrap_or("the back office refused the request"),
-            v["code"].as_str().unwrap_or(status.as_str())
+            "{}",
+            ErrorAnswer::read(status.as_u16(), &bytes)
+                .describe("the back office refused the request")
         );
     }
-    Ok(v)
+    serde_json::from_slice(&bytes).with_context(|| {
+        format!("the back office's answer to {path} is not what this version of tessera reads")
+    })
 }
 
 fn check_and_write(license: &str, producer_key: &Path, out: &Path) -> Result<(), Failure> {
@@ -351,17 +357,20 @@ async fn run_async(cmd: ClientCommand) -> Result<(), Failure> {
         } => {
             ActivationKey::parse(&key).map_err(|e| anyhow!("--key: {e}"))?;
             let pc = this_pc(&product)?;
-            let v = post_json(
+            let request = DeviceActivationRequest {
+                key,
+                pc_id: pc.to_string(),
+                product: Some(product),
+                device_key: None,
+            };
+            let v: ActivationResult = post_json(
                 &url,
                 "/api/v1/activate/device",
-                serde_json::json!({"key": key, "pc_id": pc.to_string(), "product": product}),
+                &request,
                 ca_cert.as_deref(),
             )
             .await?;
-            let license = v["license"]
-                .as_str()
-                .ok_or_else(|| anyhow!("the answer holds no license"))?;
-            check_and_write(license, &producer_key, &out)
+            check_and_write(&v.license, &producer_key, &out)
         }
         ClientCommand::OfflineRequest {
             key,
@@ -594,24 +603,22 @@ async fn run_async(cmd: ClientCommand) -> Result<(), Failure> {
             out,
         } => {
             let pc = this_pc(&product)?;
-            let v = post_json(
-                &url,
-                "/api/v1/trials",
-                serde_json::json!({"product": product, "pc_id": pc.to_string()}),
-                ca_cert.as_deref(),
-            )
-            .await?;
-            let ends = v["expires_at"].as_i64().unwrap_or(0);
-            let ends = tessera_core::time::OffsetDateTime::from_unix_timestamp(ends)
+            let request = TrialRequest {
+                product: product.clone(),
+                pc_id: pc.to_string(),
+            };
+            let v: TrialResult =
+                post_json(&url, "/api/v1/trials", &request, ca_cert.as_deref()).await?;
+            let ends = tessera_core::time::OffsetDateTime::from_unix_timestamp(v.expires_at)
                 .map(tessera_core::time_fmt::display_date)
                 .unwrap_or_default();
             println!("trial of {product} on this computer ends {ends}");
-            match v["license"].as_str() {
-                Some(l) if !l.is_empty() => check_and_write(l, &producer_key, &out),
-                _ => Err(Failure::Invalid(format!(
+            if v.license.is_empty() {
+                return Err(Failure::Invalid(format!(
                     "the trial of {product} on this computer has ended"
-                ))),
+                )));
             }
+            check_and_write(&v.license, &producer_key, &out)
         }
     }
 }

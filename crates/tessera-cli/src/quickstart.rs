@@ -30,7 +30,7 @@ struct Made {
     server_token: String,
 }
 
-/// Options.
+/// How `tessera quickstart` runs: where the two services listen, and whether they keep serving.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Back office listen address.

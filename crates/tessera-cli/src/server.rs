@@ -5,8 +5,13 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Subcommand;
+use serde::de::DeserializeOwned;
 use tessera_host::SystemClock;
 use tessera_server::http;
+use tessera_wire::admin::{
+    ActivateRequest, FeatureRecords, KeyCount, OfflineRequestBody, Status, SyncOutcome,
+};
+use tessera_wire::ErrorAnswer;
 
 #[derive(Debug, Subcommand)]
 pub enum ServerCommand {
@@ -188,7 +193,7 @@ pub enum OfflineCommand {
     },
 }
 
-fn key_counts(keys: &[String]) -> Result<Vec<serde_json::Value>> {
+fn key_counts(keys: &[String]) -> Result<Vec<KeyCount>> {
     keys.iter()
         .map(|k| {
             let (key, count) = k
@@ -197,7 +202,10 @@ fn key_counts(keys: &[String]) -> Result<Vec<serde_json::Value>> {
             let count: u32 = count
                 .parse()
                 .map_err(|_| anyhow!("--key {k}: the count must be a whole number"))?;
-            Ok(serde_json::json!({"key": key, "count": count}))
+            Ok(KeyCount {
+                key: key.to_string(),
+                count,
+            })
         })
         .collect()
 }
@@ -213,9 +221,21 @@ pub fn run(cmd: ServerCommand) -> Result<()> {
 
 /// What an admin request sends.
 enum Body {
+    /// A GET.
     None,
+    /// A POST without a body.
+    Empty,
+    /// A POST of a wire type as JSON.
     Json(serde_json::Value),
+    /// A POST of a text document.
     Text(String),
+}
+
+impl Body {
+    /// A POST of `value` as JSON.
+    fn json(value: &impl serde::Serialize) -> Result<Body> {
+        Ok(Body::Json(serde_json::to_value(value)?))
+    }
 }
 
 /// Calls the running server's admin API; returns the answer's text, or the problem's detail and
@@ -231,6 +251,7 @@ async fn admin_request(
     let url = format!("{}{path}", server.trim_end_matches('/'));
     let req = match body {
         Body::None => client.get(&url),
+        Body::Empty => client.post(&url),
         Body::Json(b) => client.post(&url).json(&b),
         Body::Text(t) => client.post(&url).body(t),
     };
@@ -242,26 +263,32 @@ async fn admin_request(
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     if !status.is_success() {
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
         bail!(
-            "{} ({})",
-            v["detail"].as_str().unwrap_or("the license server refused"),
-            v["code"].as_str().unwrap_or(status.as_str())
+            "{}",
+            ErrorAnswer::read(status.as_u16(), text.as_bytes())
+                .describe("the license server refused")
         );
     }
     Ok(text)
 }
 
-async fn admin_call(
+/// Calls the running server's admin API; reads its answer as `T`.
+async fn admin_call<T: DeserializeOwned>(
     server: &str,
     token: &str,
     ca_cert: Option<&std::path::Path>,
     path: &str,
-    body: Option<serde_json::Value>,
-) -> Result<serde_json::Value> {
-    let body = body.map_or(Body::None, Body::Json);
+    body: Body,
+) -> Result<T> {
     let text = admin_request(server, token, ca_cert, path, body).await?;
-    Ok(serde_json::from_str(&text).unwrap_or_default())
+    parse_answer(path, &text)
+}
+
+/// The admin API's answer to `path` as `T`.
+fn parse_answer<T: DeserializeOwned>(path: &str, text: &str) -> Result<T> {
+    serde_json::from_str(text).with_context(|| {
+        format!("the license server's answer to {path} is not what this version of tessera reads")
+    })
 }
 
 async fn run_async(cmd: ServerCommand) -> Result<()> {
@@ -408,12 +435,7 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
             if let Some(out) = request_out {
                 let list = key_counts(&keys)?
                     .into_iter()
-                    .map(|v| {
-                        (
-                            v["key"].as_str().unwrap_or_default().to_string(),
-                            u32::try_from(v["count"].as_u64().unwrap_or(0)).unwrap_or(0),
-                        )
-                    })
+                    .map(|k| (k.key, k.count))
                     .collect::<Vec<_>>();
                 let text = server.offline_request(&list)?;
                 std::fs::write(&out, text)
@@ -467,18 +489,21 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
             backoffice,
             keys,
         } => {
-            let activations = key_counts(&keys)?;
-            let v = admin_call(
+            let request = ActivateRequest {
+                backoffice,
+                activations: key_counts(&keys)?,
+            };
+            let v: FeatureRecords = admin_call(
                 &server,
                 &token,
                 ca_cert.as_deref(),
                 "/api/v1/admin/activate",
-                Some(serde_json::json!({"backoffice": backoffice, "activations": activations})),
+                Body::json(&request)?,
             )
             .await?;
             println!(
                 "activated: the server now serves {} feature record(s)",
-                v["feature_records"]
+                v.feature_records
             );
             Ok(())
         }
@@ -489,7 +514,9 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
             keys,
             out,
         }) => {
-            let body = Body::Json(serde_json::json!({"activations": key_counts(&keys)?}));
+            let body = Body::json(&OfflineRequestBody {
+                activations: key_counts(&keys)?,
+            })?;
             let text = admin_request(
                 &server,
                 &token,
@@ -521,10 +548,10 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
                 Body::Text(text),
             )
             .await?;
-            let v: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
+            let v: FeatureRecords = parse_answer("/api/v1/admin/offline-apply", &answer)?;
             println!(
                 "applied: the server now serves {} feature record(s)",
-                v["feature_records"]
+                v.feature_records
             );
             Ok(())
         }
@@ -533,20 +560,15 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
             token,
             ca_cert,
         } => {
-            let v = admin_call(
+            let v: SyncOutcome = admin_call(
                 &server,
                 &token,
                 ca_cert.as_deref(),
                 "/api/v1/admin/sync",
-                Some(serde_json::json!({})),
+                Body::Empty,
             )
             .await?;
-            let over: Vec<String> = v["over_use"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|f| f.as_str().map(String::from))
-                .collect();
+            let over = v.over_use;
             if over.is_empty() {
                 println!("synced: usage reported, licenses renewed");
             } else {
@@ -563,40 +585,37 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
             ca_cert,
             json,
         } => {
-            let v = admin_call(
+            let v: Status = admin_call(
                 &server,
                 &token,
                 ca_cert.as_deref(),
                 "/api/v1/admin/status",
-                None,
+                Body::None,
             )
             .await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                // through a JSON value: the fields in the order the command has always printed
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::to_value(&v)?)?
+                );
                 return Ok(());
             }
             println!(
                 "license server {} ({}), {} lease(s) held",
-                v["hostid"].as_str().unwrap_or("?"),
-                if v["activated"] == true {
+                v.hostid,
+                if v.activated {
                     "activated"
                 } else {
                     "not activated"
                 },
-                v["leases"]
+                v.leases
             );
-            for f in v["features"].as_array().into_iter().flatten() {
-                let count = f["count"]
-                    .as_u64()
-                    .map_or("uncounted".to_string(), |c| c.to_string());
+            for f in &v.features {
+                let count = f.count.map_or("uncounted".to_string(), |c| c.to_string());
                 println!(
                     "  {} {}  {} used of {} (+{} overdraft)  expires {}",
-                    f["name"].as_str().unwrap_or("?"),
-                    f["version"].as_str().unwrap_or("?"),
-                    f["used"],
-                    count,
-                    f["overdraft"],
-                    f["expiry"].as_str().unwrap_or("?")
+                    f.name, f.version, f.used, count, f.overdraft, f.expiry
                 );
             }
             Ok(())

@@ -77,11 +77,7 @@ pub struct KeyHash([u8; 32]);
 impl KeyHash {
     /// Lower-case hex, 64 characters.
     pub fn to_hex(&self) -> String {
-        let mut s = String::with_capacity(64);
-        for b in self.0 {
-            s.push_str(&format!("{b:02x}"));
-        }
-        s
+        hex::encode(self.0)
     }
 
     /// Parses 64 hex characters, as written by [`KeyHash::to_hex`].

@@ -437,11 +437,7 @@ impl UnlockPublicKey {
     }
 
     fn short(&self) -> String {
-        self.bytes
-            .iter()
-            .take(8)
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        hex::encode(&self.bytes[..8])
     }
 }
 

@@ -41,8 +41,3 @@ pub use link::LinkError;
 pub use server::{init, open, open_for_rebind, serve_on, serve_tls_on, ServedCertificate, Server};
 pub use token::rotate_admin_token;
 pub use trust::accept_storage;
-
-/// Lower-case hex of some bytes.
-pub(crate) fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}

@@ -6,10 +6,11 @@ use tessera_core::certificate::ServerCertificateClaims;
 use tessera_core::offline::encode_key;
 use tessera_core::{Keyring, License, VerifyError};
 use tessera_store::MetaStore;
+use tessera_wire::activation::{ActivationResult, ServerActivationRequest, UsageOutcome};
+use tessera_wire::ErrorAnswer;
 
 use crate::bundle::{apply_borrow_policy, bundle_records};
 use crate::error::ServerError;
-use crate::hex;
 use crate::server::{ServedCertificate, Server};
 
 /// Why an exchange with the back office failed, or why what it sent is refused.
@@ -40,6 +41,9 @@ pub enum LinkError {
         /// Its problem's code (or the HTTP status).
         code: String,
     },
+    /// The back office answered with a body this server cannot read.
+    #[error("{0}")]
+    UnreadableAnswer(String),
     /// A sync needs the back office's address, known only from an online activation.
     #[error("this server was never activated online: activate it, or renew with offline files")]
     NeverActivatedOnline,
@@ -87,11 +91,17 @@ impl Server {
         backoffice: &str,
         activations: &[(String, u32)],
     ) -> Result<usize, ServerError> {
-        let body = serde_json::json!({
-            "server_hostid": self.hostid.to_string(),
-            "server_key": encode_key(&self.key.public()),
-            "activations": activations.iter().map(|(k, n)| serde_json::json!({"key": k, "count": n})).collect::<Vec<_>>(),
-        });
+        let body = ServerActivationRequest {
+            server_hostid: self.hostid.clone(),
+            server_key: encode_key(&self.key.public()),
+            activations: activations
+                .iter()
+                .map(|(key, count)| tessera_core::offline::KeyCount {
+                    key: key.clone(),
+                    count: *count,
+                })
+                .collect(),
+        };
         let resp = reqwest::Client::new()
             .post(format!(
                 "{}/api/v1/activate/server",
@@ -104,21 +114,16 @@ impl Server {
                 url: backoffice.to_string(),
                 source: e,
             })?;
-        let status = resp.status();
-        let v: serde_json::Value = resp.json().await.unwrap_or_default();
-        if !status.is_success() {
-            return Err(LinkError::ActivationRefused {
-                detail: v["detail"].as_str().unwrap_or("no detail").to_string(),
-                code: v["code"].as_str().unwrap_or(status.as_str()).to_string(),
-            }
-            .into());
-        }
+        let answer: ActivationResult = backoffice_answer(resp, |detail, code| {
+            LinkError::ActivationRefused { detail, code }
+        })
+        .await?;
         self.store
             .put_setting("server.backoffice_url", backoffice)
             .await?;
         self.install(
-            v["license"].as_str().unwrap_or_default(),
-            v["certificate"].as_str().unwrap_or_default(),
+            &answer.license,
+            answer.certificate.as_deref().unwrap_or_default(),
         )
         .await
     }
@@ -150,7 +155,7 @@ impl Server {
             .map(|l| l.device)
             .collect();
         let report = tessera_core::usage::UsageReportClaims {
-            jti: format!("usage-{}", hex(&id)),
+            jti: format!("usage-{}", hex::encode(id)),
             iat: now,
             server_hostid: self.hostid.clone(),
             certificate,
@@ -181,27 +186,17 @@ impl Server {
                 url: url.clone(),
                 source: e,
             })?;
-        let status = resp.status();
-        let v: serde_json::Value = resp.json().await.unwrap_or_default();
-        if !status.is_success() {
-            return Err(LinkError::SyncRefused {
-                detail: v["detail"].as_str().unwrap_or("no detail").to_string(),
-                code: v["code"].as_str().unwrap_or(status.as_str()).to_string(),
-            }
-            .into());
-        }
-        self.install(
-            v["renewal"]["license"].as_str().unwrap_or_default(),
-            v["renewal"]["certificate"].as_str().unwrap_or_default(),
-        )
-        .await?;
+        let outcome: UsageOutcome =
+            backoffice_answer(resp, |detail, code| LinkError::SyncRefused { detail, code }).await?;
+        let (license, certificate) = outcome.renewal.as_ref().map_or(("", ""), |r| {
+            (
+                r.license.as_str(),
+                r.certificate.as_deref().unwrap_or_default(),
+            )
+        });
+        self.install(license, certificate).await?;
         self.engine.report(true).await;
-        Ok(v["over_use"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|o| o["feature"].as_str().map(String::from))
-            .collect())
+        Ok(outcome.over_use.into_iter().map(|o| o.feature).collect())
     }
 
     /// In a cluster: serves the bundle another member installed (an activation or a renewal), if
@@ -235,7 +230,7 @@ impl Server {
         let mut id = [0u8; 12];
         rand::rngs::OsRng.fill_bytes(&mut id);
         tessera_core::offline::RequestClaims {
-            jti: format!("srv-{}", hex(&id)),
+            jti: format!("srv-{}", hex::encode(id)),
             iat: self.clock.now(),
             aud: self.producer.kid().to_string(),
             requester_key: String::new(),
@@ -354,4 +349,27 @@ impl Server {
         );
         Ok(n)
     }
+}
+
+/// The back office's answer as `T`; its problem, refused, as the error `refused(detail, code)`.
+async fn backoffice_answer<T: serde::de::DeserializeOwned>(
+    resp: reqwest::Response,
+    refused: impl FnOnce(String, String) -> LinkError,
+) -> Result<T, ServerError> {
+    let status = resp.status();
+    let body = resp.bytes().await.unwrap_or_default();
+    if !status.is_success() {
+        let problem = ErrorAnswer::read(status.as_u16(), &body);
+        return Err(refused(
+            problem.detail_or("no detail").to_string(),
+            problem.code_or_status(),
+        )
+        .into());
+    }
+    serde_json::from_slice(&body).map_err(|e| {
+        LinkError::UnreadableAnswer(format!(
+            "the back office's answer is not what this license server reads: {e}"
+        ))
+        .into()
+    })
 }

@@ -9,21 +9,8 @@ use utoipa::openapi::path::Operation;
 use utoipa::openapi::{ContentBuilder, Ref, RefOr};
 use utoipa::ToSchema;
 
-/// The body of every error answer (RFC 9457 `application/problem+json`).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Problem {
-    /// `urn:tessera:problem:<code>`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// A short summary for the status.
-    pub title: String,
-    /// The HTTP status.
-    pub status: u16,
-    /// What went wrong, for people.
-    pub detail: String,
-    /// What went wrong, for programs: stable across versions.
-    pub code: String,
-}
+/// The body of every error answer: the wire type, shared with every caller.
+pub use tessera_wire::Problem;
 
 /// What the client asks for (`tessera_core::capability::Operation`).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
@@ -118,19 +105,7 @@ pub struct CapabilityRequestDoc {
     pub signed: bool,
 }
 
-/// The number of feature records served after an activation.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct FeatureRecords {
-    /// Feature records now served.
-    pub feature_records: u64,
-}
-
-/// What a sync found.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct SyncOutcome {
-    /// Features used beyond their entitlement, as the back office reported them.
-    pub over_use: Vec<String>,
-}
+pub use tessera_wire::admin::{FeatureRecords, SyncOutcome};
 
 /// An OpenAPI 3.1 document.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -224,6 +224,7 @@ async fn open_as(data: &Path, clock: Arc<dyn Clock>, rebind: bool) -> Result<Ser
             "the leases in the store were changed outside the license server (their digest is {found}, the server stored {stored}): refusing to serve, since seats freed by hand would be granted twice. Restore the latest backup of the store, or accept the leases as they are now with `tessera server accept-storage --data {}`",
             data.display()
         )),
+        e => ServerError::EditedStorage(e.to_string()),
     })?;
     apply_borrow_policy(&engine, &config, license.as_deref(), &producer, &host, now);
     Ok(Server {

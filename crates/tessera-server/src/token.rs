@@ -9,7 +9,6 @@ use tessera_store::{AnyStore, MetaStore};
 
 use crate::config::{database_url, load_config};
 use crate::error::{file_err, ServerError};
-use crate::hex;
 
 /// The setting that holds the SHA-256 (hex) of the admin token. The running server reads it at
 /// every admin request, so a rotation takes effect at once, on every member of a cluster.
@@ -19,7 +18,7 @@ pub const ADMIN_TOKEN_SETTING: &str = "server.admin_token_sha256";
 pub(crate) async fn new_admin_token(store: &AnyStore) -> Result<String, ServerError> {
     let mut token_bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut token_bytes);
-    let token = format!("tss_{}", hex(&token_bytes));
+    let token = format!("tss_{}", hex::encode(token_bytes));
     store
         .put_setting(ADMIN_TOKEN_SETTING, &admin_token_hash(&token))
         .await?;
@@ -28,7 +27,7 @@ pub(crate) async fn new_admin_token(store: &AnyStore) -> Result<String, ServerEr
 
 /// The SHA-256 (hex) of an admin token, as the store keeps it.
 pub fn admin_token_hash(token: &str) -> String {
-    hex(&Sha256::digest(token.as_bytes()))
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 /// Replaces the admin token of the server in `data` with a new one, returned (show it once): the

@@ -13,7 +13,6 @@ use tessera_store::{AnyStore, MetaStore};
 use crate::config::{database_url, load_config, Config};
 use crate::engine::InstanceId;
 use crate::error::{file_err, write, ServerError};
-use crate::hex;
 use crate::server::Server;
 
 /// The private state directory that holds the outside copy of the anchor: `anchor_dir`, else
@@ -81,7 +80,7 @@ pub fn private_dir(dir: &Path) -> Result<(), ServerError> {
 fn anchor_files(data: &Path, c: &Config, host: &HostId) -> Result<Vec<PathBuf>, ServerError> {
     let outside = anchor_dir(c)?;
     private_dir(&outside)?;
-    let tag = hex(&Sha256::digest(format!("{}|{host}", data.display()).as_bytes())[..8]);
+    let tag = hex::encode(&Sha256::digest(format!("{}|{host}", data.display()).as_bytes())[..8]);
     Ok(vec![
         data.join("anchor"),
         outside.join(format!("anchor-{tag}")),

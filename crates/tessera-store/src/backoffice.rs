@@ -33,9 +33,9 @@ pub struct ProductRecord {
 /// A customer of the producer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustomerRecord {
-    /// Id.
+    /// The customer id (`CUS-…`).
     pub id: String,
-    /// Name.
+    /// The customer's name.
     pub name: String,
     /// Contact address.
     pub email: Option<String>,
@@ -59,7 +59,7 @@ pub struct EntitlementRecord {
 /// One line of an entitlement: an activation key, a product, a policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineRecord {
-    /// Id.
+    /// The line id (`LIN-…`).
     pub id: String,
     /// The entitlement it belongs to.
     pub entitlement_id: String,
@@ -80,7 +80,7 @@ pub struct LineRecord {
 /// One activation of a line by a target (a license server or a device).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActivationRecord {
-    /// Id.
+    /// The activation's id.
     pub id: String,
     /// The line.
     pub line_id: String,

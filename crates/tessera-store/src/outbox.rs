@@ -125,7 +125,7 @@ impl OutboxMessage {
 pub enum OutboxFilter {
     /// Neither sent nor given up (including those whose earlier attempts failed).
     Pending,
-    /// Delivered.
+    /// Delivered: sent successfully once.
     Sent,
     /// Given up: not delivered and not to be attempted again.
     Failed,

@@ -4,8 +4,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use tessera_core::offline::KeyCount;
-use tessera_core::HostId;
 use tessera_store::Page;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -56,7 +54,7 @@ async fn healthz() -> &'static str {
 pub struct TokenRequest {
     /// User name.
     pub username: String,
-    /// Password.
+    /// The user's password (checked against its argon2id hash).
     pub password: String,
     /// A label for the token.
     #[serde(default)]
@@ -193,7 +191,7 @@ pub struct NewProduct {
     /// Display name.
     #[serde(default)]
     pub name: String,
-    /// Definition.
+    /// The product's features, trial and demo terms (flattened into the product's own fields).
     #[serde(flatten)]
     pub spec: ProductSpec,
 }
@@ -276,7 +274,7 @@ async fn list_customers(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCustomer {
-    /// Name.
+    /// The customer's name, as licenses and lists show it.
     pub name: String,
     /// Contact e-mail.
     #[serde(default)]
@@ -356,7 +354,7 @@ async fn get_entitlement(
     Ok(ApiJson(state.bo.get_entitlement(&id).await?))
 }
 
-/// Paging.
+/// Which page of a list to return: rows to skip and rows to return.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct Paging {
     /// Rows to skip.
@@ -433,29 +431,9 @@ async fn rehost_key(
     Ok(ApiJson(RehostResponse { released, line }))
 }
 
-/// A license server's activation request.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ServerActivationRequest {
-    /// The server's host id, `KIND=VALUE`.
-    #[schema(value_type = String, example = "ethernet=0050569a3b01")]
-    pub server_hostid: HostId,
-    /// The server's Ed25519 public key: base64url of its 32 bytes, or SPKI PEM.
-    pub server_key: String,
-    /// Activation keys and counts.
-    #[schema(value_type = Vec<KeyCountDoc>)]
-    pub activations: Vec<KeyCount>,
-}
-
-/// One activation key with the count wanted from it (`tessera_core::offline::KeyCount`).
-#[derive(Debug, ToSchema)]
-#[schema(as = KeyCount)]
-pub struct KeyCountDoc {
-    /// The activation key as typed.
-    pub key: String,
-    /// How many seats to activate.
-    pub count: u32,
-}
+pub use tessera_wire::activation::{
+    DeviceActivationRequest, KeyCountDoc, ServerActivationRequest, TrialRequest,
+};
 
 /// Activates one or more activation keys with counts into a license server; answers with the
 /// server's license bundle and certificate.
@@ -478,23 +456,6 @@ async fn activate_server(
             .activate_server(&req.server_hostid, &req.server_key, &req.activations)
             .await?,
     ))
-}
-
-/// A device's activation request.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DeviceActivationRequest {
-    /// The node-locked activation key.
-    pub key: String,
-    /// The device's PC identifier for the product.
-    pub pc_id: String,
-    /// The product the application is.
-    #[serde(default)]
-    pub product: Option<String>,
-    /// The device's Ed25519 public key (base64url or SPKI PEM), with which it will sign usage
-    /// reports.
-    #[serde(default)]
-    pub device_key: Option<String>,
 }
 
 /// Activates a node-locked key on a device (idempotent for the same device; another device is
@@ -562,16 +523,6 @@ async fn unlock(
 ) -> Result<ApiJson<UnlockResult>, ApiError> {
     check_rate(&state, ip)?;
     Ok(ApiJson(state.bo.unlock(&req.key, &req.pc_id).await?))
-}
-
-/// A trial registration.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TrialRequest {
-    /// The product.
-    pub product: String,
-    /// The machine's PC identifier for the product.
-    pub pc_id: String,
 }
 
 /// Registers a trial (or returns the one already registered: a reinstall does not restart it).

@@ -118,7 +118,7 @@ pub struct AppState {
     pub bo: BackOffice<AnyStore>,
     /// Public-endpoint rate limiting.
     pub limiter: RateLimiter,
-    /// Counters.
+    /// The counters `/metrics` shows.
     pub metrics: Metrics,
     /// Password hashing, a few at a time.
     pub hashing: crate::auth::HashGate,
@@ -261,10 +261,7 @@ pub fn check_rate(state: &AppState, ip: ClientIp) -> Result<(), ApiError> {
 
 /// SHA-256 hex of an API token: what the store keeps.
 pub fn token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 /// The user an `Authorization: Bearer` token acts as.

@@ -63,9 +63,9 @@ async fn demo_page(State(state): State<Shared>) -> Response {
 /// The demo form.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct DemoForm {
-    /// Name.
+    /// The name of the person asking for a demo.
     pub name: String,
-    /// Company.
+    /// The company they ask for (may be empty).
     #[serde(default)]
     pub company: String,
     /// E-mail.

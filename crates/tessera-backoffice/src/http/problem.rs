@@ -4,26 +4,12 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use serde::Serialize;
 
 use crate::service::ServiceError;
 
-/// The body of every error answer.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Problem {
-    /// `urn:tessera:problem:<code>`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// A short summary for the status.
-    pub title: String,
-    /// The HTTP status.
-    pub status: u16,
-    /// What went wrong, for people.
-    pub detail: String,
-    /// What went wrong, for programs: stable across versions.
-    pub code: String,
-}
+/// The body of every error answer: the wire type, shared with every caller.
+pub use tessera_wire::Problem;
 
 /// An error answer.
 #[derive(Debug)]
@@ -56,7 +42,7 @@ impl ApiError {
         self.retry_after
     }
 
-    /// 401.
+    /// 401 `unauthorized`: no valid credentials; `detail` says which are wanted.
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
     }
@@ -184,17 +170,12 @@ impl From<ServiceError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Problem {
-            kind: format!("urn:tessera:problem:{}", self.code),
-            title: self
-                .status
-                .canonical_reason()
-                .unwrap_or("Error")
-                .to_string(),
-            status: self.status.as_u16(),
-            detail: self.detail,
-            code: self.code,
-        };
+        let body = Problem::new(
+            self.status.as_u16(),
+            self.status.canonical_reason().unwrap_or("Error"),
+            &self.code,
+            self.detail,
+        );
         let json = serde_json::to_vec(&body).unwrap_or_default();
         let mut resp = (self.status, json).into_response();
         resp.headers_mut().insert(

@@ -6,11 +6,9 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use super::{body_problem, json_problem, problem, AppState, Failure, Shared};
-use crate::openapi::Problem;
+use crate::openapi::{FeatureRecords, Problem, SyncOutcome};
 
 /// Whether the request carries the admin token. The token's hash is read from the store at each
 /// admin request, so `tessera server token rotate` takes effect at once (on every member of a
@@ -69,39 +67,7 @@ impl axum::extract::FromRequestParts<Shared> for Admin {
     }
 }
 
-/// One feature record's state.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct FeatureState {
-    /// Feature.
-    pub name: String,
-    /// Version.
-    pub version: String,
-    /// Count, or null when uncounted.
-    pub count: Option<u32>,
-    /// Overdraft allowance.
-    pub overdraft: u32,
-    /// Seats in use.
-    pub used: u64,
-    /// Metered units consumed.
-    pub consumed: u64,
-    /// Expiry (`permanent` or a date).
-    pub expiry: String,
-    /// Activation (entitlement line) it came from.
-    pub activation_id: Option<String>,
-}
-
-/// The server's state.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Status {
-    /// This server's host id.
-    pub hostid: String,
-    /// Whether a license bundle is installed.
-    pub activated: bool,
-    /// Feature records and their use.
-    pub features: Vec<FeatureState>,
-    /// Leases held.
-    pub leases: usize,
-}
+pub use tessera_wire::admin::{FeatureState, Status};
 
 /// The server's features, use and leases.
 #[utoipa::path(get, path = "/api/v1/admin/status", tag = "admin", security(("token" = [])),
@@ -130,25 +96,7 @@ pub(crate) async fn status(State(s): State<Shared>, _admin: Admin) -> Response {
     .into_response()
 }
 
-/// Activation keys to activate.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ActivateRequest {
-    /// The back office URL.
-    pub backoffice: String,
-    /// Keys and counts.
-    pub activations: Vec<KeyCount>,
-}
-
-/// A key and a count.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct KeyCount {
-    /// Activation key.
-    pub key: String,
-    /// Seats.
-    pub count: u32,
-}
+pub use tessera_wire::admin::{ActivateRequest, KeyCount};
 
 /// Activates keys at the back office and serves the returned bundle.
 #[utoipa::path(post, path = "/api/v1/admin/activate", tag = "admin", security(("token" = [])), request_body = ActivateRequest,
@@ -169,7 +117,10 @@ pub(crate) async fn activate(
         .map(|k| (k.key, k.count))
         .collect();
     match s.server.activate(&req.backoffice, &list).await {
-        Ok(n) => Json(serde_json::json!({"feature_records": n})).into_response(),
+        Ok(n) => Json(FeatureRecords {
+            feature_records: n as u64,
+        })
+        .into_response(),
         Err(e) => Failure::server(
             e,
             (StatusCode::BAD_GATEWAY, "backoffice_refused"),
@@ -179,13 +130,7 @@ pub(crate) async fn activate(
     }
 }
 
-/// Keys and counts for an offline request.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct OfflineRequestBody {
-    /// Keys and counts.
-    pub activations: Vec<KeyCount>,
-}
+pub use tessera_wire::admin::OfflineRequestBody;
 
 /// Writes an offline activation request file (text) to take to the back office.
 #[utoipa::path(post, path = "/api/v1/admin/offline-request", tag = "admin", security(("token" = [])), request_body = OfflineRequestBody,
@@ -229,7 +174,10 @@ pub(crate) async fn offline_apply(
         Err(e) => return body_problem(e.status()),
     };
     match s.server.offline_apply(&body).await {
-        Ok(n) => Json(serde_json::json!({"feature_records": n})).into_response(),
+        Ok(n) => Json(FeatureRecords {
+            feature_records: n as u64,
+        })
+        .into_response(),
         Err(e) => Failure::server(
             e,
             (StatusCode::UNPROCESSABLE_ENTITY, "invalid_document"),
@@ -245,7 +193,7 @@ pub(crate) async fn offline_apply(
         (status = 502, body = Problem, description = "backoffice_refused: the back office refused the report or could not be reached")))]
 pub(crate) async fn sync_now(State(s): State<Shared>, _admin: Admin) -> Response {
     match s.server.sync().await {
-        Ok(over) => Json(serde_json::json!({"over_use": over})).into_response(),
+        Ok(over) => Json(SyncOutcome { over_use: over }).into_response(),
         Err(e) => Failure::server(
             e,
             (StatusCode::BAD_GATEWAY, "backoffice_refused"),

@@ -9,10 +9,8 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::{Deserialize, Serialize};
 use tessera_core::capability::CapabilityRequest;
 use tessera_store::ClaimStatus;
-use utoipa::ToSchema;
 
 use super::{body_problem, problem, AppState, ClientIp, Failure, Shared};
 use crate::engine::{Answer, EngineError};
@@ -57,15 +55,7 @@ fn lock_lost(reason: &str) -> Response {
     )
 }
 
-/// The answer to a capability request.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct CapabilityAnswer {
-    /// The signed response (JWS compact, `typ` tessera-capability-response+jwt), echoing the nonce.
-    pub response: String,
-    /// The server certificate (armoured): the server's key, signed by the producer. Absent before
-    /// activation, and with a sealed answer (checked with the lease's session key).
-    pub certificate: Option<String>,
-}
+pub use tessera_wire::capability::CapabilityAnswer;
 
 /// The request in a body: JSON (by its content type) that parses as a [`CapabilityRequest`].
 /// Parsed straight from the bytes; only a body that fails is parsed again by axum's extractor,
@@ -123,9 +113,11 @@ fn answer_body(token: &str, certificate_json: Option<&str>) -> Response {
         b
     } else {
         // not a token this server makes; escaped the slow way all the same
-        let certificate: Option<String> =
-            certificate_json.and_then(|c| serde_json::from_str(c).ok());
-        serde_json::json!({"response": token, "certificate": certificate}).to_string()
+        let answer = CapabilityAnswer {
+            response: token.to_string(),
+            certificate: certificate_json.and_then(|c| serde_json::from_str(c).ok()),
+        };
+        serde_json::to_string(&answer).unwrap_or_default()
     };
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
