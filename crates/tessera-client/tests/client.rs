@@ -116,7 +116,6 @@ impl App {
                 self.backup.path().join("backup"),
             )
             .state_secret(b"cad-app")
-            .license_path(self.state.path().join("none.lic"))
     }
 
     fn client(&self, o: &Office, online: bool, n: u8) -> Client {
