@@ -630,6 +630,7 @@ impl Shared {
         &self.feature
     }
 
+    #[cfg(feature = "tokio")]
     pub(crate) fn interval(&self) -> StdDuration {
         self.interval
     }
@@ -860,7 +861,7 @@ impl Shared {
         }
     }
 
-    /// Returns the seat (one try per server, each bounded by `timeout`). A lost seat is
+    /// Returns the seat (one try per server, all within `timeout`). A lost seat is
     /// `SeatLost` (its lease may be someone else's by now; it is returned all the same in case
     /// the server still holds it).
     pub(crate) fn give_back(&self, timeout: StdDuration) -> Result<(), ClientError> {
@@ -870,10 +871,16 @@ impl Shared {
             (live.lease, live.session.clone(), live.current)
         };
         let mut result = Err(ClientError::NoServer);
+        // `timeout` bounds the whole return, whatever the number of servers
+        let deadline = Instant::now() + timeout;
         for k in 0..self.links.len() {
             let i = (current + k) % self.links.len();
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
             let mut link = self.links[i].clone();
-            link.timeout = link.timeout.min(timeout);
+            link.timeout = link.timeout.min(left);
             result = link
                 .call_session(
                     Operation::Return,
