@@ -522,6 +522,8 @@ async fn run_async(cmd: ClientCommand) -> Result<(), Failure> {
                 "checked out {feature} {version}: lease {} (renewed in the background)",
                 seat.lease()
             );
+            // the seat's news (server unreachable, lease expired, lost, back) as it happens
+            seat.on_event(|e| eprintln!("{e}"));
             match hold {
                 Some(secs) => tokio::time::sleep(std::time::Duration::from_secs(secs)).await,
                 None => {

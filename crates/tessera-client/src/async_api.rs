@@ -1,15 +1,14 @@
 //! The async API (feature `tokio`): the same checks for applications that run a tokio runtime.
 //! Blocking work (file reads, HTTP) runs on the runtime's blocking pool; a checked-out seat is kept
-//! alive by a task on the caller's runtime instead of a thread.
+//! alive by a task on the caller's runtime instead of a thread, with the same behaviour as a
+//! [`crate::Seat`]: events, loss, asking again for a forgotten lease, return on drop.
 
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::floating::ServerLink;
-use crate::{Client, ClientError, Grant};
-use tessera_core::capability::Operation;
+use crate::floating::{Checkout, SeatEvent, SeatState, Shared, DROP_TIMEOUT};
+use crate::{Client, ClientError, Grant, OffsetDateTime};
 
 fn join_error(e: tokio::task::JoinError) -> ClientError {
     ClientError::Io {
@@ -27,126 +26,152 @@ impl Client {
             .map_err(join_error)?
     }
 
-    /// Checks a floating seat out; a task on the caller's runtime renews it. Call
-    /// [`AsyncSeat::release`] to return it (dropping it stops the renewals; the lease then runs out).
+    /// [`Client::checkout`] without blocking the runtime: the seat is renewed by a task on the
+    /// caller's runtime. Dropping the [`AsyncSeat`] returns it (on the runtime's blocking pool);
+    /// [`AsyncSeat::release`] returns it and says whether that worked.
     pub async fn checkout_async(
         &self,
         server_url: &str,
         feature: &str,
         version: &str,
     ) -> Result<AsyncSeat, ClientError> {
-        let link = self.link(server_url);
-        let (l, f, v) = (link.clone(), feature.to_string(), version.to_string());
-        let request_id = crate::floating::random_id();
-        let rid = request_id.clone();
-        let claims = tokio::task::spawn_blocking(move || {
-            l.call(
-                Operation::Request,
-                &rid,
-                serde_json::json!([{"name": f, "version": v, "count": 1}]),
-            )
-        })
-        .await
-        .map_err(join_error)??;
-        let Some(grant) = claims.grants.first() else {
-            let d = claims.denials.first();
-            return Err(ClientError::Refused {
-                code: d.map_or("denied".into(), |d| d.code.clone()),
-                message: d.map_or("no seat was granted".into(), |d| d.message.clone()),
-            });
-        };
-        let lease = grant.lease;
-        let session = crate::floating::session_key(grant);
-        let interval = std::time::Duration::from_secs(claims.renew_interval_secs.max(1));
-        let (stop, mut stopped) = watch::channel(false);
-        let beat_link = link.clone();
-        let beat_rid = request_id.clone();
-        let beat_key = session.clone();
-        let renewals = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let counter = renewals.clone();
+        self.checkout_async_with(&Checkout::new(feature, version).server(server_url))
+            .await
+    }
+
+    /// [`Client::checkout_with`] without blocking the runtime.
+    pub async fn checkout_async_with(&self, want: &Checkout) -> Result<AsyncSeat, ClientError> {
+        let links = self.links(want)?;
+        let (w, limits) = (want.clone(), self.limits());
+        let shared = tokio::task::spawn_blocking(move || Shared::checkout(links, &w, limits))
+            .await
+            .map_err(join_error)??;
+        self.held.add(&shared);
+        let s = shared.clone();
         let task = tokio::spawn(async move {
             let mut n = 0u64;
             loop {
-                tokio::select! {
-                    _ = stopped.changed() => return,
-                    () = tokio::time::sleep(interval) => {}
+                tokio::time::sleep(s.interval()).await;
+                if s.stopped() {
+                    return;
                 }
                 n += 1;
-                let (l, rid, k) = (
-                    beat_link.clone(),
-                    format!("{beat_rid}-renew-{n}"),
-                    beat_key.clone(),
-                );
-                let signed = crate::floating::signed_beat(n);
-                let renewed = tokio::task::spawn_blocking(move || {
-                    l.call_session(Operation::Renew, &rid, lease, k.as_deref(), signed)
-                })
-                .await;
-                if let Ok(Ok(c)) = renewed {
-                    if !c.grants.is_empty() {
-                        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    }
+                let beat = s.clone();
+                if tokio::task::spawn_blocking(move || beat.beat(n))
+                    .await
+                    .is_err()
+                {
+                    return;
                 }
             }
         });
         Ok(AsyncSeat {
-            link,
-            request_id,
-            lease,
-            session,
-            renewals,
-            stop,
+            shared,
             task: Some(task),
         })
     }
 }
 
-/// A floating seat kept alive by a task on the caller's tokio runtime.
+/// A floating seat kept alive by a task on the caller's tokio runtime. Same behaviour and
+/// guarantees as [`crate::Seat`]; dropping it returns the seat from the runtime's blocking pool
+/// (a seat not returned, say when the runtime shuts down first, comes back at lease expiry).
 #[derive(Debug)]
 pub struct AsyncSeat {
-    link: ServerLink,
-    request_id: String,
-    lease: u64,
-    session: Option<Vec<u8>>,
-    renewals: Arc<std::sync::atomic::AtomicU64>,
-    stop: watch::Sender<bool>,
+    shared: Arc<Shared>,
     task: Option<JoinHandle<()>>,
 }
 
 impl AsyncSeat {
-    /// The lease id.
+    /// The feature.
+    pub fn feature(&self) -> &str {
+        self.shared.feature()
+    }
+
+    /// The lease id (it changes when the seat is taken again after the server forgot it).
     pub fn lease(&self) -> u64 {
-        self.lease
+        self.shared.lease()
+    }
+
+    /// How many seats the lease holds.
+    pub fn count(&self) -> u32 {
+        self.shared.count()
+    }
+
+    /// The version the server granted.
+    pub fn granted_version(&self) -> String {
+        self.shared.granted_version()
+    }
+
+    /// The license server that holds the lease.
+    pub fn server(&self) -> String {
+        self.shared.server()
     }
 
     /// How many times the lease was renewed.
     pub fn renewals(&self) -> u64 {
-        self.renewals.load(std::sync::atomic::Ordering::SeqCst)
+        self.shared.renewals()
     }
 
-    /// Stops the renewals and returns the seat.
+    /// When the lease runs out unless renewed (by the client's clock).
+    pub fn lease_expires(&self) -> OffsetDateTime {
+        self.shared.lease_expires()
+    }
+
+    /// When the lease was last granted or renewed (by the client's clock).
+    pub fn last_renewal(&self) -> OffsetDateTime {
+        self.shared.last_renewal()
+    }
+
+    /// Held, reconnecting, or lost.
+    pub fn state(&self) -> SeatState {
+        self.shared.state()
+    }
+
+    /// Whether the seat is lost (as [`crate::Seat::is_lost`]).
+    pub fn is_lost(&self) -> bool {
+        self.state() == SeatState::Lost
+    }
+
+    /// A channel that receives every [`SeatEvent`] from now on (`try_recv` it, or wrap it).
+    pub fn events(&self) -> mpsc::Receiver<SeatEvent> {
+        self.shared.subscribe()
+    }
+
+    /// Calls `f` with every [`SeatEvent`] from now on, on the runtime's blocking pool (forward
+    /// it to a `tokio::sync` channel to await it).
+    pub fn on_event(&self, f: impl Fn(&SeatEvent) + Send + Sync + 'static) {
+        self.shared.on_event(Box::new(f));
+    }
+
+    /// Stops the renewals and returns the seat (as [`crate::Seat::release`]).
     pub async fn release(mut self) -> Result<(), ClientError> {
-        let _ = self.stop.send(true);
+        self.shared.ask_stop();
         if let Some(t) = self.task.take() {
-            let _ = t.await;
+            t.abort();
         }
-        let (l, rid, lease, k) = (
-            self.link.clone(),
-            format!("{}-return", self.request_id),
-            self.lease,
-            self.session.clone(),
-        );
+        let s = self.shared.clone();
         tokio::task::spawn_blocking(move || {
-            l.call_session(Operation::Return, &rid, lease, k.as_deref(), false)
+            let timeout = s.timeout();
+            s.give_back(timeout)
         })
         .await
         .map_err(join_error)?
-        .map(|_| ())
     }
 }
 
 impl Drop for AsyncSeat {
     fn drop(&mut self) {
-        let _ = self.stop.send(true);
+        let Some(task) = self.task.take() else {
+            return;
+        };
+        self.shared.ask_stop();
+        task.abort();
+        let s = self.shared.clone();
+        // returned without blocking the caller: on the runtime's blocking pool
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            drop(rt.spawn_blocking(move || s.give_back(DROP_TIMEOUT)));
+        } else {
+            let _ = s.give_back(DROP_TIMEOUT);
+        }
     }
 }

@@ -6,26 +6,38 @@
 //! use tessera_client::{Client, ClientConfig};
 //!
 //! const PRODUCER_KEY: &str = "-----BEGIN PUBLIC KEY-----\n…\n-----END PUBLIC KEY-----\n";
-//! let config = ClientConfig::new("cad", PRODUCER_KEY).unwrap().trial(60, &["modeler"]);
-//! let client = Client::new(config).unwrap();
+//! # fn main() -> Result<(), tessera_client::ClientError> {
+//! let config = ClientConfig::new("cad", PRODUCER_KEY)?.trial(60, &["modeler"]);
+//! let client = Client::new(config)?;
 //! match client.check("render", "1.0") {
 //!     Ok(grant) => { if let Some(days) = grant.days_left { eprintln!("only {days} days left") } }
 //!     Err(e) => eprintln!("{e}"), // a message fit for the user
 //! }
+//! # Ok(()) }
 //! ```
 //!
-//! It checks, in order: a node-locked license file (found at an explicit path, in
-//! `TESSERA_LICENSE`, or beside the executable), unlock codes the user typed, and the trial
-//! (started on first run, remembered by the back office when online, and tamper-evident locally);
-//! after the trial, the basic features stay available. Licenses validated at each launch keep
-//! working offline for their grace period. Nothing here starts a thread or needs an async runtime;
-//! back-office calls are plain blocking HTTP.
+//! It checks, in order: a floating seat the client holds, a node-locked license file (found at an
+//! explicit path, in `TESSERA_LICENSE`, in the state directory or beside the executable), a
+//! borrowed seat, unlock codes the user typed, and the trial (started on first run, remembered by
+//! the back office when online, and tamper-evident locally); after the trial, the basic features
+//! stay available. Licenses validated at each launch keep working offline for their grace period.
+//! Back-office and license-server calls are plain blocking HTTP, each bounded by
+//! [`ClientConfig::timeout`]; a checked-out [`Seat`] is renewed by a background thread (with the
+//! `tokio` feature, an `AsyncSeat` by a task on the caller's runtime).
+//!
+//! The guide, with a complete example for each licensing model, is docs/client.md in the
+//! repository (its examples are this crate's doc tests).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![cfg_attr(
     not(test),
     warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
+
+/// The guide (docs/client.md), compiled as doc tests so its examples stay true to the code.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/client.md")]
+pub struct Guide;
 
 #[cfg(feature = "tokio")]
 mod async_api;
@@ -39,14 +51,22 @@ use std::sync::Arc;
 
 #[cfg(feature = "tokio")]
 pub use async_api::AsyncSeat;
-pub use error::ClientError;
-pub use floating::{Borrowed, Seat};
+pub use error::{human_date, ClientError, RefusalCode};
+pub use floating::{Borrowed, Checkout, Seat, SeatEvent, SeatState};
+// the types that appear in this crate's API, so an application needs no other Tessera crate
+pub use tessera_core::time::{Duration, OffsetDateTime};
+pub use tessera_core::unlock::{UnlockError, UnlockGrant};
+pub use tessera_core::{
+    Clock, DeviceType, HostId, License, LicenseClaims, ManualClock, PcId, VerifyError, Version,
+};
+pub use tessera_host::{HostIdentity, SystemClock};
+
+use std::time::Duration as StdDuration;
+
 use tessera_core::feature::Feature;
 use tessera_core::license::FeatureError;
-use tessera_core::time::{Duration, OffsetDateTime};
-use tessera_core::unlock::{UnlockCode, UnlockGrant, UnlockPublicKey};
-use tessera_core::{ActivationKey, Clock, HostId, Keyring, License, PcId, PublicKey, Version};
-use tessera_host::{HostIdentity, SystemClock};
+use tessera_core::unlock::{UnlockCode, UnlockPublicKey};
+use tessera_core::{ActivationKey, Keyring, PublicKey};
 
 use crate::state::{secs, State, StateStore};
 
@@ -79,7 +99,16 @@ pub struct ClientConfig {
     refresh_days: u32,
     /// Certificate authorities trusted for HTTPS besides the public roots and the system's.
     ca_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+    servers: Vec<String>,
+    timeout: StdDuration,
+    checkout_timeout: StdDuration,
+    seat_tolerance: Duration,
 }
+
+/// How long one network request may take by default.
+pub const DEFAULT_TIMEOUT: StdDuration = StdDuration::from_secs(5);
+/// How long a checkout may take by default (every server of the list, every retry).
+pub const DEFAULT_CHECKOUT_TIMEOUT: StdDuration = StdDuration::from_secs(15);
 
 fn home() -> PathBuf {
     std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from)
@@ -89,11 +118,11 @@ impl ClientConfig {
     /// The product id and the producer's public key (SPKI PEM, usually embedded with
     /// `include_str!`).
     pub fn new(product: &str, producer_key_pem: &str) -> Result<Self, ClientError> {
-        let producer_key =
-            PublicKey::from_spki_pem(producer_key_pem).map_err(|e| ClientError::Io {
-                path: PathBuf::from("<producer key>"),
+        let producer_key = PublicKey::from_spki_pem(producer_key_pem).map_err(|e| {
+            ClientError::InvalidProducerKey {
                 detail: e.to_string(),
-            })?;
+            }
+        })?;
         let base = std::env::var_os("XDG_DATA_HOME")
             .map_or_else(|| home().join(".local/share"), PathBuf::from);
         Ok(ClientConfig {
@@ -110,6 +139,10 @@ impl ClientConfig {
             rollback_tolerance: DEFAULT_ROLLBACK_TOLERANCE,
             refresh_days: 14,
             ca_certs: Vec::new(),
+            servers: Vec::new(),
+            timeout: DEFAULT_TIMEOUT,
+            checkout_timeout: DEFAULT_CHECKOUT_TIMEOUT,
+            seat_tolerance: Duration::ZERO,
         })
     }
 
@@ -120,13 +153,11 @@ impl ClientConfig {
         unlock_key_pem: &str,
         features: &[&str],
     ) -> Result<Self, ClientError> {
-        self.unlock_key =
-            Some(
-                UnlockPublicKey::from_pem(unlock_key_pem).map_err(|e| ClientError::Io {
-                    path: PathBuf::from("<unlock key>"),
-                    detail: e.to_string(),
-                })?,
-            );
+        self.unlock_key = Some(UnlockPublicKey::from_pem(unlock_key_pem).map_err(|e| {
+            ClientError::InvalidUnlockKey {
+                detail: e.to_string(),
+            }
+        })?);
         self.product_features = features.iter().map(|s| s.to_string()).collect();
         Ok(self)
     }
@@ -140,7 +171,8 @@ impl ClientConfig {
         self
     }
 
-    /// The license file to use instead of searching.
+    /// The license file to use instead of searching. When it does not exist, `check` says so
+    /// ([`ClientError::LicenseFileMissing`]) rather than falling back to the trial.
     pub fn license_path(mut self, path: impl Into<PathBuf>) -> Self {
         self.license_path = Some(path.into());
         self
@@ -178,10 +210,8 @@ impl ClientConfig {
     /// or back office with a certificate from a private CA). The public roots and the system's
     /// certificate store are always trusted.
     pub fn ca_certs_pem(mut self, pem: &str) -> Result<Self, ClientError> {
-        let certs = tls::parse_pem(pem).map_err(|detail| ClientError::Io {
-            path: PathBuf::from("<CA certificate>"),
-            detail,
-        })?;
+        let certs =
+            tls::parse_pem(pem).map_err(|detail| ClientError::InvalidCaCertificate { detail })?;
         self.ca_certs.extend(certs);
         Ok(self)
     }
@@ -189,6 +219,43 @@ impl ClientConfig {
     /// How far the clock may go back before it counts as rolled back (default 24 hours).
     pub fn rollback_tolerance(mut self, d: Duration) -> Self {
         self.rollback_tolerance = d;
+        self
+    }
+
+    /// The license servers for floating seats, tried in order with the same request id (a lost
+    /// answer never takes a second seat). `TESSERA_SERVER` (addresses separated by commas or
+    /// spaces), when set, replaces this list: an administrator points an installed application at
+    /// another server without a new build. [`Checkout::server`] replaces both for one checkout.
+    pub fn servers(mut self, urls: &[&str]) -> Self {
+        self.servers = urls
+            .iter()
+            .map(|u| u.trim_end_matches('/').to_string())
+            .collect();
+        self
+    }
+
+    /// How long one network request (to the back office or a license server) may take, connecting
+    /// included (default 5 seconds). A server that takes the connection and never answers is
+    /// [`ClientError::TimedOut`] after this.
+    pub fn timeout(mut self, d: StdDuration) -> Self {
+        self.timeout = d;
+        self
+    }
+
+    /// How long a checkout may take in all: every server of the list, every retry (default
+    /// 15 seconds; waiting in line, [`Checkout::wait_in_line`], comes on top).
+    pub fn checkout_timeout(mut self, d: StdDuration) -> Self {
+        self.checkout_timeout = d;
+        self
+    }
+
+    /// How long a floating seat still counts as held after its lease ran out while the license
+    /// server could not be reached (default zero: lost when the lease runs out). Never longer:
+    /// the seat is lost at lease expiry + tolerance at the latest, and at once when the server,
+    /// reachable again, has given the seat to someone else. Keep it short: meanwhile the server
+    /// may have given the seat to another user.
+    pub fn seat_tolerance(mut self, d: Duration) -> Self {
+        self.seat_tolerance = d.max(Duration::ZERO);
         self
     }
 }
@@ -203,14 +270,17 @@ pub enum GrantSource {
     Borrowed,
     /// A typed unlock code.
     UnlockCode,
+    /// A floating seat this client holds ([`Client::checkout`]).
+    Seat,
     /// The trial.
     Trial,
     /// The basic features that remain after the trial.
     Basic,
 }
 
-/// Permission to use a feature.
+/// Permission to use a feature, with what an About box shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Grant {
     /// The feature.
     pub feature: String,
@@ -219,6 +289,37 @@ pub struct Grant {
     /// Whole days left before it stops (the trial's end, the license's expiry, or the end of the
     /// grace period, whichever is first), or `None` when it does not end.
     pub days_left: Option<i64>,
+    /// When it stops (as `days_left`), or `None` when it does not end. For a floating seat, the
+    /// lease's end (renewed in the background).
+    pub expires: Option<OffsetDateTime>,
+    /// The version granted (the license record's or the seat's), when the source has one.
+    pub version: Option<Version>,
+    /// Who the license is for (a license file's licensee), when known.
+    pub licensee: Option<String>,
+    /// The license's id (a license file's), when known.
+    pub license_id: Option<String>,
+    /// The producer's vendor string of the feature record, when it has one.
+    pub vendor_string: Option<String>,
+}
+
+impl Grant {
+    fn new(
+        feature: &str,
+        source: GrantSource,
+        now: OffsetDateTime,
+        ends: Option<OffsetDateTime>,
+    ) -> Self {
+        Grant {
+            feature: feature.to_string(),
+            source,
+            days_left: ends.map(|e| days_until(now, e)),
+            expires: ends,
+            version: None,
+            licensee: None,
+            license_id: None,
+            vendor_string: None,
+        }
+    }
 }
 
 /// The trial's state.
@@ -250,6 +351,8 @@ pub struct Client {
     state: StateStore,
     /// The HTTP agent, made at the first request (reading the system's certificates once).
     agent: Arc<std::sync::OnceLock<ureq::Agent>>,
+    /// The floating seats it holds.
+    held: floating::HeldSeats,
 }
 
 fn days_until(now: OffsetDateTime, t: OffsetDateTime) -> i64 {
@@ -291,6 +394,7 @@ impl Client {
             pc_id,
             state,
             agent: Arc::new(std::sync::OnceLock::new()),
+            held: floating::HeldSeats::default(),
         })
     }
 
@@ -304,7 +408,9 @@ impl Client {
             .ids_for_products([self.config.product.as_str()])
     }
 
-    /// Where the license file is looked for, in order.
+    /// Where the license file is looked for, in order: the configured path, `TESSERA_LICENSE`,
+    /// the state directory's `license.lic`, then `PRODUCT.lic` and `license.lic` beside the
+    /// executable.
     pub fn license_locations(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
         if let Some(p) = &self.config.license_path {
@@ -324,8 +430,15 @@ impl Client {
         out
     }
 
-    /// Finds and verifies the node-locked license file, offline.
+    /// Finds and verifies the node-locked license file, offline. A configured
+    /// [`ClientConfig::license_path`] that does not exist is [`ClientError::LicenseFileMissing`];
+    /// no file anywhere is [`ClientError::LicenseNotFound`], naming where it looked.
     pub fn license(&self) -> Result<(PathBuf, License), ClientError> {
+        if let Some(p) = &self.config.license_path {
+            if !p.exists() {
+                return Err(ClientError::LicenseFileMissing { path: p.clone() });
+            }
+        }
         let searched = self.license_locations();
         for path in &searched {
             let text = match std::fs::read_to_string(path) {
@@ -382,21 +495,35 @@ impl Client {
     }
 
     /// May the application use `feature` at version `version` (e.g. `"1.0"`)?
+    ///
+    /// Looks, in order, at a floating seat this client holds, the license file, a borrowed seat,
+    /// unlock codes and the trial. Offline except: with a back office configured, every check
+    /// that reaches the trial registers it there (one request, bounded by
+    /// [`ClientConfig::timeout`]); a borrowed seat near its end is renewed when its server can
+    /// be reached.
     pub fn check(&self, feature: &str, version: &str) -> Result<Grant, ClientError> {
-        let wanted: Version = version
-            .parse()
-            .map_err(|e| ClientError::FeatureNotLicensed {
-                feature: format!("{feature} {version} ({e})"),
-            })?;
+        let wanted: Version =
+            version
+                .parse::<Version>()
+                .map_err(|e| ClientError::InvalidVersion {
+                    version: version.to_string(),
+                    detail: e.to_string(),
+                })?;
         let (state, now) = self.touch_state()?;
-        let mut refusal: Option<ClientError> = None;
+        // 0. a floating seat held by this client
+        if let Some(seat) = self.held.find(feature, &wanted) {
+            let mut g = Grant::new(feature, GrantSource::Seat, now, Some(seat.lease_expires()));
+            g.version = seat.granted_version().parse().ok();
+            return Ok(g);
+        }
+        let refusal: Option<ClientError>;
         // 1. a license file
         match self.license() {
             Ok((_, lic)) => match lic.feature(feature, &wanted, now) {
                 Ok(f) => return self.license_grant(&lic, f, now),
                 Err(e) => refusal = Some(feature_error(e)),
             },
-            Err(ClientError::LicenseNotFound { .. }) => {}
+            Err(e @ ClientError::LicenseNotFound { .. }) => refusal = Some(e),
             // an expired (or not yet valid) license leaves the trial and the basic features
             Err(
                 e @ ClientError::InvalidLicense {
@@ -433,11 +560,12 @@ impl Client {
                         }
                     }
                 }
-                return Ok(Grant {
-                    feature: feature.into(),
-                    source: GrantSource::Borrowed,
-                    days_left: Some(days_until(now, expires)),
-                });
+                return Ok(Grant::new(
+                    feature,
+                    GrantSource::Borrowed,
+                    now,
+                    Some(expires),
+                ));
             }
         }
         // 3. unlock codes
@@ -454,13 +582,10 @@ impl Client {
                         .features
                         .allows(&self.config.product_features, feature)
                     {
-                        return Ok(Grant {
-                            feature: feature.into(),
-                            source: GrantSource::UnlockCode,
-                            days_left: grant.expires.map(|d| {
-                                days_until(now, d.next_day().unwrap_or(d).midnight().assume_utc())
-                            }),
-                        });
+                        let ends = grant
+                            .expires
+                            .map(|d| d.next_day().unwrap_or(d).midnight().assume_utc());
+                        return Ok(Grant::new(feature, GrantSource::UnlockCode, now, ends));
                     }
                 }
             }
@@ -468,21 +593,16 @@ impl Client {
         // 4. the trial, then the basic features
         if let Some(trial) = &self.config.trial {
             match self.trial_status_at(&state, now)? {
-                TrialStatus::Active { days_left, .. } => {
-                    return Ok(Grant {
-                        feature: feature.into(),
-                        source: GrantSource::Trial,
-                        days_left: Some(days_left),
-                    })
+                TrialStatus::Active { ends, .. } => {
+                    return Ok(Grant::new(feature, GrantSource::Trial, now, Some(ends)))
                 }
                 TrialStatus::Expired { ended } => {
                     if trial.basic_features.iter().any(|b| b == feature) {
-                        return Ok(Grant {
-                            feature: feature.into(),
-                            source: GrantSource::Basic,
-                            days_left: None,
-                        });
+                        return Ok(Grant::new(feature, GrantSource::Basic, now, None));
                     }
+                    // a license that does not allow it says why; no license at all: the trial
+                    let refusal =
+                        refusal.filter(|r| !matches!(r, ClientError::LicenseNotFound { .. }));
                     return Err(refusal.unwrap_or(ClientError::TrialExpired {
                         feature: feature.into(),
                         ended_on: ended,
@@ -519,11 +639,12 @@ impl Client {
                 ends = Some(ends.map_or(grace_end, |e| e.min(grace_end)));
             }
         }
-        Ok(Grant {
-            feature: f.name.clone(),
-            source: GrantSource::License,
-            days_left: ends.map(|e| days_until(now, e)),
-        })
+        let mut g = Grant::new(&f.name, GrantSource::License, now, ends);
+        g.version = Some(f.version.clone());
+        g.licensee = Some(lic.claims().sub.clone());
+        g.license_id = Some(lic.claims().jti.clone());
+        g.vendor_string = f.vendor_string.clone();
+        Ok(g)
     }
 
     fn trial_status_at(
@@ -532,9 +653,7 @@ impl Client {
         now: OffsetDateTime,
     ) -> Result<TrialStatus, ClientError> {
         let Some(trial) = &self.config.trial else {
-            return Err(ClientError::FeatureNotLicensed {
-                feature: "the trial".into(),
-            });
+            return Err(ClientError::NoTrial);
         };
         let mut state = state.clone();
         let mut started = state.trial_started;
@@ -562,7 +681,9 @@ impl Client {
         })
     }
 
-    /// The trial's state (starting it on first use).
+    /// The trial's state (starting it on first use); [`ClientError::NoTrial`] when the
+    /// application has none. With a back office configured, registers the trial there (one
+    /// request).
     pub fn trial_status(&self) -> Result<TrialStatus, ClientError> {
         let (state, now) = self.touch_state()?;
         self.trial_status_at(&state, now)
@@ -574,32 +695,14 @@ impl Client {
         path: &str,
         body: serde_json::Value,
     ) -> Result<serde_json::Value, ClientError> {
-        let full = format!("{url}{path}");
-        match self
-            .agent()
-            .post(&full)
-            .timeout(std::time::Duration::from_secs(10))
-            .send_json(body)
-        {
-            Ok(resp) => resp.into_json().map_err(|e| ClientError::BadAnswer {
-                url: url.into(),
-                detail: e.to_string(),
-            }),
-            Err(ureq::Error::Status(_, resp)) => {
-                let v: serde_json::Value = resp.into_json().unwrap_or_default();
-                Err(ClientError::Refused {
-                    code: v["code"].as_str().unwrap_or("refused").into(),
-                    message: v["detail"]
-                        .as_str()
-                        .unwrap_or("the licensing server refused")
-                        .into(),
-                })
-            }
-            Err(e) => Err(ClientError::Unreachable {
-                url: url.into(),
-                detail: e.to_string(),
-            }),
-        }
+        http_post(
+            &self.agent(),
+            url,
+            path,
+            body,
+            self.config.timeout,
+            "the licensing server refused",
+        )
     }
 
     /// Registers the trial; returns the recorded start (unix seconds), checked through the signed
@@ -647,10 +750,7 @@ impl Client {
             .config
             .backoffice_url
             .clone()
-            .ok_or_else(|| ClientError::Unreachable {
-                url: "(none configured)".into(),
-                detail: "no back office is configured".into(),
-            })?;
+            .ok_or(ClientError::NoBackOffice)?;
         ActivationKey::parse(key).map_err(|e| ClientError::InvalidKey {
             detail: e.to_string(),
         })?;
@@ -671,14 +771,56 @@ impl Client {
     }
 
     /// Checks a floating seat of `feature` (at `version` or newer) out of the license server at
-    /// `server_url`. A background thread keeps it alive; dropping the [`Seat`] returns it.
+    /// `server_url`: [`Client::checkout_with`] with [`Checkout::server`].
     pub fn checkout(
         &self,
         server_url: &str,
         feature: &str,
         version: &str,
     ) -> Result<Seat, ClientError> {
-        Seat::checkout(self.link(server_url), feature, version)
+        self.checkout_with(&Checkout::new(feature, version).server(server_url))
+    }
+
+    /// Checks floating seats out as `want` says (feature, version, count, waiting in line,
+    /// servers), from the configured servers or `TESSERA_SERVER` unless `want` names some.
+    /// Bounded by [`ClientConfig::checkout_timeout`] (plus the wait in line). Starts a
+    /// background thread that renews the lease; keep the [`Seat`] alive while the feature is in
+    /// use, and watch [`Seat::events`] or [`Seat::is_lost`].
+    pub fn checkout_with(&self, want: &Checkout) -> Result<Seat, ClientError> {
+        let shared = floating::Shared::checkout(self.links(want)?, want, self.limits())?;
+        self.held.add(&shared);
+        Seat::start(shared)
+    }
+
+    pub(crate) fn limits(&self) -> floating::Limits {
+        floating::Limits {
+            checkout_timeout: self.config.checkout_timeout,
+            tolerance: self.config.seat_tolerance,
+        }
+    }
+
+    /// The license servers to ask, in order.
+    pub fn servers(&self) -> Vec<String> {
+        match std::env::var("TESSERA_SERVER") {
+            Ok(v) if !v.trim().is_empty() => v
+                .split([',', ' '])
+                .filter(|s| !s.is_empty())
+                .map(|s| s.trim_end_matches('/').to_string())
+                .collect(),
+            _ => self.config.servers.clone(),
+        }
+    }
+
+    pub(crate) fn links(&self, want: &Checkout) -> Result<Vec<floating::ServerLink>, ClientError> {
+        let urls = if want.servers.is_empty() {
+            self.servers()
+        } else {
+            want.servers.clone()
+        };
+        if urls.is_empty() {
+            return Err(ClientError::NoServer);
+        }
+        Ok(urls.iter().map(|u| self.link(u)).collect())
     }
 
     /// Borrows a seat of `feature` for `days` (at most the server's longest borrow): the signed
@@ -726,7 +868,7 @@ impl Client {
         let gone = match &answer {
             // returned, or refused as a lease the server no longer holds (returned or expired)
             Ok(_) => true,
-            Err(ClientError::Refused { code, .. }) => code == "unknown_lease",
+            Err(ClientError::Refused { code, .. }) => *code == RefusalCode::UnknownLease,
             Err(_) => false,
         };
         if !gone {
@@ -786,6 +928,7 @@ impl Client {
                 .find(|i| i.kind().is_user())
                 .map(|i| i.value().to_string()),
             clock: self.clock.clone(),
+            timeout: self.config.timeout,
         }
     }
 
@@ -796,9 +939,7 @@ impl Client {
             .config
             .unlock_key
             .as_ref()
-            .ok_or(ClientError::InvalidUnlockCode(
-                tessera_core::unlock::UnlockError::SignatureMismatch,
-            ))?;
+            .ok_or(ClientError::UnlockCodesNotAccepted)?;
         let key = ActivationKey::parse(key).map_err(|e| ClientError::InvalidKey {
             detail: e.to_string(),
         })?;
@@ -835,5 +976,45 @@ fn feature_error(e: FeatureError) -> ClientError {
         other => ClientError::FeatureNotLicensed {
             feature: other.to_string(),
         },
+    }
+}
+
+/// POSTs JSON to `url` + `path` within `timeout`; a refusal with its stable code and the server's
+/// `Retry-After`, a network error without the URL twice, a timeout as [`ClientError::TimedOut`].
+pub(crate) fn http_post(
+    agent: &ureq::Agent,
+    url: &str,
+    path: &str,
+    body: serde_json::Value,
+    timeout: StdDuration,
+    refused: &str,
+) -> Result<serde_json::Value, ClientError> {
+    match agent
+        .post(&format!("{url}{path}"))
+        .timeout(timeout)
+        .send_json(body)
+    {
+        Ok(resp) => resp.into_json().map_err(|e| ClientError::BadAnswer {
+            url: url.into(),
+            detail: e.to_string(),
+        }),
+        Err(ureq::Error::Status(status, resp)) => {
+            let retry_after = resp
+                .header("retry-after")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(StdDuration::from_secs);
+            let v: serde_json::Value = resp.into_json().unwrap_or_default();
+            let fallback = format!("{refused} (HTTP {status})");
+            Err(ClientError::Refused {
+                code: RefusalCode::from(v["code"].as_str().unwrap_or("refused")),
+                message: v["detail"]
+                    .as_str()
+                    .or(v["title"].as_str())
+                    .unwrap_or(&fallback)
+                    .into(),
+                retry_after,
+            })
+        }
+        Err(ureq::Error::Transport(t)) => Err(error::transport_error(url, &t, timeout)),
     }
 }

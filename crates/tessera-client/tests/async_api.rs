@@ -108,12 +108,33 @@ async fn async_checkout_heartbeat_and_return() {
             .is_err(),
         "the one seat is still held"
     );
+    // the same truth as a Seat: held, with its lease's end, known to check()
+    assert!(!seat.is_lost());
+    assert_eq!(seat.state(), tessera_client::SeatState::Held);
+    assert!(seat.lease_expires() > seat.last_renewal());
     seat.release().await.unwrap();
     let again = client(2)
         .checkout_async(&url, "modeler", "1.0")
         .await
         .unwrap();
     again.release().await.unwrap();
+    // dropping an AsyncSeat returns it (from the blocking pool): a client waiting in line gets it
+    let c4 = client(4);
+    let held = c4.checkout_async(&url, "modeler", "1.0").await.unwrap();
+    assert_eq!(
+        c4.check_async("modeler", "1.0").await.unwrap().source,
+        tessera_client::GrantSource::Seat
+    );
+    drop(held);
+    let next = client(5)
+        .checkout_async_with(
+            &tessera_client::Checkout::new("modeler", "1.0")
+                .server(&url)
+                .wait_in_line(std::time::Duration::from_secs(30)),
+        )
+        .await
+        .unwrap();
+    next.release().await.unwrap();
     // a check without a license, trial or seat: the error, without blocking the runtime
     assert!(client(3).check_async("modeler", "1.0").await.is_err());
 }

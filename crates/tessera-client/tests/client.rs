@@ -116,7 +116,6 @@ impl App {
                 self.backup.path().join("backup"),
             )
             .state_secret(b"cad-app")
-            .license_path(self.state.path().join("none.lic"))
     }
 
     fn client(&self, o: &Office, online: bool, n: u8) -> Client {
@@ -324,4 +323,123 @@ fn a_tampered_license_file_is_refused() {
     let elsewhere = Client::with(cfg2, app2.clock.clone(), machine(8)).unwrap();
     let err = elsewhere.check("export", "1.0").unwrap_err();
     assert!(err.to_string().contains("bound to another host"), "{err}");
+}
+
+#[test]
+fn errors_an_application_can_match_on_and_show() {
+    let o = office();
+    let app = App::new();
+    // a bad producer key is not a file error
+    let err = ClientConfig::new("cad", "not a key").unwrap_err();
+    assert!(
+        matches!(err, ClientError::InvalidProducerKey { .. }),
+        "{err:?}"
+    );
+    let err = ClientConfig::new("cad", &o.producer_pem())
+        .unwrap()
+        .unlock_codes("not a key", &[])
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::InvalidUnlockKey { .. }),
+        "{err:?}"
+    );
+    // no trial, no license anywhere: says where it looked
+    let bare = || {
+        ClientConfig::new("cad", &o.producer_pem())
+            .unwrap()
+            .state_dirs(
+                app.state.path().join("bare"),
+                app.backup.path().join("bare"),
+            )
+    };
+    let c = Client::with(bare(), app.clock.clone(), machine(9)).unwrap();
+    let err = c.check("modeler", "1.0").unwrap_err();
+    let ClientError::LicenseNotFound { searched } = &err else {
+        panic!("{err:?}");
+    };
+    assert!(searched.contains(&app.state.path().join("bare/license.lic")));
+    assert!(err.to_string().contains("bare/license.lic"), "{err}");
+    // an unparsable version is said so
+    let err = c.check("modeler", "one").unwrap_err();
+    assert!(
+        matches!(&err, ClientError::InvalidVersion { version, .. } if version == "one"),
+        "{err:?}"
+    );
+    // trial_status without a trial
+    assert!(matches!(c.trial_status(), Err(ClientError::NoTrial)));
+    // unlock codes in an application that takes none
+    assert!(matches!(
+        c.apply_unlock_code("K", "C"),
+        Err(ClientError::UnlockCodesNotAccepted)
+    ));
+    // activation without a back office
+    assert!(matches!(c.activate("K"), Err(ClientError::NoBackOffice)));
+    // a configured license path that does not exist is an error, not skipped
+    let missing = app.state.path().join("missing.lic");
+    let c = Client::with(
+        bare().trial(60, &[]).license_path(&missing),
+        app.clock.clone(),
+        machine(9),
+    )
+    .unwrap();
+    let err = c.check("modeler", "1.0").unwrap_err();
+    assert!(
+        matches!(&err, ClientError::LicenseFileMissing { path } if *path == missing),
+        "{err:?}"
+    );
+    // the trial's end is a date a person reads
+    let c = Client::with(bare().trial(1, &[]), app.clock.clone(), machine(9)).unwrap();
+    c.check("modeler", "1.0").unwrap();
+    app.clock.advance(Duration::days(2));
+    let err = c.check("modeler", "1.0").unwrap_err();
+    let ClientError::TrialExpired { ended_on, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert!(
+        err.to_string()
+            .contains(&format!("{} {}", ended_on.month(), ended_on.year())),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_license_grant_carries_what_an_about_box_shows() {
+    let o = office();
+    let app = App::new();
+    let cfg = app
+        .config(&o)
+        .backoffice(&o.url)
+        .license_path(app.state.path().join("state/license.lic"));
+    let c = Client::with(cfg, app.clock.clone(), machine(10)).unwrap();
+    let lic = c.activate(&o.node_locked_key(&[])).unwrap();
+    let g = c.check("render", "1.0").unwrap();
+    assert_eq!(g.source, GrantSource::License);
+    assert_eq!(g.licensee.as_deref(), Some(lic.claims().sub.as_str()));
+    assert_eq!(g.license_id.as_deref(), Some(lic.claims().jti.as_str()));
+    assert!(g.version.is_some());
+    assert!(g.expires.is_some(), "the grace period's end");
+    // the refusal codes are typed, with the text kept
+    let other = Client::with(
+        app.config(&o).backoffice(&o.url),
+        app.clock.clone(),
+        machine(11),
+    )
+    .unwrap();
+    let key = o.node_locked_key(&[]);
+    c.activate(&key).unwrap();
+    let err = other.activate(&key).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ClientError::Refused {
+                code: tessera_client::RefusalCode::BoundToAnotherMachine,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        tessera_client::RefusalCode::from("something_new"),
+        tessera_client::RefusalCode::Other("something_new".into())
+    );
 }

@@ -6,10 +6,29 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::json;
-use tessera_client::{Client, ClientConfig, ClientError, GrantSource};
+use tessera_client::{
+    Checkout, Client, ClientConfig, ClientError, GrantSource, ManualClock, RefusalCode, SeatEvent,
+    SeatState,
+};
 use tessera_core::Clock;
 use tessera_core::{DeviceType, HostId};
 use tessera_host::{HostIdentity, SystemClock};
+
+/// Waits (boundedly, so a broken heartbeat fails the test instead of hanging it) for an event
+/// matching `want`, skipping others.
+fn wait_for(
+    events: &std::sync::mpsc::Receiver<SeatEvent>,
+    want: impl Fn(&SeatEvent) -> bool,
+) -> SeatEvent {
+    loop {
+        let e = events
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("no such seat event");
+        if want(&e) {
+            return e;
+        }
+    }
+}
 
 struct Env {
     rt: tokio::runtime::Runtime,
@@ -92,6 +111,11 @@ impl Env {
 
     /// Starts the license server; returns its URL and a stopper.
     fn serve(&self, activate: bool) -> (String, tokio::sync::oneshot::Sender<()>) {
+        self.serve_at("127.0.0.1:0", activate)
+    }
+
+    /// Starts the license server at `addr` (again at the same address after a stop).
+    fn serve_at(&self, addr: &str, activate: bool) -> (String, tokio::sync::oneshot::Sender<()>) {
         let data: &Path = self.srv_dir.path();
         self.rt.block_on(async {
             let server = tessera_server::daemon::open(data, Arc::new(SystemClock))
@@ -104,7 +128,15 @@ impl Env {
                     .unwrap();
             }
             let state = tessera_server::http::state(server);
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let mut bound = tokio::net::TcpListener::bind(addr).await;
+            for _ in 0..50 {
+                if bound.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                bound = tokio::net::TcpListener::bind(addr).await;
+            }
+            let listener = bound.unwrap();
             let url = format!("http://{}", listener.local_addr().unwrap());
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
             tokio::spawn(tessera_server::http::serve_on(
@@ -119,6 +151,15 @@ impl Env {
     }
 
     fn client(&self, n: u8) -> Client {
+        self.client_with(n, Arc::new(SystemClock), |c| c)
+    }
+
+    fn client_with(
+        &self,
+        n: u8,
+        clock: Arc<dyn Clock>,
+        configure: impl FnOnce(ClientConfig) -> ClientConfig,
+    ) -> Client {
         let id = HostIdentity {
             ids: vec![format!("machine_id={}", format!("{n:02x}").repeat(16))
                 .parse::<HostId>()
@@ -130,7 +171,7 @@ impl Env {
         let cfg = ClientConfig::new("cad", &self.producer_pem())
             .unwrap()
             .state_dirs(dir.join("s"), dir.join("b"));
-        Client::with(cfg, Arc::new(SystemClock), id).unwrap()
+        Client::with(configure(cfg), clock, id).unwrap()
     }
 }
 
@@ -260,4 +301,179 @@ fn borrowed_seats_work_offline_are_limited_per_account_and_return_early() {
         client.borrow(&url2, "modeler", "1.0", 1).is_ok(),
         "the limit counts only seats still borrowed"
     );
+}
+
+#[test]
+fn a_seat_tells_when_its_server_goes_away_and_is_lost_at_lease_expiry() {
+    let env = env();
+    let (url, stop) = env.serve(true);
+    let clock = Arc::new(ManualClock::new(SystemClock.now()));
+    let client = env.client_with(10, clock.clone(), |c| {
+        c.timeout(std::time::Duration::from_millis(500))
+    });
+    let seat = client.checkout(&url, "modeler", "1.0").unwrap();
+    assert_eq!(seat.state(), SeatState::Held);
+    assert!(seat.lease_expires() > seat.last_renewal());
+    assert_eq!(seat.count(), 1);
+    // the client knows the seat it holds: no license file needed
+    let g = client.check("modeler", "1.0").unwrap();
+    assert_eq!(g.source, GrantSource::Seat);
+    assert_eq!(g.expires, Some(seat.lease_expires()));
+    let events = seat.events();
+    // the server stops: the next renewal fails and the application is told
+    let _ = stop.send(());
+    let e = wait_for(&events, |e| matches!(e, SeatEvent::Reconnecting { .. }));
+    assert!(
+        matches!(
+            &e,
+            SeatEvent::Reconnecting {
+                error: ClientError::Unreachable { .. } | ClientError::TimedOut { .. }
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(seat.state(), SeatState::Reconnecting);
+    assert!(!seat.is_lost(), "still within its lease");
+    // time moves past the lease's end: the seat is lost at once (tolerance zero), then told
+    clock.advance(seat.lease_expires() - clock.now() + tessera_client::Duration::seconds(1));
+    assert!(seat.is_lost());
+    assert!(matches!(
+        wait_for(&events, |e| matches!(e, SeatEvent::LeaseExpired { .. })),
+        SeatEvent::LeaseExpired { .. }
+    ));
+    let e = wait_for(&events, |e| matches!(e, SeatEvent::Lost { .. }));
+    assert!(e.to_string().contains("lost"), "{e}");
+    // check no longer counts it; release says it was not held
+    let err = client.check("modeler", "1.0").unwrap_err();
+    assert!(
+        matches!(err, ClientError::LicenseNotFound { .. }),
+        "{err:?}"
+    );
+    let err = seat.release().unwrap_err();
+    assert!(
+        matches!(&err, ClientError::SeatLost { feature } if feature == "modeler"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_tolerance_keeps_the_seat_until_lease_plus_tolerance_and_a_reacquired_seat_is_held_again() {
+    let env = env();
+    let (url, stop) = env.serve(true);
+    let addr = url.trim_start_matches("http://").to_string();
+    let clock = Arc::new(ManualClock::new(SystemClock.now()));
+    let tolerance = tessera_client::Duration::seconds(60);
+    let client = env.client_with(11, clock.clone(), |c| {
+        c.timeout(std::time::Duration::from_millis(500))
+            .seat_tolerance(tolerance)
+    });
+    let seat = client
+        .checkout_with(&Checkout::new("modeler", "1.0").server(&url))
+        .unwrap();
+    let version = seat.granted_version();
+    let events = seat.events();
+    let _ = stop.send(());
+    wait_for(&events, |e| matches!(e, SeatEvent::Reconnecting { .. }));
+    // past the lease, within the tolerance: told the lease expired, still held
+    let expires = seat.lease_expires();
+    clock.advance(expires - clock.now() + tessera_client::Duration::seconds(30));
+    wait_for(&events, |e| matches!(e, SeatEvent::LeaseExpired { .. }));
+    assert!(!seat.is_lost());
+    assert_eq!(
+        client.check("modeler", "1.0").unwrap().source,
+        GrantSource::Seat
+    );
+    // never past lease + tolerance
+    clock.advance(tessera_client::Duration::seconds(31));
+    assert!(clock.now() > expires + tolerance);
+    assert!(seat.is_lost());
+    wait_for(&events, |e| matches!(e, SeatEvent::Lost { .. }));
+    // the server comes back at the same address: the seat is held again, at the version asked
+    let (_url2, _stop2) = env.serve_at(&addr, false);
+    wait_for(&events, |e| matches!(e, SeatEvent::Reconnected));
+    assert!(!seat.is_lost(), "lost resets after the seat is held again");
+    assert_eq!(seat.state(), SeatState::Held);
+    assert_eq!(seat.granted_version(), version);
+    assert!(seat.lease_expires() > clock.now());
+    seat.release().unwrap();
+}
+
+#[test]
+fn a_server_that_never_answers_is_a_timeout_and_the_next_server_of_the_list_is_tried() {
+    // takes connections and never answers
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}", silent.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in silent.incoming() {
+            held.push(c);
+        }
+    });
+    let env = env();
+    let client = env.client_with(12, Arc::new(SystemClock), |c| {
+        c.timeout(std::time::Duration::from_millis(300))
+            .checkout_timeout(std::time::Duration::from_secs(1))
+    });
+    let err = client.checkout(&silent_url, "modeler", "1.0").unwrap_err();
+    assert!(matches!(err, ClientError::TimedOut { .. }), "{err:?}");
+    assert!(err.to_string().contains("did not answer"), "{err}");
+    // a list: the silent server first, then the real one (same request id)
+    let (url, _stop) = env.serve(true);
+    let client = env.client_with(13, Arc::new(SystemClock), |c| {
+        c.timeout(std::time::Duration::from_millis(300))
+            .servers(&[&silent_url, &url])
+    });
+    let seat = client
+        .checkout_with(
+            &Checkout::new("modeler", "1.0")
+                .server(&silent_url)
+                .server(&url),
+        )
+        .unwrap();
+    assert_eq!(seat.server(), url);
+    seat.release().unwrap();
+    // an unreachable server's message names it once
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let err = client.checkout(&closed, "modeler", "1.0").unwrap_err();
+    assert!(matches!(err, ClientError::Unreachable { .. }), "{err:?}");
+    assert_eq!(err.to_string().matches(&closed).count(), 1, "{err}");
+}
+
+#[test]
+fn several_seats_in_one_checkout_and_waiting_in_line() {
+    let env = env();
+    let (url, _stop) = env.serve(true);
+    let both = env
+        .client(20)
+        .checkout_with(&Checkout::new("modeler", "1.0").server(&url).count(2))
+        .unwrap();
+    assert_eq!(both.count(), 2);
+    let err = env.client(21).checkout(&url, "modeler", "1.0").unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ClientError::Refused {
+                code: RefusalCode::AllInUse,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // waiting in line: the seat comes free while waiting
+    let waiter = env.client(22);
+    let u = url.clone();
+    let waiting = std::thread::spawn(move || {
+        waiter.checkout_with(
+            &Checkout::new("modeler", "1.0")
+                .server(&u)
+                .wait_in_line(std::time::Duration::from_secs(60)),
+        )
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    both.release().unwrap();
+    let seat = waiting.join().unwrap().unwrap();
+    assert_eq!(seat.count(), 1);
 }
