@@ -6,81 +6,35 @@ use std::sync::Arc;
 
 use serde_json::json;
 use tessera_client::{Client, ClientConfig};
-use tessera_core::{DeviceType, HostId};
-use tessera_host::{HostIdentity, SystemClock};
+use tessera_host::SystemClock;
+use tessera_testkit::{machine, BackOfficeKit, ServerKit, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_checkout_heartbeat_and_return() {
-    use tessera_backoffice::daemon as bo;
-    let bo_dir = tempfile::tempdir().unwrap();
-    bo::init(bo_dir.path(), None, None, &SystemClock)
-        .await
-        .unwrap();
-    let (office, config) = bo::open(bo_dir.path(), None, Arc::new(SystemClock))
-        .await
-        .unwrap();
-    office
-        .create_product(
-            "cad",
-            "CAD",
-            serde_json::from_value(
-                json!({"features": [{"name": "modeler"}], "basic_features": []}),
-            )
-            .unwrap(),
-        )
-        .await
-        .unwrap();
-    let c = office.create_customer("ACME", None).await.unwrap();
-    let e = office
-        .create_entitlement(
-            &c.id,
-            vec![serde_json::from_value(
-                json!({"product": "cad", "model": "floating", "count": 1}),
-            )
-            .unwrap()],
-        )
-        .await
-        .unwrap();
-    let key = e.lines[0].key.clone().unwrap();
-    let state = bo::state(office, &config);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let bo_url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(bo::serve_on(listener, state, std::future::pending()));
-
+    let bo = BackOfficeKit::new()
+        .product(json!({"features": [{"name": "modeler"}], "basic_features": []}))
+        .floating(1)
+        .start()
+        .await;
+    let pem = bo.producer_pem();
     let srv = tempfile::tempdir().unwrap();
-    let pem = std::fs::read_to_string(bo_dir.path().join("keys/producer.pub")).unwrap();
-    tessera_server::daemon::init(srv.path(), &pem, None, Some("ethernet=0050569a3b01"))
+    let data = ServerKit::new(srv.path(), &pem)
+        .lease_seconds(3)
+        .init()
+        .await
+        .data;
+    let server = tessera_server::daemon::open(&data, Arc::new(SystemClock))
         .await
         .unwrap();
-    let mut cfg = std::fs::read_to_string(srv.path().join("server.toml"))
-        .unwrap()
-        .replace("lease_seconds = 300", "lease_seconds = 3");
-    cfg.push_str(&format!(
-        "anchor_dir = \"{}\"\n",
-        srv.path().join("anchors").display()
-    ));
-    std::fs::write(srv.path().join("server.toml"), cfg).unwrap();
-    let server = tessera_server::daemon::open(srv.path(), Arc::new(SystemClock))
+    server
+        .activate(&bo.url, &[(bo.keys[0].clone(), 1)])
         .await
         .unwrap();
-    server.activate(&bo_url, &[(key, 1)]).await.unwrap();
-    let state = tessera_server::http::state(server);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(tessera_server::http::serve_on(
-        listener,
-        state,
-        std::future::pending(),
-    ));
+    let running = TestServer::serve(server).await;
+    let url = running.url.clone();
 
     let client = |n: u8| {
-        let id = HostIdentity {
-            ids: vec![format!("machine_id={}", format!("{n:02x}").repeat(16))
-                .parse::<HostId>()
-                .unwrap()],
-            device_type: DeviceType::Physical,
-            evidence: vec![],
-        };
+        let id = machine(n);
         let dir = srv.path().join(format!("app{n}"));
         Client::with(
             ClientConfig::new("cad", &pem)

@@ -5,44 +5,32 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tessera_backoffice::daemon;
 use tessera_client::{Client, ClientConfig, ClientError, GrantSource, TrialStatus};
 use tessera_core::time::Duration;
-use tessera_core::{Clock, DeviceType, HostId, ManualClock};
-use tessera_host::{HostIdentity, SystemClock};
+use tessera_core::{Clock, ManualClock};
+use tessera_host::SystemClock;
+use tessera_testkit::{machine, BackOfficeKit, TestBackOffice};
 
 struct Office {
     url: String,
-    data: tempfile::TempDir,
-    token: String,
-    _rt: tokio::runtime::Runtime,
+    bo: TestBackOffice,
+    rt: tokio::runtime::Runtime,
 }
 
+/// A back office (issuer "Example Software") with product `cad`: features modeler, render and
+/// export, modeler basic, a 60-day trial; added through its API as a producer would.
 fn office() -> Office {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let (url, token) = rt.block_on(async {
-        let report = daemon::init(data.path(), None, Some("Example Software"), &SystemClock)
-            .await
-            .unwrap();
-        let (bo, config) = daemon::open(data.path(), None, Arc::new(SystemClock))
-            .await
-            .unwrap();
-        let state = daemon::state(bo, &config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(daemon::serve_on(listener, state, std::future::pending()));
-        (url, report.admin_token)
-    });
+    let rt = tessera_testkit::runtime();
+    let bo = rt.block_on(
+        BackOfficeKit::new()
+            .bare()
+            .issuer("Example Software")
+            .start(),
+    );
     let o = Office {
-        url,
-        data,
-        token,
-        _rt: rt,
+        url: bo.url.clone(),
+        bo,
+        rt,
     };
     o.admin("/api/v1/products", serde_json::json!({"id": "cad", "name": "ACME CAD",
         "features": [{"name": "modeler"}, {"name": "render"}, {"name": "export"}], "basic_features": ["modeler"], "trial_days": 60}));
@@ -51,22 +39,15 @@ fn office() -> Office {
 
 impl Office {
     fn admin(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
-        let resp = reqwest::blocking::Client::new()
-            .post(format!("{}{path}", self.url))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .unwrap();
-        assert!(resp.status().is_success(), "{path}: {}", resp.status());
-        resp.json().unwrap()
+        self.rt.block_on(self.bo.admin(path, body))
     }
 
     fn producer_pem(&self) -> String {
-        std::fs::read_to_string(self.data.path().join("keys/producer.pub")).unwrap()
+        self.bo.producer_pem()
     }
 
     fn unlock_pem(&self) -> String {
-        std::fs::read_to_string(self.data.path().join("keys/unlock.pub")).unwrap()
+        self.bo.unlock_pem()
     }
 
     fn node_locked_key(&self, features: &[&str]) -> String {
@@ -77,16 +58,6 @@ impl Office {
             {"product": "cad", "model": "node_locked", "count": 1, "features": features}]}),
         );
         e["lines"][0]["key"].as_str().unwrap().to_string()
-    }
-}
-
-fn machine(n: u8) -> HostIdentity {
-    HostIdentity {
-        ids: vec![format!("machine_id={}", format!("{n:02x}").repeat(16))
-            .parse::<HostId>()
-            .unwrap()],
-        device_type: DeviceType::Physical,
-        evidence: vec![],
     }
 }
 

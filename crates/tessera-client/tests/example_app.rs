@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
-use tessera_backoffice::daemon;
 use tessera_host::SystemClock;
+use tessera_testkit::{BackOfficeKit, ServerKit, TestServer};
 
 fn example() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -28,25 +28,9 @@ fn example_application_runs_trial_activation_and_unlock() {
         "{} was not built (cargo test builds examples)",
         app.display()
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let (url, token) = rt.block_on(async {
-        let report = daemon::init(data.path(), None, None, &SystemClock)
-            .await
-            .unwrap();
-        let (bo, config) = daemon::open(data.path(), None, Arc::new(SystemClock))
-            .await
-            .unwrap();
-        let state = daemon::state(bo, &config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(daemon::serve_on(listener, state, std::future::pending()));
-        (url, report.admin_token)
-    });
+    let rt = tessera_testkit::runtime();
+    let bo = rt.block_on(BackOfficeKit::new().bare().start());
+    let (url, token) = (bo.url.clone(), bo.admin_token.clone());
     let http = reqwest::blocking::Client::new();
     let admin = |path: &str, body: serde_json::Value| -> serde_json::Value {
         http.post(format!("{url}{path}"))
@@ -74,8 +58,8 @@ fn example_application_runs_trial_activation_and_unlock() {
     let render_key = e["lines"][1]["key"].as_str().unwrap().to_string();
 
     let state = tempfile::tempdir().unwrap();
-    let producer = data.path().join("keys/producer.pub");
-    let unlock = data.path().join("keys/unlock.pub");
+    let producer = bo.dir.join("keys/producer.pub");
+    let unlock = bo.dir.join("keys/unlock.pub");
     let run = |args: &[&str]| {
         let o = Command::new(&app)
             .args([
@@ -121,33 +105,20 @@ fn example_application_runs_trial_activation_and_unlock() {
     // a license server with the floating key: a seat checked out and returned on exit, then borrowed
     let srv_dir = tempfile::tempdir().unwrap();
     let pem = std::fs::read_to_string(&producer).unwrap();
-    let srv_url = rt.block_on(async {
-        tessera_server::daemon::init(srv_dir.path(), &pem, None, Some("ethernet=0050569a3b01"))
-            .await
-            .unwrap();
-        let mut cfg = std::fs::read_to_string(srv_dir.path().join("server.toml")).unwrap();
-        cfg.push_str(&format!(
-            "anchor_dir = \"{}\"\n",
-            srv_dir.path().join("anchors").display()
-        ));
-        std::fs::write(srv_dir.path().join("server.toml"), cfg).unwrap();
-        let server = tessera_server::daemon::open(srv_dir.path(), Arc::new(SystemClock))
+    let srv_data = rt
+        .block_on(ServerKit::new(srv_dir.path(), &pem).init())
+        .data;
+    let running = rt.block_on(async {
+        let server = tessera_server::daemon::open(&srv_data, Arc::new(SystemClock))
             .await
             .unwrap();
         server
             .activate(&url, &[(floating_key.clone(), 1)])
             .await
             .unwrap();
-        let state = tessera_server::http::state(server);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let srv_url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(tessera_server::http::serve_on(
-            listener,
-            state,
-            std::future::pending(),
-        ));
-        srv_url
+        TestServer::serve(server).await
     });
+    let srv_url = running.url.clone();
     let (code, out) = run(&["seat", &srv_url, "simulate"]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("seat returned"), "{out}");

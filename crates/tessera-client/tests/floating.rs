@@ -2,7 +2,7 @@
 //! the count, a clear refusal beyond it, the heartbeat keeping a lease alive past its length, return
 //! on drop, a restarted server keeping the seat without a second one, and a fake server refused.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::json;
@@ -11,8 +11,11 @@ use tessera_client::{
     SeatState,
 };
 use tessera_core::Clock;
-use tessera_core::{DeviceType, HostId};
+use tessera_core::DeviceType;
 use tessera_host::{HostIdentity, SystemClock};
+use tessera_testkit::{
+    machine, producer_key, BackOfficeKit, ServerKit, TestBackOffice, TestServer,
+};
 
 /// Waits (boundedly, so a broken heartbeat fails the test instead of hanging it) for an event
 /// matching `want`, skipping others.
@@ -32,81 +35,41 @@ fn wait_for(
 
 struct Env {
     rt: tokio::runtime::Runtime,
-    bo_dir: tempfile::TempDir,
+    bo: TestBackOffice,
     srv_dir: tempfile::TempDir,
-    bo_url: String,
-    key: String,
+    srv: PathBuf,
 }
 
+/// A back office with product `cad` (feature `modeler`) and a floating line of 2 seats, and a
+/// license server data directory (3-second leases, one borrow per account) trusting it.
 fn env() -> Env {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let bo_dir = tempfile::tempdir().unwrap();
+    let rt = tessera_testkit::runtime();
+    let bo = rt.block_on(
+        BackOfficeKit::new()
+            .features(json!([{"name": "modeler"}]))
+            .floating(2)
+            .start(),
+    );
     let srv_dir = tempfile::tempdir().unwrap();
-    let (bo_url, key) = rt.block_on(async {
-        use tessera_backoffice::daemon as bo;
-        bo::init(bo_dir.path(), None, None, &SystemClock)
-            .await
-            .unwrap();
-        let (office, config) = bo::open(bo_dir.path(), None, Arc::new(SystemClock))
-            .await
-            .unwrap();
-        office
-            .create_product(
-                "cad",
-                "CAD",
-                serde_json::from_value(json!({"features": [{"name": "modeler"}]})).unwrap(),
-            )
-            .await
-            .unwrap();
-        let c = office.create_customer("ACME", None).await.unwrap();
-        let e = office
-            .create_entitlement(
-                &c.id,
-                vec![serde_json::from_value(
-                    json!({"product": "cad", "model": "floating", "count": 2}),
-                )
-                .unwrap()],
-            )
-            .await
-            .unwrap();
-        let state = bo::state(office, &config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(bo::serve_on(listener, state, std::future::pending()));
-        (url, e.lines[0].key.clone().unwrap())
-    });
-    let env = Env {
+    let srv = rt
+        .block_on(
+            ServerKit::new(srv_dir.path(), &bo.producer_pem())
+                .lease_seconds(3)
+                .config("max_borrows_per_account = 1\n")
+                .init(),
+        )
+        .data;
+    Env {
         rt,
-        bo_dir,
+        bo,
         srv_dir,
-        bo_url,
-        key,
-    };
-    let pem = env.producer_pem();
-    env.rt.block_on(async {
-        let data = env.srv_dir.path();
-        tessera_server::daemon::init(data, &pem, None, Some("ethernet=0050569a3b01"))
-            .await
-            .unwrap();
-        let mut cfg = std::fs::read_to_string(data.join("server.toml")).unwrap();
-        cfg = cfg.replace("lease_seconds = 300", "lease_seconds = 3");
-        cfg.push_str("max_borrows_per_account = 1\n");
-        cfg.push_str(&format!(
-            "anchor_dir = \"{}\"\n",
-            data.join("anchors").display()
-        ));
-        std::fs::write(data.join("server.toml"), cfg).unwrap();
-    });
-    env
+        srv,
+    }
 }
 
 impl Env {
     fn producer_pem(&self) -> String {
-        std::fs::read_to_string(self.bo_dir.path().join("keys/producer.pub")).unwrap()
+        self.bo.producer_pem()
     }
 
     /// Starts the license server; returns its URL and a stopper.
@@ -116,37 +79,17 @@ impl Env {
 
     /// Starts the license server at `addr` (again at the same address after a stop).
     fn serve_at(&self, addr: &str, activate: bool) -> (String, tokio::sync::oneshot::Sender<()>) {
-        let data: &Path = self.srv_dir.path();
         self.rt.block_on(async {
-            let server = tessera_server::daemon::open(data, Arc::new(SystemClock))
+            let server = tessera_server::daemon::open(&self.srv, Arc::new(SystemClock))
                 .await
                 .unwrap();
             if activate {
                 server
-                    .activate(&self.bo_url, &[(self.key.clone(), 2)])
+                    .activate(&self.bo.url, &[(self.bo.keys[0].clone(), 2)])
                     .await
                     .unwrap();
             }
-            let state = tessera_server::http::state(server);
-            let mut bound = tokio::net::TcpListener::bind(addr).await;
-            for _ in 0..50 {
-                if bound.is_ok() {
-                    break;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                bound = tokio::net::TcpListener::bind(addr).await;
-            }
-            let listener = bound.unwrap();
-            let url = format!("http://{}", listener.local_addr().unwrap());
-            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-            tokio::spawn(tessera_server::http::serve_on(
-                listener,
-                state,
-                async move {
-                    let _ = rx.await;
-                },
-            ));
-            (url, tx)
+            TestServer::serve_at(server, addr).await.split()
         })
     }
 
@@ -160,13 +103,7 @@ impl Env {
         clock: Arc<dyn Clock>,
         configure: impl FnOnce(ClientConfig) -> ClientConfig,
     ) -> Client {
-        let id = HostIdentity {
-            ids: vec![format!("machine_id={}", format!("{n:02x}").repeat(16))
-                .parse::<HostId>()
-                .unwrap()],
-            device_type: DeviceType::Physical,
-            evidence: vec![],
-        };
+        let id = machine(n);
         let dir = self.srv_dir.path().join(format!("app{n}"));
         let cfg = ClientConfig::new("cad", &self.producer_pem())
             .unwrap()
@@ -215,12 +152,7 @@ fn a_fake_server_is_refused() {
     let env = env();
     // a license server trusting another producer: its certificate does not verify for this product
     let rogue_bo = tempfile::tempdir().unwrap();
-    let rogue_pem = env.rt.block_on(async {
-        tessera_backoffice::daemon::init(rogue_bo.path(), None, None, &SystemClock)
-            .await
-            .unwrap();
-        std::fs::read_to_string(rogue_bo.path().join("keys/producer.pub")).unwrap()
-    });
+    let rogue_pem = env.rt.block_on(producer_key(rogue_bo.path()));
     let (url, _stop) = env.serve(true);
     let cfg = ClientConfig::new("cad", &rogue_pem).unwrap().state_dirs(
         env.srv_dir.path().join("r/s"),

@@ -3,43 +3,21 @@
 //! problem+json, and the admin token can be rotated while the server runs.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use tessera_host::SystemClock;
-use tessera_server::{daemon, http};
+use tessera_server::daemon;
+use tessera_testkit::{producer_key, ServerKit, TestServer};
 
 /// A new server data directory in `dir` trusting a fresh producer key; its admin token.
 async fn init_server(dir: &Path) -> (std::path::PathBuf, String) {
-    let bo = dir.join("bo");
-    tessera_backoffice::daemon::init(&bo, None, None, &SystemClock)
-        .await
-        .unwrap();
-    let pem = std::fs::read_to_string(bo.join("keys/producer.pub")).unwrap();
-    let data = dir.join("srv");
-    let token = daemon::init(&data, &pem, None, Some("ethernet=0050569a3b01"))
-        .await
-        .unwrap();
-    let mut cfg = std::fs::read_to_string(data.join("server.toml")).unwrap();
-    cfg.push_str(&format!(
-        "anchor_dir = \"{}\"\n",
-        dir.join("anchors").display()
-    ));
-    std::fs::write(data.join("server.toml"), &cfg).unwrap();
-    (data, token)
+    let pem = producer_key(&dir.join("bo")).await;
+    let s = ServerKit::new(dir, &pem).init().await;
+    (s.data, s.token)
 }
 
 async fn start(data: &Path) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let server = daemon::open(data, Arc::new(SystemClock)).await.unwrap();
-    let state = http::state(server);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(http::serve_on(listener, state, async move {
-        let _ = rx.await;
-    }));
-    (url, tx)
+    TestServer::start(data).await.split()
 }
 
 /// POSTs `body` with `content_type` and an optional bearer token; status, content type, body.

@@ -5,46 +5,22 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tessera_host::SystemClock;
-use tessera_server::{daemon, http};
+use tessera_testkit::{producer_key, BackOfficeKit, ServerKit};
 
 /// A back office on a free port with product `cad` (feature `modeler`) and one floating line of
 /// `count` seats: its URL, the line's key and the producer key (PEM).
 async fn backoffice(dir: &Path, count: u32) -> (String, String, String) {
-    use tessera_backoffice::daemon as bo;
-    bo::init(dir, None, None, &SystemClock).await.unwrap();
-    let (office, config) = bo::open(dir, None, Arc::new(SystemClock)).await.unwrap();
-    office
-        .create_product(
-            "cad",
-            "CAD",
-            serde_json::from_value(json!({"features": [{"name": "modeler", "version": "2.0"}]}))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let c = office.create_customer("ACME", None).await.unwrap();
-    let e = office
-        .create_entitlement(
-            &c.id,
-            vec![serde_json::from_value(
-                json!({"product": "cad", "model": "floating", "count": count}),
-            )
-            .unwrap()],
-        )
-        .await
-        .unwrap();
-    let key = e.lines[0].key.clone().unwrap();
-    let state = bo::state(office, &config);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(bo::serve_on(listener, state, std::future::pending()));
-    let pem = std::fs::read_to_string(dir.join("keys/producer.pub")).unwrap();
-    (url, key, pem)
+    let bo = BackOfficeKit::new()
+        .in_dir(dir)
+        .floating(count)
+        .start()
+        .await;
+    let pem = bo.producer_pem();
+    let (url, keys) = bo.detach();
+    (url, keys[0].clone(), pem)
 }
 
 /// A server in `dir/srv` with these lines added to its server.toml, serving on a free port: its URL
@@ -54,24 +30,9 @@ async fn server(
     producer_pem: &str,
     extra: &str,
 ) -> (String, String, tokio::sync::oneshot::Sender<()>) {
-    let data = dir.join("srv");
-    let token = daemon::init(&data, producer_pem, None, Some("ethernet=0050569a3b01"))
-        .await
-        .unwrap();
-    let mut cfg = std::fs::read_to_string(data.join("server.toml")).unwrap();
-    cfg.push_str(&format!(
-        "anchor_dir = \"{}\"\n{extra}\n",
-        dir.join("anchors").display()
-    ));
-    std::fs::write(data.join("server.toml"), &cfg).unwrap();
-    let state = http::state(daemon::open(&data, Arc::new(SystemClock)).await.unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(http::serve_on(listener, state, async move {
-        let _ = rx.await;
-    }));
-    (url, token, tx)
+    let s = ServerKit::new(dir, producer_pem).config(extra).init().await;
+    let (url, stop) = s.start().await.split();
+    (url, s.token, stop)
 }
 
 fn request(device: &str, id: &str) -> Value {
@@ -157,10 +118,7 @@ async fn one_device_cannot_hold_more_leases_than_the_cap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capability_requests_are_rate_limited_per_address() {
     let bo_dir = tempfile::tempdir().unwrap();
-    tessera_backoffice::daemon::init(bo_dir.path(), None, None, &SystemClock)
-        .await
-        .unwrap();
-    let pem = std::fs::read_to_string(bo_dir.path().join("keys/producer.pub")).unwrap();
+    let pem = producer_key(bo_dir.path()).await;
 
     // loopback is exempt by default (a proxy on this machine, the throughput bench)
     let dir = tempfile::tempdir().unwrap();
@@ -235,10 +193,7 @@ fn read_to_close(s: &mut TcpStream) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_headers_and_bodies_are_cut_off() {
     let bo_dir = tempfile::tempdir().unwrap();
-    tessera_backoffice::daemon::init(bo_dir.path(), None, None, &SystemClock)
-        .await
-        .unwrap();
-    let pem = std::fs::read_to_string(bo_dir.path().join("keys/producer.pub")).unwrap();
+    let pem = producer_key(bo_dir.path()).await;
     let dir = tempfile::tempdir().unwrap();
     let (url, _, _stop) = server(dir.path(), &pem, "request_timeout_seconds = 1").await;
     let addr = url.trim_start_matches("http://").to_string();
@@ -265,10 +220,7 @@ async fn slow_headers_and_bodies_are_cut_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_past_the_limit_are_closed() {
     let bo_dir = tempfile::tempdir().unwrap();
-    tessera_backoffice::daemon::init(bo_dir.path(), None, None, &SystemClock)
-        .await
-        .unwrap();
-    let pem = std::fs::read_to_string(bo_dir.path().join("keys/producer.pub")).unwrap();
+    let pem = producer_key(bo_dir.path()).await;
     let dir = tempfile::tempdir().unwrap();
     let (url, _, _stop) = server(dir.path(), &pem, "max_connections = 2").await;
     let addr = url.trim_start_matches("http://").to_string();
@@ -317,10 +269,7 @@ async fn connections_past_the_limit_are_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_paths_and_wrong_methods_are_problems() {
     let bo_dir = tempfile::tempdir().unwrap();
-    tessera_backoffice::daemon::init(bo_dir.path(), None, None, &SystemClock)
-        .await
-        .unwrap();
-    let pem = std::fs::read_to_string(bo_dir.path().join("keys/producer.pub")).unwrap();
+    let pem = producer_key(bo_dir.path()).await;
     let dir = tempfile::tempdir().unwrap();
     let (url, _, _stop) = server(dir.path(), &pem, "").await;
     let r = reqwest::get(format!("{url}/api/v1/nothing-here"))

@@ -12,6 +12,7 @@ use tessera_core::{Clock, Keyring, PublicKey};
 use tessera_host::SystemClock;
 use tessera_server::daemon::{self, ServerError};
 use tessera_server::http;
+use tessera_testkit::{producer_key, BackOfficeKit, ServerKit, TestServer};
 
 async fn backoffice(dir: &Path) -> (String, Vec<String>) {
     backoffice_with(
@@ -25,48 +26,15 @@ async fn backoffice(dir: &Path) -> (String, Vec<String>) {
 /// A back office serving product `cad` with these features, and a customer with these entitlement
 /// lines; its URL and the lines' keys.
 async fn backoffice_with(dir: &Path, features: Value, lines: Value) -> (String, Vec<String>) {
-    use tessera_backoffice::daemon as bo;
-    bo::init(dir, None, None, &SystemClock).await.unwrap();
-    let (office, config) = bo::open(dir, None, Arc::new(SystemClock)).await.unwrap();
-    let svc = office.clone();
-    svc.create_product(
-        "cad",
-        "CAD",
-        serde_json::from_value(json!({ "features": features })).unwrap(),
-    )
-    .await
-    .unwrap();
-    let c = svc.create_customer("ACME", None).await.unwrap();
-    let e = svc
-        .create_entitlement(&c.id, serde_json::from_value(lines).unwrap())
-        .await
-        .unwrap();
-    let keys = e.lines.iter().map(|l| l.key.clone().unwrap()).collect();
-    let state = bo::state(office, &config);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(bo::serve_on(listener, state, std::future::pending()));
-    (url, keys)
+    let mut kit = BackOfficeKit::new().in_dir(dir).features(features);
+    for line in lines.as_array().into_iter().flatten() {
+        kit = kit.line(line.clone());
+    }
+    kit.start().await.detach()
 }
 
 async fn start(data: &Path) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let server = daemon::open(data, Arc::new(SystemClock)).await.unwrap();
-    let state = http::state(server);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(http::serve_on(listener, state, async move {
-        let _ = rx.await;
-    }));
-    (url, tx)
-}
-
-/// A producer key (PEM) from a back office data directory made in `dir` (no back office runs).
-async fn producer_key(dir: &Path) -> String {
-    tessera_backoffice::daemon::init(dir, None, None, &SystemClock)
-        .await
-        .unwrap();
-    std::fs::read_to_string(dir.join("keys/producer.pub")).unwrap()
+    TestServer::start(data).await.split()
 }
 
 /// A new server data directory `DIR/srv` for `hostid`, with its anchor copy in `DIR/anchors`; the
@@ -85,22 +53,14 @@ async fn init_server_at(
     hostid: &str,
     extra: &str,
 ) -> (std::path::PathBuf, String) {
-    let data = dir.join(name);
-    let token = daemon::init(&data, producer_pem, database, Some(hostid))
-        .await
-        .unwrap();
-    let mut cfg = std::fs::read_to_string(data.join("server.toml")).unwrap();
-    let anchors = if name == "srv" {
-        "anchors".to_string()
-    } else {
-        format!("anchors-{name}")
-    };
-    cfg.push_str(&format!(
-        "{extra}anchor_dir = \"{}\"\n",
-        dir.join(anchors).display()
-    ));
-    std::fs::write(data.join("server.toml"), &cfg).unwrap();
-    (data, token)
+    let s = ServerKit::new(dir, producer_pem)
+        .name(name)
+        .database(database)
+        .hostid(hostid)
+        .config(extra)
+        .init()
+        .await;
+    (s.data, s.token)
 }
 
 /// A server.toml line that keeps the daily sync twelve hours away while a test runs.
