@@ -6,7 +6,10 @@ use std::path::Path;
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use tessera_server::daemon;
+use std::sync::Arc;
+
+use tessera_host::SystemClock;
+use tessera_server::{daemon, http};
 use tessera_testkit::{producer_key, ServerKit, TestServer};
 
 /// A new server data directory in `dir` trusting a fresh producer key; its admin token.
