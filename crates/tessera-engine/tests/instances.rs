@@ -8,7 +8,7 @@ use tessera_core::capability::{
     session_proof, CapabilityRequest, CapabilityResponseClaims, GrantedSeat, Operation,
 };
 use tessera_core::feature::{Count, Feature};
-use tessera_core::{Clock, HostId, Keyring, ManualClock, SigningKey};
+use tessera_core::{HostId, Keyring, ManualClock, SigningKey};
 use tessera_engine::{
     Engine, EngineError, EngineSetup, InstanceId, LoadError, SeatPolicy, Sharing,
 };
