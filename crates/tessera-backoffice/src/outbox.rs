@@ -770,15 +770,15 @@ mod tests {
     fn hmac_matches_rfc_4231() {
         // Test cases 1, 2 and 6 of RFC 4231 (a short key, a text key, a key longer than a block).
         assert_eq!(
-            hex(&hmac_sha256(&[0x0b; 20], b"Hi There")),
+            hex(hmac_sha256(&[0x0b; 20], b"Hi There")),
             "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
         );
         assert_eq!(
-            hex(&hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+            hex(hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
         assert_eq!(
-            hex(&hmac_sha256(
+            hex(hmac_sha256(
                 &[0xaa; 131],
                 b"Test Using Larger Than Block-Size Key - Hash Key First"
             )),
@@ -786,7 +786,7 @@ mod tests {
         );
         // A key of exactly one block is used as it is (Python's hmac module agrees).
         assert_eq!(
-            hex(&hmac_sha256(&[0xaa; 64], b"exactly one block")),
+            hex(hmac_sha256(&[0xaa; 64], b"exactly one block")),
             "5b87dae58ee4b7b43b98ee08d3d044b8762c3ea166aff96a2b2298de9f34a8ea"
         );
         assert_eq!(
