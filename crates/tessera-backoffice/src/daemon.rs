@@ -21,7 +21,7 @@ use tessera_core::{Clock, SigningKey};
 use tessera_store::{AnyStore, KeyStore, PublicKeyRecord};
 
 use crate::auth;
-use crate::http::{self, AppState, Metrics, RateLimiter};
+use crate::http::{self, AppState, RateLimiter};
 use crate::outbox::{MailConfig, Outbox, WebhookConfig};
 use crate::service::{BackOffice, ProducerKeys};
 
@@ -69,16 +69,16 @@ pub struct Config {
 }
 
 fn default_request_timeout() -> u32 {
-    tessera_host::serve::DEFAULT_REQUEST_TIMEOUT_SECONDS
+    tessera_service::serve::DEFAULT_REQUEST_TIMEOUT_SECONDS
 }
 fn default_max_connections() -> u32 {
-    tessera_host::serve::DEFAULT_MAX_CONNECTIONS
+    tessera_service::serve::DEFAULT_MAX_CONNECTIONS
 }
 
 impl Config {
     /// The limits the back office applies to its clients' connections.
-    pub fn limits(&self) -> tessera_host::serve::Limits {
-        tessera_host::serve::Limits::new(self.request_timeout_seconds, self.max_connections)
+    pub fn limits(&self) -> tessera_service::serve::Limits {
+        tessera_service::serve::Limits::new(self.request_timeout_seconds, self.max_connections)
     }
 }
 
@@ -374,7 +374,7 @@ pub fn state(bo: BackOffice<AnyStore>, config: &Config) -> http::Shared {
     Arc::new(AppState {
         bo,
         limiter: RateLimiter::new(config.public_requests_per_minute),
-        metrics: Metrics::default(),
+        metrics: tessera_service::metrics::HttpMetrics::new(),
         hashing: crate::auth::HashGate::default(),
         logins: crate::auth::LoginThrottle::default(),
     })
@@ -391,7 +391,7 @@ pub async fn serve_on(
         listener,
         state,
         None,
-        tessera_host::serve::Limits::default(),
+        tessera_service::serve::Limits::default(),
         shutdown,
     )
     .await
@@ -403,14 +403,14 @@ pub async fn serve_with(
     listener: tokio::net::TcpListener,
     state: http::Shared,
     tls: Option<&TlsConfig>,
-    limits: tessera_host::serve::Limits,
+    limits: tessera_service::serve::Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let tls = tls.map(|t| tessera_host::serve::TlsFiles {
+    let tls = tls.map(|t| tessera_service::serve::TlsFiles {
         cert: &t.cert,
         key: &t.key,
     });
-    tessera_host::serve::serve(listener, http::router(state), tls, limits, shutdown).await
+    tessera_service::serve::serve(listener, http::router(state), tls, limits, shutdown).await
 }
 
 /// Serves with TLS on `addr` until `shutdown` resolves.
@@ -430,7 +430,7 @@ pub async fn serve_tls(
         listener,
         state,
         Some(tls),
-        tessera_host::serve::Limits::default(),
+        tessera_service::serve::Limits::default(),
         shutdown,
     )
     .await

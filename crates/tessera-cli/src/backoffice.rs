@@ -1023,7 +1023,7 @@ async fn run_async(cmd: BackofficeCommand) -> Result<()> {
     }
 }
 
-use tessera_store::BackOfficeStore as _;
+use tessera_store::AuthStore as _;
 
 async fn serve(
     data: &Data,

@@ -1,7 +1,7 @@
 //! [`BackOfficeStore`]: what the producer's back office keeps.
 //!
 //! Products, customers, entitlements and their lines (each line's activation key only as a
-//! [`KeyHash`]), activations of lines by license servers and devices, users and API tokens, trials,
+//! [`KeyHash`]), activations of lines by license servers and devices, trials,
 //! answered offline requests, unlock codes and usage reports. Nested domain values travel as JSON
 //! text that `tessera-backoffice` owns (`spec_json`, `policy_json`, `report_json`).
 //!
@@ -16,6 +16,9 @@ use time::OffsetDateTime;
 
 use crate::codec::{opt_time, opt_unix, time, unix};
 use crate::{dispatch, AnyStore, Page, PgStore, SqliteStore, StoreError};
+
+// users and API tokens moved to the auth store, shared by both services
+pub use crate::auth::{TokenRecord, UserRecord};
 
 /// A product and its definition (ordered features, trial settings) as JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,38 +111,6 @@ pub enum ActivateOutcome {
         /// Targets holding them (for "bound to another machine").
         holders: Vec<String>,
     },
-}
-
-/// A back-office user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserRecord {
-    /// Login name.
-    pub name: String,
-    /// The argon2id PHC string.
-    pub password_hash: String,
-    /// Role name.
-    pub role: String,
-    /// Whether the next login must change the password.
-    pub must_change_password: bool,
-    /// When it was created.
-    pub created_at: OffsetDateTime,
-}
-
-/// An API token (only its hash is stored).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenRecord {
-    /// SHA-256 of the token, hex.
-    pub hash: String,
-    /// A label.
-    pub name: String,
-    /// The user it acts as.
-    pub user_name: String,
-    /// When it was created.
-    pub created_at: OffsetDateTime,
-    /// When it was revoked.
-    pub revoked_at: Option<OffsetDateTime>,
-    /// When it stops working, if it expires.
-    pub expires_at: Option<OffsetDateTime>,
 }
 
 /// A received usage report.
@@ -275,46 +246,6 @@ pub trait BackOfficeStore {
         at: OffsetDateTime,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
-    /// Adds a user; an existing name is [`StoreError::Conflict`].
-    fn create_user(&self, u: UserRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// A user by name.
-    fn get_user(
-        &self,
-        name: &str,
-    ) -> impl Future<Output = Result<Option<UserRecord>, StoreError>> + Send;
-    /// Replaces a user's password hash and the must-change flag; false if unknown.
-    fn set_password(
-        &self,
-        name: &str,
-        password_hash: &str,
-        must_change: bool,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Adds an API token.
-    fn create_token(&self, t: TokenRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// A token by hash.
-    fn find_token(
-        &self,
-        hash: &str,
-    ) -> impl Future<Output = Result<Option<TokenRecord>, StoreError>> + Send;
-    /// Every token (of one user when `user` is given), newest first.
-    fn list_tokens(
-        &self,
-        user: Option<&str>,
-    ) -> impl Future<Output = Result<Vec<TokenRecord>, StoreError>> + Send;
-    /// Revokes the token with this hash at `at`; false when there is none or it was already
-    /// revoked (its first revocation time is kept).
-    fn revoke_token(
-        &self,
-        hash: &str,
-        at: OffsetDateTime,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Revokes every token of `user` not yet revoked; returns how many.
-    fn revoke_user_tokens(
-        &self,
-        user: &str,
-        at: OffsetDateTime,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-
     /// Records that a trial of `product_id` started on `fingerprint` at `now`, unless one was
     /// already recorded; returns the recorded start (the first one).
     fn start_trial(
@@ -402,8 +333,6 @@ type LineRow = (
     Option<i64>,
 );
 type ActivationRow = (String, String, String, i64, i64, Option<i64>);
-type UserRow = (String, String, String, i64, i64);
-type TokenRow = (String, String, String, i64, Option<i64>, Option<i64>);
 type UsageRow = (String, String, Option<String>, i64, i64, String);
 
 const LINE_COLUMNS: &str =
@@ -464,27 +393,6 @@ fn activation(r: ActivationRow) -> Result<ActivationRecord, StoreError> {
         count: r.3,
         created_at: time(r.4, "activations.created_at")?,
         released_at: opt_time(r.5, "activations.released_at")?,
-    })
-}
-
-fn user(r: UserRow) -> Result<UserRecord, StoreError> {
-    Ok(UserRecord {
-        name: r.0,
-        password_hash: r.1,
-        role: r.2,
-        must_change_password: r.3 != 0,
-        created_at: time(r.4, "users.created_at")?,
-    })
-}
-
-fn token(r: TokenRow) -> Result<TokenRecord, StoreError> {
-    Ok(TokenRecord {
-        hash: r.0,
-        name: r.1,
-        user_name: r.2,
-        created_at: time(r.3, "api_tokens.created_at")?,
-        revoked_at: opt_time(r.4, "api_tokens.revoked_at")?,
-        expires_at: opt_time(r.5, "api_tokens.expires_at")?,
     })
 }
 
@@ -822,110 +730,6 @@ macro_rules! impl_backoffice_store {
             }
 
             #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
-            async fn create_user(&self, u: UserRecord) -> Result<(), StoreError> {
-                sqlx::query(
-                    "INSERT INTO users (name, password_hash, role, must_change_password, created_at) VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(&u.name)
-                .bind(&u.password_hash)
-                .bind(&u.role)
-                .bind(i64::from(u.must_change_password))
-                .bind(unix(u.created_at))
-                .execute(&self.pool)
-                .await
-                .map_err(|e| StoreError::unique_as_conflict(e, || format!("user {}", u.name)))?;
-                Ok(())
-            }
-
-            #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
-            async fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
-                let row: Option<UserRow> = sqlx::query_as(
-                    "SELECT name, password_hash, role, must_change_password, created_at FROM users WHERE name = $1",
-                )
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await?;
-                row.map(user).transpose()
-            }
-
-            #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
-            async fn set_password(&self, name: &str, password_hash: &str, must_change: bool) -> Result<bool, StoreError> {
-                let done = sqlx::query(
-                    "UPDATE users SET password_hash = $2, must_change_password = $3 WHERE name = $1",
-                )
-                .bind(name)
-                .bind(password_hash)
-                .bind(i64::from(must_change))
-                .execute(&self.pool)
-                .await?;
-                Ok(done.rows_affected() > 0)
-            }
-
-            #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
-            async fn create_token(&self, t: TokenRecord) -> Result<(), StoreError> {
-                sqlx::query(
-                    "INSERT INTO api_tokens (hash, name, user_name, created_at, revoked_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(&t.hash)
-                .bind(&t.name)
-                .bind(&t.user_name)
-                .bind(unix(t.created_at))
-                .bind(opt_unix(t.revoked_at))
-                .bind(opt_unix(t.expires_at))
-                .execute(&self.pool)
-                .await
-                .map_err(|e| StoreError::unique_as_conflict(e, || format!("API token {}", t.name)))?;
-                Ok(())
-            }
-
-            #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
-            async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
-                let row: Option<TokenRow> = sqlx::query_as(
-                    "SELECT hash, name, user_name, created_at, revoked_at, expires_at FROM api_tokens WHERE hash = $1",
-                )
-                .bind(hash)
-                .fetch_optional(&self.pool)
-                .await?;
-                row.map(token).transpose()
-            }
-
-            #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
-            async fn list_tokens(&self, user: Option<&str>) -> Result<Vec<TokenRecord>, StoreError> {
-                let rows: Vec<TokenRow> = sqlx::query_as(
-                    "SELECT hash, name, user_name, created_at, revoked_at, expires_at FROM api_tokens \
-                     WHERE $1 IS NULL OR user_name = $1 ORDER BY created_at DESC, hash",
-                )
-                .bind(user)
-                .fetch_all(&self.pool)
-                .await?;
-                rows.into_iter().map(token).collect()
-            }
-
-            #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
-            async fn revoke_token(&self, hash: &str, at: OffsetDateTime) -> Result<bool, StoreError> {
-                let done = sqlx::query(
-                    "UPDATE api_tokens SET revoked_at = $2 WHERE hash = $1 AND revoked_at IS NULL",
-                )
-                .bind(hash)
-                .bind(unix(at))
-                .execute(&self.pool)
-                .await?;
-                Ok(done.rows_affected() > 0)
-            }
-
-            #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
-            async fn revoke_user_tokens(&self, user: &str, at: OffsetDateTime) -> Result<u64, StoreError> {
-                let done = sqlx::query(
-                    "UPDATE api_tokens SET revoked_at = $2 WHERE user_name = $1 AND revoked_at IS NULL",
-                )
-                .bind(user)
-                .bind(unix(at))
-                .execute(&self.pool)
-                .await?;
-                Ok(done.rows_affected())
-            }
-
-            #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
             async fn start_trial(&self, product_id: &str, fingerprint: &str, now: OffsetDateTime) -> Result<OffsetDateTime, StoreError> {
                 sqlx::query(
                     "INSERT INTO trials (product_id, fingerprint, started_at) VALUES ($1, $2, $3) \
@@ -1176,35 +980,6 @@ impl BackOfficeStore for AnyStore {
         at: OffsetDateTime,
     ) -> Result<u64, StoreError> {
         dispatch!(self, s => s.release_activations(line_id, target, at).await)
-    }
-    async fn create_user(&self, u: UserRecord) -> Result<(), StoreError> {
-        dispatch!(self, s => s.create_user(u).await)
-    }
-    async fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
-        dispatch!(self, s => s.get_user(name).await)
-    }
-    async fn set_password(
-        &self,
-        name: &str,
-        password_hash: &str,
-        must_change: bool,
-    ) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.set_password(name, password_hash, must_change).await)
-    }
-    async fn create_token(&self, t: TokenRecord) -> Result<(), StoreError> {
-        dispatch!(self, s => s.create_token(t).await)
-    }
-    async fn find_token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
-        dispatch!(self, s => s.find_token(hash).await)
-    }
-    async fn list_tokens(&self, user: Option<&str>) -> Result<Vec<TokenRecord>, StoreError> {
-        dispatch!(self, s => s.list_tokens(user).await)
-    }
-    async fn revoke_token(&self, hash: &str, at: OffsetDateTime) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.revoke_token(hash, at).await)
-    }
-    async fn revoke_user_tokens(&self, user: &str, at: OffsetDateTime) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.revoke_user_tokens(user, at).await)
     }
     async fn start_trial(
         &self,

@@ -8,7 +8,8 @@
 //!   `postgres://…`, `postgresql://…`), connects, and applies the embedded migrations. The result
 //!   is an [`AnyStore`]; [`SqliteStore`] and [`PgStore`] can also be opened directly.
 //! * One trait per concern: [`MetaStore`], [`KeyStore`], [`LicenseStore`],
-//!   [`ActivationKeyStore`]; [`Store`] is all of them. Services take `S: Store`.
+//!   [`ActivationKeyStore`], [`AuthStore`] (users, API tokens, browser sessions of both services), …;
+//!   [`Store`] is all of them. Services take `S: Store`.
 //! * Times are [`time::OffsetDateTime`] stored as whole unix seconds (sub-second parts are
 //!   dropped), so both backends hold exactly the same values.
 //!
@@ -30,6 +31,7 @@
 use std::fmt;
 
 pub mod activation_keys;
+pub mod auth;
 pub mod backoffice;
 pub mod claim;
 mod codec;
@@ -47,6 +49,7 @@ pub mod sqlite_writer;
 pub mod testing;
 
 pub use activation_keys::{ActivationKeyRecord, ActivationKeyStore, NewActivationKey};
+pub use auth::{AuthStore, SessionRecord, TokenRecord, UserRecord};
 pub use backoffice::BackOfficeStore;
 pub use claim::{advisory_key, ClaimMode, ClaimStatus, ExclusiveGuard, CLAIM_CHECK_INTERVAL};
 pub use error::{StoreError, ACCEPTED_URLS};
@@ -67,6 +70,7 @@ pub trait Store:
     + LicenseStore
     + ActivationKeyStore
     + BackOfficeStore
+    + AuthStore
     + LeaseStore
     + OutboxStore
     + Clone
@@ -82,6 +86,7 @@ impl<T> Store for T where
         + LicenseStore
         + ActivationKeyStore
         + BackOfficeStore
+        + AuthStore
         + LeaseStore
         + OutboxStore
         + Clone

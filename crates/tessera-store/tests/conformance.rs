@@ -41,6 +41,85 @@ async fn conformance<S: Store>(s: &S, backend: Backend) {
     licenses(s).await;
     activation_keys(s).await;
     api_tokens(s).await;
+    users_and_roles(s).await;
+    sessions(s).await;
+}
+
+/// Users: listed by name, roles changed, unknown names answered `false`.
+async fn users_and_roles<S: Store>(s: &S) {
+    use tessera_store::UserRecord;
+    let u = |name: &str, role: &str| UserRecord {
+        name: name.into(),
+        password_hash: "!".into(),
+        role: role.into(),
+        must_change_password: false,
+        created_at: at(5),
+    };
+    s.create_user(u("carol", "read_only")).await.unwrap();
+    assert!(matches!(
+        s.create_user(u("carol", "admin")).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let names: Vec<String> = s
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.name)
+        .collect();
+    assert_eq!(names, ["ann", "bob", "carol"]);
+    assert!(s.set_role("carol", "admin").await.unwrap());
+    assert!(!s.set_role("nobody", "admin").await.unwrap());
+    assert_eq!(s.get_user("carol").await.unwrap().unwrap().role, "admin");
+    assert!(s.set_password("carol", "$argon2id$y", true).await.unwrap());
+    let carol = s.get_user("carol").await.unwrap().unwrap();
+    assert_eq!(
+        (carol.password_hash.as_str(), carol.must_change_password),
+        ("$argon2id$y", true)
+    );
+}
+
+/// Browser sessions: found by hash, touched forward only, ended one by one, per user, and when
+/// stale.
+async fn sessions<S: Store>(s: &S) {
+    use tessera_store::SessionRecord;
+    let session = |id: &str, user: &str, created: i64| SessionRecord {
+        id_hash: id.into(),
+        user_name: user.into(),
+        created_at: at(created),
+        last_seen_at: at(created),
+    };
+    s.create_session(session("s1", "ann", 100)).await.unwrap();
+    s.create_session(session("s2", "ann", 110)).await.unwrap();
+    s.create_session(session("s3", "bob", 120)).await.unwrap();
+    assert!(matches!(
+        s.create_session(session("s1", "bob", 130)).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(
+        s.find_session("s1").await.unwrap(),
+        Some(session("s1", "ann", 100))
+    );
+    assert_eq!(s.find_session("none").await.unwrap(), None);
+    // touched: the later time is kept; an earlier one changes nothing
+    assert!(s.touch_session("s1", at(200)).await.unwrap());
+    assert!(s.touch_session("s1", at(150)).await.unwrap());
+    assert!(s.touch_session("s1", at(200)).await.unwrap());
+    assert!(!s.touch_session("none", at(200)).await.unwrap());
+    let s1 = s.find_session("s1").await.unwrap().unwrap();
+    assert_eq!((s1.created_at, s1.last_seen_at), (at(100), at(200)));
+    // stale: s2 idle since 110 (before 115); s1 (200) and s3 (120) not
+    assert_eq!(s.delete_stale_sessions(at(115), at(0)).await.unwrap(), 1);
+    assert_eq!(s.find_session("s2").await.unwrap(), None);
+    // too old, however recently used: s1 started at 100
+    assert_eq!(s.delete_stale_sessions(at(0), at(105)).await.unwrap(), 1);
+    assert_eq!(s.find_session("s1").await.unwrap(), None);
+    s.create_session(session("s4", "bob", 140)).await.unwrap();
+    assert_eq!(s.delete_user_sessions("bob").await.unwrap(), 2);
+    assert_eq!(s.delete_user_sessions("bob").await.unwrap(), 0);
+    s.create_session(session("s5", "ann", 150)).await.unwrap();
+    assert!(s.delete_session("s5").await.unwrap());
+    assert!(!s.delete_session("s5").await.unwrap());
 }
 
 /// API tokens: expiry kept, listed per user newest first, revoked once, revoked per user.

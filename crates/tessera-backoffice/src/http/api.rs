@@ -90,10 +90,12 @@ async fn create_token(
     ApiJson(req): ApiJson<TokenRequest>,
 ) -> Result<Response, ApiError> {
     check_rate(&state, ip)?;
-    state
-        .logins
-        .attempt(&req.username, ip.0)
-        .map_err(ApiError::login_throttled)?;
+    state.logins.attempt(&req.username, ip.0).map_err(|t| {
+        ApiError::login_throttled(
+            t,
+            " (the command line, `tessera backoffice token create`, needs no login)",
+        )
+    })?;
     let user = auth::check_password(
         state.bo.store(),
         &state.hashing,
@@ -102,7 +104,7 @@ async fn create_token(
     )
     .await
     .map_err(|e| match e {
-        auth::LoginError::Busy(_) => ApiError::busy(),
+        auth::LoginError::Busy(_) => ApiError::busy("the back office"),
         auth::LoginError::Service(e) => ApiError::from(e),
     })?
     .ok_or_else(|| ApiError::unauthorized("wrong user name or password"))?;

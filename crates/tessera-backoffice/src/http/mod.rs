@@ -6,110 +6,26 @@ pub mod openapi;
 pub mod pages;
 pub mod problem;
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use sha2::{Digest, Sha256};
-use tessera_store::{AnyStore, BackOfficeStore};
+use tessera_service::auth::{Principal, Refused};
+use tessera_service::metrics::HttpMetrics;
+use tessera_store::AnyStore;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::service::BackOffice;
 pub use problem::{ApiError, ApiForm, ApiJson, ApiQuery, Problem, TextBody};
+pub use tessera_service::auth::secret_hash as token_hash;
+pub use tessera_service::{ClientIp, RateLimiter};
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
-
-/// Per-address token buckets for the public endpoints.
-#[derive(Debug)]
-pub struct RateLimiter {
-    per_minute: u32,
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
-}
-
-impl RateLimiter {
-    /// Allows `per_minute` requests a minute per address, in bursts of up to that many.
-    pub fn new(per_minute: u32) -> Self {
-        RateLimiter {
-            per_minute: per_minute.max(1),
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Takes one token for `ip`; when none is left, the whole seconds until one is back.
-    pub fn allow(&self, ip: IpAddr) -> Result<(), u64> {
-        let now = Instant::now();
-        // an IPv6 client usually holds a whole /64: count it as one address
-        let ip = match ip {
-            IpAddr::V6(v6) => {
-                let mut seg = v6.segments();
-                seg[4..].fill(0);
-                IpAddr::V6(std::net::Ipv6Addr::from(seg))
-            }
-            v4 => v4,
-        };
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() > 100_000 {
-            // bounded memory: forget idle buckets, and everything if that is not enough
-            buckets.retain(|_, (_, t)| now.duration_since(*t) < Duration::from_secs(120));
-            if buckets.len() > 100_000 {
-                buckets.clear();
-            }
-        }
-        let cap = f64::from(self.per_minute);
-        let (tokens, last) = buckets.entry(ip).or_insert((cap, now));
-        let refill = now.duration_since(*last).as_secs_f64() * cap / 60.0;
-        *tokens = (*tokens + refill).min(cap);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(((1.0 - *tokens) * 60.0 / cap).ceil().max(1.0) as u64)
-        }
-    }
-}
-
-/// Request counters for `/metrics`.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    counters: Mutex<BTreeMap<String, u64>>,
-}
-
-impl Metrics {
-    /// Adds one to a counter line (`name{labels}`).
-    pub fn incr(&self, line: String) {
-        *self
-            .counters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(line)
-            .or_insert(0) += 1;
-    }
-
-    fn render(&self) -> String {
-        let mut out = String::from(
-            "# HELP tessera_http_requests_total HTTP requests by route and status.\n# TYPE tessera_http_requests_total counter\n",
-        );
-        for (line, v) in self
-            .counters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            out.push_str(&format!("{line} {v}\n"));
-        }
-        out
-    }
-}
 
 /// What every handler can reach.
 #[derive(Debug)]
@@ -118,8 +34,8 @@ pub struct AppState {
     pub bo: BackOffice<AnyStore>,
     /// Public-endpoint rate limiting.
     pub limiter: RateLimiter,
-    /// The counters `/metrics` shows.
-    pub metrics: Metrics,
+    /// Requests by route and status.
+    pub metrics: Arc<HttpMetrics>,
     /// Password hashing, a few at a time.
     pub hashing: crate::auth::HashGate,
     /// Login throttling per account and per address.
@@ -170,10 +86,11 @@ impl utoipa::Modify for BearerAuth {
 /// The router and its OpenAPI document, built together so no route goes undocumented.
 pub fn router(state: Shared) -> Router {
     let (router, _) = documented().split_for_parts();
+    let router = router
+        .fallback(tessera_service::serve::not_found)
+        .method_not_allowed_fallback(tessera_service::serve::method_not_allowed);
+    let router = tessera_service::trace::traced(state.metrics.counted(router));
     router
-        .fallback(tessera_host::serve::not_found)
-        .method_not_allowed_fallback(tessera_host::serve::method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), count))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
@@ -209,49 +126,7 @@ async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, content_type = "text/plain", body = String, description = "Prometheus text format")))]
 async fn metrics(State(state): State<Shared>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
-        .into_response()
-}
-
-async fn count(State(state): State<Shared>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().clone();
-    let resp = next.run(req).await;
-    if route != "/healthz" && route != "/metrics" {
-        state.metrics.incr(format!(
-            "tessera_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{}\"}}",
-            resp.status().as_u16()
-        ));
-    }
-    resp
-}
-
-/// The caller's address (loopback when the server was not started with connection info).
-#[derive(Debug, Clone, Copy)]
-pub struct ClientIp(pub IpAddr);
-
-impl<St: Send + Sync> axum::extract::FromRequestParts<St> for ClientIp {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _state: &St,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(ClientIp(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip())
-                .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
-        ))
-    }
+    tessera_service::metrics::answer(state.metrics.render())
 }
 
 /// Refuses the request when the caller has used up its public-endpoint budget.
@@ -259,45 +134,56 @@ pub fn check_rate(state: &AppState, ip: ClientIp) -> Result<(), ApiError> {
     state.limiter.allow(ip.0).map_err(ApiError::rate_limited)
 }
 
-/// SHA-256 hex of an API token: what the store keeps.
-pub fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+/// The user an `Authorization: Bearer` token acts as, allowed to make a request of `method`
+/// (reading needs any role, changing anything the administrator role).
+pub async fn authenticate(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<String, ApiError> {
+    let principal = tessera_service::auth::authenticate(
+        state.bo.store(),
+        None,
+        method,
+        headers,
+        state.bo.now(),
+    )
+    .await
+    .map_err(|e| match e {
+        tessera_service::auth::AuthError::Refused(r) => refused(r),
+        other => ApiError::from(crate::service::ServiceError::from(other)),
+    })?;
+    principal
+        .require(Principal::needed_for(method))
+        .map_err(refused)?;
+    Ok(principal.user)
 }
 
-/// The user an `Authorization: Bearer` token acts as.
-pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| {
-            ApiError::unauthorized("this needs an API token: send Authorization: Bearer <token> (create one with POST /api/v1/auth/token or `tessera backoffice token create`)")
-        })?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
+/// A refused credential, in the back office's words.
+fn refused(r: Refused) -> ApiError {
+    match r {
+        Refused::MalformedAuthorization => {
             ApiError::unauthorized("the Authorization header must be 'Bearer <token>'")
-        })?;
-    let record = state
-        .bo
-        .store()
-        .find_token(&token_hash(token))
-        .await
-        .map_err(|e| ApiError::from(crate::service::ServiceError::Store(e)))?
-        .ok_or_else(|| ApiError::unauthorized("the API token is unknown or revoked"))?;
-    if record.revoked_at.is_some() {
-        return Err(ApiError::unauthorized(
-            "the API token is unknown or revoked: create a new one",
-        ));
-    }
-    if let Some(expired) = record.expires_at.filter(|e| *e <= state.bo.now()) {
-        return Err(ApiError::unauthorized(format!(
+        }
+        Refused::UnknownToken => ApiError::unauthorized("the API token is unknown or revoked"),
+        Refused::RevokedToken => {
+            ApiError::unauthorized("the API token is unknown or revoked: create a new one")
+        }
+        Refused::ExpiredToken { at } => ApiError::unauthorized(format!(
             "the API token expired at {}: create a new one (POST /api/v1/auth/token or `tessera backoffice token create`)",
-            tessera_core::time_fmt::display_time(expired)
-        )));
+            tessera_core::time_fmt::display_time(at)
+        )),
+        Refused::NoSuchUser => ApiError::unauthorized(
+            "the API token's user no longer exists: ask an administrator for an account",
+        ),
+        Refused::Forbidden { needed, have } => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this needs the {needed} role; your user has {have}"),
+        ),
+        // no credentials (the back office takes no session cookie)
+        _ => ApiError::unauthorized("this needs an API token: send Authorization: Bearer <token> (create one with POST /api/v1/auth/token or `tessera backoffice token create`)"),
     }
-    Ok(record.user_name)
 }
 
 /// The user an API token acts as, as an extractor. Handlers take it before their body, so a
@@ -313,7 +199,9 @@ impl axum::extract::FromRequestParts<Shared> for Caller {
         parts: &mut axum::http::request::Parts,
         state: &Shared,
     ) -> Result<Self, Self::Rejection> {
-        authenticate(state, &parts.headers).await.map(Caller)
+        authenticate(state, &parts.method, &parts.headers)
+            .await
+            .map(Caller)
     }
 }
 

@@ -103,6 +103,11 @@ impl utoipa::Modify for Answers {
                         "401",
                         "unauthorized: the API token is missing, unknown, revoked or expired (checked before the body is read)",
                     );
+                    problem(
+                        op,
+                        "403",
+                        "forbidden: the token's user has a role that may not do this (a read-only user changes nothing)",
+                    );
                 }
                 let query = op.parameters.as_ref().is_some_and(|ps| {
                     ps.iter().any(|p| {
