@@ -6,5 +6,8 @@ pub use crate::bundle::borrow_limits;
 pub use crate::config::{load_config, server_hostid, Config, DEFAULT_LISTEN};
 pub use crate::error::ServerError;
 pub use crate::server::{init, open, open_for_rebind, ServedCertificate, Server};
-pub use crate::token::{admin_token_hash, rotate_admin_token, ADMIN_TOKEN_SETTING};
+pub use crate::token::{
+    admin_token_hash, adopt_legacy_admin_token, rotate_admin_token, ADMIN_TOKEN_LABEL,
+    ADMIN_TOKEN_SETTING, ADMIN_USER,
+};
 pub use crate::trust::{accept_storage, private_dir};

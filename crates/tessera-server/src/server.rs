@@ -157,6 +157,7 @@ async fn open_as(data: &Path, clock: Arc<dyn Clock>, rebind: bool) -> Result<Ser
     // book and could grant more seats than the count together
     let lock_file = lock_data_dir(&data)?;
     let store = tessera_store::open(&database_url(&data, &config)).await?;
+    crate::token::adopt_legacy_admin_token(&store).await?;
     if config.cluster && config.hostid.is_none() {
         return Err(ServerError::Config(format!(
             "{}: `cluster = true` needs `hostid` set, to the same value on every member: a cluster is one license server to the back office and to clients",

@@ -247,3 +247,60 @@ async fn a_failing_store_is_answered_without_its_internals() {
         assert!(!text.to_lowercase().contains("pool"), "{path}: {text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_token_kept_the_old_way_keeps_working_and_rotates() {
+    use tessera_store::{AuthStore, MetaStore};
+    let dir = tempfile::tempdir().unwrap();
+    let (data, first) = init_server(dir.path()).await;
+    // a data directory from before the auth store: the admin token's hash in a setting, no
+    // token in the store
+    let old = "tss_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    {
+        let data = data.canonicalize().unwrap();
+        let store = tessera_store::open(&tessera_store::sqlite_url_for_data_dir(&data))
+            .await
+            .unwrap();
+        store
+            .revoke_user_tokens(
+                daemon::ADMIN_USER,
+                tessera_core::time::OffsetDateTime::now_utc(),
+            )
+            .await
+            .unwrap();
+        store
+            .put_setting(daemon::ADMIN_TOKEN_SETTING, &daemon::admin_token_hash(old))
+            .await
+            .unwrap();
+        store.close().await;
+    }
+    let (url, _stop) = start(&data).await;
+    assert_eq!(status(&url, old).await, StatusCode::OK);
+    assert_eq!(status(&url, &first).await, StatusCode::UNAUTHORIZED);
+    // moved to the store: the setting is cleared, the token is the administrator's
+    {
+        let data = data.canonicalize().unwrap();
+        let store = tessera_store::open(&tessera_store::sqlite_url_for_data_dir(&data))
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .get_setting(daemon::ADMIN_TOKEN_SETTING)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("")
+        );
+        let tokens = store.list_tokens(Some(daemon::ADMIN_USER)).await.unwrap();
+        assert!(tokens
+            .iter()
+            .any(|t| t.hash == daemon::admin_token_hash(old)
+                && t.name == daemon::ADMIN_TOKEN_LABEL
+                && t.revoked_at.is_none()));
+        store.close().await;
+    }
+    // and rotates like any start-up token
+    let new = daemon::rotate_admin_token(&data).await.unwrap();
+    assert_eq!(status(&url, old).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(status(&url, &new).await, StatusCode::OK);
+}

@@ -3,51 +3,41 @@
 
 use axum::extract::rejection::{JsonRejection, StringRejection};
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::{body_problem, json_problem, problem, AppState, Failure, Shared};
 use crate::openapi::{FeatureRecords, Problem, SyncOutcome};
 
-/// Whether the request carries the admin token. The token's hash is read from the store at each
-/// admin request, so `tessera server token rotate` takes effect at once (on every member of a
-/// cluster too).
-async fn admin(s: &AppState, headers: &HeaderMap) -> Result<(), Response> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .unwrap_or("");
-    let stored = match tessera_store::MetaStore::get_setting(
-        &s.server.store,
-        crate::token::ADMIN_TOKEN_SETTING,
-    )
-    .await
-    {
-        Ok(v) => v.unwrap_or_default(),
-        Err(e) => {
-            return Err(Failure::Storage(
-                e.to_string(),
-                "the license server could not read its store to check the admin token; try again",
-            )
-            .into_response());
+/// Whether the request carries an API token of an administrator (the start-up token printed by
+/// `init` or the last `token rotate` is one). Tokens are looked up in the store at each admin
+/// request, so `tessera server token rotate` takes effect at once (on every member of a cluster
+/// too).
+async fn admin(s: &AppState, parts: &axum::http::request::Parts) -> Result<(), Response> {
+    use tessera_core::Clock as _;
+    use tessera_service::auth::{authenticate, AuthError, Role};
+    let now = s.server.clock.now();
+    match authenticate(&s.server.store, None, &parts.method, &parts.headers, now).await {
+        Ok(p) if p.role.allows(Role::Administrator) => Ok(()),
+        Ok(_) | Err(AuthError::Refused(_)) => {
+            let mut r = problem(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this needs the admin token printed by `tessera server init` (or the last `tessera server token rotate`): Authorization: Bearer <token>",
+            );
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            Err(r)
         }
-    };
-    if token.is_empty() || stored.is_empty() || crate::token::admin_token_hash(token) != stored {
-        let mut r = problem(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "this needs the admin token printed by `tessera server init` (or the last `tessera server token rotate`): Authorization: Bearer <token>",
-        );
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer"),
-        );
-        return Err(r);
+        Err(e) => Err(Failure::Storage(
+            e.to_string(),
+            "the license server could not read its store to check the admin token; try again",
+        )
+        .into_response()),
     }
-    Ok(())
 }
 
 /// The administrator, proven by the admin token. Admin handlers take it before their body, so a
@@ -63,7 +53,7 @@ impl axum::extract::FromRequestParts<Shared> for Admin {
         parts: &mut axum::http::request::Parts,
         s: &Shared,
     ) -> Result<Self, Self::Rejection> {
-        admin(s, &parts.headers).await.map(|()| Admin)
+        admin(s, parts).await.map(|()| Admin)
     }
 }
 

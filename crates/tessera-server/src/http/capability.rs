@@ -2,14 +2,13 @@
 //! (the engine, [`crate::engine::Engine::handle`]) and answered (here), through the rate limit and
 //! the database lock.
 
-use std::sync::atomic::Ordering;
-
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use tessera_core::capability::CapabilityRequest;
+use tessera_service::problem::ApiError;
 use tessera_store::ClaimStatus;
 
 use super::{body_problem, problem, AppState, ClientIp, Failure, Shared};
@@ -18,31 +17,22 @@ use crate::openapi::Problem;
 
 /// Takes a capability request from `ip`'s allowance; the 429 answer when it is used up.
 pub(crate) fn check_rate(s: &AppState, ip: ClientIp) -> Result<(), Box<Response>> {
-    let (Some(limiter), Some(ip)) = (&s.limiter, ip.0) else {
+    let Some(limiter) = &s.limiter else {
         return Ok(());
     };
-    let loopback = match ip {
-        std::net::IpAddr::V4(v4) => v4.is_loopback(),
-        std::net::IpAddr::V6(v6) => {
-            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
-    };
-    if loopback && !s.server.config.rate_limit_loopback {
-        return Ok(());
-    }
-    limiter.take(ip).map_err(|wait| {
-        s.rate_limited.fetch_add(1, Ordering::Relaxed);
-        let mut r = problem(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!(
-                "more than {} capability requests a minute from your address; try again in {wait} s (the administrator sets capability_requests_per_minute in server.toml)",
-                s.server.config.capability_requests_per_minute
-            ),
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from(wait));
-        Box::new(r)
+    limiter.allow(ip.0).map_err(|wait| {
+        Box::new(
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "more than {} capability requests a minute from your address; try again in {wait} s (the administrator sets capability_requests_per_minute in server.toml)",
+                    limiter.per_minute()
+                ),
+            )
+            .with_retry_after(wait)
+            .into_response(),
+        )
     })
 }
 
@@ -139,7 +129,7 @@ pub(crate) async fn capability(
     headers: HeaderMap,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    s.requests.fetch_add(1, Ordering::Relaxed);
+    s.requests.incr();
     if let Err(r) = check_rate(&s, ip) {
         return *r;
     }
@@ -161,7 +151,7 @@ pub(crate) async fn capability(
             denied,
         }) => {
             if denied {
-                s.denied.fetch_add(1, Ordering::Relaxed);
+                s.denied.incr();
             }
             // a sealed answer is checked with the session key alone: no certificate to send
             let certificate = if sealed {

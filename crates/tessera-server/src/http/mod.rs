@@ -3,15 +3,15 @@
 //! at `init`), health, readiness, metrics and the OpenAPI document ([`ops`]). This module holds the
 //! router, the shared state and the one mapping from errors to problems ([`Failure`]).
 
-use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use tessera_service::metrics::Counter;
+use tessera_service::RateLimiter;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -35,11 +35,10 @@ pub use capability::CapabilityAnswer;
 pub struct AppState {
     /// The server.
     pub server: Arc<Server>,
-    requests: AtomicU64,
-    denied: AtomicU64,
+    requests: Counter,
+    denied: Counter,
     /// Capability requests per client address (none when the limit is off).
-    limiter: Option<tessera_host::serve::TokenBuckets>,
-    rate_limited: AtomicU64,
+    limiter: Option<RateLimiter>,
 }
 
 /// Shared.
@@ -49,51 +48,19 @@ pub type Shared = Arc<AppState>;
 pub fn state(server: impl Into<Arc<Server>>) -> Shared {
     let server = server.into();
     let rate = server.config.capability_requests_per_minute;
+    let exempt_loopback = !server.config.rate_limit_loopback;
     Arc::new(AppState {
         server,
-        requests: AtomicU64::new(0),
-        denied: AtomicU64::new(0),
-        limiter: (rate > 0).then(|| tessera_host::serve::TokenBuckets::new(rate)),
-        rate_limited: AtomicU64::new(0),
+        requests: Counter::default(),
+        denied: Counter::default(),
+        limiter: (rate > 0).then(|| RateLimiter::new(rate).exempt_loopback(exempt_loopback)),
     })
 }
 
-/// The caller's address (none when the router is called without connection info).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ClientIp(Option<std::net::IpAddr>);
-
-impl<St: Send + Sync> axum::extract::FromRequestParts<St> for ClientIp {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _state: &St,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(ClientIp(
-            parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
-        ))
-    }
-}
-
-/// A problem+json answer (RFC 9457) with a stable `code`.
-pub(crate) fn problem(status: StatusCode, code: &str, detail: impl Into<String>) -> Response {
-    let body = serde_json::json!({
-        "type": format!("urn:tessera:problem:{code}"),
-        "title": status.canonical_reason().unwrap_or("Error"),
-        "status": status.as_u16(),
-        "detail": detail.into(),
-        "code": code,
-    });
-    let mut r = (status, body.to_string()).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/problem+json"),
-    );
-    r
-}
+/// A problem+json answer (RFC 9457) with a stable `code`: the toolkit's.
+pub(crate) use tessera_service::problem::problem;
+/// The caller's address: the toolkit's extractor.
+pub(crate) use tessera_service::ClientIp;
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -253,19 +220,7 @@ pub(crate) fn json_problem(e: JsonRejection) -> Response {
 
 /// A body that could not be read (too large, not UTF-8), as a problem.
 pub(crate) fn body_problem(status: StatusCode) -> Response {
-    if status == StatusCode::PAYLOAD_TOO_LARGE {
-        problem(
-            status,
-            "body_too_large",
-            "the request body is too large (at most 64 KiB)",
-        )
-    } else {
-        problem(
-            StatusCode::BAD_REQUEST,
-            "unreadable_body",
-            "the request body could not be read as UTF-8 text",
-        )
-    }
+    tessera_service::problem::body_problem(status, 64).into_response()
 }
 
 #[cfg(test)]
@@ -275,7 +230,7 @@ mod tests {
     async fn body(r: Response) -> (StatusCode, serde_json::Value) {
         let status = r.status();
         assert_eq!(
-            r.headers()[header::CONTENT_TYPE],
+            r.headers()[axum::http::header::CONTENT_TYPE],
             "application/problem+json"
         );
         let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();

@@ -1,12 +1,12 @@
 //! Operations: liveness (`/healthz`), readiness (`/readyz`), Prometheus metrics and the OpenAPI
 //! document.
 
-use std::sync::atomic::Ordering;
-
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use tessera_service::metrics::{write_counter, write_gauge};
+use tessera_service::RateLimiter;
 use tessera_store::ClaimStatus;
 
 use super::{openapi, problem, Shared};
@@ -65,40 +65,36 @@ pub(crate) async fn readyz(State(s): State<Shared>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, content_type = "text/plain", body = String, description = "Prometheus text format")))]
 pub(crate) async fn metrics(State(s): State<Shared>) -> Response {
-    let mut out = String::from("# TYPE tessera_capability_requests_total counter\n");
-    out.push_str(&format!(
-        "tessera_capability_requests_total {}\n",
-        s.requests.load(Ordering::Relaxed)
-    ));
     let st = s.server.engine.stats();
-    out.push_str(&format!(
-        "# TYPE tessera_capability_denied_total counter\ntessera_capability_denied_total {}\n",
-        s.denied.load(Ordering::Relaxed)
-    ));
-    out.push_str(&format!(
-        "# TYPE tessera_capability_rate_limited_total counter\ntessera_capability_rate_limited_total {}\n",
-        s.rate_limited.load(Ordering::Relaxed)
-    ));
-    out.push_str(&format!(
-        "# TYPE tessera_engine_commits_total counter\ntessera_engine_commits_total {}\n",
-        st.commits
-    ));
-    out.push_str(&format!(
-        "# TYPE tessera_engine_decisions_total counter\ntessera_engine_decisions_total {}\n",
-        st.decisions
-    ));
-    out.push_str(&format!(
-        "# TYPE tessera_engine_commit_seconds_total counter\ntessera_engine_commit_seconds_total {:.6}\n",
-        st.commit_micros as f64 / 1e6
-    ));
-    out.push_str(&format!(
-        "# TYPE tessera_engine_decide_seconds_total counter\ntessera_engine_decide_seconds_total {:.6}\n",
-        st.decide_micros as f64 / 1e6
-    ));
-    out.push_str(&format!(
-        "# TYPE tessera_leases_held gauge\ntessera_leases_held {}\n",
-        s.server.engine.lease_count()
-    ));
+    let mut out = String::new();
+    write_counter(
+        &mut out,
+        "tessera_capability_requests_total",
+        s.requests.get(),
+    );
+    write_counter(&mut out, "tessera_capability_denied_total", s.denied.get());
+    write_counter(
+        &mut out,
+        "tessera_capability_rate_limited_total",
+        s.limiter.as_ref().map_or(0, RateLimiter::refused),
+    );
+    write_counter(&mut out, "tessera_engine_commits_total", st.commits);
+    write_counter(&mut out, "tessera_engine_decisions_total", st.decisions);
+    write_counter(
+        &mut out,
+        "tessera_engine_commit_seconds_total",
+        format!("{:.6}", st.commit_micros as f64 / 1e6),
+    );
+    write_counter(
+        &mut out,
+        "tessera_engine_decide_seconds_total",
+        format!("{:.6}", st.decide_micros as f64 / 1e6),
+    );
+    write_gauge(
+        &mut out,
+        "tessera_leases_held",
+        s.server.engine.lease_count(),
+    );
     out.push_str("# TYPE tessera_seats_in_use gauge\n");
     for (f, used, _) in s.server.engine.usage().await {
         out.push_str(&format!(
@@ -106,7 +102,7 @@ pub(crate) async fn metrics(State(s): State<Shared>) -> Response {
             f.name, f.version
         ));
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+    tessera_service::metrics::answer(out)
 }
 
 /// This document.
