@@ -22,7 +22,7 @@ use crate::{ClientError, RefusalCode};
 fn random_hex(n: usize) -> String {
     let mut b = vec![0u8; n];
     rand::rngs::OsRng.fill_bytes(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    hex::encode(b)
 }
 
 /// Talks the capability protocol to one license server.

@@ -38,7 +38,7 @@ struct Sealed {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// HMAC-SHA256 (RFC 2104).

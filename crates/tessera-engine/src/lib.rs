@@ -225,11 +225,7 @@ impl Engine {
             }
             let mut b = [0u8; 8];
             rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut b);
-            Some(format!(
-                "{}-{}",
-                std::process::id(),
-                b.iter().map(|x| format!("{x:02x}")).collect::<String>()
-            ))
+            Some(format!("{}-{}", std::process::id(), hex::encode(b)))
         } else {
             None
         };
