@@ -60,7 +60,7 @@ pub enum ClientError {
     FeatureExpired {
         /// The feature.
         feature: String,
-        /// When.
+        /// When the license expired.
         expired_on: OffsetDateTime,
     },
     /// The feature's license starts later.
@@ -68,7 +68,7 @@ pub enum ClientError {
     FeatureNotYetValid {
         /// The feature.
         feature: String,
-        /// When.
+        /// When the license starts.
         starts_on: OffsetDateTime,
     },
     /// The trial has ended and the feature is not among the basic ones.

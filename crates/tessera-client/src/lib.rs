@@ -325,7 +325,7 @@ impl Grant {
 /// The trial's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TrialStatus {
-    /// Running.
+    /// The trial is running: its features are usable until it ends.
     Active {
         /// When it started.
         started: OffsetDateTime,

@@ -261,11 +261,11 @@ pub struct CapabilityRequest {
 pub struct GrantedSeat {
     /// Lease id.
     pub lease: u64,
-    /// Feature.
+    /// The feature the seat is for.
     pub feature: String,
     /// The record's version.
     pub version: String,
-    /// Seats.
+    /// How many seats the lease holds.
     pub count: u32,
     /// Of those, beyond the count.
     #[serde(default)]

@@ -48,7 +48,7 @@ pub struct Want {
 /// A granted lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
-    /// Id.
+    /// The lease id the holder renews and returns it by (not guessable: see [`LeaseIds`]).
     pub id: LeaseId,
     /// The device holding it.
     pub device: String,
@@ -73,13 +73,13 @@ pub enum Denial {
     /// No record of that name.
     #[error("no license for {name}")]
     NotLicensed {
-        /// Feature.
+        /// The feature asked for.
         name: String,
     },
     /// Only older versions.
     #[error("{name} is licensed up to version {have}, version {wanted} was asked for")]
     VersionTooLow {
-        /// Feature.
+        /// The feature asked for.
         name: String,
         /// Highest licensed.
         have: Version,
@@ -89,13 +89,13 @@ pub enum Denial {
     /// No fitting record is active now.
     #[error("the license for {name} is not active now (expired or not yet started)")]
     NotActive {
-        /// Feature.
+        /// The feature asked for.
         name: String,
     },
     /// Every seat (and overdraft seat) is taken.
     #[error("all {total} seats of {name} are in use")]
     AllInUse {
-        /// Feature.
+        /// The feature asked for.
         name: String,
         /// Count plus overdraft of the fitting records.
         total: u64,
@@ -103,7 +103,7 @@ pub enum Denial {
     /// A count of zero, or more than any record could give.
     #[error("a count of {count} cannot be granted for {name}")]
     BadCount {
-        /// Feature.
+        /// The feature asked for.
         name: String,
         /// Asked for.
         count: u32,
@@ -115,7 +115,7 @@ pub enum Denial {
 pub enum Outcome {
     /// Granted (or, for a repeated request id, the lease already held).
     Granted(Lease),
-    /// Refused.
+    /// Refused, with the reason the client is told.
     Denied(Denial),
 }
 

@@ -185,19 +185,19 @@ pub enum AuthError {
     Invalid {
         /// The field.
         field: String,
-        /// Why.
+        /// Why the value is refused.
         detail: String,
     },
     /// A user or token that does not exist.
     #[error("{what} does not exist")]
     NotFound {
-        /// What.
+        /// The user or token looked for.
         what: String,
     },
     /// A user that exists already.
     #[error("{what} exists already")]
     Conflict {
-        /// What.
+        /// The user that exists.
         what: String,
     },
     /// The request was not let in.
