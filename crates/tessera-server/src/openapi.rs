@@ -5,7 +5,6 @@
 //! malformed JSON, a missing admin token), added in one place so none is forgotten.
 
 use serde::{Deserialize, Serialize};
-use utoipa::openapi::path::Operation;
 use utoipa::openapi::{ContentBuilder, Ref, RefOr};
 use utoipa::ToSchema;
 
@@ -120,24 +119,7 @@ pub struct OpenApiDocument {
     pub paths: serde_json::Value,
 }
 
-/// The operations of a path.
-pub(crate) fn operations_mut(item: &mut utoipa::openapi::PathItem) -> Vec<&mut Operation> {
-    [
-        &mut item.get,
-        &mut item.put,
-        &mut item.post,
-        &mut item.delete,
-        &mut item.options,
-        &mut item.head,
-        &mut item.patch,
-        &mut item.trace,
-    ]
-    .into_iter()
-    .filter_map(Option::as_mut)
-    .collect()
-}
-
-use tessera_host::serve::openapi::{is_problem_ref, problem, PROBLEM_JSON};
+use tessera_host::serve::openapi::{is_problem_ref, operations_mut, problem, PROBLEM_JSON};
 
 /// Adds what every operation can answer because of how it is reached, and files every error
 /// answer under `application/problem+json`.

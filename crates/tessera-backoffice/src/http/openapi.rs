@@ -4,7 +4,6 @@
 //! is forgotten, and every error answer filed under `application/problem+json` with the `Problem`
 //! schema.
 
-use utoipa::openapi::path::Operation;
 use utoipa::openapi::{ContentBuilder, Ref, RefOr};
 
 /// An OpenAPI 3.1 document.
@@ -49,24 +48,7 @@ pub fn flattened(
     RefOr::T(Schema::Object(object))
 }
 
-/// The operations of a path.
-pub(crate) fn operations_mut(item: &mut utoipa::openapi::PathItem) -> Vec<&mut Operation> {
-    [
-        &mut item.get,
-        &mut item.put,
-        &mut item.post,
-        &mut item.delete,
-        &mut item.options,
-        &mut item.head,
-        &mut item.patch,
-        &mut item.trace,
-    ]
-    .into_iter()
-    .filter_map(Option::as_mut)
-    .collect()
-}
-
-use tessera_host::serve::openapi::{is_problem_ref, problem, PROBLEM_JSON};
+use tessera_host::serve::openapi::{is_problem_ref, operations_mut, problem, PROBLEM_JSON};
 
 /// Adds what every operation can answer because of how it is reached, and files every error
 /// answer documented with the `Problem` schema under `application/problem+json`.

@@ -11,6 +11,23 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr};
 /// The content type of every error answer.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// Every operation of a path (get, put, post, … that it has), to change in place.
+pub fn operations_mut(item: &mut utoipa::openapi::PathItem) -> Vec<&mut Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.options,
+        &mut item.head,
+        &mut item.patch,
+        &mut item.trace,
+    ]
+    .into_iter()
+    .filter_map(Option::as_mut)
+    .collect()
+}
+
 /// Whether a schema is a reference to the `Problem` schema.
 pub fn is_problem_ref(schema: &Option<RefOr<utoipa::openapi::schema::Schema>>) -> bool {
     matches!(schema, Some(RefOr::Ref(r)) if r.ref_location.ends_with("/Problem"))
