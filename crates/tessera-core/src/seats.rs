@@ -217,6 +217,26 @@ impl LeaseIds {
         h.finish()
     }
 
+    /// The number a lease is stored under: the count its id was made from, so that leases are
+    /// stored in the order they were granted and a table keyed by this number grows at one end (a
+    /// burst of grants writes a few pages, not one page per grant). An id this permutation never
+    /// makes (one of an earlier version, or one stored before leases were kept by count) is
+    /// stored as `-1 - id`. [`LeaseIds::id_of_stored`] inverts it.
+    pub fn stored_key(&self, id: LeaseId) -> i64 {
+        match self.count_of(id).and_then(|n| i64::try_from(n).ok()) {
+            Some(n) => n,
+            None => -1 - i64::try_from(id).unwrap_or(i64::MAX - 1),
+        }
+    }
+
+    /// The lease id stored under `key` (see [`LeaseIds::stored_key`]).
+    pub fn id_of_stored(&self, key: i64) -> LeaseId {
+        match u64::try_from(key) {
+            Ok(n) => self.id(n),
+            Err(_) => u64::try_from(-1 - key).unwrap_or(0),
+        }
+    }
+
     /// The count an id was made from; `None` for an id this permutation never makes.
     pub fn count_of(&self, id: LeaseId) -> Option<u64> {
         let x = id.checked_sub(ID_BASE).filter(|x| *x < ID_SPACE)?;
@@ -323,6 +343,11 @@ impl SeatBook {
     pub fn with_id_key(mut self, secret: &[u8; 32]) -> Self {
         self.ids = LeaseIds::new(secret);
         self
+    }
+
+    /// The permutation this book makes lease ids with.
+    pub fn lease_ids(&self) -> &LeaseIds {
+        &self.ids
     }
 
     /// The feature records.
@@ -1051,6 +1076,24 @@ mod tests {
             .filter(|n| a.id(n + 1).abs_diff(a.id(*n)) < 1 << 20)
             .count();
         assert!(gaps < 3, "{gaps} close neighbours");
+        // stored by count: in the order granted, and back to the same id
+        for n in [1u64, 2, 1000, (1 << 62) - 1] {
+            let id = a.id(n);
+            assert_eq!(a.stored_key(id), i64::try_from(n).unwrap());
+            assert_eq!(a.id_of_stored(a.stored_key(id)), id);
+        }
+        // ids it never makes are stored below zero, and come back too
+        for id in [
+            0u64,
+            7,
+            (1 << 32) - 1,
+            (1 << 62) + (1 << 32),
+            i64::MAX as u64,
+        ] {
+            let key = a.stored_key(id);
+            assert!(key < 0, "{id} stored as {key}");
+            assert_eq!(a.id_of_stored(key), id);
+        }
         // the ids of earlier versions are never made
         assert_eq!(a.count_of(7), None);
         assert_eq!(a.count_of(u64::MAX), None);

@@ -5,12 +5,14 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 use tessera_core::feature::Feature;
-use tessera_core::seats::{Lease, SeatBook};
+use tessera_core::seats::{Lease, LeaseId, SeatBook};
 use tessera_core::time::OffsetDateTime;
 use tessera_store::{AnyStore, InstanceId, LeaseChange, LeaseRow, LeaseStore, StoreError};
 
 use crate::record_key;
 
+/// A lease as a row, under its id (the row the digest hashes; stored rows are keyed by
+/// [`Book::stored_row`]).
 pub(crate) fn row(l: &Lease, keys: &[String]) -> LeaseRow {
     LeaseRow {
         id: i64::try_from(l.id).unwrap_or(i64::MAX),
@@ -106,6 +108,9 @@ pub(crate) struct Book {
     /// The digest of the leases held (single process; see [`SetDigest`]).
     pub(crate) digest: SetDigest,
     pub(crate) secret: [u8; 32],
+    /// Held leases stored under another key than their id's count (rows stored before leases
+    /// were kept by count: migration 13 keeps them under `-1 - id`); empty once they are gone.
+    odd_keys: HashMap<LeaseId, i64>,
 }
 
 impl Book {
@@ -124,7 +129,42 @@ impl Book {
             peaks,
             digest: SetDigest::default(),
             secret,
+            odd_keys: HashMap::new(),
         }
+    }
+
+    /// The key lease `id` is stored under (see [`tessera_core::seats::LeaseIds::stored_key`]).
+    pub(crate) fn stored_key(&self, id: LeaseId) -> i64 {
+        match self.odd_keys.get(&id) {
+            Some(k) => *k,
+            None => self.seats.lease_ids().stored_key(id),
+        }
+    }
+
+    /// The key lease `id` is stored under, for deleting it: the book forgets an odd key.
+    pub(crate) fn take_stored_key(&mut self, id: LeaseId) -> i64 {
+        match self.odd_keys.remove(&id) {
+            Some(k) => k,
+            None => self.seats.lease_ids().stored_key(id),
+        }
+    }
+
+    /// A held lease as it is stored.
+    pub(crate) fn stored_row(&self, l: &Lease) -> LeaseRow {
+        LeaseRow {
+            id: self.stored_key(l.id),
+            ..row(l, &self.keys)
+        }
+    }
+
+    /// The lease id of a stored key; notes an odd key.
+    fn id_of_stored(&mut self, key: i64) -> LeaseId {
+        let ids = self.seats.lease_ids();
+        let id = ids.id_of_stored(key);
+        if ids.stored_key(id) != key {
+            self.odd_keys.insert(id, key);
+        }
+        id
     }
 
     pub(crate) fn hash(&self, l: &Lease) -> [u8; 32] {
@@ -153,8 +193,8 @@ impl Book {
         })
     }
 
-    /// A book over `records` holding the stored leases; returns it with the ids of stored leases it
-    /// could not hold (expired, or of a record no longer in the bundle).
+    /// A book over `records` holding the stored leases (rows as stored, keyed by
+    /// [`Book::stored_key`]).
     pub(crate) fn from_rows(
         records: Vec<Feature>,
         secret: [u8; 32],
@@ -172,8 +212,8 @@ impl Book {
         book
     }
 
-    /// A book over `records` holding the leases in the store, read one by one; with the ids of
-    /// stored leases it could not hold.
+    /// A book over `records` holding the leases in the store, read one by one; with the stored
+    /// keys of the leases it could not hold (expired, or of a record no longer in the bundle).
     /// Also returns the digest of every stored row (held or not), to compare with the stored one.
     pub(crate) async fn load(
         records: Vec<Feature>,
@@ -199,16 +239,22 @@ impl Book {
         stale: &mut Vec<i64>,
         all: &mut SetDigest,
     ) {
-        let id = r.id;
+        let key = r.id;
+        let id = self.id_of_stored(key);
         // ids in the store are never handed out again, held here or not
-        self.seats.skip_past(u64::try_from(id).unwrap_or(0));
+        self.seats.skip_past(id);
+        let r = LeaseRow {
+            id: i64::try_from(id).unwrap_or(i64::MAX),
+            ..r
+        };
         let h = row_hash(&self.secret, &r);
         all.add(h);
         let held = self.lease_of(r).is_some_and(|l| self.seats.restore(l, now));
         if held {
             self.digest.add(h);
         } else {
-            stale.push(id);
+            self.odd_keys.remove(&id);
+            stale.push(key);
         }
     }
 
@@ -223,18 +269,25 @@ impl Book {
         book.peaks = (0..book.keys.len()).map(|i| book.seats.used(i)).collect();
     }
 
-    /// Applies a change another cluster member committed.
+    /// Applies a change another cluster member committed (keyed as stored).
     pub(crate) fn apply_remote(&mut self, c: LeaseChange, now: OffsetDateTime) {
         // an id another member used is never handed out here, whether this member holds it or not
-        if let LeaseChange::Put(LeaseRow { id, .. })
-        | LeaseChange::Expiry { id, .. }
-        | LeaseChange::Delete { id } = &c
-        {
-            self.seats.skip_past(u64::try_from(*id).unwrap_or(0));
-        }
+        let id = match &c {
+            LeaseChange::Put(LeaseRow { id, .. })
+            | LeaseChange::Expiry { id, .. }
+            | LeaseChange::Delete { id } => {
+                let id = self.id_of_stored(*id);
+                self.seats.skip_past(id);
+                id
+            }
+            _ => 0,
+        };
         match c {
             LeaseChange::Put(r) => {
-                let id = u64::try_from(r.id).unwrap_or(0);
+                let r = LeaseRow {
+                    id: i64::try_from(id).unwrap_or(i64::MAX),
+                    ..r
+                };
                 match self.lease_of(r) {
                     Some(l) => {
                         let record = l.record;
@@ -246,12 +299,12 @@ impl Book {
                     }
                 }
             }
-            LeaseChange::Expiry { id, expires_at } => {
-                self.seats
-                    .set_expiry(u64::try_from(id).unwrap_or(0), expires_at);
+            LeaseChange::Expiry { expires_at, .. } => {
+                self.seats.set_expiry(id, expires_at);
             }
-            LeaseChange::Delete { id } => {
-                self.seats.release(u64::try_from(id).unwrap_or(0));
+            LeaseChange::Delete { .. } => {
+                self.odd_keys.remove(&id);
+                self.seats.release(id);
             }
             LeaseChange::Consumed { record_key, units } => {
                 if let Some(&i) = self.index.get(record_key.as_str()) {

@@ -385,6 +385,13 @@ impl Engine {
         self.inner.lock().seats.leases().cloned().collect()
     }
 
+    /// The key lease `id` is stored under in this instance's rows of the store: the count its id
+    /// was made from, so new leases append (see [`tessera_core::seats::LeaseIds::stored_key`]), or,
+    /// for a lease stored before schema 13, `-1 - id`.
+    pub fn stored_key(&self, id: u64) -> i64 {
+        self.inner.lock().stored_key(id)
+    }
+
     /// How many leases are held.
     pub fn lease_count(&self) -> usize {
         self.inner.lock().seats.lease_count()

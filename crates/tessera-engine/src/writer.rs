@@ -21,7 +21,7 @@ use tessera_store::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::answer::{prepare_answers, Answer};
-use crate::book::{row, row_hash, Book};
+use crate::book::Book;
 use crate::{AfterCommit, EngineError, MAX_BATCH};
 
 /// A request on its way to the writer task, checked and parsed.
@@ -354,7 +354,7 @@ impl Inner {
                         let changes: Vec<LeaseChange> = gone
                             .iter()
                             .map(|l| LeaseChange::Delete {
-                                id: i64::try_from(l.id).unwrap_or(i64::MAX),
+                                id: book.take_stored_key(l.id),
                             })
                             .collect();
                         (changes, gone.len())
@@ -402,26 +402,26 @@ impl Inner {
             match c {
                 SeatChange::Granted { lease, new } => {
                     book.note_peak(lease.record);
-                    let r = row(&lease, &book.keys);
                     if new {
                         // a new lease (a retry returns the one already counted)
-                        book.digest.add(row_hash(&book.secret, &r));
+                        let h = book.hash(&lease);
+                        book.digest.add(h);
                     }
-                    changes.push(LeaseChange::Put(r));
+                    changes.push(LeaseChange::Put(book.stored_row(&lease)));
                 }
                 SeatChange::Consumed { record, units } => changes.push(LeaseChange::Consumed {
                     record_key: book.keys.get(record).cloned().unwrap_or_default(),
                     units: i64::try_from(units).unwrap_or(i64::MAX),
                 }),
                 SeatChange::Renewed { id, expires } => changes.push(LeaseChange::Expiry {
-                    id: i64::try_from(id).unwrap_or(i64::MAX),
+                    id: book.stored_key(id),
                     expires_at: expires,
                 }),
                 SeatChange::Returned(lease) => {
                     let h = book.hash(&lease);
                     book.digest.sub(h);
                     changes.push(LeaseChange::Delete {
-                        id: i64::try_from(lease.id).unwrap_or(i64::MAX),
+                        id: book.take_stored_key(lease.id),
                     });
                 }
                 // a change this writer does not know cannot be persisted: the policy and the

@@ -165,13 +165,22 @@ async fn two_instances_keep_their_seats_apart(store: AnyStore) {
     assert_eq!(in_first.len(), SEATS as usize);
     assert_eq!(in_second.len(), SEATS as usize);
     assert!(in_second.iter().all(|l| l.device.starts_with("string=b-")));
-    let renewed_row = in_first.iter().find(|l| l.id as u64 == a[1].lease).unwrap();
+    let renewed_row = in_first
+        .iter()
+        .find(|l| l.id == first.stored_key(a[1].lease))
+        .unwrap();
     assert!(renewed_row.expires_at > a[1].expires);
     let b1 = in_second
         .iter()
-        .find(|l| l.id as u64 == b[1].lease)
+        .find(|l| l.id == second.stored_key(b[1].lease))
         .unwrap();
     assert_eq!(b1.expires_at, b[1].expires);
+    // rows are kept by the count each id was made from: in the order granted, so a table of many
+    // grants grows at one end, whatever the (scattered) ids
+    let keys: Vec<i64> = b.iter().map(|s| second.stored_key(s.lease)).collect();
+    assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
+    assert!(keys.iter().all(|k| (1..=100).contains(k)), "{keys:?}");
+    assert!(b.iter().all(|s| s.lease > 1 << 32), "ids stay scattered");
 
     // the second restarts (its digest checks out) and holds what it held; the first goes on
     drop(second);

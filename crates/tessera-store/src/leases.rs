@@ -76,7 +76,9 @@ pub struct EngineState {
 /// A lease as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseRow {
-    /// Lease id.
+    /// The key the seat engine keeps the lease under: the count its (scattered) id was made
+    /// from, so that new rows append (`tessera_core::seats::LeaseIds::stored_key`; a lease stored
+    /// before schema 13 is kept under `-1 - id`). The store treats it as an opaque key.
     pub id: i64,
     /// Holder.
     pub device: String,
@@ -102,14 +104,14 @@ pub enum LeaseChange {
     Put(LeaseRow),
     /// A lease renewed.
     Expiry {
-        /// Lease id.
+        /// The key it is stored under ([`LeaseRow::id`]).
         id: i64,
         /// New expiry.
         expires_at: OffsetDateTime,
     },
     /// A lease returned or expired.
     Delete {
-        /// Lease id.
+        /// The key it is stored under ([`LeaseRow::id`]).
         id: i64,
     },
     /// Metered units consumed so far on a record.
