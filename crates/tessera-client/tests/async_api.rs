@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::json;
 use tessera_client::{Client, ClientConfig};
 use tessera_host::SystemClock;
-use tessera_testkit::{machine, BackOfficeKit, ServerKit, TestServer};
+use tessera_testkit::{machine, BackOfficeKit, KeyCount, ServerKit, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_checkout_heartbeat_and_return() {
@@ -27,7 +27,7 @@ async fn async_checkout_heartbeat_and_return() {
         .await
         .unwrap();
     server
-        .activate(&bo.url, &[(bo.keys[0].clone(), 1)])
+        .activate(&bo.url, &[KeyCount::new(bo.keys[0].clone(), 1)])
         .await
         .unwrap();
     let running = TestServer::serve(server).await;

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use tessera_host::SystemClock;
-use tessera_testkit::{BackOfficeKit, ServerKit, TestServer};
+use tessera_testkit::{BackOfficeKit, KeyCount, ServerKit, TestServer};
 
 fn example() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -113,7 +113,7 @@ fn example_application_runs_trial_activation_and_unlock() {
             .await
             .unwrap();
         server
-            .activate(&url, &[(floating_key.clone(), 1)])
+            .activate(&url, &[KeyCount::new(floating_key.clone(), 1)])
             .await
             .unwrap();
         TestServer::serve(server).await

@@ -14,7 +14,7 @@ use tessera_core::Clock;
 use tessera_core::DeviceType;
 use tessera_host::{HostIdentity, SystemClock};
 use tessera_testkit::{
-    machine, producer_key, BackOfficeKit, ServerKit, TestBackOffice, TestServer,
+    machine, producer_key, BackOfficeKit, KeyCount, ServerKit, TestBackOffice, TestServer,
 };
 
 /// Waits (boundedly, so a broken heartbeat fails the test instead of hanging it) for an event
@@ -85,7 +85,7 @@ impl Env {
                 .unwrap();
             if activate {
                 server
-                    .activate(&self.bo.url, &[(self.bo.keys[0].clone(), 2)])
+                    .activate(&self.bo.url, &[KeyCount::new(self.bo.keys[0].clone(), 2)])
                     .await
                     .unwrap();
             }

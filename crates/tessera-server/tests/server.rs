@@ -13,6 +13,7 @@ use tessera_host::SystemClock;
 use tessera_server::daemon::{self, ServerError};
 use tessera_server::http;
 use tessera_testkit::{producer_key, BackOfficeKit, ServerKit, TestServer};
+use tessera_wire::KeyCount;
 
 async fn backoffice(dir: &Path) -> (String, Vec<String>) {
     backoffice_with(
@@ -1356,7 +1357,11 @@ fn random_request_sequences_and_restarts_never_break_the_digest() {
         let (data, _) = init_server(dir.path(), &producer_pem, "ethernet=0050569a3b21").await;
         let server = daemon::open(&data, clock.clone()).await.unwrap();
         let counts = [3, 2, 10, 1];
-        let list: Vec<(String, u32)> = keys.into_iter().zip(counts).collect();
+        let list: Vec<KeyCount> = keys
+            .into_iter()
+            .zip(counts)
+            .map(|(k, n)| KeyCount::new(k, n))
+            .collect();
         assert_eq!(server.activate(&bo_url, &list).await.unwrap(), 4);
         data
     });
@@ -1607,7 +1612,9 @@ async fn restores_of_copies_taken_mid_run_and_storage_of_another_machine_are_ref
     let server = daemon::open_for_rebind(&data, Arc::new(SystemClock))
         .await
         .unwrap();
-    let request = server.offline_request(&[(keys[0].clone(), 3)]).unwrap();
+    let request = server
+        .offline_request(&[KeyCount::new(keys[0].clone(), 3)])
+        .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await; // a later issue time
     let response = reqwest::Client::new()
         .post(format!("{bo_url}/api/v1/offline"))

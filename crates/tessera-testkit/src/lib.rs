@@ -6,12 +6,12 @@
 //!
 //! ```no_run
 //! # async fn demo() {
-//! use tessera_testkit::{BackOfficeKit, ServerKit};
+//! use tessera_testkit::{BackOfficeKit, KeyCount, ServerKit};
 //! let bo = BackOfficeKit::new().floating(3).start().await;
 //! let dir = tempfile::tempdir().unwrap();
 //! let srv = ServerKit::new(dir.path(), &bo.producer_pem()).init().await;
 //! let running = srv.start().await;
-//! running.activate(&bo.url, &[(bo.keys[0].clone(), 3)]).await;
+//! running.activate(&bo.url, &[KeyCount::new(bo.keys[0].clone(), 3)]).await;
 //! # }
 //! ```
 //!
@@ -27,7 +27,11 @@ use tessera_backoffice::service::BackOffice;
 use tessera_core::{DeviceType, HostId};
 use tessera_host::{HostIdentity, SystemClock};
 use tessera_store::AnyStore;
+use tessera_wire::admin::ActivateRequest;
 use tokio::sync::oneshot;
+
+/// One activation key with a count, as the admin API's activation takes them.
+pub use tessera_wire::KeyCount;
 
 /// A Tokio runtime for blocking tests (two workers, everything enabled).
 pub fn runtime() -> tokio::runtime::Runtime {
@@ -475,7 +479,7 @@ impl TestServer {
     }
 
     /// Activates seats from a back office with the admin token it was started with.
-    pub async fn activate(&self, backoffice: &str, keys: &[(String, u32)]) {
+    pub async fn activate(&self, backoffice: &str, keys: &[KeyCount]) {
         let token = self
             .token
             .clone()
@@ -485,11 +489,14 @@ impl TestServer {
 
     /// Activates seats from a back office through the admin API (`POST /api/v1/admin/activate`)
     /// with `token`; panics unless the server answers 200.
-    pub async fn activate_with(&self, token: &str, backoffice: &str, keys: &[(String, u32)]) {
+    pub async fn activate_with(&self, token: &str, backoffice: &str, keys: &[KeyCount]) {
         let resp = reqwest::Client::new()
             .post(format!("{}/api/v1/admin/activate", self.url))
             .bearer_auth(token)
-            .json(&json!({"backoffice": backoffice, "activations": keys.iter().map(|(k, n)| json!({"key": k, "count": n})).collect::<Vec<_>>()}))
+            .json(&ActivateRequest {
+                backoffice: backoffice.to_string(),
+                activations: keys.to_vec(),
+            })
             .send()
             .await
             .expect("POST /api/v1/admin/activate");
