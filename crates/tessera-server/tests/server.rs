@@ -376,21 +376,15 @@ async fn one_server_process_per_postgres_database() {
     let dir = tempfile::tempdir().unwrap();
     let mut servers = Vec::new();
     for name in ["a", "b"] {
-        let data = dir.path().join(name);
-        daemon::init(
-            &data,
+        let (data, _) = init_server_at(
+            dir.path(),
+            name,
             &producer_pem,
             Some(db.url()),
-            Some("ethernet=0050569a3b01"),
+            "ethernet=0050569a3b01",
+            "",
         )
-        .await
-        .ok();
-        let mut cfg = std::fs::read_to_string(data.join("server.toml")).unwrap();
-        cfg.push_str(&format!(
-            "anchor_dir = \"{}\"\n",
-            dir.path().join(format!("anchors-{name}")).display()
-        ));
-        std::fs::write(data.join("server.toml"), &cfg).unwrap();
+        .await;
         servers.push(data);
     }
     let first = daemon::open(&servers[0], Arc::new(SystemClock))
@@ -913,19 +907,7 @@ async fn storage_edited_by_hand_is_refused_until_accepted() {
     let (bo_url, keys) = backoffice(bo_dir.path()).await;
     let producer_pem = std::fs::read_to_string(bo_dir.path().join("keys/producer.pub")).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("srv");
-    let token = daemon::init(&data, &producer_pem, None, Some("ethernet=0050569a3b09"))
-        .await
-        .unwrap();
-    let cfg = std::fs::read_to_string(data.join("server.toml")).unwrap();
-    std::fs::write(
-        data.join("server.toml"),
-        format!(
-            "{cfg}anchor_dir = \"{}\"\n",
-            dir.path().join("anchors").display()
-        ),
-    )
-    .unwrap();
+    let (data, token) = init_server(dir.path(), &producer_pem, "ethernet=0050569a3b09").await;
     let (url, stop) = start(&data).await;
     let r = reqwest::Client::new()
         .post(format!("{url}/api/v1/admin/activate"))
