@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tessera_backoffice::{auth, daemon, http};
+use tessera_backoffice::{auth, http};
 use tessera_core::time::{Duration, OffsetDateTime};
 use tessera_core::{Clock, ManualClock};
+use tessera_testkit::{BackOfficeKit, TestBackOffice};
 
 struct Office {
     base: String,
@@ -18,8 +19,7 @@ struct Office {
     password: String,
     state: http::Shared,
     clock: Arc<ManualClock>,
-    _data: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _office: TestBackOffice,
 }
 
 async fn start() -> Office {
@@ -27,34 +27,24 @@ async fn start() -> Office {
 }
 
 async fn start_with_rate(per_minute: Option<u32>) -> Office {
-    let data = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(
         OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap(),
     ));
-    let report = daemon::init(data.path(), None, Some("Example Software Ltd."), &*clock)
-        .await
-        .unwrap();
-    let (bo, mut config) = daemon::open(data.path(), None, clock.clone())
-        .await
-        .unwrap();
+    let mut kit = BackOfficeKit::new()
+        .bare()
+        .issuer("Example Software Ltd.")
+        .clock(clock.clone());
     if let Some(r) = per_minute {
-        config.public_requests_per_minute = r;
+        kit = kit.public_requests_per_minute(r);
     }
-    let state = daemon::state(bo, &config);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(daemon::serve_on(listener, state.clone(), async move {
-        let _ = rx.await;
-    }));
+    let o = kit.start().await;
     Office {
-        base,
-        token: report.admin_token,
-        password: report.admin_password,
-        state,
+        base: o.url.clone(),
+        token: o.admin_token.clone(),
+        password: o.admin_password.clone(),
+        state: o.state.clone(),
         clock,
-        _data: data,
-        _stop: tx,
+        _office: o,
     }
 }
 

@@ -12,45 +12,30 @@ use tessera_core::unlock::{UnlockCode, UnlockPublicKey};
 use tessera_core::{ActivationKey, Clock, HostId, Keyring, License, PcId, SigningKey};
 use tessera_host::SystemClock;
 use tessera_store::testing::{postgres_test_url_or_skip, TempPostgres};
+use tessera_testkit::{BackOfficeKit, TestBackOffice};
 
 struct Server {
     base: String,
     token: String,
-    data: tempfile::TempDir,
+    office: TestBackOffice,
     http: reqwest::Client,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Server {
     async fn start(database: Option<&str>, rate: Option<u32>) -> Server {
-        let data = tempfile::tempdir().unwrap();
-        let report = daemon::init(
-            data.path(),
-            database,
-            Some("Example Software Ltd."),
-            &SystemClock,
-        )
-        .await
-        .unwrap();
-        let (bo, mut config) = daemon::open(data.path(), None, Arc::new(SystemClock))
-            .await
-            .unwrap();
+        let mut kit = BackOfficeKit::new()
+            .bare()
+            .issuer("Example Software Ltd.")
+            .database(database);
         if let Some(r) = rate {
-            config.public_requests_per_minute = r;
+            kit = kit.public_requests_per_minute(r);
         }
-        let state = daemon::state(bo, &config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(daemon::serve_on(listener, state, async move {
-            let _ = rx.await;
-        }));
+        let office = kit.start().await;
         Server {
-            base,
-            token: report.admin_token,
-            data,
+            base: office.url.clone(),
+            token: office.admin_token.clone(),
+            office,
             http: reqwest::Client::new(),
-            stop: Some(tx),
         }
     }
 
@@ -89,22 +74,11 @@ impl Server {
     }
 
     fn producer_keys(&self) -> Keyring {
-        Keyring::with(daemon::public_key(self.data.path()).unwrap())
+        Keyring::with(self.office.producer_key())
     }
 
     fn unlock_public(&self) -> UnlockPublicKey {
-        UnlockPublicKey::from_pem(
-            &std::fs::read_to_string(self.data.path().join("keys/unlock.pub")).unwrap(),
-        )
-        .unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
+        UnlockPublicKey::from_pem(&self.office.unlock_pem()).unwrap()
     }
 }
 
@@ -332,7 +306,7 @@ async fn story(database: Option<&str>) {
 
     // --- a device offline, with files; the same request twice gives the same answer
     let device = SigningKey::generate(&mut rand::rngs::OsRng);
-    let kid = daemon::public_key(s.data.path()).unwrap().kid().to_string();
+    let kid = s.office.producer_key().kid().to_string();
     let request = RequestClaims {
         jti: "req-1".into(),
         iat: now,
@@ -818,18 +792,13 @@ async fn health_metrics_openapi_and_tokens() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_https_with_the_given_certificate() {
-    let data = tempfile::tempdir().unwrap();
-    daemon::init(data.path(), None, None, &SystemClock)
-        .await
-        .unwrap();
+    let data = BackOfficeKit::new().bare().init().await;
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let cert_path = data.path().join("cert.pem");
-    let key_path = data.path().join("key.pem");
+    let cert_path = data.dir.join("cert.pem");
+    let key_path = data.dir.join("key.pem");
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
     std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-    let (bo, config) = daemon::open(data.path(), None, Arc::new(SystemClock))
-        .await
-        .unwrap();
+    let (bo, config) = data.open().await;
     let state = daemon::state(bo, &config);
     // a free port: bind, read it, release it for the TLS server
     let port = std::net::TcpListener::bind("127.0.0.1:0")

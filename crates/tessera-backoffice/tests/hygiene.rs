@@ -3,51 +3,31 @@
 //! request panic after creating an orphan customer), unknown paths and wrong methods as
 //! problem+json, and security headers on the public pages.
 
-use std::sync::Arc;
-
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tessera_backoffice::daemon;
-use tessera_host::SystemClock;
 use tessera_store::BackOfficeStore;
+use tessera_testkit::{BackOfficeKit, TestBackOffice};
 
 struct Office {
     base: String,
     token: String,
     bo: tessera_backoffice::service::BackOffice<tessera_store::AnyStore>,
-    _data: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _office: TestBackOffice,
 }
 
 /// A back office with mail configured (queued only: no worker delivers it), serving on a free port.
 async fn start() -> Office {
-    let data = tempfile::tempdir().unwrap();
-    let report = daemon::init(data.path(), None, None, &SystemClock)
-        .await
-        .unwrap();
-    let mut cfg = std::fs::read_to_string(data.path().join("backoffice.toml")).unwrap();
-    cfg.push_str("[mail]\nhost = \"127.0.0.1\"\nport = 9\ntls = \"none\"\nfrom = \"Licensing <licensing@example.test>\"\n");
-    std::fs::write(data.path().join("backoffice.toml"), cfg).unwrap();
-    let (bo, config) = daemon::open(data.path(), None, Arc::new(SystemClock))
-        .await
-        .unwrap();
-    let state = daemon::state(bo, &config);
-    // a second handle on the same store, for what the test checks and plants behind the API
-    let (bo, _) = daemon::open(data.path(), None, Arc::new(SystemClock))
-        .await
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(daemon::serve_on(listener, state, async move {
-        let _ = rx.await;
-    }));
+    let office = BackOfficeKit::new()
+        .bare()
+        .config("[mail]\nhost = \"127.0.0.1\"\nport = 9\ntls = \"none\"\nfrom = \"Licensing <licensing@example.test>\"\n")
+        .start()
+        .await;
     Office {
-        base,
-        token: report.admin_token,
-        bo,
-        _data: data,
-        _stop: tx,
+        base: office.url.clone(),
+        token: office.admin_token.clone(),
+        // the same store, for what the test checks and plants behind the API
+        bo: office.office.clone(),
+        _office: office,
     }
 }
 

@@ -2,17 +2,16 @@
 //! /activate page, and the producer's over-use notice after a usage report, all delivered to a
 //! real SMTP server (aiosmtpd) on loopback by the running server's outbox worker.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tessera_backoffice::daemon;
 use tessera_core::certificate::ServerCertificateClaims;
 use tessera_core::offline::encode_key;
 use tessera_core::usage::{FeatureUsage, UsageReportClaims};
 use tessera_core::{ActivationKey, Clock, HostId, Keyring, License, PcId, SigningKey};
 use tessera_host::SystemClock;
+use tessera_testkit::{BackOfficeKit, TestBackOffice};
 
 mod support;
 use support::smtp::{free_port, SmtpServer};
@@ -20,50 +19,26 @@ use support::smtp::{free_port, SmtpServer};
 struct Office {
     base: String,
     token: String,
-    data: tempfile::TempDir,
+    office: TestBackOffice,
     http: reqwest::Client,
-    _stop: tokio::sync::oneshot::Sender<()>,
-    _worker: Option<(
-        tokio::task::JoinHandle<()>,
-        tokio::sync::watch::Sender<bool>,
-    )>,
 }
 
 async fn start(smtp_port: Option<u16>) -> Office {
-    let data = tempfile::tempdir().unwrap();
-    let report = daemon::init(
-        data.path(),
-        None,
-        Some("Example Software Ltd."),
-        &SystemClock,
-    )
-    .await
-    .unwrap();
+    let mut kit = BackOfficeKit::new()
+        .bare()
+        .issuer("Example Software Ltd.")
+        .outbox_worker();
     if let Some(port) = smtp_port {
-        let mut cfg = std::fs::read_to_string(data.path().join("backoffice.toml")).unwrap();
-        cfg.push_str(&format!(
+        kit = kit.config(&format!(
             "notify_email = \"licensing@example.test\"\n[mail]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nfrom = \"Example Licensing <licensing@example.test>\"\n"
         ));
-        std::fs::write(data.path().join("backoffice.toml"), cfg).unwrap();
     }
-    let (bo, config) = daemon::open(data.path(), None, Arc::new(SystemClock))
-        .await
-        .unwrap();
-    let state = daemon::state(bo, &config);
-    let worker = daemon::start_outbox_worker(&state, Arc::new(SystemClock));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(daemon::serve_on(listener, state, async move {
-        let _ = rx.await;
-    }));
+    let office = kit.start().await;
     Office {
-        base,
-        token: report.admin_token,
-        data,
+        base: office.url.clone(),
+        token: office.admin_token.clone(),
+        office,
         http: reqwest::Client::new(),
-        _stop: tx,
-        _worker: worker,
     }
 }
 
@@ -82,7 +57,7 @@ impl Office {
     }
 
     fn keys(&self) -> Keyring {
-        Keyring::with(daemon::public_key(self.data.path()).unwrap())
+        Keyring::with(self.office.producer_key())
     }
 
     async fn product(&self) -> String {
@@ -396,7 +371,7 @@ async fn offline_renewal_with_a_usage_report_file() {
     let server = SigningKey::generate(&mut rand::rngs::OsRng);
     let host: HostId = "ethernet=0050569a3b07".parse().unwrap();
     // activation offline too: the server signs its request with the key it asks to certify
-    let kid = daemon::public_key(o.data.path()).unwrap().kid().to_string();
+    let kid = o.office.producer_key().kid().to_string();
     let request = RequestClaims {
         jti: "act-1".into(),
         iat: now,
@@ -499,9 +474,7 @@ async fn offline_renewal_with_a_usage_report_file() {
 /// The outbox message sent to `to`, once the worker has recorded its delivery.
 async fn delivered_to(o: &Office, to: &str) -> tessera_store::OutboxMessage {
     use tessera_store::OutboxStore as _;
-    let (bo, _) = daemon::open(o.data.path(), None, Arc::new(SystemClock))
-        .await
-        .unwrap();
+    let bo = o.office.office.clone();
     // the mail reaches the SMTP server a moment before the worker records it as sent
     for _ in 0..500 {
         let sent = bo

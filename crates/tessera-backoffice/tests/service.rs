@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use tessera_backoffice::daemon;
 use tessera_backoffice::model::{LicenseModel, LinePolicy, ProductFeature, ProductSpec};
 use tessera_backoffice::service::{BackOffice, NewLine, ServiceError};
 use tessera_core::offline::{encode_key, KeyCount, RequestBody, RequestClaims};
@@ -11,33 +10,28 @@ use tessera_core::time::Duration;
 use tessera_core::{Clock, HostId, ManualClock, PcId, SigningKey};
 use tessera_host::SystemClock;
 use tessera_store::AnyStore;
+use tessera_testkit::{BackOfficeKit, TestBackOffice};
 
-async fn office() -> (BackOffice<AnyStore>, Arc<ManualClock>, tempfile::TempDir) {
-    let data = tempfile::tempdir().unwrap();
-    daemon::init(data.path(), None, None, &SystemClock)
-        .await
-        .unwrap();
+/// A back office on a manual clock with product `cad` (feature `modeler`, 60 trial days, 30 demo
+/// days); the kit's handle keeps it (and its data) alive.
+async fn office() -> (BackOffice<AnyStore>, Arc<ManualClock>, TestBackOffice) {
     let clock = Arc::new(ManualClock::new(SystemClock.now()));
-    let (bo, _) = daemon::open(data.path(), None, clock.clone())
-        .await
-        .unwrap();
-    bo.create_product(
-        "cad",
-        "CAD",
-        ProductSpec {
-            features: vec![ProductFeature {
-                name: "modeler".into(),
-                version: Default::default(),
-            }],
-            version: None,
-            trial_days: 60,
-            basic_features: vec![],
-            demo_days: 30,
-        },
-    )
-    .await
-    .unwrap();
-    (bo, clock, data)
+    let spec = ProductSpec {
+        features: vec![ProductFeature {
+            name: "modeler".into(),
+            version: Default::default(),
+        }],
+        version: None,
+        trial_days: 60,
+        basic_features: vec![],
+        demo_days: 30,
+    };
+    let office = BackOfficeKit::new()
+        .product(serde_json::to_value(spec).unwrap())
+        .clock(clock.clone())
+        .start()
+        .await;
+    (office.office.clone(), clock, office)
 }
 
 fn policy(model: LicenseModel, count: u32) -> LinePolicy {
@@ -136,7 +130,7 @@ async fn a_server_host_id_is_bound_to_its_first_key() {
         .unwrap_err();
     assert_eq!(code(err), "other_customer");
     // a key-only renewal signed by another key: refused
-    let kid = daemon::public_key(data.path()).unwrap().kid().to_string();
+    let kid = data.producer_key().kid().to_string();
     let renewal = |signer: &SigningKey, jti: &str| {
         RequestClaims {
             jti: jti.into(),
@@ -189,7 +183,7 @@ async fn a_request_id_is_answered_for_its_own_request_only() {
         ],
     )
     .await;
-    let kid = daemon::public_key(data.path()).unwrap().kid().to_string();
+    let kid = data.producer_key().kid().to_string();
     let request = |signer: &SigningKey, key: &str, pc_id: String| {
         RequestClaims {
             jti: "same-id".into(),

@@ -225,7 +225,10 @@ async fn run_async(data: &Path, opts: Options) -> Result<()> {
     if first {
         let n = srv_state
             .server
-            .activate(&bo_url, &[(made.floating_key.clone(), 5)])
+            .activate(
+                &bo_url,
+                &[tessera_wire::KeyCount::new(made.floating_key.clone(), 5)],
+            )
             .await?;
         println!(
             "  [ok] license server activated with the floating key (5 seats): {n} feature records"

@@ -202,10 +202,7 @@ fn key_counts(keys: &[String]) -> Result<Vec<KeyCount>> {
             let count: u32 = count
                 .parse()
                 .map_err(|_| anyhow!("--key {k}: the count must be a whole number"))?;
-            Ok(KeyCount {
-                key: key.to_string(),
-                count,
-            })
+            Ok(KeyCount::new(key, count))
         })
         .collect()
 }
@@ -433,11 +430,7 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
         } => {
             let server = tessera_server::open_for_rebind(&data, Arc::new(SystemClock)).await?;
             if let Some(out) = request_out {
-                let list = key_counts(&keys)?
-                    .into_iter()
-                    .map(|k| (k.key, k.count))
-                    .collect::<Vec<_>>();
-                let text = server.offline_request(&list)?;
+                let text = server.offline_request(&key_counts(&keys)?)?;
                 std::fs::write(&out, text)
                     .with_context(|| format!("cannot write {}", out.display()))?;
                 println!(

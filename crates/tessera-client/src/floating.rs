@@ -16,8 +16,30 @@ use tessera_core::capability::{CapabilityResponseClaims, GrantedSeat, Operation}
 use tessera_core::certificate::ServerCertificateClaims;
 use tessera_core::time::{Duration, OffsetDateTime};
 use tessera_core::{Clock, Keyring, PublicKey};
+use tessera_wire::capability::{CapabilityAnswer, CapabilityRequest, WantedFeature};
 
 use crate::{ClientError, RefusalCode};
+
+/// `count` seats of `feature` at `version` or newer, as a request asks for them; a version that does
+/// not parse is [`ClientError::InvalidVersion`] (the application's mistake, caught before sending).
+pub(crate) fn wanted(
+    feature: &str,
+    version: &str,
+    count: u32,
+) -> Result<Vec<WantedFeature>, ClientError> {
+    let parsed =
+        version
+            .parse::<tessera_core::Version>()
+            .map_err(|e| ClientError::InvalidVersion {
+                version: version.to_string(),
+                detail: e.to_string(),
+            })?;
+    Ok(vec![WantedFeature {
+        name: feature.to_string(),
+        version: parsed,
+        count,
+    }])
+}
 
 fn random_hex(n: usize) -> String {
     let mut b = vec![0u8; n];
@@ -44,7 +66,7 @@ impl ServerLink {
         &self,
         operation: Operation,
         request_id: &str,
-        features: serde_json::Value,
+        features: Vec<WantedFeature>,
     ) -> Result<CapabilityResponseClaims, ClientError> {
         self.call_raw(operation, request_id, features, None, None)
             .map(|r| r.claims)
@@ -64,7 +86,7 @@ impl ServerLink {
         self.call_raw(
             operation,
             request_id,
-            serde_json::json!([]),
+            Vec::new(),
             None,
             Some(Held {
                 lease,
@@ -81,7 +103,7 @@ impl ServerLink {
         &self,
         operation: Operation,
         request_id: &str,
-        features: serde_json::Value,
+        features: Vec<WantedFeature>,
         borrow_days: Option<u32>,
         held: Option<Held<'_>>,
     ) -> Result<Answer, ClientError> {
@@ -99,29 +121,30 @@ impl ServerLink {
         let proof = session.map(|(k, lease)| {
             tessera_core::capability::session_proof(k, operation, &nonce, request_id, lease)
         });
-        let mut body = serde_json::json!({
-            "operation": operation,
-            "device_id": self.device_id,
-            "user": self.user,
-            "request_id": request_id,
-            "nonce": nonce,
-            "features": features,
-            "leases": leases,
-            "borrow_days": borrow_days,
-            "session_proof": proof,
-        });
-        if signed {
-            body["signed"] = serde_json::Value::Bool(true);
-        }
-        let answer: serde_json::Value = crate::http_post(
+        let body = CapabilityRequest {
+            operation,
+            device_id: self.device_id.clone(),
+            // not sent: the server takes it as unknown
+            device_type: tessera_core::DeviceType::default(),
+            alias: None,
+            user: self.user.clone(),
+            request_id: request_id.to_string(),
+            nonce: nonce.clone(),
+            features,
+            leases,
+            borrow_days,
+            session_proof: proof,
+            signed,
+        };
+        let answer: CapabilityAnswer = crate::http_post(
             &self.agent,
             &self.url,
             "/api/v1/capability",
-            body,
+            &body,
             self.timeout,
             "the license server refused",
         )?;
-        let token = answer["response"].as_str().unwrap_or_default();
+        let token = answer.response.as_str();
         if let Some(sealed_for) = tessera_core::capability::sealed_lease(token) {
             // sealed with the session key: only an answer to our proof can be, and only from a
             // server that knows the key the signed grant carried
@@ -138,15 +161,12 @@ impl ServerLink {
             return Ok(Answer {
                 claims,
                 token: token.to_string(),
-                certificate: answer["certificate"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
+                certificate: answer.certificate.unwrap_or_default(),
                 nonce,
             });
         }
         let now = self.clock.now();
-        let cert_text = answer["certificate"].as_str().ok_or_else(|| {
+        let cert_text = answer.certificate.as_deref().ok_or_else(|| {
             self.bad("the server sent no certificate: it is not activated".into())
         })?;
         let cert =
@@ -284,7 +304,7 @@ pub(crate) fn borrow(
     days: u32,
 ) -> Result<Borrowed, ClientError> {
     let request_id = random_hex(12);
-    let features = serde_json::json!([{"name": feature, "version": version, "count": 1}]);
+    let features = wanted(feature, version, 1)?;
     let a = link.call_raw(Operation::Borrow, &request_id, features, Some(days), None)?;
     let Some(g) = a.claims.grants.iter().find(|g| g.borrowed) else {
         return Err(denial(&a.claims, "nothing was borrowed"));
@@ -406,8 +426,8 @@ struct Live {
 pub(crate) struct Shared {
     links: Vec<ServerLink>,
     feature: String,
-    /// The version asked for: a re-request asks for it again.
-    version: String,
+    /// What was asked for (feature, version, count): a re-request asks for it again.
+    wanted: Vec<WantedFeature>,
     count: u32,
     request_id: String,
     tolerance: Duration,
@@ -494,7 +514,7 @@ fn request_once(
     links: &[ServerLink],
     start: usize,
     request_id: &str,
-    features: &serde_json::Value,
+    features: &[WantedFeature],
     deadline: Instant,
 ) -> Result<(usize, CapabilityResponseClaims, OffsetDateTime), ClientError> {
     let mut last: Option<ClientError> = None;
@@ -508,7 +528,7 @@ fn request_once(
             let mut link = links[i].clone();
             link.timeout = link.timeout.min(left);
             let sent = link.clock.now();
-            match link.call(Operation::Request, request_id, features.clone()) {
+            match link.call(Operation::Request, request_id, features.to_vec()) {
                 Ok(c) => return Ok((i, c, sent)),
                 Err(e) if retryable(&e) => last = Some(e),
                 Err(e) => return Err(e),
@@ -566,7 +586,7 @@ impl Shared {
             return Err(ClientError::NoServer);
         }
         let request_id = random_hex(12);
-        let features = serde_json::json!([{"name": want.feature, "version": want.version, "count": want.count}]);
+        let features = wanted(&want.feature, &want.version, want.count)?;
         let waited_until = want.wait.map(|w| Instant::now() + w);
         let mut backoff = StdDuration::from_secs(1);
         let (current, claims, sent) = loop {
@@ -602,7 +622,7 @@ impl Shared {
         let interval = StdDuration::from_secs(claims.renew_interval_secs.max(1));
         Ok(Arc::new(Shared {
             feature: want.feature.clone(),
-            version: want.version.clone(),
+            wanted: features,
             count: want.count,
             request_id,
             tolerance: limits.tolerance,
@@ -789,13 +809,12 @@ impl Shared {
             }
             // the server no longer holds it (it expired while we could not reach the server):
             // ask again, with the original request id and version
-            let features = serde_json::json!([{"name": self.feature, "version": self.version, "count": self.count}]);
             let deadline = Instant::now() + self.links[answered_by].timeout;
             outcome = request_once(
                 &self.links,
                 answered_by,
                 &self.request_id,
-                &features,
+                &self.wanted,
                 deadline,
             )
             .and_then(|(i, c, sent)| {

@@ -67,6 +67,10 @@ use tessera_core::feature::Feature;
 use tessera_core::license::FeatureError;
 use tessera_core::unlock::{UnlockCode, UnlockPublicKey};
 use tessera_core::{ActivationKey, Keyring, PublicKey};
+use tessera_wire::activation::{
+    ActivationResult, DeviceActivationRequest, TrialRequest, TrialResult,
+};
+use tessera_wire::ErrorAnswer;
 
 use crate::state::{secs, State, StateStore};
 
@@ -689,12 +693,12 @@ impl Client {
         self.trial_status_at(&state, now)
     }
 
-    fn post(
+    fn post<B: serde::Serialize, A: serde::de::DeserializeOwned>(
         &self,
         url: &str,
         path: &str,
-        body: serde_json::Value,
-    ) -> Result<serde_json::Value, ClientError> {
+        body: &B,
+    ) -> Result<A, ClientError> {
         http_post(
             &self.agent(),
             url,
@@ -708,19 +712,17 @@ impl Client {
     /// Registers the trial; returns the recorded start (unix seconds), checked through the signed
     /// trial license the back office sends with it.
     fn register_trial(&self, url: &str) -> Result<i64, ClientError> {
-        let v = self.post(
+        let v: TrialResult = self.post(
             url,
             "/api/v1/trials",
-            serde_json::json!({"product": self.config.product, "pc_id": self.pc_id.to_string()}),
+            &TrialRequest {
+                product: self.config.product.clone(),
+                pc_id: self.pc_id.to_string(),
+            },
         )?;
-        let started = v["started_at"]
-            .as_i64()
-            .ok_or_else(|| ClientError::BadAnswer {
-                url: url.into(),
-                detail: "no started_at".into(),
-            })?;
+        let started = v.started_at;
         // the start must agree with the producer-signed trial license (a fake server cannot move it)
-        if let Some(text) = v["license"].as_str().filter(|t| !t.is_empty()) {
+        if let Some(text) = Some(v.license.as_str()).filter(|t| !t.is_empty()) {
             let lic = self
                 .verify_license_text(text)
                 .map_err(|e| ClientError::BadAnswer {
@@ -731,7 +733,7 @@ impl Client {
                 tessera_core::feature::Expiry::At(t) => Some(t),
                 _ => None,
             });
-            let claimed_end = v["expires_at"].as_i64();
+            let claimed_end = Some(v.expires_at);
             if ends.map(|e| e.unix_timestamp()) != claimed_end {
                 return Err(ClientError::BadAnswer {
                     url: url.into(),
@@ -754,12 +756,17 @@ impl Client {
         ActivationKey::parse(key).map_err(|e| ClientError::InvalidKey {
             detail: e.to_string(),
         })?;
-        let v = self.post(
+        let v: ActivationResult = self.post(
             &url,
             "/api/v1/activate/device",
-            serde_json::json!({"key": key, "pc_id": self.pc_id.to_string(), "product": self.config.product}),
+            &DeviceActivationRequest {
+                key: key.to_string(),
+                pc_id: self.pc_id.to_string(),
+                product: Some(self.config.product.clone()),
+                device_key: None,
+            },
         )?;
-        let text = v["license"].as_str().unwrap_or_default();
+        let text = v.license.as_str();
         let lic = self
             .verify_license_text(text)
             .map_err(|e| ClientError::BadAnswer {
@@ -979,16 +986,20 @@ fn feature_error(e: FeatureError) -> ClientError {
     }
 }
 
-/// POSTs JSON to `url` + `path` within `timeout`; a refusal with its stable code and the server's
-/// `Retry-After`, a network error without the URL twice, a timeout as [`ClientError::TimedOut`].
-pub(crate) fn http_post(
+/// The most of an error answer's body that is read (a problem is a few hundred bytes).
+const ERROR_BODY_LIMIT: u64 = 64 * 1024;
+
+/// POSTs `body` as JSON to `url` + `path` within `timeout` and reads the answer as `A`; a refusal
+/// (a problem, read as [`ErrorAnswer`]) with its stable code and the server's `Retry-After`, a
+/// network error without the URL twice, a timeout as [`ClientError::TimedOut`].
+pub(crate) fn http_post<B: serde::Serialize, A: serde::de::DeserializeOwned>(
     agent: &ureq::Agent,
     url: &str,
     path: &str,
-    body: serde_json::Value,
+    body: &B,
     timeout: StdDuration,
     refused: &str,
-) -> Result<serde_json::Value, ClientError> {
+) -> Result<A, ClientError> {
     match agent
         .post(&format!("{url}{path}"))
         .timeout(timeout)
@@ -1003,15 +1014,17 @@ pub(crate) fn http_post(
                 .header("retry-after")
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(StdDuration::from_secs);
-            let v: serde_json::Value = resp.into_json().unwrap_or_default();
+            let mut bytes = Vec::new();
+            // an unreadable body says nothing of the problem: the status and `refused` stand in
+            let _ = std::io::Read::read_to_end(
+                &mut std::io::Read::take(resp.into_reader(), ERROR_BODY_LIMIT),
+                &mut bytes,
+            );
+            let answer = ErrorAnswer::read(status, &bytes);
             let fallback = format!("{refused} (HTTP {status})");
             Err(ClientError::Refused {
-                code: RefusalCode::from(v["code"].as_str().unwrap_or("refused")),
-                message: v["detail"]
-                    .as_str()
-                    .or(v["title"].as_str())
-                    .unwrap_or(&fallback)
-                    .into(),
+                code: RefusalCode::from(answer.code.as_deref().unwrap_or("refused")),
+                message: answer.detail.or(answer.title).unwrap_or(fallback),
                 retry_after,
             })
         }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::json;
 use tessera_client::{Client, ClientConfig};
 use tessera_host::SystemClock;
-use tessera_testkit::{machine, BackOfficeKit, ServerKit, TestServer};
+use tessera_testkit::{machine, BackOfficeKit, KeyCount, ServerKit};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_checkout_heartbeat_and_return() {
@@ -18,19 +18,16 @@ async fn async_checkout_heartbeat_and_return() {
         .await;
     let pem = bo.producer_pem();
     let srv = tempfile::tempdir().unwrap();
-    let data = ServerKit::new(srv.path(), &pem)
+    let running = ServerKit::new(srv.path(), &pem)
         .lease_seconds(3)
         .init()
         .await
-        .data;
-    let server = tessera_server::daemon::open(&data, Arc::new(SystemClock))
-        .await
-        .unwrap();
-    server
-        .activate(&bo.url, &[(bo.keys[0].clone(), 1)])
-        .await
-        .unwrap();
-    let running = TestServer::serve(server).await;
+        .activate_and_start_at(
+            &bo.url,
+            &[KeyCount::new(bo.keys[0].clone(), 1)],
+            "127.0.0.1:0",
+        )
+        .await;
     let url = running.url.clone();
 
     let client = |n: u8| {

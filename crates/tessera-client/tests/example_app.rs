@@ -4,10 +4,8 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Arc;
 
-use tessera_host::SystemClock;
-use tessera_testkit::{BackOfficeKit, ServerKit, TestServer};
+use tessera_testkit::{BackOfficeKit, KeyCount, ServerKit};
 
 fn example() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -105,18 +103,16 @@ fn example_application_runs_trial_activation_and_unlock() {
     // a license server with the floating key: a seat checked out and returned on exit, then borrowed
     let srv_dir = tempfile::tempdir().unwrap();
     let pem = std::fs::read_to_string(&producer).unwrap();
-    let srv_data = rt
-        .block_on(ServerKit::new(srv_dir.path(), &pem).init())
-        .data;
     let running = rt.block_on(async {
-        let server = tessera_server::daemon::open(&srv_data, Arc::new(SystemClock))
+        ServerKit::new(srv_dir.path(), &pem)
+            .init()
             .await
-            .unwrap();
-        server
-            .activate(&url, &[(floating_key.clone(), 1)])
+            .activate_and_start_at(
+                &url,
+                &[KeyCount::new(floating_key.clone(), 1)],
+                "127.0.0.1:0",
+            )
             .await
-            .unwrap();
-        TestServer::serve(server).await
     });
     let srv_url = running.url.clone();
     let (code, out) = run(&["seat", &srv_url, "simulate"]);

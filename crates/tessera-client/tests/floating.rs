@@ -2,7 +2,6 @@
 //! the count, a clear refusal beyond it, the heartbeat keeping a lease alive past its length, return
 //! on drop, a restarted server keeping the seat without a second one, and a fake server refused.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::json;
@@ -14,7 +13,7 @@ use tessera_core::Clock;
 use tessera_core::DeviceType;
 use tessera_host::{HostIdentity, SystemClock};
 use tessera_testkit::{
-    machine, producer_key, BackOfficeKit, ServerKit, TestBackOffice, TestServer,
+    machine, producer_key, BackOfficeKit, KeyCount, ServerData, ServerKit, TestBackOffice,
 };
 
 /// Waits (boundedly, so a broken heartbeat fails the test instead of hanging it) for an event
@@ -37,7 +36,7 @@ struct Env {
     rt: tokio::runtime::Runtime,
     bo: TestBackOffice,
     srv_dir: tempfile::TempDir,
-    srv: PathBuf,
+    srv: ServerData,
 }
 
 /// A back office with product `cad` (feature `modeler`) and a floating line of 2 seats, and a
@@ -51,14 +50,12 @@ fn env() -> Env {
             .start(),
     );
     let srv_dir = tempfile::tempdir().unwrap();
-    let srv = rt
-        .block_on(
-            ServerKit::new(srv_dir.path(), &bo.producer_pem())
-                .lease_seconds(3)
-                .config("max_borrows_per_account = 1\n")
-                .init(),
-        )
-        .data;
+    let srv = rt.block_on(
+        ServerKit::new(srv_dir.path(), &bo.producer_pem())
+            .lease_seconds(3)
+            .config("max_borrows_per_account = 1\n")
+            .init(),
+    );
     Env {
         rt,
         bo,
@@ -80,16 +77,18 @@ impl Env {
     /// Starts the license server at `addr` (again at the same address after a stop).
     fn serve_at(&self, addr: &str, activate: bool) -> (String, tokio::sync::oneshot::Sender<()>) {
         self.rt.block_on(async {
-            let server = tessera_server::daemon::open(&self.srv, Arc::new(SystemClock))
-                .await
-                .unwrap();
-            if activate {
-                server
-                    .activate(&self.bo.url, &[(self.bo.keys[0].clone(), 2)])
+            let running = if activate {
+                self.srv
+                    .activate_and_start_at(
+                        &self.bo.url,
+                        &[KeyCount::new(self.bo.keys[0].clone(), 2)],
+                        addr,
+                    )
                     .await
-                    .unwrap();
-            }
-            TestServer::serve_at(server, addr).await.split()
+            } else {
+                self.srv.start_at(addr).await
+            };
+            running.split()
         })
     }
 

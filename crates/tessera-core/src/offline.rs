@@ -21,11 +21,22 @@ use crate::keys::{Keyring, PublicKey, SigningKey};
 
 /// One activation key with the count wanted from it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KeyCount {
     /// The activation key as typed.
     pub key: String,
     /// How many seats (for a server) to activate.
     pub count: u32,
+}
+
+impl KeyCount {
+    /// `count` seats from the activation key `key`.
+    pub fn new(key: impl Into<String>, count: u32) -> Self {
+        KeyCount {
+            key: key.into(),
+            count,
+        }
+    }
 }
 
 /// What a request asks for.

@@ -320,14 +320,15 @@ async fn body_deadline(timeout: Duration, req: Request, next: Next) -> Response 
 
 /// A problem+json answer (RFC 9457) with a stable `code`, as every Tessera service writes them.
 pub fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
-    let body = serde_json::json!({
-        "type": format!("urn:tessera:problem:{code}"),
-        "title": status.canonical_reason().unwrap_or("Error"),
-        "status": status.as_u16(),
-        "detail": detail,
-        "code": code,
-    });
-    let mut r = (status, body.to_string()).into_response();
+    let body = tessera_wire::Problem::new(
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error"),
+        code,
+        detail,
+    );
+    // five strings and a number: serialising cannot fail
+    let body = serde_json::to_string(&body).unwrap_or_default();
+    let mut r = (status, body).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/problem+json"),

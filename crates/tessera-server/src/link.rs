@@ -7,7 +7,7 @@ use tessera_core::offline::encode_key;
 use tessera_core::{Keyring, License, VerifyError};
 use tessera_store::MetaStore;
 use tessera_wire::activation::{ActivationResult, ServerActivationRequest, UsageOutcome};
-use tessera_wire::ErrorAnswer;
+use tessera_wire::{ErrorAnswer, KeyCount};
 
 use crate::bundle::{apply_borrow_policy, bundle_records};
 use crate::error::ServerError;
@@ -89,18 +89,12 @@ impl Server {
     pub async fn activate(
         &self,
         backoffice: &str,
-        activations: &[(String, u32)],
+        activations: &[KeyCount],
     ) -> Result<usize, ServerError> {
         let body = ServerActivationRequest {
             server_hostid: self.hostid.clone(),
             server_key: encode_key(&self.key.public()),
-            activations: activations
-                .iter()
-                .map(|(key, count)| tessera_core::offline::KeyCount {
-                    key: key.clone(),
-                    count: *count,
-                })
-                .collect(),
+            activations: activations.to_vec(),
         };
         let resp = reqwest::Client::new()
             .post(format!(
@@ -226,7 +220,7 @@ impl Server {
 
     /// An offline activation request file for these keys and counts, signed with this server's key,
     /// for the back office's `/offline` page or `tessera backoffice offline respond`.
-    pub fn offline_request(&self, activations: &[(String, u32)]) -> Result<String, ServerError> {
+    pub fn offline_request(&self, activations: &[KeyCount]) -> Result<String, ServerError> {
         let mut id = [0u8; 12];
         rand::rngs::OsRng.fill_bytes(&mut id);
         tessera_core::offline::RequestClaims {
@@ -237,13 +231,7 @@ impl Server {
             body: tessera_core::offline::RequestBody::ServerActivation {
                 server_hostid: self.hostid.clone(),
                 server_key: encode_key(&self.key.public()),
-                activations: activations
-                    .iter()
-                    .map(|(k, n)| tessera_core::offline::KeyCount {
-                        key: k.clone(),
-                        count: *n,
-                    })
-                    .collect(),
+                activations: activations.to_vec(),
             },
         }
         .sign(&self.key)

@@ -8,8 +8,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use std::sync::Arc;
 
-use tessera_host::SystemClock;
-use tessera_server::{daemon, http};
+use tessera_server::daemon;
 use tessera_testkit::{producer_key, ServerKit, TestServer};
 
 /// A new server data directory in `dir` trusting a fresh producer key; its admin token.
@@ -206,20 +205,16 @@ async fn the_admin_token_rotates_while_the_server_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_store_is_answered_without_its_internals() {
     let dir = tempfile::tempdir().unwrap();
-    let (data, token) = init_server(dir.path()).await;
-    let server = daemon::open(&data, Arc::new(SystemClock)).await.unwrap();
-    let state = http::state(server);
-    let held = state.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (_stop, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(tessera_server::serve_on(listener, state, async move {
-        let _ = rx.await;
-    }));
+    let pem = producer_key(&dir.path().join("bo")).await;
+    let srv = ServerKit::new(dir.path(), &pem).init().await;
+    let token = srv.token.clone();
+    // the test holds the server too, to break its store under it
+    let held = Arc::new(srv.open().await);
+    let (url, _stop) = TestServer::serve(held.clone()).await.split();
     assert_eq!(status(&url, &token).await, StatusCode::OK);
     // the store's pool closes under the running server: every call to it fails from now on
-    held.server.store.close().await;
-    let inside = tessera_store::MetaStore::get_setting(&held.server.store, "server.hostid")
+    held.store.close().await;
+    let inside = tessera_store::MetaStore::get_setting(&held.store, "server.hostid")
         .await
         .unwrap_err()
         .to_string();

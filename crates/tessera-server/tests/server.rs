@@ -13,6 +13,7 @@ use tessera_host::SystemClock;
 use tessera_server::daemon::{self, ServerError};
 use tessera_server::http;
 use tessera_testkit::{producer_key, BackOfficeKit, ServerKit, TestServer};
+use tessera_wire::KeyCount;
 
 async fn backoffice(dir: &Path) -> (String, Vec<String>) {
     backoffice_with(
@@ -375,21 +376,15 @@ async fn one_server_process_per_postgres_database() {
     let dir = tempfile::tempdir().unwrap();
     let mut servers = Vec::new();
     for name in ["a", "b"] {
-        let data = dir.path().join(name);
-        daemon::init(
-            &data,
+        let (data, _) = init_server_at(
+            dir.path(),
+            name,
             &producer_pem,
             Some(db.url()),
-            Some("ethernet=0050569a3b01"),
+            "ethernet=0050569a3b01",
+            "",
         )
-        .await
-        .ok();
-        let mut cfg = std::fs::read_to_string(data.join("server.toml")).unwrap();
-        cfg.push_str(&format!(
-            "anchor_dir = \"{}\"\n",
-            dir.path().join(format!("anchors-{name}")).display()
-        ));
-        std::fs::write(data.join("server.toml"), &cfg).unwrap();
+        .await;
         servers.push(data);
     }
     let first = daemon::open(&servers[0], Arc::new(SystemClock))
@@ -912,19 +907,7 @@ async fn storage_edited_by_hand_is_refused_until_accepted() {
     let (bo_url, keys) = backoffice(bo_dir.path()).await;
     let producer_pem = std::fs::read_to_string(bo_dir.path().join("keys/producer.pub")).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("srv");
-    let token = daemon::init(&data, &producer_pem, None, Some("ethernet=0050569a3b09"))
-        .await
-        .unwrap();
-    let cfg = std::fs::read_to_string(data.join("server.toml")).unwrap();
-    std::fs::write(
-        data.join("server.toml"),
-        format!(
-            "{cfg}anchor_dir = \"{}\"\n",
-            dir.path().join("anchors").display()
-        ),
-    )
-    .unwrap();
+    let (data, token) = init_server(dir.path(), &producer_pem, "ethernet=0050569a3b09").await;
     let (url, stop) = start(&data).await;
     let r = reqwest::Client::new()
         .post(format!("{url}/api/v1/admin/activate"))
@@ -1356,7 +1339,11 @@ fn random_request_sequences_and_restarts_never_break_the_digest() {
         let (data, _) = init_server(dir.path(), &producer_pem, "ethernet=0050569a3b21").await;
         let server = daemon::open(&data, clock.clone()).await.unwrap();
         let counts = [3, 2, 10, 1];
-        let list: Vec<(String, u32)> = keys.into_iter().zip(counts).collect();
+        let list: Vec<KeyCount> = keys
+            .into_iter()
+            .zip(counts)
+            .map(|(k, n)| KeyCount::new(k, n))
+            .collect();
         assert_eq!(server.activate(&bo_url, &list).await.unwrap(), 4);
         data
     });
@@ -1607,7 +1594,9 @@ async fn restores_of_copies_taken_mid_run_and_storage_of_another_machine_are_ref
     let server = daemon::open_for_rebind(&data, Arc::new(SystemClock))
         .await
         .unwrap();
-    let request = server.offline_request(&[(keys[0].clone(), 3)]).unwrap();
+    let request = server
+        .offline_request(&[KeyCount::new(keys[0].clone(), 3)])
+        .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await; // a later issue time
     let response = reqwest::Client::new()
         .post(format!("{bo_url}/api/v1/offline"))

@@ -1,30 +1,18 @@
 //! Errors as `application/problem+json` (RFC 9457) with a stable `code`: [`ApiError`] (status,
 //! code, detail, and a `Retry-After` for 429 and 503), [`problem`] for a handler that answers a
 //! [`Response`], and extractors ([`ApiJson`], [`ApiQuery`], [`ApiForm`], [`TextBody`]) whose
-//! rejections are problems. A 401 carries `WWW-Authenticate: Bearer`.
+//! rejections are problems. A 401 carries `WWW-Authenticate: Bearer`. The body is
+//! [`Problem`], `tessera-wire`'s, re-exported here.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use serde::Serialize;
 
-/// The body of every error answer.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Problem {
-    /// `urn:tessera:problem:<code>`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// A short summary for the status.
-    pub title: String,
-    /// The HTTP status.
-    pub status: u16,
-    /// What went wrong, for people.
-    pub detail: String,
-    /// What went wrong, for programs: stable across versions.
-    pub code: String,
-}
+/// The body of every error answer: one type for the whole workspace, `tessera-wire`'s (with its
+/// OpenAPI schema), which [`ApiError`] writes and a caller reads.
+pub use tessera_wire::problem::Problem;
 
 /// An error answer.
 #[derive(Debug)]
@@ -327,6 +315,34 @@ mod tests {
     async fn body(r: Response) -> serde_json::Value {
         let bytes = axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap();
         serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_body_is_the_five_fields_of_the_wire_problem_and_nothing_else() {
+        let r = ApiError::new(
+            StatusCode::CONFLICT,
+            "count_exhausted",
+            "all 5 seats are taken",
+        )
+        .into_response();
+        let v = body(r).await;
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "type": "urn:tessera:problem:count_exhausted",
+                "title": "Conflict",
+                "status": 409,
+                "detail": "all 5 seats are taken",
+                "code": "count_exhausted",
+            })
+        );
+        // the toolkit's Problem is the wire crate's: what one writes the other reads
+        let p: tessera_wire::Problem = serde_json::from_value(v).unwrap();
+        let same: Problem = p.clone();
+        assert_eq!(
+            same,
+            tessera_wire::Problem::new(409, "Conflict", "count_exhausted", "all 5 seats are taken")
+        );
     }
 
     #[tokio::test]

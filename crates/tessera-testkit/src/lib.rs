@@ -6,12 +6,12 @@
 //!
 //! ```no_run
 //! # async fn demo() {
-//! use tessera_testkit::{BackOfficeKit, ServerKit};
+//! use tessera_testkit::{BackOfficeKit, KeyCount, ServerKit};
 //! let bo = BackOfficeKit::new().floating(3).start().await;
 //! let dir = tempfile::tempdir().unwrap();
 //! let srv = ServerKit::new(dir.path(), &bo.producer_pem()).init().await;
 //! let running = srv.start().await;
-//! running.activate(&bo.url, &[(bo.keys[0].clone(), 3)]).await;
+//! running.activate(&bo.url, &[KeyCount::new(bo.keys[0].clone(), 3)]).await;
 //! # }
 //! ```
 //!
@@ -24,10 +24,14 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use tessera_backoffice::service::BackOffice;
-use tessera_core::{DeviceType, HostId};
+use tessera_core::{Clock, DeviceType, HostId};
 use tessera_host::{HostIdentity, SystemClock};
 use tessera_store::AnyStore;
+use tessera_wire::admin::ActivateRequest;
 use tokio::sync::oneshot;
+
+/// One activation key with a count, as the admin API's activation takes them.
+pub use tessera_wire::KeyCount;
 
 /// A Tokio runtime for blocking tests (two workers, everything enabled).
 pub fn runtime() -> tokio::runtime::Runtime {
@@ -51,13 +55,20 @@ pub fn machine(n: u8) -> HostIdentity {
 }
 
 /// What the back office is set up with: product `cad` ("CAD") with its features, and one customer
-/// (`ACME`) with an entitlement of the given lines.
+/// (`ACME`) with an entitlement of the given lines; where it keeps its data (a temporary directory,
+/// on SQLite or PostgreSQL), its clock, lines added to its `backoffice.toml`, its public rate limit
+/// and whether its outbox worker runs.
 #[derive(Debug, Clone)]
 pub struct BackOfficeKit {
     dir: Option<PathBuf>,
     issuer: Option<String>,
     product: Option<Value>,
     lines: Vec<Value>,
+    database: Option<String>,
+    clock: Option<Arc<dyn Clock>>,
+    config: String,
+    public_requests_per_minute: Option<u32>,
+    outbox_worker: bool,
 }
 
 impl Default for BackOfficeKit {
@@ -74,6 +85,11 @@ impl BackOfficeKit {
             issuer: None,
             product: Some(json!({"features": [{"name": "modeler", "version": "2.0"}]})),
             lines: Vec::new(),
+            database: None,
+            clock: None,
+            config: String::new(),
+            public_requests_per_minute: None,
+            outbox_worker: false,
         }
     }
 
@@ -86,6 +102,42 @@ impl BackOfficeKit {
     /// The producer's name in issued licenses.
     pub fn issuer(mut self, issuer: &str) -> Self {
         self.issuer = Some(issuer.to_string());
+        self
+    }
+
+    /// Its store (a `postgres://` URL, e.g. a `tessera_store::testing::TempPostgres`'s); SQLite in
+    /// the data directory otherwise.
+    pub fn database(mut self, url: Option<&str>) -> Self {
+        self.database = url.map(str::to_string);
+        self
+    }
+
+    /// The clock the back office reads (initialisation included): a `ManualClock` moves only when
+    /// the test says. The system clock otherwise.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Adds these lines to `backoffice.toml` before it is opened (`[mail]`, `notify_email`, ...).
+    pub fn config(mut self, lines: &str) -> Self {
+        self.config.push_str(lines);
+        if !self.config.is_empty() && !self.config.ends_with('\n') {
+            self.config.push('\n');
+        }
+        self
+    }
+
+    /// Public requests a minute per address (`public_requests_per_minute`), instead of the
+    /// configured number.
+    pub fn public_requests_per_minute(mut self, per_minute: u32) -> Self {
+        self.public_requests_per_minute = Some(per_minute);
+        self
+    }
+
+    /// Runs the outbox worker (mail and webhooks, when configured) while the back office serves.
+    pub fn outbox_worker(mut self) -> Self {
+        self.outbox_worker = true;
         self
     }
 
@@ -119,26 +171,98 @@ impl BackOfficeKit {
         self.line(json!({"product": "cad", "model": "floating", "count": count}))
     }
 
-    /// Initialises the data directory, creates the product and the lines, and serves on a free
-    /// loopback port until the returned value is dropped.
-    pub async fn start(self) -> TestBackOffice {
-        let (temp, dir) = match self.dir {
-            Some(d) => (None, d),
+    fn clock_or_system(&self) -> Arc<dyn Clock> {
+        self.clock.clone().unwrap_or_else(|| Arc::new(SystemClock))
+    }
+
+    /// Initialises the data directory (keys, `backoffice.toml` with the added lines, store, admin
+    /// user) without opening it: for tests that open and serve it themselves (TLS, say).
+    pub async fn init(self) -> BackOfficeData {
+        let (temp, dir) = match &self.dir {
+            Some(d) => (None, d.clone()),
             None => {
                 let t = tempfile::tempdir().expect("a temporary directory");
                 let d = t.path().to_path_buf();
                 (Some(t), d)
             }
         };
+        let clock = self.clock_or_system();
+        let report = tessera_backoffice::daemon::init(
+            &dir,
+            self.database.as_deref(),
+            self.issuer.as_deref(),
+            &*clock,
+        )
+        .await
+        .expect("back office init");
+        if !self.config.is_empty() {
+            let toml = dir.join("backoffice.toml");
+            let mut cfg = read(&toml);
+            cfg.push_str(&self.config);
+            std::fs::write(&toml, cfg).unwrap_or_else(|e| panic!("{}: {e}", toml.display()));
+        }
+        BackOfficeData {
+            dir,
+            admin_token: report.admin_token,
+            admin_password: report.admin_password,
+            clock,
+            kit: self,
+            temp,
+        }
+    }
+
+    /// Initialises the data directory, creates the product and the lines, and serves on a free
+    /// loopback port until the returned value is dropped.
+    pub async fn start(self) -> TestBackOffice {
+        self.init().await.start().await
+    }
+}
+
+/// A back office data directory made by [`BackOfficeKit::init`] (removed when dropped, unless it
+/// was given with [`BackOfficeKit::in_dir`]).
+#[derive(Debug)]
+pub struct BackOfficeData {
+    /// The data directory.
+    pub dir: PathBuf,
+    /// The admin user's API token.
+    pub admin_token: String,
+    /// The admin user's password.
+    pub admin_password: String,
+    /// The clock it runs on.
+    pub clock: Arc<dyn Clock>,
+    kit: BackOfficeKit,
+    temp: Option<tempfile::TempDir>,
+}
+
+impl BackOfficeData {
+    /// Opens the back office (another handle on the same store each time), with the kit's clock
+    /// and public rate limit.
+    pub async fn open(&self) -> (BackOffice<AnyStore>, tessera_backoffice::daemon::Config) {
+        let (office, mut config) =
+            tessera_backoffice::daemon::open(&self.dir, None, self.clock.clone())
+                .await
+                .expect("back office open");
+        if let Some(r) = self.kit.public_requests_per_minute {
+            config.public_requests_per_minute = r;
+        }
+        (office, config)
+    }
+
+    /// Opens the back office, creates the kit's product and lines, and serves on a free loopback
+    /// port until the returned value is dropped.
+    pub async fn start(self) -> TestBackOffice {
         use tessera_backoffice::daemon as bo;
-        let report = bo::init(&dir, None, self.issuer.as_deref(), &SystemClock)
-            .await
-            .expect("back office init");
-        let (office, config) = bo::open(&dir, None, Arc::new(SystemClock))
-            .await
-            .expect("back office open");
+        let (office, config) = self.open().await;
+        let BackOfficeData {
+            dir,
+            admin_token,
+            admin_password,
+            clock,
+            kit,
+            temp,
+        } = self;
         let mut keys = Vec::new();
-        if let Some(spec) = self.product {
+        if let Some(spec) = kit.product {
             office
                 .create_product(
                     "cad",
@@ -147,12 +271,12 @@ impl BackOfficeKit {
                 )
                 .await
                 .expect("create product cad");
-            if !self.lines.is_empty() {
+            if !kit.lines.is_empty() {
                 let c = office
                     .create_customer("ACME", None)
                     .await
                     .expect("create customer");
-                let lines = self
+                let lines = kit
                     .lines
                     .into_iter()
                     .map(|l| serde_json::from_value(l).expect("an entitlement line"))
@@ -165,6 +289,11 @@ impl BackOfficeKit {
             }
         }
         let state = bo::state(office.clone(), &config);
+        let worker = if kit.outbox_worker {
+            bo::start_outbox_worker(&state, clock.clone())
+        } else {
+            None
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a free port");
@@ -173,17 +302,20 @@ impl BackOfficeKit {
             listener.local_addr().expect("the listener's address")
         );
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(bo::serve_on(listener, state, async move {
+        tokio::spawn(bo::serve_on(listener, state.clone(), async move {
             let _ = stopped.await;
         }));
         TestBackOffice {
             url,
             dir,
-            admin_token: report.admin_token,
-            admin_password: report.admin_password,
+            admin_token,
+            admin_password,
             keys,
             office,
-            _stop: stop,
+            state,
+            clock,
+            _worker: worker,
+            stop: Some(stop),
             _temp: temp,
         }
     }
@@ -204,7 +336,15 @@ pub struct TestBackOffice {
     pub keys: Vec<String>,
     /// The service itself, for set-up the HTTP API does not need to show.
     pub office: BackOffice<AnyStore>,
-    _stop: oneshot::Sender<()>,
+    /// The HTTP state it serves (its rate limiter, password-check gate, ...).
+    pub state: tessera_backoffice::http::Shared,
+    /// The clock it runs on.
+    pub clock: Arc<dyn Clock>,
+    _worker: Option<(
+        tokio::task::JoinHandle<()>,
+        tokio::sync::watch::Sender<bool>,
+    )>,
+    stop: Option<oneshot::Sender<()>>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -225,16 +365,30 @@ impl TestBackOffice {
         let TestBackOffice {
             url,
             keys,
-            _stop,
+            stop,
             _temp,
+            _worker,
             ..
         } = self;
         // the server task ends with the runtime; its data directory must outlive the test
-        std::mem::forget(_stop);
+        std::mem::forget(stop);
+        std::mem::forget(_worker);
         if let Some(t) = _temp {
             let _ = t.keep();
         }
         (url, keys)
+    }
+
+    /// Tells the server to stop (it finishes the requests it is answering); its data stays.
+    pub fn stop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+
+    /// The producer's public key that licenses and server certificates are signed with.
+    pub fn producer_key(&self) -> tessera_core::PublicKey {
+        tessera_backoffice::daemon::public_key(&self.dir).expect("the producer's public key")
     }
 
     /// POSTs `body` to the admin API at `path` with the admin token; the JSON answer (panics
@@ -268,7 +422,8 @@ fn read(path: &Path) -> String {
 
 /// How a license server data directory is made: in `PARENT/NAME`, trusting a producer key, bound
 /// to a host id, on SQLite unless a database is given, with its storage marks in
-/// `PARENT/anchors` (or `PARENT/anchors-NAME`) and extra server.toml lines.
+/// `PARENT/anchors` (or `PARENT/anchors-NAME`), extra server.toml lines, and the clock it is
+/// opened with.
 #[derive(Debug, Clone)]
 pub struct ServerKit {
     parent: PathBuf,
@@ -277,6 +432,7 @@ pub struct ServerKit {
     database: Option<String>,
     hostid: String,
     extra: String,
+    clock: Option<Arc<dyn Clock>>,
 }
 
 impl ServerKit {
@@ -289,7 +445,15 @@ impl ServerKit {
             database: None,
             hostid: "ethernet=0050569a3b01".into(),
             extra: String::new(),
+            clock: None,
         }
+    }
+
+    /// The clock the server is opened with (a `ManualClock` to let leases expire or days pass);
+    /// the system clock otherwise.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
     }
 
     /// Its data directory's name under the parent (and of its anchors, `anchors-NAME`).
@@ -367,7 +531,11 @@ impl ServerKit {
             self.parent.join(anchors).display()
         ));
         std::fs::write(&toml, cfg).unwrap_or_else(|e| panic!("{}: {e}", toml.display()));
-        ServerData { data, token }
+        ServerData {
+            data,
+            token,
+            clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+        }
     }
 }
 
@@ -378,12 +546,46 @@ pub struct ServerData {
     pub data: PathBuf,
     /// The admin token (shown once at init).
     pub token: String,
+    /// The clock it is opened with.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl ServerData {
-    /// Opens the data directory (real clock) and serves it on a free port.
+    /// Opens the data directory with the kit's clock (not serving it): for a test that activates
+    /// it in-process, holds on to it, or serves it with [`TestServer::serve`].
+    pub async fn open(&self) -> tessera_server::daemon::Server {
+        tessera_server::daemon::open(&self.data, self.clock.clone())
+            .await
+            .unwrap_or_else(|e| panic!("open the license server in {}: {e}", self.data.display()))
+    }
+
+    /// Opens the data directory with the kit's clock and serves it on a free port.
     pub async fn start(&self) -> TestServer {
-        let mut s = TestServer::start(&self.data).await;
+        self.start_at("127.0.0.1:0").await
+    }
+
+    /// Opens the data directory with the kit's clock and serves it at `addr` (see
+    /// [`TestServer::serve_at`]).
+    pub async fn start_at(&self, addr: &str) -> TestServer {
+        let mut s = TestServer::serve_at(self.open().await, addr).await;
+        s.token = Some(self.token.clone());
+        s
+    }
+
+    /// Opens the data directory with the kit's clock, activates `keys` from the back office at
+    /// `backoffice` in-process (no admin API call), and serves it at `addr`.
+    pub async fn activate_and_start_at(
+        &self,
+        backoffice: &str,
+        keys: &[KeyCount],
+        addr: &str,
+    ) -> TestServer {
+        let server = self.open().await;
+        server
+            .activate(backoffice, keys)
+            .await
+            .unwrap_or_else(|e| panic!("activate the license server from {backoffice}: {e}"));
+        let mut s = TestServer::serve_at(server, addr).await;
         s.token = Some(self.token.clone());
         s
     }
@@ -409,15 +611,18 @@ impl TestServer {
         TestServer::serve(server).await
     }
 
-    /// Serves an already opened server on a free port.
-    pub async fn serve(server: tessera_server::daemon::Server) -> TestServer {
+    /// Serves an already opened server (or one the test shares) on a free port.
+    pub async fn serve(server: impl Into<Arc<tessera_server::daemon::Server>>) -> TestServer {
         TestServer::serve_at(server, "127.0.0.1:0").await
     }
 
     /// Serves an already opened server at `addr` (`127.0.0.1:0` for a free port; the address of a
     /// stopped server to restart it where its clients look, retried for up to five seconds while
     /// the old socket is released).
-    pub async fn serve_at(server: tessera_server::daemon::Server, addr: &str) -> TestServer {
+    pub async fn serve_at(
+        server: impl Into<Arc<tessera_server::daemon::Server>>,
+        addr: &str,
+    ) -> TestServer {
         let state = tessera_server::http::state(server);
         let mut bound = tokio::net::TcpListener::bind(addr).await;
         for _ in 0..50 {
@@ -475,7 +680,7 @@ impl TestServer {
     }
 
     /// Activates seats from a back office with the admin token it was started with.
-    pub async fn activate(&self, backoffice: &str, keys: &[(String, u32)]) {
+    pub async fn activate(&self, backoffice: &str, keys: &[KeyCount]) {
         let token = self
             .token
             .clone()
@@ -485,11 +690,14 @@ impl TestServer {
 
     /// Activates seats from a back office through the admin API (`POST /api/v1/admin/activate`)
     /// with `token`; panics unless the server answers 200.
-    pub async fn activate_with(&self, token: &str, backoffice: &str, keys: &[(String, u32)]) {
+    pub async fn activate_with(&self, token: &str, backoffice: &str, keys: &[KeyCount]) {
         let resp = reqwest::Client::new()
             .post(format!("{}/api/v1/admin/activate", self.url))
             .bearer_auth(token)
-            .json(&json!({"backoffice": backoffice, "activations": keys.iter().map(|(k, n)| json!({"key": k, "count": n})).collect::<Vec<_>>()}))
+            .json(&ActivateRequest {
+                backoffice: backoffice.to_string(),
+                activations: keys.to_vec(),
+            })
             .send()
             .await
             .expect("POST /api/v1/admin/activate");

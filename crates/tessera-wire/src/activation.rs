@@ -6,6 +6,8 @@
 use serde::{Deserialize, Serialize};
 use tessera_core::HostId;
 
+/// One activation key with the count wanted from it: what a license server's activation (online
+/// or offline, [`crate::admin::ActivateRequest`] and [`ServerActivationRequest`]) takes.
 pub use tessera_core::offline::KeyCount;
 
 /// A license server's activation request.
@@ -26,9 +28,11 @@ pub struct ServerActivationRequest {
     pub activations: Vec<KeyCount>,
 }
 
-/// One activation key with the count wanted from it (`tessera_core::offline::KeyCount`).
+/// One activation key with the count wanted from it (`tessera_core::offline::KeyCount`): its
+/// OpenAPI schema, which takes no other fields.
 #[cfg(feature = "openapi")]
-#[derive(Debug, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(as = KeyCount)]
 pub struct KeyCountDoc {
     /// The activation key as typed.

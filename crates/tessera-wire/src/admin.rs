@@ -4,6 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// A key and a count: the one type every activation takes (the core's, re-exported).
+pub use crate::activation::KeyCount;
+
 /// One feature record's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -48,18 +51,8 @@ pub struct ActivateRequest {
     /// The back office URL.
     pub backoffice: String,
     /// Keys and counts.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<crate::activation::KeyCountDoc>))]
     pub activations: Vec<KeyCount>,
-}
-
-/// A key and a count.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
-pub struct KeyCount {
-    /// Activation key.
-    pub key: String,
-    /// How many seats to activate from the key.
-    pub count: u32,
 }
 
 /// Keys and counts for an offline request.
@@ -68,6 +61,7 @@ pub struct KeyCount {
 #[serde(deny_unknown_fields)]
 pub struct OfflineRequestBody {
     /// Keys and counts.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<crate::activation::KeyCountDoc>))]
     pub activations: Vec<KeyCount>,
 }
 
@@ -102,5 +96,8 @@ mod tests {
         )
         .is_err());
         assert!(serde_json::from_str::<OfflineRequestBody>(r#"{"activations":[],"x":1}"#).is_err());
+        // one key-count type for every activation: the admin API's is the back office's
+        let k: crate::activation::KeyCount = r.activations[0].clone();
+        assert_eq!(k, KeyCount::new("K", 2));
     }
 }

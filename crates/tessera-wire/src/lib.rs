@@ -26,4 +26,5 @@ pub mod admin;
 pub mod capability;
 pub mod problem;
 
+pub use activation::KeyCount;
 pub use problem::{ErrorAnswer, Problem};

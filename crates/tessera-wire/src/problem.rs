@@ -45,6 +45,8 @@ pub struct ErrorAnswer {
     pub code: Option<String>,
     /// The problem's `detail`, for people, if the body had one.
     pub detail: Option<String>,
+    /// The problem's `title` (the status's reason phrase), if the body had one.
+    pub title: Option<String>,
 }
 
 /// The parts of a problem a caller uses; the others may be missing or of another type.
@@ -54,6 +56,8 @@ struct Parts {
     code: Option<serde_json::Value>,
     #[serde(default)]
     detail: Option<serde_json::Value>,
+    #[serde(default)]
+    title: Option<serde_json::Value>,
 }
 
 impl ErrorAnswer {
@@ -65,11 +69,14 @@ impl ErrorAnswer {
             Some(serde_json::Value::String(s)) => Some(s),
             _ => None,
         };
-        let (code, detail) = parts.map_or((None, None), |p| (text(p.code), text(p.detail)));
+        let (code, detail, title) = parts.map_or((None, None, None), |p| {
+            (text(p.code), text(p.detail), text(p.title))
+        });
         ErrorAnswer {
             status,
             code,
             detail,
+            title,
         }
     }
 
@@ -111,6 +118,7 @@ mod tests {
         let e = ErrorAnswer::read(409, &body);
         assert_eq!(e.code.as_deref(), Some("count_exhausted"));
         assert_eq!(e.detail.as_deref(), Some("all 5 seats are activated"));
+        assert_eq!(e.title.as_deref(), Some("Conflict"));
         assert_eq!(
             e.describe("refused"),
             "all 5 seats are activated (count_exhausted)"
@@ -128,6 +136,7 @@ mod tests {
         ] {
             let e = ErrorAnswer::read(502, body);
             assert_eq!((e.code.as_deref(), e.detail.as_deref()), (None, None));
+            assert_eq!(e.title, None);
             assert_eq!(e.code_or_status(), "502");
             assert_eq!(e.describe("no detail"), "no detail (502)");
         }

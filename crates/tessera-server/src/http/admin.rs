@@ -88,11 +88,6 @@ pub(crate) async fn status(State(s): State<Shared>, _admin: Admin) -> Response {
 
 pub use tessera_wire::admin::{ActivateRequest, KeyCount};
 
-/// The keys and counts of an activation or offline request, as the server takes them.
-fn key_counts(activations: Vec<KeyCount>) -> Vec<(String, u32)> {
-    activations.into_iter().map(|k| (k.key, k.count)).collect()
-}
-
 /// Activates keys at the back office and serves the returned bundle.
 #[utoipa::path(post, path = "/api/v1/admin/activate", tag = "admin", security(("token" = [])), request_body = ActivateRequest,
     responses((status = 200, body = crate::openapi::FeatureRecords, description = "activated"),
@@ -106,8 +101,7 @@ pub(crate) async fn activate(
         Ok(r) => r,
         Err(e) => return json_problem(e),
     };
-    let list = key_counts(req.activations);
-    match s.server.activate(&req.backoffice, &list).await {
+    match s.server.activate(&req.backoffice, &req.activations).await {
         Ok(n) => Json(FeatureRecords {
             feature_records: n as u64,
         })
@@ -136,8 +130,7 @@ pub(crate) async fn offline_request(
         Ok(r) => r,
         Err(e) => return json_problem(e),
     };
-    let list = key_counts(req.activations);
-    match s.server.offline_request(&list) {
+    match s.server.offline_request(&req.activations) {
         Ok(text) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response(),
         Err(e) => Failure::Internal(e.to_string()).into_response(),
     }

@@ -7,9 +7,9 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use tessera_core::capability::CapabilityRequest;
 use tessera_service::problem::ApiError;
 use tessera_store::ClaimStatus;
+use tessera_wire::capability::CapabilityRequest;
 
 use super::{body_problem, problem, AppState, ClientIp, Failure, Shared};
 use crate::engine::{Answer, EngineError};
