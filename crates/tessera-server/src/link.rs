@@ -5,7 +5,7 @@ use rand::RngCore;
 use tessera_core::certificate::ServerCertificateClaims;
 use tessera_core::offline::encode_key;
 use tessera_core::{Keyring, License, VerifyError};
-use tessera_store::MetaStore;
+use tessera_store::{InstanceId, ServerStateStore};
 use tessera_wire::activation::{ActivationResult, ServerActivationRequest, UsageOutcome};
 use tessera_wire::{ErrorAnswer, KeyCount};
 
@@ -113,7 +113,7 @@ impl Server {
         })
         .await?;
         self.store
-            .put_setting("server.backoffice_url", backoffice)
+            .set_backoffice_url(&InstanceId::on_site(), backoffice)
             .await?;
         self.install(
             &answer.license,
@@ -127,8 +127,9 @@ impl Server {
     pub async fn sync(&self) -> Result<Vec<String>, ServerError> {
         let url = self
             .store
-            .get_setting("server.backoffice_url")
+            .server_state(&InstanceId::on_site())
             .await?
+            .backoffice_url
             .ok_or(LinkError::NeverActivatedOnline)?;
         let certificate = self
             .certificate
@@ -196,12 +197,15 @@ impl Server {
     /// In a cluster: serves the bundle another member installed (an activation or a renewal), if
     /// there is a newer one in the shared store. Returns whether it changed.
     pub async fn refresh_from_store(&self) -> Result<bool, ServerError> {
-        let license = self.store.get_setting("server.license").await?;
+        let tessera_store::ServerState {
+            license,
+            certificate,
+            ..
+        } = self.store.server_state(&InstanceId::on_site()).await?;
         let mut installed = self.installed.lock().await;
         if license.is_none() || license == *installed {
             return Ok(false);
         }
-        let certificate = self.store.get_setting("server.certificate").await?;
         let now = self.clock.now();
         let records = bundle_records(license.as_deref(), &self.producer, &self.hostid, now);
         *self.certificate.write().await = certificate.map(ServedCertificate::new);
@@ -259,8 +263,9 @@ impl Server {
         if let (Some(new), Some(installed)) = (
             issued(&r.license),
             self.store
-                .get_setting("server.license")
+                .server_state(&InstanceId::on_site())
                 .await?
+                .license
                 .as_deref()
                 .and_then(issued),
         ) {
@@ -302,7 +307,12 @@ impl Server {
             return Err(LinkError::CertificateForAnotherServer.into());
         }
         // a replayed older answer (from a fake or stale back office) must not roll the bundle back
-        if let Some(current) = self.store.get_setting("server.license").await? {
+        if let Some(current) = self
+            .store
+            .server_state(&InstanceId::on_site())
+            .await?
+            .license
+        {
             let installed: Option<tessera_core::LicenseClaims> =
                 tessera_core::document::decode_unverified(
                     &current,
@@ -319,9 +329,10 @@ impl Server {
                 }
             }
         }
-        self.store.put_setting("server.license", license).await?;
+        // the bundle and its certificate in one write: a cluster member refreshing from the store
+        // never serves the one with the other's predecessor
         self.store
-            .put_setting("server.certificate", certificate)
+            .install_license(&InstanceId::on_site(), license, certificate)
             .await?;
         *self.certificate.write().await = Some(ServedCertificate::new(certificate.to_string()));
         *self.installed.lock().await = Some(license.to_string());

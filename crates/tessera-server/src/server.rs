@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tessera_core::{Clock, HostId, Keyring, License, PublicKey, SigningKey};
-use tessera_store::{AnyStore, MetaStore};
+use tessera_store::{AnyStore, ServerStateStore};
 
 use crate::bundle::{apply_borrow_policy, bundle_records};
 use crate::config::{database_url, load_config, server_hostid, Config};
@@ -62,7 +62,7 @@ pub async fn init(
     let store = tessera_store::open(&database_url(&data, &config)).await?;
     let host = server_hostid(&config)?;
     store
-        .put_setting("server.hostid", &host.to_string())
+        .set_server_hostid(&InstanceId::on_site(), &host.to_string())
         .await?;
     let token = new_admin_token(&store).await?;
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
@@ -169,8 +169,11 @@ async fn open_as(data: &Path, clock: Arc<dyn Clock>, rebind: bool) -> Result<Ser
     check_binding(&store, &data, &host, rebind).await?;
     let (next, marks) = move_anchor(&store, &data, &config, &host).await?;
     let now = clock.now();
-    let license = store.get_setting("server.license").await?;
-    let certificate = store.get_setting("server.certificate").await?;
+    let tessera_store::ServerState {
+        license,
+        certificate,
+        ..
+    } = store.server_state(&InstanceId::on_site()).await?;
     // the bundle in the store must still be the one the producer signed for this server
     if let Some(text) = license.as_deref() {
         use tessera_core::VerifyError;
@@ -186,7 +189,7 @@ async fn open_as(data: &Path, clock: Arc<dyn Clock>, rebind: bool) -> Result<Ser
             }
             Err(e) => {
                 return Err(ServerError::EditedStorage(format!(
-                    "the license bundle in the store does not verify ({e}): it was changed outside the license server. Restore the latest backup of the store, or install a fresh bundle from the back office (`tessera server activate` or `offline apply`) after removing the `server.license` setting"
+                    "the license bundle in the store does not verify ({e}): it was changed outside the license server. Restore the latest backup of the store, or install a fresh bundle from the back office (`tessera server activate` or `offline apply`) after clearing the installed one (`UPDATE server_state SET license = NULL, certificate = NULL WHERE instance = 'on-site'`)"
                 )))
             }
         }

@@ -4,16 +4,12 @@
 
 use std::sync::Arc;
 
-use tessera_store::MetaStore;
+use tessera_core::time::Duration;
+use tessera_store::{InstanceId, ServerStateStore};
 
 use crate::config::Config;
 use crate::error::ServerError;
 use crate::server::Server;
-
-/// The setting in which the members of a cluster claim the day's scheduled sync (unix seconds).
-const SCHEDULED_SYNC_SETTING: &str = "server.scheduled_sync_claimed_at";
-/// The setting in which they record that it was done (unix seconds).
-const SCHEDULED_SYNC_DONE_SETTING: &str = "server.scheduled_sync_done_at";
 
 impl Server {
     /// Whether this process runs today's scheduled sync with the back office: a single server
@@ -24,10 +20,11 @@ impl Server {
         if !self.engine.clustered() {
             return Ok(true);
         }
-        let now = self.clock.now().unix_timestamp();
+        // the members claim it in the server's state record (see `ServerStateStore`)
+        let now = self.clock.now();
         Ok(self
             .store
-            .claim_setting(SCHEDULED_SYNC_SETTING, now, now - 12 * 3600)
+            .claim_scheduled_sync(&InstanceId::on_site(), now, now - Duration::hours(12))
             .await?)
     }
 
@@ -38,27 +35,23 @@ impl Server {
         if !self.engine.clustered() {
             return Ok(false);
         }
-        let now = self.clock.now().unix_timestamp();
-        let done = self
-            .store
-            .get_setting(SCHEDULED_SYNC_DONE_SETTING)
-            .await?
-            .and_then(|v| v.trim().parse::<i64>().ok());
-        if done.is_some_and(|d| d >= now - 12 * 3600) {
+        let now = self.clock.now();
+        let site = InstanceId::on_site();
+        let done = self.store.server_state(&site).await?.scheduled_sync_done_at;
+        if done.is_some_and(|d| d >= now - Duration::hours(12)) {
             return Ok(false);
         }
         Ok(self
             .store
-            .claim_setting(SCHEDULED_SYNC_SETTING, now, now - 3600)
+            .claim_scheduled_sync(&site, now, now - Duration::hours(1))
             .await?)
     }
 
     /// Records (in a cluster) that the day's scheduled sync succeeded.
     pub async fn note_scheduled_sync_done(&self) -> Result<(), ServerError> {
         if self.engine.clustered() {
-            let now = self.clock.now().unix_timestamp();
             self.store
-                .put_setting(SCHEDULED_SYNC_DONE_SETTING, &now.to_string())
+                .note_scheduled_sync_done(&InstanceId::on_site(), self.clock.now())
                 .await?;
         }
         Ok(())

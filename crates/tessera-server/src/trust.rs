@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use tessera_core::HostId;
-use tessera_store::{AnyStore, MetaStore};
+use tessera_store::{AnyStore, MetaStore, ServerStateStore};
 
 use crate::config::{database_url, load_config, Config};
 use crate::engine::InstanceId;
@@ -87,10 +87,6 @@ fn anchor_files(data: &Path, c: &Config, host: &HostId) -> Result<Vec<PathBuf>, 
     ])
 }
 
-/// The storage's machine binding: the setting holding the host ids (one a line) of the machines
-/// allowed to serve this storage.
-const MACHINE_SETTING: &str = "server.machine_ids";
-
 /// The host ids this machine proves (machine id, network cards, VM UUID): what the storage is
 /// bound to. User names and containers never count (a container id changes whenever the
 /// container is made again, on the same machine).
@@ -131,8 +127,10 @@ pub(crate) async fn check_binding(
     host: &HostId,
     rebind: bool,
 ) -> Result<(), ServerError> {
+    let site = InstanceId::on_site();
+    let state = store.server_state(&site).await?;
     // trusted storage: bound to this host id …
-    match store.get_setting("server.hostid").await? {
+    match state.hostid {
         Some(stored) if stored != host.to_string() => {
             return Err(ServerError::CopiedStorage {
                 stored,
@@ -140,32 +138,23 @@ pub(crate) async fn check_binding(
             })
         }
         Some(_) => {}
-        None => {
-            store
-                .put_setting("server.hostid", &host.to_string())
-                .await?
-        }
+        None => store.set_server_hostid(&site, &host.to_string()).await?,
     }
     // … to a machine that proves one of the host ids recorded (the `hostid` in server.toml is
     // only a name: a copy of the data directory carries it along) …
     let proven = proven_ids();
-    let bound = store.get_setting(MACHINE_SETTING).await?;
-    match bound.as_deref() {
+    match state.machine_ids {
         _ if rebind => {}
         None if proven.is_empty() => {
             return Err(ServerError::Config(
                 "this machine shows no host id to bind the license server's storage to (no machine id, no network card, no VM UUID): give it a stable machine id (/etc/machine-id)".into(),
             ))
         }
-        None => {
-            store
-                .put_setting(MACHINE_SETTING, &proven.join("\n"))
-                .await?
-        }
+        None => store.set_machine_ids(&site, &proven).await?,
         Some(ids) => {
-            if !ids.lines().any(|id| proven.iter().any(|p| p == id)) {
+            if !ids.iter().any(|id| proven.contains(id)) {
                 return Err(ServerError::OtherMachine {
-                    bound: ids.lines().collect::<Vec<_>>().join(", "),
+                    bound: ids.join(", "),
                     current: proven.join(", "),
                     data: data.display().to_string(),
                 });
@@ -273,18 +262,17 @@ impl Server {
                 "this machine shows no host id to bind the storage to (no machine id, no network card, no VM UUID)".into(),
             ));
         }
+        let site = InstanceId::on_site();
         if self.config.cluster {
-            if let Some(old) = self.store.get_setting(MACHINE_SETTING).await? {
-                for id in old.lines() {
-                    if !ids.iter().any(|i| i == id) {
-                        ids.push(id.to_string());
+            if let Some(old) = self.store.server_state(&site).await?.machine_ids {
+                for id in old {
+                    if !ids.contains(&id) {
+                        ids.push(id);
                     }
                 }
             }
         }
-        self.store
-            .put_setting(MACHINE_SETTING, &ids.join("\n"))
-            .await?;
+        self.store.set_machine_ids(&site, &ids).await?;
         Ok(ids)
     }
 }

@@ -214,10 +214,13 @@ async fn a_failing_store_is_answered_without_its_internals() {
     assert_eq!(status(&url, &token).await, StatusCode::OK);
     // the store's pool closes under the running server: every call to it fails from now on
     held.store.close().await;
-    let inside = tessera_store::MetaStore::get_setting(&held.store, "server.hostid")
-        .await
-        .unwrap_err()
-        .to_string();
+    let inside = tessera_store::ServerStateStore::server_state(
+        &held.store,
+        &tessera_store::InstanceId::on_site(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     for (method, path) in [
         (reqwest::Method::GET, "/api/v1/admin/status"),
         (reqwest::Method::POST, "/api/v1/admin/sync"),

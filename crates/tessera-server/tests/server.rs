@@ -902,7 +902,7 @@ async fn a_lost_database_lock_stops_granting_until_taken_again() {
 /// bundle makes the server refuse to start, saying what to do; accepting the leases lets it start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storage_edited_by_hand_is_refused_until_accepted() {
-    use tessera_store::{LeaseChange, LeaseStore, MetaStore};
+    use tessera_store::{LeaseChange, LeaseStore, ServerStateStore};
     let bo_dir = tempfile::tempdir().unwrap();
     let (bo_url, keys) = backoffice(bo_dir.path()).await;
     let producer_pem = std::fs::read_to_string(bo_dir.path().join("keys/producer.pub")).unwrap();
@@ -980,7 +980,11 @@ async fn storage_edited_by_hand_is_refused_until_accepted() {
     drop(server);
 
     // a license bundle changed by hand (more seats): refused
-    let lic = store.get_setting("server.license").await.unwrap().unwrap();
+    let installed = store
+        .server_state(&tessera_store::InstanceId::on_site())
+        .await
+        .unwrap();
+    let lic = installed.license.unwrap();
     let token: String = lic
         .lines()
         .filter(|l| !l.starts_with("-----"))
@@ -996,7 +1000,11 @@ async fn storage_edited_by_hand_is_refused_until_accepted() {
     assert_ne!(edited, claims.to_string());
     parts[1] = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, edited);
     store
-        .put_setting("server.license", &parts.join("."))
+        .install_license(
+            &tessera_store::InstanceId::on_site(),
+            &parts.join("."),
+            &installed.certificate.unwrap(),
+        )
         .await
         .unwrap();
     let err = daemon::open(&data, Arc::new(SystemClock))
@@ -1552,14 +1560,17 @@ async fn restores_of_copies_taken_mid_run_and_storage_of_another_machine_are_ref
     drop(server);
 
     // storage bound to another machine (a copy restored there): refused
-    use tessera_store::MetaStore as _;
+    use tessera_store::ServerStateStore as _;
     let store = tessera_store::open(&tessera_store::sqlite_url_for_data_dir(&data))
         .await
         .unwrap();
     store
-        .put_setting(
-            "server.machine_ids",
-            "machine_id=0123456789abcdef0123456789abcdef\nethernet=020000000001",
+        .set_machine_ids(
+            &tessera_store::InstanceId::on_site(),
+            &[
+                "machine_id=0123456789abcdef0123456789abcdef".to_string(),
+                "ethernet=020000000001".to_string(),
+            ],
         )
         .await
         .unwrap();
@@ -1585,9 +1596,9 @@ async fn restores_of_copies_taken_mid_run_and_storage_of_another_machine_are_ref
     // without a network: an offline request made by the stopped server, answered by the back
     // office, re-validates once; the same response again (kept from before, say) does not
     store
-        .put_setting(
-            "server.machine_ids",
-            "machine_id=0123456789abcdef0123456789abcdef",
+        .set_machine_ids(
+            &tessera_store::InstanceId::on_site(),
+            &["machine_id=0123456789abcdef0123456789abcdef".to_string()],
         )
         .await
         .unwrap();

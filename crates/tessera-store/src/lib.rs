@@ -8,7 +8,9 @@
 //!   `postgres://…`, `postgresql://…`), connects, and applies the embedded migrations. The result
 //!   is an [`AnyStore`]; [`SqliteStore`] and [`PgStore`] can also be opened directly.
 //! * One trait per concern: [`MetaStore`], [`KeyStore`], [`LicenseStore`],
-//!   [`ActivationKeyStore`], [`AuthStore`] (users, API tokens, browser sessions of both services), …;
+//!   [`ActivationKeyStore`], [`AuthStore`] (users, API tokens, browser sessions of both services),
+//!   [`LeaseStore`] and [`ServerStateStore`] (a seat engine's leases and a license server's own
+//!   state, per [`InstanceId`]), …;
 //!   [`Store`] is all of them. Services take `S: Store`.
 //! * Times are [`time::OffsetDateTime`] stored as whole unix seconds (sub-second parts are
 //!   dropped), so both backends hold exactly the same values.
@@ -43,6 +45,7 @@ pub mod meta;
 mod migrate;
 pub mod outbox;
 pub mod postgres;
+pub mod server_state;
 pub mod sqlite;
 pub mod sqlite_writer;
 #[cfg(feature = "testing")]
@@ -59,6 +62,7 @@ pub use licenses::{IssuedLicense, LicenseStore, Page};
 pub use meta::MetaStore;
 pub use outbox::{NewOutboxMessage, OutboxFilter, OutboxKind, OutboxMessage, OutboxStore};
 pub use postgres::PgStore;
+pub use server_state::{ServerState, ServerStateStore};
 pub use sqlite::{sqlite_url_for_data_dir, SqliteStore};
 pub use sqlite_writer::SqliteLeaseWriter;
 
@@ -72,6 +76,7 @@ pub trait Store:
     + BackOfficeStore
     + AuthStore
     + LeaseStore
+    + ServerStateStore
     + OutboxStore
     + Clone
     + Send
@@ -88,6 +93,7 @@ impl<T> Store for T where
         + BackOfficeStore
         + AuthStore
         + LeaseStore
+        + ServerStateStore
         + OutboxStore
         + Clone
         + Send

@@ -29,7 +29,8 @@ pub trait MetaStore {
     /// Sets the setting `key` to the number `value` unless it already holds a number of at least
     /// `unless_from`; says whether this call set it. Atomic: of callers racing with the same
     /// arguments (several license server processes sharing one store), exactly one gets `true`.
-    /// The license servers of a cluster claim their daily back-office sync this way.
+    /// (The license servers of a cluster claim their daily back-office sync with the typed
+    /// [`ServerStateStore::claim_scheduled_sync`](crate::ServerStateStore::claim_scheduled_sync).)
     ///
     /// Numbers are stored as 20 zero-padded digits (negative ones count as 0), so the comparison
     /// is one of text on both databases and cannot fail; a value in any other form is replaced.
