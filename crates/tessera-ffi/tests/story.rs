@@ -21,7 +21,7 @@ struct World {
     render_key: String,
     dir: tempfile::TempDir,
     // last: the servers' tasks run on it
-    rt: tokio::runtime::Runtime,
+    _rt: tokio::runtime::Runtime,
 }
 
 fn world() -> World {
@@ -59,7 +59,7 @@ fn world() -> World {
         export_key,
         render_key,
         dir,
-        rt,
+        _rt: rt,
     }
 }
 
