@@ -228,6 +228,10 @@ pub struct InitReport {
 }
 
 /// Creates a back office in `data`: keys, configuration, store, the first admin user.
+///
+/// `DATA/backoffice.toml` is written unless it exists already (the Debian package links it to
+/// `/etc/tessera/backoffice.toml`): then it is kept, and `database` and `issuer` may only repeat
+/// what it says.
 pub async fn init(
     data: &Path,
     database: Option<&str>,
@@ -243,7 +247,28 @@ pub async fn init(
     tessera_host::private_dir(&keys_dir).map_err(|e| file_err(&keys_dir, e))?;
     let data = &data.canonicalize().map_err(|e| file_err(data, e))?;
     let keys_dir = data.join("keys");
-    let mut config = Config::default();
+    let config_path = data.join("backoffice.toml");
+    // a configuration laid out beforehand (the Debian package links DATA/backoffice.toml to
+    // /etc/tessera/backoffice.toml), or written by an init that failed later, is kept
+    let existing = config_path.exists();
+    let mut config = if existing {
+        load_config(data)?
+    } else {
+        Config::default()
+    };
+    for (key, given, set) in [
+        ("database", database, config.database.as_deref()),
+        ("issuer", issuer, Some(config.issuer.as_str())),
+    ] {
+        if existing && given.is_some() && given != set {
+            return Err(DaemonError::Config {
+                path: config_path.display().to_string(),
+                detail: format!(
+                    "the file exists already and says otherwise: set `{key}` there instead of passing --{key}"
+                ),
+            });
+        }
+    }
     if let Some(db) = database {
         config.database = Some(db.to_string());
     }
@@ -281,8 +306,10 @@ pub async fn init(
         toml_text.push_str(&format!("database = \"{}\"\n", db.replace('"', "")));
     }
     toml_text.push_str("# [tls]\n# cert = \"/path/to/cert.pem\"\n# key = \"/path/to/key.pem\"\n");
-    // 0600: it may hold a database URL with a password, and SMTP credentials
-    write_file(&data.join("backoffice.toml"), toml_text.as_bytes(), 0o600)?;
+    if !existing {
+        // 0600: it may hold a database URL with a password, and SMTP credentials
+        write_file(&data.join("backoffice.toml"), toml_text.as_bytes(), 0o600)?;
+    }
 
     let now = clock.now();
     store

@@ -8,6 +8,7 @@ mod backoffice;
 mod client;
 mod commands;
 mod fsutil;
+mod generate;
 mod quickstart;
 mod server;
 mod spec;
@@ -73,6 +74,24 @@ enum Command {
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
+    },
+    /// Write the man pages or the shell completions into a directory (for packaging).
+    #[command(subcommand, hide = true)]
+    Generate(GenerateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum GenerateCommand {
+    /// A man page for `tessera` and one for every subcommand (tessera.1, tessera-server.1,
+    /// tessera-server-serve.1, …).
+    Man {
+        /// The directory to write them to (created if missing).
+        dir: PathBuf,
+    },
+    /// Completion scripts for bash (`tessera`), zsh (`_tessera`) and fish (`tessera.fish`).
+    Completions {
+        /// The directory to write them to (created if missing).
+        dir: PathBuf,
     },
 }
 
@@ -222,6 +241,12 @@ fn main() -> ExitCode {
                 &mut std::io::stdout(),
             );
             Ok(())
+        }
+        Command::Generate(GenerateCommand::Man { dir }) => {
+            generate::man_pages(Cli::command(), &dir).map_err(Failure::from)
+        }
+        Command::Generate(GenerateCommand::Completions { dir }) => {
+            generate::completions(Cli::command(), &dir).map_err(Failure::from)
         }
     };
     match result {

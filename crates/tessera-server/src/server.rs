@@ -31,6 +31,10 @@ use crate::token::new_admin_token;
 use crate::trust::{check_binding, claim_database, lock_data_dir, move_anchor};
 
 /// Creates a license server in `data` trusting `producer_pem`; returns the admin token (shown once).
+///
+/// `DATA/server.toml` is written from `database` and `hostid` unless it exists already (the Debian
+/// package links it to `/etc/tessera/server.toml`): then it is kept, and `database` and `hostid`
+/// may only repeat what it says.
 pub async fn init(
     data: &Path,
     producer_pem: &str,
@@ -46,6 +50,35 @@ pub async fn init(
     tessera_host::private_dir(data).map_err(|e| file_err(data, e))?;
     tessera_host::private_dir(&data.join("keys")).map_err(|e| file_err(data, e))?;
     let data = data.canonicalize().map_err(|e| file_err(data, e))?;
+    let config_path = data.join("server.toml");
+    if config_path.exists() {
+        // a configuration laid out beforehand (the Debian package links DATA/server.toml to
+        // /etc/tessera/server.toml), or written by an init that failed later: kept as it is
+        let config = load_config(&data)?;
+        let hostid = hostid
+            .map(|h| {
+                h.parse::<HostId>()
+                    .map_err(|e| ServerError::Config(format!("hostid: {e}")))
+            })
+            .transpose()?
+            .map(|h| h.to_string());
+        for (key, given, set) in [
+            (
+                "database",
+                database.map(str::to_string),
+                config.database.clone(),
+            ),
+            ("hostid", hostid, config.hostid.clone()),
+        ] {
+            if given.is_some() && given != set {
+                return Err(ServerError::Config(format!(
+                    "{} already exists and says otherwise: set `{key}` there instead of passing --{key}",
+                    config_path.display()
+                )));
+            }
+        }
+        return finish_init(&data, producer_pem).await;
+    }
     let mut toml_text = "# Tessera license server. Unknown keys are errors.\nlisten = \"0.0.0.0:7070\"\nlease_seconds = 300\n# max_borrow_days = 7            (default: the producer's offline policy, 30 days)\n# max_borrows_per_account = 3   (default: the producer's offline policy, 3)\nlog = \"info\"\n# log_file = \"server.log\"        (default: standard error; relative to this directory)\n# cluster = false               (true: several processes share one PostgreSQL database; same hostid on each)\n# request_timeout_seconds = 30  (headers, then body; slower clients are disconnected)\n# max_connections = 1024\n# capability_requests_per_minute = 1200   (per client address; 0: no limit; loopback exempt unless rate_limit_loopback = true)\n# max_leases_per_device = 1000\n".to_string();
     if let Some(db) = database {
         toml_text.push_str(&format!("database = \"{}\"\n", db.replace('"', "")));
@@ -56,10 +89,16 @@ pub async fn init(
             .map_err(|e| ServerError::Config(format!("hostid: {e}")))?;
         toml_text.push_str(&format!("hostid = \"{h}\"\n"));
     }
-    write(&data.join("server.toml"), toml_text.as_bytes(), 0o600)?;
+    write(&config_path, toml_text.as_bytes(), 0o600)?;
+    finish_init(&data, producer_pem).await
+}
+
+/// The rest of `init` once `DATA/server.toml` is in place: the producer's key, the store, the
+/// admin token and, last (its presence marks an initialised server), the server's key.
+async fn finish_init(data: &Path, producer_pem: &str) -> Result<String, ServerError> {
     write(&data.join("producer.pub"), producer_pem.as_bytes(), 0o644)?;
-    let config = load_config(&data)?;
-    let store = tessera_store::open(&database_url(&data, &config)).await?;
+    let config = load_config(data)?;
+    let store = tessera_store::open(&database_url(data, &config)).await?;
     let host = server_hostid(&config)?;
     store
         .set_server_hostid(&InstanceId::on_site(), &host.to_string())
