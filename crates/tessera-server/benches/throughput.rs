@@ -353,9 +353,13 @@ async fn fill(data: &Path, n: usize) -> Result<(), BoxError> {
         .clone()
         .unwrap_or_else(|| tessera_store::sqlite_url_for_data_dir(data));
     let store = tessera_store::open(&url).await?;
-    let license = tessera_store::MetaStore::get_setting(&store, "server.license")
-        .await?
-        .ok_or("the capacity server has no bundle")?;
+    let license = tessera_store::ServerStateStore::server_state(
+        &store,
+        &tessera_store::InstanceId::on_site(),
+    )
+    .await?
+    .license
+    .ok_or("the capacity server has no bundle")?;
     let claims: tessera_core::LicenseClaims =
         tessera_core::document::decode_unverified(&license, tessera_core::DocumentType::License)?;
     let record = claims
