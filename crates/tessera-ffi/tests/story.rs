@@ -50,7 +50,9 @@ fn world() -> World {
             .init()
             .await;
         let server = data.start().await;
-        server.activate(&bo.url, &[(floating_key, 1)]).await;
+        server
+            .activate(&bo.url, &[tessera_testkit::KeyCount::new(floating_key, 1)])
+            .await;
         server
     });
     World {
