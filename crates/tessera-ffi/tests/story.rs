@@ -94,11 +94,22 @@ impl World {
     }
 }
 
-/// target/debug (or release), where cargo puts the crate's libraries: the test runs from
-/// target/debug/deps.
+/// Where cargo put the crate's libraries: target/debug/deps, beside this test (a `cargo test`
+/// builds them there and copies them up to target/debug only when they are what it was asked
+/// to build), else target/debug.
 fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(Path::parent).unwrap().to_path_buf()
+    let deps = exe.parent().unwrap().to_path_buf();
+    let built = format!(
+        "{}tessera_ffi{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    );
+    if deps.join(built).exists() {
+        deps
+    } else {
+        deps.parent().unwrap().to_path_buf()
+    }
 }
 
 fn crate_dir() -> &'static Path {
