@@ -353,8 +353,10 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
                 }
                 None => {
                     // the log goes to standard error; standard output says where it listens
+                    // colours only on a terminal: not in the journal or a redirected file
                     let _ = tracing_subscriber::fmt()
                         .with_env_filter(filter)
+                        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                         .with_writer(std::io::stderr)
                         .try_init();
                 }
