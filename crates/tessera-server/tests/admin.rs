@@ -302,3 +302,41 @@ async fn an_admin_token_kept_the_old_way_keeps_working_and_rotates() {
     assert_eq!(status(&url, old).await, StatusCode::UNAUTHORIZED);
     assert_eq!(status(&url, &new).await, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_requests_are_counted_by_route_and_status_and_capability_requests_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, token) = init_server(dir.path()).await;
+    let (url, _stop) = start(&data).await;
+    assert_eq!(status(&url, &token).await, StatusCode::OK);
+    assert_eq!(status(&url, "tss_wrong").await, StatusCode::UNAUTHORIZED);
+    // a capability request (refused: not a valid body) counts in the capability counters only
+    let (code, _, _) = post(
+        &format!("{url}/api/v1/capability"),
+        None,
+        "application/json",
+        b"{}".to_vec(),
+    )
+    .await;
+    assert!(code.is_client_error(), "{code}");
+    let metrics = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "tessera_http_requests_total{method=\"GET\",route=\"/api/v1/admin/status\",status=\"200\"} 1",
+        "tessera_http_requests_total{method=\"GET\",route=\"/api/v1/admin/status\",status=\"401\"} 1",
+        "tessera_capability_requests_total 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing in\n{metrics}"
+        );
+    }
+    assert!(
+        !metrics.contains("route=\"/api/v1/capability\""),
+        "the capability route keeps its own counters: {metrics}"
+    );
+}

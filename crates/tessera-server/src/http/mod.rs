@@ -10,7 +10,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use tessera_service::metrics::Counter;
+use tessera_service::metrics::{Counter, HttpMetrics};
 use tessera_service::RateLimiter;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -39,6 +39,9 @@ pub struct AppState {
     denied: Counter,
     /// Capability requests per client address (none when the limit is off).
     limiter: Option<RateLimiter>,
+    /// Requests to every route but the capability route, by route and status (the capability
+    /// route keeps its own two counters: it is the hot path).
+    http: Arc<HttpMetrics>,
 }
 
 /// Shared.
@@ -54,6 +57,7 @@ pub fn state(server: impl Into<Arc<Server>>) -> Shared {
         requests: Counter::default(),
         denied: Counter::default(),
         limiter: (rate > 0).then(|| RateLimiter::new(rate).exempt_loopback(exempt_loopback)),
+        http: HttpMetrics::new(),
     })
 }
 
@@ -73,10 +77,14 @@ pub(crate) use tessera_service::ClientIp;
 struct ApiDoc;
 
 fn documented() -> OpenApiRouter<Shared> {
+    operations().routes(routes!(capability::capability))
+}
+
+/// Every route but the capability route.
+fn operations() -> OpenApiRouter<Shared> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
-        .routes(routes!(capability::capability))
         .routes(routes!(admin::status))
         .routes(routes!(admin::activate))
         .routes(routes!(admin::offline_request))
@@ -98,11 +106,18 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     .clone()
 }
 
-/// The router.
+/// The router. The toolkit's request tracing and per-route counters wrap every route but the
+/// capability route, which keeps its own counters and no span (the hot path: see
+/// docs/performance.md).
 pub fn router(state: Shared) -> Router {
-    documented()
+    let capability: Router<Shared> = OpenApiRouter::new()
+        .routes(routes!(capability::capability))
         .split_for_parts()
-        .0
+        .0;
+    let others =
+        tessera_service::trace::traced(state.http.counted(operations().split_for_parts().0));
+    capability
+        .merge(others)
         .fallback(tessera_host::serve::not_found)
         .method_not_allowed_fallback(tessera_host::serve::method_not_allowed)
         .layer(DefaultBodyLimit::max(64 * 1024))

@@ -102,6 +102,7 @@ pub(crate) async fn metrics(State(s): State<Shared>) -> Response {
             f.name, f.version
         ));
     }
+    out.push_str(&s.http.render());
     tessera_service::metrics::answer(out)
 }
 
