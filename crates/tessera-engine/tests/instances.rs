@@ -2,13 +2,14 @@
 //! `TESSERA_TEST_POSTGRES_URL` is set: each grants its full count, and the returns, renewals and
 //! restarts of one never touch the other's seats.
 
+mod support;
+
 use std::sync::Arc;
 
-use tessera_core::capability::{
-    session_proof, CapabilityRequest, CapabilityResponseClaims, GrantedSeat, Operation,
-};
+use support::{take, touch};
+use tessera_core::capability::Operation;
 use tessera_core::feature::{Count, Feature};
-use tessera_core::{HostId, Keyring, ManualClock, SigningKey};
+use tessera_core::{HostId, ManualClock, SigningKey};
 use tessera_engine::{
     Engine, EngineError, EngineSetup, InstanceId, LoadError, SeatPolicy, Sharing,
 };
@@ -42,44 +43,6 @@ async fn engine(
         sharing: Sharing::Alone(None),
     })
     .await
-}
-
-fn nonce(n: u32) -> String {
-    format!("nonce-{n:016}")
-}
-
-fn request(op: &str, device: &str, n: u32) -> CapabilityRequest {
-    serde_json::from_value(serde_json::json!({
-        "operation": op, "device_id": device, "request_id": format!("r{n}"), "nonce": nonce(n),
-        "features": [{"name": "modeler"}],
-    }))
-    .unwrap()
-}
-
-fn touch(op: Operation, device: &str, seat: &GrantedSeat, n: u32) -> CapabilityRequest {
-    let key = seat.session_key_bytes().unwrap();
-    let rid = format!("t{n}");
-    let proof = session_proof(&key, op, &nonce(n), &rid, seat.lease);
-    serde_json::from_value(serde_json::json!({
-        "operation": if op == Operation::Renew { "renew" } else { "return" },
-        "device_id": device, "request_id": rid, "nonce": nonce(n),
-        "leases": [seat.lease], "session_proof": proof,
-    }))
-    .unwrap()
-}
-
-/// Asks `e` for one seat for `device`; the seat granted, if any.
-async fn take(e: &Engine, key: &SigningKey, device: &str, n: u32) -> Option<GrantedSeat> {
-    let a = e.handle(request("request", device, n)).await.unwrap();
-    let ring = Keyring::with(key.public());
-    let c = CapabilityResponseClaims::verify(
-        &a.token,
-        &ring,
-        &nonce(n),
-        tessera_core::time::OffsetDateTime::now_utc(),
-    )
-    .unwrap();
-    c.grants.into_iter().next()
 }
 
 fn used(usage: &[(Feature, u64, u64)]) -> u64 {

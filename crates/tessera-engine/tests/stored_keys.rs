@@ -3,13 +3,14 @@
 //! new leases are stored by count beside them. On SQLite, and on PostgreSQL when
 //! `TESSERA_TEST_POSTGRES_URL` is set.
 
+mod support;
+
 use std::sync::Arc;
 
-use tessera_core::capability::{
-    session_proof, CapabilityRequest, CapabilityResponseClaims, GrantedSeat, Operation,
-};
+use support::{take, touch};
+use tessera_core::capability::Operation;
 use tessera_core::feature::{Count, Feature};
-use tessera_core::{HostId, Keyring, ManualClock, SigningKey};
+use tessera_core::{HostId, ManualClock, SigningKey};
 use tessera_engine::{Engine, EngineSetup, InstanceId, SeatPolicy, Sharing};
 use tessera_store::testing::{postgres_test_url_or_skip, TempPostgres, TempSqlite};
 use tessera_store::{AnyStore, LeaseStore};
@@ -30,39 +31,6 @@ async fn engine(store: &AnyStore, key: &SigningKey, clock: &Arc<ManualClock>) ->
         sharing: Sharing::Alone(None),
     })
     .await
-    .unwrap()
-}
-
-fn nonce(n: u32) -> String {
-    format!("nonce-{n:016}")
-}
-
-async fn take(e: &Engine, key: &SigningKey, device: &str, n: u32) -> Option<GrantedSeat> {
-    let req: CapabilityRequest = serde_json::from_value(serde_json::json!({
-        "operation": "request", "device_id": device, "request_id": format!("r{n}"),
-        "nonce": nonce(n), "features": [{"name": "modeler"}],
-    }))
-    .unwrap();
-    let a = e.handle(req).await.unwrap();
-    let c = CapabilityResponseClaims::verify(
-        &a.token,
-        &Keyring::with(key.public()),
-        &nonce(n),
-        tessera_core::time::OffsetDateTime::now_utc(),
-    )
-    .unwrap();
-    c.grants.into_iter().next()
-}
-
-fn touch(op: Operation, device: &str, seat: &GrantedSeat, n: u32) -> CapabilityRequest {
-    let key = seat.session_key_bytes().unwrap();
-    let rid = format!("t{n}");
-    let proof = session_proof(&key, op, &nonce(n), &rid, seat.lease);
-    serde_json::from_value(serde_json::json!({
-        "operation": if op == Operation::Renew { "renew" } else { "return" },
-        "device_id": device, "request_id": rid, "nonce": nonce(n),
-        "leases": [seat.lease], "session_proof": proof,
-    }))
     .unwrap()
 }
 
