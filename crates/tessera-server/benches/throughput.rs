@@ -44,6 +44,11 @@ use tokio::net::TcpStream;
 
 const CONNECTIONS: usize = 64;
 
+/// The `tessera` binary's allocator, so that the server in this process runs as it does there (the
+/// trivial handler in the same process gets it too).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() -> Result<(), BoxError> {

@@ -1,0 +1,36 @@
+//! The throughput benchmark's yardstick as a process of its own, for load generators outside
+//! the bench (`crates/tessera-server/benches/wrk.sh`): a trivial JSON handler on
+//! `/api/v1/capability` that parses the request body and answers a small JSON object, served by
+//! axum on a 2-thread runtime, as in the bench, with the `tessera` binary's allocator.
+//!
+//! ```text
+//! cargo run --release -p tessera-server --example trivial_handler -- 127.0.0.1:7072
+//! ```
+
+use serde_json::{json, Value};
+
+/// The allocator of the `tessera` binary, so that the two are compared on equal terms.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:7072".to_string());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let app = axum::Router::new().route(
+            "/api/v1/capability",
+            axum::routing::post(|axum::Json(v): axum::Json<Value>| async move {
+                axum::Json(json!({"ok": true, "operation": v["operation"]}))
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind(&addr).await?;
+        println!("trivial handler on http://{}", listener.local_addr()?);
+        axum::serve(listener, app).await?;
+        Ok(())
+    })
+}
