@@ -38,6 +38,7 @@ pub mod license;
 pub mod offline;
 pub mod pcid;
 pub mod policy;
+pub mod reservations;
 pub mod seats;
 pub mod time_fmt;
 pub mod unlock;
