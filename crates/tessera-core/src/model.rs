@@ -75,7 +75,9 @@ pub enum ModelError {
         found: String,
     },
     /// A character that starts no token (only `{ } = => // " `, words and numbers do).
-    #[error("{at}: unexpected character '{ch}' (strings go in double quotes, comments start with //)")]
+    #[error(
+        "{at}: unexpected character '{ch}' (strings go in double quotes, comments start with //)"
+    )]
     UnexpectedCharacter {
         /// Where.
         at: Position,
@@ -122,7 +124,7 @@ pub enum ModelError {
         name: String,
     },
     /// A minimum version that is not `a.b…`.
-    #[error("{at}: expected a minimum version like 2.0, found \"{found}\" ({reason})")]
+    #[error("{at}: expected a minimum version like 2.0, found \"{found}\": {reason}")]
     InvalidVersion {
         /// Where.
         at: Position,
@@ -510,6 +512,10 @@ impl Model {
     /// the entries with a minimum version of `v` or later may together take no more than the
     /// records of version `v` or later hold ([`ResolveError::OverAllocated`]). What no pool takes
     /// stays in the default pool.
+    ///
+    /// `records` are the records the server serves (typically those active now); a model that
+    /// resolved against one set of records may be refused against another, so resolve again
+    /// whenever the records change.
     pub fn resolve(&self, records: &[Feature]) -> Result<ResolvedModel, ResolveError> {
         resolve(self, records)
     }
@@ -827,8 +833,7 @@ impl<'s> Parser<'s> {
 
     fn model(mut self) -> Result<Model, ModelError> {
         self.keyword("model", "`model`")?;
-        let (name, _) =
-            self.nonempty_string("the model's name in double quotes", "model name")?;
+        let (name, _) = self.nonempty_string("the model's name in double quotes", "model name")?;
         self.punct(Tok::LBrace, "\"{\"")?;
         self.keyword("partitions", "`partitions`")?;
         self.punct(Tok::LBrace, "\"{\"")?;
@@ -990,13 +995,12 @@ impl<'s> Parser<'s> {
         match w.as_str() {
             "hostid" => {
                 let (text, at) = self.nonempty_string("a hostid in double quotes", "hostid")?;
-                let pattern = hostid_pattern(&text).map_err(|reason| {
-                    ModelError::InvalidHostId {
+                let pattern =
+                    hostid_pattern(&text).map_err(|reason| ModelError::InvalidHostId {
                         at,
                         found: text.clone(),
                         reason,
-                    }
-                })?;
+                    })?;
                 Ok(Condition::HostId(pattern))
             }
             "user" => {
@@ -1004,20 +1008,15 @@ impl<'s> Parser<'s> {
                 Ok(Condition::User(Pattern::from_text(&text)))
             }
             "alias" => {
-                let (text, _) =
-                    self.nonempty_string("a device alias in double quotes", "alias")?;
+                let (text, _) = self.nonempty_string("a device alias in double quotes", "alias")?;
                 Ok(Condition::Alias(Pattern::from_text(&text)))
             }
             "attribute" => {
-                let (name, _) = self.nonempty_string(
-                    "an attribute name in double quotes",
-                    "attribute name",
-                )?;
+                let (name, _) =
+                    self.nonempty_string("an attribute name in double quotes", "attribute name")?;
                 self.punct(Tok::Equals, "\"=\"")?;
-                let (value, _) = self.nonempty_string(
-                    "an attribute value in double quotes",
-                    "attribute value",
-                )?;
+                let (value, _) =
+                    self.nonempty_string("an attribute value in double quotes", "attribute value")?;
                 Ok(Condition::Attribute {
                     name,
                     value: Pattern::from_text(&value),
@@ -1420,12 +1419,14 @@ fn resolve(model: &Model, records: &[Feature]) -> Result<ResolvedModel, ResolveE
     for rule in model.rules.iter().flatten() {
         let target = match &rule.target {
             Target::Default => None,
-            Target::Pool(name) => Some(pools.iter().position(|p| p.name == *name).ok_or_else(
-                || ResolveError::UndefinedPool {
-                    at: rule.at,
-                    pool: name.clone(),
-                },
-            )?),
+            Target::Pool(name) => {
+                Some(pools.iter().position(|p| p.name == *name).ok_or_else(|| {
+                    ResolveError::UndefinedPool {
+                        at: rule.at,
+                        pool: name.clone(),
+                    }
+                })?)
+            }
         };
         rules.push(CompiledRule {
             when: rule.when.clone(),
@@ -1569,4 +1570,1011 @@ fn check_not_over_allocated(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The model definition from the vendor reference (/work/shared/seeds), verbatim.
+    const SEED_MODEL: &str = r#"
+model "exampleModelDefinition" {
+  // Total feature count of eb-feature-android-eval: 8
+  // Default partition shall get 0 lic and 8 in below partitions
+  partitions {
+    partition "0800 - PUNE" {
+      "eb-feature-android-eval" 2.0 3 // P1 license count = 3
+    }
+    partition "0800 - PUNE" {
+      "eb-feature-android-eval" 2.0 2 // P1 license count = 2
+    }
+    partition "2200 - NECKARSULM" {
+      "eb-feature-android-eval" 2.0 3 // P1 license count = 2
+    }
+    partition "4600 - BRUSSELS" {
+      "eb-feature-android-eval" 2.0 2 // P1 license count = 1
+    }
+    partition "1400 - KASSEL" {
+      "eb-feature-android-eval" 2.0 1 // P1 license count = 4
+    }
+  }
+}
+"#;
+
+    const EVAL: &str = "eb-feature-android-eval";
+
+    fn v(s: &str) -> Version {
+        Version::parse(s).unwrap()
+    }
+
+    fn rec(name: &str, version: &str, count: u32) -> Feature {
+        Feature::new(name, v(version), Count::Counted(count))
+    }
+
+    fn parse_err(text: &str) -> ModelError {
+        Model::parse(text).unwrap_err()
+    }
+
+    fn at(line: u32, column: u32) -> Position {
+        Position { line, column }
+    }
+
+    /// A model with one partition `p` holding `entry`, the entry on line 3 from column 21.
+    fn one_entry(entry: &str) -> String {
+        format!("model \"m\" {{\n  partitions {{\n    partition \"p\" {{ {entry} }}\n  }}\n}}\n")
+    }
+
+    fn allocations(r: &ResolvedModel) -> Vec<(&str, u64)> {
+        r.pools()
+            .iter()
+            .map(|p| (p.name.as_str(), p.allocations.iter().map(|a| a.count).sum()))
+            .collect()
+    }
+
+    #[test]
+    fn seed_model_loads_and_counts_of_a_pool_named_twice_add_up() {
+        let model = Model::parse(SEED_MODEL).unwrap();
+        assert_eq!(model.name(), "exampleModelDefinition");
+        assert_eq!(model.partitions().len(), 5);
+        assert_eq!(model.rules(), None);
+        let first = &model.partitions()[0];
+        assert_eq!(first.name(), "0800 - PUNE");
+        assert_eq!(first.position(), at(6, 5));
+        let e = &first.entries()[0];
+        assert_eq!(
+            (e.feature(), e.min_version(), e.amount(), e.position()),
+            (EVAL, &v("2.0"), Amount::Seats(3), at(7, 7))
+        );
+
+        let resolved = model.resolve(&[rec(EVAL, "2.0", 11)]).unwrap();
+        assert_eq!(
+            allocations(&resolved),
+            [
+                ("0800 - PUNE", 5),
+                ("2200 - NECKARSULM", 3),
+                ("4600 - BRUSSELS", 2),
+                ("1400 - KASSEL", 1)
+            ]
+        );
+        let pune = resolved.pool("0800 - PUNE").unwrap();
+        assert_eq!(pune.allocated(EVAL, &v("2")), Some(5));
+        assert_eq!(pune.allocated(EVAL, &v("3.0")), None);
+        assert_eq!(
+            resolved.feature(EVAL),
+            Some(&FeatureSplit {
+                feature: EVAL.into(),
+                total: 11,
+                pooled: 11,
+                default: 0
+            })
+        );
+        // no rules: legal, with a warning, and everyone is in the default pool
+        assert_eq!(resolved.warnings(), [ModelWarning::NoRules]);
+        let who = Identity {
+            hostid: "ethernet=0050569a3b01",
+            user: Some("alice"),
+            alias: None,
+            attributes: &[],
+        };
+        assert_eq!(resolved.pool_for(&who), None);
+    }
+
+    #[test]
+    fn seed_model_on_the_eight_seats_its_comment_speaks_of_is_over_allocated() {
+        // its counts add up to 11, not to the 8 its comment says
+        let err = Model::parse(SEED_MODEL)
+            .unwrap()
+            .resolve(&[rec(EVAL, "2.0", 8)])
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ResolveError::OverAllocated {
+                at: at(7, 7),
+                feature: EVAL.into(),
+                min_version: v("2.0"),
+                asked: 11,
+                exists: 8,
+                pools: vec![
+                    ("0800 - PUNE".into(), 5),
+                    ("2200 - NECKARSULM".into(), 3),
+                    ("4600 - BRUSSELS".into(), 2),
+                    ("1400 - KASSEL".into(), 1)
+                ],
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "line 7, column 7: the pools ask for 11 seats of \"eb-feature-android-eval\" 2.0 or later \
+             (\"0800 - PUNE\" 5, \"2200 - NECKARSULM\" 3, \"4600 - BRUSSELS\" 2, \"1400 - KASSEL\" 1), \
+             but the server's records hold 8: lower the counts by 3"
+        );
+    }
+
+    #[test]
+    fn seed_model_prints_and_parses_back() {
+        let model = Model::parse(SEED_MODEL).unwrap();
+        let text = model.to_text();
+        assert!(text.starts_with("model \"exampleModelDefinition\" {\n  partitions {\n    partition \"0800 - PUNE\" {\n      \"eb-feature-android-eval\" 2.0 3\n"));
+        assert_eq!(strip(&Model::parse(&text).unwrap()), strip(&model));
+    }
+
+    #[test]
+    fn syntax_error_names_line_column_expected_and_found() {
+        let text = "model \"m\" {\n  partitions {\n    partition \"p\" {\n      \"f\" 2.0 x\n    }\n  }\n}\n";
+        let err = parse_err(text);
+        assert_eq!(
+            err,
+            ModelError::Syntax {
+                at: at(4, 15),
+                expected: EXPECT_COUNT,
+                found: "\"x\"".into()
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "line 4, column 15: expected a count (a number or a percentage like 25%), found \"x\""
+        );
+        assert_eq!(err.position(), at(4, 15));
+
+        let err = parse_err("model \"m\" {");
+        assert_eq!(
+            err.to_string(),
+            "line 1, column 12: expected `partitions`, found the end of the input"
+        );
+        let err = parse_err("model \"m\" { partitions { partition \"p\" { \"f\" \"2.0\" 3 } } }");
+        assert_eq!(
+            err.to_string(),
+            "line 1, column 46: expected a minimum version like 2.0, found the string \"2.0\""
+        );
+        let err = parse_err("model \"m\" { partitions { } rules { user \"a\" \"p\" } }");
+        assert_eq!(
+            err,
+            ModelError::Syntax {
+                at: at(1, 45),
+                expected: "`and` or \"=>\"",
+                found: "the string \"p\"".into()
+            }
+        );
+        let err =
+            parse_err("model \"m\" { partitions { } rules { any and user \"a\" => default } }");
+        assert_eq!(
+            err.to_string(),
+            "line 1, column 40: expected \"=>\", found \"and\""
+        );
+        // a keyword in the wrong place is a syntax error, not an unknown keyword
+        let err = parse_err("model \"m\" { partitions { rules { } } }");
+        assert!(
+            matches!(
+                err,
+                ModelError::Syntax {
+                    at: Position {
+                        line: 1,
+                        column: 26
+                    },
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn positions_count_lines_after_comments_and_crlf() {
+        let text = "// a comment\r\n\r\nmodel \"m\" { // another\r\n  partitions {\r\n    partition \"p\" {\r\n      \"f\" 2.0 0%\r\n";
+        assert_eq!(
+            parse_err(text),
+            ModelError::ZeroCount {
+                at: at(6, 15),
+                found: "0%".into()
+            }
+        );
+        // columns count characters, not bytes
+        let err = parse_err("model \"é\" { @");
+        assert_eq!(
+            err,
+            ModelError::UnexpectedCharacter {
+                at: at(1, 13),
+                ch: '@'
+            }
+        );
+    }
+
+    #[test]
+    fn unterminated_string_points_at_its_opening_quote() {
+        assert_eq!(
+            parse_err("model \"abc {\n  partitions {}\n}"),
+            ModelError::UnterminatedString { at: at(1, 7) }
+        );
+        assert_eq!(
+            parse_err("model \"abc"),
+            ModelError::UnterminatedString { at: at(1, 7) }
+        );
+        assert_eq!(
+            parse_err("model \"m\" {\n partitions {\n  partition \"ab\\"),
+            ModelError::UnterminatedString { at: at(3, 13) }
+        );
+        assert_eq!(
+            parse_err("model \"abc").to_string(),
+            "line 1, column 7: this string is not closed: add a \" before the end of the line"
+        );
+    }
+
+    #[test]
+    fn escapes() {
+        let m = Model::parse(r#"model "say \"hi\" \\ bye" { partitions { } }"#).unwrap();
+        assert_eq!(m.name(), r#"say "hi" \ bye"#);
+        assert_eq!(
+            parse_err(r#"model "a\nb" { partitions { } }"#),
+            ModelError::InvalidEscape {
+                at: at(1, 9),
+                found: 'n'
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_keyword() {
+        let err = parse_err("model \"m\" {\n  partitons {\n");
+        assert_eq!(
+            err,
+            ModelError::UnknownKeyword {
+                at: at(2, 3),
+                expected: "`partitions`",
+                found: "partitons".into()
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "line 2, column 3: expected `partitions`, found \"partitons\", which is not a keyword of the model language"
+        );
+        assert!(matches!(
+            parse_err("modle \"m\" {}"),
+            ModelError::UnknownKeyword {
+                at: Position { line: 1, column: 1 },
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse_err("model \"m\" { partitions { partiton \"p\" {} } }"),
+            ModelError::UnknownKeyword {
+                at: Position {
+                    line: 1,
+                    column: 26
+                },
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse_err("model \"m\" { partitions { } rulse { } }"),
+            ModelError::UnknownKeyword {
+                at: Position {
+                    line: 1,
+                    column: 28
+                },
+                ..
+            }
+        ));
+        let err = parse_err("model \"m\" { partitions { } rules { host \"x\" => default } }");
+        assert_eq!(
+            err,
+            ModelError::UnknownKeyword {
+                at: at(1, 36),
+                expected: "a rule (`hostid`, `user`, `alias`, `attribute` or `any`), or \"}\"",
+                found: "host".into()
+            }
+        );
+        assert!(matches!(
+            parse_err("model \"m\" { partitions { } rules { any => defualt } }"),
+            ModelError::UnknownKeyword {
+                at: Position {
+                    line: 1,
+                    column: 43
+                },
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn counts_and_percentages_in_range() {
+        // the entry starts at line 3, column 21; its count at column 29
+        assert_eq!(
+            parse_err(&one_entry("\"f\" 2.0 101%")),
+            ModelError::PercentOver100 {
+                at: at(3, 29),
+                found: "101%".into()
+            }
+        );
+        assert_eq!(
+            parse_err(&one_entry("\"f\" 2.0 99999999999999999999999%")).to_string(),
+            "line 3, column 29: a pool can take at most 100% of a feature, found 99999999999999999999999%"
+        );
+        assert_eq!(
+            parse_err(&one_entry("\"f\" 2.0 0")),
+            ModelError::ZeroCount {
+                at: at(3, 29),
+                found: "0".into()
+            }
+        );
+        assert_eq!(
+            parse_err(&one_entry("\"f\" 2.0 000%")),
+            ModelError::ZeroCount {
+                at: at(3, 29),
+                found: "000%".into()
+            }
+        );
+        assert_eq!(
+            parse_err(&one_entry("\"f\" 2.0 4294967296")),
+            ModelError::CountTooLarge {
+                at: at(3, 29),
+                found: "4294967296".into()
+            }
+        );
+        assert!(matches!(
+            parse_err(&one_entry("\"f\" 2.0 2.5")),
+            ModelError::Syntax {
+                at: Position {
+                    line: 3,
+                    column: 29
+                },
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse_err(&one_entry("\"f\" 2.0 -3")),
+            ModelError::Syntax {
+                at: Position {
+                    line: 3,
+                    column: 29
+                },
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse_err(&one_entry("\"f\" 2.0 %")),
+            ModelError::Syntax {
+                at: Position {
+                    line: 3,
+                    column: 29
+                },
+                ..
+            }
+        ));
+        let m = Model::parse(&one_entry(
+            "\"f\" 2.0 4294967295 \"f\" 1 100% \"g\" 3.1.4 007%",
+        ))
+        .unwrap();
+        let amounts: Vec<Amount> = m.partitions()[0]
+            .entries()
+            .iter()
+            .map(Entry::amount)
+            .collect();
+        assert_eq!(
+            amounts,
+            [
+                Amount::Seats(u32::MAX),
+                Amount::Percent(100),
+                Amount::Percent(7)
+            ]
+        );
+    }
+
+    #[test]
+    fn versions_and_feature_names_checked() {
+        assert_eq!(
+            parse_err(&one_entry("\"f\" 2.x 1")),
+            ModelError::InvalidVersion {
+                at: at(3, 25),
+                found: "2.x".into(),
+                reason: VersionError::InvalidCharacter {
+                    ch: 'x',
+                    position: 3
+                }
+            }
+        );
+        assert_eq!(
+            parse_err(&one_entry("\"bad name\" 2.0 1")),
+            ModelError::InvalidFeatureName {
+                at: at(3, 21),
+                name: "bad name".into()
+            }
+        );
+    }
+
+    #[test]
+    fn empty_names_and_the_reserved_pool_name() {
+        let err = parse_err("model \"\" { partitions { } }");
+        assert_eq!(
+            err,
+            ModelError::EmptyString {
+                at: at(1, 7),
+                what: "model name"
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "line 1, column 7: the model name is empty: give it at least one character"
+        );
+        assert_eq!(
+            parse_err("model \"m\" { partitions { partition \"\" { } } }"),
+            ModelError::EmptyString {
+                at: at(1, 36),
+                what: "pool name"
+            }
+        );
+        assert_eq!(
+            parse_err("model \"m\" { partitions { } rules { user \"\" => default } }"),
+            ModelError::EmptyString {
+                at: at(1, 41),
+                what: "user"
+            }
+        );
+        assert_eq!(
+            parse_err("model \"m\" { partitions { partition \"Default\" { } } }"),
+            ModelError::ReservedPoolName {
+                at: at(1, 36),
+                name: "Default".into()
+            }
+        );
+    }
+
+    #[test]
+    fn rule_naming_an_undefined_pool() {
+        let text = "model \"m\" {\n  partitions {\n    partition \"a\" { }\n    partition \"b\" { }\n  }\n  rules {\n    user \"x\" => \"c\"\n  }\n}";
+        let err = parse_err(text);
+        assert_eq!(
+            err,
+            ModelError::UndefinedPool {
+                at: at(7, 17),
+                pool: "c".into(),
+                defined: vec!["a".into(), "b".into()]
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "line 7, column 17: no partition defines the pool \"c\" (defined: \"a\", \"b\")"
+        );
+    }
+
+    #[test]
+    fn trailing_input_and_bad_characters() {
+        assert_eq!(
+            parse_err("model \"m\" { partitions { } }\n}"),
+            ModelError::TrailingInput {
+                at: at(2, 1),
+                found: "\"}\"".into()
+            }
+        );
+        assert_eq!(
+            parse_err("model \"m\" { partitions { } } model").to_string(),
+            "line 1, column 30: expected the end of the input after the model's closing }, found \"model\""
+        );
+        assert_eq!(
+            parse_err("model \"m\" { / }"),
+            ModelError::UnexpectedCharacter {
+                at: at(1, 13),
+                ch: '/'
+            }
+        );
+        // comments may end the input, and a byte-order mark may start it
+        assert!(Model::parse("\u{feff}model \"m\" { partitions { } } // end").is_ok());
+    }
+
+    #[test]
+    fn hostid_conditions_are_checked_and_normalised() {
+        let m = Model::parse(
+            "model \"m\" { partitions { partition \"p\" { } } rules {\n\
+             hostid \"Ethernet=00:50:56:9A:3B:01\" => \"p\"\n\
+             hostid \"ethernet=00:50:56*\" => \"p\"\n\
+             hostid \"user=Alice\" => \"p\"\n\
+             } }",
+        )
+        .unwrap();
+        let patterns: Vec<&When> = m.rules().unwrap().iter().map(Rule::when).collect();
+        assert_eq!(
+            patterns,
+            [
+                &When::All(vec![Condition::HostId(Pattern::Exact(
+                    "ethernet=0050569a3b01".into()
+                ))]),
+                &When::All(vec![Condition::HostId(Pattern::Prefix(
+                    "ethernet=005056".into()
+                ))]),
+                &When::All(vec![Condition::HostId(Pattern::Exact("user=Alice".into()))]),
+            ]
+        );
+        let err = parse_err(
+            "model \"m\" { partitions { } rules {\n  hostid \"0050569a3b01\" => default } }",
+        );
+        assert_eq!(
+            err,
+            ModelError::InvalidHostId {
+                at: at(2, 10),
+                found: "0050569a3b01".into(),
+                reason: HostIdError::MissingKind
+            }
+        );
+        assert!(matches!(
+            parse_err("model \"m\" { partitions { } rules { hostid \"nic=12*\" => default } }"),
+            ModelError::InvalidHostId {
+                reason: HostIdError::UnknownKind(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse_err("model \"m\" { partitions { } rules { hostid \"ethernet=12\" => default } }"),
+            ModelError::InvalidHostId {
+                reason: HostIdError::InvalidValue { .. },
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn percentages_resolve_against_matching_records_rounding_down() {
+        let text = one_entry("\"f\" 1.0 25% \"f\" 1.0 33% \"g\" 2.0 50% \"g\" 1.0 10%");
+        // f: 10 + 3 = 13 seats; g: 4 seats at 2.0 or later, 4 + 5 = 9 at 1.0 or later
+        let records = [
+            rec("f", "1.0", 10),
+            rec("f", "3.0", 3),
+            rec("g", "1.5", 5),
+            rec("g", "2.0", 4),
+            rec("other", "1.0", 7),
+        ];
+        let r = Model::parse(&text).unwrap().resolve(&records).unwrap();
+        let pool = r.pool("p").unwrap();
+        // floor(13 × 25 / 100) = 3, floor(13 × 33 / 100) = 4: 7, summed per feature and version
+        assert_eq!(pool.allocated("f", &v("1.0")), Some(7));
+        assert_eq!(pool.allocated("g", &v("2.0")), Some(2)); // floor(4 × 50 / 100)
+        assert_eq!(pool.allocated("g", &v("1.0")), Some(0)); // floor(9 × 10 / 100)
+        assert_eq!(
+            r.features(),
+            [
+                FeatureSplit {
+                    feature: "f".into(),
+                    total: 13,
+                    pooled: 7,
+                    default: 6
+                },
+                FeatureSplit {
+                    feature: "g".into(),
+                    total: 9,
+                    pooled: 2,
+                    default: 7
+                },
+            ]
+        );
+        assert_eq!(r.feature("other"), None);
+        assert!(r.warnings().contains(&ModelWarning::PercentRoundsToZero {
+            at: at(3, 57),
+            pool: "p".into(),
+            feature: "g".into(),
+            percent: 10,
+            total: 9
+        }));
+    }
+
+    #[test]
+    fn percentages_over_pools_may_not_exceed_the_whole() {
+        let text = "model \"m\" { partitions {\n partition \"a\" { \"f\" 1.0 60% }\n partition \"b\" { \"f\" 1.0 50% }\n} }";
+        // floor(60% of 5) + floor(50% of 5) = 3 + 2 = 5: fits
+        assert!(Model::parse(text)
+            .unwrap()
+            .resolve(&[rec("f", "1.0", 5)])
+            .is_ok());
+        // floor(60% of 10) + floor(50% of 10) = 11 > 10
+        let err = Model::parse(text)
+            .unwrap()
+            .resolve(&[rec("f", "1.0", 10)])
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ResolveError::OverAllocated {
+                    asked: 11,
+                    exists: 10,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(err.position(), at(2, 18));
+    }
+
+    #[test]
+    fn over_allocation_is_checked_per_minimum_version() {
+        let records = [rec("f", "1.0", 10), rec("f", "2.0", 2)];
+        let model = |a: &str, b: &str| {
+            Model::parse(&format!(
+                "model \"m\" {{ partitions {{ partition \"a\" {{ {a} }} partition \"b\" {{ {b} }} }} }}"
+            ))
+            .unwrap()
+        };
+        // 12 seats in all, but only 2 of version 2.0 or later
+        let err = model("\"f\" 1.0 1", "\"f\" 2.0 3")
+            .resolve(&records)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ResolveError::OverAllocated {
+                at: at(1, 70),
+                feature: "f".into(),
+                min_version: v("2.0"),
+                asked: 3,
+                exists: 2,
+                pools: vec![("b".into(), 3)]
+            }
+        );
+        let ok = model("\"f\" 1.0 10", "\"f\" 2.0 2")
+            .resolve(&records)
+            .unwrap();
+        assert_eq!(
+            ok.feature("f").map(|s| (s.total, s.pooled, s.default)),
+            Some((12, 12, 0))
+        );
+        let err = model("\"f\" 1.0 11", "\"f\" 2.0 2")
+            .resolve(&records)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ResolveError::OverAllocated {
+                    asked: 13,
+                    exists: 12,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        // a record of a later version counts for an earlier minimum
+        let ok = model("\"f\" 1.5 2", "\"f\" 1 1").resolve(&records).unwrap();
+        assert_eq!(allocations(&ok), [("a", 2), ("b", 1)]);
+    }
+
+    #[test]
+    fn unknown_and_uncounted_features_refused_naming_the_place() {
+        let text = one_entry("\"f\" 3.0 1");
+        let err = Model::parse(&text)
+            .unwrap()
+            .resolve(&[rec("g", "1.0", 1)])
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "line 3, column 21: pool \"p\" takes \"f\" 3.0 or later, but the server holds no record of \"f\""
+        );
+        let err = Model::parse(&text)
+            .unwrap()
+            .resolve(&[rec("f", "2.0", 1), rec("f", "1.0", 1), rec("f", "2.0", 4)])
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ResolveError::UnknownFeature {
+                at: at(3, 21),
+                pool: "p".into(),
+                feature: "f".into(),
+                min_version: v("3.0"),
+                versions: vec![v("1.0"), v("2.0")]
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "line 3, column 21: pool \"p\" takes \"f\" 3.0 or later, but the server's records of \"f\" have only version 1.0, 2.0"
+        );
+        let uncounted = Feature::new("f", v("3.0"), Count::Uncounted);
+        let err = Model::parse(&text)
+            .unwrap()
+            .resolve(&[rec("f", "3.0", 5), uncounted.clone()])
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ResolveError::Uncounted {
+                at: at(3, 21),
+                pool: "p".into(),
+                feature: "f".into(),
+                min_version: v("3.0")
+            }
+        );
+        // an uncounted record below the minimum version does not match
+        let older = Feature::new("f", v("2.0"), Count::Uncounted);
+        assert!(Model::parse(&text)
+            .unwrap()
+            .resolve(&[rec("f", "3.0", 5), older])
+            .is_ok());
+    }
+
+    const RULES_MODEL: &str = r#"model "sites" {
+  partitions {
+    partition "pune" { "f" 1.0 2 }
+    partition "kassel" { "f" 1.0 2 }
+    partition "sales" { "f" 1.0 2 }
+    partition "builds" { "f" 1.0 2 }
+  }
+  rules {
+    hostid "ethernet=00:50:56:9a:3b:01" => "pune"   // this machine, whoever uses it
+    user "root" => default
+    user "bob" and attribute "site" = "kassel" => "kassel"
+    attribute "department" = "sales" => "sales"
+    alias "build-*" => "builds"
+    hostid "ethernet=0050*" => "pune"
+    any => default
+  }
+}"#;
+
+    #[test]
+    fn rules_first_match_wins() {
+        let r = Model::parse(RULES_MODEL)
+            .unwrap()
+            .resolve(&[rec("f", "1.0", 8)])
+            .unwrap();
+        assert_eq!(r.warnings(), []);
+        let attrs = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let sales = attrs(&[("site", "kassel"), ("department", "sales")]);
+        let kassel = attrs(&[("site", "kassel")]);
+        let who = |hostid, user, alias, attributes| Identity {
+            hostid,
+            user,
+            alias,
+            attributes,
+        };
+        let cases: Vec<(Identity<'_>, Option<&str>)> = vec![
+            // the hostid rule comes first, whoever the user
+            (
+                who("ethernet=0050569a3b01", Some("root"), None, &sales[..]),
+                Some("pune"),
+            ),
+            (
+                who("ethernet=aa50569a3b01", Some("root"), None, &sales[..]),
+                None,
+            ),
+            // both conditions of an `and`
+            (
+                who("ethernet=aa50569a3b01", Some("bob"), None, &kassel[..]),
+                Some("kassel"),
+            ),
+            (
+                who("ethernet=aa50569a3b01", Some("alice"), None, &kassel[..]),
+                None,
+            ),
+            (
+                who("ethernet=aa50569a3b01", Some("bob"), None, &sales[..]),
+                Some("kassel"),
+            ),
+            // any attribute of that name and value
+            (
+                who("ethernet=aa50569a3b01", Some("alice"), None, &sales[..]),
+                Some("sales"),
+            ),
+            (
+                who("ethernet=aa50569a3b01", None, None, &sales[..]),
+                Some("sales"),
+            ),
+            // prefix alias; exact case
+            (
+                who("ethernet=aa50569a3b01", None, Some("build-7"), &[]),
+                Some("builds"),
+            ),
+            (
+                who("ethernet=aa50569a3b01", None, Some("build-"), &[]),
+                Some("builds"),
+            ),
+            (
+                who("ethernet=aa50569a3b01", None, Some("Build-7"), &[]),
+                None,
+            ),
+            (
+                who("ethernet=aa50569a3b01", None, Some("rebuild-7"), &[]),
+                None,
+            ),
+            // prefix hostid
+            (who("ethernet=0050aaaaaaaa", None, None, &[]), Some("pune")),
+            // `any => default` catches the rest; a user pattern needs a user
+            (who("user=bob", None, None, &kassel[..]), None),
+        ];
+        for (identity, pool) in &cases {
+            assert_eq!(r.pool_for(identity), *pool, "{identity:?}");
+        }
+    }
+
+    #[test]
+    fn warnings_for_unreachable_rules_unused_and_empty_pools() {
+        let text = "model \"m\" {\n  partitions {\n    partition \"a\" { \"f\" 1.0 1 }\n    partition \"b\" { }\n    partition \"c\" { \"f\" 1.0 1 }\n  }\n  rules {\n    any => \"a\"\n    user \"x\" => \"b\"\n  }\n}";
+        let r = Model::parse(text)
+            .unwrap()
+            .resolve(&[rec("f", "1.0", 2)])
+            .unwrap();
+        assert_eq!(
+            r.warnings(),
+            [
+                ModelWarning::EmptyPool {
+                    at: at(4, 5),
+                    pool: "b".into()
+                },
+                ModelWarning::UnreachableRule {
+                    at: at(9, 5),
+                    any_at: at(8, 5)
+                },
+                ModelWarning::PoolNotTargeted { pool: "c".into() },
+            ]
+        );
+        let who = Identity {
+            hostid: "user=x",
+            user: Some("x"),
+            alias: None,
+            attributes: &[],
+        };
+        assert_eq!(r.pool_for(&who), Some("a"));
+        // an empty rules block is the same as none
+        let r = Model::parse("model \"m\" { partitions { } rules { } }")
+            .unwrap()
+            .resolve(&[])
+            .unwrap();
+        assert_eq!(r.warnings(), [ModelWarning::NoRules]);
+        assert_eq!(r.pools(), []);
+    }
+
+    #[test]
+    fn pattern_star_only_at_the_end_is_a_prefix() {
+        assert_eq!(Pattern::from_text("a*b"), Pattern::Exact("a*b".into()));
+        assert_eq!(Pattern::from_text("*"), Pattern::Prefix(String::new()));
+        assert!(Pattern::from_text("*").matches(""));
+        assert!(Pattern::from_text("a*b").matches("a*b"));
+        assert!(!Pattern::from_text("a*b").matches("axb"));
+        assert_eq!(Pattern::from_text("ab*").to_string(), "\"ab*\"");
+    }
+
+    /// The model with every position zeroed, to compare what two models say.
+    fn strip(m: &Model) -> Model {
+        let mut m = m.clone();
+        for p in &mut m.partitions {
+            p.at = Position::default();
+            for e in &mut p.entries {
+                e.at = Position::default();
+            }
+        }
+        for r in m.rules.iter_mut().flatten() {
+            r.at = Position::default();
+        }
+        m
+    }
+
+    fn arb_text() -> impl Strategy<Value = String> {
+        "[a-zA-Z0-9 _\"\\\\*.%{}=>/-]{1,12}"
+    }
+
+    fn arb_pool_name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec!["0800 - PUNE", "a", "b\"q\"", "c\\d"]).prop_map(String::from),
+            arb_text().prop_filter("not default", |s| !s.eq_ignore_ascii_case("default")),
+        ]
+    }
+
+    fn arb_entry() -> impl Strategy<Value = Entry> {
+        (
+            "[a-z0-9][a-z0-9_.-]{0,10}",
+            prop::collection::vec(0u32..1000, 1..4),
+            prop_oneof![
+                (1u32..=u32::MAX).prop_map(Amount::Seats),
+                (1u8..=100).prop_map(Amount::Percent)
+            ],
+        )
+            .prop_map(|(feature, parts, amount)| Entry {
+                feature,
+                min_version: Version::new(&parts).unwrap(),
+                amount,
+                at: Position::default(),
+            })
+    }
+
+    fn arb_partition() -> impl Strategy<Value = Partition> {
+        (arb_pool_name(), prop::collection::vec(arb_entry(), 0..4)).prop_map(|(name, entries)| {
+            Partition {
+                name,
+                entries,
+                at: Position::default(),
+            }
+        })
+    }
+
+    fn arb_condition() -> impl Strategy<Value = Condition> {
+        let hostids = prop::sample::select(vec![
+            "ethernet=0050569a3b01",
+            "ethernet=00:50*",
+            "user=alice",
+            "string=lab \"42\"",
+            "vm_uuid=564D*",
+            "*",
+        ]);
+        prop_oneof![
+            hostids.prop_map(|h| Condition::HostId(hostid_pattern(h).unwrap())),
+            arb_text().prop_map(|t| Condition::User(Pattern::from_text(&t))),
+            arb_text().prop_map(|t| Condition::Alias(Pattern::from_text(&t))),
+            (arb_text(), arb_text()).prop_map(|(name, value)| Condition::Attribute {
+                name,
+                value: Pattern::from_text(&value)
+            }),
+        ]
+    }
+
+    prop_compose! {
+        fn arb_model()(
+            name in arb_text(),
+            partitions in prop::collection::vec(arb_partition(), 0..4),
+            rules in prop::option::of(prop::collection::vec(
+                (prop::option::of(prop::collection::vec(arb_condition(), 1..4)),
+                 prop::option::of(any::<prop::sample::Index>())),
+                0..5,
+            )),
+        ) -> Model {
+            let pools = defined_pools(&partitions);
+            let rules = rules.map(|rules| rules.into_iter().map(|(conditions, target)| Rule {
+                when: conditions.map_or(When::Any, When::All),
+                target: match target {
+                    Some(i) if !pools.is_empty() => Target::Pool(i.get(&pools).clone()),
+                    _ => Target::Default,
+                },
+                at: Position::default(),
+            }).collect());
+            Model { name, partitions, rules }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn printed_model_parses_back_to_the_same_model(model in arb_model()) {
+            let text = model.to_text();
+            let back = Model::parse(&text);
+            prop_assert!(back.is_ok(), "{:?}\n{}", back, text);
+            let back = back.unwrap();
+            prop_assert_eq!(strip(&back), strip(&model));
+            prop_assert_eq!(back.to_text(), text);
+        }
+
+        #[test]
+        fn parse_never_panics(s in "\\PC{0,200}") {
+            let _ = Model::parse(&s);
+        }
+
+        #[test]
+        fn parse_of_a_cut_or_altered_model_never_panics(
+            cut in 0usize..400, at in 0usize..400, ch in "\\PC",
+        ) {
+            let chars: Vec<char> = RULES_MODEL.chars().collect();
+            let cut: String = chars.iter().take(cut).collect();
+            let _ = Model::parse(&cut);
+            let mut altered = chars.clone();
+            if let Some(c) = altered.get_mut(at % chars.len()) {
+                *c = ch.chars().next().unwrap_or('x');
+            }
+            let altered: String = altered.into_iter().collect();
+            if let Ok(m) = Model::parse(&altered) {
+                let _ = m.resolve(&[rec("f", "1.0", 8)]);
+            }
+        }
+    }
 }
