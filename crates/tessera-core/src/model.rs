@@ -1600,6 +1600,7 @@ model "exampleModelDefinition" {
     }
   }
 }
+
 "#;
 
     const EVAL: &str = "eb-feature-android-eval";
@@ -2446,6 +2447,54 @@ model "exampleModelDefinition" {
         assert!(Pattern::from_text("a*b").matches("a*b"));
         assert!(!Pattern::from_text("a*b").matches("axb"));
         assert_eq!(Pattern::from_text("ab*").to_string(), "\"ab*\"");
+    }
+
+    #[test]
+    fn the_documented_example_resolves_as_the_docs_say() {
+        // docs/model-language.md, "A first example"
+        let text = r#"model "sites" {
+  // 12 seats of solver 2.0 in all
+  partitions {
+    partition "pune"   { "solver" 2.0 4 }
+    partition "kassel" { "solver" 2.0 25% }     // a quarter: 3 of 12
+    partition "builds" {
+      "solver" 2.0 2
+      "mesher" 1.0 50%
+    }
+  }
+  rules {
+    hostid "ethernet=0050569a3b01" => "pune"    // this machine, whoever uses it
+    user "root" => default
+    alias "build-*" => "builds"                 // every alias starting with build-
+    attribute "site" = "kassel" and user "*" => "kassel"
+    any => default
+  }
+}"#;
+        let r = Model::parse(text)
+            .unwrap()
+            .resolve(&[rec("solver", "2.0", 12), rec("mesher", "1.2", 5)])
+            .unwrap();
+        assert_eq!(allocations(&r), [("pune", 4), ("kassel", 3), ("builds", 4)]);
+        assert_eq!(r.feature("solver").map(|s| s.default), Some(3));
+        assert_eq!(
+            r.feature("mesher").map(|s| (s.pooled, s.default)),
+            Some((2, 3))
+        );
+        assert_eq!(r.warnings(), []);
+        let site = [("site".to_string(), "kassel".to_string())];
+        let who = |user, alias| Identity {
+            hostid: "ethernet=0050569a3b02",
+            user,
+            alias,
+            attributes: &site,
+        };
+        assert_eq!(r.pool_for(&who(Some("root"), Some("build-1"))), None);
+        assert_eq!(
+            r.pool_for(&who(Some("eve"), Some("build-1"))),
+            Some("builds")
+        );
+        assert_eq!(r.pool_for(&who(Some("eve"), None)), Some("kassel"));
+        assert_eq!(r.pool_for(&who(None, None)), None);
     }
 
     /// The model with every position zeroed, to compare what two models say.
