@@ -35,6 +35,7 @@ pub mod feature;
 pub mod hostid;
 pub mod keys;
 pub mod license;
+pub mod model;
 pub mod offline;
 pub mod pcid;
 pub mod policy;
