@@ -103,6 +103,9 @@ pub enum ServerCommand {
     /// Reservations: seats set aside for one device or one user, in groups.
     #[command(subcommand)]
     Reservations(crate::reservations::ReservationsCommand),
+    /// Named users: who may take seats of a feature sold for named users.
+    #[command(subcommand, name = "named-users")]
+    NamedUsers(crate::named_users::NamedUsersCommand),
     /// Sync with the back office now: send the usage report, install the renewed licenses.
     Sync {
         /// The running license server.
@@ -231,6 +234,8 @@ pub(crate) enum Body {
     Text(String),
     /// A DELETE.
     Delete,
+    /// A PUT of a wire type as JSON.
+    Put(serde_json::Value),
 }
 
 impl Body {
@@ -260,6 +265,7 @@ pub(crate) async fn admin_request(
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(t),
         Body::Delete => client.delete(&url),
+        Body::Put(b) => client.put(&url).json(&b),
     };
     let resp = req
         .bearer_auth(token)
@@ -482,6 +488,7 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
             Ok(())
         }
         ServerCommand::Reservations(cmd) => crate::reservations::run(cmd).await,
+        ServerCommand::NamedUsers(cmd) => crate::named_users::run(cmd).await,
         ServerCommand::Token(TokenCommand::Rotate { data }) => {
             let token = tessera_server::rotate_admin_token(&data).await?;
             println!("new admin token: {token}   (shown once; the old one no longer works)");

@@ -11,6 +11,7 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use tessera_core::capability::{CapabilityResponseClaims, GrantedSeat};
 use tessera_core::feature::Feature;
+use tessera_core::named_users::{Assignment, NamedUsers};
 use tessera_core::policy::{self, CheckedRequest, SeatChange, SeatPolicy};
 use tessera_core::reservations::{EntryStatus, Reservations};
 use tessera_core::seats::Lease;
@@ -40,6 +41,11 @@ pub(crate) enum Job {
     Decide(Box<Pending>),
     Sweep(oneshot::Sender<Result<usize, StoreError>>),
     Reload(Vec<Feature>, oneshot::Sender<Result<(), StoreError>>),
+    /// Puts named users in force between two decisions; answers every assignment.
+    Name(
+        NamedUsers,
+        oneshot::Sender<Result<Vec<Assignment>, StoreError>>,
+    ),
     /// Puts reservations in force between two decisions; answers every entry's status.
     Reserve(
         Reservations,
@@ -89,6 +95,8 @@ pub(crate) struct Inner {
     pub(crate) after_commit: Option<Box<dyn AfterCommit>>,
     /// The reservations in force, put back in every book made anew.
     pub(crate) reservations: Mutex<Reservations>,
+    /// The named users in force, put back in every book made anew.
+    pub(crate) named_users: Mutex<NamedUsers>,
 }
 
 pub(crate) fn stopped() -> StoreError {
@@ -111,12 +119,21 @@ impl Inner {
             .clone()
     }
 
-    /// Puts the reservations in force in a book made anew.
+    /// The named users in force.
+    pub(crate) fn named_users(&self) -> NamedUsers {
+        self.named_users
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Puts the reservations and named users in force in a book made anew.
     fn reserve_in(&self, book: &mut Book) {
         let r = self.reservations();
         if !r.is_empty() {
             book.seats.set_reservations(&r);
         }
+        book.seats.set_named_users(&self.named_users());
     }
 
     /// The engine state change of the next commit (single process), with its sequence number.
@@ -393,6 +410,11 @@ impl Inner {
                     }
                 }
                 let _ = reply.send(r);
+            }
+            Job::Name(n, reply) => {
+                let assigned = self.lock().seats.set_named_users(&n);
+                *self.named_users.lock().unwrap_or_else(|e| e.into_inner()) = n;
+                let _ = reply.send(Ok(assigned));
             }
             Job::Reserve(r, reply) => {
                 let statuses = self.lock().seats.set_reservations(&r);

@@ -211,3 +211,48 @@ pub struct ReservationsDoc {
     /// The groups, in order (earlier entries are set aside first).
     pub groups: Vec<ReservationGroupDoc>,
 }
+
+/// The named users view: every named-user feature with its users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NamedUsersView {
+    /// The named-user features of the licenses served, by name.
+    pub features: Vec<NamedUserFeature>,
+    /// Named users stored that could not be read (the store was edited by hand), and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
+}
+
+/// A named-user feature and its users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NamedUserFeature {
+    /// The feature.
+    pub feature: String,
+    /// How many users it may have (the seats of its named-user records).
+    pub seats: u64,
+    /// The users served, in the order assigned.
+    pub users: Vec<String>,
+    /// Users assigned beyond the seats: not served.
+    pub trimmed: Vec<String>,
+}
+
+impl From<tessera_core::named_users::Assignment> for NamedUserFeature {
+    fn from(a: tessera_core::named_users::Assignment) -> Self {
+        NamedUserFeature {
+            feature: a.feature,
+            seats: a.seats,
+            users: a.users,
+            trimmed: a.trimmed,
+        }
+    }
+}
+
+/// The users to assign to a named-user feature (replacing those assigned before).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AssignUsers {
+    /// The users, in order: those beyond the feature's seats are trimmed (and listed as such).
+    pub users: Vec<String>,
+}

@@ -23,6 +23,7 @@ use crate::server::Server;
 
 pub mod admin;
 pub mod capability;
+pub mod named_users;
 pub mod ops;
 pub mod reservations;
 
@@ -98,6 +99,8 @@ fn operations() -> OpenApiRouter<Shared> {
         ))
         .routes(routes!(reservations::delete_group))
         .routes(routes!(reservations::export))
+        .routes(routes!(named_users::list))
+        .routes(routes!(named_users::assign, named_users::clear))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi_json))
 }

@@ -24,7 +24,7 @@ fn failed(e: PolicyError) -> Response {
         PolicyError::Invalid(ReservationError::NoSuchGroup { .. }) => {
             Failure::Problem(StatusCode::NOT_FOUND, "no_such_group", e.to_string())
         }
-        PolicyError::Invalid(_) => Failure::Problem(
+        PolicyError::Invalid(_) | PolicyError::NamedUsers(_) => Failure::Problem(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_reservations",
             e.to_string(),
