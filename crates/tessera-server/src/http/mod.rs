@@ -90,6 +90,7 @@ fn operations() -> OpenApiRouter<Shared> {
         .routes(routes!(admin::offline_request))
         .routes(routes!(admin::sync_now))
         .routes(routes!(admin::offline_apply))
+        .routes(routes!(admin::denials))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi_json))
 }
