@@ -32,6 +32,10 @@ fn ok(args: &[&str], cwd: &Path) -> String {
     out
 }
 
+fn args(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
 fn request(url: &str, device: &str, user: &str, id: &str) -> Value {
     let answer: Value = reqwest::blocking::Client::new()
         .post(format!("{url}/api/v1/capability"))
@@ -115,7 +119,6 @@ fn the_denial_report_from_the_command_line() {
         a.extend(extra.iter().map(|s| s.to_string()));
         a
     };
-    let args = |v: &Vec<String>| v.iter().map(String::as_str).collect::<Vec<_>>();
     let out = ok(&args(&with(&[])), d);
     assert_eq!(out, "no denials recorded (events are kept 30 days)\n");
 
