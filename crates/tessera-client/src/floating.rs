@@ -55,6 +55,9 @@ pub(crate) struct ServerLink {
     pub producer: PublicKey,
     pub device_id: String,
     pub user: Option<String>,
+    pub alias: Option<String>,
+    pub device_type: tessera_core::DeviceType,
+    pub attributes: std::collections::BTreeMap<String, String>,
     pub clock: Arc<dyn Clock>,
     /// How long one request may take.
     pub timeout: StdDuration,
@@ -124,10 +127,10 @@ impl ServerLink {
         let body = CapabilityRequest {
             operation,
             device_id: self.device_id.clone(),
-            // not sent: the server takes it as unknown
-            device_type: tessera_core::DeviceType::default(),
-            alias: None,
+            device_type: self.device_type,
+            alias: self.alias.clone(),
             user: self.user.clone(),
+            attributes: self.attributes.clone(),
             request_id: request_id.to_string(),
             nonce: nonce.clone(),
             features,

@@ -107,6 +107,10 @@ pub struct ClientConfig {
     timeout: StdDuration,
     checkout_timeout: StdDuration,
     seat_tolerance: Duration,
+    /// The device's alias sent with capability requests.
+    alias: Option<String>,
+    /// Attributes sent with capability requests.
+    attributes: std::collections::BTreeMap<String, String>,
 }
 
 /// How long one network request may take by default.
@@ -147,6 +151,8 @@ impl ClientConfig {
             timeout: DEFAULT_TIMEOUT,
             checkout_timeout: DEFAULT_CHECKOUT_TIMEOUT,
             seat_tolerance: Duration::ZERO,
+            alias: None,
+            attributes: std::collections::BTreeMap::new(),
         })
     }
 
@@ -235,6 +241,24 @@ impl ClientConfig {
             .iter()
             .map(|u| u.trim_end_matches('/').to_string())
             .collect();
+        self
+    }
+
+    /// A human-readable name for this device (its host name, a desk number), sent with every
+    /// capability request so that the license server's administrator sees it beside the host id
+    /// and may match rules of access on it. At most 256 characters, no control characters (the
+    /// server refuses requests that break that).
+    pub fn alias(mut self, alias: &str) -> Self {
+        self.alias = Some(alias.to_string());
+        self
+    }
+
+    /// An attribute sent with every capability request (`department` = `sales`): the license
+    /// server's rules of access (named license pools) may match on it. Names are letters, digits,
+    /// `_`, `-` and `.` (at most 64), values at most 256 characters, at most 32 attributes; the
+    /// server refuses requests that break that. Setting a name again replaces its value.
+    pub fn attribute(mut self, name: &str, value: &str) -> Self {
+        self.attributes.insert(name.to_string(), value.to_string());
         self
     }
 
@@ -934,6 +958,9 @@ impl Client {
                 .iter()
                 .find(|i| i.kind().is_user())
                 .map(|i| i.value().to_string()),
+            alias: self.config.alias.clone(),
+            device_type: self.identity.device_type,
+            attributes: self.config.attributes.clone(),
             clock: self.clock.clone(),
             timeout: self.config.timeout,
         }

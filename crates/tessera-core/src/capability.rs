@@ -230,6 +230,13 @@ pub struct CapabilityRequest {
     /// The user on the device.
     #[serde(default)]
     pub user: Option<String>,
+    /// What the client says about the device or user (`department = "sales"`, `site = "pune"`):
+    /// the administrator's rules of access may match on them (named license pools). At most
+    /// [`crate::policy::limits::MAX_ATTRIBUTES`] entries; names of letters, digits, `_`, `-` and
+    /// `.`, up to [`crate::policy::limits::MAX_ATTRIBUTE_NAME_LEN`] characters; values up to
+    /// [`crate::policy::limits::MAX_NAME_LEN`], no control characters.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub attributes: std::collections::BTreeMap<String, String>,
     /// Retrying the same request id never takes a second seat (1 to 128 characters).
     pub request_id: String,
     /// Echoed in the signed response: 16 to 128 characters ([`crate::policy::limits::NONCE_LEN`]).

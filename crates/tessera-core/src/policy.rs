@@ -30,8 +30,12 @@ pub mod limits {
     pub const MAX_FEATURES: usize = 100;
     /// Most leases one request names.
     pub const MAX_LEASES: usize = 1000;
-    /// The longest user name and device alias.
+    /// The longest user name, device alias and attribute value.
     pub const MAX_NAME_LEN: usize = 256;
+    /// Most attributes one request carries.
+    pub const MAX_ATTRIBUTES: usize = 32;
+    /// The longest attribute name.
+    pub const MAX_ATTRIBUTE_NAME_LEN: usize = 64;
 }
 
 /// Why a capability request was refused before any decision (the answer is a problem, not a
@@ -83,6 +87,12 @@ pub enum RequestError {
         /// Which field.
         field: &'static str,
     },
+    /// An attribute the request carries breaks a limit.
+    #[error("attributes: {detail}")]
+    Attribute {
+        /// What is wrong, naming the attribute.
+        detail: String,
+    },
     /// A renew or return names no lease or several.
     #[error("leases: a renew or return names exactly one lease, with its session_proof")]
     OneLease,
@@ -95,6 +105,43 @@ pub enum RequestError {
     /// A session proof on another operation.
     #[error("session_proof goes with a renew or return")]
     ProofNotExpected,
+}
+
+/// Checks a request's attributes against [`limits`].
+fn check_attributes(
+    attributes: &std::collections::BTreeMap<String, String>,
+) -> Result<(), RequestError> {
+    let bad = |detail: String| Err(RequestError::Attribute { detail });
+    if attributes.len() > limits::MAX_ATTRIBUTES {
+        return bad(format!(
+            "at most {} attributes, {} sent",
+            limits::MAX_ATTRIBUTES,
+            attributes.len()
+        ));
+    }
+    for (name, value) in attributes {
+        let well_formed = !name.is_empty()
+            && name.len() <= limits::MAX_ATTRIBUTE_NAME_LEN
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        if !well_formed {
+            return bad(format!(
+                "the name {name:?} is not 1 to {} letters, digits, `_`, `-` or `.`",
+                limits::MAX_ATTRIBUTE_NAME_LEN
+            ));
+        }
+        if value.len() > limits::MAX_NAME_LEN {
+            return bad(format!(
+                "{name}: at most {} characters",
+                limits::MAX_NAME_LEN
+            ));
+        }
+        if value.chars().any(char::is_control) {
+            return bad(format!("{name}: control characters are not allowed"));
+        }
+    }
+    Ok(())
 }
 
 /// The message, for a problem's `detail`.
@@ -117,6 +164,8 @@ pub struct Requester {
     pub alias: Option<String>,
     /// Physical, virtual, container or unknown.
     pub device_type: DeviceType,
+    /// What the client says about the device or user, by name (sorted, each name once).
+    pub attributes: Vec<(String, String)>,
 }
 
 impl Requester {
@@ -225,6 +274,7 @@ impl CheckedRequest {
                 return Err(RequestError::ControlCharacters { field });
             }
         }
+        check_attributes(&req.attributes)?;
         let proof = match (req.operation, req.session_proof) {
             (Operation::Renew | Operation::Return, proof) => {
                 let [lease] = req.leases.as_slice() else {
@@ -247,6 +297,7 @@ impl CheckedRequest {
             user: req.user,
             alias: req.alias,
             device_type: req.device_type,
+            attributes: req.attributes.into_iter().collect(),
         };
         Ok(CheckedRequest {
             operation: req.operation,
@@ -492,7 +543,14 @@ fn take(
     d: &mut Decision,
 ) {
     let holder = req.holder.as_str();
-    let wants = &req.wants;
+    // a request with no features asks for everything reserved for its device and its user
+    let reserved;
+    let wants = if req.wants.is_empty() {
+        reserved = book.reserved_wants(holder);
+        &reserved
+    } else {
+        &req.wants
+    };
     // the leases a retry of this request id would return are counted already
     let retried: Vec<Option<LeaseId>> = wants
         .iter()
@@ -627,6 +685,56 @@ mod tests {
     }
 
     #[test]
+    fn attributes_are_kept_on_the_requester_within_their_limits() {
+        let with = |attrs: serde_json::Value| {
+            CheckedRequest::check(
+                ask(
+                    serde_json::json!({"operation": "request", "device_id": "string=a",
+                    "request_id": "r", "nonce": "0123456789abcdef", "alias": "desk-7",
+                    "device_type": "virtual", "attributes": attrs}),
+                ),
+                7,
+            )
+        };
+        let r = with(serde_json::json!({"site": "pune", "department": "design"})).unwrap();
+        assert_eq!(
+            r.requester.attributes,
+            vec![
+                ("department".to_string(), "design".to_string()),
+                ("site".to_string(), "pune".to_string())
+            ]
+        );
+        assert_eq!(r.requester.alias.as_deref(), Some("desk-7"));
+        assert_eq!(r.requester.device_type, DeviceType::Virtual);
+        let refused = |attrs: serde_json::Value, says: &str| match with(attrs) {
+            Err(RequestError::Attribute { detail }) => {
+                assert!(detail.contains(says), "{detail} should say {says}")
+            }
+            other => panic!("expected an attribute error, got {other:?}"),
+        };
+        refused(serde_json::json!({"": "x"}), "\"\"");
+        refused(serde_json::json!({"dep art": "x"}), "dep art");
+        refused(serde_json::json!({"n".repeat(65): "x"}), "64");
+        refused(
+            serde_json::json!({"site": "x".repeat(257)}),
+            "site: at most 256",
+        );
+        refused(
+            serde_json::json!({"site": "a\nb"}),
+            "site: control characters",
+        );
+        let many: serde_json::Map<String, serde_json::Value> = (0..33)
+            .map(|i| (format!("a{i}"), serde_json::Value::from("x")))
+            .collect();
+        refused(
+            serde_json::Value::Object(many),
+            "at most 32 attributes, 33 sent",
+        );
+        // a name of the longest length and a value of the longest length pass
+        assert!(with(serde_json::json!({"n".repeat(64): "x".repeat(256)})).is_ok());
+    }
+
+    #[test]
     fn the_limits_are_the_ones_the_wire_accepts() {
         let with_nonce = |n: usize| {
             CheckedRequest::check(
@@ -707,6 +815,44 @@ mod tests {
         );
         let d = decide(&mut b, &policy, &take, T0);
         assert_ne!(d.granted[0].lease.id, shown);
+        b.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_request_with_no_features_takes_what_is_reserved_for_the_device_and_its_user() {
+        let mut b = book();
+        let r: crate::reservations::Reservations = serde_json::from_value(serde_json::json!({"groups": [
+            {"name": "Lab", "reservations": [
+                {"holder": "string=a", "entries": [{"feature": "cad", "version": "1.0", "count": 2}]},
+                {"holder": "user=bob", "entries": [{"feature": "cad", "version": "1.0", "count": 1}]}]}]}))
+        .unwrap();
+        b.set_reservations(&r);
+        let policy = SeatPolicy::default();
+        let ask = |device: &str, user: Option<&str>, id: &str| {
+            checked(
+                serde_json::json!({"operation": "request", "device_id": device, "user": user,
+                "request_id": id, "nonce": "n".repeat(16)}),
+            )
+        };
+        let d = decide(&mut b, &policy, &ask("string=a", Some("bob"), "r1"), T0);
+        // the device's reservation of cad (2) comes first; bob's of cad is not asked for twice
+        assert_eq!(d.granted.len(), 1, "{d:?}");
+        assert_eq!(
+            (d.granted[0].lease.count, d.granted[0].lease.overdraft),
+            (2, 0)
+        );
+        assert!(d.denials.is_empty());
+        // a retry takes nothing more
+        let again = decide(&mut b, &policy, &ask("string=a", Some("bob"), "r1"), T0);
+        assert_eq!(again.granted[0].lease.id, d.granted[0].lease.id);
+        assert_eq!(b.used(0), 2);
+        // bob elsewhere: his one seat
+        let d = decide(&mut b, &policy, &ask("string=z", Some("bob"), "r2"), T0);
+        assert_eq!(d.granted.len(), 1);
+        assert_eq!(d.granted[0].lease.count, 1);
+        // nobody's: an empty answer
+        let d = decide(&mut b, &policy, &ask("string=q", None, "r3"), T0);
+        assert!(d.granted.is_empty() && d.denials.is_empty() && d.changes.is_empty());
         b.check_invariants().unwrap();
     }
 

@@ -29,6 +29,7 @@ use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 
 use crate::feature::{Count, Feature};
+use crate::reservations::{Allocation, EntryStatus, Reservations, Satisfied};
 use crate::version::Version;
 
 /// A lease's id, unique within a book.
@@ -315,6 +316,60 @@ pub struct SeatBook {
     ids: LeaseIds,
     /// Leases held per device, all its users together (by digest of the part before `|user=`).
     held_by: HashMap<u64, u32>,
+    /// Reservations in force (`None`: none, the default pool alone).
+    reserved: Option<Box<Reserved>>,
+}
+
+/// Reservations in force in a book: the seats set aside, and what holders hold (see
+/// [`crate::reservations`] for the rule).
+#[derive(Debug, Clone, Default)]
+struct Reserved {
+    alloc: Allocation,
+    /// What a featureless request asks for, by holder key.
+    wants: HashMap<String, Vec<Want>>,
+    /// Seats held per (holder key, record), by leases drawing on that key's reservation.
+    held: HashMap<(String, usize), u64>,
+    /// Per record: seats held beyond reservations (shared seats in use).
+    shared: Vec<u64>,
+}
+
+impl Reserved {
+    /// Seats record `i` has set aside for `key` that it does not hold yet.
+    fn free_for(&self, key: Option<&str>, i: usize) -> u64 {
+        key.map_or(0, |k| {
+            let r = self.alloc.reserved_for(k, i);
+            let held = self.held.get(&(k.to_string(), i)).copied().unwrap_or(0);
+            r.saturating_sub(held)
+        })
+    }
+
+    /// Takes (`add`) or gives back `n` seats of record `i` for a lease of `device`.
+    fn count(&mut self, device: &str, i: usize, n: u64, add: bool) {
+        let Some(shared) = self.shared.get_mut(i) else {
+            return;
+        };
+        let Some(key) = self.alloc.key_for(device, i) else {
+            *shared = if add {
+                shared.saturating_add(n)
+            } else {
+                shared.saturating_sub(n)
+            };
+            return;
+        };
+        let r = self.alloc.reserved_for(&key, i);
+        let held = self.held.entry((key, i)).or_insert(0);
+        let old = *held;
+        *held = if add {
+            old.saturating_add(n)
+        } else {
+            old.saturating_sub(n)
+        };
+        let (before, after) = (old.saturating_sub(r), held.saturating_sub(r));
+        if *held == 0 {
+            self.held.retain(|_, h| *h > 0);
+        }
+        *shared = shared.saturating_add(after).saturating_sub(before);
+    }
 }
 
 impl SeatBook {
@@ -336,6 +391,89 @@ impl SeatBook {
             next: 1,
             ids: LeaseIds::default(),
             held_by: HashMap::new(),
+            reserved: None,
+        }
+    }
+
+    /// Puts `reservations` in force (replacing those before): sets their seats aside on the
+    /// records (see [`Reservations::allocate`]) and counts the leases held against them. Returns
+    /// every entry's status. Leases held stay held, even where they now take seats that are set
+    /// aside for someone else (the book is then over its shared seats until they are returned).
+    pub fn set_reservations(&mut self, reservations: &Reservations) -> Vec<EntryStatus> {
+        let records: Vec<Feature> = self.records.iter().map(|p| p.feature.clone()).collect();
+        let alloc = reservations.allocate(&records);
+        let statuses = alloc.statuses.clone();
+        if alloc.is_empty() {
+            self.reserved = None;
+            return statuses;
+        }
+        let mut wants: HashMap<String, Vec<Want>> = HashMap::new();
+        for st in &statuses {
+            if let (Satisfied::Yes, Ok(version)) = (&st.status, st.version.parse()) {
+                wants.entry(st.holder.clone()).or_default().push(Want {
+                    name: st.feature.clone(),
+                    version,
+                    count: st.count,
+                });
+            }
+        }
+        let mut r = Reserved {
+            alloc,
+            wants,
+            held: HashMap::new(),
+            shared: vec![0; self.records.len()],
+        };
+        for l in self.leases.values() {
+            if !self.records[l.record].feature.metered {
+                r.count(&l.device, l.record, u64::from(l.count), true);
+            }
+        }
+        self.reserved = Some(Box::new(r));
+        statuses
+    }
+
+    /// What a request with no features asks for on behalf of `device` (`HOSTID` or
+    /// `HOSTID|user=USER`): everything set aside for the device and for its user (the device's
+    /// entry first where both reserve a feature).
+    pub fn reserved_wants(&self, device: &str) -> Vec<Want> {
+        let Some(r) = &self.reserved else {
+            return Vec::new();
+        };
+        let (host, user) = holder_parts(device);
+        let mut out: Vec<Want> = r.wants.get(host).cloned().unwrap_or_default();
+        if let Some(u) = user {
+            let key = format!("{}={u}", crate::hostid::HostIdKind::User.as_str());
+            for w in r.wants.get(&key).into_iter().flatten() {
+                if !out.iter().any(|o| o.name == w.name) {
+                    out.push(w.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Seats of record `i` set aside by reservations (0 without reservations).
+    pub fn reserved_seats(&self, i: usize) -> u64 {
+        self.reserved
+            .as_ref()
+            .and_then(|r| r.alloc.reserved.get(i).copied())
+            .unwrap_or(0)
+    }
+
+    /// Counts a lease's seats in (`add`) or out of its record, and of the reservations.
+    fn count_seats(&mut self, lease: &Lease, add: bool) {
+        let Some(p) = self.records.get_mut(lease.record) else {
+            return;
+        };
+        let n = u64::from(lease.count);
+        p.used = if add {
+            p.used + n
+        } else {
+            p.used.saturating_sub(n)
+        };
+        let metered = p.feature.metered;
+        if let (Some(r), false) = (self.reserved.as_mut(), metered) {
+            r.count(&lease.device, lease.record, n, add);
         }
     }
 
@@ -503,17 +641,16 @@ impl SeatBook {
                 return Outcome::Granted(lease.clone());
             }
         }
-        let i = match self.choose(want, now) {
+        let i = match self.choose(want, device, now) {
             Ok(i) => i,
             Err(d) => return Outcome::Denied(d),
         };
         let lease = self.lease_from(i, device, request_id, want, now, duration, borrow_until);
         let seats = &mut self.records[i];
-        let n = u64::from(want.count);
         if seats.feature.metered {
-            seats.consumed += n;
+            seats.consumed += u64::from(want.count);
         } else {
-            seats.used += n;
+            self.count_seats(&lease, true);
         }
         self.next += 1;
         self.by_request.insert(key, lease.id);
@@ -538,7 +675,7 @@ impl SeatBook {
     ) -> Vec<Outcome> {
         wants
             .iter()
-            .map(|w| match self.choose(w, now) {
+            .map(|w| match self.choose(w, device, now) {
                 Ok(i) => {
                     let lease = self.lease_from(i, device, "", w, now, duration, None);
                     self.next += 1;
@@ -549,9 +686,9 @@ impl SeatBook {
             .collect()
     }
 
-    /// The record that serves `want` now (see the module's rule), or why none does. Changes
-    /// nothing.
-    fn choose(&self, want: &Want, now: OffsetDateTime) -> Result<usize, Denial> {
+    /// The record that serves `want` for `device` now (see the module's rule), or why none does.
+    /// Changes nothing.
+    fn choose(&self, want: &Want, device: &str, now: OffsetDateTime) -> Result<usize, Denial> {
         if want.count == 0 {
             return Err(Denial::BadCount {
                 name: want.name.clone(),
@@ -606,8 +743,13 @@ impl SeatBook {
         let pick = active
             .iter()
             .copied()
-            .find(|&i| self.room(i, false) >= n)
-            .or_else(|| active.iter().copied().find(|&i| self.room(i, true) >= n));
+            .find(|&i| self.room(i, device, false) >= n)
+            .or_else(|| {
+                active
+                    .iter()
+                    .copied()
+                    .find(|&i| self.room(i, device, true) >= n)
+            });
         pick.ok_or_else(|| {
             let total = active
                 .iter()
@@ -643,6 +785,14 @@ impl SeatBook {
                 (seats.consumed + n).saturating_sub(c.max(seats.consumed))
             });
             (0, u32::try_from(over).unwrap_or(u32::MAX))
+        } else if let (Some(r), Some(c)) = (&self.reserved, seats.capacity()) {
+            // reserved seats first; only the shared part can go into overdraft
+            let key = r.alloc.key_for(device, i);
+            let shared_need = n.saturating_sub(r.free_for(key.as_deref(), i));
+            let shared_cap = c.saturating_sub(r.alloc.reserved.get(i).copied().unwrap_or(0));
+            let shared = r.shared.get(i).copied().unwrap_or(0);
+            let over = (shared + shared_need).saturating_sub(shared_cap.max(shared));
+            (want.count, u32::try_from(over).unwrap_or(u32::MAX))
         } else {
             let over = seats
                 .capacity()
@@ -665,17 +815,29 @@ impl SeatBook {
         }
     }
 
-    /// Seats record `i` can still give, within its count or including its overdraft.
-    fn room(&self, i: usize, with_overdraft: bool) -> u64 {
+    /// Seats record `i` can still give `device`, within its count or including its overdraft:
+    /// with reservations, what is set aside for it and not held, and the shared seats free.
+    fn room(&self, i: usize, device: &str, with_overdraft: bool) -> u64 {
         let p = &self.records[i];
         let Some(cap) = p.capacity() else {
             return u64::MAX;
         };
-        let cap = if with_overdraft {
-            cap + u64::from(p.feature.overdraft)
+        let over = if with_overdraft {
+            u64::from(p.feature.overdraft)
         } else {
-            cap
+            0
         };
+        if let (Some(r), false) = (&self.reserved, p.feature.metered) {
+            let key = r.alloc.key_for(device, i);
+            let shared_cap = cap.saturating_sub(r.alloc.reserved.get(i).copied().unwrap_or(0));
+            let shared = r.shared.get(i).copied().unwrap_or(0);
+            let room = r.free_for(key.as_deref(), i) + (shared_cap + over).saturating_sub(shared);
+            // never past the record's count and overdraft (leases held before the reservations
+            // may hold seats set aside since)
+            let limit = cap + u64::from(p.feature.overdraft);
+            return room.min(limit.saturating_sub(p.used));
+        }
+        let cap = cap + over;
         let taken = if p.feature.metered {
             p.consumed
         } else {
@@ -719,9 +881,7 @@ impl SeatBook {
                 self.by_request.remove(&key);
             }
         }
-        if let Some(p) = self.records.get_mut(lease.record) {
-            p.used = p.used.saturating_sub(u64::from(lease.count));
-        }
+        self.count_seats(&lease, false);
         Some(lease)
     }
 
@@ -744,9 +904,7 @@ impl SeatBook {
         }
         // a lease with this id already held is replaced
         self.release(lease.id);
-        if let Some(p) = self.records.get_mut(lease.record) {
-            p.used += u64::from(lease.count);
-        }
+        self.count_seats(&lease, true);
         self.skip_past(lease.id);
         self.by_request.insert(
             request_key(
@@ -845,6 +1003,25 @@ impl SeatBook {
             }
             if let Some(s) = sums.get_mut(l.record) {
                 *s += u64::from(l.count);
+            }
+        }
+        if let Some(r) = &self.reserved {
+            let mut again = Reserved {
+                alloc: r.alloc.clone(),
+                wants: HashMap::new(),
+                held: HashMap::new(),
+                shared: vec![0; self.records.len()],
+            };
+            for l in self.leases.values() {
+                if !self.records[l.record].feature.metered {
+                    again.count(&l.device, l.record, u64::from(l.count), true);
+                }
+            }
+            if again.held != r.held || again.shared != r.shared {
+                return Err(format!(
+                    "reserved seats out of step: held {:?} shared {:?}, leases say {:?} {:?}",
+                    r.held, r.shared, again.held, again.shared
+                ));
             }
         }
         for (i, p) in self.records.iter().enumerate() {
@@ -1138,6 +1315,137 @@ mod tests {
         old.id = 3;
         assert!(c.restore(old, T0));
         c.check_invariants().unwrap();
+    }
+
+    fn reservations(json: serde_json::Value) -> Reservations {
+        Reservations::parse(&json.to_string()).unwrap()
+    }
+
+    #[test]
+    fn reserved_seats_go_only_to_their_holder_who_may_also_take_shared_ones() {
+        // 5 seats, 1 of overdraft: 2 reserved for device A, 1 for user bob
+        let mut b = SeatBook::new(vec![rec("cad", "2.0", Count::Counted(5), 1)]);
+        let st = b.set_reservations(&reservations(serde_json::json!({"groups": [
+            {"name": "Lab", "reservations": [
+                {"holder": "string=A", "entries": [{"feature": "cad", "version": "1.0", "count": 2}]},
+                {"holder": "user=bob", "entries": [{"feature": "cad", "version": "2.0", "count": 1}]}]}]})));
+        assert!(st.iter().all(|s| s.status == Satisfied::Yes), "{st:?}");
+        assert_eq!(b.reserved_seats(0), 3);
+        let take = |b: &mut SeatBook, who: &str, r: &str, n: u32| {
+            b.request(who, r, &[want("cad", "1.0", n)], T0, LEASE, None)
+                .remove(0)
+        };
+        // the shared seats (2) and the overdraft seat go to others; then nothing
+        assert!(
+            matches!(take(&mut b, "string=C", "c1", 2), Outcome::Granted(l) if l.overdraft == 0)
+        );
+        assert!(
+            matches!(take(&mut b, "string=D", "d1", 1), Outcome::Granted(l) if l.overdraft == 1)
+        );
+        assert!(matches!(
+            take(&mut b, "string=E", "e1", 1),
+            Outcome::Denied(Denial::AllInUse { .. })
+        ));
+        // the holders still get theirs, within their reservation, never in overdraft
+        let a = take(&mut b, "string=A", "a1", 2);
+        assert!(matches!(&a, Outcome::Granted(l) if l.overdraft == 0 && l.count == 2));
+        assert!(matches!(
+            take(&mut b, "string=A", "a2", 1),
+            Outcome::Denied(_)
+        ));
+        assert!(
+            matches!(take(&mut b, "string=X|user=bob", "b1", 1), Outcome::Granted(l) if l.overdraft == 0)
+        );
+        b.check_invariants().unwrap();
+        // a shared seat returned: A may take it beyond its reservation
+        let Outcome::Granted(c) = b
+            .request("string=C", "c1", &[want("cad", "1.0", 2)], T0, LEASE, None)
+            .remove(0)
+        else {
+            panic!("retry")
+        };
+        b.release(c.id).unwrap();
+        assert!(
+            matches!(take(&mut b, "string=A", "a3", 1), Outcome::Granted(l) if l.overdraft == 0)
+        );
+        b.check_invariants().unwrap();
+        // A returns its reserved seats: they are A's again, not E's
+        let Outcome::Granted(a) = a else { panic!() };
+        b.release(a.id).unwrap();
+        // (shared: D's 1 of 2, and 1 of overdraft; A's a3 is within its reservation now)
+        assert!(matches!(
+            take(&mut b, "string=E", "e2", 3),
+            Outcome::Denied(_)
+        ));
+        assert!(
+            matches!(take(&mut b, "string=E", "e3", 1), Outcome::Granted(l) if l.overdraft == 0)
+        );
+        assert!(
+            matches!(take(&mut b, "string=A", "a4", 1), Outcome::Granted(l) if l.overdraft == 0)
+        );
+        assert!(
+            matches!(take(&mut b, "string=A", "a5", 1), Outcome::Granted(l) if l.overdraft == 1)
+        );
+        b.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_featureless_request_asks_for_what_is_reserved_for_the_device_and_its_user() {
+        let mut b = SeatBook::new(vec![
+            rec("cad", "2.0", Count::Counted(5), 0),
+            rec("cam", "1.0", Count::Counted(5), 0),
+        ]);
+        b.set_reservations(&reservations(serde_json::json!({"groups": [
+            {"name": "Lab", "reservations": [
+                {"holder": "string=A", "entries": [{"feature": "cad", "version": "1.0", "count": 2}]},
+                {"holder": "user=bob", "entries": [
+                    {"feature": "cad", "version": "2.0", "count": 1},
+                    {"feature": "cam", "version": "1.0", "count": 3}]}]}]})));
+        let w = b.reserved_wants("string=A|user=bob");
+        let names: Vec<(&str, u32)> = w.iter().map(|w| (w.name.as_str(), w.count)).collect();
+        assert_eq!(names, vec![("cad", 2), ("cam", 3)]);
+        assert!(b.reserved_wants("string=Z").is_empty());
+        // without reservations: nothing
+        let mut plain = b.clone();
+        plain.set_reservations(&Reservations::default());
+        assert!(plain.reserved_wants("string=A").is_empty());
+        assert_eq!(plain.reserved_seats(0), 0);
+    }
+
+    #[test]
+    fn leases_held_before_reservations_are_counted_against_them() {
+        let mut b = SeatBook::new(vec![rec("cad", "2.0", Count::Counted(3), 0)]);
+        let held = b.request("string=A", "a1", &[want("cad", "1.0", 1)], T0, LEASE, None);
+        let other = b.request("string=C", "c1", &[want("cad", "1.0", 2)], T0, LEASE, None);
+        assert!(matches!(held[0], Outcome::Granted(_)) && matches!(other[0], Outcome::Granted(_)));
+        // two reserved for A: A holds one of them; C's two leases are over the one shared seat
+        b.set_reservations(&reservations(serde_json::json!({"groups": [{"name": "Lab", "reservations": [
+            {"holder": "string=A", "entries": [{"feature": "cad", "version": "1.0", "count": 2}]}]}]})));
+        b.check_invariants().unwrap();
+        let take = |b: &mut SeatBook, who: &str, r: &str| {
+            b.request(who, r, &[want("cad", "1.0", 1)], T0, LEASE, None)
+                .remove(0)
+        };
+        // every seat is held: A's second reserved seat waits for C's to come back
+        assert!(matches!(
+            take(&mut b, "string=A", "a2"),
+            Outcome::Denied(Denial::AllInUse { .. })
+        ));
+        let Outcome::Granted(c) = &other[0] else {
+            panic!()
+        };
+        b.release(c.id).unwrap();
+        assert!(matches!(take(&mut b, "string=A", "a2"), Outcome::Granted(l) if l.overdraft == 0));
+        // the one shared seat is free again; then none
+        assert!(matches!(
+            take(&mut b, "string=D", "d1"),
+            Outcome::Granted(_)
+        ));
+        assert!(matches!(
+            take(&mut b, "string=E", "e1"),
+            Outcome::Denied(Denial::AllInUse { .. })
+        ));
+        b.check_invariants().unwrap();
     }
 
     #[test]

@@ -81,6 +81,10 @@ pub struct CapabilityRequestDoc {
     /// The user on the device.
     #[serde(default)]
     pub user: Option<String>,
+    /// What the client says about the device or user (at most 32; names of letters, digits, `_`,
+    /// `-`, `.` up to 64 characters; values up to 256): rules of access may match on them.
+    #[serde(default)]
+    pub attributes: std::collections::BTreeMap<String, String>,
     /// Retrying the same request id never takes a second seat.
     pub request_id: String,
     /// Echoed in the signed response (16 to 128 characters; base64url is what clients send).
@@ -230,6 +234,7 @@ mod tests {
                 device_type,
                 alias: Some("pc-7".into()),
                 user: Some("alice".into()),
+                attributes: [("department".to_string(), "design".to_string())].into(),
                 request_id: "r-1".into(),
                 nonce: "0123456789abcdef".into(),
                 features: vec![WantedFeature {

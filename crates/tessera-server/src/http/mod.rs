@@ -24,6 +24,7 @@ use crate::server::Server;
 pub mod admin;
 pub mod capability;
 pub mod ops;
+pub mod reservations;
 
 /// Serving with the server's scheduled work, as before the split: see [`crate::serve_on`].
 pub use crate::server::{serve_on, serve_tls_on};
@@ -91,6 +92,13 @@ fn operations() -> OpenApiRouter<Shared> {
         .routes(routes!(admin::sync_now))
         .routes(routes!(admin::offline_apply))
         .routes(routes!(admin::denials))
+        .routes(routes!(
+            reservations::list,
+            reservations::add,
+            reservations::clear
+        ))
+        .routes(routes!(reservations::delete_group))
+        .routes(routes!(reservations::export))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi_json))
 }
