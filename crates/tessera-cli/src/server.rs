@@ -10,6 +10,7 @@ use tessera_host::SystemClock;
 use tessera_server::http;
 use tessera_wire::admin::{
     ActivateRequest, FeatureRecords, KeyCount, OfflineRequestBody, Status, SyncOutcome,
+    UsageEventKind, UsageEventQuery, UsageEvents,
 };
 use tessera_wire::ErrorAnswer;
 
@@ -141,6 +142,39 @@ pub enum ServerCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The denial report: who was refused which feature, when and why (newest first); with
+    /// --overdraft, the grants that took seats beyond the count.
+    Denials {
+        /// The running license server.
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:7070",
+            env = "TESSERA_SERVER_URL"
+        )]
+        server: String,
+        /// The admin token printed by `init`.
+        #[arg(long, env = "TESSERA_SERVER_TOKEN")]
+        token: String,
+        /// Also trust the certificate authorities in this PEM file for HTTPS (a private CA).
+        #[arg(long, env = "TESSERA_CA_CERT")]
+        ca_cert: Option<PathBuf>,
+        /// Only events since: a time ago (`30m`, `24h`, `7d`), a date (`2026-06-01`) or an
+        /// RFC 3339 time (`2026-06-01T08:00:00Z`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only this feature.
+        #[arg(long)]
+        feature: Option<String>,
+        /// At most this many, the newest (1 to 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Overdraft use (grants beyond the count) instead of denials.
+        #[arg(long)]
+        overdraft: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -226,6 +260,8 @@ pub fn run(cmd: ServerCommand) -> Result<()> {
 pub(crate) enum Body {
     /// A GET.
     None,
+    /// A GET with a query string.
+    Query(Vec<(&'static str, String)>),
     /// A POST without a body.
     Empty,
     /// A POST of a wire type as JSON.
@@ -258,6 +294,7 @@ pub(crate) async fn admin_request(
     let url = format!("{}{path}", server.trim_end_matches('/'));
     let req = match body {
         Body::None => client.get(&url),
+        Body::Query(q) => client.get(&url).query(&q),
         Body::Empty => client.post(&url),
         Body::Json(b) => client.post(&url).json(&b),
         Body::Text(t) => client
@@ -632,5 +669,209 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
             }
             Ok(())
         }
+        ServerCommand::Denials {
+            server,
+            token,
+            ca_cert,
+            since,
+            feature,
+            limit,
+            overdraft,
+            json,
+        } => {
+            let q = UsageEventQuery {
+                kind: Some(if overdraft {
+                    UsageEventKind::Overdraft
+                } else {
+                    UsageEventKind::Denial
+                }),
+                since: since
+                    .as_deref()
+                    .map(|s| since_arg(s, tessera_core::Clock::now(&SystemClock)))
+                    .transpose()?,
+                feature,
+                limit: Some(limit),
+            };
+            let v: UsageEvents = admin_call(
+                &server,
+                &token,
+                ca_cert.as_deref(),
+                "/api/v1/admin/denials",
+                Body::Query(event_query(&q)),
+            )
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print!("{}", events_table(&v));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `--since`: a time ago (`30m`, `24h`, `7d`) becomes the RFC 3339 time it names; a date or an
+/// RFC 3339 time is passed on as it is (the server checks it).
+fn since_arg(text: &str, now: time::OffsetDateTime) -> Result<String> {
+    let text = text.trim();
+    let ago = text
+        .strip_suffix('m')
+        .map(|n| (n, 60))
+        .or_else(|| text.strip_suffix('h').map(|n| (n, 3600)))
+        .or_else(|| text.strip_suffix('d').map(|n| (n, 86_400)));
+    let Some((n, unit)) =
+        ago.filter(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    else {
+        return Ok(text.to_string());
+    };
+    let n: i64 = n
+        .parse()
+        .map_err(|_| anyhow!("--since {text}: too far back"))?;
+    let secs = n
+        .checked_mul(unit)
+        .ok_or_else(|| anyhow!("--since {text}: too far back"))?;
+    let at = now
+        .checked_sub(time::Duration::seconds(secs))
+        .ok_or_else(|| anyhow!("--since {text}: too far back"))?;
+    at.format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| anyhow!("--since {text}: {e}"))
+}
+
+/// The query string of a usage event query (the filters given).
+fn event_query(q: &UsageEventQuery) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if let Some(k) = q.kind {
+        out.push(("kind", k.as_str().to_string()));
+    }
+    if let Some(s) = &q.since {
+        out.push(("since", s.clone()));
+    }
+    if let Some(f) = &q.feature {
+        out.push(("feature", f.clone()));
+    }
+    if let Some(l) = q.limit {
+        out.push(("limit", l.to_string()));
+    }
+    out
+}
+
+/// The events as a table, one a line, with a heading; a sentence when there are none.
+fn events_table(v: &UsageEvents) -> String {
+    let what = match v.kind {
+        UsageEventKind::Denial => "denials",
+        UsageEventKind::Overdraft => "overdraft grants",
+    };
+    if v.events.is_empty() {
+        return format!(
+            "no {what} recorded (events are kept {} days)\n",
+            v.retention_days
+        );
+    }
+    let heading = [
+        "WHEN", "DEVICE", "USER", "ALIAS", "FEATURE", "VERSION", "COUNT", "CODE", "MESSAGE",
+    ];
+    let dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+    let rows: Vec<[String; 9]> = v
+        .events
+        .iter()
+        .map(|e| {
+            [
+                e.at.clone(),
+                e.device_id.clone(),
+                dash(&e.user),
+                dash(&e.alias),
+                e.feature.clone(),
+                dash(&e.version),
+                e.count.to_string(),
+                e.code.clone(),
+                e.message.clone(),
+            ]
+        })
+        .collect();
+    let mut widths = heading.map(|h| h.chars().count());
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| -> String {
+        let mut l = String::new();
+        for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(c);
+            } else {
+                l.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        format!("{}\n", l.trim_end())
+    };
+    let mut out = line(&heading.map(String::from));
+    for r in &rows {
+        out.push_str(&line(r));
+    }
+    out.push_str(&format!(
+        "{} {what} (newest first; kept {} days)\n",
+        rows.len(),
+        v.retention_days
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn since_takes_a_time_ago_or_passes_a_date_on() {
+        let now = datetime!(2026-06-08 12:00 UTC);
+        assert_eq!(since_arg("7d", now).unwrap(), "2026-06-01T12:00:00Z");
+        assert_eq!(since_arg("24h", now).unwrap(), "2026-06-07T12:00:00Z");
+        assert_eq!(since_arg("30m", now).unwrap(), "2026-06-08T11:30:00Z");
+        assert_eq!(since_arg("2026-06-01", now).unwrap(), "2026-06-01");
+        assert!(since_arg("99999999999999999d", now).is_err());
+    }
+
+    #[test]
+    fn the_table_lines_up_and_says_when_there_is_nothing() {
+        let e = tessera_wire::admin::UsageEvent {
+            id: 1,
+            kind: UsageEventKind::Denial,
+            at: "2026-06-01T08:00:00Z".into(),
+            device_id: "ethernet=0050569a3b01".into(),
+            device_id_type: "ethernet".into(),
+            device_type: "physical".into(),
+            user: Some("alice".into()),
+            alias: None,
+            feature: "modeler".into(),
+            version: Some("2.0".into()),
+            count: 1,
+            code: "all_in_use".into(),
+            message: "all 3 seats are in use".into(),
+        };
+        let mut v = UsageEvents {
+            kind: UsageEventKind::Denial,
+            retention_days: 30,
+            events: vec![e],
+        };
+        let t = events_table(&v);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("WHEN"), "{t}");
+        assert_eq!(
+            lines[0].find("DEVICE"),
+            lines[1].find("ethernet=0050569a3b01"),
+            "{t}"
+        );
+        assert!(
+            lines[1].contains("alice") && lines[1].contains("all_in_use"),
+            "{t}"
+        );
+        assert!(lines[2].contains("1 denials"), "{t}");
+        v.events.clear();
+        v.kind = UsageEventKind::Overdraft;
+        assert_eq!(
+            events_table(&v),
+            "no overdraft grants recorded (events are kept 30 days)\n"
+        );
     }
 }

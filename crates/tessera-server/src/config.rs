@@ -85,6 +85,10 @@ pub struct Config {
     /// many as asked for, so this bounds what one client can make the server keep.
     #[serde(default = "default_max_leases_per_device")]
     pub max_leases_per_device: u32,
+    /// Days the denials and overdraft use recorded are kept for the denial report (default 30,
+    /// 1 to 36500); older ones are pruned by the server's scheduled work.
+    #[serde(default = "default_usage_event_retention_days")]
+    pub usage_event_retention_days: u32,
 }
 
 fn default_request_timeout() -> u32 {
@@ -98,6 +102,11 @@ fn default_capability_rate() -> u32 {
 }
 fn default_max_leases_per_device() -> u32 {
     crate::engine::DEFAULT_MAX_LEASES_PER_DEVICE
+}
+/// Default `usage_event_retention_days`.
+pub const DEFAULT_USAGE_EVENT_RETENTION_DAYS: u32 = 30;
+fn default_usage_event_retention_days() -> u32 {
+    DEFAULT_USAGE_EVENT_RETENTION_DAYS
 }
 
 impl Config {
@@ -134,6 +143,11 @@ pub fn load_config(data: &Path) -> Result<Config, ServerError> {
             "max_leases_per_device",
             config.max_leases_per_device,
             1_000_000,
+        ),
+        (
+            "usage_event_retention_days",
+            config.usage_event_retention_days,
+            36_500,
         ),
     ] {
         if value == 0 || value > max {

@@ -1,6 +1,6 @@
 //! The license server's admin API (`/api/v1/admin/…`, with the admin token): its status, online
-//! and offline activation, and a sync with the back office. The `tessera server` commands send
-//! and read these.
+//! and offline activation, a sync with the back office, and the denials and overdraft use recorded.
+//! The `tessera server` commands send and read these.
 
 use serde::{Deserialize, Serialize};
 
@@ -81,6 +81,96 @@ pub struct SyncOutcome {
     pub over_use: Vec<String>,
 }
 
+/// Which usage events an administrator reviews: refusals, or grants beyond the count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum UsageEventKind {
+    /// A feature of a `request` or `borrow` was refused (a `preview` is not recorded).
+    #[default]
+    Denial,
+    /// A grant took seats beyond the record's count.
+    Overdraft,
+}
+
+impl UsageEventKind {
+    /// `denial` or `overdraft`, as on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageEventKind::Denial => "denial",
+            UsageEventKind::Overdraft => "overdraft",
+        }
+    }
+}
+
+/// The query of `GET /api/v1/admin/denials`: every filter given applies; newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[serde(deny_unknown_fields)]
+pub struct UsageEventQuery {
+    /// `denial` (the default) or `overdraft`.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", param(inline))]
+    pub kind: Option<UsageEventKind>,
+    /// Only events at or after this time: RFC 3339 (`2026-06-01T08:00:00Z`) or a date
+    /// (`2026-06-01`, from its start in UTC).
+    #[serde(default)]
+    pub since: Option<String>,
+    /// Only events of this feature.
+    #[serde(default)]
+    pub feature: Option<String>,
+    /// At most this many, the newest (1 to 1000; default 100).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 1000))]
+    pub limit: Option<u32>,
+}
+
+/// One usage event: who was refused (or went beyond the count), what, when and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UsageEvent {
+    /// The event's id (grows with time).
+    pub id: i64,
+    /// Denial or overdraft.
+    pub kind: UsageEventKind,
+    /// When it was decided (RFC 3339, UTC).
+    pub at: String,
+    /// The device's host id (`KIND=VALUE`).
+    pub device_id: String,
+    /// The kind of that host id (`ethernet`, `machine_id`, `user`, …).
+    pub device_id_type: String,
+    /// Physical, virtual, container or unknown, as the client said.
+    pub device_type: String,
+    /// The user on the device, if the client sent one.
+    pub user: Option<String>,
+    /// The device's alias, if the client sent one.
+    pub alias: Option<String>,
+    /// The feature.
+    pub feature: String,
+    /// A denial: the lowest version asked for; an overdraft: the version granted.
+    pub version: Option<String>,
+    /// A denial: the seats asked for; an overdraft: the seats beyond the count.
+    pub count: u64,
+    /// Why: a denial's code (`all_in_use`, `not_licensed`, `version_too_low`, `not_active`,
+    /// `bad_count`, `borrow_limit`, `lease_limit`); `overdraft` for an overdraft.
+    pub code: String,
+    /// For people.
+    pub message: String,
+}
+
+/// The answer of `GET /api/v1/admin/denials`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UsageEvents {
+    /// The kind listed.
+    pub kind: UsageEventKind,
+    /// How many days events are kept (`usage_event_retention_days` in server.toml).
+    pub retention_days: u32,
+    /// The events, newest first.
+    pub events: Vec<UsageEvent>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +189,21 @@ mod tests {
         // one key-count type for every activation: the admin API's is the back office's
         let k: crate::activation::KeyCount = r.activations[0].clone();
         assert_eq!(k, KeyCount::new("K", 2));
+    }
+
+    #[test]
+    fn usage_event_kinds_are_lower_case_and_queries_refuse_unknown_fields() {
+        assert_eq!(
+            serde_json::to_string(&UsageEventKind::Overdraft).unwrap(),
+            "\"overdraft\""
+        );
+        assert_eq!(UsageEventKind::default().as_str(), "denial");
+        let q: UsageEventQuery =
+            serde_json::from_str(r#"{"kind":"overdraft","feature":"cad","limit":5}"#).unwrap();
+        assert_eq!(q.kind, Some(UsageEventKind::Overdraft));
+        assert_eq!(q.limit, Some(5));
+        assert!(serde_json::from_str::<UsageEventQuery>(r#"{"colour":"red"}"#).is_err());
+        assert!(serde_json::from_str::<UsageEventQuery>(r#"{"kind":"grant"}"#).is_err());
     }
 }
 

@@ -1,8 +1,8 @@
-//! The administrator's endpoints, behind the admin token: status, online activation, sync, and
-//! offline request and response files.
+//! The administrator's endpoints, behind the admin token: status, online activation, sync,
+//! offline request and response files, and the denial report (denials and overdraft use).
 
-use axum::extract::rejection::{JsonRejection, StringRejection};
-use axum::extract::State;
+use axum::extract::rejection::{JsonRejection, QueryRejection, StringRejection};
+use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -180,5 +180,166 @@ pub(crate) async fn sync_now(State(s): State<Shared>, _admin: Admin) -> Response
             "the license server could not use its store to sync; try again",
         )
         .into_response(),
+    }
+}
+
+pub use tessera_wire::admin::{UsageEvent, UsageEventKind, UsageEventQuery, UsageEvents};
+
+/// The most events one answer lists, and how many when the query does not say.
+const MAX_EVENTS: u32 = 1000;
+const DEFAULT_EVENTS: u32 = 100;
+
+/// The denial report: the features this server refused (a `request` or `borrow`; a `preview` takes
+/// nothing and is not recorded), or with `kind=overdraft` the grants that took seats beyond the
+/// count; who, what, when and why, newest first, kept `usage_event_retention_days`.
+#[utoipa::path(get, path = "/api/v1/admin/denials", tag = "admin", security(("token" = [])),
+    params(UsageEventQuery),
+    responses((status = 200, body = UsageEvents, description = "the events, newest first"),
+        (status = 422, body = Problem, description = "invalid_request: a filter that does not fit (the detail names it)"),
+        (status = 503, body = Problem, description = "storage_unavailable: the events could not be read")))]
+pub(crate) async fn denials(
+    State(s): State<Shared>,
+    _admin: Admin,
+    query: Result<Query<UsageEventQuery>, QueryRejection>,
+) -> Response {
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(e) => {
+            return problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                format!(
+                    "the query string does not fit: {} (filters: kind=denial|overdraft, since, feature, limit)",
+                    e.body_text()
+                ),
+            )
+        }
+    };
+    let filter = match event_filter(&q) {
+        Ok(f) => f,
+        Err(detail) => return problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", detail),
+    };
+    match s.server.usage_events(&filter).await {
+        Ok(events) => Json(UsageEvents {
+            kind: q.kind.unwrap_or_default(),
+            retention_days: s.server.config.usage_event_retention_days,
+            events: events.into_iter().map(event_view).collect(),
+        })
+        .into_response(),
+        Err(e) => Failure::server(
+            e,
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            "the license server could not read the events recorded; try again",
+        )
+        .into_response(),
+    }
+}
+
+/// The store's filter for a query, or what is wrong with it.
+fn event_filter(q: &UsageEventQuery) -> Result<tessera_store::UsageEventFilter, String> {
+    let limit = q.limit.unwrap_or(DEFAULT_EVENTS);
+    if limit == 0 || limit > MAX_EVENTS {
+        return Err(format!("limit: 1 to {MAX_EVENTS} (got {limit})"));
+    }
+    let since = q.since.as_deref().map(parse_since).transpose()?;
+    if q.feature.as_deref().is_some_and(str::is_empty) {
+        return Err("feature: a feature's name (leave it out for every feature)".into());
+    }
+    Ok(tessera_store::UsageEventFilter {
+        kind: Some(match q.kind.unwrap_or_default() {
+            UsageEventKind::Denial => tessera_store::UsageEventKind::Denial,
+            UsageEventKind::Overdraft => tessera_store::UsageEventKind::Overdraft,
+        }),
+        since,
+        feature: q.feature.clone(),
+        limit,
+    })
+}
+
+/// `since`: RFC 3339, or a date (from its start, UTC).
+fn parse_since(text: &str) -> Result<tessera_core::time::OffsetDateTime, String> {
+    use tessera_core::time::format_description::well_known::Rfc3339;
+    use tessera_core::time::{macros::format_description, Date, OffsetDateTime};
+    let text = text.trim();
+    if let Ok(t) = OffsetDateTime::parse(text, &Rfc3339) {
+        return Ok(t);
+    }
+    Date::parse(text, format_description!("[year]-[month]-[day]"))
+        .map(|d| d.midnight().assume_utc())
+        .map_err(|_| {
+            format!("since: {text:?} is neither an RFC 3339 time (2026-06-01T08:00:00Z) nor a date (2026-06-01)")
+        })
+}
+
+/// A stored event as the admin API shows it.
+fn event_view(e: tessera_store::StoredUsageEvent) -> UsageEvent {
+    use tessera_core::time::format_description::well_known::Rfc3339;
+    let ev = e.event;
+    let at = ev
+        .at
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| ev.at.unix_timestamp().to_string());
+    UsageEvent {
+        id: e.id,
+        kind: match ev.kind {
+            tessera_store::UsageEventKind::Denial => UsageEventKind::Denial,
+            tessera_store::UsageEventKind::Overdraft => UsageEventKind::Overdraft,
+        },
+        at,
+        device_id_type: ev
+            .device
+            .split_once('=')
+            .map(|(kind, _)| kind.to_string())
+            .unwrap_or_default(),
+        device_id: ev.device,
+        device_type: ev.device_type,
+        user: ev.user,
+        alias: ev.alias,
+        feature: ev.feature,
+        version: ev.version,
+        count: u64::try_from(ev.count).unwrap_or(0),
+        code: ev.code,
+        message: ev.message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_core::time::macros::datetime;
+
+    #[test]
+    fn since_is_a_time_or_a_date() {
+        assert_eq!(
+            parse_since("2026-06-01T08:30:00Z").unwrap(),
+            datetime!(2026-06-01 08:30 UTC)
+        );
+        assert_eq!(
+            parse_since("2026-06-01").unwrap(),
+            datetime!(2026-06-01 00:00 UTC)
+        );
+        let err = parse_since("yesterday").unwrap_err();
+        assert!(err.contains("since") && err.contains("yesterday"), "{err}");
+    }
+
+    #[test]
+    fn filters_are_checked() {
+        let q = |limit: Option<u32>| UsageEventQuery {
+            limit,
+            ..UsageEventQuery::default()
+        };
+        assert_eq!(event_filter(&q(None)).unwrap().limit, DEFAULT_EVENTS);
+        assert_eq!(
+            event_filter(&q(None)).unwrap().kind,
+            Some(tessera_store::UsageEventKind::Denial)
+        );
+        assert!(event_filter(&q(Some(0))).unwrap_err().contains("limit"));
+        assert!(event_filter(&q(Some(1001))).unwrap_err().contains("limit"));
+        assert_eq!(event_filter(&q(Some(1000))).unwrap().limit, 1000);
+        let empty = UsageEventQuery {
+            feature: Some(String::new()),
+            ..UsageEventQuery::default()
+        };
+        assert!(event_filter(&empty).unwrap_err().contains("feature"));
     }
 }

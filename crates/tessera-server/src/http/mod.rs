@@ -92,6 +92,7 @@ fn operations() -> OpenApiRouter<Shared> {
         .routes(routes!(admin::offline_request))
         .routes(routes!(admin::sync_now))
         .routes(routes!(admin::offline_apply))
+        .routes(routes!(admin::denials))
         .routes(routes!(
             reservations::list,
             reservations::add,
