@@ -386,10 +386,7 @@ impl SeatBook {
     /// A book over these feature records (in this order).
     pub fn new(records: Vec<Feature>) -> Self {
         // named-user records serve nobody until users are assigned
-        let named_users = records
-            .iter()
-            .any(|f| f.named_user)
-            .then(HashMap::new);
+        let named_users = records.iter().any(|f| f.named_user).then(HashMap::new);
         SeatBook {
             records: records
                 .into_iter()
