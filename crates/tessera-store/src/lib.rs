@@ -8,7 +8,8 @@
 //!   `postgres://…`, `postgresql://…`), connects, and applies the embedded migrations. The result
 //!   is an [`AnyStore`]; [`SqliteStore`] and [`PgStore`] can also be opened directly.
 //! * One trait per concern: [`MetaStore`], [`KeyStore`], [`LicenseStore`],
-//!   [`ActivationKeyStore`], [`AuthStore`] (users, API tokens, browser sessions of both services),
+//!   [`ActivationKeyStore`], [`AuthStore`] (users, API tokens, browser sessions of both services), [`AuditStore`] (the
+//!   license server's audit log),
 //!   [`LeaseStore`] and [`ServerStateStore`] (a seat engine's leases and a license server's own
 //!   state, per [`InstanceId`]), …;
 //!   [`Store`] is all of them. Services take `S: Store`.
@@ -33,6 +34,7 @@
 use std::fmt;
 
 pub mod activation_keys;
+pub mod audit;
 pub mod auth;
 pub mod backoffice;
 pub mod claim;
@@ -52,6 +54,7 @@ pub mod sqlite_writer;
 pub mod testing;
 
 pub use activation_keys::{ActivationKeyRecord, ActivationKeyStore, NewActivationKey};
+pub use audit::{AuditEntry, AuditStore, NewAuditEntry};
 pub use auth::{AuthStore, SessionRecord, TokenRecord, UserRecord};
 pub use backoffice::BackOfficeStore;
 pub use claim::{advisory_key, ClaimMode, ClaimStatus, ExclusiveGuard, CLAIM_CHECK_INTERVAL};
@@ -75,6 +78,7 @@ pub trait Store:
     + ActivationKeyStore
     + BackOfficeStore
     + AuthStore
+    + AuditStore
     + LeaseStore
     + ServerStateStore
     + OutboxStore
@@ -92,6 +96,7 @@ impl<T> Store for T where
         + ActivationKeyStore
         + BackOfficeStore
         + AuthStore
+        + AuditStore
         + LeaseStore
         + ServerStateStore
         + OutboxStore
