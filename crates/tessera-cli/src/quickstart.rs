@@ -140,7 +140,9 @@ async fn run_async(data: &Path, opts: Options) -> Result<()> {
         write_atomic(&data.join("demo.lic"), lic.license.as_bytes(), 0o644)?;
         // the license server
         let producer_pem = std::fs::read_to_string(bo_dir.join("keys/producer.pub"))?;
-        let server_token = tessera_server::init(&srv_dir, &producer_pem, None, None).await?;
+        let server_token = tessera_server::init(&srv_dir, &producer_pem, None, None)
+            .await?
+            .token;
         let made = Made {
             customer: customer.id,
             floating_key: floating.clone(),

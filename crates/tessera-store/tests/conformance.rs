@@ -77,7 +77,13 @@ async fn deleted_users<S: Store>(s: &S) {
     })
     .await
     .unwrap();
-    assert!(s.get_user("gone").await.unwrap().unwrap().must_change_password);
+    assert!(
+        s.get_user("gone")
+            .await
+            .unwrap()
+            .unwrap()
+            .must_change_password
+    );
     assert!(s.delete_user("gone").await.unwrap());
     assert!(!s.delete_user("gone").await.unwrap());
     assert_eq!(s.get_user("gone").await.unwrap(), None);
@@ -96,7 +102,12 @@ async fn audit_log<S: Store>(s: &S) {
         address: (t % 2 == 0).then(|| "192.0.2.1".to_string()),
     };
     let mut ids = Vec::new();
-    for (t, a) in [(100, "login"), (200, "activate"), (300, "sync"), (400, "logout")] {
+    for (t, a) in [
+        (100, "login"),
+        (200, "activate"),
+        (300, "sync"),
+        (400, "logout"),
+    ] {
         ids.push(s.append_audit(e(t, a)).await.unwrap());
     }
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");

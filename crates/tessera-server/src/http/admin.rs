@@ -1,5 +1,5 @@
-//! The administrator's endpoints, behind the admin token: status, online activation, sync, and
-//! offline request and response files.
+//! The administrator's endpoints: status (any user: [`Viewer`]), online activation, sync, and
+//! offline request and response files (administrators: [`Admin`]), each change audited.
 
 use axum::extract::rejection::{JsonRejection, StringRejection};
 use axum::extract::State;
@@ -7,62 +7,17 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::{body_problem, json_problem, problem, AppState, Failure, Shared};
+use super::{body_problem, json_problem, Failure, Shared};
 use crate::openapi::{FeatureRecords, Problem, SyncOutcome};
 
-/// Whether the request carries an API token of an administrator (the start-up token printed by
-/// `init` or the last `token rotate` is one). Tokens are looked up in the store at each admin
-/// request, so `tessera server token rotate` takes effect at once (on every member of a cluster
-/// too).
-async fn admin(s: &AppState, parts: &axum::http::request::Parts) -> Result<(), Response> {
-    use tessera_core::Clock as _;
-    use tessera_service::auth::{authenticate, AuthError, Role};
-    let now = s.server.clock.now();
-    match authenticate(&s.server.store, None, &parts.method, &parts.headers, now).await {
-        Ok(p) if p.role.allows(Role::Administrator) => Ok(()),
-        Ok(_) | Err(AuthError::Refused(_)) => {
-            let mut r = problem(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "this needs the admin token printed by `tessera server init` (or the last `tessera server token rotate`): Authorization: Bearer <token>",
-            );
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
-            Err(r)
-        }
-        Err(e) => Err(Failure::Storage(
-            e.to_string(),
-            "the license server could not read its store to check the admin token; try again",
-        )
-        .into_response()),
-    }
-}
-
-/// The administrator, proven by the admin token. Admin handlers take it before their body, so a
-/// caller without the token gets 401 whatever the body holds: the body is not read, and nothing
-/// about its fields is revealed.
-#[derive(Debug, Clone, Copy)]
-pub struct Admin;
-
-impl axum::extract::FromRequestParts<Shared> for Admin {
-    type Rejection = Response;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        s: &Shared,
-    ) -> Result<Self, Self::Rejection> {
-        admin(s, parts).await.map(|()| Admin)
-    }
-}
+pub use super::access::{Admin, Viewer};
 
 pub use tessera_wire::admin::{FeatureState, Status};
 
 /// The server's features, use and leases.
 #[utoipa::path(get, path = "/api/v1/admin/status", tag = "admin", security(("token" = [])),
     responses((status = 200, body = Status)))]
-pub(crate) async fn status(State(s): State<Shared>, _admin: Admin) -> Response {
+pub(crate) async fn status(State(s): State<Shared>, _viewer: Viewer) -> Response {
     let usage = s.server.engine.usage().await;
     let leases = s.server.engine.leases().await.len();
     Json(Status {
@@ -94,24 +49,46 @@ pub use tessera_wire::admin::{ActivateRequest, KeyCount};
         (status = 502, body = Problem, description = "backoffice_refused: the back office refused the keys or could not be reached")))]
 pub(crate) async fn activate(
     State(s): State<Shared>,
-    _admin: Admin,
+    admin: Admin,
     req: Result<Json<ActivateRequest>, JsonRejection>,
 ) -> Response {
     let Json(req) = match req {
         Ok(r) => r,
         Err(e) => return json_problem(e),
     };
+    let keys = req.activations.len();
     match s.server.activate(&req.backoffice, &req.activations).await {
-        Ok(n) => Json(FeatureRecords {
-            feature_records: n as u64,
-        })
-        .into_response(),
-        Err(e) => Failure::server(
-            e,
-            (StatusCode::BAD_GATEWAY, "backoffice_refused"),
-            "the license server could not store the activation; try again",
-        )
-        .into_response(),
+        Ok(n) => {
+            admin
+                .audit(
+                    &s,
+                    "activate",
+                    format!(
+                        "activated {keys} key(s) at {}: {n} feature record(s) served",
+                        req.backoffice
+                    ),
+                )
+                .await;
+            Json(FeatureRecords {
+                feature_records: n as u64,
+            })
+            .into_response()
+        }
+        Err(e) => {
+            admin
+                .audit(
+                    &s,
+                    "activate_failed",
+                    format!("activating {keys} key(s) at {} failed: {e}", req.backoffice),
+                )
+                .await;
+            Failure::server(
+                e,
+                (StatusCode::BAD_GATEWAY, "backoffice_refused"),
+                "the license server could not store the activation; try again",
+            )
+            .into_response()
+        }
     }
 }
 
@@ -123,7 +100,7 @@ pub use tessera_wire::admin::OfflineRequestBody;
         (status = 500, body = Problem, description = "internal: the request could not be signed; the detail names the id under which it is logged")))]
 pub(crate) async fn offline_request(
     State(s): State<Shared>,
-    _admin: Admin,
+    admin: Admin,
     req: Result<Json<OfflineRequestBody>, JsonRejection>,
 ) -> Response {
     let Json(req) = match req {
@@ -131,7 +108,19 @@ pub(crate) async fn offline_request(
         Err(e) => return json_problem(e),
     };
     match s.server.offline_request(&req.activations) {
-        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response(),
+        Ok(text) => {
+            admin
+                .audit(
+                    &s,
+                    "offline_request",
+                    format!(
+                        "wrote an offline request for {} key(s)",
+                        req.activations.len()
+                    ),
+                )
+                .await;
+            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+        }
         Err(e) => Failure::Internal(e.to_string()).into_response(),
     }
 }
@@ -146,7 +135,7 @@ pub(crate) async fn offline_request(
         (status = 503, body = Problem, description = "storage_unavailable")))]
 pub(crate) async fn offline_apply(
     State(s): State<Shared>,
-    _admin: Admin,
+    admin: Admin,
     body: Result<String, StringRejection>,
 ) -> Response {
     let body = match body {
@@ -154,16 +143,34 @@ pub(crate) async fn offline_apply(
         Err(e) => return body_problem(e.status()),
     };
     match s.server.offline_apply(&body).await {
-        Ok(n) => Json(FeatureRecords {
-            feature_records: n as u64,
-        })
-        .into_response(),
-        Err(e) => Failure::server(
-            e,
-            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_document"),
-            "the license server could not store the response; nothing changed; try again",
-        )
-        .into_response(),
+        Ok(n) => {
+            admin
+                .audit(
+                    &s,
+                    "offline_apply",
+                    format!("applied an offline response: {n} feature record(s) served"),
+                )
+                .await;
+            Json(FeatureRecords {
+                feature_records: n as u64,
+            })
+            .into_response()
+        }
+        Err(e) => {
+            admin
+                .audit(
+                    &s,
+                    "offline_apply_failed",
+                    format!("an offline response was refused; nothing changed: {e}"),
+                )
+                .await;
+            Failure::server(
+                e,
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_document"),
+                "the license server could not store the response; nothing changed; try again",
+            )
+            .into_response()
+        }
     }
 }
 
@@ -171,14 +178,35 @@ pub(crate) async fn offline_apply(
 #[utoipa::path(post, path = "/api/v1/admin/sync", tag = "admin", security(("token" = [])),
     responses((status = 200, body = crate::openapi::SyncOutcome, description = "synced; lists features used over the entitlement"),
         (status = 502, body = Problem, description = "backoffice_refused: the back office refused the report or could not be reached")))]
-pub(crate) async fn sync_now(State(s): State<Shared>, _admin: Admin) -> Response {
+pub(crate) async fn sync_now(State(s): State<Shared>, admin: Admin) -> Response {
     match s.server.sync().await {
-        Ok(over) => Json(SyncOutcome { over_use: over }).into_response(),
-        Err(e) => Failure::server(
-            e,
-            (StatusCode::BAD_GATEWAY, "backoffice_refused"),
-            "the license server could not use its store to sync; try again",
-        )
-        .into_response(),
+        Ok(over) => {
+            admin
+                .audit(
+                    &s,
+                    "sync",
+                    format!(
+                        "synced with the back office; over use: {}",
+                        if over.is_empty() {
+                            "none".to_string()
+                        } else {
+                            over.join(", ")
+                        }
+                    ),
+                )
+                .await;
+            Json(SyncOutcome { over_use: over }).into_response()
+        }
+        Err(e) => {
+            admin
+                .audit(&s, "sync_failed", format!("the sync failed: {e}"))
+                .await;
+            Failure::server(
+                e,
+                (StatusCode::BAD_GATEWAY, "backoffice_refused"),
+                "the license server could not use its store to sync; try again",
+            )
+            .into_response()
+        }
     }
 }
