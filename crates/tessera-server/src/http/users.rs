@@ -525,13 +525,15 @@ pub(crate) async fn set_role(
     };
     if role != Role::Administrator {
         match other_admins(&s, &name).await {
-            Ok(0) if is_admin(&s, &name).await => return problem(
-                StatusCode::CONFLICT,
-                "last_administrator",
-                format!(
+            Ok(0) if is_admin(&s, &name).await => {
+                return problem(
+                    StatusCode::CONFLICT,
+                    "last_administrator",
+                    format!(
                     "{name} is the last administrator: make another user an administrator first"
                 ),
-            ),
+                )
+            }
             Ok(_) => {}
             Err(r) => return r,
         }
