@@ -157,7 +157,7 @@ pub async fn set_user_password(
     if !data.join("keys/server.key").exists() {
         return Err(ServerError::NotInitialised(data.display().to_string()));
     }
-    let data = data.canonicalize().map_err(|e| file_err(&data, e))?;
+    let data = data.canonicalize().map_err(|e| file_err(data, e))?;
     let config = load_config(&data)?;
     let store = tessera_store::open(&database_url(&data, &config)).await?;
     adopt_legacy_admin_token(&store).await?;

@@ -128,7 +128,10 @@ pub(crate) async fn record(
         tracing::warn!(error = %e, action, "the audit log could not be written");
         return;
     }
-    if s.audit_appends.fetch_add(1, Ordering::AcqRel) % PRUNE_EVERY == 0 {
+    if s.audit_appends
+        .fetch_add(1, Ordering::AcqRel)
+        .is_multiple_of(PRUNE_EVERY)
+    {
         let days = i64::from(s.server.config.audit_retention_days);
         let keep = u64::from(s.server.config.audit_max_entries);
         if let Err(e) = s

@@ -15,7 +15,7 @@ pub use super::access::{Admin, Viewer};
 pub use tessera_wire::admin::{FeatureState, Status};
 
 /// The server's features, use and leases.
-#[utoipa::path(get, path = "/api/v1/admin/status", tag = "admin", security(("token" = [])),
+#[utoipa::path(get, path = "/api/v1/admin/status", tag = "admin", security(("token" = []), ("session" = [])),
     responses((status = 200, body = Status)))]
 pub(crate) async fn status(State(s): State<Shared>, _viewer: Viewer) -> Response {
     let usage = s.server.engine.usage().await;
@@ -44,7 +44,7 @@ pub(crate) async fn status(State(s): State<Shared>, _viewer: Viewer) -> Response
 pub use tessera_wire::admin::{ActivateRequest, KeyCount};
 
 /// Activates keys at the back office and serves the returned bundle.
-#[utoipa::path(post, path = "/api/v1/admin/activate", tag = "admin", security(("token" = [])), request_body = ActivateRequest,
+#[utoipa::path(post, path = "/api/v1/admin/activate", tag = "admin", security(("token" = []), ("session" = [])), request_body = ActivateRequest,
     responses((status = 200, body = crate::openapi::FeatureRecords, description = "activated"),
         (status = 502, body = Problem, description = "backoffice_refused: the back office refused the keys or could not be reached")))]
 pub(crate) async fn activate(
@@ -95,7 +95,7 @@ pub(crate) async fn activate(
 pub use tessera_wire::admin::OfflineRequestBody;
 
 /// Writes an offline activation request file (text) to take to the back office.
-#[utoipa::path(post, path = "/api/v1/admin/offline-request", tag = "admin", security(("token" = [])), request_body = OfflineRequestBody,
+#[utoipa::path(post, path = "/api/v1/admin/offline-request", tag = "admin", security(("token" = []), ("session" = [])), request_body = OfflineRequestBody,
     responses((status = 200, content_type = "text/plain", body = String, description = "the request file"),
         (status = 500, body = Problem, description = "internal: the request could not be signed; the detail names the id under which it is logged")))]
 pub(crate) async fn offline_request(
@@ -126,7 +126,7 @@ pub(crate) async fn offline_request(
 }
 
 /// Applies the back office's offline response file (the body, as text).
-#[utoipa::path(post, path = "/api/v1/admin/offline-apply", tag = "admin", security(("token" = [])),
+#[utoipa::path(post, path = "/api/v1/admin/offline-apply", tag = "admin", security(("token" = []), ("session" = [])),
     request_body(content = String, content_type = "text/plain", description = "the back office's response file"),
     responses((status = 200, body = crate::openapi::FeatureRecords, description = "applied"),
         (status = 400, body = Problem, description = "unreadable_body (not UTF-8)"),
@@ -175,7 +175,7 @@ pub(crate) async fn offline_apply(
 }
 
 /// Syncs with the back office now: usage report out, renewed bundle in.
-#[utoipa::path(post, path = "/api/v1/admin/sync", tag = "admin", security(("token" = [])),
+#[utoipa::path(post, path = "/api/v1/admin/sync", tag = "admin", security(("token" = []), ("session" = [])),
     responses((status = 200, body = crate::openapi::SyncOutcome, description = "synced; lists features used over the entitlement"),
         (status = 502, body = Problem, description = "backoffice_refused: the back office refused the report or could not be reached")))]
 pub(crate) async fn sync_now(State(s): State<Shared>, admin: Admin) -> Response {

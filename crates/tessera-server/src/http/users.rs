@@ -72,14 +72,12 @@ fn busy() -> Response {
     .into_response()
 }
 
-fn parse_role(name: &str) -> Result<Role, Response> {
-    Role::parse(name).ok_or_else(|| {
-        problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_request",
-            format!("role: `{name}` is not a role; use `admin` (everything) or `read_only` (every view, no change)"),
-        )
-    })
+fn not_a_role(name: &str) -> Response {
+    problem(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_request",
+        format!("role: `{name}` is not a role; use `admin` (everything) or `read_only` (every view, no change)"),
+    )
 }
 
 fn user_view(u: &UserRecord) -> UserView {
@@ -212,7 +210,7 @@ pub(crate) async fn login(
 
 /// Ends the caller's browser session (its cookie is cleared); the session id is refused from then
 /// on.
-#[utoipa::path(post, path = "/api/v1/admin/logout", tag = "access", security(("token" = [])),
+#[utoipa::path(post, path = "/api/v1/admin/logout", tag = "access", security(("token" = []), ("session" = [])),
     responses((status = 204, description = "logged out"),
         (status = 422, body = Problem, description = "not_a_session: the request carries an API token, not a session")))]
 pub(crate) async fn logout(
@@ -387,7 +385,7 @@ async fn make_token(s: &AppState, user: &str, label: &str, expires_days: Option<
 }
 
 /// Lists the users (administrators only).
-#[utoipa::path(get, path = "/api/v1/admin/users", tag = "access", security(("token" = [])),
+#[utoipa::path(get, path = "/api/v1/admin/users", tag = "access", security(("token" = []), ("session" = [])),
     responses((status = 200, body = Vec<UserView>),
         (status = 403, body = Problem, description = "access_denied: users are managed by administrators")))]
 pub(crate) async fn list_users(State(s): State<Shared>, _admin: Admin) -> Response {
@@ -399,7 +397,7 @@ pub(crate) async fn list_users(State(s): State<Shared>, _admin: Admin) -> Respon
 
 /// Creates a user with a role; the first password (given, or made and answered once) must be
 /// changed at the user's first login.
-#[utoipa::path(post, path = "/api/v1/admin/users", tag = "access", security(("token" = [])), request_body = NewUser,
+#[utoipa::path(post, path = "/api/v1/admin/users", tag = "access", security(("token" = []), ("session" = [])), request_body = NewUser,
     responses((status = 201, body = UserCreated),
         (status = 403, body = Problem, description = "access_denied"),
         (status = 409, body = Problem, description = "conflict: the user exists")))]
@@ -412,9 +410,8 @@ pub(crate) async fn create_user(
         Ok(r) => r,
         Err(e) => return json_problem(e),
     };
-    let role = match parse_role(&req.role) {
-        Ok(r) => r,
-        Err(r) => return r,
+    let Some(role) = Role::parse(&req.role) else {
+        return not_a_role(&req.role);
     };
     let made = req.password.is_none().then(kit::random_password);
     let Some(password) = req.password.clone().or_else(|| made.clone()) else {
@@ -458,7 +455,7 @@ async fn other_admins(s: &AppState, name: &str) -> Result<usize, Response> {
 }
 
 /// Deletes a user with their API tokens and sessions. The last administrator cannot be deleted.
-#[utoipa::path(delete, path = "/api/v1/admin/users/{name}", tag = "access", security(("token" = [])),
+#[utoipa::path(delete, path = "/api/v1/admin/users/{name}", tag = "access", security(("token" = []), ("session" = [])),
     params(("name" = String, Path, description = "the user name")),
     responses((status = 204, description = "deleted"),
         (status = 403, body = Problem, description = "access_denied"),
@@ -503,7 +500,7 @@ async fn is_admin(s: &AppState, name: &str) -> bool {
 }
 
 /// Gives a user another role; their browser sessions end. The last administrator keeps the role.
-#[utoipa::path(put, path = "/api/v1/admin/users/{name}/role", tag = "access", security(("token" = [])),
+#[utoipa::path(put, path = "/api/v1/admin/users/{name}/role", tag = "access", security(("token" = []), ("session" = [])),
     params(("name" = String, Path, description = "the user name")), request_body = RoleChange,
     responses((status = 200, body = UserView),
         (status = 403, body = Problem, description = "access_denied"),
@@ -519,9 +516,8 @@ pub(crate) async fn set_role(
         Ok(r) => r,
         Err(e) => return json_problem(e),
     };
-    let role = match parse_role(&req.role) {
-        Ok(r) => r,
-        Err(r) => return r,
+    let Some(role) = Role::parse(&req.role) else {
+        return not_a_role(&req.role);
     };
     if role != Role::Administrator {
         match other_admins(&s, &name).await {
@@ -576,7 +572,7 @@ fn token_info(t: &kit::TokenView) -> TokenInfo {
 
 /// Lists API tokens (never the tokens themselves): an administrator sees every user's, a
 /// read-only user their own.
-#[utoipa::path(get, path = "/api/v1/admin/tokens", tag = "access", security(("token" = [])),
+#[utoipa::path(get, path = "/api/v1/admin/tokens", tag = "access", security(("token" = []), ("session" = [])),
     responses((status = 200, body = Vec<TokenInfo>)))]
 pub(crate) async fn list_tokens(State(s): State<Shared>, viewer: Viewer) -> Response {
     let only = (viewer.role != Role::Administrator).then_some(viewer.user.as_str());
@@ -587,7 +583,7 @@ pub(crate) async fn list_tokens(State(s): State<Shared>, viewer: Viewer) -> Resp
 }
 
 /// Creates an API token (shown once) for the caller, or for another user when `user` is given.
-#[utoipa::path(post, path = "/api/v1/admin/tokens", tag = "access", security(("token" = [])), request_body = NewToken,
+#[utoipa::path(post, path = "/api/v1/admin/tokens", tag = "access", security(("token" = []), ("session" = [])), request_body = NewToken,
     responses((status = 201, body = TokenCreated, description = "the token, shown once"),
         (status = 403, body = Problem, description = "access_denied"),
         (status = 404, body = Problem, description = "not_found: no such user")))]
@@ -617,7 +613,7 @@ pub(crate) async fn create_token(
 
 /// Revokes an API token by its id (as listed; at least 8 hex digits) or by the token itself; it
 /// stops working at once.
-#[utoipa::path(delete, path = "/api/v1/admin/tokens/{id}", tag = "access", security(("token" = [])),
+#[utoipa::path(delete, path = "/api/v1/admin/tokens/{id}", tag = "access", security(("token" = []), ("session" = [])),
     params(("id" = String, Path, description = "the token's id (16 hex digits, as listed) or the token")),
     responses((status = 200, body = TokenInfo),
         (status = 403, body = Problem, description = "access_denied"),
@@ -661,7 +657,7 @@ pub struct AuditQuery {
 /// The audit log, newest first, a page at a time: logins, failed logins, logouts, password, user
 /// and token changes, refused credentials and roles, and every administrative change. Kept
 /// `audit_retention_days` (365) and at most `audit_max_entries` (100000).
-#[utoipa::path(get, path = "/api/v1/admin/audit", tag = "access", security(("token" = [])), params(AuditQuery),
+#[utoipa::path(get, path = "/api/v1/admin/audit", tag = "access", security(("token" = []), ("session" = [])), params(AuditQuery),
     responses((status = 200, body = AuditPage),
         (status = 400, body = Problem, description = "invalid_query")))]
 pub(crate) async fn audit_log(
