@@ -10,6 +10,7 @@ mod commands;
 mod fsutil;
 mod generate;
 mod quickstart;
+mod reservations;
 mod server;
 mod spec;
 

@@ -103,6 +103,9 @@ pub enum ServerCommand {
     /// Offline activation files (for a server that cannot reach the back office).
     #[command(subcommand)]
     Offline(OfflineCommand),
+    /// Reservations: seats set aside for one device or one user, in groups.
+    #[command(subcommand)]
+    Reservations(crate::reservations::ReservationsCommand),
     /// Sync with the back office now: send the usage report, install the renewed licenses.
     Sync {
         /// The running license server.
@@ -383,7 +386,7 @@ pub fn run(cmd: ServerCommand) -> Result<()> {
 }
 
 /// What an admin request sends.
-enum Body {
+pub(crate) enum Body {
     /// A GET.
     None,
     /// A POST without a body.
@@ -407,7 +410,7 @@ impl Body {
 
 /// Calls the running server's admin API; returns the answer's text, or the problem's detail and
 /// code as the error.
-async fn admin_request(
+pub(crate) async fn admin_request(
     server: &str,
     token: &str,
     ca_cert: Option<&std::path::Path>,
@@ -420,7 +423,10 @@ async fn admin_request(
         Body::None => client.get(&url),
         Body::Empty => client.post(&url),
         Body::Json(b) => client.post(&url).json(&b),
-        Body::Text(t) => client.post(&url).body(t),
+        Body::Text(t) => client
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(t),
         Body::Put(b) => client.put(&url).json(&b),
         Body::Delete => client.delete(&url),
     };
@@ -446,7 +452,7 @@ async fn admin_request(
 }
 
 /// Calls the running server's admin API; reads its answer as `T`.
-async fn admin_call<T: DeserializeOwned>(
+pub(crate) async fn admin_call<T: DeserializeOwned>(
     server: &str,
     token: &str,
     ca_cert: Option<&std::path::Path>,
@@ -1096,6 +1102,7 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
             );
             Ok(())
         }
+        ServerCommand::Reservations(cmd) => crate::reservations::run(cmd).await,
         ServerCommand::Token(TokenCommand::Rotate { data }) => {
             let token = tessera_server::rotate_admin_token(&data).await?;
             println!("new admin token: {token}   (shown once; the old one no longer works)");

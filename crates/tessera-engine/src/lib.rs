@@ -54,6 +54,7 @@ use sha2::{Digest, Sha256};
 use tessera_core::capability::{check_session_proof, CapabilityRequest};
 use tessera_core::feature::Feature;
 use tessera_core::policy::{CheckedRequest, RequestError};
+use tessera_core::reservations::{EntryStatus, Reservations};
 use tessera_core::seats::Lease;
 use tessera_core::{Clock, HostId, SigningKey};
 use tessera_store::{AnyStore, EngineState, LeaseChange, LeaseStore, StoreError};
@@ -287,6 +288,7 @@ impl Engine {
             runtime: tokio::runtime::Handle::current(),
             seq: AtomicU64::new(seq),
             after_commit: if cluster { None } else { after_commit },
+            reservations: Mutex::new(Reservations::default()),
         });
         let (jobs, rx) = mpsc::unbounded_channel();
         spawn_writer(inner.clone(), rx)?;
@@ -341,6 +343,28 @@ impl Engine {
     /// Replaces the feature records (after an activation or a renewal), keeping the leases.
     pub async fn reload(&self, records: Vec<Feature>) -> Result<(), StoreError> {
         self.ask(|tx| Job::Reload(records, tx)).await
+    }
+
+    /// Puts `reservations` in force (replacing those before), between two decisions: their seats
+    /// are set aside from the next decision on (see [`tessera_core::reservations`]). Returns every
+    /// entry's status. The caller stores them (they are the administrator's, not the engine's).
+    pub async fn set_reservations(
+        &self,
+        reservations: Reservations,
+    ) -> Result<Vec<EntryStatus>, StoreError> {
+        self.ask(|tx| Job::Reserve(reservations, tx)).await
+    }
+
+    /// The reservations in force.
+    pub fn reservations(&self) -> Reservations {
+        self.inner.reservations()
+    }
+
+    /// Every reservation entry with its status against the records served now.
+    pub fn reservation_statuses(&self) -> Vec<EntryStatus> {
+        let r = self.inner.reservations();
+        let records: Vec<Feature> = self.inner.lock().seats.records().cloned().collect();
+        r.allocate(&records).statuses
     }
 
     /// Returns the seats of expired leases and deletes them from the store (in a cluster, also

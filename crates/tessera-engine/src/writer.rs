@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use tessera_core::capability::{CapabilityResponseClaims, GrantedSeat};
 use tessera_core::feature::Feature;
 use tessera_core::policy::{self, CheckedRequest, SeatChange, SeatPolicy};
+use tessera_core::reservations::{EntryStatus, Reservations};
 use tessera_core::seats::Lease;
 use tessera_core::time::OffsetDateTime;
 use tessera_core::{Clock, HostId, SigningKey};
@@ -39,6 +40,11 @@ pub(crate) enum Job {
     Decide(Box<Pending>),
     Sweep(oneshot::Sender<Result<usize, StoreError>>),
     Reload(Vec<Feature>, oneshot::Sender<Result<(), StoreError>>),
+    /// Puts reservations in force between two decisions; answers every entry's status.
+    Reserve(
+        Reservations,
+        oneshot::Sender<Result<Vec<EntryStatus>, StoreError>>,
+    ),
 }
 
 /// What the writer task remembers between rounds.
@@ -81,6 +87,8 @@ pub(crate) struct Inner {
     pub(crate) seq: AtomicU64,
     /// Told after each commit (single process).
     pub(crate) after_commit: Option<Box<dyn AfterCommit>>,
+    /// The reservations in force, put back in every book made anew.
+    pub(crate) reservations: Mutex<Reservations>,
 }
 
 pub(crate) fn stopped() -> StoreError {
@@ -93,6 +101,22 @@ impl Inner {
     pub(crate) fn lock(&self) -> MutexGuard<'_, Book> {
         // a panic elsewhere cannot leave the book half-changed: decisions do not panic
         self.book.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The reservations in force.
+    pub(crate) fn reservations(&self) -> Reservations {
+        self.reservations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Puts the reservations in force in a book made anew.
+    fn reserve_in(&self, book: &mut Book) {
+        let r = self.reservations();
+        if !r.is_empty() {
+            book.seats.set_reservations(&r);
+        }
     }
 
     /// The engine state change of the next commit (single process), with its sequence number.
@@ -171,6 +195,7 @@ impl Inner {
                             // leases of records this member does not have stay stored: another
                             // member with a newer bundle may hold them
                             *book = Book::from_rows(records, self.secret, leases, consumed, now);
+                            self.reserve_in(&mut book);
                             book.seats.skip_to_count(next);
                             for (p, old) in book.peaks.iter_mut().zip(peaks) {
                                 *p = (*p).max(old);
@@ -265,6 +290,7 @@ impl Inner {
             .apply_lease_changes(&self.instance, changes)
             .await?;
         self.committed();
+        self.reserve_in(&mut fresh);
         let mut book = self.lock();
         let peaks = std::mem::take(&mut book.peaks);
         *book = fresh;
@@ -368,12 +394,18 @@ impl Inner {
                 }
                 let _ = reply.send(r);
             }
+            Job::Reserve(r, reply) => {
+                let statuses = self.lock().seats.set_reservations(&r);
+                *self.reservations.lock().unwrap_or_else(|e| e.into_inner()) = r;
+                let _ = reply.send(Ok(statuses));
+            }
             Job::Reload(records, reply) => {
                 let r = if self.node.is_some() {
                     {
                         let mut book = self.lock();
                         let next = book.seats.next_count();
                         *book = Book::empty(records, self.secret);
+                        self.reserve_in(&mut book);
                         book.seats.skip_to_count(next);
                     }
                     st.since = None;

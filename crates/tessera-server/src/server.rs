@@ -168,6 +168,10 @@ pub struct Server {
     pub clock: Arc<dyn Clock>,
     /// The license bundle served (to notice one another cluster member installed).
     pub(crate) installed: tokio::sync::Mutex<Option<String>>,
+    /// The seat policy documents in force (reservations).
+    pub(crate) policy: tokio::sync::Mutex<crate::seat_policy::PolicyState>,
+    /// Held while the seat policy is read or changed, so edits happen one at a time.
+    pub(crate) policy_edit: tokio::sync::Mutex<()>,
     /// Keeps other server processes off this data directory and database while this one runs.
     _lock: (fs::File, tessera_store::ExclusiveGuard),
 }
@@ -288,7 +292,7 @@ async fn open_as(data: &Path, clock: Arc<dyn Clock>, rebind: bool) -> Result<Ser
         e => ServerError::EditedStorage(e.to_string()),
     })?;
     apply_borrow_policy(&engine, &config, license.as_deref(), &producer, &host, now);
-    Ok(Server {
+    let server = Server {
         config,
         store,
         engine,
@@ -299,8 +303,13 @@ async fn open_as(data: &Path, clock: Arc<dyn Clock>, rebind: bool) -> Result<Ser
         data,
         clock,
         installed: tokio::sync::Mutex::new(license),
+        policy: tokio::sync::Mutex::new(crate::seat_policy::PolicyState::default()),
+        policy_edit: tokio::sync::Mutex::new(()),
         _lock: (lock_file, guard),
-    })
+    };
+    // the administrator's reservations, in force before the first decision
+    server.refresh_policy().await?;
+    Ok(server)
 }
 
 /// Serves on a bound listener until `shutdown`, within the limits of the configuration

@@ -102,6 +102,16 @@ fn background(server: &Arc<Server>) -> (tokio::task::JoinHandle<()>, tokio::task
                 tracing::warn!(error = %e, "lease sweep failed; will try again");
             }
             if sweeper.engine.clustered() {
+                // another member may have changed the reservations
+                match sweeper.refresh_policy().await {
+                    Ok(true) => {
+                        tracing::info!("serving the reservations another cluster member stored")
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not check for changed reservations")
+                    }
+                }
                 match sweeper.refresh_from_store().await {
                     Ok(true) => tracing::info!(
                         "serving the license bundle another cluster member installed"

@@ -47,6 +47,7 @@ pub mod meta;
 mod migrate;
 pub mod outbox;
 pub mod postgres;
+pub mod seat_policy;
 pub mod server_state;
 pub mod sqlite;
 pub mod sqlite_writer;
@@ -65,6 +66,7 @@ pub use licenses::{IssuedLicense, LicenseStore, Page};
 pub use meta::MetaStore;
 pub use outbox::{NewOutboxMessage, OutboxFilter, OutboxKind, OutboxMessage, OutboxStore};
 pub use postgres::PgStore;
+pub use seat_policy::{PolicyDocument, PolicyKind, SeatPolicyStore};
 pub use server_state::{ServerState, ServerStateStore};
 pub use sqlite::{sqlite_url_for_data_dir, SqliteStore};
 pub use sqlite_writer::SqliteLeaseWriter;
@@ -81,6 +83,7 @@ pub trait Store:
     + AuditStore
     + LeaseStore
     + ServerStateStore
+    + SeatPolicyStore
     + OutboxStore
     + Clone
     + Send
@@ -99,6 +102,7 @@ impl<T> Store for T where
         + AuditStore
         + LeaseStore
         + ServerStateStore
+        + SeatPolicyStore
         + OutboxStore
         + Clone
         + Send

@@ -297,3 +297,113 @@ mod tests {
         assert_eq!(k, KeyCount::new("K", 2));
     }
 }
+
+/// The reservation groups, as imported, exported and stored (the core's document type).
+pub use tessera_core::reservations::Reservations;
+
+/// The reservations view: the groups in force, and each entry with whether the server holds the
+/// seats it reserves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReservationsView {
+    /// The groups in force, in order (the export document's `groups`).
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<ReservationGroupDoc>))]
+    pub groups: Vec<tessera_core::reservations::ReservationGroup>,
+    /// Every entry, in order, with its status.
+    pub entries: Vec<ReservationStatus>,
+    /// Reservations stored that could not be read (the store was edited by hand), and why: the
+    /// server serves without them until they are added again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
+}
+
+/// One reservation entry with its status (a row of the reservations view).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReservationStatus {
+    /// The group.
+    pub group: String,
+    /// Who: a device's host id or `user=NAME` (normalised).
+    pub holder: String,
+    /// The holder's id type: `user`, or the device id's kind (`ethernet`, `machine_id`, …).
+    pub id_type: String,
+    /// The feature.
+    pub feature: String,
+    /// The lowest version that serves it.
+    pub version: String,
+    /// Seats reserved.
+    pub count: u32,
+    /// Whether the server holds them, set aside for the holder.
+    pub satisfied: bool,
+    /// Why not, when not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl From<tessera_core::reservations::EntryStatus> for ReservationStatus {
+    fn from(e: tessera_core::reservations::EntryStatus) -> Self {
+        let id_type = e.id_type().to_string();
+        let (satisfied, reason) = match e.status {
+            tessera_core::reservations::Satisfied::Yes => (true, None),
+            tessera_core::reservations::Satisfied::No { reason } => (false, Some(reason)),
+        };
+        ReservationStatus {
+            group: e.group,
+            holder: e.holder,
+            id_type,
+            feature: e.feature,
+            version: e.version,
+            count: e.count,
+            satisfied,
+            reason,
+        }
+    }
+}
+
+/// A reservation group (`tessera_core::reservations::ReservationGroup`): its OpenAPI schema.
+#[cfg(feature = "openapi")]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ReservationGroup)]
+pub struct ReservationGroupDoc {
+    /// The group's name (unique, 1 to 128 characters).
+    pub name: String,
+    /// Its reservations.
+    pub reservations: Vec<ReservationDoc>,
+}
+
+/// A reservation: seats set aside for one device or one user.
+#[cfg(feature = "openapi")]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Reservation)]
+pub struct ReservationDoc {
+    /// A device's host id (`KIND=VALUE`) or a user (`user=NAME`).
+    pub holder: String,
+    /// What is reserved.
+    pub entries: Vec<ReservationEntryDoc>,
+}
+
+/// A feature's seats reserved.
+#[cfg(feature = "openapi")]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ReservationEntry)]
+pub struct ReservationEntryDoc {
+    /// The feature.
+    pub feature: String,
+    /// The lowest version that serves it (`a.b`).
+    pub version: String,
+    /// Seats (at least 1).
+    pub count: u32,
+}
+
+/// The reservations document (import and export): its OpenAPI schema.
+#[cfg(feature = "openapi")]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Reservations)]
+pub struct ReservationsDoc {
+    /// The groups, in order (earlier entries are set aside first).
+    pub groups: Vec<ReservationGroupDoc>,
+}

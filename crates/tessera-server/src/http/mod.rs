@@ -25,6 +25,7 @@ pub mod access;
 pub mod admin;
 pub mod capability;
 pub mod ops;
+pub mod reservations;
 pub mod users;
 
 /// Serving with the server's scheduled work, as before the split: see [`crate::serve_on`].
@@ -131,6 +132,13 @@ fn operations() -> OpenApiRouter<Shared> {
         .routes(routes!(users::list_tokens, users::create_token))
         .routes(routes!(users::revoke_token))
         .routes(routes!(users::audit_log))
+        .routes(routes!(
+            reservations::list,
+            reservations::add,
+            reservations::clear
+        ))
+        .routes(routes!(reservations::delete_group))
+        .routes(routes!(reservations::export))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi_json))
 }
