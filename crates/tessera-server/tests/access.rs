@@ -704,3 +704,69 @@ async fn an_operator_sets_a_password_with_the_data_directory() {
     let log = audit_actions(&server.url, &data.token).await;
     assert!(has(&log, "operator", "password_set"), "{log:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reservations_are_read_by_any_user_and_changed_by_administrators_with_an_audit() {
+    let (_dir, data, server) = setup("", None).await;
+    let url = server.url.clone();
+    let admin = Auth::Token(&data.token);
+    let a = call(
+        &url,
+        Method::POST,
+        "/api/v1/admin/users",
+        admin,
+        Some(json!({"name": "viewer", "role": "read_only"})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    let a = call(
+        &url,
+        Method::POST,
+        "/api/v1/admin/tokens",
+        admin,
+        Some(json!({"user": "viewer", "name": "script"})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    let viewer = a.body["token"].as_str().unwrap().to_string();
+    for path in [
+        "/api/v1/admin/reservations",
+        "/api/v1/admin/reservations/export",
+    ] {
+        let a = call(&url, Method::GET, path, Auth::Token(&viewer), None).await;
+        assert_eq!(a.status, StatusCode::OK, "{path}: {}", a.body);
+    }
+    for (method, path) in [
+        (Method::POST, "/api/v1/admin/reservations"),
+        (Method::DELETE, "/api/v1/admin/reservations"),
+        (Method::DELETE, "/api/v1/admin/reservations/g1"),
+    ] {
+        let a = call(
+            &url,
+            method,
+            path,
+            Auth::Token(&viewer),
+            Some(json!({"groups": []})),
+        )
+        .await;
+        assert_eq!(a.body["code"], "access_denied", "{path}: {}", a.body);
+    }
+    let a = call(
+        &url,
+        Method::DELETE,
+        "/api/v1/admin/reservations",
+        admin,
+        None,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let log = audit_actions(&url, &data.token).await;
+    assert!(has(&log, "admin", "reservations_clear"), "{log:#?}");
+    assert_eq!(
+        log.iter()
+            .filter(|(a, b, _)| a == "viewer" && b == "access_denied")
+            .count(),
+        3,
+        "{log:#?}"
+    );
+}
