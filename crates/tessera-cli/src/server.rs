@@ -9,8 +9,9 @@ use serde::de::DeserializeOwned;
 use tessera_host::SystemClock;
 use tessera_server::http;
 use tessera_wire::admin::{
-    ActivateRequest, FeatureRecords, KeyCount, OfflineRequestBody, Status, SyncOutcome,
-    UsageEventKind, UsageEventQuery, UsageEvents,
+    ActivateRequest, AuditPage, FeatureRecords, KeyCount, NewToken, NewUser, OfflineRequestBody,
+    PasswordChange, RoleChange, Status, SyncOutcome, TokenCreated, TokenInfo, TokenLogin,
+    UsageEventKind, UsageEventQuery, UsageEvents, UserCreated, UserView,
 };
 use tessera_wire::ErrorAnswer;
 
@@ -85,9 +86,10 @@ pub enum ServerCommand {
             env = "TESSERA_SERVER_URL"
         )]
         server: String,
-        /// The admin token printed by `init`.
+        /// An API token (the admin token printed by `init`, or one of `tokens create`); default:
+        /// the one `tessera server login` saved for this server.
         #[arg(long, env = "TESSERA_SERVER_TOKEN")]
-        token: String,
+        token: Option<String>,
         /// Also trust the certificate authorities in this PEM file for HTTPS (a private CA).
         #[arg(long, env = "TESSERA_CA_CERT")]
         ca_cert: Option<PathBuf>,
@@ -116,12 +118,77 @@ pub enum ServerCommand {
             env = "TESSERA_SERVER_URL"
         )]
         server: String,
-        /// The admin token printed by `init`.
+        /// An API token (the admin token printed by `init`, or one of `tokens create`); default:
+        /// the one `tessera server login` saved for this server.
         #[arg(long, env = "TESSERA_SERVER_TOKEN")]
-        token: String,
+        token: Option<String>,
         /// Also trust the certificate authorities in this PEM file for HTTPS (a private CA).
         #[arg(long, env = "TESSERA_CA_CERT")]
         ca_cert: Option<PathBuf>,
+    },
+    /// Log in with a user name and password: an API token acting as the user (with the user's
+    /// role) is saved, private to you, under your configuration directory
+    /// (`$XDG_CONFIG_HOME/tessera/server-tokens.json`, or `~/.config/…`; `TESSERA_CONFIG_DIR`
+    /// overrides), and used by later commands to this server when no --token is given.
+    Login {
+        #[command(flatten)]
+        at: At,
+        /// The user name.
+        #[arg(long, default_value = "admin")]
+        user: String,
+        /// Read the password from standard input (one line) instead of asking.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Days until the saved token stops working (default: never; revoke it with `tokens revoke`).
+        #[arg(long)]
+        expires_days: Option<u32>,
+    },
+    /// Forget the token `login` saved for this server (revoke it with `tokens revoke` to end it).
+    Logout {
+        #[command(flatten)]
+        at: At,
+    },
+    /// Change a password. Online (the default): with the user's current password, as at the first
+    /// login, whose printed password must be changed. Offline with --data: set it with the data
+    /// directory alone (the way back in when the password is lost, and how a server made before
+    /// logins gives `admin` one); the user's sessions end, tokens are kept.
+    Passwd {
+        #[command(flatten)]
+        at: At,
+        /// The user whose password changes.
+        #[arg(long, default_value = "admin")]
+        user: String,
+        /// Offline: the server's data directory.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Read the passwords from standard input: the current one, then the new one (one a
+        /// line; the new one only with --data).
+        #[arg(long)]
+        password_stdin: bool,
+        /// With --data: the user must change it at the next login.
+        #[arg(long, requires = "data")]
+        must_change: bool,
+    },
+    /// The license server's users and their roles (`admin`: everything; `read_only`: every
+    /// view, no change). Administrators only.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// API tokens for scripts: create (shown once), list, revoke.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+    /// The audit log, newest first: logins, failures, changes (times in UTC).
+    Audit {
+        #[command(flatten)]
+        at: At,
+        /// Entries to show (1 to 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Only entries older than this id (the id the previous page ended before).
+        #[arg(long)]
+        before: Option<i64>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Show the features, their use and the leases held.
     Status {
@@ -132,9 +199,10 @@ pub enum ServerCommand {
             env = "TESSERA_SERVER_URL"
         )]
         server: String,
-        /// The admin token printed by `init`.
+        /// An API token (the admin token printed by `init`, or one of `tokens create`); default:
+        /// the one `tessera server login` saved for this server.
         #[arg(long, env = "TESSERA_SERVER_TOKEN")]
-        token: String,
+        token: Option<String>,
         /// Also trust the certificate authorities in this PEM file for HTTPS (a private CA).
         #[arg(long, env = "TESSERA_CA_CERT")]
         ca_cert: Option<PathBuf>,
@@ -177,6 +245,101 @@ pub enum ServerCommand {
     },
 }
 
+/// Which running server, and how to prove who you are.
+#[derive(Debug, clap::Args)]
+pub struct At {
+    /// The running license server.
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:7070",
+        env = "TESSERA_SERVER_URL"
+    )]
+    server: String,
+    /// An API token; default: the one `tessera server login` saved for this server.
+    #[arg(long, env = "TESSERA_SERVER_TOKEN")]
+    token: Option<String>,
+    /// Also trust the certificate authorities in this PEM file for HTTPS (a private CA).
+    #[arg(long, env = "TESSERA_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// List the users.
+    List {
+        #[command(flatten)]
+        at: At,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a user; a random first password is printed once (to be changed at the first login).
+    Add {
+        #[command(flatten)]
+        at: At,
+        /// The user name.
+        name: String,
+        /// `admin` or `read_only`.
+        #[arg(long, default_value = "read_only")]
+        role: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a user with their tokens and sessions.
+    Delete {
+        #[command(flatten)]
+        at: At,
+        /// The user name.
+        name: String,
+    },
+    /// Give a user another role (their sessions end).
+    Role {
+        #[command(flatten)]
+        at: At,
+        /// The user name.
+        name: String,
+        /// `admin` or `read_only`.
+        role: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create an API token (printed once).
+    Create {
+        #[command(flatten)]
+        at: At,
+        /// A label.
+        #[arg(long, default_value = "api")]
+        name: String,
+        /// The user it acts as (default: you).
+        #[arg(long)]
+        user: Option<String>,
+        /// Days until it stops working (default: never).
+        #[arg(long)]
+        expires_days: Option<u32>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List API tokens (never the tokens themselves).
+    List {
+        #[command(flatten)]
+        at: At,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an API token by its id (as listed) or the token itself.
+    Revoke {
+        #[command(flatten)]
+        at: At,
+        /// The id or the token.
+        id: String,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Replace the admin token with a new one, printed once. The old token stops working at once,
@@ -200,9 +363,10 @@ pub enum OfflineCommand {
             env = "TESSERA_SERVER_URL"
         )]
         server: String,
-        /// The admin token printed by `init`.
+        /// An API token (the admin token printed by `init`, or one of `tokens create`); default:
+        /// the one `tessera server login` saved for this server.
         #[arg(long, env = "TESSERA_SERVER_TOKEN")]
-        token: String,
+        token: Option<String>,
         /// Also trust the certificate authorities in this PEM file for HTTPS (a private CA).
         #[arg(long, env = "TESSERA_CA_CERT")]
         ca_cert: Option<PathBuf>,
@@ -222,9 +386,10 @@ pub enum OfflineCommand {
             env = "TESSERA_SERVER_URL"
         )]
         server: String,
-        /// The admin token printed by `init`.
+        /// An API token (the admin token printed by `init`, or one of `tokens create`); default:
+        /// the one `tessera server login` saved for this server.
         #[arg(long, env = "TESSERA_SERVER_TOKEN")]
-        token: String,
+        token: Option<String>,
         /// Also trust the certificate authorities in this PEM file for HTTPS (a private CA).
         #[arg(long, env = "TESSERA_CA_CERT")]
         ca_cert: Option<PathBuf>,
@@ -268,10 +433,10 @@ pub(crate) enum Body {
     Json(serde_json::Value),
     /// A POST of a text document.
     Text(String),
+    /// A PUT of JSON.
+    Put(serde_json::Value),
     /// A DELETE.
     Delete,
-    /// A PUT of a wire type as JSON.
-    Put(serde_json::Value),
 }
 
 impl Body {
@@ -301,11 +466,15 @@ pub(crate) async fn admin_request(
             .post(&url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(t),
-        Body::Delete => client.delete(&url),
         Body::Put(b) => client.put(&url).json(&b),
+        Body::Delete => client.delete(&url),
+    };
+    let req = if token.is_empty() {
+        req
+    } else {
+        req.bearer_auth(token)
     };
     let resp = req
-        .bearer_auth(token)
         .send()
         .await
         .with_context(|| format!("cannot reach the license server at {server}"))?;
@@ -340,8 +509,451 @@ fn parse_answer<T: DeserializeOwned>(path: &str, text: &str) -> Result<T> {
     })
 }
 
+/// Where `login` keeps the tokens it saved: `TESSERA_CONFIG_DIR`, else
+/// `$XDG_CONFIG_HOME/tessera`, else `~/.config/tessera`.
+fn saved_tokens_path() -> Result<PathBuf> {
+    let non_empty = |v: &str| {
+        std::env::var_os(v)
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+    };
+    let dir = non_empty("TESSERA_CONFIG_DIR")
+        .or_else(|| non_empty("XDG_CONFIG_HOME").map(|d| d.join("tessera")))
+        .or_else(|| non_empty("HOME").map(|d| d.join(".config/tessera")))
+        .ok_or_else(|| anyhow!("no configuration directory: set HOME, XDG_CONFIG_HOME or TESSERA_CONFIG_DIR, or pass --token"))?;
+    Ok(dir.join("server-tokens.json"))
+}
+
+fn saved_tokens() -> Result<std::collections::BTreeMap<String, String>> {
+    let path = saved_tokens_path()?;
+    match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a saved-token file: remove it and `tessera server login` again",
+                path.display()
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Default::default()),
+        Err(e) => Err(anyhow!("cannot read {}: {e}", path.display())),
+    }
+}
+
+fn save_tokens(tokens: &std::collections::BTreeMap<String, String>) -> Result<PathBuf> {
+    let path = saved_tokens_path()?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    crate::fsutil::write_atomic(
+        &path,
+        serde_json::to_string_pretty(tokens)?.as_bytes(),
+        0o600,
+    )?;
+    Ok(path)
+}
+
+fn server_key(server: &str) -> String {
+    server.trim_end_matches('/').to_string()
+}
+
+/// The token given, else the one `login` saved for `server`.
+fn token_for(server: &str, token: Option<String>) -> Result<String> {
+    if let Some(t) = token.filter(|t| !t.trim().is_empty()) {
+        return Ok(t);
+    }
+    saved_tokens()?.remove(&server_key(server)).ok_or_else(|| {
+        anyhow!("no credentials for {server}: pass --token (the admin token printed by `tessera server init`), or `tessera server login --server {server}` first")
+    })
+}
+
+/// A password: a line of standard input with `from_stdin`, else asked on the terminal (not
+/// echoed where `stty` can turn echo off).
+fn read_password(prompt: &str, from_stdin: bool) -> Result<String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    let interactive = !from_stdin && stdin.is_terminal();
+    if interactive {
+        eprint!("{prompt}: ");
+        let _ = std::io::stderr().flush();
+        let _ = std::process::Command::new("stty")
+            .arg("-echo")
+            .stdin(std::process::Stdio::inherit())
+            .status();
+    }
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    if interactive {
+        let _ = std::process::Command::new("stty")
+            .arg("echo")
+            .stdin(std::process::Stdio::inherit())
+            .status();
+        eprintln!();
+    }
+    read.context("cannot read the password")?;
+    let password = line.trim_end_matches(['\r', '\n']).to_string();
+    if password.is_empty() {
+        bail!(
+            "no password given ({})",
+            if from_stdin {
+                "standard input was empty"
+            } else {
+                "type it, or use --password-stdin"
+            }
+        );
+    }
+    Ok(password)
+}
+
+/// A table: a header row and rows, columns padded to their widest cell.
+fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let text: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", text.join("  ").trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        line(r.clone());
+    }
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+async fn run_access(cmd: ServerCommand) -> Result<()> {
+    match cmd {
+        ServerCommand::Login {
+            at,
+            user,
+            password_stdin,
+            expires_days,
+        } => {
+            let password = read_password(&format!("password of {user}"), password_stdin)?;
+            let host = std::process::Command::new("hostname")
+                .output()
+                .ok()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "this machine".into());
+            let body = Body::json(&TokenLogin {
+                user: user.clone(),
+                password,
+                name: Some(format!("cli login on {host}")),
+                expires_days,
+            })?;
+            let made: TokenCreated = admin_call(
+                &at.server,
+                "",
+                at.ca_cert.as_deref(),
+                "/api/v1/admin/login/token",
+                body,
+            )
+            .await?;
+            let mut tokens = saved_tokens()?;
+            tokens.insert(server_key(&at.server), made.token);
+            let path = save_tokens(&tokens)?;
+            println!(
+                "logged in to {} as {user}; token {} saved in {} (used when no --token is given)",
+                at.server,
+                made.id,
+                path.display()
+            );
+            Ok(())
+        }
+        ServerCommand::Logout { at } => {
+            let mut tokens = saved_tokens()?;
+            if tokens.remove(&server_key(&at.server)).is_some() {
+                save_tokens(&tokens)?;
+                println!("forgot the token saved for {} (it still works until revoked: `tessera server tokens revoke`)", at.server);
+            } else {
+                println!("no token was saved for {}", at.server);
+            }
+            Ok(())
+        }
+        ServerCommand::Passwd {
+            at,
+            user,
+            data,
+            password_stdin,
+            must_change,
+        } => {
+            if let Some(data) = data {
+                let new = read_password(&format!("new password of {user}"), password_stdin)?;
+                tessera_server::set_user_password(&data, &user, &new, must_change).await?;
+                println!(
+                    "the password of {user} is set{}",
+                    if must_change {
+                        "; it must be changed at the next login"
+                    } else {
+                        ""
+                    }
+                );
+                return Ok(());
+            }
+            let current = read_password(&format!("current password of {user}"), password_stdin)?;
+            let new = read_password(&format!("new password of {user}"), password_stdin)?;
+            admin_request(
+                &at.server,
+                "",
+                at.ca_cert.as_deref(),
+                "/api/v1/admin/password",
+                Body::json(&PasswordChange {
+                    user: user.clone(),
+                    current_password: current,
+                    new_password: new,
+                })?,
+            )
+            .await?;
+            println!("the password of {user} is changed; log in again");
+            Ok(())
+        }
+        ServerCommand::Users(cmd) => users(cmd).await,
+        ServerCommand::Tokens(cmd) => tokens(cmd).await,
+        ServerCommand::Audit {
+            at,
+            limit,
+            before,
+            json,
+        } => {
+            let mut path = format!("/api/v1/admin/audit?limit={limit}");
+            if let Some(b) = before {
+                path.push_str(&format!("&before={b}"));
+            }
+            let page: AuditPage = admin_call(
+                &at.server,
+                &token_for(&at.server, at.token)?,
+                at.ca_cert.as_deref(),
+                &path,
+                Body::None,
+            )
+            .await?;
+            if json {
+                return print_json(&page);
+            }
+            let rows: Vec<Vec<String>> = page
+                .entries
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.id.to_string(),
+                        e.at.clone(),
+                        e.actor.clone(),
+                        e.action.clone(),
+                        e.address.clone().unwrap_or_else(|| "-".into()),
+                        e.detail.clone(),
+                    ]
+                })
+                .collect();
+            print_table(
+                &["ID", "AT (UTC)", "ACTOR", "ACTION", "ADDRESS", "DETAIL"],
+                &rows,
+            );
+            if let Some(b) = page.next_before {
+                println!("(older entries: --before {b})");
+            }
+            Ok(())
+        }
+        _ => Err(anyhow!("not an access command")),
+    }
+}
+
+async fn users(cmd: UsersCommand) -> Result<()> {
+    match cmd {
+        UsersCommand::List { at, json } => {
+            let list: Vec<UserView> = admin_call(
+                &at.server,
+                &token_for(&at.server, at.token)?,
+                at.ca_cert.as_deref(),
+                "/api/v1/admin/users",
+                Body::None,
+            )
+            .await?;
+            if json {
+                return print_json(&list);
+            }
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|u| {
+                    vec![
+                        u.name.clone(),
+                        u.role.clone(),
+                        if !u.has_password {
+                            "none (tokens only)".into()
+                        } else if u.must_change_password {
+                            "must be changed".into()
+                        } else {
+                            "set".into()
+                        },
+                        u.created_at.clone(),
+                    ]
+                })
+                .collect();
+            print_table(&["USER", "ROLE", "PASSWORD", "CREATED (UTC)"], &rows);
+            Ok(())
+        }
+        UsersCommand::Add {
+            at,
+            name,
+            role,
+            json,
+        } => {
+            let made: UserCreated = admin_call(
+                &at.server,
+                &token_for(&at.server, at.token)?,
+                at.ca_cert.as_deref(),
+                "/api/v1/admin/users",
+                Body::json(&NewUser {
+                    name,
+                    role,
+                    password: None,
+                })?,
+            )
+            .await?;
+            if json {
+                return print_json(&made);
+            }
+            println!(
+                "user {} ({}) created; first password (shown once, to be changed at the first login): {}",
+                made.user.name,
+                made.user.role,
+                made.password.unwrap_or_default()
+            );
+            Ok(())
+        }
+        UsersCommand::Delete { at, name } => {
+            admin_request(
+                &at.server,
+                &token_for(&at.server, at.token)?,
+                at.ca_cert.as_deref(),
+                &format!("/api/v1/admin/users/{}", path_segment(&name)),
+                Body::Delete,
+            )
+            .await?;
+            println!("user {name} deleted, with their tokens and sessions");
+            Ok(())
+        }
+        UsersCommand::Role { at, name, role } => {
+            let u: UserView = admin_call(
+                &at.server,
+                &token_for(&at.server, at.token)?,
+                at.ca_cert.as_deref(),
+                &format!("/api/v1/admin/users/{}/role", path_segment(&name)),
+                Body::Put(serde_json::to_value(RoleChange { role })?),
+            )
+            .await?;
+            println!("user {} now has the role {}", u.name, u.role);
+            Ok(())
+        }
+    }
+}
+
+/// `text` for one path segment (percent-encoded but for unreserved characters).
+fn path_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+async fn tokens(cmd: TokensCommand) -> Result<()> {
+    match cmd {
+        TokensCommand::Create {
+            at,
+            name,
+            user,
+            expires_days,
+            json,
+        } => {
+            let made: TokenCreated = admin_call(
+                &at.server,
+                &token_for(&at.server, at.token)?,
+                at.ca_cert.as_deref(),
+                "/api/v1/admin/tokens",
+                Body::json(&NewToken {
+                    name: Some(name),
+                    expires_days,
+                    user,
+                })?,
+            )
+            .await?;
+            if json {
+                return print_json(&made);
+            }
+            println!(
+                "API token for {} (id {}; shown once): {}",
+                made.user, made.id, made.token
+            );
+            Ok(())
+        }
+        TokensCommand::List { at, json } => {
+            let list: Vec<TokenInfo> = admin_call(
+                &at.server,
+                &token_for(&at.server, at.token)?,
+                at.ca_cert.as_deref(),
+                "/api/v1/admin/tokens",
+                Body::None,
+            )
+            .await?;
+            if json {
+                return print_json(&list);
+            }
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.id.clone(),
+                        t.name.clone(),
+                        t.user.clone(),
+                        t.state.clone(),
+                        t.created_at.clone(),
+                        t.expires_at.clone().unwrap_or_else(|| "never".into()),
+                    ]
+                })
+                .collect();
+            print_table(
+                &["ID", "NAME", "USER", "STATE", "CREATED (UTC)", "EXPIRES"],
+                &rows,
+            );
+            Ok(())
+        }
+        TokensCommand::Revoke { at, id } => {
+            let t: TokenInfo = admin_call(
+                &at.server,
+                &token_for(&at.server, at.token)?,
+                at.ca_cert.as_deref(),
+                &format!("/api/v1/admin/tokens/{}", path_segment(&id)),
+                Body::Delete,
+            )
+            .await?;
+            println!("token {} ({}) of {} is {}", t.id, t.name, t.user, t.state);
+            Ok(())
+        }
+    }
+}
+
 async fn run_async(cmd: ServerCommand) -> Result<()> {
     match cmd {
+        cmd @ (ServerCommand::Login { .. }
+        | ServerCommand::Logout { .. }
+        | ServerCommand::Passwd { .. }
+        | ServerCommand::Users(_)
+        | ServerCommand::Tokens(_)
+        | ServerCommand::Audit { .. }) => run_access(cmd).await,
         ServerCommand::Init {
             data,
             producer_key,
@@ -350,11 +962,16 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
         } => {
             let pem = std::fs::read_to_string(&producer_key)
                 .with_context(|| format!("cannot read {}", producer_key.display()))?;
-            let token =
+            let made =
                 tessera_server::init(&data, &pem, database.as_deref(), hostid.as_deref()).await?;
             println!("License server created in {}", data.display());
             println!(
-                "  admin token: {token}   (shown once; used by `tessera server activate|status`)"
+                "  admin token: {}   (shown once; used by `tessera server activate|status`)",
+                made.token
+            );
+            println!(
+                "  admin password: {}   (user admin; shown once; must be changed at the first login: `tessera server passwd`)",
+                made.password
             );
             println!(
                 "Start it with: tessera server serve --data {}",
@@ -544,7 +1161,7 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
             };
             let v: FeatureRecords = admin_call(
                 &server,
-                &token,
+                &token_for(&server, token)?,
                 ca_cert.as_deref(),
                 "/api/v1/admin/activate",
                 Body::json(&request)?,
@@ -568,7 +1185,7 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
             })?;
             let text = admin_request(
                 &server,
-                &token,
+                &token_for(&server, token)?,
                 ca_cert.as_deref(),
                 "/api/v1/admin/offline-request",
                 body,
@@ -591,7 +1208,7 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
                 .with_context(|| format!("cannot read {}", response.display()))?;
             let answer = admin_request(
                 &server,
-                &token,
+                &token_for(&server, token)?,
                 ca_cert.as_deref(),
                 "/api/v1/admin/offline-apply",
                 Body::Text(text),
@@ -611,7 +1228,7 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
         } => {
             let v: SyncOutcome = admin_call(
                 &server,
-                &token,
+                &token_for(&server, token)?,
                 ca_cert.as_deref(),
                 "/api/v1/admin/sync",
                 Body::Empty,
@@ -636,7 +1253,7 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
         } => {
             let v: Status = admin_call(
                 &server,
-                &token,
+                &token_for(&server, token)?,
                 ca_cert.as_deref(),
                 "/api/v1/admin/status",
                 Body::None,

@@ -291,7 +291,9 @@ async fn start_server(
     producer_pem: &str,
     hostid: &str,
 ) -> Result<(String, tokio::sync::oneshot::Sender<()>), BoxError> {
-    let token = daemon::init(data, producer_pem, None, Some(hostid)).await?;
+    let token = daemon::init(data, producer_pem, None, Some(hostid))
+        .await?
+        .token;
     std::fs::write(data.join("admin.token"), &token)?;
     let cfg = std::fs::read_to_string(data.join("server.toml"))?;
     std::fs::write(

@@ -9,9 +9,9 @@
 //!   is an [`AnyStore`]; [`SqliteStore`] and [`PgStore`] can also be opened directly.
 //! * One trait per concern: [`MetaStore`], [`KeyStore`], [`LicenseStore`],
 //!   [`ActivationKeyStore`], [`AuthStore`] (users, API tokens, browser sessions of both services),
-//!   [`LeaseStore`], [`ServerStateStore`] and [`UsageEventStore`] (a seat engine's leases, a
-//!   license server's own state, and the denials and overdraft use it recorded, per
-//!   [`InstanceId`]), …;
+//!   [`AuditStore`] (the license server's audit log), [`LeaseStore`], [`ServerStateStore`] and
+//!   [`UsageEventStore`] (a seat engine's leases, a license server's own state, and the denials and
+//!   overdraft use it recorded, per [`InstanceId`]), …;
 //!   [`Store`] is all of them. Services take `S: Store`.
 //! * Times are [`time::OffsetDateTime`] stored as whole unix seconds (sub-second parts are
 //!   dropped), so both backends hold exactly the same values.
@@ -34,6 +34,7 @@
 use std::fmt;
 
 pub mod activation_keys;
+pub mod audit;
 pub mod auth;
 pub mod backoffice;
 pub mod claim;
@@ -55,6 +56,7 @@ pub mod testing;
 pub mod usage_events;
 
 pub use activation_keys::{ActivationKeyRecord, ActivationKeyStore, NewActivationKey};
+pub use audit::{AuditEntry, AuditStore, NewAuditEntry};
 pub use auth::{AuthStore, SessionRecord, TokenRecord, UserRecord};
 pub use backoffice::BackOfficeStore;
 pub use claim::{advisory_key, ClaimMode, ClaimStatus, ExclusiveGuard, CLAIM_CHECK_INTERVAL};
@@ -82,6 +84,7 @@ pub trait Store:
     + ActivationKeyStore
     + BackOfficeStore
     + AuthStore
+    + AuditStore
     + LeaseStore
     + ServerStateStore
     + UsageEventStore
@@ -101,6 +104,7 @@ impl<T> Store for T where
         + ActivationKeyStore
         + BackOfficeStore
         + AuthStore
+        + AuditStore
         + LeaseStore
         + ServerStateStore
         + UsageEventStore

@@ -171,6 +171,202 @@ pub struct UsageEvents {
     pub events: Vec<UsageEvent>,
 }
 
+/// A user's role on the license server: `admin` (everything) or `read_only` (every view, no
+/// change).
+pub type RoleName = String;
+
+/// A login: a user name and password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// The user name.
+    pub user: String,
+    /// The password.
+    pub password: String,
+}
+
+/// A login that succeeded: the session cookie is set; send `csrf_token` in `X-CSRF-Token` with
+/// every request that changes something.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LoginAnswer {
+    /// The user logged in.
+    pub user: String,
+    /// The user's role (`admin` or `read_only`).
+    pub role: RoleName,
+    /// The session's CSRF token, for `X-CSRF-Token`.
+    pub csrf_token: String,
+    /// Whether the password must be changed before anything else (`POST /api/v1/admin/password`):
+    /// until then the session may only change the password or log out.
+    pub must_change_password: bool,
+    /// The session ends after this many seconds without a request.
+    pub idle_timeout_seconds: u64,
+    /// The session ends at this time (RFC 3339, UTC) however busy.
+    pub expires_at: String,
+}
+
+/// An API token asked for with a user name and password (for scripts and the command line).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TokenLogin {
+    /// The user name.
+    pub user: String,
+    /// The password.
+    pub password: String,
+    /// A label for the token (default `cli`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Days until it stops working (1 to 3650); no expiry when absent.
+    #[serde(default)]
+    pub expires_days: Option<u32>,
+}
+
+/// A password change: the user's current password and the new one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    /// The user whose password changes.
+    pub user: String,
+    /// The current password.
+    pub current_password: String,
+    /// The new password (at least 12 characters).
+    pub new_password: String,
+}
+
+/// A user as lists show it (never the password).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserView {
+    /// The user name.
+    pub name: String,
+    /// The role (`admin` or `read_only`).
+    pub role: RoleName,
+    /// Whether the next login must change the password.
+    pub must_change_password: bool,
+    /// Whether the user can log in with a password (a user without one has API tokens only).
+    pub has_password: bool,
+    /// Created (RFC 3339, UTC).
+    pub created_at: String,
+}
+
+/// A new user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    /// The user name (at most 64 characters, no control characters).
+    pub name: String,
+    /// The role (`admin` or `read_only`).
+    pub role: RoleName,
+    /// The first password (at least 12 characters); a random one is made and answered once when
+    /// absent. Either way it must be changed at the first login.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// A user just created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserCreated {
+    /// The user.
+    pub user: UserView,
+    /// The password made for the user (shown once), when none was given.
+    pub password: Option<String>,
+}
+
+/// A user's new role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RoleChange {
+    /// The role (`admin` or `read_only`).
+    pub role: RoleName,
+}
+
+/// A new API token for the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    /// A label (default `api`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Days until it stops working (1 to 3650); no expiry when absent.
+    #[serde(default)]
+    pub expires_days: Option<u32>,
+    /// The user it acts as (default: the caller).
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+/// An API token just made: shown once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenCreated {
+    /// The token, for `Authorization: Bearer <token>`.
+    pub token: String,
+    /// Its id in lists (for revoking it).
+    pub id: String,
+    /// The user it acts as.
+    pub user: String,
+    /// When it stops working (RFC 3339, UTC), if it expires.
+    pub expires_at: Option<String>,
+}
+
+/// An API token as lists show it (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenInfo {
+    /// Its id: the first 16 hex digits of its SHA-256.
+    pub id: String,
+    /// Its label (`start-up` for the token printed at `init`).
+    pub name: String,
+    /// The user it acts as.
+    pub user: String,
+    /// Created (RFC 3339, UTC).
+    pub created_at: String,
+    /// When it stops working (RFC 3339, UTC), if it expires.
+    pub expires_at: Option<String>,
+    /// When it was revoked (RFC 3339, UTC).
+    pub revoked_at: Option<String>,
+    /// `active`, `expired` or `revoked`.
+    pub state: String,
+}
+
+/// One entry of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditEntry {
+    /// Its number (later entries have larger numbers).
+    pub id: i64,
+    /// When (RFC 3339, UTC).
+    pub at: String,
+    /// Who (a user name; `-` for a caller that proved no one).
+    pub actor: String,
+    /// What: `login`, `login_failed`, `login_throttled`, `logout`, `password_changed`,
+    /// `password_set`, `user_created`, `user_deleted`, `role_changed`, `token_created`,
+    /// `token_revoked`, `access_denied`, `credential_refused`, `activate`, `offline_request`,
+    /// `offline_apply`, `sync`, … (an action that failed ends in `_failed`).
+    pub action: String,
+    /// The detail, in words.
+    pub detail: String,
+    /// The client's address, when known.
+    pub address: Option<String>,
+}
+
+/// A page of the audit log, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditPage {
+    /// The entries, newest first.
+    pub entries: Vec<AuditEntry>,
+    /// Pass as `before` for the next (older) page; absent on the last page.
+    pub next_before: Option<i64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

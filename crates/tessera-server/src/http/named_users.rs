@@ -9,7 +9,7 @@ use axum::Json;
 use tessera_core::named_users::NamedUserError;
 use tessera_wire::admin::{AssignUsers, NamedUsersView};
 
-use super::admin::Admin;
+use super::admin::{Admin, Viewer};
 use super::{json_problem, Failure, Shared};
 use crate::openapi::Problem;
 use crate::seat_policy::PolicyError;
@@ -37,15 +37,15 @@ fn failed(e: PolicyError) -> Response {
 
 /// Every named-user feature of the licenses served, with its users (and those trimmed: assigned
 /// beyond its seats).
-#[utoipa::path(get, path = "/api/v1/admin/named-users", tag = "admin", security(("token" = [])),
+#[utoipa::path(get, path = "/api/v1/admin/named-users", tag = "admin", security(("token" = []), ("session" = [])),
     responses((status = 200, body = NamedUsersView)))]
-pub(crate) async fn list(State(s): State<Shared>, _admin: Admin) -> Response {
+pub(crate) async fn list(State(s): State<Shared>, _viewer: Viewer) -> Response {
     Json(s.server.named_users_view().await).into_response()
 }
 
 /// Assigns a named-user feature's users, replacing those before: only they are served (others
 /// are refused `not_authorised`); users beyond the feature's seats are trimmed and listed.
-#[utoipa::path(put, path = "/api/v1/admin/named-users/{feature}", tag = "admin", security(("token" = [])),
+#[utoipa::path(put, path = "/api/v1/admin/named-users/{feature}", tag = "admin", security(("token" = []), ("session" = [])),
     params(("feature" = String, Path, description = "the named-user feature")),
     request_body = AssignUsers,
     responses((status = 200, body = NamedUsersView, description = "assigned; in force from the next request"),
@@ -54,7 +54,7 @@ pub(crate) async fn list(State(s): State<Shared>, _admin: Admin) -> Response {
         (status = 503, body = Problem, description = "storage_unavailable: nothing changed")))]
 pub(crate) async fn assign(
     State(s): State<Shared>,
-    _admin: Admin,
+    admin: Admin,
     Path(feature): Path<String>,
     body: Result<Json<AssignUsers>, JsonRejection>,
 ) -> Response {
@@ -62,25 +62,36 @@ pub(crate) async fn assign(
         Ok(b) => b,
         Err(e) => return json_problem(e),
     };
+    let users = body.users.join(", ");
     match s.server.assign_named_users(&feature, body.users).await {
-        Ok(view) => Json(view).into_response(),
+        Ok(view) => {
+            admin
+                .audit(&s, "named_users_set", format!("{feature}: {users}"))
+                .await;
+            Json(view).into_response()
+        }
         Err(e) => failed(e),
     }
 }
 
 /// Removes every user of a named-user feature (it then serves nobody).
-#[utoipa::path(delete, path = "/api/v1/admin/named-users/{feature}", tag = "admin", security(("token" = [])),
+#[utoipa::path(delete, path = "/api/v1/admin/named-users/{feature}", tag = "admin", security(("token" = []), ("session" = [])),
     params(("feature" = String, Path, description = "the named-user feature")),
     responses((status = 200, body = NamedUsersView, description = "removed"),
         (status = 404, body = Problem, description = "not_named_user"),
         (status = 503, body = Problem, description = "storage_unavailable: nothing changed")))]
 pub(crate) async fn clear(
     State(s): State<Shared>,
-    _admin: Admin,
+    admin: Admin,
     Path(feature): Path<String>,
 ) -> Response {
     match s.server.assign_named_users(&feature, Vec::new()).await {
-        Ok(view) => Json(view).into_response(),
+        Ok(view) => {
+            admin
+                .audit(&s, "named_users_clear", feature.to_string())
+                .await;
+            Json(view).into_response()
+        }
         Err(e) => failed(e),
     }
 }
