@@ -39,6 +39,7 @@ pub mod model;
 pub mod offline;
 pub mod pcid;
 pub mod policy;
+pub mod pools;
 pub mod reservations;
 pub mod seats;
 pub mod time_fmt;
