@@ -9,6 +9,7 @@ mod client;
 mod commands;
 mod fsutil;
 mod generate;
+mod pools;
 mod quickstart;
 mod reservations;
 mod server;

@@ -19,13 +19,13 @@ pub struct Connection {
         default_value = "http://127.0.0.1:7070",
         env = "TESSERA_SERVER_URL"
     )]
-    server: String,
+    pub(crate) server: String,
     /// The admin token printed by `init`.
     #[arg(long, env = "TESSERA_SERVER_TOKEN")]
-    token: String,
+    pub(crate) token: String,
     /// Also trust the certificate authorities in this PEM file for HTTPS (a private CA).
     #[arg(long, env = "TESSERA_CA_CERT")]
-    ca_cert: Option<PathBuf>,
+    pub(crate) ca_cert: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

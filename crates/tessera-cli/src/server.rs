@@ -103,6 +103,9 @@ pub enum ServerCommand {
     /// Reservations: seats set aside for one device or one user, in groups.
     #[command(subcommand)]
     Reservations(crate::reservations::ReservationsCommand),
+    /// Named license pools: a model that splits seats into pools and says who draws from which.
+    #[command(subcommand)]
+    Pools(crate::pools::PoolsCommand),
     /// Sync with the back office now: send the usage report, install the renewed licenses.
     Sync {
         /// The running license server.
@@ -227,8 +230,10 @@ pub(crate) enum Body {
     Empty,
     /// A POST of a wire type as JSON.
     Json(serde_json::Value),
-    /// A POST of a text document.
+    /// A POST of a JSON document given as text.
     Text(String),
+    /// A POST of a plain text document.
+    Plain(String),
     /// A DELETE.
     Delete,
 }
@@ -258,6 +263,10 @@ pub(crate) async fn admin_request(
         Body::Text(t) => client
             .post(&url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(t),
+        Body::Plain(t) => client
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8")
             .body(t),
         Body::Delete => client.delete(&url),
     };
@@ -482,6 +491,7 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
             Ok(())
         }
         ServerCommand::Reservations(cmd) => crate::reservations::run(cmd).await,
+        ServerCommand::Pools(cmd) => crate::pools::run(cmd).await,
         ServerCommand::Token(TokenCommand::Rotate { data }) => {
             let token = tessera_server::rotate_admin_token(&data).await?;
             println!("new admin token: {token}   (shown once; the old one no longer works)");

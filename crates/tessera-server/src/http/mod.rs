@@ -24,6 +24,7 @@ use crate::server::Server;
 pub mod admin;
 pub mod capability;
 pub mod ops;
+pub mod pools;
 pub mod reservations;
 
 /// Serving with the server's scheduled work, as before the split: see [`crate::serve_on`].
@@ -98,6 +99,8 @@ fn operations() -> OpenApiRouter<Shared> {
         ))
         .routes(routes!(reservations::delete_group))
         .routes(routes!(reservations::export))
+        .routes(routes!(pools::view))
+        .routes(routes!(pools::model, pools::upload, pools::delete))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi_json))
 }
