@@ -890,6 +890,7 @@ impl<S: Store> BackOffice<S> {
                 if count != Count::Uncounted {
                     f.overdraft = policy.overdraft;
                 }
+                f.named_user = matches!(policy.model, LicenseModel::NamedUser);
                 f.start = policy.starts_at;
                 f.expiry = expiry.map_or(Expiry::Permanent, Expiry::At);
                 f.product = Some(line.product_id.clone());

@@ -28,6 +28,9 @@ struct Made {
     floating_key: String,
     admin_password: String,
     server_token: String,
+    /// The license server's first password of `admin` (made by earlier versions without one).
+    #[serde(default)]
+    server_admin_password: String,
 }
 
 /// How `tessera quickstart` runs: where the two services listen, and whether they keep serving.
@@ -140,12 +143,13 @@ async fn run_async(data: &Path, opts: Options) -> Result<()> {
         write_atomic(&data.join("demo.lic"), lic.license.as_bytes(), 0o644)?;
         // the license server
         let producer_pem = std::fs::read_to_string(bo_dir.join("keys/producer.pub"))?;
-        let server_token = tessera_server::init(&srv_dir, &producer_pem, None, None).await?;
+        let server_made = tessera_server::init(&srv_dir, &producer_pem, None, None).await?;
         let made = Made {
             customer: customer.id,
             floating_key: floating.clone(),
             admin_password: report.admin_password,
-            server_token,
+            server_token: server_made.token,
+            server_admin_password: server_made.password,
         };
         write_atomic(
             &made_path,
@@ -258,6 +262,12 @@ async fn run_async(data: &Path, opts: Options) -> Result<()> {
         "License server:  {srv_url}   (admin token {})",
         made.server_token
     );
+    if first && !made.server_admin_password.is_empty() {
+        println!(
+            "  user admin, first password {} (change it at the first login: tessera server passwd --server {srv_url})",
+            made.server_admin_password
+        );
+    }
     println!();
     println!("Check a seat out of the license server from another terminal:");
     println!(

@@ -19,13 +19,13 @@ pub struct Connection {
         default_value = "http://127.0.0.1:7070",
         env = "TESSERA_SERVER_URL"
     )]
-    pub(crate) server: String,
+    pub server: String,
     /// The admin token printed by `init`.
     #[arg(long, env = "TESSERA_SERVER_TOKEN")]
-    pub(crate) token: String,
+    pub token: String,
     /// Also trust the certificate authorities in this PEM file for HTTPS (a private CA).
     #[arg(long, env = "TESSERA_CA_CERT")]
-    pub(crate) ca_cert: Option<PathBuf>,
+    pub ca_cert: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -208,7 +208,7 @@ pub async fn run(cmd: ReservationsCommand) -> Result<()> {
 }
 
 /// `name` as one path segment.
-fn percent_encode(name: &str) -> String {
+pub(crate) fn percent_encode(name: &str) -> String {
     name.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

@@ -9,7 +9,9 @@ use serde::de::DeserializeOwned;
 use tessera_host::SystemClock;
 use tessera_server::http;
 use tessera_wire::admin::{
-    ActivateRequest, FeatureRecords, KeyCount, OfflineRequestBody, Status, SyncOutcome,
+    ActivateRequest, AuditPage, FeatureRecords, KeyCount, NewToken, NewUser, OfflineRequestBody,
+    PasswordChange, RoleChange, Status, SyncOutcome, TokenCreated, TokenInfo, TokenLogin,
+    UsageEventKind, UsageEventQuery, UsageEvents, UserCreated, UserView,
 };
 use tessera_wire::ErrorAnswer;
 
@@ -84,9 +86,10 @@ pub enum ServerCommand {
             env = "TESSERA_SERVER_URL"
         )]
         server: String,
-        /// The admin token printed by `init`.
+        /// An API token (the admin token printed by `init`, or one of `tokens create`); default:
+        /// the one `tessera server login` saved for this server.
         #[arg(long, env = "TESSERA_SERVER_TOKEN")]
-        token: String,
+        token: Option<String>,
         /// Also trust the certificate authorities in this PEM file for HTTPS (a private CA).
         #[arg(long, env = "TESSERA_CA_CERT")]
         ca_cert: Option<PathBuf>,
@@ -103,6 +106,9 @@ pub enum ServerCommand {
     /// Reservations: seats set aside for one device or one user, in groups.
     #[command(subcommand)]
     Reservations(crate::reservations::ReservationsCommand),
+    /// Named users: who may take seats of a feature sold for named users.
+    #[command(subcommand, name = "named-users")]
+    NamedUsers(crate::named_users::NamedUsersCommand),
     /// Named license pools: a model that splits seats into pools and says who draws from which.
     #[command(subcommand)]
     Pools(crate::pools::PoolsCommand),
@@ -115,15 +121,101 @@ pub enum ServerCommand {
             env = "TESSERA_SERVER_URL"
         )]
         server: String,
-        /// The admin token printed by `init`.
+        /// An API token (the admin token printed by `init`, or one of `tokens create`); default:
+        /// the one `tessera server login` saved for this server.
         #[arg(long, env = "TESSERA_SERVER_TOKEN")]
-        token: String,
+        token: Option<String>,
         /// Also trust the certificate authorities in this PEM file for HTTPS (a private CA).
         #[arg(long, env = "TESSERA_CA_CERT")]
         ca_cert: Option<PathBuf>,
     },
+    /// Log in with a user name and password: an API token acting as the user (with the user's
+    /// role) is saved, private to you, under your configuration directory
+    /// (`$XDG_CONFIG_HOME/tessera/server-tokens.json`, or `~/.config/…`; `TESSERA_CONFIG_DIR`
+    /// overrides), and used by later commands to this server when no --token is given.
+    Login {
+        #[command(flatten)]
+        at: At,
+        /// The user name.
+        #[arg(long, default_value = "admin")]
+        user: String,
+        /// Read the password from standard input (one line) instead of asking.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Days until the saved token stops working (default: never; revoke it with `tokens revoke`).
+        #[arg(long)]
+        expires_days: Option<u32>,
+    },
+    /// Forget the token `login` saved for this server (revoke it with `tokens revoke` to end it).
+    Logout {
+        #[command(flatten)]
+        at: At,
+    },
+    /// Change a password. Online (the default): with the user's current password, as at the first
+    /// login, whose printed password must be changed. Offline with --data: set it with the data
+    /// directory alone (the way back in when the password is lost, and how a server made before
+    /// logins gives `admin` one); the user's sessions end, tokens are kept.
+    Passwd {
+        #[command(flatten)]
+        at: At,
+        /// The user whose password changes.
+        #[arg(long, default_value = "admin")]
+        user: String,
+        /// Offline: the server's data directory.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Read the passwords from standard input: the current one, then the new one (one a
+        /// line; the new one only with --data).
+        #[arg(long)]
+        password_stdin: bool,
+        /// With --data: the user must change it at the next login.
+        #[arg(long, requires = "data")]
+        must_change: bool,
+    },
+    /// The license server's users and their roles (`admin`: everything; `read_only`: every
+    /// view, no change). Administrators only.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// API tokens for scripts: create (shown once), list, revoke.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+    /// The audit log, newest first: logins, failures, changes (times in UTC).
+    Audit {
+        #[command(flatten)]
+        at: At,
+        /// Entries to show (1 to 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Only entries older than this id (the id the previous page ended before).
+        #[arg(long)]
+        before: Option<i64>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the features, their use and the leases held.
     Status {
+        /// The running license server.
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:7070",
+            env = "TESSERA_SERVER_URL"
+        )]
+        server: String,
+        /// An API token (the admin token printed by `init`, or one of `tokens create`); default:
+        /// the one `tessera server login` saved for this server.
+        #[arg(long, env = "TESSERA_SERVER_TOKEN")]
+        token: Option<String>,
+        /// Also trust the certificate authorities in this PEM file for HTTPS (a private CA).
+        #[arg(long, env = "TESSERA_CA_CERT")]
+        ca_cert: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The denial report: who was refused which feature, when and why (newest first); with
+    /// --overdraft, the grants that took seats beyond the count.
+    Denials {
         /// The running license server.
         #[arg(
             long,
@@ -137,9 +229,117 @@ pub enum ServerCommand {
         /// Also trust the certificate authorities in this PEM file for HTTPS (a private CA).
         #[arg(long, env = "TESSERA_CA_CERT")]
         ca_cert: Option<PathBuf>,
+        /// Only events since: a time ago (`30m`, `24h`, `7d`), a date (`2026-06-01`) or an
+        /// RFC 3339 time (`2026-06-01T08:00:00Z`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only this feature.
+        #[arg(long)]
+        feature: Option<String>,
+        /// At most this many, the newest (1 to 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Overdraft use (grants beyond the count) instead of denials.
+        #[arg(long)]
+        overdraft: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// Which running server, and how to prove who you are.
+#[derive(Debug, clap::Args)]
+pub struct At {
+    /// The running license server.
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:7070",
+        env = "TESSERA_SERVER_URL"
+    )]
+    server: String,
+    /// An API token; default: the one `tessera server login` saved for this server.
+    #[arg(long, env = "TESSERA_SERVER_TOKEN")]
+    token: Option<String>,
+    /// Also trust the certificate authorities in this PEM file for HTTPS (a private CA).
+    #[arg(long, env = "TESSERA_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// List the users.
+    List {
+        #[command(flatten)]
+        at: At,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a user; a random first password is printed once (to be changed at the first login).
+    Add {
+        #[command(flatten)]
+        at: At,
+        /// The user name.
+        name: String,
+        /// `admin` or `read_only`.
+        #[arg(long, default_value = "read_only")]
+        role: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a user with their tokens and sessions.
+    Delete {
+        #[command(flatten)]
+        at: At,
+        /// The user name.
+        name: String,
+    },
+    /// Give a user another role (their sessions end).
+    Role {
+        #[command(flatten)]
+        at: At,
+        /// The user name.
+        name: String,
+        /// `admin` or `read_only`.
+        role: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create an API token (printed once).
+    Create {
+        #[command(flatten)]
+        at: At,
+        /// A label.
+        #[arg(long, default_value = "api")]
+        name: String,
+        /// The user it acts as (default: you).
+        #[arg(long)]
+        user: Option<String>,
+        /// Days until it stops working (default: never).
+        #[arg(long)]
+        expires_days: Option<u32>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List API tokens (never the tokens themselves).
+    List {
+        #[command(flatten)]
+        at: At,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an API token by its id (as listed) or the token itself.
+    Revoke {
+        #[command(flatten)]
+        at: At,
+        /// The id or the token.
+        id: String,
     },
 }
 
@@ -166,9 +366,10 @@ pub enum OfflineCommand {
             env = "TESSERA_SERVER_URL"
         )]
         server: String,
-        /// The admin token printed by `init`.
+        /// An API token (the admin token printed by `init`, or one of `tokens create`); default:
+        /// the one `tessera server login` saved for this server.
         #[arg(long, env = "TESSERA_SERVER_TOKEN")]
-        token: String,
+        token: Option<String>,
         /// Also trust the certificate authorities in this PEM file for HTTPS (a private CA).
         #[arg(long, env = "TESSERA_CA_CERT")]
         ca_cert: Option<PathBuf>,
@@ -188,9 +389,10 @@ pub enum OfflineCommand {
             env = "TESSERA_SERVER_URL"
         )]
         server: String,
-        /// The admin token printed by `init`.
+        /// An API token (the admin token printed by `init`, or one of `tokens create`); default:
+        /// the one `tessera server login` saved for this server.
         #[arg(long, env = "TESSERA_SERVER_TOKEN")]
-        token: String,
+        token: Option<String>,
         /// Also trust the certificate authorities in this PEM file for HTTPS (a private CA).
         #[arg(long, env = "TESSERA_CA_CERT")]
         ca_cert: Option<PathBuf>,
@@ -226,12 +428,16 @@ pub fn run(cmd: ServerCommand) -> Result<()> {
 pub(crate) enum Body {
     /// A GET.
     None,
+    /// A GET with a query string.
+    Query(Vec<(&'static str, String)>),
     /// A POST without a body.
     Empty,
     /// A POST of a wire type as JSON.
     Json(serde_json::Value),
     /// A POST of a JSON document given as text.
     Text(String),
+    /// A PUT of JSON.
+    Put(serde_json::Value),
     /// A POST of a plain text document.
     Plain(String),
     /// A DELETE.
@@ -258,20 +464,26 @@ pub(crate) async fn admin_request(
     let url = format!("{}{path}", server.trim_end_matches('/'));
     let req = match body {
         Body::None => client.get(&url),
+        Body::Query(q) => client.get(&url).query(&q),
         Body::Empty => client.post(&url),
         Body::Json(b) => client.post(&url).json(&b),
         Body::Text(t) => client
             .post(&url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(t),
+        Body::Put(b) => client.put(&url).json(&b),
         Body::Plain(t) => client
             .post(&url)
             .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8")
             .body(t),
         Body::Delete => client.delete(&url),
     };
+    let req = if token.is_empty() {
+        req
+    } else {
+        req.bearer_auth(token)
+    };
     let resp = req
-        .bearer_auth(token)
         .send()
         .await
         .with_context(|| format!("cannot reach the license server at {server}"))?;
@@ -306,8 +518,451 @@ fn parse_answer<T: DeserializeOwned>(path: &str, text: &str) -> Result<T> {
     })
 }
 
+/// Where `login` keeps the tokens it saved: `TESSERA_CONFIG_DIR`, else
+/// `$XDG_CONFIG_HOME/tessera`, else `~/.config/tessera`.
+fn saved_tokens_path() -> Result<PathBuf> {
+    let non_empty = |v: &str| {
+        std::env::var_os(v)
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+    };
+    let dir = non_empty("TESSERA_CONFIG_DIR")
+        .or_else(|| non_empty("XDG_CONFIG_HOME").map(|d| d.join("tessera")))
+        .or_else(|| non_empty("HOME").map(|d| d.join(".config/tessera")))
+        .ok_or_else(|| anyhow!("no configuration directory: set HOME, XDG_CONFIG_HOME or TESSERA_CONFIG_DIR, or pass --token"))?;
+    Ok(dir.join("server-tokens.json"))
+}
+
+fn saved_tokens() -> Result<std::collections::BTreeMap<String, String>> {
+    let path = saved_tokens_path()?;
+    match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a saved-token file: remove it and `tessera server login` again",
+                path.display()
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Default::default()),
+        Err(e) => Err(anyhow!("cannot read {}: {e}", path.display())),
+    }
+}
+
+fn save_tokens(tokens: &std::collections::BTreeMap<String, String>) -> Result<PathBuf> {
+    let path = saved_tokens_path()?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    crate::fsutil::write_atomic(
+        &path,
+        serde_json::to_string_pretty(tokens)?.as_bytes(),
+        0o600,
+    )?;
+    Ok(path)
+}
+
+fn server_key(server: &str) -> String {
+    server.trim_end_matches('/').to_string()
+}
+
+/// The token given, else the one `login` saved for `server`.
+fn token_for(server: &str, token: Option<String>) -> Result<String> {
+    if let Some(t) = token.filter(|t| !t.trim().is_empty()) {
+        return Ok(t);
+    }
+    saved_tokens()?.remove(&server_key(server)).ok_or_else(|| {
+        anyhow!("no credentials for {server}: pass --token (the admin token printed by `tessera server init`), or `tessera server login --server {server}` first")
+    })
+}
+
+/// A password: a line of standard input with `from_stdin`, else asked on the terminal (not
+/// echoed where `stty` can turn echo off).
+fn read_password(prompt: &str, from_stdin: bool) -> Result<String> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    let interactive = !from_stdin && stdin.is_terminal();
+    if interactive {
+        eprint!("{prompt}: ");
+        let _ = std::io::stderr().flush();
+        let _ = std::process::Command::new("stty")
+            .arg("-echo")
+            .stdin(std::process::Stdio::inherit())
+            .status();
+    }
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    if interactive {
+        let _ = std::process::Command::new("stty")
+            .arg("echo")
+            .stdin(std::process::Stdio::inherit())
+            .status();
+        eprintln!();
+    }
+    read.context("cannot read the password")?;
+    let password = line.trim_end_matches(['\r', '\n']).to_string();
+    if password.is_empty() {
+        bail!(
+            "no password given ({})",
+            if from_stdin {
+                "standard input was empty"
+            } else {
+                "type it, or use --password-stdin"
+            }
+        );
+    }
+    Ok(password)
+}
+
+/// A table: a header row and rows, columns padded to their widest cell.
+fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let text: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", text.join("  ").trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        line(r.clone());
+    }
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+async fn run_access(cmd: ServerCommand) -> Result<()> {
+    match cmd {
+        ServerCommand::Login {
+            at,
+            user,
+            password_stdin,
+            expires_days,
+        } => {
+            let password = read_password(&format!("password of {user}"), password_stdin)?;
+            let host = std::process::Command::new("hostname")
+                .output()
+                .ok()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "this machine".into());
+            let body = Body::json(&TokenLogin {
+                user: user.clone(),
+                password,
+                name: Some(format!("cli login on {host}")),
+                expires_days,
+            })?;
+            let made: TokenCreated = admin_call(
+                &at.server,
+                "",
+                at.ca_cert.as_deref(),
+                "/api/v1/admin/login/token",
+                body,
+            )
+            .await?;
+            let mut tokens = saved_tokens()?;
+            tokens.insert(server_key(&at.server), made.token);
+            let path = save_tokens(&tokens)?;
+            println!(
+                "logged in to {} as {user}; token {} saved in {} (used when no --token is given)",
+                at.server,
+                made.id,
+                path.display()
+            );
+            Ok(())
+        }
+        ServerCommand::Logout { at } => {
+            let mut tokens = saved_tokens()?;
+            if tokens.remove(&server_key(&at.server)).is_some() {
+                save_tokens(&tokens)?;
+                println!("forgot the token saved for {} (it still works until revoked: `tessera server tokens revoke`)", at.server);
+            } else {
+                println!("no token was saved for {}", at.server);
+            }
+            Ok(())
+        }
+        ServerCommand::Passwd {
+            at,
+            user,
+            data,
+            password_stdin,
+            must_change,
+        } => {
+            if let Some(data) = data {
+                let new = read_password(&format!("new password of {user}"), password_stdin)?;
+                tessera_server::set_user_password(&data, &user, &new, must_change).await?;
+                println!(
+                    "the password of {user} is set{}",
+                    if must_change {
+                        "; it must be changed at the next login"
+                    } else {
+                        ""
+                    }
+                );
+                return Ok(());
+            }
+            let current = read_password(&format!("current password of {user}"), password_stdin)?;
+            let new = read_password(&format!("new password of {user}"), password_stdin)?;
+            admin_request(
+                &at.server,
+                "",
+                at.ca_cert.as_deref(),
+                "/api/v1/admin/password",
+                Body::json(&PasswordChange {
+                    user: user.clone(),
+                    current_password: current,
+                    new_password: new,
+                })?,
+            )
+            .await?;
+            println!("the password of {user} is changed; log in again");
+            Ok(())
+        }
+        ServerCommand::Users(cmd) => users(cmd).await,
+        ServerCommand::Tokens(cmd) => tokens(cmd).await,
+        ServerCommand::Audit {
+            at,
+            limit,
+            before,
+            json,
+        } => {
+            let mut path = format!("/api/v1/admin/audit?limit={limit}");
+            if let Some(b) = before {
+                path.push_str(&format!("&before={b}"));
+            }
+            let page: AuditPage = admin_call(
+                &at.server,
+                &token_for(&at.server, at.token)?,
+                at.ca_cert.as_deref(),
+                &path,
+                Body::None,
+            )
+            .await?;
+            if json {
+                return print_json(&page);
+            }
+            let rows: Vec<Vec<String>> = page
+                .entries
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.id.to_string(),
+                        e.at.clone(),
+                        e.actor.clone(),
+                        e.action.clone(),
+                        e.address.clone().unwrap_or_else(|| "-".into()),
+                        e.detail.clone(),
+                    ]
+                })
+                .collect();
+            print_table(
+                &["ID", "AT (UTC)", "ACTOR", "ACTION", "ADDRESS", "DETAIL"],
+                &rows,
+            );
+            if let Some(b) = page.next_before {
+                println!("(older entries: --before {b})");
+            }
+            Ok(())
+        }
+        _ => Err(anyhow!("not an access command")),
+    }
+}
+
+async fn users(cmd: UsersCommand) -> Result<()> {
+    match cmd {
+        UsersCommand::List { at, json } => {
+            let list: Vec<UserView> = admin_call(
+                &at.server,
+                &token_for(&at.server, at.token)?,
+                at.ca_cert.as_deref(),
+                "/api/v1/admin/users",
+                Body::None,
+            )
+            .await?;
+            if json {
+                return print_json(&list);
+            }
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|u| {
+                    vec![
+                        u.name.clone(),
+                        u.role.clone(),
+                        if !u.has_password {
+                            "none (tokens only)".into()
+                        } else if u.must_change_password {
+                            "must be changed".into()
+                        } else {
+                            "set".into()
+                        },
+                        u.created_at.clone(),
+                    ]
+                })
+                .collect();
+            print_table(&["USER", "ROLE", "PASSWORD", "CREATED (UTC)"], &rows);
+            Ok(())
+        }
+        UsersCommand::Add {
+            at,
+            name,
+            role,
+            json,
+        } => {
+            let made: UserCreated = admin_call(
+                &at.server,
+                &token_for(&at.server, at.token)?,
+                at.ca_cert.as_deref(),
+                "/api/v1/admin/users",
+                Body::json(&NewUser {
+                    name,
+                    role,
+                    password: None,
+                })?,
+            )
+            .await?;
+            if json {
+                return print_json(&made);
+            }
+            println!(
+                "user {} ({}) created; first password (shown once, to be changed at the first login): {}",
+                made.user.name,
+                made.user.role,
+                made.password.unwrap_or_default()
+            );
+            Ok(())
+        }
+        UsersCommand::Delete { at, name } => {
+            admin_request(
+                &at.server,
+                &token_for(&at.server, at.token)?,
+                at.ca_cert.as_deref(),
+                &format!("/api/v1/admin/users/{}", path_segment(&name)),
+                Body::Delete,
+            )
+            .await?;
+            println!("user {name} deleted, with their tokens and sessions");
+            Ok(())
+        }
+        UsersCommand::Role { at, name, role } => {
+            let u: UserView = admin_call(
+                &at.server,
+                &token_for(&at.server, at.token)?,
+                at.ca_cert.as_deref(),
+                &format!("/api/v1/admin/users/{}/role", path_segment(&name)),
+                Body::Put(serde_json::to_value(RoleChange { role })?),
+            )
+            .await?;
+            println!("user {} now has the role {}", u.name, u.role);
+            Ok(())
+        }
+    }
+}
+
+/// `text` for one path segment (percent-encoded but for unreserved characters).
+fn path_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+async fn tokens(cmd: TokensCommand) -> Result<()> {
+    match cmd {
+        TokensCommand::Create {
+            at,
+            name,
+            user,
+            expires_days,
+            json,
+        } => {
+            let made: TokenCreated = admin_call(
+                &at.server,
+                &token_for(&at.server, at.token)?,
+                at.ca_cert.as_deref(),
+                "/api/v1/admin/tokens",
+                Body::json(&NewToken {
+                    name: Some(name),
+                    expires_days,
+                    user,
+                })?,
+            )
+            .await?;
+            if json {
+                return print_json(&made);
+            }
+            println!(
+                "API token for {} (id {}; shown once): {}",
+                made.user, made.id, made.token
+            );
+            Ok(())
+        }
+        TokensCommand::List { at, json } => {
+            let list: Vec<TokenInfo> = admin_call(
+                &at.server,
+                &token_for(&at.server, at.token)?,
+                at.ca_cert.as_deref(),
+                "/api/v1/admin/tokens",
+                Body::None,
+            )
+            .await?;
+            if json {
+                return print_json(&list);
+            }
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.id.clone(),
+                        t.name.clone(),
+                        t.user.clone(),
+                        t.state.clone(),
+                        t.created_at.clone(),
+                        t.expires_at.clone().unwrap_or_else(|| "never".into()),
+                    ]
+                })
+                .collect();
+            print_table(
+                &["ID", "NAME", "USER", "STATE", "CREATED (UTC)", "EXPIRES"],
+                &rows,
+            );
+            Ok(())
+        }
+        TokensCommand::Revoke { at, id } => {
+            let t: TokenInfo = admin_call(
+                &at.server,
+                &token_for(&at.server, at.token)?,
+                at.ca_cert.as_deref(),
+                &format!("/api/v1/admin/tokens/{}", path_segment(&id)),
+                Body::Delete,
+            )
+            .await?;
+            println!("token {} ({}) of {} is {}", t.id, t.name, t.user, t.state);
+            Ok(())
+        }
+    }
+}
+
 async fn run_async(cmd: ServerCommand) -> Result<()> {
     match cmd {
+        cmd @ (ServerCommand::Login { .. }
+        | ServerCommand::Logout { .. }
+        | ServerCommand::Passwd { .. }
+        | ServerCommand::Users(_)
+        | ServerCommand::Tokens(_)
+        | ServerCommand::Audit { .. }) => run_access(cmd).await,
         ServerCommand::Init {
             data,
             producer_key,
@@ -316,11 +971,16 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
         } => {
             let pem = std::fs::read_to_string(&producer_key)
                 .with_context(|| format!("cannot read {}", producer_key.display()))?;
-            let token =
+            let made =
                 tessera_server::init(&data, &pem, database.as_deref(), hostid.as_deref()).await?;
             println!("License server created in {}", data.display());
             println!(
-                "  admin token: {token}   (shown once; used by `tessera server activate|status`)"
+                "  admin token: {}   (shown once; used by `tessera server activate|status`)",
+                made.token
+            );
+            println!(
+                "  admin password: {}   (user admin; shown once; must be changed at the first login: `tessera server passwd`)",
+                made.password
             );
             println!(
                 "Start it with: tessera server serve --data {}",
@@ -491,6 +1151,7 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
             Ok(())
         }
         ServerCommand::Reservations(cmd) => crate::reservations::run(cmd).await,
+        ServerCommand::NamedUsers(cmd) => crate::named_users::run(cmd).await,
         ServerCommand::Pools(cmd) => crate::pools::run(cmd).await,
         ServerCommand::Token(TokenCommand::Rotate { data }) => {
             let token = tessera_server::rotate_admin_token(&data).await?;
@@ -510,7 +1171,7 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
             };
             let v: FeatureRecords = admin_call(
                 &server,
-                &token,
+                &token_for(&server, token)?,
                 ca_cert.as_deref(),
                 "/api/v1/admin/activate",
                 Body::json(&request)?,
@@ -534,7 +1195,7 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
             })?;
             let text = admin_request(
                 &server,
-                &token,
+                &token_for(&server, token)?,
                 ca_cert.as_deref(),
                 "/api/v1/admin/offline-request",
                 body,
@@ -557,7 +1218,7 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
                 .with_context(|| format!("cannot read {}", response.display()))?;
             let answer = admin_request(
                 &server,
-                &token,
+                &token_for(&server, token)?,
                 ca_cert.as_deref(),
                 "/api/v1/admin/offline-apply",
                 Body::Text(text),
@@ -577,7 +1238,7 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
         } => {
             let v: SyncOutcome = admin_call(
                 &server,
-                &token,
+                &token_for(&server, token)?,
                 ca_cert.as_deref(),
                 "/api/v1/admin/sync",
                 Body::Empty,
@@ -602,7 +1263,7 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
         } => {
             let v: Status = admin_call(
                 &server,
-                &token,
+                &token_for(&server, token)?,
                 ca_cert.as_deref(),
                 "/api/v1/admin/status",
                 Body::None,
@@ -635,5 +1296,209 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
             }
             Ok(())
         }
+        ServerCommand::Denials {
+            server,
+            token,
+            ca_cert,
+            since,
+            feature,
+            limit,
+            overdraft,
+            json,
+        } => {
+            let q = UsageEventQuery {
+                kind: Some(if overdraft {
+                    UsageEventKind::Overdraft
+                } else {
+                    UsageEventKind::Denial
+                }),
+                since: since
+                    .as_deref()
+                    .map(|s| since_arg(s, tessera_core::Clock::now(&SystemClock)))
+                    .transpose()?,
+                feature,
+                limit: Some(limit),
+            };
+            let v: UsageEvents = admin_call(
+                &server,
+                &token,
+                ca_cert.as_deref(),
+                "/api/v1/admin/denials",
+                Body::Query(event_query(&q)),
+            )
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print!("{}", events_table(&v));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `--since`: a time ago (`30m`, `24h`, `7d`) becomes the RFC 3339 time it names; a date or an
+/// RFC 3339 time is passed on as it is (the server checks it).
+fn since_arg(text: &str, now: time::OffsetDateTime) -> Result<String> {
+    let text = text.trim();
+    let ago = text
+        .strip_suffix('m')
+        .map(|n| (n, 60))
+        .or_else(|| text.strip_suffix('h').map(|n| (n, 3600)))
+        .or_else(|| text.strip_suffix('d').map(|n| (n, 86_400)));
+    let Some((n, unit)) =
+        ago.filter(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    else {
+        return Ok(text.to_string());
+    };
+    let n: i64 = n
+        .parse()
+        .map_err(|_| anyhow!("--since {text}: too far back"))?;
+    let secs = n
+        .checked_mul(unit)
+        .ok_or_else(|| anyhow!("--since {text}: too far back"))?;
+    let at = now
+        .checked_sub(time::Duration::seconds(secs))
+        .ok_or_else(|| anyhow!("--since {text}: too far back"))?;
+    at.format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| anyhow!("--since {text}: {e}"))
+}
+
+/// The query string of a usage event query (the filters given).
+fn event_query(q: &UsageEventQuery) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if let Some(k) = q.kind {
+        out.push(("kind", k.as_str().to_string()));
+    }
+    if let Some(s) = &q.since {
+        out.push(("since", s.clone()));
+    }
+    if let Some(f) = &q.feature {
+        out.push(("feature", f.clone()));
+    }
+    if let Some(l) = q.limit {
+        out.push(("limit", l.to_string()));
+    }
+    out
+}
+
+/// The events as a table, one a line, with a heading; a sentence when there are none.
+fn events_table(v: &UsageEvents) -> String {
+    let what = match v.kind {
+        UsageEventKind::Denial => "denials",
+        UsageEventKind::Overdraft => "overdraft grants",
+    };
+    if v.events.is_empty() {
+        return format!(
+            "no {what} recorded (events are kept {} days)\n",
+            v.retention_days
+        );
+    }
+    let heading = [
+        "WHEN", "DEVICE", "USER", "ALIAS", "FEATURE", "VERSION", "COUNT", "CODE", "MESSAGE",
+    ];
+    let dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+    let rows: Vec<[String; 9]> = v
+        .events
+        .iter()
+        .map(|e| {
+            [
+                e.at.clone(),
+                e.device_id.clone(),
+                dash(&e.user),
+                dash(&e.alias),
+                e.feature.clone(),
+                dash(&e.version),
+                e.count.to_string(),
+                e.code.clone(),
+                e.message.clone(),
+            ]
+        })
+        .collect();
+    let mut widths = heading.map(|h| h.chars().count());
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| -> String {
+        let mut l = String::new();
+        for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(c);
+            } else {
+                l.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        format!("{}\n", l.trim_end())
+    };
+    let mut out = line(&heading.map(String::from));
+    for r in &rows {
+        out.push_str(&line(r));
+    }
+    out.push_str(&format!(
+        "{} {what} (newest first; kept {} days)\n",
+        rows.len(),
+        v.retention_days
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn since_takes_a_time_ago_or_passes_a_date_on() {
+        let now = datetime!(2026-06-08 12:00 UTC);
+        assert_eq!(since_arg("7d", now).unwrap(), "2026-06-01T12:00:00Z");
+        assert_eq!(since_arg("24h", now).unwrap(), "2026-06-07T12:00:00Z");
+        assert_eq!(since_arg("30m", now).unwrap(), "2026-06-08T11:30:00Z");
+        assert_eq!(since_arg("2026-06-01", now).unwrap(), "2026-06-01");
+        assert!(since_arg("99999999999999999d", now).is_err());
+    }
+
+    #[test]
+    fn the_table_lines_up_and_says_when_there_is_nothing() {
+        let e = tessera_wire::admin::UsageEvent {
+            id: 1,
+            kind: UsageEventKind::Denial,
+            at: "2026-06-01T08:00:00Z".into(),
+            device_id: "ethernet=0050569a3b01".into(),
+            device_id_type: "ethernet".into(),
+            device_type: "physical".into(),
+            user: Some("alice".into()),
+            alias: None,
+            feature: "modeler".into(),
+            version: Some("2.0".into()),
+            count: 1,
+            code: "all_in_use".into(),
+            message: "all 3 seats are in use".into(),
+        };
+        let mut v = UsageEvents {
+            kind: UsageEventKind::Denial,
+            retention_days: 30,
+            events: vec![e],
+        };
+        let t = events_table(&v);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("WHEN"), "{t}");
+        assert_eq!(
+            lines[0].find("DEVICE"),
+            lines[1].find("ethernet=0050569a3b01"),
+            "{t}"
+        );
+        assert!(
+            lines[1].contains("alice") && lines[1].contains("all_in_use"),
+            "{t}"
+        );
+        assert!(lines[2].contains("1 denials"), "{t}");
+        v.events.clear();
+        v.kind = UsageEventKind::Overdraft;
+        assert_eq!(
+            events_table(&v),
+            "no overdraft grants recorded (events are kept 30 days)\n"
+        );
     }
 }

@@ -49,6 +49,9 @@ pub struct FeatureSpec {
     metered: bool,
     #[serde(default)]
     overdraft: u32,
+    /// For named users only (a license server serves the users its administrator assigns).
+    #[serde(default)]
+    named_user: bool,
     #[serde(default)]
     start: Option<toml::Value>,
     #[serde(default)]
@@ -122,6 +125,7 @@ impl FeatureSpec {
             count,
             metered: self.metered,
             overdraft: self.overdraft,
+            named_user: self.named_user,
             start,
             expiry,
             vendor_string: self.vendor_string,

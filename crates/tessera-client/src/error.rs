@@ -244,6 +244,8 @@ pub enum RefusalCode {
     BorrowLimit,
     /// `lease_limit`: this device holds too many leases.
     LeaseLimit,
+    /// `not_authorised`: the feature is for named users, and this user is not one of them.
+    NotAuthorised,
     /// `rate_limited`: too many requests; see `retry_after`.
     RateLimited,
     /// `storage_unavailable`: the server could not store the decision; retried.
@@ -285,6 +287,7 @@ const CODES: &[(&str, RefusalCode)] = &[
     ("not_lease_holder", RefusalCode::NotLeaseHolder),
     ("borrow_limit", RefusalCode::BorrowLimit),
     ("lease_limit", RefusalCode::LeaseLimit),
+    ("not_authorised", RefusalCode::NotAuthorised),
     ("rate_limited", RefusalCode::RateLimited),
     ("storage_unavailable", RefusalCode::StorageUnavailable),
     ("lock_lost", RefusalCode::LockLost),

@@ -146,6 +146,10 @@ pub struct Feature {
     /// How many seats beyond the count may be granted (flagged as overdraft).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub overdraft: u32,
+    /// Its seats are for named users: a license server serves them only to the users its
+    /// administrator assigned (as many as the count), and refuses others (`not_authorised`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub named_user: bool,
     /// Not usable before this instant.
     #[serde(
         default,
@@ -231,6 +235,7 @@ impl Feature {
             count,
             metered: false,
             overdraft: 0,
+            named_user: false,
             start: None,
             expiry: Expiry::Permanent,
             vendor_string: None,

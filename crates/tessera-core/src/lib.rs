@@ -36,6 +36,7 @@ pub mod hostid;
 pub mod keys;
 pub mod license;
 pub mod model;
+pub mod named_users;
 pub mod offline;
 pub mod pcid;
 pub mod policy;

@@ -384,6 +384,8 @@ pub enum DenialCode {
     BorrowLimit,
     /// The device holds as many leases as it may.
     LeaseLimit,
+    /// The feature is for named users, and this user is not one of them.
+    NotAuthorised,
     /// Another refusal.
     Denied,
 }
@@ -400,6 +402,7 @@ impl DenialCode {
             DenialCode::UnknownLease => "unknown_lease",
             DenialCode::BorrowLimit => "borrow_limit",
             DenialCode::LeaseLimit => "lease_limit",
+            DenialCode::NotAuthorised => "not_authorised",
             DenialCode::Denied => "denied",
         }
     }
@@ -414,6 +417,7 @@ impl Denial {
             Denial::NotActive { .. } => DenialCode::NotActive,
             Denial::AllInUse { .. } => DenialCode::AllInUse,
             Denial::BadCount { .. } => DenialCode::BadCount,
+            Denial::NotAuthorised { .. } => DenialCode::NotAuthorised,
         }
     }
 }

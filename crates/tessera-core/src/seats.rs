@@ -26,7 +26,7 @@
 //! carve seats out of the default pool; [`crate::reservations`] and [`crate::pools`] state their
 //! rules. They exclude each other: a book holds one or the other.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use sha2::{Digest, Sha256};
 
@@ -34,6 +34,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::feature::{Count, Feature};
 use crate::model::{Identity, ResolvedModel};
+use crate::named_users::{Assignment, NamedUsers};
 use crate::pools::PoolAllocation;
 use crate::reservations::{Allocation, EntryStatus, Reservations, Satisfied};
 use crate::version::Version;
@@ -106,6 +107,12 @@ pub enum Denial {
         name: String,
         /// Count plus overdraft of the fitting records.
         total: u64,
+    },
+    /// The feature's seats are for named users, and this user is not one of them.
+    #[error("{name} is licensed to named users, and this user is not one of them: the license server's administrator assigns them (tessera server named-users)")]
+    NotAuthorised {
+        /// The feature asked for.
+        name: String,
     },
     /// A count of zero, or more than any record could give.
     #[error("a count of {count} cannot be granted for {name}")]
@@ -336,6 +343,9 @@ pub struct SeatBook {
     held_by: HashMap<u64, u32>,
     /// Reservations in force (`None`: none, the default pool alone).
     reserved: Option<Box<Reserved>>,
+    /// With named-user records: who may take seats of each named-user feature (`None` when no
+    /// record is for named users).
+    named_users: Option<HashMap<String, HashSet<String>>>,
     /// Named pools in force (`None`: none).
     pools: Option<Box<Pooled>>,
 }
@@ -479,6 +489,8 @@ impl Reserved {
 impl SeatBook {
     /// A book over these feature records (in this order).
     pub fn new(records: Vec<Feature>) -> Self {
+        // named-user records serve nobody until users are assigned
+        let named_users = records.iter().any(|f| f.named_user).then(HashMap::new);
         SeatBook {
             records: records
                 .into_iter()
@@ -496,8 +508,20 @@ impl SeatBook {
             ids: LeaseIds::default(),
             held_by: HashMap::new(),
             reserved: None,
+            named_users,
             pools: None,
         }
+    }
+
+    /// Puts the named users in force (replacing those before): each named-user feature serves
+    /// only its users, as many as its seats (see [`NamedUsers::assign`]). Returns every named-user
+    /// feature's assignment, with who was trimmed. Leases held stay held.
+    pub fn set_named_users(&mut self, users: &NamedUsers) -> Vec<Assignment> {
+        let records: Vec<Feature> = self.records.iter().map(|p| p.feature.clone()).collect();
+        if records.iter().any(|f| f.named_user) {
+            self.named_users = Some(users.allowed(&records));
+        }
+        users.assign(&records)
     }
 
     /// Puts `reservations` in force (replacing those before): sets their seats aside on the
@@ -974,13 +998,32 @@ impl SeatBook {
                 count: 0,
             });
         }
-        let named: Vec<usize> = (0..self.records.len())
+        let mut named: Vec<usize> = (0..self.records.len())
             .filter(|&i| self.records[i].feature.name == want.name)
             .collect();
         if named.is_empty() {
             return Err(Denial::NotLicensed {
                 name: want.name.clone(),
             });
+        }
+        // named-user records serve only the users assigned to the feature
+        if let Some(allowed) = &self.named_users {
+            if named.iter().any(|&i| self.records[i].feature.named_user) {
+                let user = holder_parts(device).1;
+                let assigned = user.is_some_and(|u| {
+                    allowed
+                        .get(&want.name)
+                        .is_some_and(|users| users.contains(u))
+                });
+                if !assigned {
+                    named.retain(|&i| !self.records[i].feature.named_user);
+                    if named.is_empty() {
+                        return Err(Denial::NotAuthorised {
+                            name: want.name.clone(),
+                        });
+                    }
+                }
+            }
         }
         let fitting: Vec<usize> = named
             .iter()
@@ -1674,6 +1717,57 @@ mod tests {
         old.id = 3;
         assert!(c.restore(old, T0));
         c.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn named_user_seats_go_only_to_the_users_assigned() {
+        let mut f = rec("cad", "2.0", Count::Counted(2), 0);
+        f.named_user = true;
+        let mut b = SeatBook::new(vec![f, rec("cam", "1.0", Count::Counted(5), 0)]);
+        let take = |b: &mut SeatBook, who: &str, r: &str, name: &str| {
+            b.request(who, r, &[want(name, "1.0", 1)], T0, LEASE, None)
+                .remove(0)
+        };
+        // nobody assigned yet: nobody served
+        assert!(
+            matches!(take(&mut b, "string=a|user=ann", "r1", "cad"), Outcome::Denied(Denial::NotAuthorised { name }) if name == "cad")
+        );
+        let mut n = NamedUsers::default();
+        n.features.insert(
+            "cad".into(),
+            ["ann", "bob", "cy"].map(String::from).to_vec(),
+        );
+        let a = b.set_named_users(&n);
+        assert_eq!(a[0].trimmed, vec!["cy"]);
+        assert!(matches!(
+            take(&mut b, "string=a|user=ann", "r2", "cad"),
+            Outcome::Granted(_)
+        ));
+        assert!(matches!(
+            take(&mut b, "string=b|user=bob", "r3", "cad"),
+            Outcome::Granted(_)
+        ));
+        // trimmed, a stranger, a device without a user: refused, naming the feature
+        for who in ["string=c|user=cy", "string=d|user=dan", "string=e"] {
+            let o = take(&mut b, who, "r4", "cad");
+            assert!(
+                matches!(&o, Outcome::Denied(Denial::NotAuthorised { .. })),
+                "{who}: {o:?}"
+            );
+            assert_eq!(
+                Denial::NotAuthorised { name: "cad".into() }
+                    .to_string()
+                    .split(' ')
+                    .next(),
+                Some("cad")
+            );
+        }
+        // other features are not affected
+        assert!(matches!(
+            take(&mut b, "string=e", "r5", "cam"),
+            Outcome::Granted(_)
+        ));
+        b.check_invariants().unwrap();
     }
 
     fn reservations(json: serde_json::Value) -> Reservations {

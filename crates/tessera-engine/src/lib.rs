@@ -54,6 +54,7 @@ use sha2::{Digest, Sha256};
 use tessera_core::capability::{check_session_proof, CapabilityRequest};
 use tessera_core::feature::Feature;
 use tessera_core::model::Model;
+use tessera_core::named_users::{Assignment, NamedUsers};
 use tessera_core::policy::{CheckedRequest, RequestError};
 use tessera_core::reservations::{EntryStatus, Reservations};
 use tessera_core::seats::{Lease, PoolUse};
@@ -306,6 +307,7 @@ impl Engine {
             seq: AtomicU64::new(seq),
             after_commit: if cluster { None } else { after_commit },
             reservations: Mutex::new(Reservations::default()),
+            named_users: Mutex::new(NamedUsers::default()),
             pools: Mutex::new(writer::PoolModelState::default()),
         });
         let (jobs, rx) = mpsc::unbounded_channel();
@@ -371,6 +373,25 @@ impl Engine {
         reservations: Reservations,
     ) -> Result<Vec<EntryStatus>, StoreError> {
         self.ask(|tx| Job::Reserve(reservations, tx)).await
+    }
+
+    /// Puts the named users in force (replacing those before), between two decisions: each
+    /// named-user feature serves only its users from the next decision on (see
+    /// [`tessera_core::named_users`]). Returns every named-user feature's assignment.
+    pub async fn set_named_users(&self, users: NamedUsers) -> Result<Vec<Assignment>, StoreError> {
+        self.ask(|tx| Job::Name(users, tx)).await
+    }
+
+    /// The named users in force.
+    pub fn named_users(&self) -> NamedUsers {
+        self.inner.named_users()
+    }
+
+    /// Every named-user feature of the records served now, with its users and who is trimmed.
+    pub fn named_user_assignments(&self) -> Vec<Assignment> {
+        let n = self.inner.named_users();
+        let records: Vec<Feature> = self.inner.lock().seats.records().cloned().collect();
+        n.assign(&records)
     }
 
     /// The reservations in force.

@@ -9,16 +9,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
-use tessera_core::capability::{CapabilityResponseClaims, GrantedSeat};
+use tessera_core::capability::{CapabilityResponseClaims, DeniedFeature, GrantedSeat, Operation};
 use tessera_core::feature::Feature;
 use tessera_core::model::Model;
+use tessera_core::named_users::{Assignment, NamedUsers};
 use tessera_core::policy::{self, CheckedRequest, SeatChange, SeatPolicy};
 use tessera_core::reservations::{EntryStatus, Reservations};
 use tessera_core::seats::Lease;
 use tessera_core::time::OffsetDateTime;
 use tessera_core::{Clock, HostId, SigningKey};
 use tessera_store::{
-    AnyStore, CatchUp, EngineState, InstanceId, LeaseChange, LeaseStore, StoreError,
+    AnyStore, CatchUp, EngineState, InstanceId, LeaseChange, LeaseStore, StoreError, UsageEvent,
+    UsageEventKind,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -41,6 +43,11 @@ pub(crate) enum Job {
     Decide(Box<Pending>),
     Sweep(oneshot::Sender<Result<usize, StoreError>>),
     Reload(Vec<Feature>, oneshot::Sender<Result<(), StoreError>>),
+    /// Puts named users in force between two decisions; answers every assignment.
+    Name(
+        NamedUsers,
+        oneshot::Sender<Result<Vec<Assignment>, StoreError>>,
+    ),
     /// Puts reservations in force between two decisions; answers every entry's status.
     Reserve(
         Reservations,
@@ -103,6 +110,8 @@ pub(crate) struct Inner {
     pub(crate) after_commit: Option<Box<dyn AfterCommit>>,
     /// The reservations in force, put back in every book made anew.
     pub(crate) reservations: Mutex<Reservations>,
+    /// The named users in force, put back in every book made anew.
+    pub(crate) named_users: Mutex<NamedUsers>,
     /// The named-pool model, resolved again and put back in every book made anew.
     pub(crate) pools: Mutex<PoolModelState>,
 }
@@ -132,12 +141,21 @@ impl Inner {
         self.pools.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Puts the reservations and the named pools in force in a book made anew.
+    /// The named users in force.
+    pub(crate) fn named_users(&self) -> NamedUsers {
+        self.named_users
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Puts the reservations, named users and named pools in force in a book made anew.
     fn reserve_in(&self, book: &mut Book) {
         let r = self.reservations();
         if !r.is_empty() {
             book.seats.set_reservations(&r);
         }
+        book.seats.set_named_users(&self.named_users());
         self.pools_in(book);
     }
 
@@ -283,20 +301,21 @@ impl Inner {
             st.broken = false;
         }
         let deciding = std::time::Instant::now();
-        let (changes, out) = {
+        let (changes, out, wrote) = {
             let now = self.clock.now();
             let mut book = self.lock();
             let (mut changes, out) = work(self, &mut book, now);
-            if !changes.is_empty() {
+            // usage events alone change no seat: no new engine state (nor storage mark) for them
+            let seats_changed = changes.iter().any(|c| !matches!(c, LeaseChange::Event(_)));
+            if seats_changed {
                 changes.push(self.state_change(&book));
             }
-            (changes, out)
+            (changes, out, seats_changed)
         };
         self.decide_micros.fetch_add(
             u64::try_from(deciding.elapsed().as_micros()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
-        let wrote = !changes.is_empty();
         let applied = match &self.sync_writer {
             Some(w) => w.lock().unwrap_or_else(|e| e.into_inner()).apply(&changes),
             None => {
@@ -454,6 +473,11 @@ impl Inner {
                 }
                 let _ = reply.send(r);
             }
+            Job::Name(n, reply) => {
+                let assigned = self.lock().seats.set_named_users(&n);
+                *self.named_users.lock().unwrap_or_else(|e| e.into_inner()) = n;
+                let _ = reply.send(Ok(assigned));
+            }
             Job::Reserve(r, reply) => {
                 let mut book = self.lock();
                 let statuses = book.seats.set_reservations(&r);
@@ -514,6 +538,9 @@ impl Inner {
                         book.digest.add(h);
                     }
                     changes.push(LeaseChange::Put(book.stored_row(&lease)));
+                    if new && lease.overdraft > 0 {
+                        changes.push(overdraft_event(book, req, &lease, now));
+                    }
                 }
                 SeatChange::Consumed { record, units } => changes.push(LeaseChange::Consumed {
                     record_key: book.keys.get(record).cloned().unwrap_or_default(),
@@ -533,6 +560,15 @@ impl Inner {
                 // a change this writer does not know cannot be persisted: the policy and the
                 // writer are built together
                 _ => {}
+            }
+        }
+        // the refusals of what would have taken seats are recorded (a preview takes nothing, and a
+        // renew or return names leases, not features); nothing to do when nothing was refused
+        if !decision.denials.is_empty()
+            && matches!(req.operation, Operation::Request | Operation::Borrow)
+        {
+            for d in &decision.denials {
+                changes.push(denial_event(req, d, now));
             }
         }
         let grants = decision
@@ -568,6 +604,74 @@ impl Inner {
                 .map(|r| URL_SAFE_NO_PAD.encode(self.session_key(l.id, &r.holder))),
         }
     }
+}
+
+/// A usage event of `req`'s requester (device, user, alias), at `now`.
+fn usage_event(
+    req: &CheckedRequest,
+    kind: UsageEventKind,
+    what: (String, Option<String>, i64),
+    why: (String, String),
+    now: OffsetDateTime,
+) -> LeaseChange {
+    let who = &req.requester;
+    let (feature, version, count) = what;
+    let (code, message) = why;
+    LeaseChange::Event(Box::new(UsageEvent {
+        kind,
+        at: now,
+        device: who.device.to_string(),
+        device_type: who.device_type.as_str().to_string(),
+        user: who.user.clone(),
+        alias: who.alias.clone(),
+        feature,
+        version,
+        count,
+        code,
+        message,
+    }))
+}
+
+/// The record of a refused feature: what was asked (version, seats) and why it was refused.
+fn denial_event(req: &CheckedRequest, d: &DeniedFeature, now: OffsetDateTime) -> LeaseChange {
+    let want = req.wants.iter().find(|w| w.name == d.feature);
+    usage_event(
+        req,
+        UsageEventKind::Denial,
+        (
+            d.feature.clone(),
+            want.map(|w| w.version.to_string()),
+            want.map_or(0, |w| i64::from(w.count)),
+        ),
+        (d.code.clone(), d.message.clone()),
+        now,
+    )
+}
+
+/// The record of a new grant that took seats beyond the count: the seats beyond it.
+fn overdraft_event(
+    book: &Book,
+    req: &CheckedRequest,
+    lease: &Lease,
+    now: OffsetDateTime,
+) -> LeaseChange {
+    let rec = book.seats.record(lease.record);
+    let name = rec.map(|f| f.name.clone()).unwrap_or_default();
+    let version = rec.map(|f| f.version.to_string());
+    let of_count = rec
+        .and_then(|f| f.count.get())
+        .map_or(String::new(), |c| format!(" of {c}"));
+    let message = format!(
+        "granted {} seat(s) of {name}, {} beyond its count{of_count} (overdraft)",
+        lease.count, lease.overdraft
+    );
+    usage_event(
+        req,
+        UsageEventKind::Overdraft,
+        (name, version, i64::from(lease.overdraft)),
+        ("overdraft".to_string(), message),
+        now,
+    )
 }
 
 /// Starts the writer: with SQLite's own writer connection, on a thread of its own (its commits

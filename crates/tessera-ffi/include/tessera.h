@@ -247,6 +247,10 @@ typedef enum TesseraStatus {
    Refused `already_activated`: this computer already has what the key gives.
    */
   TESSERA_STATUS_REFUSED_ALREADY_ACTIVATED = 121,
+  /*
+   Refused `not_authorised`: the feature is for named users, and this user is not one of them.
+   */
+  TESSERA_STATUS_REFUSED_NOT_AUTHORISED = 122,
 } TesseraStatus;
 
 /*

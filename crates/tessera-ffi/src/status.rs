@@ -128,6 +128,8 @@ pub enum TesseraStatus {
     RefusedWrongProduct = 120,
     /// Refused `already_activated`: this computer already has what the key gives.
     RefusedAlreadyActivated = 121,
+    /// Refused `not_authorised`: the feature is for named users, and this user is not one of them.
+    RefusedNotAuthorised = 122,
 }
 
 /// Every status with its name in the header, for `tessera_status_name` and the tests.
@@ -317,6 +319,10 @@ pub(crate) const STATUSES: &[(TesseraStatus, &str)] = &[
         TesseraStatus::RefusedAlreadyActivated,
         "TESSERA_STATUS_REFUSED_ALREADY_ACTIVATED\0",
     ),
+    (
+        TesseraStatus::RefusedNotAuthorised,
+        "TESSERA_STATUS_REFUSED_NOT_AUTHORISED\0",
+    ),
 ];
 
 /// The status of a refusal's stable code; codes this version does not know are
@@ -347,6 +353,7 @@ pub(crate) fn refusal_status(code: &RefusalCode) -> TesseraStatus {
         R::Revoked => S::RefusedRevoked,
         R::WrongProduct => S::RefusedWrongProduct,
         R::AlreadyActivated => S::RefusedAlreadyActivated,
+        R::NotAuthorised => S::RefusedNotAuthorised,
         // `Other` and codes a newer client library adds
         _ => S::Refused,
     }
@@ -579,6 +586,7 @@ mod tests {
             "revoked",
             "wrong_product",
             "already_activated",
+            "not_authorised",
         ];
         let mut seen = std::collections::HashSet::new();
         for code in codes {

@@ -21,7 +21,8 @@
 //!
 //! `TESSERA_BENCH_ONLY=throughput` or `=capacity` runs one part; `TESSERA_BENCH_MODE` is
 //! `checkout` (the default: checkout and return), `grants` or `both`;
-//! `TESSERA_BENCH_SECS` (default 10) sets each target's measured time in all, split over
+//! `TESSERA_BENCH_RESERVATIONS=N` loads N reservations (for other devices) into the checkout
+//! server first; `TESSERA_BENCH_SECS` (default 10) sets each target's measured time in all, split over
 //! `TESSERA_BENCH_ROUNDS` rounds (default 5), `TESSERA_BENCH_LEASES`
 //! (default 1000000) the capacity run's leases, `TESSERA_BENCH_DIR` where the data directories go
 //! (default a temporary directory under `target/`).
@@ -244,6 +245,15 @@ async fn setup(dir: &Path, leases: usize) -> Result<Setup, BoxError> {
     let (server_url, server_stop) =
         start_server(&data, &producer_pem, "ethernet=0050569a3b01").await?;
     activate(&server_url, &data, &bo_url, &[(&keys[0], 10_000)]).await?;
+    // with reservations loaded (TESSERA_BENCH_RESERVATIONS=N): N devices other than the load
+    // generator's hold a reserved seat each, so every request also weighs the reservations
+    let reservations: usize = std::env::var("TESSERA_BENCH_RESERVATIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    if reservations > 0 {
+        reserve(&server_url, &data, reservations).await?;
+    }
 
     // the grants-only server: room for every grant of the run (none is returned)
     let grants = dir.join("grants");
@@ -281,7 +291,9 @@ async fn start_server(
     producer_pem: &str,
     hostid: &str,
 ) -> Result<(String, tokio::sync::oneshot::Sender<()>), BoxError> {
-    let token = daemon::init(data, producer_pem, None, Some(hostid)).await?;
+    let token = daemon::init(data, producer_pem, None, Some(hostid))
+        .await?
+        .token;
     std::fs::write(data.join("admin.token"), &token)?;
     let cfg = std::fs::read_to_string(data.join("server.toml"))?;
     std::fs::write(
@@ -317,6 +329,37 @@ async fn activate(
     if !r.status().is_success() {
         return Err(format!("activation failed: {}", r.text().await?).into());
     }
+    Ok(())
+}
+
+/// Loads `n` reservations (one seat of `modeler` each, for devices that never ask) in groups of 10.
+async fn reserve(addr: &str, data: &Path, n: usize) -> Result<(), BoxError> {
+    let token = std::fs::read_to_string(data.join("admin.token"))?;
+    let groups: Vec<Value> = (0..n.div_ceil(10))
+        .map(|g| {
+            json!({"name": format!("group-{g}"), "reservations": (0..10.min(n - g * 10)).map(|r| json!({
+                "holder": format!("string=reserved-{g}-{r}"),
+                "entries": [{"feature": "modeler", "version": "1.0", "count": 1}]})).collect::<Vec<_>>()})
+        })
+        .collect();
+    // in documents under the admin API's 64 KiB body limit
+    let mut view = Value::Null;
+    for chunk in groups.chunks(20) {
+        let r = reqwest::Client::new()
+            .post(format!("http://{addr}/api/v1/admin/reservations"))
+            .bearer_auth(token.trim())
+            .json(&json!({ "groups": chunk }))
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            return Err(format!("reservations refused: {}", r.text().await?).into());
+        }
+        view = r.json().await?;
+    }
+    let satisfied = view["entries"]
+        .as_array()
+        .map_or(0, |e| e.iter().filter(|e| e["satisfied"] == true).count());
+    eprintln!("({satisfied} of {n} reservations in force on the checkout server)");
     Ok(())
 }
 

@@ -85,6 +85,50 @@ pub struct Config {
     /// many as asked for, so this bounds what one client can make the server keep.
     #[serde(default = "default_max_leases_per_device")]
     pub max_leases_per_device: u32,
+    /// Days the denials and overdraft use recorded are kept for the denial report (default 30,
+    /// 1 to 36500); older ones are pruned by the server's scheduled work.
+    #[serde(default = "default_usage_event_retention_days")]
+    pub usage_event_retention_days: u32,
+    /// Failed logins one account may have in an hour (default 100): the budget refills evenly
+    /// over the hour; beyond it logins to the account are answered 429 `login_throttled` with
+    /// `Retry-After`, before any password is checked.
+    #[serde(default = "default_login_failures")]
+    pub login_failures_per_hour: u32,
+    /// Logins (right or wrong) one client address may try a minute, in bursts of as many
+    /// (default 10): the back-off per address.
+    #[serde(default = "default_login_address")]
+    pub login_attempts_per_minute: u32,
+    /// Minutes without a request after which a browser session ends (default 30).
+    #[serde(default = "default_session_idle")]
+    pub session_idle_minutes: u32,
+    /// Hours after the login at which a browser session ends however busy (default 12).
+    #[serde(default = "default_session_hours")]
+    pub session_max_hours: u32,
+    /// Days the audit log keeps an entry (default 365).
+    #[serde(default = "default_audit_days")]
+    pub audit_retention_days: u32,
+    /// Most entries the audit log keeps; the oldest go first (default 100000).
+    #[serde(default = "default_audit_entries")]
+    pub audit_max_entries: u32,
+}
+
+fn default_login_failures() -> u32 {
+    100
+}
+fn default_login_address() -> u32 {
+    10
+}
+fn default_session_idle() -> u32 {
+    30
+}
+fn default_session_hours() -> u32 {
+    12
+}
+fn default_audit_days() -> u32 {
+    365
+}
+fn default_audit_entries() -> u32 {
+    100_000
 }
 
 fn default_request_timeout() -> u32 {
@@ -98,6 +142,11 @@ fn default_capability_rate() -> u32 {
 }
 fn default_max_leases_per_device() -> u32 {
     crate::engine::DEFAULT_MAX_LEASES_PER_DEVICE
+}
+/// Default `usage_event_retention_days`.
+pub const DEFAULT_USAGE_EVENT_RETENTION_DAYS: u32 = 30;
+fn default_usage_event_retention_days() -> u32 {
+    DEFAULT_USAGE_EVENT_RETENTION_DAYS
 }
 
 impl Config {
@@ -135,6 +184,25 @@ pub fn load_config(data: &Path) -> Result<Config, ServerError> {
             config.max_leases_per_device,
             1_000_000,
         ),
+        (
+            "usage_event_retention_days",
+            config.usage_event_retention_days,
+            36_500,
+        ),
+        (
+            "login_failures_per_hour",
+            config.login_failures_per_hour,
+            100_000,
+        ),
+        (
+            "login_attempts_per_minute",
+            config.login_attempts_per_minute,
+            100_000,
+        ),
+        ("session_idle_minutes", config.session_idle_minutes, 24 * 60),
+        ("session_max_hours", config.session_max_hours, 24 * 30),
+        ("audit_retention_days", config.audit_retention_days, 36_500),
+        ("audit_max_entries", config.audit_max_entries, 100_000_000),
     ] {
         if value == 0 || value > max {
             return Err(ServerError::Config(format!(

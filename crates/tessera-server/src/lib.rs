@@ -39,6 +39,8 @@ pub mod trust;
 pub use config::{load_config, Config, DEFAULT_LISTEN};
 pub use error::ServerError;
 pub use link::LinkError;
-pub use server::{init, open, open_for_rebind, serve_on, serve_tls_on, ServedCertificate, Server};
-pub use token::rotate_admin_token;
+pub use server::{
+    init, open, open_for_rebind, serve_on, serve_tls_on, Initialised, ServedCertificate, Server,
+};
+pub use token::{rotate_admin_token, set_user_password};
 pub use trust::accept_storage;

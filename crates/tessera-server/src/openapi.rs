@@ -138,6 +138,15 @@ impl utoipa::Modify for Answers {
             "token",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Cookie(
+                utoipa::openapi::security::ApiKeyValue::with_description(
+                    "tessera_session",
+                    "the session cookie of POST /api/v1/admin/login; changes also need the login's csrf_token in X-CSRF-Token",
+                ),
+            )),
+        );
         components
             .schemas
             .entry("Problem".into())
@@ -167,11 +176,12 @@ impl utoipa::Modify for Answers {
                     }
                 }
                 if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
-                    problem(op, "401", "unauthorized: the admin token is missing or wrong (checked before the body is read)");
+                    problem(op, "401", "unauthorized: no API token or session cookie, or one unknown, revoked, expired or logged out (checked before the body is read)");
+                    problem(op, "403", "access_denied: the user's role may not do this (a read-only user changes nothing); csrf_token_missing: a session's change without X-CSRF-Token; password_change_required: the session's password must be changed first");
                     problem(
                         op,
                         "503",
-                        "storage_unavailable: the admin token could not be checked; try again",
+                        "storage_unavailable: the credentials could not be checked; try again",
                     );
                 }
                 let body_types: Vec<String> = op

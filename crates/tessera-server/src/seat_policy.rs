@@ -6,10 +6,14 @@
 //! other: adding one while the other is stored is refused, saying which to remove.
 
 use tessera_core::model::{Model, ModelError, ResolveError};
+use tessera_core::named_users::{NamedUserError, NamedUsers};
 use tessera_core::reservations::{ReservationError, Reservations};
 use tessera_core::Clock as _;
 use tessera_store::{PolicyKind, SeatPolicyStore, StoreError};
-use tessera_wire::admin::{PoolModelText, PoolRow, PoolsView, ReservationStatus, ReservationsView};
+use tessera_wire::admin::{
+    NamedUserFeature, NamedUsersView, PoolModelText, PoolRow, PoolsView, ReservationStatus,
+    ReservationsView,
+};
 
 use crate::engine::InstanceId;
 use crate::Server;
@@ -21,6 +25,10 @@ pub(crate) struct PolicyState {
     reservations: Option<String>,
     /// The stored reservations could not be read, and why.
     unreadable: Option<String>,
+    /// The named users document in force, as stored.
+    named_users: Option<String>,
+    /// The stored named users could not be read, and why.
+    named_unreadable: Option<String>,
     /// The pool model in force, as stored (the text uploaded).
     pool_model: Option<String>,
     /// The stored pool model could not be read, and why.
@@ -37,6 +45,9 @@ pub enum PolicyError {
     /// Named pools are in force: reservations cannot be added until the model is deleted.
     #[error("a named license pool model is in force: reservations and named pools exclude each other. Delete the model first (`tessera server pools delete`), then add reservations")]
     PoolsActive,
+    /// The named users given are wrong; nothing changed.
+    #[error(transparent)]
+    NamedUsers(#[from] NamedUserError),
     /// Reservations are stored: a pool model cannot be uploaded until they are deleted.
     #[error("reservations are in force: reservations and named pools exclude each other. Delete the reservation groups first (`tessera server reservations clear`), then upload the model")]
     ReservationsActive,
@@ -61,9 +72,10 @@ impl Server {
     /// it: refusing to serve would lock every user out for a bad row); the view shows why.
     pub(crate) async fn refresh_policy(&self) -> Result<bool, StoreError> {
         let _edit = self.policy_edit.lock().await;
+        let named = self.refresh_named_users().await?;
         let reservations = self.refresh_reservations().await?;
         let pools = self.refresh_pool_model().await?;
-        Ok(reservations || pools)
+        Ok(named || reservations || pools)
     }
 
     /// [`Server::refresh_policy`] for the named-pool model. A model that reads but no longer fits
@@ -93,7 +105,37 @@ impl Server {
         Ok(true)
     }
 
-    /// [`Server::refresh_policy`] for the reservations.
+    /// [`Server::refresh_policy`] for the named users. Called under `policy_edit`.
+    async fn refresh_named_users(&self) -> Result<bool, StoreError> {
+        let stored = self
+            .store
+            .policy_document(&InstanceId::on_site(), PolicyKind::NamedUsers)
+            .await?
+            .map(|d| d.body);
+        let mut state = self.policy.lock().await;
+        if stored == state.named_users {
+            return Ok(false);
+        }
+        let doc = match stored.as_deref().map(serde_json::from_str::<NamedUsers>) {
+            None => NamedUsers::default(),
+            Some(Ok(doc)) => doc,
+            Some(Err(e)) => {
+                let why = format!("the named users stored do not read ({e}); named-user features serve nobody until users are assigned again");
+                tracing::error!("{why}");
+                state.named_users = stored;
+                state.named_unreadable = Some(why);
+                drop(state);
+                self.engine.set_named_users(NamedUsers::default()).await?;
+                return Ok(true);
+            }
+        };
+        self.engine.set_named_users(doc).await?;
+        state.named_users = stored;
+        state.named_unreadable = None;
+        Ok(true)
+    }
+
+    /// [`Server::refresh_policy`] for the reservations. Called under `policy_edit`.
     async fn refresh_reservations(&self) -> Result<bool, StoreError> {
         let stored = self
             .store
@@ -123,6 +165,73 @@ impl Server {
         state.reservations = stored;
         state.unreadable = None;
         Ok(true)
+    }
+
+    /// The named users view: every named-user feature with its users and who is trimmed.
+    pub async fn named_users_view(&self) -> NamedUsersView {
+        let unreadable = self.policy.lock().await.named_unreadable.clone();
+        NamedUsersView {
+            features: self
+                .engine
+                .named_user_assignments()
+                .into_iter()
+                .map(NamedUserFeature::from)
+                .collect(),
+            unreadable,
+        }
+    }
+
+    /// Assigns `users` to the named-user feature `feature` (replacing those before; none: the
+    /// feature serves nobody): checked, stored, then in force from the next decision on. Users
+    /// beyond the feature's seats are trimmed, and the view lists them.
+    pub async fn assign_named_users(
+        &self,
+        feature: &str,
+        users: Vec<String>,
+    ) -> Result<NamedUsersView, PolicyError> {
+        let _edit = self.policy_edit.lock().await;
+        NamedUsers::check_users(feature, &users)?;
+        let records: Vec<tessera_core::feature::Feature> = self
+            .engine
+            .usage()
+            .await
+            .into_iter()
+            .map(|(f, _, _)| f)
+            .collect();
+        if NamedUsers::seats(&records, feature).is_none() {
+            return Err(NamedUserError::NotNamedUser {
+                feature: feature.into(),
+            }
+            .into());
+        }
+        let mut next = self.engine.named_users();
+        if users.is_empty() {
+            next.features.remove(feature);
+        } else {
+            next.features.insert(feature.to_string(), users);
+        }
+        let body = if next.features.is_empty() {
+            None
+        } else {
+            Some(serde_json::to_string(&next).map_err(|e| StoreError::Write {
+                detail: format!("the named users could not be written as JSON: {e}"),
+            })?)
+        };
+        self.store
+            .set_policy_document(
+                &InstanceId::on_site(),
+                PolicyKind::NamedUsers,
+                body.as_deref(),
+                self.clock.now(),
+            )
+            .await?;
+        self.engine.set_named_users(next).await?;
+        {
+            let mut state = self.policy.lock().await;
+            state.named_users = body;
+            state.named_unreadable = None;
+        }
+        Ok(self.named_users_view().await)
     }
 
     /// The reservations view: the groups in force and each entry's status.

@@ -30,7 +30,18 @@ use crate::http::Shared;
 use crate::token::new_admin_token;
 use crate::trust::{check_binding, claim_database, lock_data_dir, move_anchor};
 
-/// Creates a license server in `data` trusting `producer_pem`; returns the admin token (shown once).
+/// What `init` made that is shown once: the start-up API token of the first administrator
+/// (`admin`) and the first password of `admin`, which must be changed at the first login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Initialised {
+    /// The start-up API token (the admin token).
+    pub token: String,
+    /// The first password of user `admin`.
+    pub password: String,
+}
+
+/// Creates a license server in `data` trusting `producer_pem`; returns the admin token and the
+/// first password of `admin` (shown once).
 ///
 /// `DATA/server.toml` is written from `database` and `hostid` unless it exists already (the Debian
 /// package links it to `/etc/tessera/server.toml`): then it is kept, and `database` and `hostid`
@@ -40,7 +51,7 @@ pub async fn init(
     producer_pem: &str,
     database: Option<&str>,
     hostid: Option<&str>,
-) -> Result<String, ServerError> {
+) -> Result<Initialised, ServerError> {
     if data.join("keys/server.key").exists() {
         return Err(ServerError::AlreadyInitialised(data.display().to_string()));
     }
@@ -79,7 +90,7 @@ pub async fn init(
         }
         return finish_init(&data, producer_pem).await;
     }
-    let mut toml_text = "# Tessera license server. Unknown keys are errors.\nlisten = \"0.0.0.0:7070\"\nlease_seconds = 300\n# max_borrow_days = 7            (default: the producer's offline policy, 30 days)\n# max_borrows_per_account = 3   (default: the producer's offline policy, 3)\nlog = \"info\"\n# log_file = \"server.log\"        (default: standard error; relative to this directory)\n# cluster = false               (true: several processes share one PostgreSQL database; same hostid on each)\n# request_timeout_seconds = 30  (headers, then body; slower clients are disconnected)\n# max_connections = 1024\n# capability_requests_per_minute = 1200   (per client address; 0: no limit; loopback exempt unless rate_limit_loopback = true)\n# max_leases_per_device = 1000\n".to_string();
+    let mut toml_text = "# Tessera license server. Unknown keys are errors.\nlisten = \"0.0.0.0:7070\"\nlease_seconds = 300\n# max_borrow_days = 7            (default: the producer's offline policy, 30 days)\n# max_borrows_per_account = 3   (default: the producer's offline policy, 3)\nlog = \"info\"\n# log_file = \"server.log\"        (default: standard error; relative to this directory)\n# cluster = false               (true: several processes share one PostgreSQL database; same hostid on each)\n# request_timeout_seconds = 30  (headers, then body; slower clients are disconnected)\n# max_connections = 1024\n# capability_requests_per_minute = 1200   (per client address; 0: no limit; loopback exempt unless rate_limit_loopback = true)\n# max_leases_per_device = 1000\n# usage_event_retention_days = 30   (denials and overdraft use kept for the denial report)\n".to_string();
     if let Some(db) = database {
         toml_text.push_str(&format!("database = \"{}\"\n", db.replace('"', "")));
     }
@@ -95,7 +106,7 @@ pub async fn init(
 
 /// The rest of `init` once `DATA/server.toml` is in place: the producer's key, the store, the
 /// admin token and, last (its presence marks an initialised server), the server's key.
-async fn finish_init(data: &Path, producer_pem: &str) -> Result<String, ServerError> {
+async fn finish_init(data: &Path, producer_pem: &str) -> Result<Initialised, ServerError> {
     write(&data.join("producer.pub"), producer_pem.as_bytes(), 0o644)?;
     let config = load_config(data)?;
     let store = tessera_store::open(&database_url(data, &config)).await?;
@@ -104,12 +115,13 @@ async fn finish_init(data: &Path, producer_pem: &str) -> Result<String, ServerEr
         .set_server_hostid(&InstanceId::on_site(), &host.to_string())
         .await?;
     let token = new_admin_token(&store).await?;
+    let password = crate::token::first_admin_password(&store).await?;
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
     let pem = key
         .to_pkcs8_pem()
         .map_err(|e| ServerError::Config(e.to_string()))?;
     write(&data.join("keys/server.key"), pem.as_bytes(), 0o600)?;
-    Ok(token)
+    Ok(Initialised { token, password })
 }
 
 /// The server certificate as received from the back office, and as the JSON string that every
@@ -201,6 +213,12 @@ async fn open_as(data: &Path, clock: Arc<dyn Clock>, rebind: bool) -> Result<Ser
     let lock_file = lock_data_dir(&data)?;
     let store = tessera_store::open(&database_url(&data, &config)).await?;
     crate::token::adopt_legacy_admin_token(&store).await?;
+    if crate::token::admin_lacks_password(&store).await? {
+        tracing::warn!(
+            "user admin has no password yet (this data directory was made before the license server had logins): it acts with its API tokens; set one with `tessera server passwd --data {}`",
+            data.display()
+        );
+    }
     if config.cluster && config.hostid.is_none() {
         return Err(ServerError::Config(format!(
             "{}: `cluster = true` needs `hostid` set, to the same value on every member: a cluster is one license server to the back office and to clients",

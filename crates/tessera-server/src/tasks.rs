@@ -1,11 +1,14 @@
-//! Scheduled work: the lease sweep, the daily sync with the back office (and, in a cluster, which
-//! member runs it). It belongs to the server, which starts and stops it ([`Server::start_tasks`]);
+//! Scheduled work: the lease sweep, the pruning of usage events past their retention, the daily
+//! sync with the back office (and, in a cluster, which member runs it). It belongs to the server, which starts and stops it ([`Server::start_tasks`]);
 //! the HTTP layer only serves.
 
 use std::sync::Arc;
 
 use tessera_core::time::Duration;
-use tessera_store::{InstanceId, ServerStateStore};
+use tessera_core::time::OffsetDateTime;
+use tessera_store::{
+    InstanceId, ServerStateStore, StoredUsageEvent, UsageEventFilter, UsageEventStore,
+};
 
 use crate::config::Config;
 use crate::error::ServerError;
@@ -58,6 +61,40 @@ impl Server {
     }
 }
 
+impl Server {
+    /// The denials and overdraft use this server's seat engine recorded that pass `filter`,
+    /// newest first.
+    pub async fn usage_events(
+        &self,
+        filter: &UsageEventFilter,
+    ) -> Result<Vec<StoredUsageEvent>, ServerError> {
+        Ok(self
+            .store
+            .list_events(self.engine.instance(), filter)
+            .await?)
+    }
+
+    /// Deletes the usage events older than `usage_event_retention_days` (by the server's clock);
+    /// how many. The scheduled work calls it every hour; in a cluster every member may: the
+    /// deletes agree.
+    pub async fn prune_usage_events(&self) -> Result<u64, ServerError> {
+        let before =
+            self.clock.now() - Duration::days(i64::from(self.config.usage_event_retention_days));
+        Ok(self
+            .store
+            .prune_events(self.engine.instance(), before)
+            .await?)
+    }
+}
+
+/// How often usage events past their retention are pruned (by the server's clock).
+const PRUNE_EVERY: Duration = Duration::hours(1);
+
+/// Whether the usage events are due to be pruned at `now`, last pruned at `last`.
+fn prune_due(last: Option<OffsetDateTime>, now: OffsetDateTime) -> bool {
+    last.is_none_or(|t| now - t >= PRUNE_EVERY || now < t)
+}
+
 /// The server's scheduled work while it serves, started by [`Server::start_tasks`]: the lease
 /// sweep (and, in a cluster, picking up a bundle another member installed) every few seconds, and
 /// the daily sync with the back office.
@@ -92,14 +129,33 @@ async fn stop_background(sweep: tokio::task::JoinHandle<()>, sync: tokio::task::
     let _ = sync.await;
 }
 
-/// The sweeper (expired leases, and in a cluster a newer bundle) and the daily sync.
+/// The sweeper (expired leases, usage events past their retention, and in a cluster a newer
+/// bundle) and the daily sync.
 fn background(server: &Arc<Server>) -> (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>) {
     let sweeper = server.clone();
     let sweep = tokio::spawn(async move {
+        let mut pruned: Option<OffsetDateTime> = None;
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(5)).await;
             if let Err(e) = sweeper.engine.sweep().await {
                 tracing::warn!(error = %e, "lease sweep failed; will try again");
+            }
+            let now = sweeper.clock.now();
+            if prune_due(pruned, now) {
+                match sweeper.prune_usage_events().await {
+                    Ok(n) => {
+                        pruned = Some(now);
+                        if n > 0 {
+                            tracing::info!(
+                                events = n,
+                                "pruned denials and overdraft use past their retention"
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not prune old usage events; will try again")
+                    }
+                }
             }
             if sweeper.engine.clustered() {
                 // another member may have changed the reservations or the pool model
@@ -243,6 +299,16 @@ async fn periodic_sync(s: Arc<Server>) {
 mod tests {
     use super::*;
     use tessera_core::time::macros::datetime;
+
+    #[test]
+    fn usage_events_are_pruned_at_start_then_hourly() {
+        let t = datetime!(2026-06-01 12:00 UTC);
+        assert!(prune_due(None, t));
+        assert!(!prune_due(Some(t), t + Duration::minutes(59)));
+        assert!(prune_due(Some(t), t + Duration::hours(1)));
+        // a clock set back does not stop the pruning
+        assert!(prune_due(Some(t), t - Duration::minutes(1)));
+    }
 
     #[test]
     fn next_sync_time() {

@@ -31,8 +31,9 @@ fn auth_err(e: tessera_service::auth::AuthError) -> ServerError {
     }
 }
 
-/// Makes sure the first administrator exists (no password: the license server has no login yet;
-/// the administrator acts with API tokens).
+/// Makes sure the first administrator exists (made without a password here: `init` gives it one
+/// that must be changed at the first login; an older data directory's `admin` has none until an
+/// operator sets one with `tessera server passwd --data DIR`).
 async fn ensure_admin_user(store: &AnyStore) -> Result<(), ServerError> {
     let now = tessera_host::SystemClock.now();
     match tessera_service::auth::create_user(
@@ -121,4 +122,64 @@ pub async fn rotate_admin_token(data: &Path) -> Result<String, ServerError> {
     let config = load_config(&data)?;
     let store = tessera_store::open(&database_url(&data, &config)).await?;
     new_admin_token(&store).await
+}
+
+/// Gives the first administrator of a new server a random password that must be changed at the
+/// first login; returns it (show it once).
+pub(crate) async fn first_admin_password(store: &AnyStore) -> Result<String, ServerError> {
+    ensure_admin_user(store).await?;
+    let password = tessera_service::auth::random_password();
+    tessera_service::auth::set_password(store, ADMIN_USER, &password, true)
+        .await
+        .map_err(auth_err)?;
+    Ok(password)
+}
+
+/// Whether the first administrator exists without a password (a data directory made before the
+/// license server had logins): it can act with its API tokens only until an operator sets one.
+pub async fn admin_lacks_password(store: &AnyStore) -> Result<bool, ServerError> {
+    Ok(tessera_store::AuthStore::get_user(store, ADMIN_USER)
+        .await?
+        .is_some_and(|u| u.password_hash == tessera_service::auth::NO_PASSWORD))
+}
+
+/// Sets the password of `user` of the server in `data`, offline (the way back in when a password
+/// is lost, and how a data directory made before logins gives `admin` one): the user's sessions
+/// end, API tokens are kept, and with `must_change` the next login must change it. The first
+/// administrator is made when missing; another unknown user is an error. Audited as done by the
+/// operator of the data directory.
+pub async fn set_user_password(
+    data: &Path,
+    user: &str,
+    password: &str,
+    must_change: bool,
+) -> Result<(), ServerError> {
+    if !data.join("keys/server.key").exists() {
+        return Err(ServerError::NotInitialised(data.display().to_string()));
+    }
+    let data = data.canonicalize().map_err(|e| file_err(data, e))?;
+    let config = load_config(&data)?;
+    let store = tessera_store::open(&database_url(&data, &config)).await?;
+    adopt_legacy_admin_token(&store).await?;
+    if user == ADMIN_USER {
+        ensure_admin_user(&store).await?;
+    }
+    tessera_service::auth::set_password(&store, user, password, must_change)
+        .await
+        .map_err(auth_err)?;
+    let _ = tessera_store::AuditStore::append_audit(
+        &store,
+        tessera_store::NewAuditEntry {
+            at: tessera_host::SystemClock.now(),
+            actor: "operator".into(),
+            action: "password_set".into(),
+            detail: format!(
+                "set the password of user {user} with the data directory (`tessera server passwd --data`){}",
+                if must_change { "; to be changed at the next login" } else { "" }
+            ),
+            address: None,
+        },
+    )
+    .await;
+    Ok(())
 }

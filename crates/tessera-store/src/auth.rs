@@ -74,6 +74,8 @@ pub trait AuthStore {
         password_hash: &str,
         must_change: bool,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Removes a user with their API tokens and sessions (one transaction); false if unknown.
+    fn delete_user(&self, name: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Gives a user another role; false if unknown.
     fn set_role(
         &self,
@@ -228,6 +230,25 @@ macro_rules! impl_auth_store {
                 .bind(i64::from(must_change))
                 .execute(&self.pool)
                 .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
+            async fn delete_user(&self, name: &str) -> Result<bool, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("DELETE FROM sessions WHERE user_name = $1")
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM api_tokens WHERE user_name = $1")
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                let done = sqlx::query("DELETE FROM users WHERE name = $1")
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
                 Ok(done.rows_affected() > 0)
             }
 
@@ -402,6 +423,9 @@ impl AuthStore for AnyStore {
         must_change: bool,
     ) -> Result<bool, StoreError> {
         dispatch!(self, s => s.set_password(name, password_hash, must_change).await)
+    }
+    async fn delete_user(&self, name: &str) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.delete_user(name).await)
     }
     async fn set_role(&self, name: &str, role: &str) -> Result<bool, StoreError> {
         dispatch!(self, s => s.set_role(name, role).await)

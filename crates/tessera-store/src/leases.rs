@@ -13,6 +13,7 @@ use std::future::Future;
 use time::OffsetDateTime;
 
 use crate::codec::{time, unix};
+use crate::usage_events::EVENT_COLUMNS;
 use crate::{dispatch, AnyStore, PgStore, SqliteStore, StoreError};
 
 /// Which seat engine rows belong to: leases, the lease log, metered use and [`EngineState`] are
@@ -124,6 +125,10 @@ pub enum LeaseChange {
     /// The engine's state after this batch, written in the same transaction so it always
     /// matches the leases.
     State(EngineState),
+    /// A usage event (a denial, or a grant beyond the count) recorded with the decision that made
+    /// it, in the same transaction. Not a change to the seats: a cluster's lease log does not
+    /// carry it, and other members do not apply it.
+    Event(Box<crate::UsageEvent>),
 }
 
 /// The seat engines' leases, each engine's apart (by [`InstanceId`]).
@@ -203,16 +208,18 @@ fn placeholders(first: usize, n: usize) -> String {
 /// A batch of changes folded to one final change per lease, with the same effect as applying
 /// them in order: a later put replaces, a delete wins over what came before it, a new expiry
 /// updates a put of the same batch.
+/// Usage events are not folded: each is stored, in order.
 #[derive(Debug, Default, PartialEq)]
-pub(crate) struct Folded {
+pub(crate) struct Folded<'a> {
     pub(crate) deletes: Vec<i64>,
     pub(crate) puts: Vec<LeaseRow>,
     pub(crate) expiries: Vec<(i64, OffsetDateTime)>,
     pub(crate) consumed: Vec<(String, i64)>,
     pub(crate) state: Option<EngineState>,
+    pub(crate) events: Vec<&'a crate::UsageEvent>,
 }
 
-pub(crate) fn fold(changes: &[LeaseChange]) -> Folded {
+pub(crate) fn fold(changes: &[LeaseChange]) -> Folded<'_> {
     enum Last {
         Put(LeaseRow),
         Expiry(OffsetDateTime),
@@ -221,6 +228,7 @@ pub(crate) fn fold(changes: &[LeaseChange]) -> Folded {
     let mut last: std::collections::BTreeMap<i64, Last> = std::collections::BTreeMap::new();
     let mut consumed: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
     let mut state = None;
+    let mut events = Vec::new();
     for c in changes {
         match c {
             LeaseChange::Put(r) => {
@@ -241,10 +249,12 @@ pub(crate) fn fold(changes: &[LeaseChange]) -> Folded {
                 consumed.insert(record_key.as_str(), *units);
             }
             LeaseChange::State(s) => state = Some(s.clone()),
+            LeaseChange::Event(e) => events.push(&**e),
         }
     }
     let mut f = Folded {
         state,
+        events,
         ..Folded::default()
     };
     for (id, l) in last {
@@ -522,6 +532,31 @@ impl PgStore {
                 .execute(&mut *conn)
                 .await?;
         }
+        for rows in f.events.chunks(100) {
+            let values: Vec<String> = (0..rows.len())
+                .map(|i| format!("($1, {})", placeholders(i * 11 + 2, 11)))
+                .collect();
+            let sql = format!(
+                "INSERT INTO usage_events ({EVENT_COLUMNS}) VALUES {}",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(instance.as_str());
+            for e in rows {
+                q = q
+                    .bind(e.kind.as_str())
+                    .bind(unix(e.at))
+                    .bind(&e.device)
+                    .bind(&e.device_type)
+                    .bind(&e.user)
+                    .bind(&e.alias)
+                    .bind(&e.feature)
+                    .bind(&e.version)
+                    .bind(e.count)
+                    .bind(&e.code)
+                    .bind(&e.message);
+            }
+            q.execute(&mut *conn).await?;
+        }
         Ok(())
     }
 
@@ -630,6 +665,33 @@ impl SqliteStore {
                 stored(st.next_lease)
             );
         }
+        let opt = |t: &Option<String>| t.as_deref().map_or("NULL".to_string(), sqlite_text);
+        for rows in f.events.chunks(500) {
+            let values: Vec<String> = rows
+                .iter()
+                .map(|e| {
+                    format!(
+                        "({inst}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+                        sqlite_text(e.kind.as_str()),
+                        unix(e.at),
+                        sqlite_text(&e.device),
+                        sqlite_text(&e.device_type),
+                        opt(&e.user),
+                        opt(&e.alias),
+                        sqlite_text(&e.feature),
+                        opt(&e.version),
+                        e.count,
+                        sqlite_text(&e.code),
+                        sqlite_text(&e.message)
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                sql,
+                "INSERT INTO usage_events ({EVENT_COLUMNS}) VALUES {};",
+                values.join(", ")
+            );
+        }
         sql.push_str("COMMIT;");
         let mut conn = self.pool.acquire().await?;
         // each script is different: not worth a place in the prepared-statement cache
@@ -656,10 +718,11 @@ impl PgStore {
         node: &str,
         changes: &[LeaseChange],
     ) -> Result<(), StoreError> {
-        // the engine's state is each member's own business: not logged
+        // the engine's state is each member's own business, and usage events are not seats: not
+        // logged (the events are stored with the leases, once)
         let logged: Vec<&LeaseChange> = changes
             .iter()
-            .filter(|c| !matches!(c, LeaseChange::State(_)))
+            .filter(|c| !matches!(c, LeaseChange::State(_) | LeaseChange::Event(_)))
             .collect();
         for chunk in logged.chunks(500) {
             let values: Vec<String> = (0..chunk.len())
@@ -699,7 +762,7 @@ impl PgStore {
                         ("expiry", *id, "", "", "", 0, 0, unix(*expires_at), 0, 0)
                     }
                     LeaseChange::Delete { id } => ("delete", *id, "", "", "", 0, 0, 0, 0, 0),
-                    LeaseChange::State(_) => continue,
+                    LeaseChange::State(_) | LeaseChange::Event(_) => continue,
                     LeaseChange::Consumed { record_key, units } => (
                         "consumed",
                         0,

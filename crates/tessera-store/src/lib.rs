@@ -9,8 +9,9 @@
 //!   is an [`AnyStore`]; [`SqliteStore`] and [`PgStore`] can also be opened directly.
 //! * One trait per concern: [`MetaStore`], [`KeyStore`], [`LicenseStore`],
 //!   [`ActivationKeyStore`], [`AuthStore`] (users, API tokens, browser sessions of both services),
-//!   [`LeaseStore`] and [`ServerStateStore`] (a seat engine's leases and a license server's own
-//!   state, per [`InstanceId`]), …;
+//!   [`AuditStore`] (the license server's audit log), [`LeaseStore`], [`ServerStateStore`] and
+//!   [`UsageEventStore`] (a seat engine's leases, a license server's own state, and the denials and
+//!   overdraft use it recorded, per [`InstanceId`]), …;
 //!   [`Store`] is all of them. Services take `S: Store`.
 //! * Times are [`time::OffsetDateTime`] stored as whole unix seconds (sub-second parts are
 //!   dropped), so both backends hold exactly the same values.
@@ -33,6 +34,7 @@
 use std::fmt;
 
 pub mod activation_keys;
+pub mod audit;
 pub mod auth;
 pub mod backoffice;
 pub mod claim;
@@ -51,8 +53,10 @@ pub mod sqlite;
 pub mod sqlite_writer;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod usage_events;
 
 pub use activation_keys::{ActivationKeyRecord, ActivationKeyStore, NewActivationKey};
+pub use audit::{AuditEntry, AuditStore, NewAuditEntry};
 pub use auth::{AuthStore, SessionRecord, TokenRecord, UserRecord};
 pub use backoffice::BackOfficeStore;
 pub use claim::{advisory_key, ClaimMode, ClaimStatus, ExclusiveGuard, CLAIM_CHECK_INTERVAL};
@@ -67,6 +71,9 @@ pub use seat_policy::{PolicyDocument, PolicyKind, SeatPolicyStore};
 pub use server_state::{ServerState, ServerStateStore};
 pub use sqlite::{sqlite_url_for_data_dir, SqliteStore};
 pub use sqlite_writer::SqliteLeaseWriter;
+pub use usage_events::{
+    StoredUsageEvent, UsageEvent, UsageEventFilter, UsageEventKind, UsageEventStore,
+};
 
 /// Everything a Tessera service needs from storage. Implemented by every type that implements
 /// all the store traits; services are generic over `S: Store`.
@@ -77,8 +84,10 @@ pub trait Store:
     + ActivationKeyStore
     + BackOfficeStore
     + AuthStore
+    + AuditStore
     + LeaseStore
     + ServerStateStore
+    + UsageEventStore
     + SeatPolicyStore
     + OutboxStore
     + Clone
@@ -95,8 +104,10 @@ impl<T> Store for T where
         + ActivationKeyStore
         + BackOfficeStore
         + AuthStore
+        + AuditStore
         + LeaseStore
         + ServerStateStore
+        + UsageEventStore
         + SeatPolicyStore
         + OutboxStore
         + Clone

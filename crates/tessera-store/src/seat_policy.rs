@@ -20,6 +20,8 @@ pub enum PolicyKind {
     Reservations,
     /// The named license pools' model definition (text).
     PoolModel,
+    /// The users assigned to named-user features (JSON, `tessera_core::named_users::NamedUsers`).
+    NamedUsers,
 }
 
 impl PolicyKind {
@@ -28,6 +30,7 @@ impl PolicyKind {
         match self {
             PolicyKind::Reservations => "reservations",
             PolicyKind::PoolModel => "pool_model",
+            PolicyKind::NamedUsers => "named_users",
         }
     }
 }

@@ -11,6 +11,7 @@ use std::path::Path;
 
 use crate::codec::unix;
 use crate::leases::{fold, PUT_STATE_SQL};
+use crate::usage_events::INSERT_EVENT_SQL;
 use crate::{InstanceId, LeaseChange, SqliteStore, StoreError};
 
 /// A connection that writes one instance's lease changes, one transaction per call.
@@ -122,6 +123,27 @@ impl SqliteLeaseWriter {
                         i64::try_from(st.next_lease).unwrap_or(i64::MAX)
                     ])
                     .map_err(err)?;
+            }
+            if !f.events.is_empty() {
+                let mut event = tx.prepare_cached(INSERT_EVENT_SQL).map_err(err)?;
+                for e in &f.events {
+                    event
+                        .execute(rusqlite::params![
+                            instance,
+                            e.kind.as_str(),
+                            unix(e.at),
+                            e.device,
+                            e.device_type,
+                            e.user,
+                            e.alias,
+                            e.feature,
+                            e.version,
+                            e.count,
+                            e.code,
+                            e.message
+                        ])
+                        .map_err(err)?;
+                }
             }
         }
         tx.commit().map_err(err)

@@ -43,6 +43,92 @@ async fn conformance<S: Store>(s: &S, backend: Backend) {
     api_tokens(s).await;
     users_and_roles(s).await;
     sessions(s).await;
+    deleted_users(s).await;
+    audit_log(s).await;
+}
+
+/// A deleted user takes their tokens and sessions along; an unknown name is `false`.
+async fn deleted_users<S: Store>(s: &S) {
+    use tessera_store::{SessionRecord, TokenRecord, UserRecord};
+    s.create_user(UserRecord {
+        name: "gone".into(),
+        password_hash: "!".into(),
+        role: "read_only".into(),
+        must_change_password: true,
+        created_at: at(10),
+    })
+    .await
+    .unwrap();
+    s.create_token(TokenRecord {
+        hash: "gone-token".into(),
+        name: "t".into(),
+        user_name: "gone".into(),
+        created_at: at(11),
+        revoked_at: None,
+        expires_at: None,
+    })
+    .await
+    .unwrap();
+    s.create_session(SessionRecord {
+        id_hash: "gone-session".into(),
+        user_name: "gone".into(),
+        created_at: at(12),
+        last_seen_at: at(12),
+    })
+    .await
+    .unwrap();
+    assert!(
+        s.get_user("gone")
+            .await
+            .unwrap()
+            .unwrap()
+            .must_change_password
+    );
+    assert!(s.delete_user("gone").await.unwrap());
+    assert!(!s.delete_user("gone").await.unwrap());
+    assert_eq!(s.get_user("gone").await.unwrap(), None);
+    assert_eq!(s.find_token("gone-token").await.unwrap(), None);
+    assert_eq!(s.find_session("gone-session").await.unwrap(), None);
+}
+
+/// The audit log: newest first, paged by id, pruned by age and by count.
+async fn audit_log<S: Store>(s: &S) {
+    use tessera_store::NewAuditEntry;
+    let e = |t: i64, action: &str| NewAuditEntry {
+        at: at(t),
+        actor: "ann".into(),
+        action: action.into(),
+        detail: format!("did {action}"),
+        address: (t % 2 == 0).then(|| "192.0.2.1".to_string()),
+    };
+    let mut ids = Vec::new();
+    for (t, a) in [
+        (100, "login"),
+        (200, "activate"),
+        (300, "sync"),
+        (400, "logout"),
+    ] {
+        ids.push(s.append_audit(e(t, a)).await.unwrap());
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    let page = s.list_audit(None, 2).await.unwrap();
+    let actions: Vec<&str> = page.iter().map(|p| p.entry.action.as_str()).collect();
+    assert_eq!(actions, ["logout", "sync"]);
+    assert_eq!(page[0].entry, e(400, "logout"));
+    let next = s.list_audit(Some(page[1].id), 10).await.unwrap();
+    let actions: Vec<&str> = next.iter().map(|p| p.entry.action.as_str()).collect();
+    assert_eq!(actions, ["activate", "login"]);
+    // older than 150 goes (login), then all but the newest two (activate)
+    assert_eq!(s.prune_audit(at(150), 2).await.unwrap(), 2);
+    let left: Vec<String> = s
+        .list_audit(None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.entry.action)
+        .collect();
+    assert_eq!(left, ["logout", "sync"]);
+    assert_eq!(s.prune_audit(at(0), 10).await.unwrap(), 0);
 }
 
 /// Users: listed by name, roles changed, unknown names answered `false`.

@@ -491,7 +491,7 @@ impl ServerKit {
     /// Creates the data directory; what a test needs to open and administer it.
     pub async fn init(self) -> ServerData {
         let data = self.parent.join(&self.name);
-        let token = tessera_server::daemon::init(
+        let made = tessera_server::daemon::init(
             &data,
             &self.producer_pem,
             self.database.as_deref(),
@@ -533,7 +533,8 @@ impl ServerKit {
         std::fs::write(&toml, cfg).unwrap_or_else(|e| panic!("{}: {e}", toml.display()));
         ServerData {
             data,
-            token,
+            token: made.token,
+            password: made.password,
             clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
         }
     }
@@ -546,6 +547,8 @@ pub struct ServerData {
     pub data: PathBuf,
     /// The admin token (shown once at init).
     pub token: String,
+    /// The first password of user `admin` (shown once at init; to be changed at the first login).
+    pub password: String,
     /// The clock it is opened with.
     pub clock: Arc<dyn Clock>,
 }

@@ -1,6 +1,6 @@
 //! The license server's admin API (`/api/v1/admin/…`, with the admin token): its status, online
-//! and offline activation, and a sync with the back office. The `tessera server` commands send
-//! and read these.
+//! and offline activation, a sync with the back office, and the denials and overdraft use recorded.
+//! The `tessera server` commands send and read these.
 
 use serde::{Deserialize, Serialize};
 
@@ -81,6 +81,292 @@ pub struct SyncOutcome {
     pub over_use: Vec<String>,
 }
 
+/// Which usage events an administrator reviews: refusals, or grants beyond the count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum UsageEventKind {
+    /// A feature of a `request` or `borrow` was refused (a `preview` is not recorded).
+    #[default]
+    Denial,
+    /// A grant took seats beyond the record's count.
+    Overdraft,
+}
+
+impl UsageEventKind {
+    /// `denial` or `overdraft`, as on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageEventKind::Denial => "denial",
+            UsageEventKind::Overdraft => "overdraft",
+        }
+    }
+}
+
+/// The query of `GET /api/v1/admin/denials`: every filter given applies; newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[serde(deny_unknown_fields)]
+pub struct UsageEventQuery {
+    /// `denial` (the default) or `overdraft`.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", param(inline))]
+    pub kind: Option<UsageEventKind>,
+    /// Only events at or after this time: RFC 3339 (`2026-06-01T08:00:00Z`) or a date
+    /// (`2026-06-01`, from its start in UTC).
+    #[serde(default)]
+    pub since: Option<String>,
+    /// Only events of this feature.
+    #[serde(default)]
+    pub feature: Option<String>,
+    /// At most this many, the newest (1 to 1000; default 100).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 1000))]
+    pub limit: Option<u32>,
+}
+
+/// One usage event: who was refused (or went beyond the count), what, when and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UsageEvent {
+    /// The event's id (grows with time).
+    pub id: i64,
+    /// Denial or overdraft.
+    pub kind: UsageEventKind,
+    /// When it was decided (RFC 3339, UTC).
+    pub at: String,
+    /// The device's host id (`KIND=VALUE`).
+    pub device_id: String,
+    /// The kind of that host id (`ethernet`, `machine_id`, `user`, …).
+    pub device_id_type: String,
+    /// Physical, virtual, container or unknown, as the client said.
+    pub device_type: String,
+    /// The user on the device, if the client sent one.
+    pub user: Option<String>,
+    /// The device's alias, if the client sent one.
+    pub alias: Option<String>,
+    /// The feature.
+    pub feature: String,
+    /// A denial: the lowest version asked for; an overdraft: the version granted.
+    pub version: Option<String>,
+    /// A denial: the seats asked for; an overdraft: the seats beyond the count.
+    pub count: u64,
+    /// Why: a denial's code (`all_in_use`, `not_licensed`, `version_too_low`, `not_active`,
+    /// `bad_count`, `borrow_limit`, `lease_limit`); `overdraft` for an overdraft.
+    pub code: String,
+    /// For people.
+    pub message: String,
+}
+
+/// The answer of `GET /api/v1/admin/denials`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UsageEvents {
+    /// The kind listed.
+    pub kind: UsageEventKind,
+    /// How many days events are kept (`usage_event_retention_days` in server.toml).
+    pub retention_days: u32,
+    /// The events, newest first.
+    pub events: Vec<UsageEvent>,
+}
+
+/// A user's role on the license server: `admin` (everything) or `read_only` (every view, no
+/// change).
+pub type RoleName = String;
+
+/// A login: a user name and password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// The user name.
+    pub user: String,
+    /// The password.
+    pub password: String,
+}
+
+/// A login that succeeded: the session cookie is set; send `csrf_token` in `X-CSRF-Token` with
+/// every request that changes something.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LoginAnswer {
+    /// The user logged in.
+    pub user: String,
+    /// The user's role (`admin` or `read_only`).
+    pub role: RoleName,
+    /// The session's CSRF token, for `X-CSRF-Token`.
+    pub csrf_token: String,
+    /// Whether the password must be changed before anything else (`POST /api/v1/admin/password`):
+    /// until then the session may only change the password or log out.
+    pub must_change_password: bool,
+    /// The session ends after this many seconds without a request.
+    pub idle_timeout_seconds: u64,
+    /// The session ends at this time (RFC 3339, UTC) however busy.
+    pub expires_at: String,
+}
+
+/// An API token asked for with a user name and password (for scripts and the command line).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct TokenLogin {
+    /// The user name.
+    pub user: String,
+    /// The password.
+    pub password: String,
+    /// A label for the token (default `cli`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Days until it stops working (1 to 3650); no expiry when absent.
+    #[serde(default)]
+    pub expires_days: Option<u32>,
+}
+
+/// A password change: the user's current password and the new one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    /// The user whose password changes.
+    pub user: String,
+    /// The current password.
+    pub current_password: String,
+    /// The new password (at least 12 characters).
+    pub new_password: String,
+}
+
+/// A user as lists show it (never the password).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserView {
+    /// The user name.
+    pub name: String,
+    /// The role (`admin` or `read_only`).
+    pub role: RoleName,
+    /// Whether the next login must change the password.
+    pub must_change_password: bool,
+    /// Whether the user can log in with a password (a user without one has API tokens only).
+    pub has_password: bool,
+    /// Created (RFC 3339, UTC).
+    pub created_at: String,
+}
+
+/// A new user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    /// The user name (at most 64 characters, no control characters).
+    pub name: String,
+    /// The role (`admin` or `read_only`).
+    pub role: RoleName,
+    /// The first password (at least 12 characters); a random one is made and answered once when
+    /// absent. Either way it must be changed at the first login.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// A user just created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserCreated {
+    /// The user.
+    pub user: UserView,
+    /// The password made for the user (shown once), when none was given.
+    pub password: Option<String>,
+}
+
+/// A user's new role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RoleChange {
+    /// The role (`admin` or `read_only`).
+    pub role: RoleName,
+}
+
+/// A new API token for the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    /// A label (default `api`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Days until it stops working (1 to 3650); no expiry when absent.
+    #[serde(default)]
+    pub expires_days: Option<u32>,
+    /// The user it acts as (default: the caller).
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+/// An API token just made: shown once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenCreated {
+    /// The token, for `Authorization: Bearer <token>`.
+    pub token: String,
+    /// Its id in lists (for revoking it).
+    pub id: String,
+    /// The user it acts as.
+    pub user: String,
+    /// When it stops working (RFC 3339, UTC), if it expires.
+    pub expires_at: Option<String>,
+}
+
+/// An API token as lists show it (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenInfo {
+    /// Its id: the first 16 hex digits of its SHA-256.
+    pub id: String,
+    /// Its label (`start-up` for the token printed at `init`).
+    pub name: String,
+    /// The user it acts as.
+    pub user: String,
+    /// Created (RFC 3339, UTC).
+    pub created_at: String,
+    /// When it stops working (RFC 3339, UTC), if it expires.
+    pub expires_at: Option<String>,
+    /// When it was revoked (RFC 3339, UTC).
+    pub revoked_at: Option<String>,
+    /// `active`, `expired` or `revoked`.
+    pub state: String,
+}
+
+/// One entry of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditEntry {
+    /// Its number (later entries have larger numbers).
+    pub id: i64,
+    /// When (RFC 3339, UTC).
+    pub at: String,
+    /// Who (a user name; `-` for a caller that proved no one).
+    pub actor: String,
+    /// What: `login`, `login_failed`, `login_throttled`, `logout`, `password_changed`,
+    /// `password_set`, `user_created`, `user_deleted`, `role_changed`, `token_created`,
+    /// `token_revoked`, `access_denied`, `credential_refused`, `activate`, `offline_request`,
+    /// `offline_apply`, `sync`, … (an action that failed ends in `_failed`).
+    pub action: String,
+    /// The detail, in words.
+    pub detail: String,
+    /// The client's address, when known.
+    pub address: Option<String>,
+}
+
+/// A page of the audit log, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditPage {
+    /// The entries, newest first.
+    pub entries: Vec<AuditEntry>,
+    /// Pass as `before` for the next (older) page; absent on the last page.
+    pub next_before: Option<i64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +385,21 @@ mod tests {
         // one key-count type for every activation: the admin API's is the back office's
         let k: crate::activation::KeyCount = r.activations[0].clone();
         assert_eq!(k, KeyCount::new("K", 2));
+    }
+
+    #[test]
+    fn usage_event_kinds_are_lower_case_and_queries_refuse_unknown_fields() {
+        assert_eq!(
+            serde_json::to_string(&UsageEventKind::Overdraft).unwrap(),
+            "\"overdraft\""
+        );
+        assert_eq!(UsageEventKind::default().as_str(), "denial");
+        let q: UsageEventQuery =
+            serde_json::from_str(r#"{"kind":"overdraft","feature":"cad","limit":5}"#).unwrap();
+        assert_eq!(q.kind, Some(UsageEventKind::Overdraft));
+        assert_eq!(q.limit, Some(5));
+        assert!(serde_json::from_str::<UsageEventQuery>(r#"{"colour":"red"}"#).is_err());
+        assert!(serde_json::from_str::<UsageEventQuery>(r#"{"kind":"grant"}"#).is_err());
     }
 }
 
@@ -210,6 +511,51 @@ pub struct ReservationEntryDoc {
 pub struct ReservationsDoc {
     /// The groups, in order (earlier entries are set aside first).
     pub groups: Vec<ReservationGroupDoc>,
+}
+
+/// The named users view: every named-user feature with its users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NamedUsersView {
+    /// The named-user features of the licenses served, by name.
+    pub features: Vec<NamedUserFeature>,
+    /// Named users stored that could not be read (the store was edited by hand), and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
+}
+
+/// A named-user feature and its users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NamedUserFeature {
+    /// The feature.
+    pub feature: String,
+    /// How many users it may have (the seats of its named-user records).
+    pub seats: u64,
+    /// The users served, in the order assigned.
+    pub users: Vec<String>,
+    /// Users assigned beyond the seats: not served.
+    pub trimmed: Vec<String>,
+}
+
+impl From<tessera_core::named_users::Assignment> for NamedUserFeature {
+    fn from(a: tessera_core::named_users::Assignment) -> Self {
+        NamedUserFeature {
+            feature: a.feature,
+            seats: a.seats,
+            users: a.users,
+            trimmed: a.trimmed,
+        }
+    }
+}
+
+/// The users to assign to a named-user feature (replacing those assigned before).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AssignUsers {
+    /// The users, in order: those beyond the feature's seats are trimmed (and listed as such).
+    pub users: Vec<String>,
 }
 
 /// The named license pools view: the model kept, whether its pools are in force, and per pool and

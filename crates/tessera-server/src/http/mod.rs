@@ -21,15 +21,19 @@ use crate::error::ServerError;
 use crate::openapi::{Answers, Problem};
 use crate::server::Server;
 
+pub mod access;
 pub mod admin;
 pub mod capability;
+pub mod named_users;
 pub mod ops;
 pub mod pools;
 pub mod reservations;
+pub mod users;
 
 /// Serving with the server's scheduled work, as before the split: see [`crate::serve_on`].
 pub use crate::server::{serve_on, serve_tls_on};
-pub use admin::{ActivateRequest, Admin, FeatureState, KeyCount, OfflineRequestBody, Status};
+pub use access::{audit, Admin, Caller, Viewer};
+pub use admin::{ActivateRequest, FeatureState, KeyCount, OfflineRequestBody, Status};
 pub use capability::CapabilityAnswer;
 
 /// Shared state.
@@ -44,6 +48,14 @@ pub struct AppState {
     /// Requests to every route but the capability route, by route and status (the capability
     /// route keeps its own two counters: it is the hot path).
     http: Arc<HttpMetrics>,
+    /// How browser sessions of the admin API work (cookie, idle and longest life).
+    pub sessions: tessera_service::auth::Sessions,
+    /// Password hashing, a few at a time.
+    pub hashing: tessera_service::auth::HashGate,
+    /// Login throttling per account and per address.
+    pub logins: tessera_service::auth::LoginThrottle,
+    /// Audit entries written since the start (the log is pruned every so often).
+    pub(crate) audit_appends: std::sync::atomic::AtomicU64,
 }
 
 /// Shared.
@@ -54,7 +66,27 @@ pub fn state(server: impl Into<Arc<Server>>) -> Shared {
     let server = server.into();
     let rate = server.config.capability_requests_per_minute;
     let exempt_loopback = !server.config.rate_limit_loopback;
+    let c = &server.config;
+    let sessions = tessera_service::auth::Sessions {
+        idle: std::time::Duration::from_secs(u64::from(c.session_idle_minutes) * 60),
+        lifetime: std::time::Duration::from_secs(u64::from(c.session_max_hours) * 3600),
+        secure: c.tls_cert.is_some(),
+        ..Default::default()
+    };
+    // per account: the hour's failures at once, refilled evenly over the hour
+    let failures = f64::from(c.login_failures_per_hour.max(1));
+    let per_address = f64::from(c.login_attempts_per_minute.max(1));
+    let logins = tessera_service::auth::LoginThrottle::new(
+        failures,
+        3600.0 / failures,
+        per_address,
+        60.0 / per_address,
+    );
     Arc::new(AppState {
+        sessions,
+        hashing: tessera_service::auth::HashGate::default(),
+        logins,
+        audit_appends: std::sync::atomic::AtomicU64::new(0),
         server,
         requests: Counter::default(),
         denied: Counter::default(),
@@ -92,6 +124,17 @@ fn operations() -> OpenApiRouter<Shared> {
         .routes(routes!(admin::offline_request))
         .routes(routes!(admin::sync_now))
         .routes(routes!(admin::offline_apply))
+        .routes(routes!(admin::denials))
+        .routes(routes!(users::login))
+        .routes(routes!(users::login_token))
+        .routes(routes!(users::logout))
+        .routes(routes!(users::change_password))
+        .routes(routes!(users::list_users, users::create_user))
+        .routes(routes!(users::delete_user))
+        .routes(routes!(users::set_role))
+        .routes(routes!(users::list_tokens, users::create_token))
+        .routes(routes!(users::revoke_token))
+        .routes(routes!(users::audit_log))
         .routes(routes!(
             reservations::list,
             reservations::add,
@@ -99,6 +142,8 @@ fn operations() -> OpenApiRouter<Shared> {
         ))
         .routes(routes!(reservations::delete_group))
         .routes(routes!(reservations::export))
+        .routes(routes!(named_users::list))
+        .routes(routes!(named_users::assign, named_users::clear))
         .routes(routes!(pools::view))
         .routes(routes!(pools::model, pools::upload, pools::delete))
         .routes(routes!(ops::metrics))

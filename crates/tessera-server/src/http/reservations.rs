@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use tessera_core::reservations::{ReservationError, Reservations};
 
-use super::admin::Admin;
+use super::access::{Admin, Viewer};
 use super::{body_problem, Failure, Shared};
 use crate::openapi::Problem;
 use crate::seat_policy::PolicyError;
@@ -24,7 +24,7 @@ fn failed(e: PolicyError) -> Response {
         PolicyError::Invalid(ReservationError::NoSuchGroup { .. }) => {
             Failure::Problem(StatusCode::NOT_FOUND, "no_such_group", e.to_string())
         }
-        PolicyError::Invalid(_) => Failure::Problem(
+        PolicyError::Invalid(_) | PolicyError::NamedUsers(_) => Failure::Problem(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_reservations",
             e.to_string(),
@@ -42,16 +42,16 @@ fn failed(e: PolicyError) -> Response {
 }
 
 /// The reservation groups in force, and every entry with whether the server holds its seats.
-#[utoipa::path(get, path = "/api/v1/admin/reservations", tag = "admin", security(("token" = [])),
+#[utoipa::path(get, path = "/api/v1/admin/reservations", tag = "admin", security(("token" = []), ("session" = [])),
     responses((status = 200, body = ReservationsView)))]
-pub(crate) async fn list(State(s): State<Shared>, _admin: Admin) -> Response {
+pub(crate) async fn list(State(s): State<Shared>, _viewer: Viewer) -> Response {
     Json(s.server.reservations_view().await).into_response()
 }
 
 /// Adds reservation groups: the body is a reservations document (`{"groups": [...]}`: one group
 /// from the add form, or an exported file imported). Refused whole, naming the entry that is
 /// wrong, if any entry is; a group name already in force is refused (delete that group first).
-#[utoipa::path(post, path = "/api/v1/admin/reservations", tag = "admin", security(("token" = [])),
+#[utoipa::path(post, path = "/api/v1/admin/reservations", tag = "admin", security(("token" = []), ("session" = [])),
     request_body(content = tessera_wire::admin::ReservationsDoc, description = "the groups to add"),
     responses((status = 200, body = ReservationsView, description = "added; in force from the next request"),
         (status = 409, body = Problem, description = "reservation_group_exists (a group of that name is in force), pools_active (a named-pool model is in force)"),
@@ -59,7 +59,7 @@ pub(crate) async fn list(State(s): State<Shared>, _admin: Admin) -> Response {
         (status = 503, body = Problem, description = "storage_unavailable: nothing changed")))]
 pub(crate) async fn add(
     State(s): State<Shared>,
-    _admin: Admin,
+    admin: Admin,
     body: Result<String, StringRejection>,
 ) -> Response {
     let body = match body {
@@ -68,46 +68,91 @@ pub(crate) async fn add(
     };
     let doc = match Reservations::parse(&body) {
         Ok(d) => d,
-        Err(e) => return failed(e.into()),
+        Err(e) => {
+            admin
+                .audit(
+                    &s,
+                    "reservations_add_failed",
+                    format!("a reservations document was refused; nothing changed: {e}"),
+                )
+                .await;
+            return failed(e.into());
+        }
     };
+    let names: Vec<String> = doc.groups.iter().map(|g| g.name.clone()).collect();
     match s.server.add_reservations(doc).await {
-        Ok(view) => Json(view).into_response(),
-        Err(e) => failed(e),
+        Ok(view) => {
+            admin
+                .audit(
+                    &s,
+                    "reservations_add",
+                    format!("added reservation group(s) {}", names.join(", ")),
+                )
+                .await;
+            Json(view).into_response()
+        }
+        Err(e) => {
+            admin
+                .audit(
+                    &s,
+                    "reservations_add_failed",
+                    format!(
+                        "adding reservation group(s) {} was refused; nothing changed: {e}",
+                        names.join(", ")
+                    ),
+                )
+                .await;
+            failed(e)
+        }
     }
 }
 
 /// Deletes one reservation group, whole.
-#[utoipa::path(delete, path = "/api/v1/admin/reservations/{group}", tag = "admin", security(("token" = [])),
+#[utoipa::path(delete, path = "/api/v1/admin/reservations/{group}", tag = "admin", security(("token" = []), ("session" = [])),
     params(("group" = String, Path, description = "the group's name")),
     responses((status = 200, body = ReservationsView, description = "deleted"),
         (status = 404, body = Problem, description = "no_such_group"),
         (status = 503, body = Problem, description = "storage_unavailable: nothing changed")))]
 pub(crate) async fn delete_group(
     State(s): State<Shared>,
-    _admin: Admin,
+    admin: Admin,
     Path(group): Path<String>,
 ) -> Response {
     match s.server.delete_reservation_group(&group).await {
-        Ok(view) => Json(view).into_response(),
+        Ok(view) => {
+            admin
+                .audit(
+                    &s,
+                    "reservations_delete",
+                    format!("deleted reservation group {group}"),
+                )
+                .await;
+            Json(view).into_response()
+        }
         Err(e) => failed(e),
     }
 }
 
 /// Deletes every reservation group (before switching to named pools, for one).
-#[utoipa::path(delete, path = "/api/v1/admin/reservations", tag = "admin", security(("token" = [])),
+#[utoipa::path(delete, path = "/api/v1/admin/reservations", tag = "admin", security(("token" = []), ("session" = [])),
     responses((status = 200, body = ReservationsView, description = "deleted"),
         (status = 503, body = Problem, description = "storage_unavailable: nothing changed")))]
-pub(crate) async fn clear(State(s): State<Shared>, _admin: Admin) -> Response {
+pub(crate) async fn clear(State(s): State<Shared>, admin: Admin) -> Response {
     match s.server.clear_reservations().await {
-        Ok(view) => Json(view).into_response(),
+        Ok(view) => {
+            admin
+                .audit(&s, "reservations_clear", "deleted every reservation group")
+                .await;
+            Json(view).into_response()
+        }
         Err(e) => failed(e),
     }
 }
 
 /// The reservations in force as a document to import elsewhere (`reservations.json`).
-#[utoipa::path(get, path = "/api/v1/admin/reservations/export", tag = "admin", security(("token" = [])),
+#[utoipa::path(get, path = "/api/v1/admin/reservations/export", tag = "admin", security(("token" = []), ("session" = [])),
     responses((status = 200, body = tessera_wire::admin::ReservationsDoc, description = "the document (an attachment, reservations.json)")))]
-pub(crate) async fn export(State(s): State<Shared>, _admin: Admin) -> Response {
+pub(crate) async fn export(State(s): State<Shared>, _viewer: Viewer) -> Response {
     let doc = s.server.engine.reservations();
     (
         [(

@@ -321,6 +321,19 @@ pub async fn create_user<S: AuthStore>(
     role: Role,
     now: OffsetDateTime,
 ) -> Result<(), AuthError> {
+    create_user_with(store, name, password, role, false, now).await
+}
+
+/// As [`create_user`], and with `must_change_password` the user's first login must set a new
+/// password (a password someone else chose, or one printed at a service's first start).
+pub async fn create_user_with<S: AuthStore>(
+    store: &S,
+    name: &str,
+    password: Option<&str>,
+    role: Role,
+    must_change_password: bool,
+    now: OffsetDateTime,
+) -> Result<(), AuthError> {
     check_name(name)?;
     let password_hash = match password {
         Some(p) => {
@@ -334,7 +347,7 @@ pub async fn create_user<S: AuthStore>(
             name: name.trim().into(),
             password_hash,
             role: role.as_str().into(),
-            must_change_password: false,
+            must_change_password: must_change_password && password.is_some(),
             created_at: now,
         })
         .await
@@ -376,6 +389,41 @@ pub async fn reset_password<S: AuthStore>(
     }
     store.delete_user_sessions(name).await?;
     Ok(store.revoke_user_tokens(name, now).await?)
+}
+
+/// Removes a user with their API tokens and sessions; `NotFound` for an unknown user.
+pub async fn delete_user<S: AuthStore>(store: &S, name: &str) -> Result<(), AuthError> {
+    if !store.delete_user(name).await? {
+        return Err(AuthError::NotFound {
+            what: format!("user {name}"),
+        });
+    }
+    Ok(())
+}
+
+/// Sets a user's password (at least [`MIN_PASSWORD_CHARS`] characters) and whether the next
+/// login must change it, and ends the user's sessions; API tokens are kept (the user proved the
+/// old password, or an operator with the data directory set it). `NotFound` for an unknown user.
+pub async fn set_password<S: AuthStore>(
+    store: &S,
+    name: &str,
+    password: &str,
+    must_change: bool,
+) -> Result<(), AuthError> {
+    check_password_rules(password)?;
+    let hash = hash_password(password)?;
+    if !store.set_password(name, &hash, must_change).await? {
+        return Err(AuthError::NotFound {
+            what: format!("user {name}"),
+        });
+    }
+    store.delete_user_sessions(name).await?;
+    Ok(())
+}
+
+/// Checks the rules a new password must meet (length), without storing anything.
+pub fn check_new_password(password: &str) -> Result<(), AuthError> {
+    check_password_rules(password)
 }
 
 /// The user when the password is right; `None` for an unknown user, a user without a password or
@@ -564,6 +612,21 @@ fn account_key(name: &str) -> [u8; 32] {
 }
 
 impl LoginThrottle {
+    /// A throttle that lets an account fail `account_burst` logins at once and one more every
+    /// `account_refill_secs`, and an address try `address_burst` logins at once and one more every
+    /// `address_refill_secs` (the license server: 100 failures an hour per account).
+    pub fn new(
+        account_burst: f64,
+        account_refill_secs: f64,
+        address_burst: f64,
+        address_refill_secs: f64,
+    ) -> Self {
+        LoginThrottle {
+            accounts: Buckets::new(account_burst, account_refill_secs),
+            addresses: Buckets::new(address_burst, address_refill_secs),
+        }
+    }
+
     /// Takes an attempt for `name` from `ip`, or says how long to wait.
     pub fn attempt(&self, name: &str, ip: IpAddr) -> Result<(), Throttled> {
         let now = Instant::now();

@@ -436,3 +436,95 @@ async fn sessions_need_their_csrf_token_to_change_anything_and_expire_when_idle(
 }
 
 const CSRF_HEADER_NAME: &str = session::CSRF_HEADER;
+
+#[tokio::test]
+async fn a_first_password_must_be_changed_set_keeps_tokens_and_delete_takes_everything() {
+    let db = TempSqlite::new().await.unwrap();
+    let s = db.store();
+    let gate = HashGate::default();
+    create_user_with(
+        s,
+        "ann",
+        Some("first long password"),
+        Role::ReadOnly,
+        true,
+        T0,
+    )
+    .await
+    .unwrap();
+    // without a password there is nothing to change
+    create_user_with(s, "bot", None, Role::ReadOnly, true, T0)
+        .await
+        .unwrap();
+    assert!(
+        s.get_user("ann")
+            .await
+            .unwrap()
+            .unwrap()
+            .must_change_password
+    );
+    assert!(
+        !s.get_user("bot")
+            .await
+            .unwrap()
+            .unwrap()
+            .must_change_password
+    );
+    let token = tokens::create_token(s, "tst_", "ann", "t", None, T0)
+        .await
+        .unwrap();
+    let sessions = Sessions::default();
+    sessions.start(s, "ann", T0).await.unwrap();
+    assert!(matches!(
+        set_password(s, "ann", "short", false).await,
+        Err(AuthError::Invalid { .. })
+    ));
+    set_password(s, "ann", "second long password", false)
+        .await
+        .unwrap();
+    let ann = s.get_user("ann").await.unwrap().unwrap();
+    assert!(!ann.must_change_password);
+    assert!(check_password(s, &gate, "ann", "second long password")
+        .await
+        .unwrap()
+        .is_some());
+    assert!(check_password(s, &gate, "ann", "first long password")
+        .await
+        .unwrap()
+        .is_none());
+    // sessions ended, the token kept
+    assert_eq!(s.delete_user_sessions("ann").await.unwrap(), 0);
+    assert!(tokens::authenticate_token(s, &token, T0).await.is_ok());
+    assert!(matches!(
+        set_password(s, "nobody", "a long password", false).await,
+        Err(AuthError::NotFound { .. })
+    ));
+    delete_user(s, "ann").await.unwrap();
+    assert!(matches!(
+        tokens::authenticate_token(s, &token, T0).await,
+        Err(AuthError::Refused(Refused::UnknownToken))
+    ));
+    assert!(matches!(
+        delete_user(s, "ann").await,
+        Err(AuthError::NotFound { .. })
+    ));
+}
+
+#[test]
+fn a_throttle_can_take_the_license_servers_limits() {
+    // three failures an hour per account, five attempts per address
+    let t = LoginThrottle::new(3.0, 1200.0, 5.0, 12.0);
+    let ip: IpAddr = "192.0.2.7".parse().unwrap();
+    for _ in 0..3 {
+        t.attempt("ann", ip).unwrap();
+    }
+    match t.attempt("ann", ip) {
+        Err(Throttled::Account { retry_after }) => assert!((1..=1200).contains(&retry_after)),
+        other => panic!("{other:?}"),
+    }
+    t.attempt("bob", ip).unwrap();
+    assert!(matches!(
+        t.attempt("carl", ip),
+        Err(Throttled::Address { .. })
+    ));
+}
