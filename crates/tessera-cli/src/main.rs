@@ -10,6 +10,7 @@ mod commands;
 mod fsutil;
 mod generate;
 mod named_users;
+mod pools;
 mod quickstart;
 mod reservations;
 mod server;

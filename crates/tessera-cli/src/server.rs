@@ -109,6 +109,9 @@ pub enum ServerCommand {
     /// Named users: who may take seats of a feature sold for named users.
     #[command(subcommand, name = "named-users")]
     NamedUsers(crate::named_users::NamedUsersCommand),
+    /// Named license pools: a model that splits seats into pools and says who draws from which.
+    #[command(subcommand)]
+    Pools(crate::pools::PoolsCommand),
     /// Sync with the back office now: send the usage report, install the renewed licenses.
     Sync {
         /// The running license server.
@@ -431,10 +434,12 @@ pub(crate) enum Body {
     Empty,
     /// A POST of a wire type as JSON.
     Json(serde_json::Value),
-    /// A POST of a text document.
+    /// A POST of a JSON document given as text.
     Text(String),
     /// A PUT of JSON.
     Put(serde_json::Value),
+    /// A POST of a plain text document.
+    Plain(String),
     /// A DELETE.
     Delete,
 }
@@ -467,6 +472,10 @@ pub(crate) async fn admin_request(
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(t),
         Body::Put(b) => client.put(&url).json(&b),
+        Body::Plain(t) => client
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(t),
         Body::Delete => client.delete(&url),
     };
     let req = if token.is_empty() {
@@ -1143,6 +1152,7 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
         }
         ServerCommand::Reservations(cmd) => crate::reservations::run(cmd).await,
         ServerCommand::NamedUsers(cmd) => crate::named_users::run(cmd).await,
+        ServerCommand::Pools(cmd) => crate::pools::run(cmd).await,
         ServerCommand::Token(TokenCommand::Rotate { data }) => {
             let token = tessera_server::rotate_admin_token(&data).await?;
             println!("new admin token: {token}   (shown once; the old one no longer works)");

@@ -40,6 +40,7 @@ pub mod named_users;
 pub mod offline;
 pub mod pcid;
 pub mod policy;
+pub mod pools;
 pub mod reservations;
 pub mod seats;
 pub mod time_fmt;

@@ -1337,6 +1337,16 @@ impl ResolvedModel {
             .map(|p| p.name.as_str())
     }
 
+    /// [`ResolvedModel::pool_for`] as the pool's place in [`ResolvedModel::pools`]: what the
+    /// seat book keeps per lease (no string compared or copied).
+    pub fn pool_index_for(&self, who: &Identity<'_>) -> Option<usize> {
+        self.rules
+            .iter()
+            .find(|r| r.when.matches(who))
+            .and_then(|r| r.target)
+            .filter(|&i| i < self.pools.len())
+    }
+
     /// What is legal but probably not meant (no rules, a pool no rule names, …).
     pub fn warnings(&self) -> &[ModelWarning] {
         &self.warnings

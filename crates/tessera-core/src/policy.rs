@@ -6,8 +6,11 @@
 //! the writer calls [`decide`] under its book and persists the [`SeatChange`]s it returns before it
 //! answers. Everything that says *whether* a seat is given lives here: the per-device lease cap,
 //! the borrow limit per device and per user, preview as a dry run, renew and return only by the
-//! holder, metering. What is added to the policy later (reservations, named pools, named users)
-//! comes in through [`SeatPolicy`] and the decision, not through the writer.
+//! holder, metering. Reservations and named pools are in the book ([`SeatBook::set_reservations`],
+//! [`SeatBook::set_pools`]); the decision finds the requester's pool by the rules of access (its
+//! hostid, user, alias and attributes) and the book serves it from there. What is added to the
+//! policy later (named users) comes in through [`SeatPolicy`] and the decision, not through the
+//! writer.
 
 use std::ops::RangeInclusive;
 
@@ -15,7 +18,8 @@ use time::{Duration, OffsetDateTime};
 
 use crate::capability::{CapabilityRequest, DeniedFeature, Operation};
 use crate::hostid::{DeviceType, HostId};
-use crate::seats::{Denial, Lease, LeaseId, Outcome, SeatBook, Want};
+use crate::model::Identity;
+use crate::seats::{Denial, Lease, LeaseId, Outcome, PoolRef, SeatBook, Want};
 
 /// The limits of a capability request, stated once: [`CheckedRequest::check`] enforces them and
 /// `docs/protocol.md` states the same. Lengths count bytes of UTF-8.
@@ -489,7 +493,8 @@ pub fn decide(
     let holder = req.holder.as_str();
     match req.operation {
         Operation::Preview => {
-            let outcomes = book.preview(holder, &req.wants, now, policy.lease);
+            let pool = pool_of(book, req);
+            let outcomes = book.preview_in(pool, holder, &req.wants, now, policy.lease);
             collect(&mut d, &req.wants, outcomes);
         }
         Operation::Request | Operation::Borrow => take(book, policy, req, now, &mut d),
@@ -536,6 +541,20 @@ pub fn decide(
         }
     }
     d
+}
+
+/// The named pool the rules of access send the requester to (its hostid, user, alias and
+/// attributes); `None` at once when no model is in force.
+fn pool_of(book: &SeatBook, req: &CheckedRequest) -> Option<PoolRef> {
+    book.pool_model()?;
+    let r = &req.requester;
+    book.pool_of(&Identity {
+        // the holder starts with the device's hostid in normalised form
+        hostid: crate::seats::holder_parts(&req.holder).0,
+        user: r.user.as_deref(),
+        alias: r.alias.as_deref(),
+        attributes: &r.attributes,
+    })
 }
 
 /// A request or borrow: the device's lease cap, the borrow limit, then the book.
@@ -608,7 +627,9 @@ fn take(
     } else {
         None
     };
-    let outcomes = book.request(
+    let pool = pool_of(book, req);
+    let outcomes = book.request_in(
+        pool,
         holder,
         &req.request_id,
         wants,

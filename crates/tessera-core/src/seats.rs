@@ -21,6 +21,10 @@
 //! **Borrowing is limited per account.** The seats a device has borrowed and the seats a user has
 //! borrowed (on any device) are counted apart; a borrow must keep both within the limit, so
 //! neither a new user name on one device nor one user on a new device gets a fresh allowance.
+//!
+//! **Reservations and named pools** ([`SeatBook::set_reservations`], [`SeatBook::set_pools`])
+//! carve seats out of the default pool; [`crate::reservations`] and [`crate::pools`] state their
+//! rules. They exclude each other: a book holds one or the other.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -29,7 +33,9 @@ use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 
 use crate::feature::{Count, Feature};
+use crate::model::{Identity, ResolvedModel};
 use crate::named_users::{Assignment, NamedUsers};
+use crate::pools::PoolAllocation;
 use crate::reservations::{Allocation, EntryStatus, Reservations, Satisfied};
 use crate::version::Version;
 
@@ -300,6 +306,18 @@ fn request_key(device: &str, request_id: &str, feature: &str) -> u128 {
     u128::from_le_bytes(b)
 }
 
+/// The pool the rules of `model` put a lease of `holder` in, seeing only what the lease keeps:
+/// its device's hostid and its user (see [`crate::pools`]).
+fn holder_pool(model: &ResolvedModel, holder: &str) -> Option<usize> {
+    let (hostid, user) = holder_parts(holder);
+    model.pool_index_for(&Identity {
+        hostid,
+        user,
+        alias: None,
+        attributes: &[],
+    })
+}
+
 /// The device of a lease holder (`DEVICE` or `DEVICE|user=USER`).
 fn device_part(holder: &str) -> &str {
     holder_parts(holder).0
@@ -328,6 +346,92 @@ pub struct SeatBook {
     /// With named-user records: who may take seats of each named-user feature (`None` when no
     /// record is for named users).
     named_users: Option<HashMap<String, HashSet<String>>>,
+    /// Named pools in force (`None`: none).
+    pools: Option<Box<Pooled>>,
+}
+
+/// A named pool of the model in force in a book, as [`SeatBook::pool_of`] found it for a
+/// requester: valid for the book and model it came from (passed on at once to
+/// [`SeatBook::request_in`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolRef(usize);
+
+/// Why named pools were not put in force.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PoolsError {
+    /// Reservations are in force: the two exclude each other.
+    #[error("reservations are in force: reservations and named pools exclude each other; delete the reservation groups first (`tessera server reservations clear`)")]
+    ReservationsInForce,
+}
+
+/// One row of the pools view: a pool's seats on one feature record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolUse {
+    /// The pool (`None`: the default pool).
+    pub pool: Option<String>,
+    /// The record's index in the book.
+    pub record: usize,
+    /// Seats the pool holds on the record (for the default pool: the count less every pool's
+    /// seats; its overdraft is the record's).
+    pub allocated: u64,
+    /// Seats of the pool in use.
+    pub used: u64,
+}
+
+/// Named pools in force in a book: the model, the seats each pool holds on each record, and the
+/// seats in use (see [`crate::pools`] for the rule).
+#[derive(Debug, Clone)]
+struct Pooled {
+    model: ResolvedModel,
+    alloc: PoolAllocation,
+    /// Per pool, per record: seats held by leases of the pool's members.
+    held: Vec<Vec<u64>>,
+    /// Per record: seats held in the default pool (non-members' seats, and members' seats beyond
+    /// their pool's).
+    default_used: Vec<u64>,
+    /// The pool each lease of a pool's member draws on (leases of the default pool are not here).
+    lease_pool: HashMap<LeaseId, usize>,
+}
+
+impl Pooled {
+    /// Seats pool `q` holds on record `i` that its members do not hold.
+    fn free(&self, q: usize, i: usize) -> u64 {
+        let held = self
+            .held
+            .get(q)
+            .and_then(|h| h.get(i))
+            .copied()
+            .unwrap_or(0);
+        self.alloc.seats_of(q, i).saturating_sub(held)
+    }
+
+    /// Takes (`add`) or gives back `n` seats of record `i` for a lease drawing on pool `q`
+    /// (`None`: the default pool).
+    fn count(&mut self, q: Option<usize>, i: usize, n: u64, add: bool) {
+        let Some(default_used) = self.default_used.get_mut(i) else {
+            return;
+        };
+        let step = |x: u64, d: u64| {
+            if add {
+                x.saturating_add(d)
+            } else {
+                x.saturating_sub(d)
+            }
+        };
+        let Some(held) = q
+            .and_then(|q| self.held.get_mut(q))
+            .and_then(|h| h.get_mut(i))
+        else {
+            *default_used = step(*default_used, n);
+            return;
+        };
+        let a = q.map_or(0, |q| self.alloc.seats_of(q, i));
+        let old = *held;
+        *held = step(old, n);
+        let (before, after) = (old.saturating_sub(a), held.saturating_sub(a));
+        *default_used = default_used.saturating_add(after).saturating_sub(before);
+    }
 }
 
 /// Reservations in force in a book: the seats set aside, and what holders hold (see
@@ -405,6 +509,7 @@ impl SeatBook {
             held_by: HashMap::new(),
             reserved: None,
             named_users,
+            pools: None,
         }
     }
 
@@ -423,6 +528,8 @@ impl SeatBook {
     /// records (see [`Reservations::allocate`]) and counts the leases held against them. Returns
     /// every entry's status. Leases held stay held, even where they now take seats that are set
     /// aside for someone else (the book is then over its shared seats until they are returned).
+    /// Reservations and named pools exclude each other: reservations put in force take the named
+    /// pools out of force.
     pub fn set_reservations(&mut self, reservations: &Reservations) -> Vec<EntryStatus> {
         let records: Vec<Feature> = self.records.iter().map(|p| p.feature.clone()).collect();
         let alloc = reservations.allocate(&records);
@@ -441,6 +548,8 @@ impl SeatBook {
                 });
             }
         }
+        // reservations and named pools exclude each other
+        self.pools = None;
         let mut r = Reserved {
             alloc,
             wants,
@@ -499,6 +608,103 @@ impl SeatBook {
         if let (Some(r), false) = (self.reserved.as_mut(), metered) {
             r.count(&lease.device, lease.record, n, add);
         }
+        if let (Some(pl), false) = (self.pools.as_mut(), metered) {
+            let q = if add {
+                pl.lease_pool.get(&lease.id).copied()
+            } else {
+                pl.lease_pool.remove(&lease.id)
+            };
+            pl.count(q, lease.record, n, add);
+        }
+    }
+
+    /// Puts the named pools of `model` in force (replacing those before; `None` takes them out
+    /// of force): places each pool's seats on the records (see [`crate::pools::allocate`]) and
+    /// counts the leases held where the rules put their holders (see [`crate::pools`]). Returns
+    /// what could not be placed (nothing for a model that resolved against these records and
+    /// holds no metered feature). Refused while reservations are in force.
+    pub fn set_pools(&mut self, model: Option<&ResolvedModel>) -> Result<Vec<String>, PoolsError> {
+        let Some(model) = model else {
+            self.pools = None;
+            return Ok(Vec::new());
+        };
+        if self.reserved.is_some() {
+            return Err(PoolsError::ReservationsInForce);
+        }
+        let records: Vec<Feature> = self.records.iter().map(|p| p.feature.clone()).collect();
+        let alloc = crate::pools::allocate(model, &records);
+        let problems = alloc.problems.clone();
+        let mut pl = Pooled {
+            held: vec![vec![0; records.len()]; model.pools().len()],
+            default_used: vec![0; records.len()],
+            model: model.clone(),
+            alloc,
+            lease_pool: HashMap::new(),
+        };
+        for l in self.leases.values() {
+            if self.records[l.record].feature.metered {
+                continue;
+            }
+            let q = holder_pool(&pl.model, &l.device);
+            if let Some(q) = q {
+                pl.lease_pool.insert(l.id, q);
+            }
+            pl.count(q, l.record, u64::from(l.count), true);
+        }
+        self.pools = Some(Box::new(pl));
+        Ok(problems)
+    }
+
+    /// The resolved model whose pools are in force.
+    pub fn pool_model(&self) -> Option<&ResolvedModel> {
+        self.pools.as_ref().map(|p| &p.model)
+    }
+
+    /// The named pool the rules of the model in force send `who` to; `None` for the default
+    /// pool, and at once when no model is in force (nothing is compared or allocated then).
+    pub fn pool_of(&self, who: &Identity<'_>) -> Option<PoolRef> {
+        let pl = self.pools.as_ref()?;
+        pl.model.pool_index_for(who).map(PoolRef)
+    }
+
+    /// Per pool (in the model's order, the default pool last) and record: the seats the pool
+    /// holds there and those in use. Empty when no model is in force. The default pool is shown
+    /// on the counted, unmetered records of every feature some pool holds.
+    pub fn pool_use(&self) -> Vec<PoolUse> {
+        let Some(pl) = &self.pools else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (q, pool) in pl.model.pools().iter().enumerate() {
+            for i in 0..self.records.len() {
+                let allocated = pl.alloc.seats_of(q, i);
+                if allocated == 0 {
+                    continue;
+                }
+                let held = pl.held.get(q).and_then(|h| h.get(i)).copied().unwrap_or(0);
+                out.push(PoolUse {
+                    pool: Some(pool.name.clone()),
+                    record: i,
+                    allocated,
+                    used: held.min(allocated),
+                });
+            }
+        }
+        for (i, p) in self.records.iter().enumerate() {
+            let (Some(cap), false) = (p.capacity(), p.feature.metered) else {
+                continue;
+            };
+            if pl.model.feature(&p.feature.name).is_none() {
+                continue;
+            }
+            out.push(PoolUse {
+                pool: None,
+                record: i,
+                allocated: cap.saturating_sub(pl.alloc.pooled_on(i)),
+                used: pl.default_used.get(i).copied().unwrap_or(0),
+            });
+        }
+        out
     }
 
     /// The same book handing out lease ids through the permutation keyed by `secret`.
@@ -615,7 +821,9 @@ impl SeatBook {
 
     /// Grants each wanted feature to `device` under `request_id`, for `duration` from `now` (or
     /// until `borrow_until`, capped by the record's expiry, when borrowing). Features are decided
-    /// one by one; a denial of one does not undo the others.
+    /// one by one; a denial of one does not undo the others. With named pools in force, the
+    /// requester draws from the pool the rules give its hostid and user (see
+    /// [`SeatBook::request_in`] to name the pool found with everything the request carries).
     pub fn request(
         &mut self,
         device: &str,
@@ -625,14 +833,48 @@ impl SeatBook {
         duration: Duration,
         borrow_until: Option<OffsetDateTime>,
     ) -> Vec<Outcome> {
+        let pool = self
+            .pools
+            .as_ref()
+            .and_then(|pl| holder_pool(&pl.model, device))
+            .map(PoolRef);
+        self.request_in(pool, device, request_id, wants, now, duration, borrow_until)
+    }
+
+    /// [`SeatBook::request`] for a requester the rules of access send to `pool` (found with
+    /// [`SeatBook::pool_of`]; `None`: the default pool): it draws from that pool's seats first,
+    /// then from the default pool (see [`crate::pools`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn request_in(
+        &mut self,
+        pool: Option<PoolRef>,
+        device: &str,
+        request_id: &str,
+        wants: &[Want],
+        now: OffsetDateTime,
+        duration: Duration,
+        borrow_until: Option<OffsetDateTime>,
+    ) -> Vec<Outcome> {
+        let pool = self.checked_pool(pool);
         wants
             .iter()
-            .map(|w| self.request_one(device, request_id, w, now, duration, borrow_until))
+            .map(|w| self.request_one(pool, device, request_id, w, now, duration, borrow_until))
             .collect()
     }
 
+    /// `pool` if it is a pool of the model in force.
+    fn checked_pool(&self, pool: Option<PoolRef>) -> Option<usize> {
+        let q = pool?.0;
+        self.pools
+            .as_ref()
+            .filter(|pl| q < pl.model.pools().len())
+            .map(|_| q)
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn request_one(
         &mut self,
+        pool: Option<usize>,
         device: &str,
         request_id: &str,
         want: &Want,
@@ -665,15 +907,27 @@ impl SeatBook {
                 return Outcome::Granted(lease.clone());
             }
         }
-        let i = match self.choose(want, device, now) {
+        let i = match self.choose(want, device, pool, now) {
             Ok(i) => i,
             Err(d) => return Outcome::Denied(d),
         };
-        let lease = self.lease_from(i, device, request_id, want, now, duration, borrow_until);
+        let lease = self.lease_from(
+            i,
+            device,
+            pool,
+            request_id,
+            want,
+            now,
+            duration,
+            borrow_until,
+        );
         let seats = &mut self.records[i];
         if seats.feature.metered {
             seats.consumed += u64::from(want.count);
         } else {
+            if let (Some(pl), Some(q)) = (self.pools.as_mut(), pool) {
+                pl.lease_pool.insert(lease.id, q);
+            }
             self.count_seats(&lease, true);
         }
         self.next += 1;
@@ -697,11 +951,30 @@ impl SeatBook {
         now: OffsetDateTime,
         duration: Duration,
     ) -> Vec<Outcome> {
+        let pool = self
+            .pools
+            .as_ref()
+            .and_then(|pl| holder_pool(&pl.model, device))
+            .map(PoolRef);
+        self.preview_in(pool, device, wants, now, duration)
+    }
+
+    /// [`SeatBook::preview`] for a requester the rules of access send to `pool` (see
+    /// [`SeatBook::request_in`]).
+    pub fn preview_in(
+        &mut self,
+        pool: Option<PoolRef>,
+        device: &str,
+        wants: &[Want],
+        now: OffsetDateTime,
+        duration: Duration,
+    ) -> Vec<Outcome> {
+        let pool = self.checked_pool(pool);
         wants
             .iter()
-            .map(|w| match self.choose(w, device, now) {
+            .map(|w| match self.choose(w, device, pool, now) {
                 Ok(i) => {
-                    let lease = self.lease_from(i, device, "", w, now, duration, None);
+                    let lease = self.lease_from(i, device, pool, "", w, now, duration, None);
                     self.next += 1;
                     Outcome::Granted(lease)
                 }
@@ -712,7 +985,13 @@ impl SeatBook {
 
     /// The record that serves `want` for `device` now (see the module's rule), or why none does.
     /// Changes nothing.
-    fn choose(&self, want: &Want, device: &str, now: OffsetDateTime) -> Result<usize, Denial> {
+    fn choose(
+        &self,
+        want: &Want,
+        device: &str,
+        pool: Option<usize>,
+        now: OffsetDateTime,
+    ) -> Result<usize, Denial> {
         if want.count == 0 {
             return Err(Denial::BadCount {
                 name: want.name.clone(),
@@ -782,16 +1061,21 @@ impl SeatBook {
                 .then_with(|| a.cmp(&b))
         });
         let n = u64::from(want.count);
-        // within the count first, then into overdraft
-        let pick = active
-            .iter()
-            .copied()
-            .find(|&i| self.room(i, device, false) >= n)
+        // a pool's member: a record whose pool seats suffice first; then within the count, then
+        // into overdraft
+        let pick = pool
+            .and_then(|q| active.iter().copied().find(|&i| self.pool_room(i, q) >= n))
             .or_else(|| {
                 active
                     .iter()
                     .copied()
-                    .find(|&i| self.room(i, device, true) >= n)
+                    .find(|&i| self.room(i, device, pool, false) >= n)
+            })
+            .or_else(|| {
+                active
+                    .iter()
+                    .copied()
+                    .find(|&i| self.room(i, device, pool, true) >= n)
             });
         pick.ok_or_else(|| {
             let total = active
@@ -815,6 +1099,7 @@ impl SeatBook {
         &self,
         i: usize,
         device: &str,
+        pool: Option<usize>,
         request_id: &str,
         want: &Want,
         now: OffsetDateTime,
@@ -835,6 +1120,14 @@ impl SeatBook {
             let shared_cap = c.saturating_sub(r.alloc.reserved.get(i).copied().unwrap_or(0));
             let shared = r.shared.get(i).copied().unwrap_or(0);
             let over = (shared + shared_need).saturating_sub(shared_cap.max(shared));
+            (want.count, u32::try_from(over).unwrap_or(u32::MAX))
+        } else if let (Some(pl), Some(c)) = (&self.pools, seats.capacity()) {
+            // the pool's seats first; only the default pool's part can go into overdraft
+            let from_pool = pool.map_or(0, |q| pl.free(q, i)).min(n);
+            let default_need = n - from_pool;
+            let default_cap = c.saturating_sub(pl.alloc.pooled_on(i));
+            let default_used = pl.default_used.get(i).copied().unwrap_or(0);
+            let over = (default_used + default_need).saturating_sub(default_cap.max(default_used));
             (want.count, u32::try_from(over).unwrap_or(u32::MAX))
         } else {
             let over = seats
@@ -858,9 +1151,25 @@ impl SeatBook {
         }
     }
 
-    /// Seats record `i` can still give `device`, within its count or including its overdraft:
-    /// with reservations, what is set aside for it and not held, and the shared seats free.
-    fn room(&self, i: usize, device: &str, with_overdraft: bool) -> u64 {
+    /// Seats of pool `q` free on record `i` (never past the record's count: leases counted
+    /// elsewhere may hold them).
+    fn pool_room(&self, i: usize, q: usize) -> u64 {
+        let (Some(pl), Some(p)) = (&self.pools, self.records.get(i)) else {
+            return 0;
+        };
+        let Some(cap) = p.capacity() else {
+            return 0;
+        };
+        if p.feature.metered {
+            return 0;
+        }
+        pl.free(q, i).min(cap.saturating_sub(p.used))
+    }
+
+    /// Seats record `i` can still give `device` (of pool `pool`), within its count or including
+    /// its overdraft: with reservations, what is set aside for it and not held, and the shared
+    /// seats free; with named pools, its pool's seats free and the default pool's.
+    fn room(&self, i: usize, device: &str, pool: Option<usize>, with_overdraft: bool) -> u64 {
         let p = &self.records[i];
         let Some(cap) = p.capacity() else {
             return u64::MAX;
@@ -877,6 +1186,16 @@ impl SeatBook {
             let room = r.free_for(key.as_deref(), i) + (shared_cap + over).saturating_sub(shared);
             // never past the record's count and overdraft (leases held before the reservations
             // may hold seats set aside since)
+            let limit = cap + u64::from(p.feature.overdraft);
+            return room.min(limit.saturating_sub(p.used));
+        }
+        if let (Some(pl), false) = (&self.pools, p.feature.metered) {
+            let default_cap = cap.saturating_sub(pl.alloc.pooled_on(i));
+            let default_used = pl.default_used.get(i).copied().unwrap_or(0);
+            let room = pool.map_or(0, |q| pl.free(q, i))
+                + (default_cap + over).saturating_sub(default_used);
+            // never past the record's count and overdraft (leases counted where the rules put
+            // them now may hold seats of another pool)
             let limit = cap + u64::from(p.feature.overdraft);
             return room.min(limit.saturating_sub(p.used));
         }
@@ -947,6 +1266,12 @@ impl SeatBook {
         }
         // a lease with this id already held is replaced
         self.release(lease.id);
+        let metered = self.records[lease.record].feature.metered;
+        if let (Some(pl), false) = (self.pools.as_mut(), metered) {
+            if let Some(q) = holder_pool(&pl.model, &lease.device) {
+                pl.lease_pool.insert(lease.id, q);
+            }
+        }
         self.count_seats(&lease, true);
         self.skip_past(lease.id);
         self.by_request.insert(
@@ -1067,6 +1392,39 @@ impl SeatBook {
                 ));
             }
         }
+        if let Some(pl) = &self.pools {
+            let mut held = vec![vec![0u64; self.records.len()]; pl.model.pools().len()];
+            let mut default_used = vec![0u64; self.records.len()];
+            for l in self.leases.values() {
+                if self.records[l.record].feature.metered {
+                    continue;
+                }
+                let n = u64::from(l.count);
+                match pl
+                    .lease_pool
+                    .get(&l.id)
+                    .and_then(|&q| held.get_mut(q))
+                    .and_then(|h| h.get_mut(l.record))
+                {
+                    Some(h) => *h += n,
+                    None => default_used[l.record] += n,
+                }
+            }
+            for (q, h) in held.iter().enumerate() {
+                for (i, n) in h.iter().enumerate() {
+                    default_used[i] += n.saturating_sub(pl.alloc.seats_of(q, i));
+                }
+            }
+            if held != pl.held || default_used != pl.default_used {
+                return Err(format!(
+                    "pool seats out of step: held {:?} default {:?}, leases say {:?} {:?}",
+                    pl.held, pl.default_used, held, default_used
+                ));
+            }
+            if pl.lease_pool.keys().any(|id| !self.leases.contains_key(id)) {
+                return Err("a lease returned is still counted in its pool".into());
+            }
+        }
         for (i, p) in self.records.iter().enumerate() {
             if p.used != sums[i] {
                 return Err(format!(
@@ -1094,6 +1452,7 @@ impl SeatBook {
 mod tests {
     use super::*;
     use crate::feature::Expiry;
+    use crate::model::Identity;
     use proptest::prelude::*;
     use time::macros::datetime;
 
@@ -1579,6 +1938,315 @@ mod tests {
         b.expire(T0 + Duration::days(3));
         assert_eq!(b.borrowed_by("string=pc3|user=ann"), 0);
         b.check_invariants().unwrap();
+    }
+
+    // ---- named pools ----------------------------------------------------------------------
+
+    /// 8 seats of cad 2.0 (1 of overdraft): 3 for pune (devices `string=p…`), 2 for kassel (the
+    /// attribute site=kassel), 3 left in the default pool.
+    fn pooled_book() -> SeatBook {
+        let mut b = SeatBook::new(vec![rec("cad", "2.0", Count::Counted(8), 1)]);
+        let model = crate::model::Model::parse(
+            r#"model "sites" {
+                 partitions {
+                   partition "pune" { "cad" 2.0 3 }
+                   partition "kassel" { "cad" 1.0 2 }
+                 }
+                 rules {
+                   hostid "string=p*" => "pune"
+                   attribute "site" = "kassel" => "kassel"
+                 }
+               }"#,
+        )
+        .unwrap();
+        let resolved = model
+            .resolve(&[rec("cad", "2.0", Count::Counted(8), 1)])
+            .unwrap();
+        assert_eq!(b.set_pools(Some(&resolved)), Ok(Vec::new()));
+        b
+    }
+
+    fn pool_row(b: &SeatBook, pool: Option<&str>) -> (u64, u64) {
+        let r = b
+            .pool_use()
+            .into_iter()
+            .find(|u| u.pool.as_deref() == pool)
+            .unwrap();
+        (r.allocated, r.used)
+    }
+
+    fn kassel_attrs() -> Vec<(String, String)> {
+        vec![("site".to_string(), "kassel".to_string())]
+    }
+
+    #[test]
+    fn a_pool_member_draws_from_its_pool_first_and_others_cannot_take_pool_seats() {
+        let mut b = pooled_book();
+        assert_eq!(pool_row(&b, Some("pune")), (3, 0));
+        assert_eq!(pool_row(&b, Some("kassel")), (2, 0));
+        assert_eq!(pool_row(&b, None), (3, 0));
+        let take = |b: &mut SeatBook, who: &str, r: &str, n: u32| {
+            b.request(who, r, &[want("cad", "2.0", n)], T0, LEASE, None)
+                .remove(0)
+        };
+        // strangers: the default pool's 3 and its overdraft seat; then nothing, 5 pool seats free
+        assert!(
+            matches!(take(&mut b, "string=d1", "1", 3), Outcome::Granted(l) if l.overdraft == 0)
+        );
+        assert!(
+            matches!(take(&mut b, "string=d2", "1", 1), Outcome::Granted(l) if l.overdraft == 1)
+        );
+        assert!(matches!(
+            take(&mut b, "string=d3", "1", 1),
+            Outcome::Denied(Denial::AllInUse { .. })
+        ));
+        assert_eq!(pool_row(&b, None), (3, 4));
+        // pune's devices: their 3 seats, never in overdraft; then nothing (the default is full)
+        assert!(
+            matches!(take(&mut b, "string=p1", "1", 2), Outcome::Granted(l) if l.overdraft == 0)
+        );
+        assert!(
+            matches!(take(&mut b, "string=p2", "1", 1), Outcome::Granted(l) if l.overdraft == 0)
+        );
+        assert!(matches!(
+            take(&mut b, "string=p3", "1", 1),
+            Outcome::Denied(Denial::AllInUse { .. })
+        ));
+        assert_eq!(pool_row(&b, Some("pune")), (3, 3));
+        // kassel by its attribute (the hostid alone sends it to the default pool, which is full)
+        let k = kassel_attrs();
+        let who = Identity {
+            hostid: "string=k1",
+            user: None,
+            alias: None,
+            attributes: &k,
+        };
+        let pool = b.pool_of(&who);
+        assert!(pool.is_some());
+        assert!(matches!(
+            take(&mut b, "string=k1", "0", 1),
+            Outcome::Denied(Denial::AllInUse { .. })
+        ));
+        let got = b
+            .request_in(
+                pool,
+                "string=k1",
+                "1",
+                &[want("cad", "2.0", 2)],
+                T0,
+                LEASE,
+                None,
+            )
+            .remove(0);
+        assert!(matches!(got, Outcome::Granted(l) if l.overdraft == 0));
+        assert_eq!(pool_row(&b, Some("kassel")), (2, 2));
+        assert_eq!(b.used(0), 9);
+        b.check_invariants().unwrap();
+
+        // d1 returns its 3 default seats: pune, whose pool is full, falls back on them
+        let Outcome::Granted(d1) = take(&mut b, "string=d1", "1", 3) else {
+            panic!("retry")
+        };
+        b.release(d1.id).unwrap();
+        assert_eq!(pool_row(&b, None), (3, 1));
+        assert!(
+            matches!(take(&mut b, "string=p3", "2", 2), Outcome::Granted(l) if l.overdraft == 0)
+        );
+        assert_eq!(pool_row(&b, Some("pune")), (3, 3));
+        assert_eq!(pool_row(&b, None), (3, 3));
+        // the default pool's overdraft seat, then nothing
+        assert!(
+            matches!(take(&mut b, "string=d3", "1", 1), Outcome::Granted(l) if l.overdraft == 1)
+        );
+        assert!(matches!(
+            take(&mut b, "string=d5", "1", 1),
+            Outcome::Denied(Denial::AllInUse { .. })
+        ));
+        b.check_invariants().unwrap();
+        // a pune seat returned: p3's seat beyond the pool is a pool seat now, one default seat
+        // is free again, and a stranger takes it
+        let Outcome::Granted(p2) = take(&mut b, "string=p2", "1", 1) else {
+            panic!("retry")
+        };
+        b.release(p2.id).unwrap();
+        assert_eq!(pool_row(&b, Some("pune")), (3, 3));
+        assert_eq!(pool_row(&b, None), (3, 3));
+        assert!(matches!(
+            take(&mut b, "string=d5", "2", 1),
+            Outcome::Granted(_)
+        ));
+        assert_eq!(b.used(0), 9);
+        b.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn leases_held_are_counted_where_the_rules_put_their_holders() {
+        // leases granted before the model: p1 (pune by hostid) and a kassel device (by attribute,
+        // which the lease does not keep)
+        let mut b = SeatBook::new(vec![rec("cad", "2.0", Count::Counted(8), 1)]);
+        let p1 =
+            granted(&b.request("string=p1", "1", &[want("cad", "2.0", 2)], T0, LEASE, None)[0])
+                .clone();
+        let k1 =
+            granted(&b.request("string=k1", "1", &[want("cad", "2.0", 1)], T0, LEASE, None)[0])
+                .clone();
+        let pooled = pooled_book();
+        let model = pooled.pool_model().unwrap().clone();
+        b.set_pools(Some(&model)).unwrap();
+        assert_eq!(pool_row(&b, Some("pune")), (3, 2));
+        assert_eq!(pool_row(&b, Some("kassel")), (2, 0));
+        assert_eq!(pool_row(&b, None), (3, 1));
+        b.check_invariants().unwrap();
+        // restored into a new book: the same
+        let mut c = pooled_book();
+        assert!(c.restore(p1.clone(), T0));
+        assert!(c.restore(k1.clone(), T0));
+        assert_eq!(c.pool_use(), b.pool_use());
+        c.check_invariants().unwrap();
+        // returned: out of their pools
+        c.release(p1.id).unwrap();
+        c.release(k1.id).unwrap();
+        assert_eq!(pool_row(&c, Some("pune")), (3, 0));
+        assert_eq!(pool_row(&c, None), (3, 0));
+        c.check_invariants().unwrap();
+        // the model taken out of force: one default pool again, nothing shown
+        b.set_pools(None).unwrap();
+        assert!(b.pool_use().is_empty());
+        assert!(b.pool_model().is_none());
+        b.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn reservations_and_pools_exclude_each_other_in_the_book() {
+        let mut b = pooled_book();
+        let model = b.pool_model().unwrap().clone();
+        b.set_reservations(&reservations(serde_json::json!({"groups": [{"name": "Lab", "reservations": [
+            {"holder": "string=A", "entries": [{"feature": "cad", "version": "1.0", "count": 2}]}]}]})));
+        assert!(
+            b.pool_model().is_none(),
+            "reservations take the pools out of force"
+        );
+        assert_eq!(
+            b.set_pools(Some(&model)),
+            Err(PoolsError::ReservationsInForce)
+        );
+        assert_eq!(b.reserved_seats(0), 2);
+        b.set_reservations(&Reservations::default());
+        assert_eq!(b.set_pools(Some(&model)), Ok(Vec::new()));
+        b.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn higher_minimum_versions_are_placed_first_and_metered_seats_are_reported() {
+        // cad 1.0 expires first: pune's 1.0 seats must not take the only 2.0 seats kassel needs
+        let mut old = rec("cad", "1.0", Count::Counted(3), 0);
+        old.expiry = Expiry::At(T0 + Duration::days(30));
+        let records = vec![old, rec("cad", "2.0", Count::Counted(2), 0)];
+        let model = crate::model::Model::parse(
+            r#"model "m" { partitions { partition "pune" { "cad" 1.0 3 } partition "kassel" { "cad" 2.0 2 } } rules { any => "pune" } }"#,
+        )
+        .unwrap()
+        .resolve(&records)
+        .unwrap();
+        let a = crate::pools::allocate(&model, &records);
+        assert_eq!(a.seats, vec![vec![3, 0], vec![0, 2]]);
+        assert!(a.problems.is_empty());
+        // a metered record resolves (it is counted) but holds no pool seat: reported
+        let mut m = rec("gen", "1.0", Count::Counted(4), 0);
+        m.metered = true;
+        let model = crate::model::Model::parse(
+            r#"model "m" { partitions { partition "p" { "gen" 1.0 2 } } rules { any => "p" } }"#,
+        )
+        .unwrap()
+        .resolve(std::slice::from_ref(&m))
+        .unwrap();
+        let mut b = SeatBook::new(vec![m]);
+        let problems = b.set_pools(Some(&model)).unwrap();
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].contains("holds 0 of its 2 seats"),
+            "{problems:?}"
+        );
+        // metered units are consumed as without pools
+        assert!(matches!(
+            b.request("string=x", "1", &[want("gen", "1.0", 4)], T0, LEASE, None)[0],
+            Outcome::Granted(_)
+        ));
+        b.check_invariants().unwrap();
+    }
+
+    #[derive(Debug, Clone)]
+    enum PoolOp {
+        /// who: 0..2 pune, 2..4 kassel (by attribute), 4..6 strangers
+        Request {
+            who: u8,
+            request: u8,
+            count: u32,
+        },
+        Release {
+            lease: usize,
+        },
+    }
+
+    fn pool_op() -> impl Strategy<Value = PoolOp> {
+        prop_oneof![
+            3 => (0u8..6, 0u8..3, 1u32..3).prop_map(|(who, request, count)| PoolOp::Request { who, request, count }),
+            1 => (0usize..20).prop_map(|lease| PoolOp::Release { lease }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn pools_hold_their_seats_for_their_members(ops in prop::collection::vec(pool_op(), 1..60)) {
+            let mut b = pooled_book();
+            let k = kassel_attrs();
+            let mut held: Vec<u64> = Vec::new();
+            for op in ops {
+                match op {
+                    PoolOp::Request { who, request, count } => {
+                        let device = match who {
+                            0 | 1 => format!("string=p{who}"),
+                            2 | 3 => format!("string=k{who}"),
+                            _ => format!("string=d{who}"),
+                        };
+                        let attrs: &[(String, String)] = if (2..4).contains(&who) { &k } else { &[] };
+                        let pool = b.pool_of(&Identity { hostid: &device, user: None, alias: None, attributes: attrs });
+                        let name = match who { 0 | 1 => Some("pune"), 2 | 3 => Some("kassel"), _ => None };
+                        prop_assert_eq!(pool.is_some(), name.is_some());
+                        let retry = b.retry_of(&device, &format!("r{request}"), "cad").is_some();
+                        let before_pool = name.map(|n| pool_row(&b, Some(n)));
+                        let before_default = pool_row(&b, None);
+                        let out = b.request_in(pool, &device, &format!("r{request}"), &[want("cad", "2.0", count)], T0, LEASE, None).remove(0);
+                        match out {
+                            Outcome::Granted(l) => {
+                                if !retry { held.push(l.id); }
+                            }
+                            Outcome::Denied(Denial::AllInUse { .. }) => {
+                                // refused only when its pool and the default pool (with its
+                                // overdraft seat) together cannot give the seats
+                                let pool_free = before_pool.map_or(0, |(a, u)| a - u);
+                                let default_free = (before_default.0 + 1).saturating_sub(before_default.1);
+                                prop_assert!(pool_free + default_free < u64::from(count), "{:?} {:?}", before_pool, before_default);
+                            }
+                            Outcome::Denied(d) => prop_assert!(false, "{}", d),
+                        }
+                    }
+                    PoolOp::Release { lease } => {
+                        if lease < held.len() {
+                            let id = held.remove(lease);
+                            prop_assert!(b.release(id).is_some());
+                        }
+                    }
+                }
+                prop_assert!(b.check_invariants().is_ok(), "{:?}", b.check_invariants());
+                // strangers never hold pool seats: the default pool stays within its count and
+                // overdraft, and the record within its own
+                let (a, u) = pool_row(&b, None);
+                prop_assert!(u <= a + 1, "default {} of {}", u, a);
+                prop_assert!(b.used(0) <= 9);
+            }
+        }
     }
 
     // ---- model-based property test --------------------------------------------------------

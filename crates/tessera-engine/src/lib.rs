@@ -53,10 +53,11 @@ use std::sync::{Arc, Mutex};
 use sha2::{Digest, Sha256};
 use tessera_core::capability::{check_session_proof, CapabilityRequest};
 use tessera_core::feature::Feature;
+use tessera_core::model::Model;
 use tessera_core::named_users::{Assignment, NamedUsers};
 use tessera_core::policy::{CheckedRequest, RequestError};
 use tessera_core::reservations::{EntryStatus, Reservations};
-use tessera_core::seats::Lease;
+use tessera_core::seats::{Lease, PoolUse};
 use tessera_core::{Clock, HostId, SigningKey};
 use tessera_store::{AnyStore, EngineState, LeaseChange, LeaseStore, StoreError};
 use tokio::sync::{mpsc, oneshot};
@@ -157,6 +158,22 @@ pub enum LoadError {
         /// The digest of the rows found.
         found: String,
     },
+}
+
+/// The named pools as [`Engine::pools`] shows them.
+#[derive(Debug, Clone)]
+pub struct PoolsState {
+    /// The model kept (`None`: no named pools).
+    pub model: Option<Model>,
+    /// Whether its pools are in force now.
+    pub in_force: bool,
+    /// Why not, when a model is kept but not in force.
+    pub not_in_force: Option<String>,
+    /// What is legal but probably not meant, and what could not be placed.
+    pub warnings: Vec<String>,
+    /// Per pool (in the model's order, the default pool last) and record: the seats held there
+    /// and in use, with the record.
+    pub rows: Vec<(PoolUse, Feature)>,
 }
 
 /// Counters for `/metrics`.
@@ -291,6 +308,7 @@ impl Engine {
             after_commit: if cluster { None } else { after_commit },
             reservations: Mutex::new(Reservations::default()),
             named_users: Mutex::new(NamedUsers::default()),
+            pools: Mutex::new(writer::PoolModelState::default()),
         });
         let (jobs, rx) = mpsc::unbounded_channel();
         spawn_writer(inner.clone(), rx)?;
@@ -386,6 +404,58 @@ impl Engine {
         let r = self.inner.reservations();
         let records: Vec<Feature> = self.inner.lock().seats.records().cloned().collect();
         r.allocate(&records).statuses
+    }
+
+    /// Puts a named-pool model in force (`None`: no named pools), between two decisions: its
+    /// pools hold their seats from the next decision on (see [`tessera_core::pools`]). The engine
+    /// keeps it across books made anew (a new license bundle, a rebuild), resolving it again
+    /// against the records then: a model that no longer fits is kept out of force, and
+    /// [`Engine::pools`] says why. The caller checks it first and stores it.
+    pub async fn set_pool_model(&self, model: Option<Model>) -> Result<(), StoreError> {
+        self.ask(|tx| Job::Pools(model, tx)).await
+    }
+
+    /// The named-pool model kept (in force or not).
+    pub fn pool_model(&self) -> Option<Model> {
+        self.inner.pool_state().model.clone()
+    }
+
+    /// The named pools: the model, whether it is in force, its warnings, and per pool and record
+    /// the seats held and in use.
+    pub fn pools(&self) -> PoolsState {
+        let (model, not_in_force, problems) = {
+            let st = self.inner.pool_state();
+            (
+                st.model.clone(),
+                st.not_in_force.clone(),
+                st.problems.clone(),
+            )
+        };
+        let book = self.inner.lock();
+        let mut warnings: Vec<String> = book
+            .seats
+            .pool_model()
+            .map(|m| m.warnings().iter().map(ToString::to_string).collect())
+            .unwrap_or_default();
+        warnings.extend(problems);
+        let rows = book
+            .seats
+            .pool_use()
+            .into_iter()
+            .filter_map(|u| book.seats.record(u.record).cloned().map(|f| (u, f)))
+            .collect();
+        PoolsState {
+            in_force: book.seats.pool_model().is_some(),
+            model,
+            not_in_force,
+            warnings,
+            rows,
+        }
+    }
+
+    /// The feature records served now.
+    pub fn records(&self) -> Vec<Feature> {
+        self.inner.lock().seats.records().cloned().collect()
     }
 
     /// Returns the seats of expired leases and deletes them from the store (in a cluster, also

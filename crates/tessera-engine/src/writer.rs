@@ -11,6 +11,7 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use tessera_core::capability::{CapabilityResponseClaims, DeniedFeature, GrantedSeat, Operation};
 use tessera_core::feature::Feature;
+use tessera_core::model::Model;
 use tessera_core::named_users::{Assignment, NamedUsers};
 use tessera_core::policy::{self, CheckedRequest, SeatChange, SeatPolicy};
 use tessera_core::reservations::{EntryStatus, Reservations};
@@ -52,6 +53,19 @@ pub(crate) enum Job {
         Reservations,
         oneshot::Sender<Result<Vec<EntryStatus>, StoreError>>,
     ),
+    /// Puts a named-pool model in force (or none) between two decisions.
+    Pools(Option<Model>, oneshot::Sender<Result<(), StoreError>>),
+}
+
+/// The named-pool model the engine keeps in force across books made anew.
+#[derive(Debug, Default)]
+pub(crate) struct PoolModelState {
+    /// The model (`None`: no named pools).
+    pub(crate) model: Option<Model>,
+    /// Why it is not in force now (it does not fit the records served, or reservations are).
+    pub(crate) not_in_force: Option<String>,
+    /// What the book could not place of it.
+    pub(crate) problems: Vec<String>,
 }
 
 /// What the writer task remembers between rounds.
@@ -98,6 +112,8 @@ pub(crate) struct Inner {
     pub(crate) reservations: Mutex<Reservations>,
     /// The named users in force, put back in every book made anew.
     pub(crate) named_users: Mutex<NamedUsers>,
+    /// The named-pool model, resolved again and put back in every book made anew.
+    pub(crate) pools: Mutex<PoolModelState>,
 }
 
 pub(crate) fn stopped() -> StoreError {
@@ -120,6 +136,11 @@ impl Inner {
             .clone()
     }
 
+    /// The named-pool model's state.
+    pub(crate) fn pool_state(&self) -> MutexGuard<'_, PoolModelState> {
+        self.pools.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The named users in force.
     pub(crate) fn named_users(&self) -> NamedUsers {
         self.named_users
@@ -128,13 +149,52 @@ impl Inner {
             .clone()
     }
 
-    /// Puts the reservations and named users in force in a book made anew.
+    /// Puts the reservations, named users and named pools in force in a book made anew.
     fn reserve_in(&self, book: &mut Book) {
         let r = self.reservations();
         if !r.is_empty() {
             book.seats.set_reservations(&r);
         }
         book.seats.set_named_users(&self.named_users());
+        self.pools_in(book);
+    }
+
+    /// Resolves the named-pool model against the book's records and puts it in force; when it
+    /// no longer fits (or reservations are in force), the book serves without named pools and
+    /// the state says why.
+    fn pools_in(&self, book: &mut Book) {
+        let mut st = self.pool_state();
+        let outcome = match &st.model {
+            None => {
+                // taking pools out of force cannot fail
+                let _ = book.seats.set_pools(None);
+                st.not_in_force = None;
+                st.problems.clear();
+                return;
+            }
+            Some(model) => {
+                let records: Vec<Feature> = book.seats.records().cloned().collect();
+                model
+                    .resolve(&records)
+                    .map_err(|e| format!("the pool model does not fit the licenses served now ({e}); serving without named pools until a model that fits is uploaded or the licenses change"))
+                    .and_then(|r| book.seats.set_pools(Some(&r)).map_err(|e| format!("the pool model is not in force: {e}")))
+            }
+        };
+        match outcome {
+            Ok(problems) => {
+                for p in &problems {
+                    tracing::warn!("named pools: {p}");
+                }
+                st.not_in_force = None;
+                st.problems = problems;
+            }
+            Err(why) => {
+                tracing::error!("{why}");
+                let _ = book.seats.set_pools(None);
+                st.not_in_force = Some(why);
+                st.problems.clear();
+            }
+        }
     }
 
     /// The engine state change of the next commit (single process), with its sequence number.
@@ -419,9 +479,23 @@ impl Inner {
                 let _ = reply.send(Ok(assigned));
             }
             Job::Reserve(r, reply) => {
-                let statuses = self.lock().seats.set_reservations(&r);
+                let mut book = self.lock();
+                let statuses = book.seats.set_reservations(&r);
+                let empty = r.is_empty();
                 *self.reservations.lock().unwrap_or_else(|e| e.into_inner()) = r;
+                // reservations take named pools out of force; without them a model comes back
+                if !empty || self.pool_state().model.is_some() {
+                    self.pools_in(&mut book);
+                }
+                drop(book);
                 let _ = reply.send(Ok(statuses));
+            }
+            Job::Pools(model, reply) => {
+                let mut book = self.lock();
+                self.pool_state().model = model;
+                self.pools_in(&mut book);
+                drop(book);
+                let _ = reply.send(Ok(()));
             }
             Job::Reload(records, reply) => {
                 let r = if self.node.is_some() {

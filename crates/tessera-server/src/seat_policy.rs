@@ -1,14 +1,19 @@
-//! The license administrator's seat policy: reservations (and, to come, named pools and named
-//! users). Documents are checked, stored in the store ([`tessera_store::SeatPolicyStore`]) and put
-//! in force in the engine between two decisions. Edits are made one at a time; in a cluster every
-//! member reads the stored document again at each sweep and puts a changed one in force, so all
-//! members set the same seats aside.
+//! The license administrator's seat policy: reservations and named license pools (and, to come,
+//! named users). Documents are checked, stored in the store ([`tessera_store::SeatPolicyStore`])
+//! and put in force in the engine between two decisions. Edits are made one at a time; in a
+//! cluster every member reads the stored documents again at each sweep and puts a changed one in
+//! force, so all members set the same seats aside. Reservations and named pools exclude each
+//! other: adding one while the other is stored is refused, saying which to remove.
 
+use tessera_core::model::{Model, ModelError, ResolveError};
 use tessera_core::named_users::{NamedUserError, NamedUsers};
 use tessera_core::reservations::{ReservationError, Reservations};
 use tessera_core::Clock as _;
 use tessera_store::{PolicyKind, SeatPolicyStore, StoreError};
-use tessera_wire::admin::{NamedUserFeature, NamedUsersView, ReservationStatus, ReservationsView};
+use tessera_wire::admin::{
+    NamedUserFeature, NamedUsersView, PoolModelText, PoolRow, PoolsView, ReservationStatus,
+    ReservationsView,
+};
 
 use crate::engine::InstanceId;
 use crate::Server;
@@ -24,6 +29,10 @@ pub(crate) struct PolicyState {
     named_users: Option<String>,
     /// The stored named users could not be read, and why.
     named_unreadable: Option<String>,
+    /// The pool model in force, as stored (the text uploaded).
+    pool_model: Option<String>,
+    /// The stored pool model could not be read, and why.
+    pool_unreadable: Option<String>,
 }
 
 /// Why a seat policy change was refused.
@@ -39,6 +48,18 @@ pub enum PolicyError {
     /// The named users given are wrong; nothing changed.
     #[error(transparent)]
     NamedUsers(#[from] NamedUserError),
+    /// Reservations are stored: a pool model cannot be uploaded until they are deleted.
+    #[error("reservations are in force: reservations and named pools exclude each other. Delete the reservation groups first (`tessera server reservations clear`), then upload the model")]
+    ReservationsActive,
+    /// The model text does not parse (the message names the line and column).
+    #[error("the model is refused: {0}")]
+    Model(#[from] ModelError),
+    /// The model does not fit the licenses served (the message names the line and column).
+    #[error("the model is refused: {0}")]
+    Resolve(#[from] ResolveError),
+    /// No pool model is stored.
+    #[error("no pool model is stored: upload one with `tessera server pools upload FILE`")]
+    NoModel,
     /// The store failed; nothing changed.
     #[error("the license server could not store its seat policy: {0}")]
     Store(#[from] StoreError),
@@ -52,7 +73,36 @@ impl Server {
     pub(crate) async fn refresh_policy(&self) -> Result<bool, StoreError> {
         let _edit = self.policy_edit.lock().await;
         let named = self.refresh_named_users().await?;
-        Ok(self.refresh_reservations().await? || named)
+        let reservations = self.refresh_reservations().await?;
+        let pools = self.refresh_pool_model().await?;
+        Ok(named || reservations || pools)
+    }
+
+    /// [`Server::refresh_policy`] for the named-pool model. A model that reads but no longer fits
+    /// the licenses is the engine's to keep out of force (its view says why).
+    async fn refresh_pool_model(&self) -> Result<bool, StoreError> {
+        let stored = self
+            .store
+            .policy_document(&InstanceId::on_site(), PolicyKind::PoolModel)
+            .await?
+            .map(|d| d.body);
+        let mut state = self.policy.lock().await;
+        if stored == state.pool_model {
+            return Ok(false);
+        }
+        let (model, unreadable) = match stored.as_deref().map(Model::parse) {
+            None => (None, None),
+            Some(Ok(m)) => (Some(m), None),
+            Some(Err(e)) => {
+                let why = format!("the pool model stored does not read ({e}); serving without named pools until a model is uploaded again");
+                tracing::error!("{why}");
+                (None, Some(why))
+            }
+        };
+        self.engine.set_pool_model(model).await?;
+        state.pool_model = stored;
+        state.pool_unreadable = unreadable;
+        Ok(true)
     }
 
     /// [`Server::refresh_policy`] for the named users. Called under `policy_edit`.
@@ -261,5 +311,119 @@ impl Server {
         state.reservations = body;
         state.unreadable = None;
         Ok(())
+    }
+}
+
+/// The longest model text accepted (the admin API's body limit is the same).
+pub const MAX_MODEL_LEN: usize = 64 * 1024;
+
+impl Server {
+    /// The named pools view: the model kept, whether it is in force (and why not), its warnings,
+    /// and per pool and feature record the seats held and in use.
+    pub async fn pools_view(&self) -> PoolsView {
+        let unreadable = self.policy.lock().await.pool_unreadable.clone();
+        let p = self.engine.pools();
+        let pools = p
+            .rows
+            .into_iter()
+            .map(|(u, f)| {
+                let default = u.pool.is_none();
+                let overdraft = if default { f.overdraft } else { 0 };
+                let status = if u.used > u.allocated {
+                    "over"
+                } else if u.used == u.allocated {
+                    "full"
+                } else {
+                    "available"
+                };
+                PoolRow {
+                    pool: u.pool.unwrap_or_else(|| "default".into()),
+                    default,
+                    feature: f.name.clone(),
+                    version: f.version.to_string(),
+                    expiry: f.expiry.to_string(),
+                    allocated: u.allocated,
+                    overdraft,
+                    used: u.used,
+                    status: status.into(),
+                }
+            })
+            .collect();
+        PoolsView {
+            model: p.model.map(|m| m.name().to_string()),
+            in_force: p.in_force,
+            not_in_force: p.not_in_force,
+            warnings: p.warnings,
+            pools,
+            unreadable,
+        }
+    }
+
+    /// The pool model kept, as uploaded.
+    pub async fn pool_model_text(&self) -> Result<PoolModelText, PolicyError> {
+        let text = self
+            .policy
+            .lock()
+            .await
+            .pool_model
+            .clone()
+            .ok_or(PolicyError::NoModel)?;
+        let name = Model::parse(&text)
+            .map(|m| m.name().to_string())
+            .unwrap_or_default();
+        Ok(PoolModelText { name, text })
+    }
+
+    /// Uploads a named-pool model (replacing the one kept): parsed, resolved against the licenses
+    /// served (refused with the line and column of what is wrong; the policy in force unchanged),
+    /// refused while reservations are stored, then stored and in force from the next decision on.
+    pub async fn upload_pool_model(&self, text: &str) -> Result<PoolsView, PolicyError> {
+        let _edit = self.policy_edit.lock().await;
+        let model = Model::parse(text)?;
+        model.resolve(&self.engine.records())?;
+        if self
+            .store
+            .policy_document(&InstanceId::on_site(), PolicyKind::Reservations)
+            .await?
+            .is_some()
+        {
+            return Err(PolicyError::ReservationsActive);
+        }
+        self.store
+            .set_policy_document(
+                &InstanceId::on_site(),
+                PolicyKind::PoolModel,
+                Some(text),
+                self.clock.now(),
+            )
+            .await?;
+        self.engine.set_pool_model(Some(model)).await?;
+        {
+            let mut state = self.policy.lock().await;
+            state.pool_model = Some(text.to_string());
+            state.pool_unreadable = None;
+        }
+        Ok(self.pools_view().await)
+    }
+
+    /// Deletes the named-pool model: one default pool again from the next decision on (nothing
+    /// to delete is no error).
+    pub async fn delete_pool_model(&self) -> Result<PoolsView, PolicyError> {
+        let _edit = self.policy_edit.lock().await;
+        self.store
+            .set_policy_document(
+                &InstanceId::on_site(),
+                PolicyKind::PoolModel,
+                None,
+                self.clock.now(),
+            )
+            .await?;
+        self.engine.set_pool_model(None).await?;
+        {
+            let mut state = self.policy.lock().await;
+            state.pool_model = None;
+            state.pool_unreadable = None;
+        }
+        Ok(self.pools_view().await)
     }
 }

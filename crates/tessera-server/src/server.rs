@@ -168,7 +168,7 @@ pub struct Server {
     pub clock: Arc<dyn Clock>,
     /// The license bundle served (to notice one another cluster member installed).
     pub(crate) installed: tokio::sync::Mutex<Option<String>>,
-    /// The seat policy documents in force (reservations).
+    /// The seat policy documents in force (reservations, pool model).
     pub(crate) policy: tokio::sync::Mutex<crate::seat_policy::PolicyState>,
     /// Held while the seat policy is read or changed, so edits happen one at a time.
     pub(crate) policy_edit: tokio::sync::Mutex<()>,
@@ -307,7 +307,7 @@ async fn open_as(data: &Path, clock: Arc<dyn Clock>, rebind: bool) -> Result<Ser
         policy_edit: tokio::sync::Mutex::new(()),
         _lock: (lock_file, guard),
     };
-    // the administrator's reservations, in force before the first decision
+    // the administrator's reservations and pool model, in force before the first decision
     server.refresh_policy().await?;
     Ok(server)
 }

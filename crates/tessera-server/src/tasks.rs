@@ -158,14 +158,14 @@ fn background(server: &Arc<Server>) -> (tokio::task::JoinHandle<()>, tokio::task
                 }
             }
             if sweeper.engine.clustered() {
-                // another member may have changed the reservations
+                // another member may have changed the reservations or the pool model
                 match sweeper.refresh_policy().await {
                     Ok(true) => {
-                        tracing::info!("serving the reservations another cluster member stored")
+                        tracing::info!("serving the seat policy (reservations, pool model) another cluster member stored")
                     }
                     Ok(false) => {}
                     Err(e) => {
-                        tracing::warn!(error = %e, "could not check for changed reservations")
+                        tracing::warn!(error = %e, "could not check for a changed seat policy")
                     }
                 }
                 match sweeper.refresh_from_store().await {

@@ -557,3 +557,66 @@ pub struct AssignUsers {
     /// The users, in order: those beyond the feature's seats are trimmed (and listed as such).
     pub users: Vec<String>,
 }
+
+/// The named license pools view: the model kept, whether its pools are in force, and per pool and
+/// feature record the seats held and in use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PoolsView {
+    /// The model's name (absent: no model, one default pool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Whether its pools are in force now.
+    pub in_force: bool,
+    /// Why a model kept is not in force (it does not fit the licenses served now, or
+    /// reservations are in force): the server serves one default pool meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_in_force: Option<String>,
+    /// What is legal but probably not meant (no rules, a pool no rule names, …) and what could not
+    /// be placed.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    /// Per pool (in the model's order, the default pool last) and feature record.
+    #[serde(default)]
+    pub pools: Vec<PoolRow>,
+    /// A model stored that could not be read (the store was edited by hand), and why: the server
+    /// serves without it until one is uploaded again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
+}
+
+/// One pool's seats of one feature record (a row of the pools view).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PoolRow {
+    /// The pool's name; `default` for the default pool.
+    pub pool: String,
+    /// Whether this is the default pool (what no pool holds, for everybody).
+    pub default: bool,
+    /// The feature.
+    pub feature: String,
+    /// The record's version.
+    pub version: String,
+    /// The record's expiry (`permanent` or a date).
+    pub expiry: String,
+    /// Seats the pool holds on the record (the default pool: the count less every pool's seats).
+    pub allocated: u64,
+    /// The record's overdraft, which only the default pool extends into (0 for a named pool).
+    pub overdraft: u32,
+    /// Seats of the pool in use.
+    pub used: u64,
+    /// `available` (seats free), `full` (every seat in use) or `over` (more in use than
+    /// allocated: the default pool in the record's overdraft, or leases counted here that a new
+    /// model or a restart put here; see docs/model-language.md).
+    pub status: String,
+}
+
+/// The named-pool model kept, as uploaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PoolModelText {
+    /// The model's name (empty if the text stored does not read).
+    pub name: String,
+    /// The text as uploaded.
+    pub text: String,
+}

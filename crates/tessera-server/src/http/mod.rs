@@ -26,6 +26,7 @@ pub mod admin;
 pub mod capability;
 pub mod named_users;
 pub mod ops;
+pub mod pools;
 pub mod reservations;
 pub mod users;
 
@@ -143,6 +144,8 @@ fn operations() -> OpenApiRouter<Shared> {
         .routes(routes!(reservations::export))
         .routes(routes!(named_users::list))
         .routes(routes!(named_users::assign, named_users::clear))
+        .routes(routes!(pools::view))
+        .routes(routes!(pools::model, pools::upload, pools::delete))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi_json))
 }

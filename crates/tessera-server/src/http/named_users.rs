@@ -31,6 +31,8 @@ fn failed(e: PolicyError) -> Response {
             e.to_string(),
             "the license server could not store the named users; nothing changed; try again",
         ),
+        // the pool model's refusals: not from a named-users change
+        e => Failure::Internal(e.to_string()),
     }
     .into_response()
 }

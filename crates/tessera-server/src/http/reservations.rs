@@ -36,6 +36,7 @@ fn failed(e: PolicyError) -> Response {
             e.to_string(),
             "the license server could not store the reservations; nothing changed; try again",
         ),
+        e => Failure::Internal(e.to_string()),
     }
     .into_response()
 }
