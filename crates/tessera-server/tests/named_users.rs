@@ -5,7 +5,7 @@
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tessera_testkit::{BackOfficeKit, ServerKit, TestServer};
+use tessera_testkit::{BackOfficeKit, ServerKit};
 use tessera_wire::KeyCount;
 
 async fn ask(url: &str, user: &str, id: &str) -> Value {
@@ -139,23 +139,7 @@ async fn named_user_seats_serve_only_the_users_assigned() {
     );
 
     // kept across a restart
-    let mut server = server;
-    server.stop();
-    drop(server);
-    let mut reopened = None;
-    for _ in 0..100 {
-        match tessera_server::daemon::open(&data.data, data.clock.clone()).await {
-            Ok(s) => {
-                reopened = Some(s);
-                break;
-            }
-            Err(tessera_server::daemon::ServerError::Running { .. }) => {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await
-            }
-            Err(e) => panic!("reopen: {e}"),
-        }
-    }
-    let server = TestServer::serve(reopened.unwrap()).await;
+    let server = data.restart(server).await;
     let url = server.url.clone();
     assert_eq!(
         ask(&url, "bob", "b1").await["grants"][0]["feature"],

@@ -5,7 +5,7 @@
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tessera_testkit::{BackOfficeKit, ServerKit, TestServer};
+use tessera_testkit::{BackOfficeKit, ServerKit};
 use tessera_wire::KeyCount;
 
 const FEATURE: &str = "eb-feature-android-eval";
@@ -315,24 +315,7 @@ async fn departments_draw_from_their_pools_and_the_model_survives_a_restart() {
 
     // kept across a restart: in force, Pune's leases counted back in Pune (by their hostid);
     // Kassel's lease, granted by an attribute the lease does not keep, counts in the default pool
-    let mut server = server;
-    server.stop();
-    drop(server);
-    let mut reopened = None;
-    for _ in 0..100 {
-        match tessera_server::daemon::open(&data.data, data.clock.clone()).await {
-            Ok(s) => {
-                reopened = Some(s);
-                break;
-            }
-            Err(tessera_server::daemon::ServerError::Running { .. }) => {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await
-            }
-            Err(e) => panic!("reopen: {e}"),
-        }
-    }
-    let server =
-        TestServer::serve(reopened.expect("the server lets go of its data directory")).await;
+    let server = data.restart(server).await;
     let admin = Admin {
         url: server.url.clone(),
         ..admin

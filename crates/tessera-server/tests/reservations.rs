@@ -4,7 +4,7 @@
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tessera_testkit::{BackOfficeKit, ServerKit, TestServer};
+use tessera_testkit::{BackOfficeKit, ServerKit};
 use tessera_wire::KeyCount;
 
 struct Admin {
@@ -192,25 +192,7 @@ async fn reservations_are_kept_for_their_holders_and_survive_a_restart() {
     assert_eq!(got, vec![("modeler".to_string(), 1)]);
 
     // kept across a restart: still in force (a stranger still refused, the view the same)
-    let mut server = server;
-    server.stop();
-    drop(server);
-    // the stopped server lets go of its data directory when its last request is answered
-    let mut reopened = None;
-    for _ in 0..100 {
-        match tessera_server::daemon::open(&data.data, data.clock.clone()).await {
-            Ok(s) => {
-                reopened = Some(s);
-                break;
-            }
-            Err(tessera_server::daemon::ServerError::Running { .. }) => {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await
-            }
-            Err(e) => panic!("reopen: {e}"),
-        }
-    }
-    let server =
-        TestServer::serve(reopened.expect("the server lets go of its data directory")).await;
+    let server = data.restart(server).await;
     let admin = Admin {
         url: server.url.clone(),
         ..admin

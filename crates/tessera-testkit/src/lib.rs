@@ -562,6 +562,31 @@ impl ServerData {
             .unwrap_or_else(|e| panic!("open the license server in {}: {e}", self.data.display()))
     }
 
+    /// Stops `running` (a server of this data directory) and serves the data directory again on a
+    /// free port, once the stopped server has let go of it (its last request answered; polled for
+    /// up to five seconds): a restart, as an administrator's service manager would do it.
+    pub async fn restart(&self, mut running: TestServer) -> TestServer {
+        running.stop();
+        drop(running);
+        for _ in 0..100 {
+            match tessera_server::daemon::open(&self.data, self.clock.clone()).await {
+                Ok(server) => {
+                    let mut s = TestServer::serve(server).await;
+                    s.token = Some(self.token.clone());
+                    return s;
+                }
+                Err(tessera_server::daemon::ServerError::Running { .. }) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("reopen the license server in {}: {e}", self.data.display()),
+            }
+        }
+        panic!(
+            "the stopped license server did not let go of {}",
+            self.data.display()
+        )
+    }
+
     /// Opens the data directory with the kit's clock and serves it on a free port.
     pub async fn start(&self) -> TestServer {
         self.start_at("127.0.0.1:0").await

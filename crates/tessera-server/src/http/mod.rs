@@ -222,6 +222,36 @@ impl Failure {
         }
     }
 
+    /// A refused or failed seat-policy change (reservations, named users, the pool model). The
+    /// code follows the error, whichever route met it; every variant is named, so a new one needs
+    /// a decision here rather than falling into a 500. `storage` is the detail of a store failure.
+    pub(crate) fn policy(e: crate::seat_policy::PolicyError, storage: &'static str) -> Failure {
+        use crate::seat_policy::PolicyError as P;
+        use tessera_core::named_users::NamedUserError;
+        use tessera_core::reservations::ReservationError;
+        let problem = |status, code| Failure::Problem(status, code, e.to_string());
+        match &e {
+            P::Invalid(ReservationError::GroupExists { .. }) => {
+                problem(StatusCode::CONFLICT, "reservation_group_exists")
+            }
+            P::Invalid(ReservationError::NoSuchGroup { .. }) => {
+                problem(StatusCode::NOT_FOUND, "no_such_group")
+            }
+            P::Invalid(_) => problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_reservations"),
+            P::NamedUsers(NamedUserError::NotNamedUser { .. }) => {
+                problem(StatusCode::NOT_FOUND, "not_named_user")
+            }
+            P::NamedUsers(_) => problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_named_users"),
+            P::Model(_) | P::Resolve(_) => {
+                problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_model")
+            }
+            P::PoolsActive => problem(StatusCode::CONFLICT, "pools_active"),
+            P::ReservationsActive => problem(StatusCode::CONFLICT, "reservations_active"),
+            P::NoModel => problem(StatusCode::NOT_FOUND, "no_pool_model"),
+            P::Store(inner) => Failure::Storage(inner.to_string(), storage),
+        }
+    }
+
     /// An [`EngineError`] from a capability request.
     pub(crate) fn engine(e: EngineError) -> Failure {
         match e {

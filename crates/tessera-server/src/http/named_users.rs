@@ -3,10 +3,8 @@
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use tessera_core::named_users::NamedUserError;
 use tessera_wire::admin::{AssignUsers, NamedUsersView};
 
 use super::admin::{Admin, Viewer};
@@ -15,25 +13,10 @@ use crate::openapi::Problem;
 use crate::seat_policy::PolicyError;
 
 fn failed(e: PolicyError) -> Response {
-    match e {
-        PolicyError::NamedUsers(NamedUserError::NotNamedUser { .. }) => {
-            Failure::Problem(StatusCode::NOT_FOUND, "not_named_user", e.to_string())
-        }
-        PolicyError::NamedUsers(_) | PolicyError::Invalid(_) => Failure::Problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_named_users",
-            e.to_string(),
-        ),
-        PolicyError::PoolsActive => {
-            Failure::Problem(StatusCode::CONFLICT, "pools_active", e.to_string())
-        }
-        PolicyError::Store(e) => Failure::Storage(
-            e.to_string(),
-            "the license server could not store the named users; nothing changed; try again",
-        ),
-        // the pool model's refusals: not from a named-users change
-        e => Failure::Internal(e.to_string()),
-    }
+    Failure::policy(
+        e,
+        "the license server could not store the named users; nothing changed; try again",
+    )
     .into_response()
 }
 

@@ -3,7 +3,6 @@
 
 use axum::extract::rejection::StringRejection;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
@@ -14,24 +13,10 @@ use crate::seat_policy::PolicyError;
 use tessera_wire::admin::{PoolModelText, PoolsView};
 
 fn failed(e: PolicyError) -> Response {
-    match e {
-        PolicyError::Model(_) | PolicyError::Resolve(_) => Failure::Problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_model",
-            e.to_string(),
-        ),
-        PolicyError::ReservationsActive => {
-            Failure::Problem(StatusCode::CONFLICT, "reservations_active", e.to_string())
-        }
-        PolicyError::NoModel => {
-            Failure::Problem(StatusCode::NOT_FOUND, "no_pool_model", e.to_string())
-        }
-        PolicyError::Store(e) => Failure::Storage(
-            e.to_string(),
-            "the license server could not store the pool model; nothing changed; try again",
-        ),
-        e => Failure::Internal(e.to_string()),
-    }
+    Failure::policy(
+        e,
+        "the license server could not store the pool model; nothing changed; try again",
+    )
     .into_response()
 }
 

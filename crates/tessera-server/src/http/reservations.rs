@@ -3,10 +3,10 @@
 
 use axum::extract::rejection::StringRejection;
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use tessera_core::reservations::{ReservationError, Reservations};
+use tessera_core::reservations::Reservations;
 
 use super::access::{Admin, Viewer};
 use super::{body_problem, Failure, Shared};
@@ -15,29 +15,10 @@ use crate::seat_policy::PolicyError;
 use tessera_wire::admin::ReservationsView;
 
 fn failed(e: PolicyError) -> Response {
-    match e {
-        PolicyError::Invalid(ReservationError::GroupExists { .. }) => Failure::Problem(
-            StatusCode::CONFLICT,
-            "reservation_group_exists",
-            e.to_string(),
-        ),
-        PolicyError::Invalid(ReservationError::NoSuchGroup { .. }) => {
-            Failure::Problem(StatusCode::NOT_FOUND, "no_such_group", e.to_string())
-        }
-        PolicyError::Invalid(_) | PolicyError::NamedUsers(_) => Failure::Problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_reservations",
-            e.to_string(),
-        ),
-        PolicyError::PoolsActive => {
-            Failure::Problem(StatusCode::CONFLICT, "pools_active", e.to_string())
-        }
-        PolicyError::Store(e) => Failure::Storage(
-            e.to_string(),
-            "the license server could not store the reservations; nothing changed; try again",
-        ),
-        e => Failure::Internal(e.to_string()),
-    }
+    Failure::policy(
+        e,
+        "the license server could not store the reservations; nothing changed; try again",
+    )
     .into_response()
 }
 
