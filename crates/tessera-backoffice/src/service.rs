@@ -1929,6 +1929,17 @@ fn strictest(acc: Option<LicensePolicy>, p: &LicensePolicy) -> LicensePolicy {
             offline_max_days: a.offline_max_days.min(p.offline_max_days),
             offline_refresh_days: a.offline_refresh_days.min(p.offline_refresh_days),
             offline_max_active: a.offline_max_active.min(p.offline_max_active),
+            server_locks: {
+                let mut locks = a.server_locks.clone();
+                for (name, v) in &p.server_locks {
+                    let merged = match locks.get(name) {
+                        Some(old) => tessera_core::license::ServerLock::strictest(*old, *v),
+                        None => *v,
+                    };
+                    locks.insert(name.clone(), merged);
+                }
+                locks
+            },
         },
     }
 }
@@ -2004,6 +2015,11 @@ fn validate_policy(p: &LinePolicy, spec: &ProductSpec) -> Result<(), String> {
         return Err(
             "grace_days and offline_max_days at most 3650, offline_max_active at most 10000".into(),
         );
+    }
+    for (name, v) in &pol.server_locks {
+        tessera_core::license::ServerLock::named(name)
+            .and_then(|l| l.check(*v))
+            .map_err(|e| format!("server_locks: {e}"))?;
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ mod fsutil;
 mod generate;
 mod named_users;
 mod pools;
+mod properties;
 mod quickstart;
 mod reservations;
 mod server;

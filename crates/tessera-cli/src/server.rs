@@ -103,6 +103,10 @@ pub enum ServerCommand {
     /// Offline activation files (for a server that cannot reach the back office).
     #[command(subcommand)]
     Offline(OfflineCommand),
+    /// Properties: every setting of server.toml by group, what is in force, what the producer
+    /// locked; change several at once.
+    #[command(subcommand)]
+    Properties(crate::properties::PropertiesCommand),
     /// Reservations: seats set aside for one device or one user, in groups.
     #[command(subcommand)]
     Reservations(crate::reservations::ReservationsCommand),
@@ -565,7 +569,7 @@ fn server_key(server: &str) -> String {
 }
 
 /// The token given, else the one `login` saved for `server`.
-fn token_for(server: &str, token: Option<String>) -> Result<String> {
+pub(crate) fn token_for(server: &str, token: Option<String>) -> Result<String> {
     if let Some(t) = token.filter(|t| !t.trim().is_empty()) {
         return Ok(t);
     }
@@ -1023,20 +1027,28 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
                                 path.display()
                             )
                         })?;
-                    let _ = tracing_subscriber::fmt()
+                    let builder = tracing_subscriber::fmt()
                         .with_env_filter(filter)
                         .with_ansi(false)
                         .with_writer(std::sync::Mutex::new(file))
-                        .try_init();
+                        .with_filter_reloading();
+                    let handle = builder.reload_handle();
+                    if builder.try_init().is_ok() {
+                        server.set_log_reload(log_reload(handle));
+                    }
                 }
                 None => {
                     // the log goes to standard error; standard output says where it listens
                     // colours only on a terminal: not in the journal or a redirected file
-                    let _ = tracing_subscriber::fmt()
+                    let builder = tracing_subscriber::fmt()
                         .with_env_filter(filter)
                         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                         .with_writer(std::io::stderr)
-                        .try_init();
+                        .with_filter_reloading();
+                    let handle = builder.reload_handle();
+                    if builder.try_init().is_ok() {
+                        server.set_log_reload(log_reload(handle));
+                    }
                 }
             }
             tracing::info!(hostid = %server.hostid, cluster = server.config.cluster, "license server starting");
@@ -1151,6 +1163,7 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
             Ok(())
         }
         ServerCommand::Reservations(cmd) => crate::reservations::run(cmd).await,
+        ServerCommand::Properties(cmd) => crate::properties::run(cmd).await,
         ServerCommand::NamedUsers(cmd) => crate::named_users::run(cmd).await,
         ServerCommand::Pools(cmd) => crate::pools::run(cmd).await,
         ServerCommand::Token(TokenCommand::Rotate { data }) => {
@@ -1442,6 +1455,17 @@ fn events_table(v: &UsageEvents) -> String {
         v.retention_days
     ));
     out
+}
+
+/// How `tessera server serve` changes its log filter while serving (the `log` property).
+fn log_reload<S: 'static>(
+    handle: tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, S>,
+) -> tessera_server::properties::LogReload {
+    tessera_server::properties::LogReload(Box::new(move |text: &str| {
+        let filter = tracing_subscriber::EnvFilter::try_new(text)
+            .map_err(|e| format!("\"{text}\" is not a log filter: {e}"))?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    }))
 }
 
 #[cfg(test)]

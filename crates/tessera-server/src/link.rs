@@ -9,7 +9,7 @@ use tessera_store::{InstanceId, ServerStateStore};
 use tessera_wire::activation::{ActivationResult, ServerActivationRequest, UsageOutcome};
 use tessera_wire::{ErrorAnswer, KeyCount};
 
-use crate::bundle::{apply_borrow_policy, bundle_records};
+use crate::bundle::bundle_records;
 use crate::error::ServerError;
 use crate::server::{ServedCertificate, Server};
 
@@ -210,14 +210,7 @@ impl Server {
         let records = bundle_records(license.as_deref(), &self.producer, &self.hostid, now);
         *self.certificate.write().await = certificate.map(ServedCertificate::new);
         self.engine.reload(records).await?;
-        apply_borrow_policy(
-            &self.engine,
-            &self.config,
-            license.as_deref(),
-            &self.producer,
-            &self.hostid,
-            now,
-        );
+        self.bundle_changed(license.as_deref());
         *installed = license;
         Ok(true)
     }
@@ -338,14 +331,7 @@ impl Server {
         *self.installed.lock().await = Some(license.to_string());
         let n = lic.features().len();
         self.engine.reload(lic.features().to_vec()).await?;
-        apply_borrow_policy(
-            &self.engine,
-            &self.config,
-            Some(license),
-            &self.producer,
-            &self.hostid,
-            now,
-        );
+        self.bundle_changed(Some(license));
         Ok(n)
     }
 }

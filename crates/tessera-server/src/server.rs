@@ -172,6 +172,15 @@ pub struct Server {
     pub(crate) policy: tokio::sync::Mutex<crate::seat_policy::PolicyState>,
     /// Held while the seat policy is read or changed, so edits happen one at a time.
     pub(crate) policy_edit: tokio::sync::Mutex<()>,
+    /// The configuration in force: the start's, with the properties changed live since.
+    pub(crate) in_force: std::sync::Mutex<Config>,
+    /// The settings the producer locked in the license bundle served.
+    pub(crate) locks:
+        std::sync::Mutex<std::collections::BTreeMap<String, tessera_core::license::LockedValue>>,
+    /// How the log filter changes while serving (set by the command that set up the log).
+    pub(crate) log_reload: std::sync::OnceLock<crate::properties::LogReload>,
+    /// Held while properties are changed, so changes of server.toml happen one at a time.
+    pub(crate) properties_edit: std::sync::Mutex<()>,
     /// Keeps other server processes off this data directory and database while this one runs.
     _lock: (fs::File, tessera_store::ExclusiveGuard),
 }
@@ -212,6 +221,16 @@ async fn open_as(data: &Path, clock: Arc<dyn Clock>, rebind: bool) -> Result<Ser
     // book and could grant more seats than the count together
     let lock_file = lock_data_dir(&data)?;
     let store = tessera_store::open(&database_url(&data, &config)).await?;
+    // the settings the producer locked in the bundle win over server.toml's, from the start
+    let mut config = config;
+    let locks = {
+        let host = server_hostid(&config)?;
+        let state = store.server_state(&InstanceId::on_site()).await?;
+        crate::bundle::producer_locks(state.license.as_deref(), &producer, &host, clock.now())
+    };
+    for said in crate::properties::apply_locks(&mut config, &locks).map_err(ServerError::Config)? {
+        tracing::warn!("{said}");
+    }
     crate::token::adopt_legacy_admin_token(&store).await?;
     if crate::token::admin_lacks_password(&store).await? {
         tracing::warn!(
@@ -293,6 +312,10 @@ async fn open_as(data: &Path, clock: Arc<dyn Clock>, rebind: bool) -> Result<Ser
     })?;
     apply_borrow_policy(&engine, &config, license.as_deref(), &producer, &host, now);
     let server = Server {
+        in_force: std::sync::Mutex::new(config.clone()),
+        locks: std::sync::Mutex::new(locks),
+        log_reload: std::sync::OnceLock::new(),
+        properties_edit: std::sync::Mutex::new(()),
         config,
         store,
         engine,

@@ -27,6 +27,7 @@ pub mod capability;
 pub mod named_users;
 pub mod ops;
 pub mod pools;
+pub mod properties;
 pub mod reservations;
 pub mod users;
 
@@ -144,6 +145,7 @@ fn operations() -> OpenApiRouter<Shared> {
         .routes(routes!(reservations::export))
         .routes(routes!(named_users::list))
         .routes(routes!(named_users::assign, named_users::clear))
+        .routes(routes!(properties::view, properties::set))
         .routes(routes!(pools::view))
         .routes(routes!(pools::model, pools::upload, pools::delete))
         .routes(routes!(ops::metrics))
