@@ -298,7 +298,8 @@ pub enum GraceCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum OfflineCommand {
-    /// Answer a request file with a response file.
+    /// Answer a request file (activation, renewal with usage) with a response file; a license
+    /// server's confirmation is recorded and acknowledged instead (no file is written).
     Respond {
         #[command(flatten)]
         data: Data,
@@ -779,6 +780,11 @@ async fn run_async(cmd: BackofficeCommand) -> Result<()> {
                 .offline_respond(&text)
                 .await
                 .with_context(|| format!("{}", request.display()))?;
+            if response.starts_with("confirmed: ") {
+                // a confirmation is recorded, not answered with a file
+                print!("{response}");
+                return Ok(());
+            }
             crate::fsutil::write_atomic(&out, response.as_bytes(), 0o644)?;
             println!(
                 "wrote the response to {}: apply it where the request was made",

@@ -384,6 +384,24 @@ pub enum OfflineCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Write an update request file: the renewal of the server's bundle with its usage report,
+    /// for a server that never goes online (the back office answers it with a response to apply).
+    Update {
+        #[command(flatten)]
+        at: At,
+        /// Where to write the request.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write a confirmation file telling the back office which license the server serves (after
+    /// applying a response); the back office records it.
+    Confirm {
+        #[command(flatten)]
+        at: At,
+        /// Where to write the confirmation.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Apply the back office's response file.
     Apply {
         /// The running license server.
@@ -1219,6 +1237,36 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
                 "request written to {}: answer it at the back office's /offline page or with `tessera backoffice offline respond`, then `tessera server offline apply`",
                 out.display()
             );
+            Ok(())
+        }
+        ServerCommand::Offline(
+            cmd @ (OfflineCommand::Update { .. } | OfflineCommand::Confirm { .. }),
+        ) => {
+            let (at, out, path, next) = match cmd {
+                OfflineCommand::Update { at, out } => (
+                    at,
+                    out,
+                    "/api/v1/admin/offline-update-request",
+                    "take it to the back office (its /offline page, or `tessera backoffice offline respond`), then `tessera server offline apply` the response and `tessera server offline confirm`",
+                ),
+                OfflineCommand::Confirm { at, out } => (
+                    at,
+                    out,
+                    "/api/v1/admin/offline-confirmation",
+                    "take it to the back office (`tessera backoffice offline respond`): it records which license this server serves",
+                ),
+                _ => return Err(anyhow!("not an offline file command")),
+            };
+            let text = admin_request(
+                &at.server,
+                &token_for(&at.server, at.token)?,
+                at.ca_cert.as_deref(),
+                path,
+                Body::Empty,
+            )
+            .await?;
+            crate::fsutil::write_atomic(&out, text.as_bytes(), 0o644)?;
+            println!("written to {}: {next}", out.display());
             Ok(())
         }
         ServerCommand::Offline(OfflineCommand::Apply {

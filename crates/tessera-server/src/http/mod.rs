@@ -125,6 +125,8 @@ fn operations() -> OpenApiRouter<Shared> {
         .routes(routes!(admin::offline_request))
         .routes(routes!(admin::sync_now))
         .routes(routes!(admin::offline_apply))
+        .routes(routes!(admin::offline_update_request))
+        .routes(routes!(admin::offline_confirmation))
         .routes(routes!(admin::denials))
         .routes(routes!(users::login))
         .routes(routes!(users::login_token))
