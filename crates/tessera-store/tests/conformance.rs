@@ -11,9 +11,9 @@ use rand::SeedableRng;
 use tessera_core::{ActivationKey, KeyHash};
 use tessera_store::testing::{postgres_test_url_or_skip, with_temp_postgres, TempSqlite};
 use tessera_store::{
-    open, ActivationKeyRecord, ActivationKeyStore, AnyStore, BackOfficeStore, Backend,
-    IssuedLicense, KeyStore, LicenseStore, MetaStore, NewActivationKey, Page, PgStore,
-    PublicKeyRecord, SqliteStore, Store, StoreError,
+    open, ActivationKeyRecord, ActivationKeyStore, AnyStore, Backend, IssuedLicense, KeyStore,
+    LicenseStore, MetaStore, NewActivationKey, Page, PgStore, PublicKeyRecord, SqliteStore, Store,
+    StoreError,
 };
 use time::OffsetDateTime;
 
