@@ -29,6 +29,7 @@ pub mod ops;
 pub mod pools;
 pub mod reservations;
 pub mod users;
+pub mod views;
 
 /// Serving with the server's scheduled work, as before the split: see [`crate::serve_on`].
 pub use crate::server::{serve_on, serve_tls_on};
@@ -146,6 +147,11 @@ fn operations() -> OpenApiRouter<Shared> {
         .routes(routes!(named_users::assign, named_users::clear))
         .routes(routes!(pools::view))
         .routes(routes!(pools::model, pools::upload, pools::delete))
+        .routes(routes!(views::features))
+        .routes(routes!(views::feature_records))
+        .routes(routes!(views::feature))
+        .routes(routes!(views::devices))
+        .routes(routes!(views::device))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi_json))
 }
