@@ -15,6 +15,7 @@ mod quickstart;
 mod reservations;
 mod server;
 mod spec;
+mod views;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

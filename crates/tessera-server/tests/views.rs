@@ -73,6 +73,25 @@ fn devices(v: &Value) -> Vec<&str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_views_show_features_and_devices_and_keep_what_clients_said() {
+    story(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_views_on_postgres() {
+    let Some(base) =
+        tessera_store::testing::postgres_test_url_or_skip("the_views_on_postgres").unwrap()
+    else {
+        return;
+    };
+    let db = tessera_store::testing::TempPostgres::create(&base)
+        .await
+        .unwrap();
+    story(Some(db.url())).await;
+}
+
+/// Seats taken, every view read, searched, sorted and paged, bad queries refused, a read-only
+/// user reading, a restart: on SQLite, or on the PostgreSQL database at `database`.
+async fn story(database: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     // two lines of product cad (modeler 2.0, render 1.0): three seats with one overdraft seat,
     // and two seats; each line's features are records of their own
@@ -85,7 +104,10 @@ async fn the_views_show_features_and_devices_and_keep_what_clients_said() {
         .line(json!({"product": "cad", "model": "floating", "count": 2}))
         .start()
         .await;
-    let data = ServerKit::new(dir.path(), &bo.producer_pem()).init().await;
+    let data = ServerKit::new(dir.path(), &bo.producer_pem())
+        .database(database)
+        .init()
+        .await;
     let server = data.start().await;
     server
         .activate(
