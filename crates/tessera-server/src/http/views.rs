@@ -46,27 +46,27 @@ fn bad_query(detail: String) -> Response {
     problem(StatusCode::BAD_REQUEST, "invalid_query", detail)
 }
 
-/// The query string read, or its problem.
-fn read_query(q: Result<Query<ViewQuery>, QueryRejection>) -> Result<ViewQuery, Response> {
+/// The query string read, or what is wrong with it.
+fn read_query(q: Result<Query<ViewQuery>, QueryRejection>) -> Result<ViewQuery, String> {
     q.map(|Query(q)| q).map_err(|e| {
-        bad_query(format!(
+        format!(
             "the query string does not fit: {} (parameters: q, match=exact|prefix, sort, order=asc|desc, page from 1, page_size 1 to {MAX_PAGE_SIZE})",
             e.body_text()
-        ))
+        )
     })
 }
 
 /// Checks `q` against a view's sort fields (`fields`, the first the default).
-fn check<'q, T>(q: &'q ViewQuery, fields: &[(&str, Cmp<T>)]) -> Result<Checked<'q, T>, Response> {
+fn check<'q, T>(q: &'q ViewQuery, fields: &[(&str, Cmp<T>)]) -> Result<Checked<'q, T>, String> {
     let page = q.page.unwrap_or(1);
     if page == 0 {
-        return Err(bad_query("page: pages are numbered from 1".into()));
+        return Err("page: pages are numbered from 1".into());
     }
     let page_size = q.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
     if page_size == 0 || page_size > MAX_PAGE_SIZE {
-        return Err(bad_query(format!(
+        return Err(format!(
             "page_size: 1 to {MAX_PAGE_SIZE} rows a page (got {page_size})"
-        )));
+        ));
     }
     let sort = match q.sort.as_deref() {
         None => None,
@@ -74,10 +74,10 @@ fn check<'q, T>(q: &'q ViewQuery, fields: &[(&str, Cmp<T>)]) -> Result<Checked<'
             Some((_, cmp)) => Some((*cmp, q.order.unwrap_or_default())),
             None => {
                 let names: Vec<&str> = fields.iter().map(|(n, _)| *n).collect();
-                return Err(bad_query(format!(
+                return Err(format!(
                     "sort: this view sorts by {} (got {name:?})",
                     names.join(", ")
-                )));
+                ));
             }
         },
     };
@@ -89,11 +89,7 @@ fn check<'q, T>(q: &'q ViewQuery, fields: &[(&str, Cmp<T>)]) -> Result<Checked<'
     });
     let search = match q.q.as_deref() {
         None => None,
-        Some("") => {
-            return Err(bad_query(
-                "q: give a text to search for, or leave q out for every row".into(),
-            ))
-        }
+        Some("") => return Err("q: give a text to search for, or leave q out for every row".into()),
         Some(text) => Some((text, q.match_mode.unwrap_or_default())),
     };
     Ok(Checked {
@@ -335,11 +331,11 @@ pub(crate) async fn features(
 ) -> Response {
     let q = match read_query(query) {
         Ok(q) => q,
-        Err(r) => return r,
+        Err(d) => return bad_query(d),
     };
     let c = match check(&q, SUMMARY_SORT) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(d) => return bad_query(d),
     };
     let records = records(&s).await;
     let rows = summarise(
@@ -363,11 +359,11 @@ pub(crate) async fn feature_records(
 ) -> Response {
     let q = match read_query(query) {
         Ok(q) => q,
-        Err(r) => return r,
+        Err(d) => return bad_query(d),
     };
     let c = match check(&q, RECORD_SORT) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(d) => return bad_query(d),
     };
     let mut records: Vec<Record> = records(&s)
         .await
@@ -408,7 +404,7 @@ impl Held<'_> {
 }
 
 /// The leases held now (stored, not expired, of a record served), with their records.
-async fn held<'a>(s: &Shared, records: &'a [Record]) -> Result<Vec<Held<'a>>, Response> {
+async fn held<'a>(s: &Shared, records: &'a [Record]) -> Result<Vec<Held<'a>>, Failure> {
     let engine = &s.server.engine;
     let rows = s
         .server
@@ -420,7 +416,6 @@ async fn held<'a>(s: &Shared, records: &'a [Record]) -> Result<Vec<Held<'a>>, Re
                 e.to_string(),
                 "the license server could not read its leases; try again",
             )
-            .into_response()
         })?;
     let now = s.server.clock.now();
     let by_key: HashMap<String, &Feature> = records
@@ -532,11 +527,11 @@ pub(crate) async fn feature(
 ) -> Response {
     let q = match read_query(query) {
         Ok(q) => q,
-        Err(r) => return r,
+        Err(d) => return bad_query(d),
     };
     let c = match check(&q, HOLDER_SORT) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(d) => return bad_query(d),
     };
     let mut records: Vec<Record> = records(&s)
         .await
@@ -553,7 +548,7 @@ pub(crate) async fn feature(
     records.sort_by(|a, b| a.feature.version.cmp(&b.feature.version));
     let held = match held(&s, &records).await {
         Ok(h) => h,
-        Err(r) => return r,
+        Err(f) => return f.into_response(),
     };
     struct Acc {
         said: Said,
@@ -621,16 +616,16 @@ pub(crate) async fn devices(
 ) -> Response {
     let q = match read_query(query) {
         Ok(q) => q,
-        Err(r) => return r,
+        Err(d) => return bad_query(d),
     };
     let c = match check(&q, DEVICE_SORT) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(d) => return bad_query(d),
     };
     let records = records(&s).await;
     let held = match held(&s, &records).await {
         Ok(h) => h,
-        Err(r) => return r,
+        Err(f) => return f.into_response(),
     };
     let rows: Vec<DeviceView> = devices_of(&held)
         .into_iter()
@@ -658,7 +653,7 @@ pub(crate) async fn device(
     let records = records(&s).await;
     let held = match held(&s, &records).await {
         Ok(h) => h,
-        Err(r) => return r,
+        Err(f) => return f.into_response(),
     };
     let mine: Vec<Held<'_>> = held.into_iter().filter(|h| h.device() == id).collect();
     if mine.is_empty() {
@@ -726,17 +721,21 @@ mod tests {
     #[test]
     fn pages_sort_and_bounds() {
         let all: Vec<u32> = (1..=7).collect();
-        let c = check(&q("page=2&page_size=3"), NUM_SORT).unwrap();
+        let query = q("page=2&page_size=3");
+        let c = check(&query, NUM_SORT).unwrap();
         let (p, rows) = c.page(all.clone());
         assert_eq!((p.total, p.page, p.page_size), (7, 2, 3));
         assert_eq!(nums(&rows), vec![4, 5, 6]);
-        let c = check(&q("page=9&page_size=3"), NUM_SORT).unwrap();
+        let query = q("page=9&page_size=3");
+        let c = check(&query, NUM_SORT).unwrap();
         assert!(c.page(all.clone()).1.is_empty());
         // desc on a field, ties in natural order
-        let c = check(&q("sort=odd&order=desc&page_size=10"), NUM_SORT).unwrap();
+        let query = q("sort=odd&order=desc&page_size=10");
+        let c = check(&query, NUM_SORT).unwrap();
         assert_eq!(c.page(all.clone()).1, vec![1, 3, 5, 7, 2, 4, 6]);
         // an order alone reverses the default field
-        let c = check(&q("order=desc"), NUM_SORT).unwrap();
+        let query = q("order=desc");
+        let c = check(&query, NUM_SORT).unwrap();
         assert_eq!(c.page(all).1, vec![7, 6, 5, 4, 3, 2, 1]);
         for bad in [
             "page=0",
@@ -752,10 +751,12 @@ mod tests {
 
     #[test]
     fn search_is_exact_or_prefix_without_ascii_case() {
-        let c = check::<u32>(&q("q=CAD"), NUM_SORT).unwrap();
+        let query = q("q=CAD");
+        let c = check::<u32>(&query, NUM_SORT).unwrap();
         assert!(c.matches(["cad"]));
         assert!(!c.matches(["cad-pro"]));
-        let c = check::<u32>(&q("q=CAD&match=prefix"), NUM_SORT).unwrap();
+        let query = q("q=CAD&match=prefix");
+        let c = check::<u32>(&query, NUM_SORT).unwrap();
         assert!(c.matches(["cad-pro"]));
         assert!(!c.matches(["ca"]));
         assert!(!c.matches(["é"]));
