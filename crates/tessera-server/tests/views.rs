@@ -455,6 +455,37 @@ async fn story(database: Option<&str>) {
         ok(&url, &viewer, path).await;
     }
 
+    // a borrow: held offline to its end, which is when everything the device holds has run out
+    let c = capability(
+        &url,
+        &json!({"operation": "borrow", "device_id": "ethernet=0050569a0003", "request_id": "b1",
+            "nonce": "nonce-b1-0123456789", "features": [{"name": "render", "count": 1}],
+            "borrow_days": 1}),
+    )
+    .await;
+    assert_eq!(c["grants"].as_array().unwrap().len(), 1, "{c}");
+    assert_eq!(c["grants"][0]["borrowed"], true, "{c}");
+    let v = ok(&url, &token, "/api/v1/admin/features/render").await;
+    assert_eq!(devices(&v), vec!["ethernet=0050569a0003", "string=ws-2"]);
+    assert_eq!(v["devices"][0]["borrowed"], true);
+    assert_eq!(v["devices"][1]["borrowed"], false);
+    let v = ok(&url, &token, "/api/v1/admin/devices/ethernet=0050569a0003").await;
+    let borrowed = v["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "render")
+        .unwrap();
+    assert_eq!(borrowed["borrowed"], true);
+    assert_eq!(v["expires"], borrowed["lease_expires"], "{v}");
+    let v = ok(
+        &url,
+        &token,
+        "/api/v1/admin/devices?sort=expires&order=desc&page_size=1",
+    )
+    .await;
+    assert_eq!(devices(&v), vec!["ethernet=0050569a0003"]);
+
     // what the clients said is kept with the leases: the same after a restart
     let server = data.restart(server).await;
     let url = server.url.clone();
