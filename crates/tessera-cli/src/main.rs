@@ -16,6 +16,7 @@ mod quickstart;
 mod reservations;
 mod server;
 mod spec;
+mod views;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -217,6 +217,39 @@ pub enum ServerCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The features view: each feature and version with its records summed (count, used,
+    /// available, overdraft used, first and last expiry, metered, counted); with --details, every
+    /// feature record (start, expiry, vendor string, product, activation and entitlement ids).
+    Features {
+        #[command(flatten)]
+        list: crate::views::ListArgs,
+        /// Every feature record rather than the summary.
+        #[arg(long)]
+        details: bool,
+    },
+    /// One feature: its records and the devices holding its seats (search, sort and page them).
+    Feature {
+        /// The feature's name, exactly.
+        name: String,
+        #[command(flatten)]
+        list: crate::views::ListArgs,
+    },
+    /// The devices view: each device and user holding leases (id type, device type, alias,
+    /// when what it holds runs out, the features it holds).
+    Devices {
+        #[command(flatten)]
+        list: crate::views::ListArgs,
+    },
+    /// One device: what it holds, each feature with its lease's and its record's expiry.
+    Device {
+        /// The device's host id (`KIND=VALUE`).
+        id: String,
+        #[command(flatten)]
+        at: At,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The denial report: who was refused which feature, when and why (newest first); with
     /// --overdraft, the grants that took seats beyond the count.
     Denials {
@@ -261,13 +294,13 @@ pub struct At {
         default_value = "http://127.0.0.1:7070",
         env = "TESSERA_SERVER_URL"
     )]
-    server: String,
+    pub(crate) server: String,
     /// An API token; default: the one `tessera server login` saved for this server.
     #[arg(long, env = "TESSERA_SERVER_TOKEN")]
-    token: Option<String>,
+    pub(crate) token: Option<String>,
     /// Also trust the certificate authorities in this PEM file for HTTPS (a private CA).
     #[arg(long, env = "TESSERA_CA_CERT")]
-    ca_cert: Option<PathBuf>,
+    pub(crate) ca_cert: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -1182,6 +1215,10 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
         }
         ServerCommand::Reservations(cmd) => crate::reservations::run(cmd).await,
         ServerCommand::Properties(cmd) => crate::properties::run(cmd).await,
+        ServerCommand::Features { list, details } => crate::views::features(list, details).await,
+        ServerCommand::Feature { name, list } => crate::views::feature(&name, list).await,
+        ServerCommand::Devices { list } => crate::views::devices(list).await,
+        ServerCommand::Device { id, at, json } => crate::views::device(&id, at, json).await,
         ServerCommand::NamedUsers(cmd) => crate::named_users::run(cmd).await,
         ServerCommand::Pools(cmd) => crate::pools::run(cmd).await,
         ServerCommand::Token(TokenCommand::Rotate { data }) => {

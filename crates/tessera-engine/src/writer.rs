@@ -545,7 +545,12 @@ impl Inner {
                         let h = book.hash(&lease);
                         book.digest.add(h);
                     }
-                    changes.push(LeaseChange::Put(book.stored_row(&lease)));
+                    // with what the client said about the device, in the same row (no
+                    // extra statement): shown in the administrator's views
+                    let mut row = book.stored_row(&lease);
+                    row.alias.clone_from(&req.requester.alias);
+                    row.device_type = req.requester.device_type;
+                    changes.push(LeaseChange::Put(row));
                     if new && lease.overdraft > 0 {
                         changes.push(overdraft_event(book, req, &lease, now));
                     }

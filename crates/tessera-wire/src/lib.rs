@@ -25,6 +25,7 @@ pub mod activation;
 pub mod admin;
 pub mod capability;
 pub mod problem;
+pub mod views;
 
 pub use activation::KeyCount;
 pub use problem::{ErrorAnswer, Problem};

@@ -30,6 +30,7 @@ pub mod pools;
 pub mod properties;
 pub mod reservations;
 pub mod users;
+pub mod views;
 
 /// Serving with the server's scheduled work, as before the split: see [`crate::serve_on`].
 pub use crate::server::{serve_on, serve_tls_on};
@@ -150,6 +151,11 @@ fn operations() -> OpenApiRouter<Shared> {
         .routes(routes!(properties::view, properties::set))
         .routes(routes!(pools::view))
         .routes(routes!(pools::model, pools::upload, pools::delete))
+        .routes(routes!(views::features))
+        .routes(routes!(views::feature_records))
+        .routes(routes!(views::feature))
+        .routes(routes!(views::devices))
+        .routes(routes!(views::device))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi_json))
 }
