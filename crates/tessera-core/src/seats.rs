@@ -348,6 +348,10 @@ pub struct SeatBook {
     named_users: Option<HashMap<String, HashSet<String>>>,
     /// Named pools in force (`None`: none).
     pools: Option<Box<Pooled>>,
+    /// The named pool each lease drew on when it was granted, by name (leases of the default
+    /// pool are absent): kept with the lease when it is stored, so that a restart or another
+    /// cluster member counts it in the same pool whatever rule (alias, attribute) sent it there.
+    drawn: HashMap<LeaseId, String>,
 }
 
 /// A named pool of the model in force in a book, as [`SeatBook::pool_of`] found it for a
@@ -510,7 +514,13 @@ impl SeatBook {
             reserved: None,
             named_users,
             pools: None,
+            drawn: HashMap::new(),
         }
+    }
+
+    /// The named pool lease `id` drew on (by name), if it drew on one.
+    pub fn drawn_pool(&self, id: LeaseId) -> Option<&str> {
+        self.drawn.get(&id).map(String::as_str)
     }
 
     /// Puts the named users in force (replacing those before): each named-user feature serves
@@ -645,7 +655,13 @@ impl SeatBook {
             if self.records[l.record].feature.metered {
                 continue;
             }
-            let q = holder_pool(&pl.model, &l.device);
+            // the pool it drew on, while the model has one of that name; else where the rules
+            // of access put its holder's hostid and user now
+            let q = self
+                .drawn
+                .get(&l.id)
+                .and_then(|n| pl.model.pools().iter().position(|p| p.name == *n))
+                .or_else(|| holder_pool(&pl.model, &l.device));
             if let Some(q) = q {
                 pl.lease_pool.insert(l.id, q);
             }
@@ -927,6 +943,9 @@ impl SeatBook {
         } else {
             if let (Some(pl), Some(q)) = (self.pools.as_mut(), pool) {
                 pl.lease_pool.insert(lease.id, q);
+                if let Some(p) = pl.model.pools().get(q) {
+                    self.drawn.insert(lease.id, p.name.clone());
+                }
             }
             self.count_seats(&lease, true);
         }
@@ -1244,6 +1263,7 @@ impl SeatBook {
             }
         }
         self.count_seats(&lease, false);
+        self.drawn.remove(&id);
         Some(lease)
     }
 
@@ -1261,14 +1281,27 @@ impl SeatBook {
     /// Puts back a lease loaded from storage (on restart), counting its seats. A lease already
     /// expired at `now` is not restored.
     pub fn restore(&mut self, lease: Lease, now: OffsetDateTime) -> bool {
+        self.restore_in(lease, now, None)
+    }
+
+    /// [`SeatBook::restore`] of a lease stored with the named pool it drew on (`drawn`, by name;
+    /// `None`: the default pool, or not known): counted in that pool while the model has one of
+    /// that name, else where the rules put its holder's hostid and user.
+    pub fn restore_in(&mut self, lease: Lease, now: OffsetDateTime, drawn: Option<&str>) -> bool {
         if lease.expires <= now || lease.record >= self.records.len() {
             return false;
         }
         // a lease with this id already held is replaced
         self.release(lease.id);
+        if let Some(name) = drawn {
+            self.drawn.insert(lease.id, name.to_string());
+        }
         let metered = self.records[lease.record].feature.metered;
         if let (Some(pl), false) = (self.pools.as_mut(), metered) {
-            if let Some(q) = holder_pool(&pl.model, &lease.device) {
+            let q = drawn
+                .and_then(|n| pl.model.pools().iter().position(|p| p.name == n))
+                .or_else(|| holder_pool(&pl.model, &lease.device));
+            if let Some(q) = q {
                 pl.lease_pool.insert(lease.id, q);
             }
         }
@@ -1291,8 +1324,14 @@ impl SeatBook {
     /// Puts a lease as another license server sharing the store decided it (a cluster member's
     /// grant or renewal), replacing one with the same id. Returns whether it is held now.
     pub fn put(&mut self, lease: Lease, now: OffsetDateTime) -> bool {
+        self.put_in(lease, now, None)
+    }
+
+    /// [`SeatBook::put`] of a lease with the named pool it drew on (see
+    /// [`SeatBook::restore_in`]).
+    pub fn put_in(&mut self, lease: Lease, now: OffsetDateTime, drawn: Option<&str>) -> bool {
         let id = lease.id;
-        let held = self.restore(lease, now);
+        let held = self.restore_in(lease, now, drawn);
         if !held {
             // expired (or of an unknown record) as decided there: not held here either
             self.release(id);

@@ -26,6 +26,7 @@ pub(crate) fn row(l: &Lease, keys: &[String]) -> LeaseRow {
         // what the client said about the device: the writer fills it in from the request
         alias: None,
         device_type: tessera_core::DeviceType::Unknown,
+        pool: None,
     }
 }
 
@@ -156,6 +157,7 @@ impl Book {
     pub(crate) fn stored_row(&self, l: &Lease) -> LeaseRow {
         LeaseRow {
             id: self.stored_key(l.id),
+            pool: self.seats.drawn_pool(l.id).map(str::to_string),
             ..row(l, &self.keys)
         }
     }
@@ -252,7 +254,10 @@ impl Book {
         };
         let h = row_hash(&self.secret, &r);
         all.add(h);
-        let held = self.lease_of(r).is_some_and(|l| self.seats.restore(l, now));
+        let pool = r.pool.clone();
+        let held = self
+            .lease_of(r)
+            .is_some_and(|l| self.seats.restore_in(l, now, pool.as_deref()));
         if held {
             self.digest.add(h);
         } else {
@@ -291,10 +296,11 @@ impl Book {
                     id: i64::try_from(id).unwrap_or(i64::MAX),
                     ..r
                 };
+                let pool = r.pool.clone();
                 match self.lease_of(r) {
                     Some(l) => {
                         let record = l.record;
-                        self.seats.put(l, now);
+                        self.seats.put_in(l, now, pool.as_deref());
                         self.note_peak(record);
                     }
                     None => {

@@ -433,6 +433,7 @@ async fn fill(data: &Path, n: usize) -> Result<(), BoxError> {
                     borrowed: false,
                     alias: None,
                     device_type: tessera_core::DeviceType::Unknown,
+                    pool: None,
                 })
             })
             .collect();

@@ -45,10 +45,19 @@ async fn admin(
 
 /// Whether `device` got one seat of `feature`.
 async fn take(url: String, device: String, feature: &'static str) -> bool {
+    // devices named lab-* say they are the lab's (the pool's rule of access is on this attribute)
+    let attributes = if device.starts_with("string=lab-") {
+        json!({"team": "lab"})
+    } else {
+        json!({})
+    };
     let resp = reqwest::Client::new()
         .post(format!("{url}/api/v1/capability"))
-        .json(&json!({"operation": "request", "device_id": device, "request_id": "r",
-            "nonce": format!("nonce-{device}-0123456789"), "features": [{"name": feature, "version": "1.0", "count": 1}]}))
+        .json(
+            &json!({"operation": "request", "device_id": device, "request_id": "r",
+            "nonce": format!("nonce-{device}-0123456789"), "attributes": attributes,
+            "features": [{"name": feature, "version": "1.0", "count": 1}]}),
+        )
         .send()
         .await
         .unwrap();
@@ -217,7 +226,7 @@ async fn reservations_and_pools_hold_across_cluster_members() {
     )
     .await;
     assert!(st.is_success(), "{v}");
-    let model = r#"model "m" { partitions { partition "lab" { "render" 2.0 2 } } rules { hostid "string=lab-*" => "lab" } }"#;
+    let model = r#"model "m" { partitions { partition "lab" { "render" 2.0 2 } } rules { attribute "team" = "lab" => "lab" } }"#;
     let (st, v) = admin(
         &urls[1],
         &token,
@@ -233,7 +242,25 @@ async fn reservations_and_pools_hold_across_cluster_members() {
     .await;
     // strangers at both members: the default pool's two render seats, globally
     assert_eq!(crowd(&urls, "outsider", 10, "render").await, 2);
-    // the lab's members at both: the pool's two, globally
+    // the lab's members at both: the pool's two, globally (each member counts the other's grants
+    // in the pool they drew on, carried in the lease log with the lease: the attribute is not)
     assert_eq!(crowd(&urls, "lab", 10, "render").await, 2);
     assert_eq!(crowd(&urls, "lab-late", 4, "render").await, 0);
+    for url in &urls {
+        let (_, v) = admin(
+            url,
+            &token,
+            reqwest::Method::GET,
+            "/api/v1/admin/pools",
+            None,
+        )
+        .await;
+        let lab = v["pools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["pool"] == "lab")
+            .unwrap_or_else(|| panic!("{v}"));
+        assert_eq!(lab["used"], 2, "{url}: {v}");
+    }
 }

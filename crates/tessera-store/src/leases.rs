@@ -101,6 +101,10 @@ pub struct LeaseRow {
     /// The holder device's type, as the client said (shown to administrators; not part of the
     /// lease digest).
     pub device_type: tessera_core::DeviceType,
+    /// The named pool the lease draws on, by name (`None`: the default pool, or no named pools):
+    /// kept so that a restart or another cluster member counts it where it was granted, whatever
+    /// rule of access (alias, attribute) sent its holder there.
+    pub pool: Option<String>,
 }
 
 /// A stored device type (`physical`, `virtual`, `container`; anything else is unknown).
@@ -222,8 +226,21 @@ type Row = (
     i64,
     Option<String>,
     String,
+    Option<String>,
 );
-type LogRow = (String, i64, String, String, String, i64, i64, i64, i64, i64);
+type LogRow = (
+    String,
+    i64,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    Option<String>,
+);
 
 /// `$first, $first+1, …` (`n` of them).
 fn placeholders(first: usize, n: usize) -> String {
@@ -314,6 +331,7 @@ fn from_log(r: LogRow) -> Result<Option<LeaseChange>, StoreError> {
         expires_at,
         borrowed,
         units,
+        pool,
     ) = r;
     Ok(Some(match kind.as_str() {
         "put" => LeaseChange::Put(LeaseRow {
@@ -325,9 +343,10 @@ fn from_log(r: LogRow) -> Result<Option<LeaseChange>, StoreError> {
             overdraft,
             expires_at: time(expires_at, "lease_log.expires_at")?,
             borrowed: borrowed != 0,
-            // the log carries seats, not what the client said about the device
+            // the log carries seats (and their pool), not what the client said about the device
             alias: None,
             device_type: tessera_core::DeviceType::Unknown,
+            pool,
         }),
         "expiry" => LeaseChange::Expiry {
             id: lease_id,
@@ -344,7 +363,7 @@ macro_rules! impl_lease_store {
         impl $store {
             async fn read_leases(conn: &mut $conn, instance: &InstanceId) -> Result<Vec<LeaseRow>, StoreError> {
                 let rows: Vec<Row> = sqlx::query_as(
-                    "SELECT id, device, request_id, record_key, count, overdraft, expires_at, borrowed, alias, device_type FROM leases \
+                    "SELECT id, device, request_id, record_key, count, overdraft, expires_at, borrowed, alias, device_type, pool FROM leases \
                      WHERE instance = $1 ORDER BY id",
                 )
                 .bind(instance.as_str())
@@ -363,6 +382,7 @@ macro_rules! impl_lease_store {
                             borrowed: r.7 != 0,
                             alias: r.8,
                             device_type: device_type(&r.9),
+                            pool: r.10,
                         })
                     })
                     .collect()
@@ -399,7 +419,7 @@ macro_rules! impl_lease_store {
                 let mut after = i64::MIN;
                 loop {
                     let rows: Vec<Row> = sqlx::query_as(
-                        "SELECT id, device, request_id, record_key, count, overdraft, expires_at, borrowed, alias, device_type FROM leases \
+                        "SELECT id, device, request_id, record_key, count, overdraft, expires_at, borrowed, alias, device_type, pool FROM leases \
                          WHERE instance = $1 AND id > $2 ORDER BY id LIMIT 20000",
                     )
                     .bind(instance.as_str())
@@ -422,6 +442,7 @@ macro_rules! impl_lease_store {
                             borrowed: r.7 != 0,
                             alias: r.8,
                             device_type: device_type(&r.9),
+                            pool: r.10,
                         });
                     }
                 }
@@ -505,15 +526,15 @@ impl PgStore {
         }
         for rows in f.puts.chunks(100) {
             let values: Vec<String> = (0..rows.len())
-                .map(|i| format!("($1, {})", placeholders(i * 10 + 2, 10)))
+                .map(|i| format!("($1, {})", placeholders(i * 11 + 2, 11)))
                 .collect();
             let sql = format!(
-                "INSERT INTO leases (instance, id, device, request_id, record_key, count, overdraft, expires_at, borrowed, alias, device_type) \
+                "INSERT INTO leases (instance, id, device, request_id, record_key, count, overdraft, expires_at, borrowed, alias, device_type, pool) \
                  VALUES {} \
                  ON CONFLICT (instance, id) DO UPDATE SET device = excluded.device, request_id = excluded.request_id, \
                  record_key = excluded.record_key, count = excluded.count, overdraft = excluded.overdraft, \
                  expires_at = excluded.expires_at, borrowed = excluded.borrowed, alias = excluded.alias, \
-                 device_type = excluded.device_type",
+                 device_type = excluded.device_type, pool = excluded.pool",
                 values.join(", ")
             );
             let mut q = sqlx::query(&sql).bind(instance.as_str());
@@ -528,7 +549,8 @@ impl PgStore {
                     .bind(unix(l.expires_at))
                     .bind(i64::from(l.borrowed))
                     .bind(&l.alias)
-                    .bind(l.device_type.as_str());
+                    .bind(l.device_type.as_str())
+                    .bind(&l.pool);
             }
             q.execute(&mut *conn).await?;
         }
@@ -650,7 +672,7 @@ impl SqliteStore {
                 .iter()
                 .map(|l| {
                     format!(
-                        "({inst}, {}, {}, {}, {}, {}, {}, {}, {}, {}, '{}')",
+                        "({inst}, {}, {}, {}, {}, {}, {}, {}, {}, {}, '{}', {})",
                         l.id,
                         sqlite_text(&l.device),
                         sqlite_text(&l.request_id),
@@ -661,17 +683,18 @@ impl SqliteStore {
                         i64::from(l.borrowed),
                         l.alias.as_deref().map_or("NULL".to_string(), sqlite_text),
                         // one of four fixed lower-case words: nothing to escape
-                        l.device_type.as_str()
+                        l.device_type.as_str(),
+                        l.pool.as_deref().map_or("NULL".to_string(), sqlite_text)
                     )
                 })
                 .collect();
             let _ = writeln!(
                 sql,
-                "INSERT INTO leases (instance, id, device, request_id, record_key, count, overdraft, expires_at, borrowed, alias, device_type) VALUES {} \
+                "INSERT INTO leases (instance, id, device, request_id, record_key, count, overdraft, expires_at, borrowed, alias, device_type, pool) VALUES {} \
                  ON CONFLICT (instance, id) DO UPDATE SET device = excluded.device, request_id = excluded.request_id, \
                  record_key = excluded.record_key, count = excluded.count, overdraft = excluded.overdraft, \
                  expires_at = excluded.expires_at, borrowed = excluded.borrowed, alias = excluded.alias, \
-                 device_type = excluded.device_type;",
+                 device_type = excluded.device_type, pool = excluded.pool;",
                 values.join(", ")
             );
         }
@@ -768,10 +791,10 @@ impl PgStore {
             .collect();
         for chunk in logged.chunks(500) {
             let values: Vec<String> = (0..chunk.len())
-                .map(|i| format!("($1, $2, {})", placeholders(i * 10 + 3, 10)))
+                .map(|i| format!("($1, $2, {})", placeholders(i * 11 + 3, 11)))
                 .collect();
             let sql = format!(
-                "INSERT INTO lease_log (instance, node, kind, lease_id, device, request_id, record_key, count, overdraft, expires_at, borrowed, units) VALUES {}",
+                "INSERT INTO lease_log (instance, node, kind, lease_id, device, request_id, record_key, count, overdraft, expires_at, borrowed, units, pool) VALUES {}",
                 values.join(", ")
             );
             let mut q = sqlx::query(&sql).bind(instance.as_str()).bind(node);
@@ -787,6 +810,7 @@ impl PgStore {
                     expires,
                     borrowed,
                     units,
+                    pool,
                 ) = match c {
                     LeaseChange::Put(l) => (
                         "put",
@@ -799,11 +823,22 @@ impl PgStore {
                         unix(l.expires_at),
                         i64::from(l.borrowed),
                         0,
+                        l.pool.as_deref(),
                     ),
-                    LeaseChange::Expiry { id, expires_at } => {
-                        ("expiry", *id, "", "", "", 0, 0, unix(*expires_at), 0, 0)
-                    }
-                    LeaseChange::Delete { id } => ("delete", *id, "", "", "", 0, 0, 0, 0, 0),
+                    LeaseChange::Expiry { id, expires_at } => (
+                        "expiry",
+                        *id,
+                        "",
+                        "",
+                        "",
+                        0,
+                        0,
+                        unix(*expires_at),
+                        0,
+                        0,
+                        None,
+                    ),
+                    LeaseChange::Delete { id } => ("delete", *id, "", "", "", 0, 0, 0, 0, 0, None),
                     LeaseChange::State(_) | LeaseChange::Event(_) => continue,
                     LeaseChange::Consumed { record_key, units } => (
                         "consumed",
@@ -816,6 +851,7 @@ impl PgStore {
                         0,
                         0,
                         *units,
+                        None,
                     ),
                 };
                 q = q
@@ -828,7 +864,8 @@ impl PgStore {
                     .bind(overdraft)
                     .bind(expires)
                     .bind(borrowed)
-                    .bind(units);
+                    .bind(units)
+                    .bind(pool);
             }
             q.execute(&mut *conn).await?;
         }
@@ -866,7 +903,7 @@ impl PgStore {
         let catch_up = match since {
             Some(s) if first.is_none_or(|f| s >= f - 1) => {
                 let rows: Vec<LogRow> = sqlx::query_as(
-                    "SELECT kind, lease_id, device, request_id, record_key, count, overdraft, expires_at, borrowed, units \
+                    "SELECT kind, lease_id, device, request_id, record_key, count, overdraft, expires_at, borrowed, units, pool \
                      FROM lease_log WHERE instance = $1 AND seq > $2 ORDER BY seq",
                 )
                 .bind(instance.as_str())

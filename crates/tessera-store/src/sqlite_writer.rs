@@ -73,12 +73,12 @@ impl SqliteLeaseWriter {
             }
             let mut put = tx
                 .prepare_cached(
-                    "INSERT INTO leases (instance, id, device, request_id, record_key, count, overdraft, expires_at, borrowed, alias, device_type) \
-                     VALUES (?9, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?10, ?11) \
+                    "INSERT INTO leases (instance, id, device, request_id, record_key, count, overdraft, expires_at, borrowed, alias, device_type, pool) \
+                     VALUES (?9, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?10, ?11, ?12) \
                      ON CONFLICT (instance, id) DO UPDATE SET device = excluded.device, request_id = excluded.request_id, \
                      record_key = excluded.record_key, count = excluded.count, overdraft = excluded.overdraft, \
                      expires_at = excluded.expires_at, borrowed = excluded.borrowed, alias = excluded.alias, \
-                     device_type = excluded.device_type",
+                     device_type = excluded.device_type, pool = excluded.pool",
                 )
                 .map_err(err)?;
             for l in &f.puts {
@@ -93,7 +93,8 @@ impl SqliteLeaseWriter {
                     i64::from(l.borrowed),
                     instance,
                     l.alias,
-                    l.device_type.as_str()
+                    l.device_type.as_str(),
+                    l.pool
                 ])
                 .map_err(err)?;
             }

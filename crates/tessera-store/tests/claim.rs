@@ -24,6 +24,7 @@ fn lease(id: i64) -> LeaseChange {
         borrowed: false,
         alias: None,
         device_type: tessera_core::DeviceType::Unknown,
+        pool: None,
     })
 }
 

@@ -20,6 +20,7 @@ fn lease(id: i64, device: &str) -> LeaseRow {
         borrowed: false,
         alias: None,
         device_type: tessera_core::DeviceType::Unknown,
+        pool: None,
     }
 }
 

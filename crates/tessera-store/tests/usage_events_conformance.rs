@@ -27,6 +27,7 @@ fn lease(id: i64) -> LeaseRow {
         borrowed: false,
         alias: None,
         device_type: tessera_core::DeviceType::Unknown,
+        pool: None,
     }
 }
 
