@@ -22,7 +22,8 @@
 //! `TESSERA_BENCH_ONLY=throughput` or `=capacity` runs one part; `TESSERA_BENCH_MODE` is
 //! `checkout` (the default: checkout and return), `grants` or `both`;
 //! `TESSERA_BENCH_RESERVATIONS=N` loads N reservations (for other devices) into the checkout
-//! server first; `TESSERA_BENCH_SECS` (default 10) sets each target's measured time in all, split over
+//! server first, `TESSERA_BENCH_POOLS=N` a model of N named pools (the first N connections draw
+//! from their own); `TESSERA_BENCH_SECS` (default 10) sets each target's measured time in all, split over
 //! `TESSERA_BENCH_ROUNDS` rounds (default 5), `TESSERA_BENCH_LEASES`
 //! (default 1000000) the capacity run's leases, `TESSERA_BENCH_DIR` where the data directories go
 //! (default a temporary directory under `target/`).
@@ -254,6 +255,21 @@ async fn setup(dir: &Path, leases: usize) -> Result<Setup, BoxError> {
     if reservations > 0 {
         reserve(&server_url, &data, reservations).await?;
     }
+    // with a named-pool model (TESSERA_BENCH_POOLS=N): N pools of 20 seats, a rule of access by
+    // hostid for each; the first N connections draw from their own pool, the rest from the default
+    // pool after every rule was tried
+    let pools: usize = std::env::var("TESSERA_BENCH_POOLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    if pools > 0 {
+        if reservations > 0 {
+            return Err(
+                "TESSERA_BENCH_POOLS and TESSERA_BENCH_RESERVATIONS exclude each other".into(),
+            );
+        }
+        pool_model(&server_url, &data, pools).await?;
+    }
 
     // the grants-only server: room for every grant of the run (none is returned)
     let grants = dir.join("grants");
@@ -360,6 +376,36 @@ async fn reserve(addr: &str, data: &Path, n: usize) -> Result<(), BoxError> {
         .as_array()
         .map_or(0, |e| e.iter().filter(|e| e["satisfied"] == true).count());
     eprintln!("({satisfied} of {n} reservations in force on the checkout server)");
+    Ok(())
+}
+
+/// Uploads a model of `n` pools (20 seats of `modeler` each), pool `k` for `string=bench-k`.
+async fn pool_model(addr: &str, data: &Path, n: usize) -> Result<(), BoxError> {
+    let token = std::fs::read_to_string(data.join("admin.token"))?;
+    let partitions: String = (0..n)
+        .map(|k| format!("    partition \"pool-{k}\" {{ \"modeler\" 1.0 20 }}\n"))
+        .collect();
+    let rules: String = (0..n)
+        .map(|k| format!("    hostid \"string=bench-{k}\" => \"pool-{k}\"\n"))
+        .collect();
+    let text = format!(
+        "model \"bench\" {{\n  partitions {{\n{partitions}  }}\n  rules {{\n{rules}  }}\n}}\n"
+    );
+    let r = reqwest::Client::new()
+        .post(format!("http://{addr}/api/v1/admin/pools/model"))
+        .bearer_auth(token.trim())
+        .header("content-type", "text/plain")
+        .body(text)
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        return Err(format!("pool model refused: {}", r.text().await?).into());
+    }
+    let view: Value = r.json().await?;
+    eprintln!(
+        "({} pools in force on the checkout server: {})",
+        n, view["in_force"]
+    );
     Ok(())
 }
 
