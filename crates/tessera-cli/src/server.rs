@@ -112,6 +112,17 @@ pub enum ServerCommand {
     /// Named license pools: a model that splits seats into pools and says who draws from which.
     #[command(subcommand)]
     Pools(crate::pools::PoolsCommand),
+    /// Client keys: the public keys (RSA-2048 or Ed25519, DER) that may sign capability
+    /// requests, required when server.toml sets `require_signed_requests = true`.
+    #[command(subcommand, name = "client-keys")]
+    ClientKeys(crate::keys::ClientKeysCommand),
+    /// The producer keys trusted for license bundles and certificates (a second one lets the
+    /// producer rotate its signing key).
+    #[command(subcommand, name = "producer-keys")]
+    ProducerKeys(crate::keys::ProducerKeysCommand),
+    /// Release stuck seats: one lease (--lease ID), or every lease of one device (--device
+    /// HOSTID). Their seats are free for others at once.
+    Release(crate::keys::ReleaseArgs),
     /// Sync with the back office now: send the usage report, install the renewed licenses.
     Sync {
         /// The running license server.
@@ -257,13 +268,13 @@ pub struct At {
         default_value = "http://127.0.0.1:7070",
         env = "TESSERA_SERVER_URL"
     )]
-    server: String,
+    pub(crate) server: String,
     /// An API token; default: the one `tessera server login` saved for this server.
     #[arg(long, env = "TESSERA_SERVER_TOKEN")]
-    token: Option<String>,
+    pub(crate) token: Option<String>,
     /// Also trust the certificate authorities in this PEM file for HTTPS (a private CA).
     #[arg(long, env = "TESSERA_CA_CERT")]
-    ca_cert: Option<PathBuf>,
+    pub(crate) ca_cert: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -345,13 +356,20 @@ pub enum TokensCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Replace the admin token with a new one, printed once. The old token stops working at once,
-    /// also on a running server (it reads the token from the store at each admin request). Needs
-    /// the data directory, not the old token: also the way back in when the token is lost.
+    /// Replace the admin (start-up) token with a new one, printed once; the old token stops
+    /// working at once. Online (the default): through the running server, as an administrator.
+    /// Offline with --data: with the data directory alone, not the old token (also the way back in
+    /// when the token is lost; works on a running server too, which reads the token from the store
+    /// at each admin request).
     Rotate {
-        /// The data directory.
-        #[arg(long, default_value = "tessera-server", env = "TESSERA_SERVER_DATA")]
-        data: PathBuf,
+        #[command(flatten)]
+        at: At,
+        /// Offline: the server's data directory.
+        #[arg(long, env = "TESSERA_SERVER_DATA")]
+        data: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -442,6 +460,8 @@ pub(crate) enum Body {
     Plain(String),
     /// A DELETE.
     Delete,
+    /// A POST of bytes (`application/octet-stream`).
+    Bytes(Vec<u8>),
 }
 
 impl Body {
@@ -477,6 +497,10 @@ pub(crate) async fn admin_request(
             .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8")
             .body(t),
         Body::Delete => client.delete(&url),
+        Body::Bytes(b) => client
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(b),
     };
     let req = if token.is_empty() {
         req
@@ -565,7 +589,7 @@ fn server_key(server: &str) -> String {
 }
 
 /// The token given, else the one `login` saved for `server`.
-fn token_for(server: &str, token: Option<String>) -> Result<String> {
+pub(crate) fn token_for(server: &str, token: Option<String>) -> Result<String> {
     if let Some(t) = token.filter(|t| !t.trim().is_empty()) {
         return Ok(t);
     }
@@ -613,7 +637,7 @@ fn read_password(prompt: &str, from_stdin: bool) -> Result<String> {
 }
 
 /// A table: a header row and rows, columns padded to their widest cell.
-fn print_table(header: &[&str], rows: &[Vec<String>]) {
+pub(crate) fn print_table(header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -634,7 +658,7 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-fn print_json(v: &impl serde::Serialize) -> Result<()> {
+pub(crate) fn print_json(v: &impl serde::Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
@@ -867,7 +891,7 @@ async fn users(cmd: UsersCommand) -> Result<()> {
 }
 
 /// `text` for one path segment (percent-encoded but for unreserved characters).
-fn path_segment(text: &str) -> String {
+pub(crate) fn path_segment(text: &str) -> String {
     text.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
@@ -1153,10 +1177,11 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
         ServerCommand::Reservations(cmd) => crate::reservations::run(cmd).await,
         ServerCommand::NamedUsers(cmd) => crate::named_users::run(cmd).await,
         ServerCommand::Pools(cmd) => crate::pools::run(cmd).await,
-        ServerCommand::Token(TokenCommand::Rotate { data }) => {
-            let token = tessera_server::rotate_admin_token(&data).await?;
-            println!("new admin token: {token}   (shown once; the old one no longer works)");
-            Ok(())
+        ServerCommand::ClientKeys(cmd) => crate::keys::client_keys(cmd).await,
+        ServerCommand::ProducerKeys(cmd) => crate::keys::producer_keys(cmd).await,
+        ServerCommand::Release(args) => crate::keys::release(args).await,
+        ServerCommand::Token(TokenCommand::Rotate { at, data, json }) => {
+            crate::keys::rotate_token(at, data, json).await
         }
         ServerCommand::Activate {
             server,

@@ -2,7 +2,7 @@
 //! the administrator may narrow it.
 
 use tessera_core::feature::Feature;
-use tessera_core::{HostId, Keyring, License, PublicKey};
+use tessera_core::{HostId, Keyring, License};
 
 use crate::config::Config;
 use crate::engine::Engine;
@@ -33,17 +33,18 @@ pub fn borrow_limits(config: &Config, producer: Option<(u32, u32)>) -> (u32, u32
     )
 }
 
-/// The feature records of the stored license bundle, if it verifies for this server now.
+/// The feature records of the stored license bundle, if it verifies for this server now (signed
+/// by one of the trusted producer keys).
 pub(crate) fn bundle_records(
     text: Option<&str>,
-    producer: &PublicKey,
+    producers: &Keyring,
     host: &HostId,
     now: tessera_core::time::OffsetDateTime,
 ) -> Vec<Feature> {
     text.and_then(|t| {
         License::verify(
             t,
-            &Keyring::with(producer.clone()),
+            producers,
             now,
             std::slice::from_ref(host),
         )
@@ -59,7 +60,7 @@ pub(crate) fn apply_borrow_policy(
     engine: &Engine,
     config: &Config,
     license: Option<&str>,
-    producer: &PublicKey,
+    producers: &Keyring,
     host: &HostId,
     now: tessera_core::time::OffsetDateTime,
 ) {
@@ -67,7 +68,7 @@ pub(crate) fn apply_borrow_policy(
         .and_then(|t| {
             License::verify(
                 t,
-                &Keyring::with(producer.clone()),
+                producers,
                 now,
                 std::slice::from_ref(host),
             )

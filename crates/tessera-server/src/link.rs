@@ -4,7 +4,7 @@
 use rand::RngCore;
 use tessera_core::certificate::ServerCertificateClaims;
 use tessera_core::offline::encode_key;
-use tessera_core::{Keyring, License, VerifyError};
+use tessera_core::{License, VerifyError};
 use tessera_store::{InstanceId, ServerStateStore};
 use tessera_wire::activation::{ActivationResult, ServerActivationRequest, UsageOutcome};
 use tessera_wire::{ErrorAnswer, KeyCount};
@@ -207,14 +207,14 @@ impl Server {
             return Ok(false);
         }
         let now = self.clock.now();
-        let records = bundle_records(license.as_deref(), &self.producer, &self.hostid, now);
+        let records = bundle_records(license.as_deref(), &self.producer_keyring(), &self.hostid, now);
         *self.certificate.write().await = certificate.map(ServedCertificate::new);
         self.engine.reload(records).await?;
         apply_borrow_policy(
             &self.engine,
             &self.config,
             license.as_deref(),
-            &self.producer,
+            &self.producer_keyring(),
             &self.hostid,
             now,
         );
@@ -248,7 +248,7 @@ impl Server {
     pub async fn offline_apply_fresh(&self, response: &str) -> Result<usize, ServerError> {
         let r = tessera_core::offline::ResponseClaims::verify(
             response,
-            &Keyring::with(self.producer.clone()),
+            &self.producer_keyring(),
             self.clock.now(),
         )
         .map_err(LinkError::InvalidResponseFile)?;
@@ -284,7 +284,7 @@ impl Server {
     pub async fn offline_apply(&self, response: &str) -> Result<usize, ServerError> {
         let r = tessera_core::offline::ResponseClaims::verify(
             response,
-            &Keyring::with(self.producer.clone()),
+            &self.producer_keyring(),
             self.clock.now(),
         )
         .map_err(LinkError::InvalidResponseFile)?;
@@ -296,7 +296,7 @@ impl Server {
     /// an offline response); returns how many feature records it serves now.
     pub async fn install(&self, license: &str, certificate: &str) -> Result<usize, ServerError> {
         let now = self.clock.now();
-        let ring = Keyring::with(self.producer.clone());
+        let ring = self.producer_keyring();
         let lic = License::verify(license, &ring, now, std::slice::from_ref(&self.hostid))
             .map_err(LinkError::InvalidLicense)?;
         let cert = ServerCertificateClaims::verify(certificate, &ring, now)
@@ -342,7 +342,7 @@ impl Server {
             &self.engine,
             &self.config,
             Some(license),
-            &self.producer,
+            &self.producer_keyring(),
             &self.hostid,
             now,
         );

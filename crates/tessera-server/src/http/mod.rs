@@ -24,6 +24,7 @@ use crate::server::Server;
 pub mod access;
 pub mod admin;
 pub mod capability;
+pub mod keys;
 pub mod named_users;
 pub mod ops;
 pub mod pools;
@@ -146,6 +147,12 @@ fn operations() -> OpenApiRouter<Shared> {
         .routes(routes!(named_users::assign, named_users::clear))
         .routes(routes!(pools::view))
         .routes(routes!(pools::model, pools::upload, pools::delete))
+        .routes(routes!(keys::list_client_keys, keys::add_client_key))
+        .routes(routes!(keys::delete_client_key))
+        .routes(routes!(keys::list_producer_keys, keys::add_producer_key))
+        .routes(routes!(keys::remove_producer_key))
+        .routes(routes!(keys::release))
+        .routes(routes!(keys::rotate_token))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi_json))
 }
