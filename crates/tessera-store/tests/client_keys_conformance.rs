@@ -32,8 +32,8 @@ fn trusted(kid: &str, secs: i64) -> TrustedKeyRecord {
 }
 
 async fn story<S: ClientKeyStore>(s: &S, run: &str) {
-    let site = InstanceId::new(format!("site-{run}")).unwrap();
-    let other = InstanceId::new(format!("other-{run}")).unwrap();
+    let site = InstanceId::new(&format!("site-{run}")).unwrap();
+    let other = InstanceId::new(&format!("other-{run}")).unwrap();
     assert!(s.client_keys(&site).await.unwrap().is_empty());
     s.add_client_key(&site, &client("bb", 200)).await.unwrap();
     s.add_client_key(&site, &client("aa", 100)).await.unwrap();
