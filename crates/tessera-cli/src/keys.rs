@@ -123,8 +123,8 @@ pub async fn client_keys(cmd: ClientKeysCommand) -> Result<()> {
             Ok(())
         }
         ClientKeysCommand::Add { at, file, json } => {
-            let der = std::fs::read(&file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
+            let der =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let k: ClientKeyView = admin_call(
                 &at.server,
                 &token_for(&at.server, at.token)?,

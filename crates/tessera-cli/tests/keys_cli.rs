@@ -34,8 +34,10 @@ fn fixture(name: &str) -> String {
 fn request(url: &str, device: &str, id: &str) -> Value {
     let answer: Value = reqwest::blocking::Client::new()
         .post(format!("{url}/api/v1/capability"))
-        .json(&json!({"operation": "request", "device_id": device, "request_id": id,
-            "nonce": format!("nonce-{id}-0123456789"), "features": [{"name": "modeler"}]}))
+        .json(
+            &json!({"operation": "request", "device_id": device, "request_id": id,
+            "nonce": format!("nonce-{id}-0123456789"), "features": [{"name": "modeler"}]}),
+        )
         .send()
         .unwrap()
         .json()
@@ -74,13 +76,25 @@ fn keys_seats_and_the_token_from_the_command_line() {
     )
     .unwrap();
     let (srv, url) = spawn(
-        &["server", "serve", "--data", "srv", "--listen", "127.0.0.1:0"],
+        &[
+            "server",
+            "serve",
+            "--data",
+            "srv",
+            "--listen",
+            "127.0.0.1:0",
+        ],
         d,
     );
     let _srv = Serve(srv);
     let call = |args: &[&str], token: &str| -> Output {
         let mut v: Vec<String> = args.iter().map(ToString::to_string).collect();
-        v.extend(["--server".into(), url.clone(), "--token".into(), token.into()]);
+        v.extend([
+            "--server".into(),
+            url.clone(),
+            "--token".into(),
+            token.into(),
+        ]);
         run(&v, d)
     };
     let ok = |args: &[&str], token: &str| -> String {
@@ -101,17 +115,20 @@ fn keys_seats_and_the_token_from_the_command_line() {
     );
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("1024 bits") && err.contains("invalid_client_key"), "{err}");
+    assert!(
+        err.contains("1024 bits") && err.contains("invalid_client_key"),
+        "{err}"
+    );
     let out = ok(
         &["server", "client-keys", "add", &fixture("rsa2048.spki.der")],
         &token,
     );
-    assert!(out.contains("registered") && out.contains("rsa-2048"), "{out}");
-    let listed: Value = serde_json::from_str(&ok(
-        &["server", "client-keys", "list", "--json"],
-        &token,
-    ))
-    .unwrap();
+    assert!(
+        out.contains("registered") && out.contains("rsa-2048"),
+        "{out}"
+    );
+    let listed: Value =
+        serde_json::from_str(&ok(&["server", "client-keys", "list", "--json"], &token)).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 1);
     let id = listed[0]["id"].as_str().unwrap().to_string();
     let table = ok(&["server", "client-keys", "list"], &token);
@@ -120,11 +137,8 @@ fn keys_seats_and_the_token_from_the_command_line() {
     assert!(ok(&["server", "client-keys", "list"], &token).contains("no client keys"));
 
     // the only producer key stays
-    let keys: Value = serde_json::from_str(&ok(
-        &["server", "producer-keys", "list", "--json"],
-        &token,
-    ))
-    .unwrap();
+    let keys: Value =
+        serde_json::from_str(&ok(&["server", "producer-keys", "list", "--json"], &token)).unwrap();
     let kid = keys[0]["kid"].as_str().unwrap();
     let o = call(&["server", "producer-keys", "remove", kid], &token);
     assert!(!o.status.success());
@@ -146,19 +160,36 @@ fn keys_seats_and_the_token_from_the_command_line() {
         ],
         &token,
     );
-    assert_eq!(request(&url, "string=stuck", "s1")["grants"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        request(&url, "string=stuck", "s1")["grants"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     assert_eq!(request(&url, "string=other", "o1")["grants"], json!([]));
     let out = ok(&["server", "release", "--device", "string=stuck"], &token);
-    assert!(out.contains("released 1 lease") && out.contains("modeler"), "{out}");
-    assert_eq!(request(&url, "string=other", "o2")["grants"].as_array().unwrap().len(), 1);
+    assert!(
+        out.contains("released 1 lease") && out.contains("modeler"),
+        "{out}"
+    );
+    assert_eq!(
+        request(&url, "string=other", "o2")["grants"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     let o = call(&["server", "release"], &token);
     assert!(!o.status.success(), "--lease or --device is required");
 
     // the start-up token rotated: the new one works, the old one does not
-    let made: Value = serde_json::from_str(&ok(&["server", "token", "rotate", "--json"], &token))
-        .unwrap();
+    let made: Value =
+        serde_json::from_str(&ok(&["server", "token", "rotate", "--json"], &token)).unwrap();
     let new = made["token"].as_str().unwrap();
     assert!(new.starts_with("tss_") && new != token);
-    assert!(!call(&["server", "client-keys", "list"], &token).status.success());
+    assert!(!call(&["server", "client-keys", "list"], &token)
+        .status
+        .success());
     ok(&["server", "client-keys", "list"], new);
 }

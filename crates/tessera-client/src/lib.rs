@@ -254,7 +254,9 @@ impl ClientConfig {
     /// ([`signing::RequestSigner::public_key_der`], `tessera server client-keys add`). Without it
     /// requests go unsigned, as before.
     pub fn signing_key(mut self, pkcs8: &[u8]) -> Result<Self, ClientError> {
-        self.signer = Some(std::sync::Arc::new(signing::RequestSigner::from_pkcs8(pkcs8)?));
+        self.signer = Some(std::sync::Arc::new(signing::RequestSigner::from_pkcs8(
+            pkcs8,
+        )?));
         Ok(self)
     }
 

@@ -64,7 +64,11 @@ impl RequestSigner {
         };
         if let Ok(k) = signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der) {
             let public_der = tessera_wire::signing::spki_for_ed25519(k.public_key().as_ref());
-            return Ok(Self::made(Key::Ed25519(k), SignatureAlg::Ed25519, public_der));
+            return Ok(Self::made(
+                Key::Ed25519(k),
+                SignatureAlg::Ed25519,
+                public_der,
+            ));
         }
         match signature::RsaKeyPair::from_pkcs8(&der) {
             Ok(k) => {
@@ -75,7 +79,11 @@ impl RequestSigner {
                     )));
                 }
                 let public_der = tessera_wire::signing::spki_for_rsa(k.public().as_ref());
-                Ok(Self::made(Key::Rsa(k), SignatureAlg::RsaPssSha256, public_der))
+                Ok(Self::made(
+                    Key::Rsa(k),
+                    SignatureAlg::RsaPssSha256,
+                    public_der,
+                ))
             }
             Err(e) => Err(invalid(format!(
                 "not an RSA-2048 or Ed25519 PKCS#8 private key ({e})"

@@ -43,9 +43,13 @@ fn the_client_signs_its_requests_with_a_registered_key() {
             .init(),
     );
     let (url, _stop) = rt.block_on(async {
-        srv.activate_and_start_at(&bo.url, &[KeyCount::new(bo.keys[0].clone(), 2)], "127.0.0.1:0")
-            .await
-            .split()
+        srv.activate_and_start_at(
+            &bo.url,
+            &[KeyCount::new(bo.keys[0].clone(), 2)],
+            "127.0.0.1:0",
+        )
+        .await
+        .split()
     });
     let rsa = RequestSigner::from_pkcs8(&fixture("rsa2048.pem")).unwrap();
     // the administrator registers the RSA key's public half, as the client library gives it
@@ -75,7 +79,9 @@ fn the_client_signs_its_requests_with_a_registered_key() {
     };
 
     // unsigned: the server's refusal, by code
-    let err = client(1, None).checkout(&url, "modeler", "1.0").unwrap_err();
+    let err = client(1, None)
+        .checkout(&url, "modeler", "1.0")
+        .unwrap_err();
     assert_eq!(refused_with(&err), "signature_required", "{err}");
     // signed with the registered RSA key: a seat, kept alive by signed renewals, returned on drop
     let signed = client(2, Some(fixture("rsa2048.pem")));
@@ -104,15 +110,24 @@ fn the_client_signs_its_requests_with_a_registered_key() {
 
 #[test]
 fn keys_that_are_not_rsa_2048_or_ed25519_are_refused_at_configuration() {
-    let err = ClientConfig::new("cad", &tessera_testkit::runtime().block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        tessera_testkit::producer_key(dir.path()).await
-    }))
+    let err = ClientConfig::new(
+        "cad",
+        &tessera_testkit::runtime().block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            tessera_testkit::producer_key(dir.path()).await
+        }),
+    )
     .unwrap()
     .signing_key(b"not a key")
     .unwrap_err();
-    assert!(matches!(err, ClientError::InvalidClientKey { .. }), "{err:?}");
+    assert!(
+        matches!(err, ClientError::InvalidClientKey { .. }),
+        "{err:?}"
+    );
     // a public key is not a private one
     let err = RequestSigner::from_pkcs8(&fixture("rsa2048.spki.der")).unwrap_err();
-    assert!(err.to_string().contains("not an RSA-2048 or Ed25519"), "{err}");
+    assert!(
+        err.to_string().contains("not an RSA-2048 or Ed25519"),
+        "{err}"
+    );
 }

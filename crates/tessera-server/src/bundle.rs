@@ -41,17 +41,9 @@ pub(crate) fn bundle_records(
     host: &HostId,
     now: tessera_core::time::OffsetDateTime,
 ) -> Vec<Feature> {
-    text.and_then(|t| {
-        License::verify(
-            t,
-            producers,
-            now,
-            std::slice::from_ref(host),
-        )
-        .ok()
-    })
-    .map(|l| l.features().to_vec())
-    .unwrap_or_default()
+    text.and_then(|t| License::verify(t, producers, now, std::slice::from_ref(host)).ok())
+        .map(|l| l.features().to_vec())
+        .unwrap_or_default()
 }
 
 /// Sets the engine's borrow limits: the administrator's, else the producer's offline policy from
@@ -65,15 +57,7 @@ pub(crate) fn apply_borrow_policy(
     now: tessera_core::time::OffsetDateTime,
 ) {
     let policy = license
-        .and_then(|t| {
-            License::verify(
-                t,
-                producers,
-                now,
-                std::slice::from_ref(host),
-            )
-            .ok()
-        })
+        .and_then(|t| License::verify(t, producers, now, std::slice::from_ref(host)).ok())
         .and_then(|l| l.claims().policy.clone());
     let (days, active) = borrow_limits(
         config,

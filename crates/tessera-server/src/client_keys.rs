@@ -134,9 +134,9 @@ fn rsa_pkcs1(der_bytes: &[u8]) -> Result<(), KeyRefused> {
         return Err(bad());
     }
     let n: Vec<u8> = n.iter().copied().skip_while(|b| *b == 0).collect();
-    let bits = n.first().map_or(0, |b| {
-        (n.len() - 1) * 8 + (8 - b.leading_zeros() as usize)
-    });
+    let bits = n
+        .first()
+        .map_or(0, |b| (n.len() - 1) * 8 + (8 - b.leading_zeros() as usize));
     if bits != 2048 {
         return Err(KeyRefused(format!(
             "the RSA key has {bits} bits: a client key must be RSA-2048 (a 2048-bit modulus) or Ed25519; nothing was stored"
@@ -360,9 +360,9 @@ pub(crate) async fn load_producer_keys(
     if stored.is_empty() {
         let record = TrustedKeyRecord {
             kid: producer.kid().to_string(),
-            public_pem: producer
-                .to_spki_pem()
-                .map_err(|e| StoreError::Corrupt { detail: e.to_string() })?,
+            public_pem: producer.to_spki_pem().map_err(|e| StoreError::Corrupt {
+                detail: e.to_string(),
+            })?,
             added_at: now,
             added_by: "init".into(),
         };
@@ -395,12 +395,9 @@ impl Server {
         let producers = load_producer_keys(&self.store, &self.producer, self.clock.now()).await?;
         let mut changed = false;
         {
-            let mut current = self
-                .client_keys
-                .write()
-                .unwrap_or_else(|e| e.into_inner());
-            let same = current.len() == keys.len()
-                && keys.keys().all(|id| current.contains_key(id));
+            let mut current = self.client_keys.write().unwrap_or_else(|e| e.into_inner());
+            let same =
+                current.len() == keys.len() && keys.keys().all(|id| current.contains_key(id));
             if !same {
                 *current = keys;
                 changed = true;
@@ -539,9 +536,9 @@ impl Server {
         };
         let record = TrustedKeyRecord {
             kid: key.kid().to_string(),
-            public_pem: key
-                .to_spki_pem()
-                .map_err(|e| StoreError::Corrupt { detail: e.to_string() })?,
+            public_pem: key.to_spki_pem().map_err(|e| StoreError::Corrupt {
+                detail: e.to_string(),
+            })?,
             added_at: self.clock.now(),
             added_by: by.into(),
         };
@@ -564,7 +561,8 @@ impl Server {
     pub async fn remove_producer_key(&self, kid: &str) -> Result<Option<KeyRemoval>, StoreError> {
         let installed = self.installed.lock().await.clone();
         if let Some(text) = installed.as_deref() {
-            let (kids, ring) = load_producer_keys(&self.store, &self.producer, self.clock.now()).await?;
+            let (kids, ring) =
+                load_producer_keys(&self.store, &self.producer, self.clock.now()).await?;
             let mut without = Keyring::new();
             for other in kids.iter().filter(|k| k.as_str() != kid) {
                 if let Some(k) = ring.get(other) {

@@ -207,7 +207,12 @@ impl Server {
             return Ok(false);
         }
         let now = self.clock.now();
-        let records = bundle_records(license.as_deref(), &self.producer_keyring(), &self.hostid, now);
+        let records = bundle_records(
+            license.as_deref(),
+            &self.producer_keyring(),
+            &self.hostid,
+            now,
+        );
         *self.certificate.write().await = certificate.map(ServedCertificate::new);
         self.engine.reload(records).await?;
         apply_borrow_policy(

@@ -242,8 +242,7 @@ async fn open_as(data: &Path, clock: Arc<dyn Clock>, rebind: bool) -> Result<Ser
         ..
     } = store.server_state(&InstanceId::on_site()).await?;
     // the producer keys trusted: producer.pub's, and those added when the producer rotated its key
-    let (kids, producers) =
-        crate::client_keys::load_producer_keys(&store, &producer, now).await?;
+    let (kids, producers) = crate::client_keys::load_producer_keys(&store, &producer, now).await?;
     let client_keys = crate::client_keys::load_client_keys(&store).await?;
     // the bundle in the store must still be the one the producer signed for this server
     if let Some(text) = license.as_deref() {

@@ -250,11 +250,19 @@ async fn only_requests_signed_by_a_registered_key_are_served_when_the_policy_say
     wrong.alg = SignatureAlg::Ed25519;
     let (st, p) = send(&url, body.clone(), Some(wrong.header_value())).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED, "{p}");
-    assert!(p["detail"].as_str().unwrap().contains("does not fit"), "{p}");
+    assert!(
+        p["detail"].as_str().unwrap().contains("does not fit"),
+        "{p}"
+    );
 
     // Ed25519: unknown until registered, then served
     let body = request_body("string=e1", "e1");
-    let (st, p) = send(&url, body.clone(), Some(ed_key.header(now(), &body).unwrap())).await;
+    let (st, p) = send(
+        &url,
+        body.clone(),
+        Some(ed_key.header(now(), &body).unwrap()),
+    )
+    .await;
     assert_eq!(st, StatusCode::FORBIDDEN, "{p}");
     assert_eq!(p["code"], "unknown_client_key");
     let (st, ed) = admin.upload(fixture("ed25519.spki.der")).await;
@@ -262,14 +270,22 @@ async fn only_requests_signed_by_a_registered_key_are_served_when_the_policy_say
     assert_eq!(ed["algorithm"], "ed25519");
     assert_eq!(ed["id"], ed_key.key_id());
     let created = now();
-    let (st, answer) = send(&url, body.clone(), Some(ed_key.header(created, &body).unwrap())).await;
+    let (st, answer) = send(
+        &url,
+        body.clone(),
+        Some(ed_key.header(created, &body).unwrap()),
+    )
+    .await;
     assert_eq!(st, StatusCode::OK, "{answer}");
     // a signature of the message by hand, as another language would make it
     let mut by_hand = RequestSignature::parse(&ed_key.header(created, &body).unwrap()).unwrap();
     assert_eq!(by_hand.sig.len(), 64);
     by_hand.sig[0] ^= 1;
     let (st, p) = send(&url, body.clone(), Some(by_hand.header_value())).await;
-    assert_eq!((st, p["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("signature_invalid")));
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("signature_invalid"))
+    );
     assert!(!signed_message(created, &body).is_empty());
 
     // listed; deleted: its requests are refused again; deleting again is a 404
@@ -293,8 +309,16 @@ async fn only_requests_signed_by_a_registered_key_are_served_when_the_policy_say
         .await;
     assert_eq!(st, StatusCode::NO_CONTENT);
     let body = request_body("string=r4", "r4");
-    let (st, p) = send(&url, body.clone(), Some(rsa_key.header(now(), &body).unwrap())).await;
-    assert_eq!((st, p["code"].as_str()), (StatusCode::FORBIDDEN, Some("unknown_client_key")));
+    let (st, p) = send(
+        &url,
+        body.clone(),
+        Some(rsa_key.header(now(), &body).unwrap()),
+    )
+    .await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("unknown_client_key"))
+    );
     let (st, p) = admin
         .call(
             Method::DELETE,
@@ -302,7 +326,10 @@ async fn only_requests_signed_by_a_registered_key_are_served_when_the_policy_say
             None,
         )
         .await;
-    assert_eq!((st, p["code"].as_str()), (StatusCode::NOT_FOUND, Some("no_such_client_key")));
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("no_such_client_key"))
+    );
 
     // a read-only view is not enough to upload
     // every upload, refusal and delete is in the audit log
@@ -319,9 +346,19 @@ async fn only_requests_signed_by_a_registered_key_are_served_when_the_policy_say
     // kept across a restart: the Ed25519 key still serves, the deleted one is still refused
     let server = data.restart(server).await;
     let body = request_body("string=e2", "e2");
-    let (st, _) = send(&server.url, body.clone(), Some(ed_key.header(now(), &body).unwrap())).await;
+    let (st, _) = send(
+        &server.url,
+        body.clone(),
+        Some(ed_key.header(now(), &body).unwrap()),
+    )
+    .await;
     assert_eq!(st, StatusCode::OK);
-    let (st, _) = send(&server.url, body.clone(), Some(rsa_key.header(now(), &body).unwrap())).await;
+    let (st, _) = send(
+        &server.url,
+        body.clone(),
+        Some(rsa_key.header(now(), &body).unwrap()),
+    )
+    .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 }
 
@@ -331,7 +368,9 @@ async fn unsigned_requests_are_served_when_the_policy_is_off() {
     let bo = back_office(&dir.path().join("bo"), 2).await;
     let data = ServerKit::new(dir.path(), &bo.producer_pem()).init().await;
     let server = data.start().await;
-    server.activate(&bo.url, &[KeyCount::new(&bo.keys[0], 2)]).await;
+    server
+        .activate(&bo.url, &[KeyCount::new(&bo.keys[0], 2)])
+        .await;
     let (st, answer) = send(&server.url, request_body("string=a", "a"), None).await;
     assert_eq!(st, StatusCode::OK, "{answer}");
     assert_eq!(granted(&answer).0, vec!["modeler".to_string()]);
@@ -355,7 +394,9 @@ async fn released_seats_go_to_others_and_stay_released_across_a_restart() {
     let bo = back_office(&dir.path().join("bo"), 2).await;
     let data = ServerKit::new(dir.path(), &bo.producer_pem()).init().await;
     let server = data.start().await;
-    server.activate(&bo.url, &[KeyCount::new(&bo.keys[0], 2)]).await;
+    server
+        .activate(&bo.url, &[KeyCount::new(&bo.keys[0], 2)])
+        .await;
     let admin = Admin::new(&server.url, &data.token);
     let url = server.url.clone();
     let ask = |device: &str, id: &str| {
@@ -372,7 +413,10 @@ async fn released_seats_go_to_others_and_stay_released_across_a_restart() {
     let a = ask("string=dev-a", "a1").await;
     let a_lease = lease_of(&a);
     let _b = ask("string=dev-b", "b1").await;
-    assert_eq!(granted(&ask("string=dev-c", "c1").await).1, vec!["all_in_use"]);
+    assert_eq!(
+        granted(&ask("string=dev-c", "c1").await).1,
+        vec!["all_in_use"]
+    );
 
     // by lease: a's seat is free for c
     let (st, r) = admin
@@ -395,7 +439,10 @@ async fn released_seats_go_to_others_and_stay_released_across_a_restart() {
             Some(json!({"lease": a_lease})),
         )
         .await;
-    assert_eq!((st, p["code"].as_str()), (StatusCode::NOT_FOUND, Some("no_such_lease")));
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("no_such_lease"))
+    );
     // neither or both: refused
     let (st, _) = admin
         .call(
@@ -407,7 +454,10 @@ async fn released_seats_go_to_others_and_stay_released_across_a_restart() {
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
 
     // by device: b's seat is free for d
-    assert_eq!(granted(&ask("string=dev-d", "d1").await).1, vec!["all_in_use"]);
+    assert_eq!(
+        granted(&ask("string=dev-d", "d1").await).1,
+        vec!["all_in_use"]
+    );
     let (st, r) = admin
         .call(
             Method::POST,
@@ -488,7 +538,10 @@ async fn a_second_producer_key_is_trusted_and_the_last_one_kept() {
             None,
         )
         .await;
-    assert_eq!((st, p["code"].as_str()), (StatusCode::CONFLICT, Some("last_producer_key")));
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::CONFLICT, Some("last_producer_key"))
+    );
 
     // a bundle signed by the second key is refused until that key is trusted
     let activate = |token: String, url: String, keys: Vec<KeyCount>, bo_url: String| async move {
@@ -502,7 +555,13 @@ async fn a_second_producer_key_is_trusted_and_the_last_one_kept() {
             .status()
     };
     let keys2 = vec![KeyCount::new(&bo2.keys[0], 3)];
-    let st = activate(data.token.clone(), server.url.clone(), keys2.clone(), bo2.url.clone()).await;
+    let st = activate(
+        data.token.clone(),
+        server.url.clone(),
+        keys2.clone(),
+        bo2.url.clone(),
+    )
+    .await;
     assert!(!st.is_success(), "{st}");
     let (st, p) = admin
         .call(
@@ -511,7 +570,13 @@ async fn a_second_producer_key_is_trusted_and_the_last_one_kept() {
             Some(json!({"public_key": "not a key"})),
         )
         .await;
-    assert_eq!((st, p["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_producer_key")));
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("invalid_producer_key")
+        )
+    );
     let (st, added) = admin
         .call(
             Method::POST,
@@ -521,7 +586,13 @@ async fn a_second_producer_key_is_trusted_and_the_last_one_kept() {
         .await;
     assert_eq!(st, StatusCode::OK, "{added}");
     assert_eq!(added["kid"], second.as_str());
-    let st = activate(data.token.clone(), server.url.clone(), keys2, bo2.url.clone()).await;
+    let st = activate(
+        data.token.clone(),
+        server.url.clone(),
+        keys2,
+        bo2.url.clone(),
+    )
+    .await;
     assert_eq!(st, StatusCode::OK);
     let (_, status) = admin.call(Method::GET, "/api/v1/admin/status", None).await;
     assert_eq!(status["activated"], true, "{status}");
@@ -534,7 +605,10 @@ async fn a_second_producer_key_is_trusted_and_the_last_one_kept() {
             None,
         )
         .await;
-    assert_eq!((st, p["code"].as_str()), (StatusCode::CONFLICT, Some("producer_key_in_use")));
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::CONFLICT, Some("producer_key_in_use"))
+    );
     let (st, _) = admin
         .call(
             Method::DELETE,
@@ -568,7 +642,12 @@ async fn a_second_producer_key_is_trusted_and_the_last_one_kept() {
     let features = status["features"].as_array().unwrap();
     assert_eq!(features[0]["count"], 3, "{status}");
     let actions = admin.audit_actions().await;
-    for a in ["producer_key_add", "producer_key_add_failed", "producer_key_remove", "producer_key_remove_failed"] {
+    for a in [
+        "producer_key_add",
+        "producer_key_add_failed",
+        "producer_key_remove",
+        "producer_key_remove_failed",
+    ] {
         assert!(actions.iter().any(|(x, _)| x == a), "{a}: {actions:?}");
     }
 }

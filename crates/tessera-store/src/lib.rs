@@ -61,8 +61,8 @@ pub use activation_keys::{ActivationKeyRecord, ActivationKeyStore, NewActivation
 pub use audit::{AuditEntry, AuditStore, NewAuditEntry};
 pub use auth::{AuthStore, SessionRecord, TokenRecord, UserRecord};
 pub use backoffice::BackOfficeStore;
-pub use client_keys::{ClientKeyRecord, ClientKeyStore, KeyRemoval, TrustedKeyRecord};
 pub use claim::{advisory_key, ClaimMode, ClaimStatus, ExclusiveGuard, CLAIM_CHECK_INTERVAL};
+pub use client_keys::{ClientKeyRecord, ClientKeyStore, KeyRemoval, TrustedKeyRecord};
 pub use error::{StoreError, ACCEPTED_URLS};
 pub use keys::{KeyStore, PublicKeyRecord};
 pub use leases::{CatchUp, EngineState, InstanceId, LeaseChange, LeaseRow, LeaseStore};

@@ -50,15 +50,30 @@ async fn story<S: ClientKeyStore>(s: &S, run: &str) {
     assert_eq!(s.client_keys(&site).await.unwrap()[0], client("aa", 100));
     assert!(s.delete_client_key(&site, "aa").await.unwrap());
     assert!(!s.delete_client_key(&site, "aa").await.unwrap());
-    assert!(!s.delete_client_key(&site, "cc").await.unwrap(), "another instance's");
+    assert!(
+        !s.delete_client_key(&site, "cc").await.unwrap(),
+        "another instance's"
+    );
     assert_eq!(s.client_keys(&site).await.unwrap(), vec![client("bb", 200)]);
-    assert_eq!(s.client_keys(&other).await.unwrap(), vec![client("cc", 100)]);
+    assert_eq!(
+        s.client_keys(&other).await.unwrap(),
+        vec![client("cc", 100)]
+    );
 
     // trusted producer keys
     assert!(s.trusted_producer_keys(&site).await.unwrap().is_empty());
-    assert!(s.add_trusted_producer_key(&site, &trusted("k1", 10)).await.unwrap());
-    assert!(!s.add_trusted_producer_key(&site, &trusted("k1", 20)).await.unwrap());
-    assert!(s.add_trusted_producer_key(&other, &trusted("k9", 10)).await.unwrap());
+    assert!(s
+        .add_trusted_producer_key(&site, &trusted("k1", 10))
+        .await
+        .unwrap());
+    assert!(!s
+        .add_trusted_producer_key(&site, &trusted("k1", 20))
+        .await
+        .unwrap());
+    assert!(s
+        .add_trusted_producer_key(&other, &trusted("k9", 10))
+        .await
+        .unwrap());
     assert_eq!(
         s.remove_trusted_producer_key(&site, "k1").await.unwrap(),
         KeyRemoval::Last
@@ -67,7 +82,10 @@ async fn story<S: ClientKeyStore>(s: &S, run: &str) {
         s.remove_trusted_producer_key(&site, "nope").await.unwrap(),
         KeyRemoval::NotFound
     );
-    assert!(s.add_trusted_producer_key(&site, &trusted("k2", 30)).await.unwrap());
+    assert!(s
+        .add_trusted_producer_key(&site, &trusted("k2", 30))
+        .await
+        .unwrap());
     assert_eq!(
         s.trusted_producer_keys(&site).await.unwrap(),
         vec![trusted("k1", 10), trusted("k2", 30)]

@@ -37,7 +37,11 @@ pub(crate) fn check_rate(s: &AppState, ip: ClientIp) -> Result<(), Box<Response>
 }
 
 /// With `require_signed_requests`: the refusal of a request not signed by a registered client key.
-async fn check_signature(s: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), Box<Response>> {
+async fn check_signature(
+    s: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), Box<Response>> {
     use crate::client_keys::SignatureRefusal;
     let header = headers
         .get(tessera_wire::signing::SIGNATURE_HEADER)

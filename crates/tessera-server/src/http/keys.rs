@@ -47,7 +47,10 @@ fn producer_key_view(r: &TrustedKeyRecord) -> ProducerKeyView {
 pub(crate) async fn list_client_keys(State(s): State<Shared>, _viewer: Viewer) -> Response {
     match s.server.list_client_keys().await {
         Ok(keys) => Json(keys.iter().map(client_key_view).collect::<Vec<_>>()).into_response(),
-        Err(e) => storage(e, "the license server could not read its client keys; try again"),
+        Err(e) => storage(
+            e,
+            "the license server could not read its client keys; try again",
+        ),
     }
 }
 
@@ -152,7 +155,10 @@ pub(crate) async fn delete_client_key(
 pub(crate) async fn list_producer_keys(State(s): State<Shared>, _viewer: Viewer) -> Response {
     match s.server.list_producer_keys().await {
         Ok(keys) => Json(keys.iter().map(producer_key_view).collect::<Vec<_>>()).into_response(),
-        Err(e) => storage(e, "the license server could not read its producer keys; try again"),
+        Err(e) => storage(
+            e,
+            "the license server could not read its producer keys; try again",
+        ),
     }
 }
 
@@ -173,7 +179,11 @@ pub(crate) async fn add_producer_key(
         Ok(b) => b,
         Err(e) => return json_problem(e),
     };
-    match s.server.add_producer_key(&body.public_key, &admin.user).await {
+    match s
+        .server
+        .add_producer_key(&body.public_key, &admin.user)
+        .await
+    {
         Ok(Ok(r)) => {
             admin
                 .audit(
@@ -310,7 +320,9 @@ pub(crate) async fn release(
         Ok(released) if released.is_empty() => problem(
             StatusCode::NOT_FOUND,
             "no_such_lease",
-            format!("no {what} is held (see the leases with `tessera server status`); nothing changed"),
+            format!(
+                "no {what} is held (see the leases with `tessera server status`); nothing changed"
+            ),
         ),
         Ok(released) => {
             let list: Vec<ReleasedLease> = released
@@ -329,11 +341,7 @@ pub(crate) async fn release(
                 .collect::<Vec<_>>()
                 .join(", ");
             admin
-                .audit(
-                    &s,
-                    "lease_release",
-                    format!("released {what}: {detail}"),
-                )
+                .audit(&s, "lease_release", format!("released {what}: {detail}"))
                 .await;
             Json(Released { released: list }).into_response()
         }
@@ -360,7 +368,10 @@ pub(crate) async fn rotate_token(State(s): State<Shared>, admin: Admin) -> Respo
                 .audit(
                     &s,
                     "token_rotate",
-                    format!("rotated the start-up token of user {}; the new one is {id}", crate::token::ADMIN_USER),
+                    format!(
+                        "rotated the start-up token of user {}; the new one is {id}",
+                        crate::token::ADMIN_USER
+                    ),
                 )
                 .await;
             Json(TokenCreated {
