@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use tessera_wire::admin::{
-    ClientKeyView, NewProducerKey, ProducerKeyView, ReleaseRequest, Released, TokenCreated,
+    ClientKeyView, LeaseInfo, NewProducerKey, ProducerKeyView, ReleaseRequest, Released,
+    TokenCreated,
 };
 
 use crate::server::{
@@ -79,7 +80,7 @@ pub enum ProducerKeysCommand {
 pub struct ReleaseArgs {
     #[command(flatten)]
     at: At,
-    /// The lease to release (its id, as `tessera server status --json` lists it).
+    /// The lease to release (its id, as `tessera server leases` lists it).
     #[arg(long)]
     lease: Option<u64>,
     /// A device's host id (KIND=VALUE): every lease it holds is released.
@@ -225,8 +226,13 @@ pub async fn release(args: ReleaseArgs) -> Result<()> {
     if json {
         return print_json(&r);
     }
-    let rows: Vec<Vec<String>> = r
-        .released
+    lease_table(&r.released);
+    println!("released {} lease(s)", r.released.len());
+    Ok(())
+}
+
+fn lease_table(leases: &[LeaseInfo]) {
+    let rows: Vec<Vec<String>> = leases
         .iter()
         .map(|l| {
             vec![
@@ -234,12 +240,41 @@ pub async fn release(args: ReleaseArgs) -> Result<()> {
                 l.feature.clone(),
                 l.count.to_string(),
                 l.device.clone(),
+                l.expires_at.clone(),
                 if l.borrowed { "yes" } else { "no" }.into(),
             ]
         })
         .collect();
-    print_table(&["LEASE", "FEATURE", "SEATS", "HOLDER", "BORROWED"], &rows);
-    println!("released {} lease(s)", r.released.len());
+    print_table(
+        &[
+            "LEASE",
+            "FEATURE",
+            "SEATS",
+            "HOLDER",
+            "EXPIRES (UTC)",
+            "BORROWED",
+        ],
+        &rows,
+    );
+}
+
+pub async fn leases(at: At, json: bool) -> Result<()> {
+    let list: Vec<LeaseInfo> = admin_call(
+        &at.server,
+        &token_for(&at.server, at.token)?,
+        at.ca_cert.as_deref(),
+        "/api/v1/admin/leases",
+        Body::None,
+    )
+    .await?;
+    if json {
+        return print_json(&list);
+    }
+    if list.is_empty() {
+        println!("no leases held");
+        return Ok(());
+    }
+    lease_table(&list);
     Ok(())
 }
 

@@ -123,6 +123,14 @@ pub enum ServerCommand {
     /// Release stuck seats: one lease (--lease ID), or every lease of one device (--device
     /// HOSTID). Their seats are free for others at once.
     Release(crate::keys::ReleaseArgs),
+    /// The leases held: id, feature, seats, holder, expiry (what `release` takes).
+    Leases {
+        #[command(flatten)]
+        at: At,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Sync with the back office now: send the usage report, install the renewed licenses.
     Sync {
         /// The running license server.
@@ -1180,6 +1188,7 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
         ServerCommand::ClientKeys(cmd) => crate::keys::client_keys(cmd).await,
         ServerCommand::ProducerKeys(cmd) => crate::keys::producer_keys(cmd).await,
         ServerCommand::Release(args) => crate::keys::release(args).await,
+        ServerCommand::Leases { at, json } => crate::keys::leases(at, json).await,
         ServerCommand::Token(TokenCommand::Rotate { at, data, json }) => {
             crate::keys::rotate_token(at, data, json).await
         }

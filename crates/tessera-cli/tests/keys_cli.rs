@@ -168,6 +168,9 @@ fn keys_seats_and_the_token_from_the_command_line() {
         1
     );
     assert_eq!(request(&url, "string=other", "o1")["grants"], json!([]));
+    let held: Value = serde_json::from_str(&ok(&["server", "leases", "--json"], &token)).unwrap();
+    assert_eq!(held[0]["device"], "string=stuck", "{held}");
+    assert!(ok(&["server", "leases"], &token).contains("string=stuck"));
     let out = ok(&["server", "release", "--device", "string=stuck"], &token);
     assert!(
         out.contains("released 1 lease") && out.contains("modeler"),

@@ -143,9 +143,9 @@ impl Release {
     }
 }
 
-/// A lease an administrator released, with the name of its feature.
+/// A lease with the name of its feature (as listed, or as an administrator released it).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReleasedLease {
+pub struct NamedLease {
     /// The lease as it was held.
     pub lease: Lease,
     /// Its feature's name.
@@ -499,7 +499,7 @@ impl Engine {
     /// seat), through the writer: stored before this returns, and in a cluster decided on the
     /// book brought up to date with the other members'. Returns the leases released (none when
     /// nothing matched).
-    pub async fn release(&self, which: Release) -> Result<Vec<ReleasedLease>, StoreError> {
+    pub async fn release(&self, which: Release) -> Result<Vec<NamedLease>, StoreError> {
         self.ask(|tx| Job::Release(which, tx)).await
     }
 
@@ -537,6 +537,22 @@ impl Engine {
     /// Every lease held.
     pub async fn leases(&self) -> Vec<Lease> {
         self.inner.lock().seats.leases().cloned().collect()
+    }
+
+    /// Every lease held, with its feature's name (read at one moment).
+    pub fn named_leases(&self) -> Vec<NamedLease> {
+        let book = self.inner.lock();
+        book.seats
+            .leases()
+            .map(|l| NamedLease {
+                lease: l.clone(),
+                feature: book
+                    .seats
+                    .record(l.record)
+                    .map(|f| f.name.clone())
+                    .unwrap_or_default(),
+            })
+            .collect()
     }
 
     /// The key lease `id` is stored under in this instance's rows of the store: the count its id

@@ -58,7 +58,7 @@ pub(crate) enum Job {
     /// Returns the seats of the leases the administrator names, between two decisions.
     Release(
         crate::Release,
-        oneshot::Sender<Result<Vec<crate::ReleasedLease>, StoreError>>,
+        oneshot::Sender<Result<Vec<crate::NamedLease>, StoreError>>,
     ),
 }
 
@@ -503,7 +503,7 @@ impl Inner {
                                 .record(lease.record)
                                 .map(|f| f.name.clone())
                                 .unwrap_or_default();
-                            released.push(crate::ReleasedLease { lease, feature });
+                            released.push(crate::NamedLease { lease, feature });
                         }
                         (changes, released)
                     })

@@ -418,6 +418,26 @@ async fn released_seats_go_to_others_and_stay_released_across_a_restart() {
         vec!["all_in_use"]
     );
 
+    // the leases, as the administrator sees them
+    let (st, held) = admin.call(Method::GET, "/api/v1/admin/leases", None).await;
+    assert_eq!(st, StatusCode::OK);
+    let held: Vec<(u64, String)> = held
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["lease"].as_u64().unwrap(),
+                l["device"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(held.len(), 2);
+    assert!(
+        held.contains(&(a_lease, "string=dev-a".to_string())),
+        "{held:?}"
+    );
+
     // by lease: a's seat is free for c
     let (st, r) = admin
         .call(

@@ -642,7 +642,7 @@ pub struct ClientKeyView {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseRequest {
-    /// A lease id (as the status lists it).
+    /// A lease id (as `GET /api/v1/admin/leases` lists it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<u64>,
     /// A device's host id (`KIND=VALUE`): every lease it holds.
@@ -650,14 +650,16 @@ pub struct ReleaseRequest {
     pub device: Option<String>,
 }
 
-/// A lease released by the administrator.
+/// A lease held (`GET /api/v1/admin/leases`), or released by the administrator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct ReleasedLease {
+pub struct LeaseInfo {
     /// The lease id.
     pub lease: u64,
-    /// The device that held it.
+    /// Who holds it: the device's host id, with `|user=USER` when the client sent a user.
     pub device: String,
+    /// When it runs out unless renewed (RFC 3339, UTC).
+    pub expires_at: String,
     /// The feature.
     pub feature: String,
     /// Seats it held.
@@ -671,7 +673,7 @@ pub struct ReleasedLease {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Released {
     /// The leases released (their seats are free again).
-    pub released: Vec<ReleasedLease>,
+    pub released: Vec<LeaseInfo>,
 }
 
 /// A producer key the license server trusts for license bundles and certificates.

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use tessera_store::{ClientKeyRecord, KeyRemoval, TrustedKeyRecord};
 use tessera_wire::admin::{
-    ClientKeyView, NewProducerKey, ProducerKeyView, ReleaseRequest, Released, ReleasedLease,
+    ClientKeyView, LeaseInfo, NewProducerKey, ProducerKeyView, ReleaseRequest, Released,
     TokenCreated,
 };
 
@@ -278,6 +278,32 @@ pub(crate) async fn remove_producer_key(
     }
 }
 
+fn lease_info(l: crate::engine::NamedLease) -> LeaseInfo {
+    LeaseInfo {
+        lease: l.lease.id,
+        device: l.lease.device.clone(),
+        expires_at: rfc3339(l.lease.expires),
+        feature: l.feature,
+        count: l.lease.count,
+        borrowed: l.lease.borrowed,
+    }
+}
+
+/// Every lease held: what `release` takes (a lease id, or the device that holds it).
+#[utoipa::path(get, path = "/api/v1/admin/leases", tag = "admin", security(("token" = []), ("session" = [])),
+    responses((status = 200, body = Vec<LeaseInfo>)))]
+pub(crate) async fn list_leases(State(s): State<Shared>, _viewer: Viewer) -> Response {
+    let mut list: Vec<LeaseInfo> = s
+        .server
+        .engine
+        .named_leases()
+        .into_iter()
+        .map(lease_info)
+        .collect();
+    list.sort_by(|a, b| (&a.device, &a.feature, a.lease).cmp(&(&b.device, &b.feature, b.lease)));
+    Json(list).into_response()
+}
+
 /// Releases stuck seats: one lease, or every lease of one device (whatever the user). The seats
 /// are free for others at once; stored before the answer (in a cluster, for every member). A
 /// client that still runs finds its lease gone at its next renewal and must check out again.
@@ -325,16 +351,7 @@ pub(crate) async fn release(
             ),
         ),
         Ok(released) => {
-            let list: Vec<ReleasedLease> = released
-                .into_iter()
-                .map(|r| ReleasedLease {
-                    lease: r.lease.id,
-                    device: r.lease.device.clone(),
-                    feature: r.feature,
-                    count: r.lease.count,
-                    borrowed: r.lease.borrowed,
-                })
-                .collect();
+            let list: Vec<LeaseInfo> = released.into_iter().map(lease_info).collect();
             let detail = list
                 .iter()
                 .map(|l| format!("{} ({} × {}, {})", l.lease, l.count, l.feature, l.device))

@@ -151,6 +151,7 @@ fn operations() -> OpenApiRouter<Shared> {
         .routes(routes!(keys::delete_client_key))
         .routes(routes!(keys::list_producer_keys, keys::add_producer_key))
         .routes(routes!(keys::remove_producer_key))
+        .routes(routes!(keys::list_leases))
         .routes(routes!(keys::release))
         .routes(routes!(keys::rotate_token))
         .routes(routes!(ops::metrics))
