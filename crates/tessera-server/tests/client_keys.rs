@@ -331,7 +331,37 @@ async fn only_requests_signed_by_a_registered_key_are_served_when_the_policy_say
         (StatusCode::NOT_FOUND, Some("no_such_client_key"))
     );
 
-    // a read-only view is not enough to upload
+    // a read-only user sees the keys but may not upload one
+    let (st, _) = admin
+        .call(
+            Method::POST,
+            "/api/v1/admin/users",
+            Some(json!({"name": "viewer", "role": "read_only"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, made) = admin
+        .call(
+            Method::POST,
+            "/api/v1/admin/tokens",
+            Some(json!({"name": "ro", "user": "viewer"})),
+        )
+        .await;
+    assert!(st.is_success(), "{st}: {made}");
+    let viewer = Admin::new(&url, made["token"].as_str().unwrap());
+    let (st, list) = viewer
+        .call(Method::GET, "/api/v1/admin/client-keys", None)
+        .await;
+    assert_eq!(
+        (st, list.as_array().map(Vec::len)),
+        (StatusCode::OK, Some(1))
+    );
+    let (st, p) = viewer.upload(fixture("rsa2048.spki.der")).await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("access_denied"))
+    );
+
     // every upload, refusal and delete is in the audit log
     let actions = admin.audit_actions().await;
     let count = |a: &str| actions.iter().filter(|(x, _)| x == a).count();
