@@ -364,7 +364,7 @@ pub enum TokensCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Replace the admin (start-up) token with a new one, printed once; the old token stops
+    /// Replace the admin token (the start-up token) with a new one, printed once; the old token stops
     /// working at once. Online (the default): through the running server, as an administrator.
     /// Offline with --data: with the data directory alone, not the old token (also the way back in
     /// when the token is lost; works on a running server too, which reads the token from the store
