@@ -86,7 +86,8 @@ pub trait ClientKeyStore {
         key: &TrustedKeyRecord,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Stops trusting a producer key, unless it is the only one (in one statement).
+    /// Stops trusting a producer key, unless it is the only one (atomically: of two removals at
+    /// once, one keeps the last key).
     fn remove_trusted_producer_key(
         &self,
         instance: &InstanceId,
@@ -98,7 +99,7 @@ type ClientRow = (String, String, String, i64, String);
 type TrustedRow = (String, String, i64, String);
 
 macro_rules! impl_client_key_store {
-    ($store:ty, $name:literal) => {
+    ($store:ty, $name:literal, $lock:literal) => {
         impl ClientKeyStore for $store {
             #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
             async fn client_keys(
@@ -218,15 +219,19 @@ macro_rules! impl_client_key_store {
                 instance: &InstanceId,
                 kid: &str,
             ) -> Result<KeyRemoval, StoreError> {
+                // two removals at once (cluster members) must not both see two keys left
+                let mut tx = self.pool.begin().await?;
+                sqlx::query($lock).execute(&mut *tx).await?;
                 let n = sqlx::query(
                     "DELETE FROM trusted_producer_keys WHERE instance = $1 AND kid = $2 \
                      AND (SELECT COUNT(*) FROM trusted_producer_keys WHERE instance = $1) > 1",
                 )
                 .bind(instance.as_str())
                 .bind(kid)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?
                 .rows_affected();
+                tx.commit().await?;
                 if n > 0 {
                     return Ok(KeyRemoval::Removed);
                 }
@@ -247,8 +252,14 @@ macro_rules! impl_client_key_store {
     };
 }
 
-impl_client_key_store!(SqliteStore, "sqlite");
-impl_client_key_store!(PgStore, "postgres");
+// SQLite has one writer at a time (the DELETE is one statement); PostgreSQL takes a table lock
+// that conflicts with itself, for the transaction.
+impl_client_key_store!(SqliteStore, "sqlite", "SELECT 1");
+impl_client_key_store!(
+    PgStore,
+    "postgres",
+    "LOCK TABLE trusted_producer_keys IN SHARE ROW EXCLUSIVE MODE"
+);
 
 impl ClientKeyStore for AnyStore {
     async fn client_keys(&self, instance: &InstanceId) -> Result<Vec<ClientKeyRecord>, StoreError> {
