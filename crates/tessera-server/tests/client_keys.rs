@@ -420,9 +420,31 @@ async fn unsigned_requests_are_served_when_the_policy_is_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn released_seats_go_to_others_and_stay_released_across_a_restart() {
+    release_story(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn released_seats_stay_released_on_postgres() {
+    let Some(base) = tessera_store::testing::postgres_test_url_or_skip(
+        "released_seats_stay_released_on_postgres",
+    )
+    .unwrap() else {
+        return;
+    };
+    let db = tessera_store::testing::TempPostgres::create(&base)
+        .await
+        .unwrap();
+    release_story(Some(db.url())).await;
+    db.cleanup().await.unwrap();
+}
+
+async fn release_story(database: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let bo = back_office(&dir.path().join("bo"), 2).await;
-    let data = ServerKit::new(dir.path(), &bo.producer_pem()).init().await;
+    let data = ServerKit::new(dir.path(), &bo.producer_pem())
+        .database(database)
+        .init()
+        .await;
     let server = data.start().await;
     server
         .activate(&bo.url, &[KeyCount::new(&bo.keys[0], 2)])
