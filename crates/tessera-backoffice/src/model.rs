@@ -212,6 +212,11 @@ pub struct LicensePolicyDoc {
     pub offline_refresh_days: u32,
     /// Most offline certificates active at once per account (default 3).
     pub offline_max_active: u32,
+    /// License-server settings the producer fixes, by `server.toml` key: numbers, or `true`/`false`
+    /// for `cluster` (absent: none). Lockable: lease_seconds, max_borrow_days,
+    /// max_borrows_per_account, max_leases_per_device, capability_requests_per_minute, cluster.
+    #[schema(value_type = Option<Object>)]
+    pub server_locks: Option<std::collections::BTreeMap<String, serde_json::Value>>,
 }
 
 /// Why an activation (or another request) is refused: each has a stable code for programs and a

@@ -1294,6 +1294,22 @@ impl<S: Store> BackOffice<S> {
                 })
             };
         }
+        if let RequestBody::Confirmation {
+            server_hostid,
+            license,
+            in_reply_to,
+        } = &request.body
+        {
+            return self
+                .confirm_server(
+                    server_hostid,
+                    &request.requester_key,
+                    license,
+                    in_reply_to.as_deref(),
+                    now,
+                )
+                .await;
+        }
         let result = match &request.body {
             RequestBody::ServerActivation {
                 server_hostid,
@@ -1362,6 +1378,48 @@ impl<S: Store> BackOffice<S> {
             });
         }
         Ok(stored)
+    }
+
+    /// A license server's confirmation that it serves `license`: signed by the key the server
+    /// was bound with, naming a license this back office issued to it. Recorded (the latest wins);
+    /// answered with an acknowledgement to show the administrator.
+    async fn confirm_server(
+        &self,
+        server_hostid: &HostId,
+        requester_key: &str,
+        license: &str,
+        in_reply_to: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<String, ServiceError> {
+        self.check_server_key(server_hostid, requester_key).await?;
+        if license.is_empty() || license.len() > 128 || license.chars().any(char::is_control) {
+            return Err(ServiceError::invalid(
+                "license",
+                "the confirmation names no license id; make it again with `tessera server offline confirm`",
+            ));
+        }
+        self.store
+            .confirm_server(&server_hostid.to_string(), license, now)
+            .await?;
+        tracing::info!(server = %server_hostid, license, "license server confirmed the bundle it serves");
+        Ok(format!(
+            "confirmed: license server {server_hostid} serves license {license}{} (recorded {} UTC)\n",
+            in_reply_to
+                .map(|r| format!(" from the response to {r}"))
+                .unwrap_or_default(),
+            tessera_core::time_fmt::display_time(now)
+        ))
+    }
+
+    /// What a license server last confirmed it serves (license id, when), if it ever did.
+    pub async fn server_confirmation(
+        &self,
+        server_hostid: &HostId,
+    ) -> Result<Option<(String, OffsetDateTime)>, ServiceError> {
+        Ok(self
+            .store
+            .server_confirmation(&server_hostid.to_string())
+            .await?)
     }
 
     // ---- unlock codes -----------------------------------------------------------------------
@@ -1929,6 +1987,17 @@ fn strictest(acc: Option<LicensePolicy>, p: &LicensePolicy) -> LicensePolicy {
             offline_max_days: a.offline_max_days.min(p.offline_max_days),
             offline_refresh_days: a.offline_refresh_days.min(p.offline_refresh_days),
             offline_max_active: a.offline_max_active.min(p.offline_max_active),
+            server_locks: {
+                let mut locks = a.server_locks.clone();
+                for (name, v) in &p.server_locks {
+                    let merged = match locks.get(name) {
+                        Some(old) => tessera_core::license::ServerLock::strictest(*old, *v),
+                        None => *v,
+                    };
+                    locks.insert(name.clone(), merged);
+                }
+                locks
+            },
         },
     }
 }
@@ -2004,6 +2073,11 @@ fn validate_policy(p: &LinePolicy, spec: &ProductSpec) -> Result<(), String> {
         return Err(
             "grace_days and offline_max_days at most 3650, offline_max_active at most 10000".into(),
         );
+    }
+    for (name, v) in &pol.server_locks {
+        tessera_core::license::ServerLock::named(name)
+            .and_then(|l| l.check(*v))
+            .map_err(|e| format!("server_locks: {e}"))?;
     }
     Ok(())
 }

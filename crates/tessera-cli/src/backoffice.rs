@@ -241,7 +241,9 @@ pub enum EntitlementCommand {
     /// product=ID,model=floating|node_locked|named_user|metered|uncounted,count=N
     /// and optionally features=a+b, expires=YYYY-MM-DD, starts=YYYY-MM-DD, term_days=N,
     /// overdraft=N, grace_days=N, renewal_days=N, offline_max_days=N, offline_refresh_days=N,
-    /// offline_max_active=N.
+    /// offline_max_active=N, and lock.SETTING=VALUE to fix a license-server setting (lease_seconds,
+    /// max_borrow_days, max_borrows_per_account, max_leases_per_device,
+    /// capability_requests_per_minute, cluster=true|false).
     Create {
         #[command(flatten)]
         data: Data,
@@ -296,7 +298,8 @@ pub enum GraceCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum OfflineCommand {
-    /// Answer a request file with a response file.
+    /// Answer a request file (activation, renewal with usage) with a response file; a license
+    /// server's confirmation is recorded and acknowledged instead (no file is written).
     Respond {
         #[command(flatten)]
         data: Data,
@@ -458,6 +461,13 @@ pub fn parse_line(text: &str) -> Result<NewLine> {
             "offline_max_days" => policy.policy.offline_max_days = num(v)?,
             "offline_refresh_days" => policy.policy.offline_refresh_days = num(v)?,
             "offline_max_active" => policy.policy.offline_max_active = num(v)?,
+            lock if lock.starts_with("lock.") => {
+                let name = &lock["lock.".len()..];
+                let value = tessera_core::license::ServerLock::named(name)
+                    .and_then(|l| l.parse(v))
+                    .map_err(|e| anyhow!("--line {text}: {e}"))?;
+                policy.policy.server_locks.insert(name.to_string(), value);
+            }
             other => bail!("--line {text}: unknown key '{other}'"),
         }
     }
@@ -770,6 +780,11 @@ async fn run_async(cmd: BackofficeCommand) -> Result<()> {
                 .offline_respond(&text)
                 .await
                 .with_context(|| format!("{}", request.display()))?;
+            if response.starts_with("confirmed: ") {
+                // a confirmation is recorded, not answered with a file
+                print!("{response}");
+                return Ok(());
+            }
             crate::fsutil::write_atomic(&out, response.as_bytes(), 0o644)?;
             println!(
                 "wrote the response to {}: apply it where the request was made",
@@ -1105,4 +1120,37 @@ fn init_logging(level: &str) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_locks_license_server_settings_and_refuses_unknown_or_bad_ones() {
+        let l = parse_line(
+            "product=cad,model=floating,count=3,lock.lease_seconds=900,lock.cluster=false",
+        )
+        .unwrap();
+        let locks = &l.policy.policy.server_locks;
+        assert_eq!(
+            locks.get("lease_seconds"),
+            Some(&tessera_core::license::LockedValue::Number(900))
+        );
+        assert_eq!(
+            locks.get("cluster"),
+            Some(&tessera_core::license::LockedValue::Flag(false))
+        );
+        let e = parse_line("product=cad,model=floating,count=3,lock.listen=1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("'listen' is not a license-server setting"),
+            "{e}"
+        );
+        let e = parse_line("product=cad,model=floating,count=3,lock.lease_seconds=1")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("lease_seconds: 1 is outside 3 to 86400"), "{e}");
+    }
 }

@@ -12,10 +12,12 @@ mod generate;
 mod keys;
 mod named_users;
 mod pools;
+mod properties;
 mod quickstart;
 mod reservations;
 mod server;
 mod spec;
+mod views;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

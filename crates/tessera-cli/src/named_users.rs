@@ -89,7 +89,7 @@ pub async fn run(cmd: NamedUsersCommand) -> Result<()> {
     };
     let v: NamedUsersView = admin_call(
         &conn.server,
-        &conn.token,
+        &conn.token()?,
         conn.ca_cert.as_deref(),
         &path,
         body,

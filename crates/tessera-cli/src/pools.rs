@@ -106,9 +106,9 @@ fn show(view: &PoolsView, json: bool) -> Result<()> {
 
 pub async fn run(cmd: PoolsCommand) -> Result<()> {
     let call = |c: &Connection, path: &str, body: Body| {
-        let (server, token, ca) = (c.server.clone(), c.token.clone(), c.ca_cert.clone());
+        let (server, token, ca) = (c.server.clone(), c.token(), c.ca_cert.clone());
         let path = path.to_string();
-        async move { admin_call::<PoolsView>(&server, &token, ca.as_deref(), &path, body).await }
+        async move { admin_call::<PoolsView>(&server, &token?, ca.as_deref(), &path, body).await }
     };
     match cmd {
         PoolsCommand::Upload { conn, file, json } => {
@@ -123,7 +123,7 @@ pub async fn run(cmd: PoolsCommand) -> Result<()> {
         PoolsCommand::Model { conn, json } => {
             let m: PoolModelText = admin_call(
                 &conn.server,
-                &conn.token,
+                &conn.token()?,
                 conn.ca_cert.as_deref(),
                 &format!("{PATH}/model"),
                 Body::None,

@@ -20,12 +20,20 @@ pub struct Connection {
         env = "TESSERA_SERVER_URL"
     )]
     pub server: String,
-    /// The admin token printed by `init`.
+    /// An API token (the admin token printed by `init`, or one of `tokens create`); default: the
+    /// one `tessera server login` saved for this server.
     #[arg(long, env = "TESSERA_SERVER_TOKEN")]
-    pub token: String,
+    pub token: Option<String>,
     /// Also trust the certificate authorities in this PEM file for HTTPS (a private CA).
     #[arg(long, env = "TESSERA_CA_CERT")]
     pub ca_cert: Option<PathBuf>,
+}
+
+impl Connection {
+    /// The token given, else the one `tessera server login` saved for the server.
+    pub fn token(&self) -> Result<String> {
+        crate::server::token_for(&self.server, self.token.clone())
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,8 +144,8 @@ const PATH: &str = "/api/v1/admin/reservations";
 
 pub async fn run(cmd: ReservationsCommand) -> Result<()> {
     let call = |c: &Connection, path: String, body: Body| {
-        let (server, token, ca) = (c.server.clone(), c.token.clone(), c.ca_cert.clone());
-        async move { admin_call::<ReservationsView>(&server, &token, ca.as_deref(), &path, body).await }
+        let (server, token, ca) = (c.server.clone(), c.token(), c.ca_cert.clone());
+        async move { admin_call::<ReservationsView>(&server, &token?, ca.as_deref(), &path, body).await }
     };
     match cmd {
         ReservationsCommand::List { conn, json } => {
@@ -175,7 +183,7 @@ pub async fn run(cmd: ReservationsCommand) -> Result<()> {
         ReservationsCommand::Export { conn, out } => {
             let text = admin_request(
                 &conn.server,
-                &conn.token,
+                &conn.token()?,
                 conn.ca_cert.as_deref(),
                 &format!("{PATH}/export"),
                 Body::None,

@@ -103,6 +103,10 @@ pub enum ServerCommand {
     /// Offline activation files (for a server that cannot reach the back office).
     #[command(subcommand)]
     Offline(OfflineCommand),
+    /// Properties: every setting of server.toml by group, what is in force, what the producer
+    /// locked; change several at once.
+    #[command(subcommand)]
+    Properties(crate::properties::PropertiesCommand),
     /// Reservations: seats set aside for one device or one user, in groups.
     #[command(subcommand)]
     Reservations(crate::reservations::ReservationsCommand),
@@ -228,6 +232,39 @@ pub enum ServerCommand {
         /// Also trust the certificate authorities in this PEM file for HTTPS (a private CA).
         #[arg(long, env = "TESSERA_CA_CERT")]
         ca_cert: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The features view: each feature and version with its records summed (count, used,
+    /// available, overdraft used, first and last expiry, metered, counted); with --details, every
+    /// feature record (start, expiry, vendor string, product, activation and entitlement ids).
+    Features {
+        #[command(flatten)]
+        list: crate::views::ListArgs,
+        /// Every feature record rather than the summary.
+        #[arg(long)]
+        details: bool,
+    },
+    /// One feature: its records and the devices holding its seats (search, sort and page them).
+    Feature {
+        /// The feature's name, exactly.
+        name: String,
+        #[command(flatten)]
+        list: crate::views::ListArgs,
+    },
+    /// The devices view: each device and user holding leases (id type, device type, alias,
+    /// when what it holds runs out, the features it holds).
+    Devices {
+        #[command(flatten)]
+        list: crate::views::ListArgs,
+    },
+    /// One device: what it holds, each feature with its lease's and its record's expiry.
+    Device {
+        /// The device's host id (`KIND=VALUE`).
+        id: String,
+        #[command(flatten)]
+        at: At,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -403,6 +440,24 @@ pub enum OfflineCommand {
         #[arg(long = "key", required = true, value_name = "KEY:COUNT")]
         keys: Vec<String>,
         /// Where to write the request.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write an update request file: the renewal of the server's bundle with its usage report,
+    /// for a server that never goes online (the back office answers it with a response to apply).
+    Update {
+        #[command(flatten)]
+        at: At,
+        /// Where to write the request.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write a confirmation file telling the back office which license the server serves (after
+    /// applying a response); the back office records it.
+    Confirm {
+        #[command(flatten)]
+        at: At,
+        /// Where to write the confirmation.
         #[arg(long)]
         out: PathBuf,
     },
@@ -1055,20 +1110,28 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
                                 path.display()
                             )
                         })?;
-                    let _ = tracing_subscriber::fmt()
+                    let builder = tracing_subscriber::fmt()
                         .with_env_filter(filter)
                         .with_ansi(false)
                         .with_writer(std::sync::Mutex::new(file))
-                        .try_init();
+                        .with_filter_reloading();
+                    let handle = builder.reload_handle();
+                    if builder.try_init().is_ok() {
+                        server.set_log_reload(log_reload(handle));
+                    }
                 }
                 None => {
                     // the log goes to standard error; standard output says where it listens
                     // colours only on a terminal: not in the journal or a redirected file
-                    let _ = tracing_subscriber::fmt()
+                    let builder = tracing_subscriber::fmt()
                         .with_env_filter(filter)
                         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                         .with_writer(std::io::stderr)
-                        .try_init();
+                        .with_filter_reloading();
+                    let handle = builder.reload_handle();
+                    if builder.try_init().is_ok() {
+                        server.set_log_reload(log_reload(handle));
+                    }
                 }
             }
             tracing::info!(hostid = %server.hostid, cluster = server.config.cluster, "license server starting");
@@ -1183,6 +1246,11 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
             Ok(())
         }
         ServerCommand::Reservations(cmd) => crate::reservations::run(cmd).await,
+        ServerCommand::Properties(cmd) => crate::properties::run(cmd).await,
+        ServerCommand::Features { list, details } => crate::views::features(list, details).await,
+        ServerCommand::Feature { name, list } => crate::views::feature(&name, list).await,
+        ServerCommand::Devices { list } => crate::views::devices(list).await,
+        ServerCommand::Device { id, at, json } => crate::views::device(&id, at, json).await,
         ServerCommand::NamedUsers(cmd) => crate::named_users::run(cmd).await,
         ServerCommand::Pools(cmd) => crate::pools::run(cmd).await,
         ServerCommand::ClientKeys(cmd) => crate::keys::client_keys(cmd).await,
@@ -1240,6 +1308,36 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
                 "request written to {}: answer it at the back office's /offline page or with `tessera backoffice offline respond`, then `tessera server offline apply`",
                 out.display()
             );
+            Ok(())
+        }
+        ServerCommand::Offline(
+            cmd @ (OfflineCommand::Update { .. } | OfflineCommand::Confirm { .. }),
+        ) => {
+            let (at, out, path, next) = match cmd {
+                OfflineCommand::Update { at, out } => (
+                    at,
+                    out,
+                    "/api/v1/admin/offline-update-request",
+                    "take it to the back office (its /offline page, or `tessera backoffice offline respond`), then `tessera server offline apply` the response and `tessera server offline confirm`",
+                ),
+                OfflineCommand::Confirm { at, out } => (
+                    at,
+                    out,
+                    "/api/v1/admin/offline-confirmation",
+                    "take it to the back office (`tessera backoffice offline respond`): it records which license this server serves",
+                ),
+                _ => return Err(anyhow!("not an offline file command")),
+            };
+            let text = admin_request(
+                &at.server,
+                &token_for(&at.server, at.token)?,
+                at.ca_cert.as_deref(),
+                path,
+                Body::Empty,
+            )
+            .await?;
+            crate::fsutil::write_atomic(&out, text.as_bytes(), 0o644)?;
+            println!("written to {}: {next}", out.display());
             Ok(())
         }
         ServerCommand::Offline(OfflineCommand::Apply {
@@ -1476,6 +1574,17 @@ fn events_table(v: &UsageEvents) -> String {
         v.retention_days
     ));
     out
+}
+
+/// How `tessera server serve` changes its log filter while serving (the `log` property).
+fn log_reload<S: 'static>(
+    handle: tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, S>,
+) -> tessera_server::properties::LogReload {
+    tessera_server::properties::LogReload(Box::new(move |text: &str| {
+        let filter = tracing_subscriber::EnvFilter::try_new(text)
+            .map_err(|e| format!("\"{text}\" is not a log filter: {e}"))?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    }))
 }
 
 #[cfg(test)]

@@ -500,6 +500,61 @@ fn producer_and_customer_walk_through() {
         d,
     ));
     assert!(out.contains("synced"), "{out}");
+    // the same renewal with files (a server that never goes online), and its confirmation
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let at = ["--server", srv_url.as_str(), "--token", token.as_str()];
+    let with_at = |args: &[&str]| -> Vec<String> {
+        args.iter()
+            .chain(at.iter())
+            .map(ToString::to_string)
+            .collect()
+    };
+    let run = |args: Vec<String>| {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        ok(tessera(&a, d))
+    };
+    let out = run(with_at(&[
+        "server",
+        "offline",
+        "update",
+        "--out",
+        "srv-update.txt",
+    ]));
+    assert!(out.contains("srv-update.txt"), "{out}");
+    run(vec![
+        "backoffice".into(),
+        "offline".into(),
+        "respond".into(),
+        "--data".into(),
+        "bo".into(),
+        "srv-update.txt".into(),
+        "--out".into(),
+        "srv-renewal.txt".into(),
+    ]);
+    let out = run(with_at(&["server", "offline", "apply", "srv-renewal.txt"]));
+    assert!(out.contains("applied"), "{out}");
+    run(with_at(&[
+        "server",
+        "offline",
+        "confirm",
+        "--out",
+        "srv-confirm.txt",
+    ]));
+    let out = run(vec![
+        "backoffice".into(),
+        "offline".into(),
+        "respond".into(),
+        "--data".into(),
+        "bo".into(),
+        "srv-confirm.txt".into(),
+        "--out".into(),
+        "unused.txt".into(),
+    ]);
+    assert!(
+        out.starts_with("confirmed: license server ethernet=0050569a3b01 serves license"),
+        "{out}"
+    );
+    assert!(!d.join("unused.txt").exists());
     let usage = ok(tessera(&["backoffice", "usage", "list", "--data", "bo"], d));
     assert!(usage.contains("server:ethernet=0050569a3b01"), "{usage}");
     let out = ok(tessera(

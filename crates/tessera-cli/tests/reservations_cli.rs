@@ -150,4 +150,55 @@ fn reservations_are_administered_from_the_command_line() {
     assert!(out.contains("CAD lab") && out.contains("Sales"), "{out}");
     ok(&["server", "reservations", "clear"]);
     assert!(ok(&["server", "reservations", "list"]).contains("no reservations"));
+
+    // the properties' twin: shown by group, changed all or none, saying what applies when
+    let out = ok(&["server", "properties", "show"]);
+    assert!(
+        out.contains("License generation") && out.contains("lease_seconds"),
+        "{out}"
+    );
+    let out = ok(&[
+        "server",
+        "properties",
+        "set",
+        "lease_seconds=600",
+        "request_timeout_seconds=40",
+    ]);
+    assert!(out.contains("in force now: lease_seconds"), "{out}");
+    assert!(
+        out.contains("next start") && out.contains("request_timeout_seconds"),
+        "{out}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["server", "properties", "show", "--json"])).unwrap();
+    let lease = json["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["properties"].as_array().unwrap())
+        .find(|p| p["key"] == "lease_seconds")
+        .unwrap();
+    assert_eq!(lease["in_force"], 600);
+    let a = with(&["server", "properties", "set", "lease_seconds=ten"]);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let o = run(&a, d);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("lease_seconds is a whole number"));
+    let a = with(&["server", "properties", "set", "hostid=string=x"]);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let o = run(&a, d);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("property_read_only"));
+
+    // without --token and without a saved login, the command says how to authenticate
+    let o = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["server", "reservations", "list", "--server", &url])
+        .current_dir(d)
+        .env_remove("TESSERA_SERVER_TOKEN")
+        .env("TESSERA_CONFIG_DIR", d.join("no-config"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("tessera server login"), "{err}");
 }

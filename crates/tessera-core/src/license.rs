@@ -68,6 +68,154 @@ pub struct LicensePolicy {
     pub offline_refresh_days: u32,
     /// Most offline certificates active at once per account (default 3).
     pub offline_max_active: u32,
+    /// Settings of the license server the producer fixes ([`ServerLock`]): the server uses these
+    /// values whatever its configuration says, shows them and refuses to change them. Empty (and
+    /// absent from the document) when the producer locks nothing.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub server_locks: std::collections::BTreeMap<String, LockedValue>,
+}
+
+/// The value a producer fixes a license-server setting at (see [`LicensePolicy::server_locks`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LockedValue {
+    /// A switch (`true`: on).
+    Flag(bool),
+    /// A whole number.
+    Number(u64),
+}
+
+impl std::fmt::Display for LockedValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LockedValue::Flag(b) => write!(f, "{b}"),
+            LockedValue::Number(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// A license-server setting a producer may lock, by its name in the server's `server.toml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLock {
+    /// The setting's name (`server.toml`'s key).
+    pub name: &'static str,
+    /// Whether it is a switch (else a whole number).
+    pub flag: bool,
+    /// The smallest and largest number it may be locked at (switches: 0 and 1).
+    pub range: (u64, u64),
+}
+
+/// The settings a producer may lock. Where several license lines lock one setting, the strictest
+/// value wins ([`ServerLock::strictest`]): the smaller number, and a switch off over on.
+pub const SERVER_LOCKS: &[ServerLock] = &[
+    ServerLock {
+        name: "lease_seconds",
+        flag: false,
+        range: (3, 86_400),
+    },
+    ServerLock {
+        name: "max_borrow_days",
+        flag: false,
+        range: (1, 3650),
+    },
+    ServerLock {
+        name: "max_borrows_per_account",
+        flag: false,
+        range: (1, 100_000),
+    },
+    ServerLock {
+        name: "max_leases_per_device",
+        flag: false,
+        range: (1, 1_000_000),
+    },
+    ServerLock {
+        name: "capability_requests_per_minute",
+        flag: false,
+        range: (1, 1_000_000),
+    },
+    ServerLock {
+        name: "cluster",
+        flag: true,
+        range: (0, 1),
+    },
+];
+
+/// Why a server lock is not one a producer may set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerLockError {
+    /// Not a setting that can be locked.
+    #[error("'{name}' is not a license-server setting a producer can lock (one of: {})", SERVER_LOCKS.iter().map(|l| l.name).collect::<Vec<_>>().join(", "))]
+    Unknown {
+        /// The name given.
+        name: String,
+    },
+    /// The value does not fit the setting.
+    #[error("{name}: {detail}")]
+    BadValue {
+        /// The setting.
+        name: String,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+impl ServerLock {
+    /// The lockable setting called `name`.
+    pub fn named(name: &str) -> Result<&'static ServerLock, ServerLockError> {
+        SERVER_LOCKS
+            .iter()
+            .find(|l| l.name == name)
+            .ok_or_else(|| ServerLockError::Unknown { name: name.into() })
+    }
+
+    /// Reads a value for this setting as written in a license line (`true`/`false` for a
+    /// switch, a whole number within [`ServerLock::range`] otherwise).
+    pub fn parse(&self, text: &str) -> Result<LockedValue, ServerLockError> {
+        let bad = |detail: String| ServerLockError::BadValue {
+            name: self.name.into(),
+            detail,
+        };
+        if self.flag {
+            return match text {
+                "true" | "on" | "1" => Ok(LockedValue::Flag(true)),
+                "false" | "off" | "0" => Ok(LockedValue::Flag(false)),
+                _ => Err(bad(format!("'{text}' is not true or false"))),
+            };
+        }
+        let n: u64 = text
+            .parse()
+            .map_err(|_| bad(format!("'{text}' is not a whole number")))?;
+        self.check(LockedValue::Number(n))
+    }
+
+    /// Checks a value's kind and range for this setting.
+    pub fn check(&self, v: LockedValue) -> Result<LockedValue, ServerLockError> {
+        let bad = |detail: String| ServerLockError::BadValue {
+            name: self.name.into(),
+            detail,
+        };
+        match (self.flag, v) {
+            (true, LockedValue::Flag(_)) => Ok(v),
+            (false, LockedValue::Number(n)) if (self.range.0..=self.range.1).contains(&n) => Ok(v),
+            (false, LockedValue::Number(n)) => Err(bad(format!(
+                "{n} is outside {} to {}",
+                self.range.0, self.range.1
+            ))),
+            (true, _) => Err(bad("a switch is locked at true or false".into())),
+            (false, _) => Err(bad("a number is locked at a whole number".into())),
+        }
+    }
+
+    /// The stricter of two values of one setting: the smaller number; off over on.
+    pub fn strictest(a: LockedValue, b: LockedValue) -> LockedValue {
+        match (a, b) {
+            (LockedValue::Number(x), LockedValue::Number(y)) => LockedValue::Number(x.min(y)),
+            (LockedValue::Flag(x), LockedValue::Flag(y)) => LockedValue::Flag(x && y),
+            // kinds differ only in a document not made by a back office: the first stands
+            (a, _) => a,
+        }
+    }
 }
 
 impl Default for LicensePolicy {
@@ -78,6 +226,7 @@ impl Default for LicensePolicy {
             offline_max_days: 30,
             offline_refresh_days: 14,
             offline_max_active: 3,
+            server_locks: std::collections::BTreeMap::new(),
         }
     }
 }

@@ -71,6 +71,18 @@ pub enum RequestBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         usage_report: Option<String>,
     },
+    /// A license server confirms it applied a response and serves its license: the back office
+    /// records which bundle a server that never goes online runs. It is answered with an
+    /// acknowledgement, not a response document.
+    Confirmation {
+        /// The server's host id.
+        server_hostid: HostId,
+        /// The id (`jti`) of the license the server serves now.
+        license: String,
+        /// The request the applied response answered, when the server knows it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        in_reply_to: Option<String>,
+    },
 }
 
 /// The claims of an offline (or online) request.

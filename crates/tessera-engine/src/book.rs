@@ -23,6 +23,9 @@ pub(crate) fn row(l: &Lease, keys: &[String]) -> LeaseRow {
         overdraft: i64::from(l.overdraft),
         expires_at: l.expires,
         borrowed: l.borrowed,
+        // what the client said about the device: the writer fills it in from the request
+        alias: None,
+        device_type: tessera_core::DeviceType::Unknown,
     }
 }
 

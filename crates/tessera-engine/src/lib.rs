@@ -327,6 +327,11 @@ impl Engine {
             clock,
             borrow_days: AtomicU32::new(policy.max_borrow_days),
             borrows_per_account: AtomicU32::new(policy.max_borrows_per_account),
+            lease_seconds: AtomicU32::new(
+                u32::try_from(policy.lease.whole_seconds().clamp(1, i64::from(u32::MAX)))
+                    .unwrap_or(300),
+            ),
+            leases_per_device: AtomicU32::new(policy.max_leases_per_device),
             policy,
             node,
             commits: AtomicU64::new(0),
@@ -365,6 +370,29 @@ impl Engine {
         self.inner
             .borrows_per_account
             .store(per_account.clamp(1, 100_000), Ordering::SeqCst);
+    }
+
+    /// Sets the lease length (3 s to a day) and the most leases one device may hold (at least 1),
+    /// for the decisions from now on; leases granted before keep their expiry.
+    pub fn set_lease_limits(&self, lease_seconds: u32, max_leases_per_device: u32) {
+        self.inner
+            .lease_seconds
+            .store(lease_seconds.clamp(3, 86_400), Ordering::SeqCst);
+        self.inner
+            .leases_per_device
+            .store(max_leases_per_device.max(1), Ordering::SeqCst);
+    }
+
+    /// The lease length and the most leases per device in force (see
+    /// [`Engine::set_lease_limits`]), and the borrow limits (days, seats per account).
+    pub fn limits(&self) -> (u32, u32, u32, u32) {
+        let i = &self.inner;
+        (
+            i.lease_seconds.load(Ordering::SeqCst),
+            i.leases_per_device.load(Ordering::SeqCst),
+            i.borrow_days.load(Ordering::SeqCst),
+            i.borrows_per_account.load(Ordering::SeqCst),
+        )
     }
 
     /// Whether this engine shares its store with other server processes.

@@ -99,6 +99,10 @@ pub(crate) struct Inner {
     pub(crate) policy: SeatPolicy,
     pub(crate) borrow_days: AtomicU32,
     pub(crate) borrows_per_account: AtomicU32,
+    /// The lease length in seconds and the most leases per device (the administrator may change
+    /// them while serving).
+    pub(crate) lease_seconds: AtomicU32,
+    pub(crate) leases_per_device: AtomicU32,
     /// This process's name in the lease log when the store is shared by a cluster.
     pub(crate) node: Option<String>,
     pub(crate) commits: AtomicU64,
@@ -224,6 +228,10 @@ impl Inner {
         let mut p = self.policy;
         p.max_borrow_days = self.borrow_days.load(Ordering::SeqCst);
         p.max_borrows_per_account = self.borrows_per_account.load(Ordering::SeqCst);
+        p.lease = tessera_core::time::Duration::seconds(i64::from(
+            self.lease_seconds.load(Ordering::SeqCst),
+        ));
+        p.max_leases_per_device = self.leases_per_device.load(Ordering::SeqCst);
         p
     }
 
@@ -574,7 +582,12 @@ impl Inner {
                         let h = book.hash(&lease);
                         book.digest.add(h);
                     }
-                    changes.push(LeaseChange::Put(book.stored_row(&lease)));
+                    // with what the client said about the device, in the same row (no
+                    // extra statement): shown in the administrator's views
+                    let mut row = book.stored_row(&lease);
+                    row.alias.clone_from(&req.requester.alias);
+                    row.device_type = req.requester.device_type;
+                    changes.push(LeaseChange::Put(row));
                     if new && lease.overdraft > 0 {
                         changes.push(overdraft_event(book, req, &lease, now));
                     }

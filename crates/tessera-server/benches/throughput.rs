@@ -431,6 +431,8 @@ async fn fill(data: &Path, n: usize) -> Result<(), BoxError> {
                     overdraft: 0,
                     expires_at: expires,
                     borrowed: false,
+                    alias: None,
+                    device_type: tessera_core::DeviceType::Unknown,
                 })
             })
             .collect();

@@ -46,6 +46,20 @@ pub(crate) fn bundle_records(
         .unwrap_or_default()
 }
 
+/// The settings the producer locked in the stored license bundle, if it verifies for this
+/// server now (none otherwise).
+pub(crate) fn producer_locks(
+    text: Option<&str>,
+    producers: &Keyring,
+    host: &HostId,
+    now: tessera_core::time::OffsetDateTime,
+) -> std::collections::BTreeMap<String, tessera_core::license::LockedValue> {
+    text.and_then(|t| License::verify(t, producers, now, std::slice::from_ref(host)).ok())
+        .and_then(|l| l.claims().policy.clone())
+        .map(|p| p.server_locks)
+        .unwrap_or_default()
+}
+
 /// Sets the engine's borrow limits: the administrator's, else the producer's offline policy from
 /// the bundle.
 pub(crate) fn apply_borrow_policy(

@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tessera_core::HostId;
 
 use crate::error::{file_err, ServerError};
@@ -13,7 +13,7 @@ use crate::error::{file_err, ServerError};
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:7070";
 
 /// `DATA/server.toml`. Unknown keys are errors.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Listen address.
@@ -183,8 +183,13 @@ fn default_log() -> String {
 pub fn load_config(data: &Path) -> Result<Config, ServerError> {
     let p = data.join("server.toml");
     let text = fs::read_to_string(&p).map_err(|e| file_err(&p, e))?;
+    parse_config(&text, &p)
+}
+
+/// Reads and checks the text of a `server.toml` (`p` names it in errors).
+pub fn parse_config(text: &str, p: &Path) -> Result<Config, ServerError> {
     let config: Config =
-        toml::from_str(&text).map_err(|e| ServerError::Config(format!("{}: {e}", p.display())))?;
+        toml::from_str(text).map_err(|e| ServerError::Config(format!("{}: {e}", p.display())))?;
     for (name, value, max) in [
         (
             "request_timeout_seconds",

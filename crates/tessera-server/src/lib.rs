@@ -31,6 +31,7 @@ pub mod error;
 pub mod http;
 pub mod link;
 pub mod openapi;
+pub mod properties;
 pub mod seat_policy;
 pub mod server;
 pub mod tasks;

@@ -9,7 +9,7 @@ use tessera_store::{InstanceId, ServerStateStore};
 use tessera_wire::activation::{ActivationResult, ServerActivationRequest, UsageOutcome};
 use tessera_wire::{ErrorAnswer, KeyCount};
 
-use crate::bundle::{apply_borrow_policy, bundle_records};
+use crate::bundle::bundle_records;
 use crate::error::ServerError;
 use crate::server::{ServedCertificate, Server};
 
@@ -138,6 +138,32 @@ impl Server {
             .as_ref()
             .map(|c| c.text.to_string())
             .ok_or(LinkError::NotActivated)?;
+        let report = self.usage_report_document(certificate).await?;
+        let resp = reqwest::Client::new()
+            .post(format!("{}/api/v1/usage", url.trim_end_matches('/')))
+            .body(report)
+            .send()
+            .await
+            .map_err(|e| LinkError::Unreachable {
+                url: url.clone(),
+                source: e,
+            })?;
+        let outcome: UsageOutcome =
+            backoffice_answer(resp, |detail, code| LinkError::SyncRefused { detail, code }).await?;
+        let (license, certificate) = outcome.renewal.as_ref().map_or(("", ""), |r| {
+            (
+                r.license.as_str(),
+                r.certificate.as_deref().unwrap_or_default(),
+            )
+        });
+        self.install(license, certificate).await?;
+        self.engine.report(true).await;
+        Ok(outcome.over_use.into_iter().map(|o| o.feature).collect())
+    }
+
+    /// The usage report since the last one (peak and current use, metered units, overdraft, the
+    /// devices holding seats), signed with this server's key and carrying its certificate.
+    async fn usage_report_document(&self, certificate: String) -> Result<String, ServerError> {
         let now = self.clock.now();
         let usage = self.engine.report(false).await;
         let mut id = [0u8; 12];
@@ -149,7 +175,7 @@ impl Server {
             .into_iter()
             .map(|l| l.device)
             .collect();
-        let report = tessera_core::usage::UsageReportClaims {
+        Ok(tessera_core::usage::UsageReportClaims {
             jti: format!("usage-{}", hex::encode(id)),
             iat: now,
             server_hostid: self.hostid.clone(),
@@ -171,27 +197,78 @@ impl Server {
             devices: devices.into_iter().collect(),
             users: vec![],
         }
-        .sign(&self.key)?;
-        let resp = reqwest::Client::new()
-            .post(format!("{}/api/v1/usage", url.trim_end_matches('/')))
-            .body(report)
-            .send()
+        .sign(&self.key)?)
+    }
+
+    /// An offline update request: the renewal of this server's bundle with its usage report, as
+    /// a file for the back office's `/offline` page or `tessera backoffice offline respond`. The
+    /// sync of a server that never goes online: applying the response
+    /// ([`Server::offline_apply`]) installs the renewed bundle and starts the next report's peaks
+    /// afresh.
+    pub async fn offline_update_request(&self) -> Result<String, ServerError> {
+        let certificate = self
+            .certificate
+            .read()
             .await
-            .map_err(|e| LinkError::Unreachable {
-                url: url.clone(),
-                source: e,
-            })?;
-        let outcome: UsageOutcome =
-            backoffice_answer(resp, |detail, code| LinkError::SyncRefused { detail, code }).await?;
-        let (license, certificate) = outcome.renewal.as_ref().map_or(("", ""), |r| {
-            (
-                r.license.as_str(),
-                r.certificate.as_deref().unwrap_or_default(),
-            )
-        });
-        self.install(license, certificate).await?;
-        self.engine.report(true).await;
-        Ok(outcome.over_use.into_iter().map(|o| o.feature).collect())
+            .as_ref()
+            .map(|c| c.text.to_string())
+            .ok_or(LinkError::NotActivated)?;
+        let report = self.usage_report_document(certificate).await?;
+        let mut id = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut id);
+        let jti = format!("srv-update-{}", hex::encode(id));
+        let text = tessera_core::offline::RequestClaims {
+            jti: jti.clone(),
+            iat: self.clock.now(),
+            aud: self.producer.kid().to_string(),
+            requester_key: String::new(),
+            body: tessera_core::offline::RequestBody::Renewal {
+                server_hostid: self.hostid.clone(),
+                usage_report: Some(report),
+            },
+        }
+        .sign(&self.key)?;
+        self.offline_state().update = Some(jti);
+        Ok(text)
+    }
+
+    /// A confirmation request: tells the back office which license this server serves now (and
+    /// which request's response it came from), as a file for `tessera backoffice offline
+    /// respond`. The back office records it; nothing comes back to apply.
+    pub async fn offline_confirmation(&self) -> Result<String, ServerError> {
+        let license = self
+            .installed
+            .lock()
+            .await
+            .as_deref()
+            .and_then(|text| {
+                tessera_core::document::decode_unverified::<tessera_core::LicenseClaims>(
+                    text,
+                    tessera_core::DocumentType::License,
+                )
+                .ok()
+            })
+            .map(|c| c.jti)
+            .ok_or(LinkError::NotActivated)?;
+        let mut id = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut id);
+        let in_reply_to = self.offline_state().applied.clone();
+        Ok(tessera_core::offline::RequestClaims {
+            jti: format!("srv-confirm-{}", hex::encode(id)),
+            iat: self.clock.now(),
+            aud: self.producer.kid().to_string(),
+            requester_key: String::new(),
+            body: tessera_core::offline::RequestBody::Confirmation {
+                server_hostid: self.hostid.clone(),
+                license,
+                in_reply_to,
+            },
+        }
+        .sign(&self.key)?)
+    }
+
+    fn offline_state(&self) -> std::sync::MutexGuard<'_, OfflineState> {
+        self.offline.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// In a cluster: serves the bundle another member installed (an activation or a renewal), if
@@ -215,14 +292,7 @@ impl Server {
         );
         *self.certificate.write().await = certificate.map(ServedCertificate::new);
         self.engine.reload(records).await?;
-        apply_borrow_policy(
-            &self.engine,
-            &self.config,
-            license.as_deref(),
-            &self.producer_keyring(),
-            &self.hostid,
-            now,
-        );
+        self.bundle_changed(license.as_deref());
         *installed = license;
         Ok(true)
     }
@@ -294,7 +364,21 @@ impl Server {
         )
         .map_err(LinkError::InvalidResponseFile)?;
         let cert = r.certificate.ok_or(LinkError::NotAServerResponse)?;
-        self.install(&r.license, &cert).await
+        let n = self.install(&r.license, &cert).await?;
+        let answered_update = {
+            let mut st = self.offline_state();
+            st.applied = Some(r.in_reply_to.clone());
+            let was = st.update.as_deref() == Some(r.in_reply_to.as_str());
+            if was {
+                st.update = None;
+            }
+            was
+        };
+        if answered_update {
+            // the back office has the report the request carried: the next starts afresh
+            self.engine.report(true).await;
+        }
+        Ok(n)
     }
 
     /// Checks and installs a license bundle and certificate from the back office (online or from
@@ -343,14 +427,7 @@ impl Server {
         *self.installed.lock().await = Some(license.to_string());
         let n = lic.features().len();
         self.engine.reload(lic.features().to_vec()).await?;
-        apply_borrow_policy(
-            &self.engine,
-            &self.config,
-            Some(license),
-            &self.producer_keyring(),
-            &self.hostid,
-            now,
-        );
+        self.bundle_changed(Some(license));
         Ok(n)
     }
 }
@@ -376,4 +453,14 @@ async fn backoffice_answer<T: serde::de::DeserializeOwned>(
         ))
         .into()
     })
+}
+
+/// The offline exchange in progress: the update request whose response starts the next usage
+/// report afresh, and the request the last response applied answered (for the confirmation).
+/// Kept in memory: after a restart the next report's peaks include the reported ones again, which
+/// over-reports, never under-reports.
+#[derive(Debug, Default)]
+pub(crate) struct OfflineState {
+    pub(crate) update: Option<String>,
+    pub(crate) applied: Option<String>,
 }

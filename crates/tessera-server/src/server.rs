@@ -178,6 +178,17 @@ pub struct Server {
     pub(crate) client_keys: std::sync::RwLock<crate::client_keys::ClientKeySet>,
     /// The producer keys trusted for bundles and certificates: their ids as stored, and the ring.
     pub(crate) producer_keys: std::sync::RwLock<(Vec<String>, Keyring)>,
+    /// The configuration in force: the start's, with the properties changed live since.
+    pub(crate) in_force: std::sync::Mutex<Config>,
+    /// The settings the producer locked in the license bundle served.
+    pub(crate) locks:
+        std::sync::Mutex<std::collections::BTreeMap<String, tessera_core::license::LockedValue>>,
+    /// How the log filter changes while serving (set by the command that set up the log).
+    pub(crate) log_reload: std::sync::OnceLock<crate::properties::LogReload>,
+    /// Held while properties are changed, so changes of server.toml happen one at a time.
+    pub(crate) properties_edit: std::sync::Mutex<()>,
+    /// The offline update request in progress and the last response applied.
+    pub(crate) offline: std::sync::Mutex<crate::link::OfflineState>,
     /// Keeps other server processes off this data directory and database while this one runs.
     _lock: (fs::File, tessera_store::ExclusiveGuard),
 }
@@ -218,6 +229,19 @@ async fn open_as(data: &Path, clock: Arc<dyn Clock>, rebind: bool) -> Result<Ser
     // book and could grant more seats than the count together
     let lock_file = lock_data_dir(&data)?;
     let store = tessera_store::open(&database_url(&data, &config)).await?;
+    // the producer keys trusted: producer.pub's, and those added when the producer rotated its key
+    let (kids, producers) =
+        crate::client_keys::load_producer_keys(&store, &producer, clock.now()).await?;
+    // the settings the producer locked in the bundle win over server.toml's, from the start
+    let mut config = config;
+    let locks = {
+        let host = server_hostid(&config)?;
+        let state = store.server_state(&InstanceId::on_site()).await?;
+        crate::bundle::producer_locks(state.license.as_deref(), &producers, &host, clock.now())
+    };
+    for said in crate::properties::apply_locks(&mut config, &locks).map_err(ServerError::Config)? {
+        tracing::warn!("{said}");
+    }
     crate::token::adopt_legacy_admin_token(&store).await?;
     if crate::token::admin_lacks_password(&store).await? {
         tracing::warn!(
@@ -241,8 +265,6 @@ async fn open_as(data: &Path, clock: Arc<dyn Clock>, rebind: bool) -> Result<Ser
         certificate,
         ..
     } = store.server_state(&InstanceId::on_site()).await?;
-    // the producer keys trusted: producer.pub's, and those added when the producer rotated its key
-    let (kids, producers) = crate::client_keys::load_producer_keys(&store, &producer, now).await?;
     let client_keys = crate::client_keys::load_client_keys(&store).await?;
     // the bundle in the store must still be the one the producer signed for this server
     if let Some(text) = license.as_deref() {
@@ -302,6 +324,11 @@ async fn open_as(data: &Path, clock: Arc<dyn Clock>, rebind: bool) -> Result<Ser
     })?;
     apply_borrow_policy(&engine, &config, license.as_deref(), &producers, &host, now);
     let server = Server {
+        in_force: std::sync::Mutex::new(config.clone()),
+        locks: std::sync::Mutex::new(locks),
+        log_reload: std::sync::OnceLock::new(),
+        properties_edit: std::sync::Mutex::new(()),
+        offline: std::sync::Mutex::new(crate::link::OfflineState::default()),
         config,
         store,
         engine,

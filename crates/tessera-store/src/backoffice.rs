@@ -292,6 +292,19 @@ pub trait BackOfficeStore {
     ) -> impl Future<Output = Result<Option<(String, String)>, StoreError>> + Send;
     /// Forgets a license server's binding (re-hosting a replaced server); false if there was none.
     fn unbind_server(&self, hostid: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Records that a bound license server confirmed serving license `license` (its id) at `now`;
+    /// false when no server is bound under `hostid`.
+    fn confirm_server(
+        &self,
+        hostid: &str,
+        license: &str,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// What a license server last confirmed: the license id and when.
+    fn server_confirmation(
+        &self,
+        hostid: &str,
+    ) -> impl Future<Output = Result<Option<(String, OffsetDateTime)>, StoreError>> + Send;
 
     /// Stores the unlock code given for a line on a PC identifier unless one is stored; returns the
     /// stored code.
@@ -830,6 +843,33 @@ macro_rules! impl_backoffice_store {
             }
 
             #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
+            async fn confirm_server(&self, hostid: &str, license: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
+                let done = sqlx::query(
+                    "UPDATE servers SET confirmed_license = $1, confirmed_at = $2 WHERE hostid = $3",
+                )
+                .bind(license)
+                .bind(unix(now))
+                .bind(hostid)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
+            async fn server_confirmation(&self, hostid: &str) -> Result<Option<(String, OffsetDateTime)>, StoreError> {
+                let row: Option<(Option<String>, Option<i64>)> = sqlx::query_as(
+                    "SELECT confirmed_license, confirmed_at FROM servers WHERE hostid = $1",
+                )
+                .bind(hostid)
+                .fetch_optional(&self.pool)
+                .await?;
+                match row {
+                    Some((Some(license), Some(at))) => Ok(Some((license, time(at, "servers.confirmed_at")?))),
+                    _ => Ok(None),
+                }
+            }
+
+            #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
             async fn put_unlock(&self, line_id: &str, pc_id: &str, code: &str, now: OffsetDateTime) -> Result<String, StoreError> {
                 sqlx::query(
                     "INSERT INTO unlocks (line_id, pc_id, code, created_at) VALUES ($1, $2, $3, $4) \
@@ -1024,6 +1064,20 @@ impl BackOfficeStore for AnyStore {
     }
     async fn unbind_server(&self, hostid: &str) -> Result<bool, StoreError> {
         dispatch!(self, s => s.unbind_server(hostid).await)
+    }
+    async fn confirm_server(
+        &self,
+        hostid: &str,
+        license: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.confirm_server(hostid, license, now).await)
+    }
+    async fn server_confirmation(
+        &self,
+        hostid: &str,
+    ) -> Result<Option<(String, OffsetDateTime)>, StoreError> {
+        dispatch!(self, s => s.server_confirmation(hostid).await)
     }
     async fn put_unlock(
         &self,

@@ -95,6 +95,23 @@ pub struct LeaseRow {
     pub expires_at: OffsetDateTime,
     /// Taken offline.
     pub borrowed: bool,
+    /// The holder device's alias, as the client said when it took the lease (shown to
+    /// administrators; not part of the lease digest).
+    pub alias: Option<String>,
+    /// The holder device's type, as the client said (shown to administrators; not part of the
+    /// lease digest).
+    pub device_type: tessera_core::DeviceType,
+}
+
+/// A stored device type (`physical`, `virtual`, `container`; anything else is unknown).
+pub(crate) fn device_type(text: &str) -> tessera_core::DeviceType {
+    use tessera_core::DeviceType;
+    match text {
+        "physical" => DeviceType::Physical,
+        "virtual" => DeviceType::Virtual,
+        "container" => DeviceType::Container,
+        _ => DeviceType::Unknown,
+    }
 }
 
 /// One change to the leases.
@@ -194,7 +211,18 @@ pub enum CatchUp {
     },
 }
 
-type Row = (i64, String, String, String, i64, i64, i64, i64);
+type Row = (
+    i64,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    Option<String>,
+    String,
+);
 type LogRow = (String, i64, String, String, String, i64, i64, i64, i64, i64);
 
 /// `$first, $first+1, …` (`n` of them).
@@ -297,6 +325,9 @@ fn from_log(r: LogRow) -> Result<Option<LeaseChange>, StoreError> {
             overdraft,
             expires_at: time(expires_at, "lease_log.expires_at")?,
             borrowed: borrowed != 0,
+            // the log carries seats, not what the client said about the device
+            alias: None,
+            device_type: tessera_core::DeviceType::Unknown,
         }),
         "expiry" => LeaseChange::Expiry {
             id: lease_id,
@@ -313,7 +344,7 @@ macro_rules! impl_lease_store {
         impl $store {
             async fn read_leases(conn: &mut $conn, instance: &InstanceId) -> Result<Vec<LeaseRow>, StoreError> {
                 let rows: Vec<Row> = sqlx::query_as(
-                    "SELECT id, device, request_id, record_key, count, overdraft, expires_at, borrowed FROM leases \
+                    "SELECT id, device, request_id, record_key, count, overdraft, expires_at, borrowed, alias, device_type FROM leases \
                      WHERE instance = $1 ORDER BY id",
                 )
                 .bind(instance.as_str())
@@ -330,6 +361,8 @@ macro_rules! impl_lease_store {
                             overdraft: r.5,
                             expires_at: time(r.6, "leases.expires_at")?,
                             borrowed: r.7 != 0,
+                            alias: r.8,
+                            device_type: device_type(&r.9),
                         })
                     })
                     .collect()
@@ -366,7 +399,7 @@ macro_rules! impl_lease_store {
                 let mut after = i64::MIN;
                 loop {
                     let rows: Vec<Row> = sqlx::query_as(
-                        "SELECT id, device, request_id, record_key, count, overdraft, expires_at, borrowed FROM leases \
+                        "SELECT id, device, request_id, record_key, count, overdraft, expires_at, borrowed, alias, device_type FROM leases \
                          WHERE instance = $1 AND id > $2 ORDER BY id LIMIT 20000",
                     )
                     .bind(instance.as_str())
@@ -387,6 +420,8 @@ macro_rules! impl_lease_store {
                             overdraft: r.5,
                             expires_at: time(r.6, "leases.expires_at")?,
                             borrowed: r.7 != 0,
+                            alias: r.8,
+                            device_type: device_type(&r.9),
                         });
                     }
                 }
@@ -470,14 +505,15 @@ impl PgStore {
         }
         for rows in f.puts.chunks(100) {
             let values: Vec<String> = (0..rows.len())
-                .map(|i| format!("($1, {})", placeholders(i * 8 + 2, 8)))
+                .map(|i| format!("($1, {})", placeholders(i * 10 + 2, 10)))
                 .collect();
             let sql = format!(
-                "INSERT INTO leases (instance, id, device, request_id, record_key, count, overdraft, expires_at, borrowed) \
+                "INSERT INTO leases (instance, id, device, request_id, record_key, count, overdraft, expires_at, borrowed, alias, device_type) \
                  VALUES {} \
                  ON CONFLICT (instance, id) DO UPDATE SET device = excluded.device, request_id = excluded.request_id, \
                  record_key = excluded.record_key, count = excluded.count, overdraft = excluded.overdraft, \
-                 expires_at = excluded.expires_at, borrowed = excluded.borrowed",
+                 expires_at = excluded.expires_at, borrowed = excluded.borrowed, alias = excluded.alias, \
+                 device_type = excluded.device_type",
                 values.join(", ")
             );
             let mut q = sqlx::query(&sql).bind(instance.as_str());
@@ -490,7 +526,9 @@ impl PgStore {
                     .bind(l.count)
                     .bind(l.overdraft)
                     .bind(unix(l.expires_at))
-                    .bind(i64::from(l.borrowed));
+                    .bind(i64::from(l.borrowed))
+                    .bind(&l.alias)
+                    .bind(l.device_type.as_str());
             }
             q.execute(&mut *conn).await?;
         }
@@ -612,7 +650,7 @@ impl SqliteStore {
                 .iter()
                 .map(|l| {
                     format!(
-                        "({inst}, {}, {}, {}, {}, {}, {}, {}, {})",
+                        "({inst}, {}, {}, {}, {}, {}, {}, {}, {}, {}, '{}')",
                         l.id,
                         sqlite_text(&l.device),
                         sqlite_text(&l.request_id),
@@ -620,16 +658,20 @@ impl SqliteStore {
                         l.count,
                         l.overdraft,
                         unix(l.expires_at),
-                        i64::from(l.borrowed)
+                        i64::from(l.borrowed),
+                        l.alias.as_deref().map_or("NULL".to_string(), sqlite_text),
+                        // one of four fixed lower-case words: nothing to escape
+                        l.device_type.as_str()
                     )
                 })
                 .collect();
             let _ = writeln!(
                 sql,
-                "INSERT INTO leases (instance, id, device, request_id, record_key, count, overdraft, expires_at, borrowed) VALUES {} \
+                "INSERT INTO leases (instance, id, device, request_id, record_key, count, overdraft, expires_at, borrowed, alias, device_type) VALUES {} \
                  ON CONFLICT (instance, id) DO UPDATE SET device = excluded.device, request_id = excluded.request_id, \
                  record_key = excluded.record_key, count = excluded.count, overdraft = excluded.overdraft, \
-                 expires_at = excluded.expires_at, borrowed = excluded.borrowed;",
+                 expires_at = excluded.expires_at, borrowed = excluded.borrowed, alias = excluded.alias, \
+                 device_type = excluded.device_type;",
                 values.join(", ")
             );
         }

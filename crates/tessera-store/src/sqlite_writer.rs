@@ -73,11 +73,12 @@ impl SqliteLeaseWriter {
             }
             let mut put = tx
                 .prepare_cached(
-                    "INSERT INTO leases (instance, id, device, request_id, record_key, count, overdraft, expires_at, borrowed) \
-                     VALUES (?9, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+                    "INSERT INTO leases (instance, id, device, request_id, record_key, count, overdraft, expires_at, borrowed, alias, device_type) \
+                     VALUES (?9, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?10, ?11) \
                      ON CONFLICT (instance, id) DO UPDATE SET device = excluded.device, request_id = excluded.request_id, \
                      record_key = excluded.record_key, count = excluded.count, overdraft = excluded.overdraft, \
-                     expires_at = excluded.expires_at, borrowed = excluded.borrowed",
+                     expires_at = excluded.expires_at, borrowed = excluded.borrowed, alias = excluded.alias, \
+                     device_type = excluded.device_type",
                 )
                 .map_err(err)?;
             for l in &f.puts {
@@ -90,7 +91,9 @@ impl SqliteLeaseWriter {
                     l.overdraft,
                     unix(l.expires_at),
                     i64::from(l.borrowed),
-                    instance
+                    instance,
+                    l.alias,
+                    l.device_type.as_str()
                 ])
                 .map_err(err)?;
             }

@@ -22,6 +22,8 @@ fn lease(id: i64) -> LeaseChange {
         overdraft: 0,
         expires_at: time::OffsetDateTime::from_unix_timestamp(4_000_000_000).unwrap(),
         borrowed: false,
+        alias: None,
+        device_type: tessera_core::DeviceType::Unknown,
     })
 }
 

@@ -45,6 +45,25 @@ async fn conformance<S: Store>(s: &S, backend: Backend) {
     sessions(s).await;
     deleted_users(s).await;
     audit_log(s).await;
+    server_confirmations(s).await;
+}
+
+/// A bound license server's confirmation is recorded (the latest wins); an unbound host id's is
+/// not, and unbinding forgets it.
+async fn server_confirmations<S: Store>(s: &S) {
+    let host = "ethernet=0050569a3b01";
+    assert!(!s.confirm_server(host, "LIC-1", at(10)).await.unwrap());
+    assert_eq!(s.server_confirmation(host).await.unwrap(), None);
+    s.bind_server(host, "key-a", "CUS-1", at(0)).await.unwrap();
+    assert_eq!(s.server_confirmation(host).await.unwrap(), None);
+    assert!(s.confirm_server(host, "LIC-1", at(10)).await.unwrap());
+    assert!(s.confirm_server(host, "LIC-2", at(20)).await.unwrap());
+    assert_eq!(
+        s.server_confirmation(host).await.unwrap(),
+        Some(("LIC-2".to_string(), at(20)))
+    );
+    assert!(s.unbind_server(host).await.unwrap());
+    assert_eq!(s.server_confirmation(host).await.unwrap(), None);
 }
 
 /// A deleted user takes their tokens and sessions along; an unknown name is `false`.

@@ -18,6 +18,8 @@ fn lease(id: i64, device: &str) -> LeaseRow {
         overdraft: 1,
         expires_at: datetime!(2026-06-01 0:10 UTC),
         borrowed: false,
+        alias: None,
+        device_type: tessera_core::DeviceType::Unknown,
     }
 }
 
@@ -55,6 +57,8 @@ async fn story<S: LeaseStore>(s: &S) {
     assert_eq!(leases.len(), 1);
     assert_eq!(leases[0].expires_at, datetime!(2026-06-01 0:20 UTC));
     assert_eq!((leases[0].count, leases[0].overdraft), (2, 1));
+    assert_eq!(leases[0].alias, None);
+    assert_eq!(leases[0].device_type, tessera_core::DeviceType::Unknown);
     assert_eq!(
         s.load_consumed(&site()).await.unwrap(),
         vec![("export|1.0|LIN-2".to_string(), 9)]
@@ -69,6 +73,9 @@ async fn story<S: LeaseStore>(s: &S) {
     // texts from clients are data, never SQL, whatever they hold
     let mut odd = lease(999, "string=x'); DROP TABLE leases; --");
     odd.request_id = "\"quoted\" 'single' \\ back; ünïcödé ✓ \u{7f}".into();
+    // what the client said about its device is kept with the lease, as data too
+    odd.alias = Some("Ann's 'lab' PC'); --".into());
+    odd.device_type = tessera_core::DeviceType::Virtual;
     s.apply_lease_changes(&site(), vec![LeaseChange::Put(odd.clone())])
         .await
         .unwrap();
@@ -413,6 +420,8 @@ async fn the_sqlite_writer_connection_matches_the_store() {
     let mut w = s.lease_writer(&site()).unwrap();
     let mut odd = lease(7, "string=x'); DROP TABLE leases; --");
     odd.request_id = "\"q\" 'ü' ✓".into();
+    odd.alias = Some("Ann's PC".into());
+    odd.device_type = tessera_core::DeviceType::Container;
     w.apply(&[
         LeaseChange::Put(lease(1, "a")),
         LeaseChange::Put(lease(2, "b")),

@@ -25,6 +25,8 @@ fn lease(id: i64) -> LeaseRow {
         overdraft: 1,
         expires_at: datetime!(2026-06-01 0:10 UTC),
         borrowed: false,
+        alias: None,
+        device_type: tessera_core::DeviceType::Unknown,
     }
 }
 

@@ -27,6 +27,7 @@ pub mod admin;
 pub mod capability;
 pub mod problem;
 pub mod signing;
+pub mod views;
 
 pub use activation::KeyCount;
 pub use problem::{ErrorAnswer, Problem};

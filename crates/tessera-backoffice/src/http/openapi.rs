@@ -221,7 +221,12 @@ mod tests {
             .collect();
         assert_eq!(props, fields);
         // the policy's fields are the real policy's
-        let real = serde_json::to_value(tessera_core::license::LicensePolicy::default()).unwrap();
+        let mut policy = tessera_core::license::LicensePolicy::default();
+        policy.server_locks.insert(
+            "lease_seconds".into(),
+            tessera_core::license::LockedValue::Number(600),
+        );
+        let real = serde_json::to_value(policy).unwrap();
         fits(&doc, &line["properties"]["policy"], &real, "policy").unwrap();
         let props: std::collections::BTreeSet<String> =
             resolve(&doc, &line["properties"]["policy"])["properties"]

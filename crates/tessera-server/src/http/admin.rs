@@ -126,6 +126,65 @@ pub(crate) async fn offline_request(
     }
 }
 
+/// Writes an offline update request file (text): the renewal of this server's bundle with its
+/// usage report, for a server that never goes online. Apply the back office's response with
+/// `offline-apply`.
+#[utoipa::path(post, path = "/api/v1/admin/offline-update-request", tag = "admin", security(("token" = []), ("session" = [])),
+    responses((status = 200, content_type = "text/plain", body = String, description = "the request file"),
+        (status = 409, body = Problem, description = "not_activated: activate the server first (online or with offline files)"),
+        (status = 500, body = Problem, description = "internal: the request could not be signed; the detail names the id under which it is logged")))]
+pub(crate) async fn offline_update_request(State(s): State<Shared>, admin: Admin) -> Response {
+    let made = s.server.offline_update_request().await;
+    offline_file(
+        &s,
+        &admin,
+        made,
+        "offline_update_request",
+        "wrote an offline update request (renewal with usage report)",
+    )
+    .await
+}
+
+/// Writes an offline confirmation request file (text): tells the back office which license this
+/// server serves (after an offline response was applied). The back office records it.
+#[utoipa::path(post, path = "/api/v1/admin/offline-confirmation", tag = "admin", security(("token" = []), ("session" = [])),
+    responses((status = 200, content_type = "text/plain", body = String, description = "the confirmation file"),
+        (status = 409, body = Problem, description = "not_activated: nothing served to confirm"),
+        (status = 500, body = Problem, description = "internal: the request could not be signed; the detail names the id under which it is logged")))]
+pub(crate) async fn offline_confirmation(State(s): State<Shared>, admin: Admin) -> Response {
+    let made = s.server.offline_confirmation().await;
+    offline_file(
+        &s,
+        &admin,
+        made,
+        "offline_confirmation",
+        "wrote an offline confirmation request",
+    )
+    .await
+}
+
+/// A request file made, audited and answered as text; or why not.
+async fn offline_file(
+    s: &Shared,
+    admin: &Admin,
+    made: Result<String, crate::error::ServerError>,
+    action: &str,
+    detail: &str,
+) -> Response {
+    match made {
+        Ok(text) => {
+            admin.audit(s, action, detail).await;
+            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+        }
+        Err(crate::error::ServerError::BackOffice(crate::LinkError::NotActivated)) => problem(
+            StatusCode::CONFLICT,
+            "not_activated",
+            "this server is not activated: activate it first (tessera server activate, or offline request and apply)",
+        ),
+        Err(e) => Failure::Internal(e.to_string()).into_response(),
+    }
+}
+
 /// Applies the back office's offline response file (the body, as text).
 #[utoipa::path(post, path = "/api/v1/admin/offline-apply", tag = "admin", security(("token" = []), ("session" = [])),
     request_body(content = String, content_type = "text/plain", description = "the back office's response file"),

@@ -28,8 +28,10 @@ pub mod keys;
 pub mod named_users;
 pub mod ops;
 pub mod pools;
+pub mod properties;
 pub mod reservations;
 pub mod users;
+pub mod views;
 
 /// Serving with the server's scheduled work, as before the split: see [`crate::serve_on`].
 pub use crate::server::{serve_on, serve_tls_on};
@@ -125,6 +127,8 @@ fn operations() -> OpenApiRouter<Shared> {
         .routes(routes!(admin::offline_request))
         .routes(routes!(admin::sync_now))
         .routes(routes!(admin::offline_apply))
+        .routes(routes!(admin::offline_update_request))
+        .routes(routes!(admin::offline_confirmation))
         .routes(routes!(admin::denials))
         .routes(routes!(users::login))
         .routes(routes!(users::login_token))
@@ -145,6 +149,7 @@ fn operations() -> OpenApiRouter<Shared> {
         .routes(routes!(reservations::export))
         .routes(routes!(named_users::list))
         .routes(routes!(named_users::assign, named_users::clear))
+        .routes(routes!(properties::view, properties::set))
         .routes(routes!(pools::view))
         .routes(routes!(pools::model, pools::upload, pools::delete))
         .routes(routes!(keys::list_client_keys, keys::add_client_key))
@@ -154,6 +159,11 @@ fn operations() -> OpenApiRouter<Shared> {
         .routes(routes!(keys::list_leases))
         .routes(routes!(keys::release))
         .routes(routes!(keys::rotate_token))
+        .routes(routes!(views::features))
+        .routes(routes!(views::feature_records))
+        .routes(routes!(views::feature))
+        .routes(routes!(views::devices))
+        .routes(routes!(views::device))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::openapi_json))
 }
