@@ -9,6 +9,7 @@ mod client;
 mod commands;
 mod fsutil;
 mod generate;
+mod keys;
 mod named_users;
 mod pools;
 mod properties;

@@ -116,6 +116,25 @@ pub enum ServerCommand {
     /// Named license pools: a model that splits seats into pools and says who draws from which.
     #[command(subcommand)]
     Pools(crate::pools::PoolsCommand),
+    /// Client keys: the public keys (RSA-2048 or Ed25519, DER) that may sign capability
+    /// requests, required when server.toml sets `require_signed_requests = true`.
+    #[command(subcommand, name = "client-keys")]
+    ClientKeys(crate::keys::ClientKeysCommand),
+    /// The producer keys trusted for license bundles and certificates (a second one lets the
+    /// producer rotate its signing key).
+    #[command(subcommand, name = "producer-keys")]
+    ProducerKeys(crate::keys::ProducerKeysCommand),
+    /// Release stuck seats: one lease (--lease ID), or every lease of one device (--device
+    /// HOSTID). Their seats are free for others at once.
+    Release(crate::keys::ReleaseArgs),
+    /// The leases held: id, feature, seats, holder, expiry (what `release` takes).
+    Leases {
+        #[command(flatten)]
+        at: At,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Sync with the back office now: send the usage report, install the renewed licenses.
     Sync {
         /// The running license server.
@@ -382,13 +401,20 @@ pub enum TokensCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Replace the admin token with a new one, printed once. The old token stops working at once,
-    /// also on a running server (it reads the token from the store at each admin request). Needs
-    /// the data directory, not the old token: also the way back in when the token is lost.
+    /// Replace the admin token (the start-up token) with a new one, printed once; the old token stops
+    /// working at once. Online (the default): through the running server, as an administrator.
+    /// Offline with --data: with the data directory alone, not the old token (also the way back in
+    /// when the token is lost; works on a running server too, which reads the token from the store
+    /// at each admin request).
     Rotate {
-        /// The data directory.
-        #[arg(long, default_value = "tessera-server", env = "TESSERA_SERVER_DATA")]
-        data: PathBuf,
+        #[command(flatten)]
+        at: At,
+        /// Offline: the server's data directory.
+        #[arg(long, env = "TESSERA_SERVER_DATA")]
+        data: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -497,6 +523,8 @@ pub(crate) enum Body {
     Plain(String),
     /// A DELETE.
     Delete,
+    /// A POST of bytes (`application/octet-stream`).
+    Bytes(Vec<u8>),
 }
 
 impl Body {
@@ -532,6 +560,10 @@ pub(crate) async fn admin_request(
             .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8")
             .body(t),
         Body::Delete => client.delete(&url),
+        Body::Bytes(b) => client
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(b),
     };
     let req = if token.is_empty() {
         req
@@ -668,7 +700,7 @@ fn read_password(prompt: &str, from_stdin: bool) -> Result<String> {
 }
 
 /// A table: a header row and rows, columns padded to their widest cell.
-fn print_table(header: &[&str], rows: &[Vec<String>]) {
+pub(crate) fn print_table(header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -689,7 +721,7 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-fn print_json(v: &impl serde::Serialize) -> Result<()> {
+pub(crate) fn print_json(v: &impl serde::Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
@@ -922,7 +954,7 @@ async fn users(cmd: UsersCommand) -> Result<()> {
 }
 
 /// `text` for one path segment (percent-encoded but for unreserved characters).
-fn path_segment(text: &str) -> String {
+pub(crate) fn path_segment(text: &str) -> String {
     text.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
@@ -1221,10 +1253,12 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
         ServerCommand::Device { id, at, json } => crate::views::device(&id, at, json).await,
         ServerCommand::NamedUsers(cmd) => crate::named_users::run(cmd).await,
         ServerCommand::Pools(cmd) => crate::pools::run(cmd).await,
-        ServerCommand::Token(TokenCommand::Rotate { data }) => {
-            let token = tessera_server::rotate_admin_token(&data).await?;
-            println!("new admin token: {token}   (shown once; the old one no longer works)");
-            Ok(())
+        ServerCommand::ClientKeys(cmd) => crate::keys::client_keys(cmd).await,
+        ServerCommand::ProducerKeys(cmd) => crate::keys::producer_keys(cmd).await,
+        ServerCommand::Release(args) => crate::keys::release(args).await,
+        ServerCommand::Leases { at, json } => crate::keys::leases(at, json).await,
+        ServerCommand::Token(TokenCommand::Rotate { at, data, json }) => {
+            crate::keys::rotate_token(at, data, json).await
         }
         ServerCommand::Activate {
             server,

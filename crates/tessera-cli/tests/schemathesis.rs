@@ -42,11 +42,17 @@ fn schemathesis() -> Result<Vec<String>, String> {
 /// body: generated URLs reach nothing (the server runs with a proxy on a closed loopback port for
 /// every host but this machine, so no request leaves it) and the server answers 502
 /// `backoffice_refused`, the documented answer for a back office that cannot be reached. That one
-/// 5xx is expected there, and only there.
+/// 5xx is expected there, and only there. Rotating the start-up token is left out: it would revoke
+/// the token the run authenticates with, and every later operation would only meet 401
+/// (tests/keys_cli.rs and the server's tests/client_keys.rs check it).
 const CONFIG: &str = r#"
 [[operations]]
 include-path = "/api/v1/admin/activate"
 checks.not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", "502"]
+
+[[operations]]
+include-path = "/api/v1/admin/token/rotate"
+enabled = false
 "#;
 
 fn env_number(name: &str, default: u64) -> u64 {

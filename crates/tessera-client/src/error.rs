@@ -162,6 +162,13 @@ pub enum ClientError {
         /// What is wrong.
         detail: String,
     },
+    /// The client key given to sign capability requests does not read, or is not RSA-2048 or
+    /// Ed25519.
+    #[error("the client key for signing requests is not usable: {detail}")]
+    InvalidClientKey {
+        /// What is wrong.
+        detail: String,
+    },
     /// The unlock-code public key embedded in the application does not parse.
     #[error("the application's unlock key is not valid ({detail}); the application is damaged, reinstall it")]
     InvalidUnlockKey {

@@ -61,6 +61,8 @@ pub(crate) struct ServerLink {
     pub clock: Arc<dyn Clock>,
     /// How long one request may take.
     pub timeout: StdDuration,
+    /// Signs each request, when configured.
+    pub signer: Option<Arc<crate::signing::RequestSigner>>,
 }
 
 impl ServerLink {
@@ -139,14 +141,29 @@ impl ServerLink {
             session_proof: proof,
             signed,
         };
-        let answer: CapabilityAnswer = crate::http_post(
-            &self.agent,
-            &self.url,
-            "/api/v1/capability",
-            &body,
-            self.timeout,
-            "the license server refused",
-        )?;
+        let answer: CapabilityAnswer = match &self.signer {
+            None => crate::http_post(
+                &self.agent,
+                &self.url,
+                "/api/v1/capability",
+                &body,
+                self.timeout,
+                "the license server refused",
+            )?,
+            Some(signer) => {
+                let bytes = serde_json::to_vec(&body).map_err(|e| self.bad(e.to_string()))?;
+                let header = signer.header(self.clock.now().unix_timestamp(), &bytes)?;
+                crate::http_post_bytes(
+                    &self.agent,
+                    &self.url,
+                    "/api/v1/capability",
+                    &bytes,
+                    (tessera_wire::signing::SIGNATURE_HEADER, &header),
+                    self.timeout,
+                    "the license server refused",
+                )?
+            }
+        };
         let token = answer.response.as_str();
         if let Some(sealed_for) = tessera_core::capability::sealed_lease(token) {
             // sealed with the session key: only an answer to our proof can be, and only from a

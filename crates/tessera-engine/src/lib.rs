@@ -121,6 +121,37 @@ pub enum Sharing {
     Cluster,
 }
 
+/// Which leases an administrator releases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Release {
+    /// One lease, by its id.
+    Lease(u64),
+    /// Every lease of one device (its host id as text, `KIND=VALUE`), whatever the user.
+    Device(String),
+}
+
+impl Release {
+    /// Whether the lease `id` held under `holder` (`HOSTID` or `HOSTID|user=USER`) is one of them.
+    fn matches(&self, holder: &str, id: u64) -> bool {
+        match self {
+            Release::Lease(l) => *l == id,
+            Release::Device(d) => holder
+                .strip_prefix(d.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with("|user=")),
+        }
+    }
+}
+
+/// A lease with the name of its feature (as listed, or as an administrator released it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedLease {
+    /// The lease as it was held.
+    pub lease: Lease,
+    /// Its feature's name.
+    pub feature: String,
+}
+
 /// What an engine is built from: values only.
 #[derive(Debug)]
 pub struct EngineSetup {
@@ -492,6 +523,14 @@ impl Engine {
         self.ask(Job::Sweep).await
     }
 
+    /// Returns the seats of the leases `which` names (an administrator's release of a stuck
+    /// seat), through the writer: stored before this returns, and in a cluster decided on the
+    /// book brought up to date with the other members'. Returns the leases released (none when
+    /// nothing matched).
+    pub async fn release(&self, which: Release) -> Result<Vec<NamedLease>, StoreError> {
+        self.ask(|tx| Job::Release(which, tx)).await
+    }
+
     /// Seats in use and metered units, per feature record: (record, used, consumed).
     pub async fn usage(&self) -> Vec<(Feature, u64, u64)> {
         let book = self.inner.lock();
@@ -526,6 +565,22 @@ impl Engine {
     /// Every lease held.
     pub async fn leases(&self) -> Vec<Lease> {
         self.inner.lock().seats.leases().cloned().collect()
+    }
+
+    /// Every lease held, with its feature's name (read at one moment).
+    pub fn named_leases(&self) -> Vec<NamedLease> {
+        let book = self.inner.lock();
+        book.seats
+            .leases()
+            .map(|l| NamedLease {
+                lease: l.clone(),
+                feature: book
+                    .seats
+                    .record(l.record)
+                    .map(|f| f.name.clone())
+                    .unwrap_or_default(),
+            })
+            .collect()
     }
 
     /// The key lease `id` is stored under in this instance's rows of the store: the count its id

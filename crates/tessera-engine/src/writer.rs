@@ -55,6 +55,11 @@ pub(crate) enum Job {
     ),
     /// Puts a named-pool model in force (or none) between two decisions.
     Pools(Option<Model>, oneshot::Sender<Result<(), StoreError>>),
+    /// Returns the seats of the leases the administrator names, between two decisions.
+    Release(
+        crate::Release,
+        oneshot::Sender<Result<Vec<crate::NamedLease>, StoreError>>,
+    ),
 }
 
 /// The named-pool model the engine keeps in force across books made anew.
@@ -479,6 +484,38 @@ impl Inner {
                         tracing::warn!(error = %e, "could not prune the lease log");
                     }
                 }
+                let _ = reply.send(r);
+            }
+            Job::Release(which, reply) => {
+                let r = self
+                    .round(st, |_, book, _| {
+                        let ids: Vec<u64> = book
+                            .seats
+                            .leases()
+                            .filter(|l| which.matches(&l.device, l.id))
+                            .map(|l| l.id)
+                            .collect();
+                        let mut changes = Vec::new();
+                        let mut released = Vec::new();
+                        for id in ids {
+                            let Some(lease) = book.seats.release(id) else {
+                                continue;
+                            };
+                            let h = book.hash(&lease);
+                            book.digest.sub(h);
+                            changes.push(LeaseChange::Delete {
+                                id: book.take_stored_key(lease.id),
+                            });
+                            let feature = book
+                                .seats
+                                .record(lease.record)
+                                .map(|f| f.name.clone())
+                                .unwrap_or_default();
+                            released.push(crate::NamedLease { lease, feature });
+                        }
+                        (changes, released)
+                    })
+                    .await;
                 let _ = reply.send(r);
             }
             Job::Name(n, reply) => {

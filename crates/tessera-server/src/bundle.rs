@@ -2,7 +2,7 @@
 //! the administrator may narrow it.
 
 use tessera_core::feature::Feature;
-use tessera_core::{HostId, Keyring, License, PublicKey};
+use tessera_core::{HostId, Keyring, License};
 
 use crate::config::Config;
 use crate::engine::Engine;
@@ -33,46 +33,31 @@ pub fn borrow_limits(config: &Config, producer: Option<(u32, u32)>) -> (u32, u32
     )
 }
 
-/// The feature records of the stored license bundle, if it verifies for this server now.
+/// The feature records of the stored license bundle, if it verifies for this server now (signed
+/// by one of the trusted producer keys).
 pub(crate) fn bundle_records(
     text: Option<&str>,
-    producer: &PublicKey,
+    producers: &Keyring,
     host: &HostId,
     now: tessera_core::time::OffsetDateTime,
 ) -> Vec<Feature> {
-    text.and_then(|t| {
-        License::verify(
-            t,
-            &Keyring::with(producer.clone()),
-            now,
-            std::slice::from_ref(host),
-        )
-        .ok()
-    })
-    .map(|l| l.features().to_vec())
-    .unwrap_or_default()
+    text.and_then(|t| License::verify(t, producers, now, std::slice::from_ref(host)).ok())
+        .map(|l| l.features().to_vec())
+        .unwrap_or_default()
 }
 
 /// The settings the producer locked in the stored license bundle, if it verifies for this
 /// server now (none otherwise).
 pub(crate) fn producer_locks(
     text: Option<&str>,
-    producer: &PublicKey,
+    producers: &Keyring,
     host: &HostId,
     now: tessera_core::time::OffsetDateTime,
 ) -> std::collections::BTreeMap<String, tessera_core::license::LockedValue> {
-    text.and_then(|t| {
-        License::verify(
-            t,
-            &Keyring::with(producer.clone()),
-            now,
-            std::slice::from_ref(host),
-        )
-        .ok()
-    })
-    .and_then(|l| l.claims().policy.clone())
-    .map(|p| p.server_locks)
-    .unwrap_or_default()
+    text.and_then(|t| License::verify(t, producers, now, std::slice::from_ref(host)).ok())
+        .and_then(|l| l.claims().policy.clone())
+        .map(|p| p.server_locks)
+        .unwrap_or_default()
 }
 
 /// Sets the engine's borrow limits: the administrator's, else the producer's offline policy from
@@ -81,20 +66,12 @@ pub(crate) fn apply_borrow_policy(
     engine: &Engine,
     config: &Config,
     license: Option<&str>,
-    producer: &PublicKey,
+    producers: &Keyring,
     host: &HostId,
     now: tessera_core::time::OffsetDateTime,
 ) {
     let policy = license
-        .and_then(|t| {
-            License::verify(
-                t,
-                &Keyring::with(producer.clone()),
-                now,
-                std::slice::from_ref(host),
-            )
-            .ok()
-        })
+        .and_then(|t| License::verify(t, producers, now, std::slice::from_ref(host)).ok())
         .and_then(|l| l.claims().policy.clone());
     let (days, active) = borrow_limits(
         config,

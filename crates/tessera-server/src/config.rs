@@ -110,6 +110,19 @@ pub struct Config {
     /// Most entries the audit log keeps; the oldest go first (default 100000).
     #[serde(default = "default_audit_entries")]
     pub audit_max_entries: u32,
+    /// Whether every capability request must be signed by a registered client key (header
+    /// `Tessera-Signature`, docs/protocol.md); unsigned or badly signed ones are refused (401
+    /// `signature_required`, `signature_invalid`; 403 `unknown_client_key`). Default false.
+    #[serde(default)]
+    pub require_signed_requests: bool,
+    /// How far a signed request's `created` time may be from this server's clock, in seconds
+    /// (default 300): how long a captured signed request can be replayed.
+    #[serde(default = "default_signed_request_skew")]
+    pub signed_request_max_skew_seconds: u32,
+}
+
+fn default_signed_request_skew() -> u32 {
+    300
 }
 
 fn default_login_failures() -> u32 {

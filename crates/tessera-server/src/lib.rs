@@ -23,6 +23,7 @@
 //! [`tasks`] (scheduled work the server runs beside serving: the sweep, the daily sync).
 
 pub mod bundle;
+pub mod client_keys;
 pub mod config;
 pub mod daemon;
 pub mod engine;

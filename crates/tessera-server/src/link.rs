@@ -4,7 +4,7 @@
 use rand::RngCore;
 use tessera_core::certificate::ServerCertificateClaims;
 use tessera_core::offline::encode_key;
-use tessera_core::{Keyring, License, VerifyError};
+use tessera_core::{License, VerifyError};
 use tessera_store::{InstanceId, ServerStateStore};
 use tessera_wire::activation::{ActivationResult, ServerActivationRequest, UsageOutcome};
 use tessera_wire::{ErrorAnswer, KeyCount};
@@ -284,7 +284,12 @@ impl Server {
             return Ok(false);
         }
         let now = self.clock.now();
-        let records = bundle_records(license.as_deref(), &self.producer, &self.hostid, now);
+        let records = bundle_records(
+            license.as_deref(),
+            &self.producer_keyring(),
+            &self.hostid,
+            now,
+        );
         *self.certificate.write().await = certificate.map(ServedCertificate::new);
         self.engine.reload(records).await?;
         self.bundle_changed(license.as_deref());
@@ -318,7 +323,7 @@ impl Server {
     pub async fn offline_apply_fresh(&self, response: &str) -> Result<usize, ServerError> {
         let r = tessera_core::offline::ResponseClaims::verify(
             response,
-            &Keyring::with(self.producer.clone()),
+            &self.producer_keyring(),
             self.clock.now(),
         )
         .map_err(LinkError::InvalidResponseFile)?;
@@ -354,7 +359,7 @@ impl Server {
     pub async fn offline_apply(&self, response: &str) -> Result<usize, ServerError> {
         let r = tessera_core::offline::ResponseClaims::verify(
             response,
-            &Keyring::with(self.producer.clone()),
+            &self.producer_keyring(),
             self.clock.now(),
         )
         .map_err(LinkError::InvalidResponseFile)?;
@@ -380,7 +385,7 @@ impl Server {
     /// an offline response); returns how many feature records it serves now.
     pub async fn install(&self, license: &str, certificate: &str) -> Result<usize, ServerError> {
         let now = self.clock.now();
-        let ring = Keyring::with(self.producer.clone());
+        let ring = self.producer_keyring();
         let lic = License::verify(license, &ring, now, std::slice::from_ref(&self.hostid))
             .map_err(LinkError::InvalidLicense)?;
         let cert = ServerCertificateClaims::verify(certificate, &ring, now)

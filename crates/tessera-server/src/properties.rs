@@ -126,6 +126,8 @@ pub const PROPERTIES: &[Property] = &[
     p("rate_limit_loopback", "capability_polling", "Limit loopback clients too", "Whether that limit applies to clients on this machine.", Kind::Flag, false, Restart),
     p("request_timeout_seconds", "capability_polling", "Request timeout (seconds)", "A client that does not send its request in this time is disconnected.", Kind::Number(1, 3600), false, Restart),
     p("max_connections", "capability_polling", "Connections at once", "More are closed until some end.", Kind::Number(1, 1_000_000), false, Restart),
+    p("require_signed_requests", "capability_polling", "Require signed requests", "Capability requests must be signed by a registered client key (docs/protocol.md, \"Signed capability requests\").", Kind::Flag, false, Restart),
+    p("signed_request_max_skew_seconds", "capability_polling", "Signature clock tolerance (seconds)", "How far a signed request's time may be from this server's clock.", Kind::Number(1, 86_400), false, Restart),
     p("anchor_dir", "local", "Anchor directory", "Where the second copy of the storage anchor lives (outside the data directory).", Kind::Path, true, Restart),
     p("log", "logging", "Log level", "A level (error, warn, info, debug, trace) or directives such as info,tessera_server=debug.", Kind::Text, false, Live),
     p("log_file", "logging", "Log file", "A file the log is appended to (unset: standard error).", Kind::Path, true, Restart),
@@ -595,7 +597,7 @@ impl Server {
             &self.engine,
             &c,
             license,
-            &self.producer,
+            &self.producer_keyring(),
             &self.hostid,
             self.clock.now(),
         );
@@ -603,8 +605,12 @@ impl Server {
 
     /// A new license bundle is served: its locks are read and the limits put in force again.
     pub(crate) fn bundle_changed(&self, license: Option<&str>) {
-        let locks =
-            crate::bundle::producer_locks(license, &self.producer, &self.hostid, self.clock.now());
+        let locks = crate::bundle::producer_locks(
+            license,
+            &self.producer_keyring(),
+            &self.hostid,
+            self.clock.now(),
+        );
         let mut c = self.in_force();
         match apply_locks(&mut c, &locks) {
             Ok(said) => {

@@ -90,7 +90,7 @@ pub async fn init(
         }
         return finish_init(&data, producer_pem).await;
     }
-    let mut toml_text = "# Tessera license server. Unknown keys are errors.\nlisten = \"0.0.0.0:7070\"\nlease_seconds = 300\n# max_borrow_days = 7            (default: the producer's offline policy, 30 days)\n# max_borrows_per_account = 3   (default: the producer's offline policy, 3)\nlog = \"info\"\n# log_file = \"server.log\"        (default: standard error; relative to this directory)\n# cluster = false               (true: several processes share one PostgreSQL database; same hostid on each)\n# request_timeout_seconds = 30  (headers, then body; slower clients are disconnected)\n# max_connections = 1024\n# capability_requests_per_minute = 1200   (per client address; 0: no limit; loopback exempt unless rate_limit_loopback = true)\n# max_leases_per_device = 1000\n# usage_event_retention_days = 30   (denials and overdraft use kept for the denial report)\n".to_string();
+    let mut toml_text = "# Tessera license server. Unknown keys are errors.\nlisten = \"0.0.0.0:7070\"\nlease_seconds = 300\n# max_borrow_days = 7            (default: the producer's offline policy, 30 days)\n# max_borrows_per_account = 3   (default: the producer's offline policy, 3)\nlog = \"info\"\n# log_file = \"server.log\"        (default: standard error; relative to this directory)\n# cluster = false               (true: several processes share one PostgreSQL database; same hostid on each)\n# request_timeout_seconds = 30  (headers, then body; slower clients are disconnected)\n# max_connections = 1024\n# capability_requests_per_minute = 1200   (per client address; 0: no limit; loopback exempt unless rate_limit_loopback = true)\n# max_leases_per_device = 1000\n# usage_event_retention_days = 30   (denials and overdraft use kept for the denial report)\n# require_signed_requests = false   (true: capability requests must be signed by a registered client key)\n".to_string();
     if let Some(db) = database {
         toml_text.push_str(&format!("database = \"{}\"\n", db.replace('"', "")));
     }
@@ -158,7 +158,8 @@ pub struct Server {
     pub hostid: HostId,
     /// The server's key.
     pub key: SigningKey,
-    /// The producer's key.
+    /// The producer's key the server was made with (`producer.pub`); the keys trusted are
+    /// [`Server::producer_keyring`].
     pub producer: PublicKey,
     /// The certificate from the back office, once activated.
     pub certificate: tokio::sync::RwLock<Option<ServedCertificate>>,
@@ -172,6 +173,11 @@ pub struct Server {
     pub(crate) policy: tokio::sync::Mutex<crate::seat_policy::PolicyState>,
     /// Held while the seat policy is read or changed, so edits happen one at a time.
     pub(crate) policy_edit: tokio::sync::Mutex<()>,
+    /// The client keys registered (read on the capability route only with
+    /// `require_signed_requests`).
+    pub(crate) client_keys: std::sync::RwLock<crate::client_keys::ClientKeySet>,
+    /// The producer keys trusted for bundles and certificates: their ids as stored, and the ring.
+    pub(crate) producer_keys: std::sync::RwLock<(Vec<String>, Keyring)>,
     /// The configuration in force: the start's, with the properties changed live since.
     pub(crate) in_force: std::sync::Mutex<Config>,
     /// The settings the producer locked in the license bundle served.
@@ -223,12 +229,15 @@ async fn open_as(data: &Path, clock: Arc<dyn Clock>, rebind: bool) -> Result<Ser
     // book and could grant more seats than the count together
     let lock_file = lock_data_dir(&data)?;
     let store = tessera_store::open(&database_url(&data, &config)).await?;
+    // the producer keys trusted: producer.pub's, and those added when the producer rotated its key
+    let (kids, producers) =
+        crate::client_keys::load_producer_keys(&store, &producer, clock.now()).await?;
     // the settings the producer locked in the bundle win over server.toml's, from the start
     let mut config = config;
     let locks = {
         let host = server_hostid(&config)?;
         let state = store.server_state(&InstanceId::on_site()).await?;
-        crate::bundle::producer_locks(state.license.as_deref(), &producer, &host, clock.now())
+        crate::bundle::producer_locks(state.license.as_deref(), &producers, &host, clock.now())
     };
     for said in crate::properties::apply_locks(&mut config, &locks).map_err(ServerError::Config)? {
         tracing::warn!("{said}");
@@ -256,12 +265,13 @@ async fn open_as(data: &Path, clock: Arc<dyn Clock>, rebind: bool) -> Result<Ser
         certificate,
         ..
     } = store.server_state(&InstanceId::on_site()).await?;
+    let client_keys = crate::client_keys::load_client_keys(&store).await?;
     // the bundle in the store must still be the one the producer signed for this server
     if let Some(text) = license.as_deref() {
         use tessera_core::VerifyError;
         match License::verify(
             text,
-            &Keyring::with(producer.clone()),
+            &producers,
             now,
             std::slice::from_ref(&host),
         ) {
@@ -276,7 +286,7 @@ async fn open_as(data: &Path, clock: Arc<dyn Clock>, rebind: bool) -> Result<Ser
             }
         }
     }
-    let records = bundle_records(license.as_deref(), &producer, &host, now);
+    let records = bundle_records(license.as_deref(), &producers, &host, now);
     let mut policy = LeasePolicy::default();
     policy.lease =
         tessera_core::time::Duration::seconds(i64::from(config.lease_seconds.clamp(3, 86_400)));
@@ -312,7 +322,7 @@ async fn open_as(data: &Path, clock: Arc<dyn Clock>, rebind: bool) -> Result<Ser
         )),
         e => ServerError::EditedStorage(e.to_string()),
     })?;
-    apply_borrow_policy(&engine, &config, license.as_deref(), &producer, &host, now);
+    apply_borrow_policy(&engine, &config, license.as_deref(), &producers, &host, now);
     let server = Server {
         in_force: std::sync::Mutex::new(config.clone()),
         locks: std::sync::Mutex::new(locks),
@@ -331,6 +341,8 @@ async fn open_as(data: &Path, clock: Arc<dyn Clock>, rebind: bool) -> Result<Ser
         installed: tokio::sync::Mutex::new(license),
         policy: tokio::sync::Mutex::new(crate::seat_policy::PolicyState::default()),
         policy_edit: tokio::sync::Mutex::new(()),
+        client_keys: std::sync::RwLock::new(client_keys),
+        producer_keys: std::sync::RwLock::new((kids, producers)),
         _lock: (lock_file, guard),
     };
     // the administrator's reservations and pool model, in force before the first decision

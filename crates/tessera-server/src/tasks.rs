@@ -168,6 +168,10 @@ fn background(server: &Arc<Server>) -> (tokio::task::JoinHandle<()>, tokio::task
                         tracing::warn!(error = %e, "could not check for a changed seat policy")
                     }
                 }
+                // … or the client keys or trusted producer keys
+                if let Err(e) = sweeper.refresh_keys().await {
+                    tracing::warn!(error = %e, "could not check for changed client or producer keys")
+                }
                 match sweeper.refresh_from_store().await {
                     Ok(true) => tracing::info!(
                         "serving the license bundle another cluster member installed"

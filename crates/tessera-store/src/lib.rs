@@ -9,7 +9,8 @@
 //!   is an [`AnyStore`]; [`SqliteStore`] and [`PgStore`] can also be opened directly.
 //! * One trait per concern: [`MetaStore`], [`KeyStore`], [`LicenseStore`],
 //!   [`ActivationKeyStore`], [`AuthStore`] (users, API tokens, browser sessions of both services),
-//!   [`AuditStore`] (the license server's audit log), [`LeaseStore`], [`ServerStateStore`] and
+//!   [`AuditStore`] (the license server's audit log), [`ClientKeyStore`] (its client keys and
+//!   trusted producer keys), [`LeaseStore`], [`ServerStateStore`] and
 //!   [`UsageEventStore`] (a seat engine's leases, a license server's own state, and the denials and
 //!   overdraft use it recorded, per [`InstanceId`]), …;
 //!   [`Store`] is all of them. Services take `S: Store`.
@@ -38,6 +39,7 @@ pub mod audit;
 pub mod auth;
 pub mod backoffice;
 pub mod claim;
+pub mod client_keys;
 mod codec;
 pub mod error;
 pub mod keys;
@@ -60,6 +62,7 @@ pub use audit::{AuditEntry, AuditStore, NewAuditEntry};
 pub use auth::{AuthStore, SessionRecord, TokenRecord, UserRecord};
 pub use backoffice::BackOfficeStore;
 pub use claim::{advisory_key, ClaimMode, ClaimStatus, ExclusiveGuard, CLAIM_CHECK_INTERVAL};
+pub use client_keys::{ClientKeyRecord, ClientKeyStore, KeyRemoval, TrustedKeyRecord};
 pub use error::{StoreError, ACCEPTED_URLS};
 pub use keys::{KeyStore, PublicKeyRecord};
 pub use leases::{CatchUp, EngineState, InstanceId, LeaseChange, LeaseRow, LeaseStore};
@@ -89,6 +92,7 @@ pub trait Store:
     + ServerStateStore
     + UsageEventStore
     + SeatPolicyStore
+    + ClientKeyStore
     + OutboxStore
     + Clone
     + Send
@@ -109,6 +113,7 @@ impl<T> Store for T where
         + ServerStateStore
         + UsageEventStore
         + SeatPolicyStore
+        + ClientKeyStore
         + OutboxStore
         + Clone
         + Send

@@ -620,3 +620,82 @@ pub struct PoolModelText {
     /// The text as uploaded.
     pub text: String,
 }
+
+/// A client key: a public key that may sign capability requests (`/api/v1/admin/client-keys`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClientKeyView {
+    /// Its id, the key's fingerprint: hex of the first 16 bytes of the SHA-256 of its
+    /// SubjectPublicKeyInfo DER. Clients name it in `Tessera-Signature: keyid=…`.
+    pub id: String,
+    /// `rsa-2048` or `ed25519`.
+    pub algorithm: String,
+    /// When it was added (RFC 3339, UTC).
+    pub added_at: String,
+    /// Who added it.
+    pub added_by: String,
+}
+
+/// Which seats to release (`POST /api/v1/admin/leases/release`): one lease, or every lease of
+/// one device. Exactly one of the two.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRequest {
+    /// A lease id (as `GET /api/v1/admin/leases` lists it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<u64>,
+    /// A device's host id (`KIND=VALUE`): every lease it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+}
+
+/// A lease held (`GET /api/v1/admin/leases`), or released by the administrator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LeaseInfo {
+    /// The lease id.
+    pub lease: u64,
+    /// Who holds it: the device's host id, with `|user=USER` when the client sent a user.
+    pub device: String,
+    /// When it runs out unless renewed (RFC 3339, UTC).
+    pub expires_at: String,
+    /// The feature.
+    pub feature: String,
+    /// Seats it held.
+    pub count: u32,
+    /// Whether it was borrowed (taken offline).
+    pub borrowed: bool,
+}
+
+/// What a release freed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Released {
+    /// The leases released (their seats are free again).
+    pub released: Vec<LeaseInfo>,
+}
+
+/// A producer key the license server trusts for license bundles and certificates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProducerKeyView {
+    /// The key id documents signed with it carry (`kid`).
+    pub kid: String,
+    /// When it was trusted (RFC 3339, UTC).
+    pub added_at: String,
+    /// Who added it (`init`: the key the server was made with).
+    pub added_by: String,
+    /// The public key, SPKI PEM.
+    pub public_key: String,
+}
+
+/// A producer key to trust (`POST /api/v1/admin/producer-keys`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewProducerKey {
+    /// The producer's new public key, SPKI PEM (`-----BEGIN PUBLIC KEY-----`, Ed25519), as the
+    /// producer hands it out (`producer.pub`).
+    pub public_key: String,
+}

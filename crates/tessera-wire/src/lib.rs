@@ -9,6 +9,7 @@
 //! - [`admin`]: the license server's admin API (status, online and offline activation, sync).
 //! - [`activation`]: what the back office takes and answers to license servers and devices
 //!   (activation, trials, usage reports and the renewal they get).
+//! - [`signing`]: the header a client signs its capability requests with.
 //! - [`problem`]: the body of every error answer (RFC 9457 `application/problem+json`), and
 //!   [`ErrorAnswer`], how a caller reads one.
 //!
@@ -25,6 +26,7 @@ pub mod activation;
 pub mod admin;
 pub mod capability;
 pub mod problem;
+pub mod signing;
 pub mod views;
 
 pub use activation::KeyCount;

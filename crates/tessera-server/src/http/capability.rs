@@ -36,6 +36,40 @@ pub(crate) fn check_rate(s: &AppState, ip: ClientIp) -> Result<(), Box<Response>
     })
 }
 
+/// With `require_signed_requests`: the refusal of a request not signed by a registered client key.
+async fn check_signature(
+    s: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), Box<Response>> {
+    use crate::client_keys::SignatureRefusal;
+    let header = headers
+        .get(tessera_wire::signing::SIGNATURE_HEADER)
+        .map(|v| v.as_bytes());
+    match s.server.check_request_signature(header, body).await {
+        Ok(_) => Ok(()),
+        Err(refusal) => {
+            let (status, code, detail) = match refusal {
+                SignatureRefusal::Required => (
+                    StatusCode::UNAUTHORIZED,
+                    "signature_required",
+                    "this license server takes only capability requests signed by a registered client key: send the header `Tessera-Signature: keyid=…, alg=…, created=…, sig=…` (docs/protocol.md); the administrator registers keys with `tessera server client-keys add`".to_string(),
+                ),
+                SignatureRefusal::Invalid(why) => {
+                    (StatusCode::UNAUTHORIZED, "signature_invalid", why)
+                }
+                SignatureRefusal::UnknownKey(id) => (
+                    StatusCode::FORBIDDEN,
+                    "unknown_client_key",
+                    format!("client key {id} is not registered on this license server: ask its administrator to add it (`tessera server client-keys add FILE`)"),
+                ),
+            };
+            tracing::debug!(code, "capability request refused: {detail}");
+            Err(Box::new(problem(status, code, detail)))
+        }
+    }
+}
+
 /// The answer to a capability request while this process does not hold the database lock.
 fn lock_lost(reason: &str) -> Response {
     problem(
@@ -114,9 +148,11 @@ fn answer_body(token: &str, certificate_json: Option<&str>) -> Response {
 
 /// Takes, previews, renews, returns or borrows seats. See docs/protocol.md.
 #[utoipa::path(post, path = "/api/v1/capability", tag = "capability",
+    params(("Tessera-Signature" = Option<String>, Header, description = "keyid=…, alg=rsa-pss-sha256|rsa-pkcs1-sha256|ed25519, created=…, sig=… (docs/protocol.md); required when the server sets require_signed_requests")),
     request_body(content = crate::openapi::CapabilityRequestDoc, description = "a capability request (docs/protocol.md)"),
     responses((status = 200, body = CapabilityAnswer, description = "the signed (or sealed) answer; refused features are listed in it, not as an error"),
-        (status = 403, body = Problem, description = "not_lease_holder: a renew or return whose session proof does not prove the lease"),
+        (status = 401, body = Problem, description = "signature_required (the server requires signed requests and none came), signature_invalid (the Tessera-Signature header does not read, its time is too far from the server's, or the signature does not verify)"),
+        (status = 403, body = Problem, description = "not_lease_holder: a renew or return whose session proof does not prove the lease; unknown_client_key: signed with a key not registered here"),
         (status = 413, body = Problem, description = "body_too_large: the body is over 64 KiB"),
         (status = 415, body = Problem, description = "unsupported_media_type: the body is not sent as application/json"),
         (status = 422, body = Problem, description = "invalid_request: not JSON, or not a capability request (an unknown field, a missing one, a feature named twice, a renew without its proof)"),
@@ -133,10 +169,17 @@ pub(crate) async fn capability(
     if let Err(r) = check_rate(&s, ip) {
         return *r;
     }
-    let req = match body {
-        Ok(body) => capability_request(&headers, &body),
+    let body = match body {
+        Ok(body) => body,
         Err(e) => return body_problem(e.status()),
     };
+    // one branch on a flag when the policy is off: the hot path stays as it was
+    if s.server.config.require_signed_requests {
+        if let Err(r) = check_signature(&s, &headers, &body).await {
+            return *r;
+        }
+    }
+    let req = capability_request(&headers, &body);
     let req = match req {
         Ok(r) => r,
         Err((status, code, detail)) => return problem(status, code, detail),

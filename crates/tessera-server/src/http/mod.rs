@@ -24,6 +24,7 @@ use crate::server::Server;
 pub mod access;
 pub mod admin;
 pub mod capability;
+pub mod keys;
 pub mod named_users;
 pub mod ops;
 pub mod pools;
@@ -151,6 +152,13 @@ fn operations() -> OpenApiRouter<Shared> {
         .routes(routes!(properties::view, properties::set))
         .routes(routes!(pools::view))
         .routes(routes!(pools::model, pools::upload, pools::delete))
+        .routes(routes!(keys::list_client_keys, keys::add_client_key))
+        .routes(routes!(keys::delete_client_key))
+        .routes(routes!(keys::list_producer_keys, keys::add_producer_key))
+        .routes(routes!(keys::remove_producer_key))
+        .routes(routes!(keys::list_leases))
+        .routes(routes!(keys::release))
+        .routes(routes!(keys::rotate_token))
         .routes(routes!(views::features))
         .routes(routes!(views::feature_records))
         .routes(routes!(views::feature))
