@@ -151,13 +151,10 @@ pub struct PropertyView {
     /// Whether it may be unset (`null`).
     pub optional: bool,
     /// What `server.toml` says (`null`: not set there).
-    #[schema(value_type = Object)]
     pub configured: serde_json::Value,
     /// The default when not set (`null`: none, or the producer's policy).
-    #[schema(value_type = Object)]
     pub default: serde_json::Value,
     /// The value the running server uses.
-    #[schema(value_type = Object)]
     pub in_force: serde_json::Value,
     /// `live` (a change applies at once), `restart` (at the next start) or `read_only`.
     pub applies: String,
@@ -166,7 +163,6 @@ pub struct PropertyView {
     /// Why not, when it may not.
     pub read_only_reason: Option<String>,
     /// The value the producer fixed it at, when it did.
-    #[schema(value_type = Option<Object>)]
     pub locked: Option<serde_json::Value>,
     /// Whether `server.toml` says something the running server will use only after a restart.
     pub restart_pending: bool,
@@ -199,7 +195,6 @@ pub struct PropertiesView {
 #[serde(deny_unknown_fields)]
 pub struct SetProperties {
     /// New values by key.
-    #[schema(value_type = Object)]
     pub values: BTreeMap<String, serde_json::Value>,
 }
 
