@@ -1403,7 +1403,7 @@ impl<S: Store> BackOffice<S> {
             .await?;
         tracing::info!(server = %server_hostid, license, "license server confirmed the bundle it serves");
         Ok(format!(
-            "confirmed: license server {server_hostid} serves license {license}{} (recorded {} UTC)\n",
+            "confirmed: license server {server_hostid} serves license {license}{} (recorded {})\n",
             in_reply_to
                 .map(|r| format!(" from the response to {r}"))
                 .unwrap_or_default(),
