@@ -5,7 +5,7 @@ use rand::RngCore;
 use tessera_core::certificate::ServerCertificateClaims;
 use tessera_core::offline::encode_key;
 use tessera_core::{License, VerifyError};
-use tessera_store::{InstanceId, ServerStateStore};
+use tessera_store::{InstanceId, MetaStore, ServerStateStore};
 use tessera_wire::activation::{ActivationResult, ServerActivationRequest, UsageOutcome};
 use tessera_wire::{ErrorAnswer, KeyCount};
 
@@ -228,7 +228,8 @@ impl Server {
             },
         }
         .sign(&self.key)?;
-        self.offline_state().update = Some(jti);
+        // kept in the store: the response may come back after a restart, or to another member
+        self.store.put_setting(OFFLINE_UPDATE, &jti).await?;
         Ok(text)
     }
 
@@ -252,7 +253,11 @@ impl Server {
             .ok_or(LinkError::NotActivated)?;
         let mut id = [0u8; 12];
         rand::rngs::OsRng.fill_bytes(&mut id);
-        let in_reply_to = self.offline_state().applied.clone();
+        let in_reply_to = self
+            .store
+            .get_setting(OFFLINE_APPLIED)
+            .await?
+            .filter(|s| !s.is_empty());
         Ok(tessera_core::offline::RequestClaims {
             jti: format!("srv-confirm-{}", hex::encode(id)),
             iat: self.clock.now(),
@@ -265,10 +270,6 @@ impl Server {
             },
         }
         .sign(&self.key)?)
-    }
-
-    fn offline_state(&self) -> std::sync::MutexGuard<'_, OfflineState> {
-        self.offline.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// In a cluster: serves the bundle another member installed (an activation or a renewal), if
@@ -365,15 +366,17 @@ impl Server {
         .map_err(LinkError::InvalidResponseFile)?;
         let cert = r.certificate.ok_or(LinkError::NotAServerResponse)?;
         let n = self.install(&r.license, &cert).await?;
-        let answered_update = {
-            let mut st = self.offline_state();
-            st.applied = Some(r.in_reply_to.clone());
-            let was = st.update.as_deref() == Some(r.in_reply_to.as_str());
-            if was {
-                st.update = None;
-            }
-            was
-        };
+        let answered_update = self
+            .store
+            .get_setting(OFFLINE_UPDATE)
+            .await?
+            .is_some_and(|pending| pending == r.in_reply_to);
+        self.store
+            .put_setting(OFFLINE_APPLIED, &r.in_reply_to)
+            .await?;
+        if answered_update {
+            self.store.put_setting(OFFLINE_UPDATE, "").await?;
+        }
         if answered_update {
             // the back office has the report the request carried: the next starts afresh
             self.engine.report(true).await;
@@ -455,12 +458,10 @@ async fn backoffice_answer<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// The offline exchange in progress: the update request whose response starts the next usage
-/// report afresh, and the request the last response applied answered (for the confirmation).
-/// Kept in memory: after a restart the next report's peaks include the reported ones again, which
-/// over-reports, never under-reports.
-#[derive(Debug, Default)]
-pub(crate) struct OfflineState {
-    pub(crate) update: Option<String>,
-    pub(crate) applied: Option<String>,
-}
+/// The setting that keeps the offline update request whose response starts the next usage report
+/// afresh (empty: none pending). In the store, so that a restart in between, or a cluster member
+/// applying the response, still knows it.
+const OFFLINE_UPDATE: &str = "offline.update_pending";
+/// The setting that keeps the request the last offline response applied answered (for the
+/// confirmation).
+const OFFLINE_APPLIED: &str = "offline.last_applied";

@@ -187,8 +187,6 @@ pub struct Server {
     pub(crate) log_reload: std::sync::OnceLock<crate::properties::LogReload>,
     /// Held while properties are changed, so changes of server.toml happen one at a time.
     pub(crate) properties_edit: std::sync::Mutex<()>,
-    /// The offline update request in progress and the last response applied.
-    pub(crate) offline: std::sync::Mutex<crate::link::OfflineState>,
     /// Keeps other server processes off this data directory and database while this one runs.
     _lock: (fs::File, tessera_store::ExclusiveGuard),
 }
@@ -328,7 +326,6 @@ async fn open_as(data: &Path, clock: Arc<dyn Clock>, rebind: bool) -> Result<Ser
         locks: std::sync::Mutex::new(locks),
         log_reload: std::sync::OnceLock::new(),
         properties_edit: std::sync::Mutex::new(()),
-        offline: std::sync::Mutex::new(crate::link::OfflineState::default()),
         config,
         store,
         engine,

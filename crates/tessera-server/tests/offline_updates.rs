@@ -151,8 +151,31 @@ async fn a_server_that_never_goes_online_renews_reports_and_confirms_with_files(
         .find(|f| f["name"] == "modeler")
         .unwrap();
     assert_eq!(modeler["peak"], 2, "{}", report.report);
+    // the server restarts before the response comes back: it still knows the request it sent
+    let server = data.restart(server).await;
+    let admin = Admin {
+        url: server.url.clone(),
+        token: data.token.clone(),
+    };
+    let store = tessera_store::open(&tessera_store::sqlite_url_for_data_dir(&data.data))
+        .await
+        .unwrap();
+    use tessera_store::MetaStore;
+    assert_eq!(
+        store.get_setting("offline.update_pending").await.unwrap(),
+        Some(claims.jti.clone())
+    );
     let (st, applied) = admin.apply(&renewal).await;
     assert_eq!(st, StatusCode::OK, "{applied}");
+    // answered: the next report starts afresh, and the confirmation will name the request
+    assert_eq!(
+        store.get_setting("offline.update_pending").await.unwrap(),
+        Some(String::new())
+    );
+    assert_eq!(
+        store.get_setting("offline.last_applied").await.unwrap(),
+        Some(claims.jti.clone())
+    );
     // a response from someone else's request, or a forged one, is refused; nothing changes
     let (st, p) = admin.apply(&renewal.replace('A', "B")).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
@@ -164,7 +187,8 @@ async fn a_server_that_never_goes_online_renews_reports_and_confirms_with_files(
     assert_eq!(st, StatusCode::OK, "{ack}");
     assert!(
         ack.starts_with("confirmed: license server ethernet=0050569a3b01 serves license")
-            && ack.contains(&renewed.jti),
+            && ack.contains(&renewed.jti)
+            && ack.contains(&claims.jti),
         "{ack}"
     );
     let host: tessera_core::HostId = "ethernet=0050569a3b01".parse().unwrap();
