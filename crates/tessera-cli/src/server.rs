@@ -653,8 +653,14 @@ fn server_key(server: &str) -> String {
 
 /// The token given, else the one `login` saved for `server`.
 pub(crate) fn token_for(server: &str, token: Option<String>) -> Result<String> {
-    if let Some(t) = token.filter(|t| !t.trim().is_empty()) {
-        return Ok(t);
+    match token {
+        // an empty token given (`--token "$T"` with T unset) is a mistake, not a request for the
+        // saved login's token: that would act as another user than the script meant
+        Some(t) if t.trim().is_empty() => {
+            bail!("the token given is empty (--token or TESSERA_SERVER_TOKEN): give a token, or leave both out to use the one `tessera server login` saved")
+        }
+        Some(t) => return Ok(t),
+        None => {}
     }
     saved_tokens()?.remove(&server_key(server)).ok_or_else(|| {
         anyhow!("no credentials for {server}: pass --token (the admin token printed by `tessera server init`), or `tessera server login --server {server}` first")
@@ -1590,6 +1596,18 @@ fn log_reload<S: 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_token_is_refused_not_replaced_by_the_saved_one() {
+        let e = token_for("http://127.0.0.1:7070", Some("  ".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("the token given is empty"), "{e}");
+        assert_eq!(
+            token_for("http://127.0.0.1:7070", Some("tss_x".into())).unwrap(),
+            "tss_x"
+        );
+    }
     use time::macros::datetime;
 
     #[test]
