@@ -470,6 +470,14 @@ impl Server {
                 key: key.clone(),
                 detail,
             })?;
+            if key == "listen" {
+                if let Some(text) = v.as_str() {
+                    listen_check(text).map_err(|detail| PropertyError::BadValue {
+                        key: key.clone(),
+                        detail,
+                    })?;
+                }
+            }
             if key == "log" {
                 if let Some(text) = v.as_str() {
                     tracing_subscriber_check(text).map_err(|detail| PropertyError::BadValue {
@@ -639,6 +647,20 @@ impl std::fmt::Debug for LogReload {
     }
 }
 
+/// A listen address the next start can bind: `HOST:PORT` (an IPv6 host in brackets), so that a
+/// typo is refused now rather than found when the server does not come back after a restart.
+fn listen_check(text: &str) -> Result<(), String> {
+    let bad = || {
+        format!("\"{text}\" is not an address to listen on: write HOST:PORT, e.g. 0.0.0.0:7070 or [::]:7070")
+    };
+    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    port.parse::<u16>().map_err(|_| bad())?;
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(bad());
+    }
+    Ok(())
+}
+
 fn tracing_subscriber_check(text: &str) -> Result<(), String> {
     tracing_subscriber::EnvFilter::try_new(text).map(|_| ()).map_err(|e| {
         format!("\"{text}\" is not a log filter ({e}); use a level such as \"info\" or \"debug\", or directives such as \"info,tessera_server=debug\"")
@@ -776,6 +798,10 @@ mod tests {
             .unwrap_err()
             .contains("empty"));
         assert!(tracing_subscriber_check("info,=[").is_err());
+        assert!(listen_check("0.0.0.0:7070").is_ok() && listen_check("[::]:7070").is_ok());
+        for bad in ["7070", "0.0.0.0", "0.0.0.0:70700", ":7070", "host :1"] {
+            assert!(listen_check(bad).is_err(), "{bad}");
+        }
         assert!(tracing_subscriber_check("debug").is_ok());
     }
 

@@ -174,6 +174,12 @@ async fn properties_change_live_or_at_restart_and_the_producers_locks_hold() {
             "may not be unset",
         ),
         (
+            json!({"values": {"listen": "0.0.0.0"}}),
+            422,
+            "invalid_property",
+            "HOST:PORT",
+        ),
+        (
             json!({"values": {}}),
             422,
             "invalid_property",
