@@ -119,6 +119,42 @@ pub struct Config {
     /// (default 300): how long a captured signed request can be replayed.
     #[serde(default = "default_signed_request_skew")]
     pub signed_request_max_skew_seconds: u32,
+    /// The License Server Manager's branding (`[manager]`): the product's name, logo and menu
+    /// labels.
+    #[serde(default)]
+    pub manager: ManagerConfig,
+}
+
+/// `[manager]` in server.toml: how the License Server Manager (the browser UI at `/`) presents
+/// the producer's product. Every key is optional.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ManagerConfig {
+    /// The product's name in every page's header and title (default `Tessera License Server`).
+    #[serde(default = "default_product_name")]
+    pub product_name: String,
+    /// A logo file (PNG, SVG, JPEG or WebP, at most 256 KiB) shown in the header; Tessera's
+    /// otherwise. A relative path is read from the data directory.
+    #[serde(default)]
+    pub logo: Option<PathBuf>,
+    /// Menu labels by entry (`features = "Licences"`, `"Seat policy" = "Sharing"`): the entries
+    /// are listed in docs/manager.md.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        ManagerConfig {
+            product_name: default_product_name(),
+            logo: None,
+            labels: Default::default(),
+        }
+    }
+}
+
+fn default_product_name() -> String {
+    "Tessera License Server".into()
 }
 
 fn default_signed_request_skew() -> u32 {

@@ -37,6 +37,7 @@ pub mod server;
 pub mod tasks;
 pub mod token;
 pub mod trust;
+mod ui;
 
 pub use config::{load_config, Config, DEFAULT_LISTEN};
 pub use error::ServerError;

@@ -230,7 +230,10 @@ pub struct TokenLogin {
 pub struct PasswordChange {
     /// The user whose password changes.
     pub user: String,
-    /// The current password.
+    /// The current password. Empty (or absent) only from a logged-in browser session of this
+    /// user that need not change its password (the manager's Reset Password page): the session
+    /// cookie and its CSRF token stand for it then.
+    #[serde(default)]
     pub current_password: String,
     /// The new password (at least 12 characters).
     pub new_password: String,

@@ -190,8 +190,12 @@ pub fn router(state: Shared) -> Router {
         .0;
     let others =
         tessera_service::trace::traced(state.http.counted(operations().split_for_parts().0));
+    // the manager's pages call the admin API in-process, through the same routes
+    let api = crate::ui::Api(others.clone().with_state(state.clone()));
+    let manager = tessera_service::trace::traced(crate::ui::routes().layer(axum::Extension(api)));
     capability
         .merge(others)
+        .merge(manager)
         .fallback(tessera_host::serve::not_found)
         .method_not_allowed_fallback(tessera_host::serve::method_not_allowed)
         .layer(DefaultBodyLimit::max(64 * 1024))

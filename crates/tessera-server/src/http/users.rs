@@ -247,6 +247,7 @@ pub(crate) async fn logout(
 pub(crate) async fn change_password(
     State(s): State<Shared>,
     ip: ClientIp,
+    headers: axum::http::HeaderMap,
     req: Result<Json<PasswordChange>, JsonRejection>,
 ) -> Response {
     let Json(req) = match req {
@@ -263,10 +264,17 @@ pub(crate) async fn change_password(
             "new_password: choose a password other than the current one",
         );
     }
-    let user = match check_login(&s, ip, &req.user, &req.current_password, "password_change").await
-    {
-        Ok(u) => u,
-        Err(r) => return r,
+    let with_current = !req.current_password.is_empty();
+    let user = if with_current {
+        match check_login(&s, ip, &req.user, &req.current_password, "password_change").await {
+            Ok(u) => u,
+            Err(r) => return r,
+        }
+    } else {
+        match session_user(&s, &headers, &req.user).await {
+            Ok(u) => u,
+            Err(r) => return r,
+        }
     };
     let store = s.server.store.clone();
     let (name, new) = (user.name.clone(), req.new_password.clone());
@@ -293,11 +301,64 @@ pub(crate) async fn change_password(
         &s,
         &name,
         "password_changed",
-        "changed the password (with the current one); the user's sessions ended",
+        if with_current {
+            "changed the password (with the current one); the user's sessions ended"
+        } else {
+            "changed the password (in a logged-in session); the user's sessions ended"
+        },
         Some(ip.0),
     )
     .await;
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// The user of a password change without the current password: the request's browser session
+/// (with its CSRF token) must be this user's, and its password must not be due for a change
+/// (a first login gives the current password).
+async fn session_user(
+    s: &AppState,
+    headers: &axum::http::HeaderMap,
+    user: &str,
+) -> Result<UserRecord, Response> {
+    let needed = || {
+        problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            "current_password: give the current password (it may be left out only in a logged-in browser session of this user)",
+        )
+    };
+    let now = s.server.clock.now();
+    let principal = match s
+        .sessions
+        .resume(&s.server.store, &axum::http::Method::POST, headers, now)
+        .await
+    {
+        Ok(Some(p)) => p,
+        Ok(None) => return Err(needed()),
+        Err(AuthError::Refused(r)) => {
+            return Err(problem(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                format!("the session cannot change the password: {r}; log in again"),
+            ))
+        }
+        Err(e) => return Err(auth_failure(e)),
+    };
+    if principal.user != user {
+        return Err(problem(
+            StatusCode::FORBIDDEN,
+            "access_denied",
+            "a session changes only its own user's password without the current one",
+        ));
+    }
+    match s.server.store.get_user(user).await {
+        Ok(Some(u)) if !u.must_change_password => Ok(u),
+        Ok(Some(_)) => Err(needed()),
+        Ok(None) => Err(auth_failure(AuthError::NotFound {
+            what: format!("user {user}"),
+        })),
+        Err(e) => Err(storage(e)),
+    }
 }
 
 /// Exchanges a user name and password for an API token acting as that user with the user's role

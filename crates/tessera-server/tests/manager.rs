@@ -1,0 +1,439 @@
+//! The License Server Manager (the browser UI at `/`) in a real headless Chromium: a license
+//! administrator's first visit (log in with the printed password, the forced password change),
+//! the features and devices views while clients hold seats (tabs, search, sorting, paging with
+//! the page size setting, a feature's and a device's page), settings and about, keyboard use,
+//! a phone-sized window, the session ending after 30 idle minutes, logout. Also, without a
+//! browser: pages need a login, a forged form changes nothing, every page is sent with its
+//! security headers.
+
+#[path = "support/browser.rs"]
+mod browser;
+
+use std::sync::Arc;
+
+use reqwest::redirect::Policy;
+use serde_json::{json, Value};
+use tessera_core::clock::ManualClock;
+use tessera_testkit::{BackOfficeKit, ServerKit};
+use tessera_wire::KeyCount;
+
+/// A capability request for `features` as `device` (with its user and alias).
+fn ask(device: &str, user: &str, alias: &str, id: &str, features: &[(&str, u32)]) -> Value {
+    let features: Vec<Value> = features
+        .iter()
+        .map(|(name, count)| json!({"name": name, "count": count}))
+        .collect();
+    json!({"operation": "request", "device_id": device, "user": user, "alias": alias,
+        "device_type": "physical", "request_id": id, "nonce": format!("nonce-{id}-0123456789"),
+        "features": features})
+}
+
+async fn take(url: &str, body: &Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{url}/api/v1/capability"))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+}
+
+/// A back office with one line of modeler 2.0 and render 1.0 (3 seats each, 1 overdraft), a license
+/// server activated from it on a manual clock, and four devices holding seats.
+async fn served(
+    dir: &std::path::Path,
+) -> (
+    tessera_testkit::TestBackOffice,
+    tessera_testkit::ServerData,
+    tessera_testkit::TestServer,
+    Arc<ManualClock>,
+) {
+    let bo = BackOfficeKit::new()
+        .in_dir(&dir.join("bo"))
+        .features(
+            json!([{"name": "modeler", "version": "2.0"}, {"name": "render", "version": "1.0"}]),
+        )
+        .line(json!({"product": "cad", "model": "floating", "count": 3, "overdraft": 1}))
+        .start()
+        .await;
+    let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
+    let data = ServerKit::new(dir, &bo.producer_pem())
+        .clock(clock.clone())
+        .init()
+        .await;
+    let server = data.start().await;
+    server
+        .activate(&bo.url, &[KeyCount::new(&bo.keys[0], 3)])
+        .await;
+    for (i, (device, user, alias, features)) in [
+        (
+            "string=ws-1",
+            "ann",
+            "Ann's workstation",
+            vec![("modeler", 2)],
+        ),
+        (
+            "string=ws-2",
+            "bob",
+            "build-vm",
+            vec![("modeler", 1), ("render", 1)],
+        ),
+        ("string=ws-3", "cy", "lab-3", vec![("render", 1)]),
+        (
+            "ethernet=0050569a0004",
+            "dee",
+            "lab-4",
+            vec![("modeler", 1)],
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        take(
+            &server.url,
+            &ask(device, user, alias, &format!("r{i}"), &features),
+        )
+        .await;
+    }
+    (bo, data, server, clock)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_logs_in_and_reads_features_and_devices_in_a_browser() {
+    let Some(b) = browser::browser("manager features").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (_bo, data, server, clock) = served(dir.path()).await;
+    let url = server.url.clone();
+
+    // the first visit: the login page, with the password printed at init
+    b.goto(&format!("{url}/")).await;
+    assert!(b.path().await.starts_with("/login"), "{}", b.path().await);
+    b.screenshot("login").await;
+    b.fill("#user", "admin").await;
+    b.fill("#password", "not the password").await;
+    b.click("form.stack button[type=submit]").await;
+    assert!(
+        b.text_of(".error")
+            .await
+            .contains("wrong user name or password"),
+        "{}",
+        b.text().await
+    );
+    b.fill("#user", "admin").await;
+    b.fill("#password", &data.password).await;
+    b.click("form.stack button[type=submit]").await;
+
+    // the forced password change (the first of the seed's three cases: the current password)
+    assert_eq!(b.path().await, "/password?first=1");
+    assert!(b.text().await.contains("must be changed"));
+    b.fill("#user", "admin").await;
+    b.fill("#current", &data.password).await;
+    b.fill("#new", "a much better password").await;
+    b.fill("#confirm", "a much better passwort").await;
+    b.click("form.stack button[type=submit]").await;
+    assert!(b.text_of(".error").await.contains("differ"));
+    b.screenshot("password-first-login").await;
+    b.fill("#user", "admin").await;
+    b.fill("#current", &data.password).await;
+    b.fill("#new", "a much better password").await;
+    b.fill("#confirm", "a much better password").await;
+    b.click("form.stack button[type=submit]").await;
+    assert!(b.path().await.starts_with("/login"));
+    assert!(b.text().await.contains("Your password was changed"));
+    b.fill("#user", "admin").await;
+    b.fill("#password", "a much better password").await;
+    b.click("form.stack button[type=submit]").await;
+
+    // the features summary: seats in use by the four devices
+    assert_eq!(b.path().await, "/features");
+    let text = b.text().await;
+    assert!(text.contains("Signed in as admin"), "{text}");
+    let modeler = b.text_of("#features-table tbody tr:nth-child(1)").await;
+    assert!(modeler.starts_with("modeler 2.0 3 4 0"), "{modeler}");
+    assert!(modeler.contains("overdraft"), "{modeler}");
+    let render = b.text_of("#features-table tbody tr:nth-child(2)").await;
+    assert!(render.starts_with("render 1.0 3 2 1"), "{render}");
+    b.screenshot("features-summary").await;
+
+    // sorted by use, largest first: a click on the header, then another
+    b.click_text("Total used").await;
+    b.click_text("Total used").await;
+    assert!(b.path().await.contains("sort=used&order=desc"));
+    assert!(b
+        .text_of("#features-table tbody tr:nth-child(1)")
+        .await
+        .starts_with("modeler"));
+
+    // the exact-name search, and the details tab
+    b.fill("#q", "render").await;
+    b.click(".toolbar form button").await;
+    let rows = b.text_of("#features-table tbody").await;
+    assert!(
+        rows.contains("render") && !rows.contains("modeler"),
+        "{rows}"
+    );
+    b.fill("#q", "rend").await;
+    b.click(".toolbar form button").await;
+    assert!(b.text().await.contains("Total number of records: 0"));
+    b.click_text("Details").await;
+    let details = b.text_of("#features-table").await;
+    assert!(
+        details.contains("Activation ID") && details.contains("cad"),
+        "{details}"
+    );
+    b.screenshot("features-details").await;
+
+    // the column chooser hides a column (and keeps it hidden on the next visit)
+    b.toggle("View columns").await;
+    b.toggle("input[data-column=activation_id]").await;
+    assert!(!b
+        .text_of("#features-table thead")
+        .await
+        .contains("Activation ID"));
+    b.goto(&format!("{url}/features?tab=details")).await;
+    assert!(!b
+        .text_of("#features-table thead")
+        .await
+        .contains("Activation ID"));
+
+    // a feature's page: the devices holding it
+    b.goto(&format!("{url}/features")).await;
+    b.click_text("modeler").await;
+    assert_eq!(b.path().await, "/features/modeler");
+    let holders = b.text().await;
+    for d in [
+        "string=ws-1",
+        "string=ws-2",
+        "ethernet=0050569a0004",
+        "Ann's workstation",
+    ] {
+        assert!(holders.contains(d), "{d}: {holders}");
+    }
+    assert!(!holders.contains("string=ws-3"), "{holders}");
+    b.screenshot("feature").await;
+
+    // the devices, a device's page
+    b.click_text("Devices").await;
+    let devices = b.text_of("#devices-table tbody").await;
+    assert_eq!(devices.lines().count(), 4, "{devices}");
+    b.screenshot("devices").await;
+    b.click_text("string=ws-2").await;
+    let device = b.text().await;
+    assert!(
+        device.contains("build-vm") && device.contains("bob"),
+        "{device}"
+    );
+    assert!(
+        device.contains("modeler") && device.contains("render"),
+        "{device}"
+    );
+    b.screenshot("device").await;
+
+    // the page size (a setting kept in the browser): one device a page, four pages
+    b.click_text("Settings").await;
+    b.fill("#page_size", "1").await;
+    b.click("#settings-form button[type=submit]").await;
+    assert!(b.text().await.contains("Saved: 1 records per page"));
+    b.screenshot("settings").await;
+    b.goto(&format!("{url}/devices?sort=device")).await;
+    assert_eq!(b.text_of("#devices-table tbody").await.lines().count(), 1);
+    assert!(b.text().await.contains("Total number of records: 4"));
+    b.click("nav.pager a[aria-label='Page 4']").await;
+    assert!(b
+        .text_of("#devices-table tbody")
+        .await
+        .contains("string=ws-3"));
+    b.goto(&format!("{url}/settings")).await;
+    b.fill("#page_size", "50").await;
+    b.click("#settings-form button[type=submit]").await;
+
+    // about: version, system and the browser
+    b.click_text("About").await;
+    let about = b.text().await;
+    assert!(about.contains(env!("CARGO_PKG_VERSION")), "{about}");
+    assert!(about.contains("Chrome"), "{about}");
+    b.screenshot("about").await;
+
+    // keyboard: the first Tab reaches the skip link, which leads to the content
+    b.goto(&format!("{url}/devices")).await;
+    assert_eq!(b.tab(1).await, "Skip to content");
+
+    // a phone: the menu goes above the content, the table scrolls within its box
+    b.size(360, 800).await;
+    b.goto(&format!("{url}/features")).await;
+    let width: f64 = b
+        .client
+        .execute("return document.documentElement.scrollWidth", vec![])
+        .await
+        .unwrap()
+        .as_f64()
+        .unwrap();
+    assert!(width <= 380.0, "the page is {width} px wide at 360");
+    b.screenshot("features-phone").await;
+    b.size(1280, 900).await;
+
+    // 31 minutes without a click: the next one goes to the login page, saying why
+    clock.advance(time::Duration::minutes(31));
+    b.click_text("Devices").await;
+    assert!(b.path().await.starts_with("/login"), "{}", b.path().await);
+    assert!(b.text().await.contains("Your session ended"));
+    b.fill("#user", "admin").await;
+    b.fill("#password", "a much better password").await;
+    b.click("form.stack button[type=submit]").await;
+    assert_eq!(
+        b.path().await,
+        "/devices",
+        "the login returns to where the user was"
+    );
+
+    // while logged in, the password changes without the current one (the seed's second case)
+    b.goto(&format!("{url}/password")).await;
+    assert!(b
+        .client
+        .find(fantoccini::Locator::Css("#current"))
+        .await
+        .is_err());
+    b.screenshot("password-logged-in").await;
+
+    // logout: back to the login page; the views need a login again
+    b.click_text("Log out").await;
+    assert!(b.text().await.contains("You are logged out"));
+    b.goto(&format!("{url}/devices")).await;
+    assert!(b.path().await.starts_with("/login"));
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_need_a_login_and_a_forged_form_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_bo, data, server, _clock) = served(dir.path()).await;
+    let url = server.url.clone();
+    let http = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap();
+
+    // without a session: to the login page, returning to the page after
+    for page in [
+        "/",
+        "/features",
+        "/devices",
+        "/devices/string=ws-1",
+        "/features/modeler",
+    ] {
+        let r = http.get(format!("{url}{page}")).send().await.unwrap();
+        assert_eq!(r.status(), 303, "{page}");
+        let to = r.headers()["location"].to_str().unwrap();
+        assert!(to.starts_with("/login?next="), "{page}: {to}");
+    }
+    // an unknown or ended session is told it ended
+    let r = http
+        .get(format!("{url}/features"))
+        .header("cookie", "tessera_session=not-a-session")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers()["location"]
+        .to_str()
+        .unwrap()
+        .ends_with("&ended=1"));
+
+    // a login through the form: the session cookie, and the forced password change first
+    let r = http
+        .post(format!("{url}/login"))
+        .form(&[
+            ("user", "admin"),
+            ("password", data.password.as_str()),
+            ("next", "//evil.example/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/password?first=1");
+    let cookie = r.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().unwrap().to_string();
+    let r = http
+        .get(format!("{url}/features"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["location"], "/password?first=1");
+
+    // a forged logout (no CSRF token) does not end the session
+    let r = http
+        .post(format!("{url}/logout"))
+        .header("cookie", &session)
+        .form(&[("csrf", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("CSRF"));
+    let r = http
+        .get(format!("{url}/password"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the session still works");
+
+    // a password change without the current password needs a logged-in session that need not
+    // change it: this one must, so it is refused and the password stays
+    let r = http
+        .post(format!("{url}/password"))
+        .header("cookie", &session)
+        .form(&[
+            ("new", "another long password"),
+            ("confirm", "another long password"),
+            ("csrf", ""),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let r = http
+        .post(format!("{url}/login"))
+        .form(&[("user", "admin"), ("password", data.password.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "the first password still logs in");
+
+    // the login page: its security headers, no secret in it, small
+    let r = http.get(format!("{url}/login")).send().await.unwrap();
+    for (h, v) in [
+        ("cache-control", "no-store"),
+        ("x-frame-options", "DENY"),
+        ("x-content-type-options", "nosniff"),
+    ] {
+        assert_eq!(r.headers()[h], v, "{h}");
+    }
+    assert!(r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("script-src 'self'"));
+    let html = r.text().await.unwrap();
+    assert!(!html.contains(&data.token) && !html.contains(&data.password));
+    assert!(html.len() < 100 * 1024);
+    // the assets are served from the binary
+    for (asset, kind) in [
+        ("/ui/manager.css", "text/css"),
+        ("/ui/manager.js", "text/javascript"),
+        ("/ui/logo", "image/svg+xml"),
+    ] {
+        let r = http.get(format!("{url}{asset}")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{asset}");
+        assert!(r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with(kind));
+    }
+}
