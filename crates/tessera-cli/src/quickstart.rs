@@ -262,11 +262,14 @@ async fn run_async(data: &Path, opts: Options) -> Result<()> {
         "License server:  {srv_url}   (admin token {})",
         made.server_token
     );
+    println!("  manager:       {srv_url}/   (the License Server Manager: open it in a browser)");
     if first && !made.server_admin_password.is_empty() {
         println!(
-            "  user admin, first password {} (change it at the first login: tessera server passwd --server {srv_url})",
+            "  user admin, first password {} (the manager asks for a new one at the first login; or: tessera server passwd --server {srv_url})",
             made.server_admin_password
         );
+    } else {
+        println!("  user admin: the password printed at the first run, or the one you chose since");
     }
     println!();
     println!("Check a seat out of the license server from another terminal:");
