@@ -175,6 +175,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         let mut doc = documented().split_for_parts().1;
         // after the routes are in: it documents what their extractors answer
         utoipa::Modify::modify(&Answers, &mut doc);
+        // the manager's pages, after: their error pages are HTML, not problems
+        utoipa::Modify::modify(&crate::ui::openapi::ManagerPages, &mut doc);
         doc
     })
     .clone()

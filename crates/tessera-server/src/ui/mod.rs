@@ -38,6 +38,7 @@ use crate::http::Shared;
 
 mod auth;
 mod features;
+pub(crate) mod openapi;
 mod setup;
 
 /// The admin API router (with the server's state), for the pages to call in-process.
