@@ -427,8 +427,14 @@ async fn an_administrator_sets_up_and_updates_the_server_in_a_browser() {
             "{action}: {log}"
         );
     }
+    // newest first: the revoked token's refusal, then its revocation
     let first_row = b.text_of("#audit-table tbody tr:nth-child(1)").await;
-    assert!(first_row.contains("token_revoked"), "{first_row}");
+    assert!(
+        first_row.contains("credential_refused") && first_row.contains("revoked"),
+        "{first_row}"
+    );
+    let second_row = b.text_of("#audit-table tbody tr:nth-child(2)").await;
+    assert!(second_row.contains("token_revoked"), "{second_row}");
     b.screenshot("audit").await;
     // paged by the page size
     b.goto(&format!("{url}/settings")).await;
@@ -438,10 +444,11 @@ async fn an_administrator_sets_up_and_updates_the_server_in_a_browser() {
     assert_eq!(b.text_of("#audit-table tbody").await.lines().count(), 5);
     b.click_text("Older entries").await;
     assert!(b.path().await.starts_with("/audit?before="));
-    assert!(!b
-        .text_of("#audit-table tbody")
-        .await
-        .contains("token_revoked"));
+    let older = b.text_of("#audit-table tbody").await;
+    assert!(
+        !older.contains("token_revoked") && older.contains("user_created"),
+        "{older}"
+    );
 
     // ---- A forged form (the session's cookie, not its CSRF token) changes nothing
     let cookie = session_cookie(&b).await;
