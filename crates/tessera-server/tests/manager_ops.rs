@@ -117,19 +117,34 @@ async fn an_administrator_sets_up_and_updates_the_server_in_a_browser() {
     let server = data.start().await;
     let (url, token) = (server.url.clone(), data.token.clone());
     let toml_path = data.data.join("server.toml");
-    first_login(&b, &url, "admin", &data.password, "the admin's own password").await;
+    first_login(
+        &b,
+        &url,
+        "admin",
+        &data.password,
+        "the admin's own password",
+    )
+    .await;
 
     // ---- Online server updates: two activation IDs at once (the second row added with +)
     b.click_text("Online server updates").await;
     assert_eq!(b.path().await, "/updates/online");
-    let rows = b.client.find_all(fantoccini::Locator::Css("[data-row]")).await.unwrap();
+    let rows = b
+        .client
+        .find_all(fantoccini::Locator::Css("[data-row]"))
+        .await
+        .unwrap();
     assert_eq!(rows.len(), 1, "the script leaves one row and a + button");
     b.screenshot("online-activations-empty").await;
-    b.fill("[data-row]:nth-of-type(1) input[name=key]", &bo.keys[0]).await;
-    b.fill("[data-row]:nth-of-type(1) input[name=count]", "3").await;
+    b.fill("[data-row]:nth-of-type(1) input[name=key]", &bo.keys[0])
+        .await;
+    b.fill("[data-row]:nth-of-type(1) input[name=count]", "3")
+        .await;
     b.toggle("button.add").await;
-    b.fill("[data-row]:nth-of-type(2) input[name=key]", &bo.keys[1]).await;
-    b.fill("[data-row]:nth-of-type(2) input[name=count]", "2").await;
+    b.fill("[data-row]:nth-of-type(2) input[name=key]", &bo.keys[1])
+        .await;
+    b.fill("[data-row]:nth-of-type(2) input[name=count]", "2")
+        .await;
     // never activated online: the back office's address is asked
     assert_eq!(
         b.client
@@ -174,7 +189,8 @@ async fn an_administrator_sets_up_and_updates_the_server_in_a_browser() {
         bo.url
     );
     // a wrong activation ID: the back office's refusal is shown, with the rows as typed
-    b.fill("[data-row]:nth-of-type(1) input[name=key]", "NOT-A-KEY").await;
+    b.fill("[data-row]:nth-of-type(1) input[name=key]", "NOT-A-KEY")
+        .await;
     b.click("#activate-form button[type=submit]").await;
     let refused = b.text_of(".error").await;
     assert!(refused.contains("The activation failed"), "{refused}");
@@ -219,7 +235,9 @@ async fn an_administrator_sets_up_and_updates_the_server_in_a_browser() {
     let saved = b.text_of(".flash").await;
     assert!(
         saved.contains("In force at once: lease_seconds")
-            && saved.contains("Restart the license server for these to take effect: session_idle_minutes"),
+            && saved.contains(
+                "Restart the license server for these to take effect: session_idle_minutes"
+            ),
         "{saved}"
     );
     assert!(b
@@ -231,7 +249,13 @@ async fn an_administrator_sets_up_and_updates_the_server_in_a_browser() {
         toml.contains("lease_seconds = 600") && toml.contains("session_idle_minutes = 45"),
         "{toml}"
     );
-    let (_, props) = api(&url, &token, reqwest::Method::GET, "/api/v1/admin/properties").await;
+    let (_, props) = api(
+        &url,
+        &token,
+        reqwest::Method::GET,
+        "/api/v1/admin/properties",
+    )
+    .await;
     let prop = |key: &str| {
         props["groups"]
             .as_array()
@@ -245,6 +269,14 @@ async fn an_administrator_sets_up_and_updates_the_server_in_a_browser() {
     assert_eq!(prop("lease_seconds")["in_force"], json!(600));
     assert_eq!(prop("session_idle_minutes")["restart_pending"], json!(true));
     b.screenshot("properties").await;
+    b.client
+        .execute(
+            "document.getElementById('g-license_generation').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .unwrap();
+    b.screenshot("properties-locked").await;
     // refused whole: a listen address that is not one, with a good value beside it
     b.fill("#f-listen", "nonsense").await;
     b.fill("#f-lease_seconds", "900").await;
@@ -325,7 +357,13 @@ async fn an_administrator_sets_up_and_updates_the_server_in_a_browser() {
     b.click("#key-form button[type=submit]").await;
     let added = b.text_of(".flash").await;
     assert!(added.contains("is registered"), "{added}");
-    let (_, keys) = api(&url, &token, reqwest::Method::GET, "/api/v1/admin/client-keys").await;
+    let (_, keys) = api(
+        &url,
+        &token,
+        reqwest::Method::GET,
+        "/api/v1/admin/client-keys",
+    )
+    .await;
     assert_eq!(keys.as_array().unwrap().len(), 1, "{keys}");
     let key_id = keys[0]["id"].as_str().unwrap().to_string();
     assert!(b.text_of("#client-keys-table").await.contains(&key_id));
@@ -333,9 +371,18 @@ async fn an_administrator_sets_up_and_updates_the_server_in_a_browser() {
     b.attach("#key", &fixture("rsa1024.spki.der")).await;
     b.click("#key-form button[type=submit]").await;
     assert!(b.text_of(".error").await.contains("1024 bits"));
-    b.click(&format!("form[action='/client-keys/{key_id}/delete'] button")).await;
+    b.click(&format!(
+        "form[action='/client-keys/{key_id}/delete'] button"
+    ))
+    .await;
     assert!(b.text_of(".flash").await.contains("is deleted"));
-    let (_, keys) = api(&url, &token, reqwest::Method::GET, "/api/v1/admin/client-keys").await;
+    let (_, keys) = api(
+        &url,
+        &token,
+        reqwest::Method::GET,
+        "/api/v1/admin/client-keys",
+    )
+    .await;
     assert_eq!(keys, json!([]));
 
     // ---- Users and roles: a read-only user, the first password shown once
@@ -368,9 +415,14 @@ async fn an_administrator_sets_up_and_updates_the_server_in_a_browser() {
         .select_by_value("admin")
         .await
         .unwrap();
-    b.click(&format!("{row} form[action$='/role'] button")).await;
-    assert!(b.text_of(".flash").await.contains("helper has the role administrator"));
-    b.click(&format!("{row} form[action$='/delete'] button")).await;
+    b.click(&format!("{row} form[action$='/role'] button"))
+        .await;
+    assert!(b
+        .text_of(".flash")
+        .await
+        .contains("helper has the role administrator"));
+    b.click(&format!("{row} form[action$='/delete'] button"))
+        .await;
     assert!(b.text_of(".flash").await.contains("helper is deleted"));
     let (_, users) = api(&url, &token, reqwest::Method::GET, "/api/v1/admin/users").await;
     assert!(!users.to_string().contains("helper"), "{users}");
@@ -381,7 +433,13 @@ async fn an_administrator_sets_up_and_updates_the_server_in_a_browser() {
     b.fill("#token-days", "30").await;
     b.click("#new-token-form button[type=submit]").await;
     let new_token = b.text_of("#new-token").await;
-    let (st, _) = api(&url, &new_token, reqwest::Method::GET, "/api/v1/admin/status").await;
+    let (st, _) = api(
+        &url,
+        &new_token,
+        reqwest::Method::GET,
+        "/api/v1/admin/status",
+    )
+    .await;
     assert_eq!(st, 200);
     b.screenshot("tokens").await;
     b.goto(&format!("{url}/tokens")).await;
@@ -398,7 +456,13 @@ async fn an_administrator_sets_up_and_updates_the_server_in_a_browser() {
         .to_string();
     b.click(&format!("tr[data-token='{id}'] button")).await;
     assert!(b.text_of(".flash").await.contains("is revoked"));
-    let (st, _) = api(&url, &new_token, reqwest::Method::GET, "/api/v1/admin/status").await;
+    let (st, _) = api(
+        &url,
+        &new_token,
+        reqwest::Method::GET,
+        "/api/v1/admin/status",
+    )
+    .await;
     assert_eq!(st, 401);
 
     // ---- Audit log: every one of these actions, newest first
@@ -423,7 +487,8 @@ async fn an_administrator_sets_up_and_updates_the_server_in_a_browser() {
         "token_revoked",
     ] {
         assert!(
-            log.lines().any(|l| l.split_whitespace().any(|w| w == action)),
+            log.lines()
+                .any(|l| l.split_whitespace().any(|w| w == action)),
             "{action}: {log}"
         );
     }
@@ -469,9 +534,56 @@ async fn an_administrator_sets_up_and_updates_the_server_in_a_browser() {
     assert_eq!(r.status(), 403);
     assert_eq!(std::fs::read_to_string(&toml_path).unwrap(), toml);
 
+    // ---- Without the script, the activation form offers five rows at once
+    let html = reqwest::Client::new()
+        .get(format!("{url}/updates/online"))
+        .header("cookie", session_cookie(&b).await)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(html.matches("data-row>").count(), 5, "{html}");
+
+    // ---- A phone: the views keep to the screen's width, their tables scroll in their box
+    b.size(360, 800).await;
+    for view in ["/properties", "/updates/online", "/updates/offline", "/users", "/audit"] {
+        b.goto(&format!("{url}{view}")).await;
+        let width = b
+            .client
+            .execute("return document.documentElement.scrollWidth", vec![])
+            .await
+            .unwrap()
+            .as_f64()
+            .unwrap();
+        if width > 380.0 {
+            let wide = b
+                .client
+                .execute(
+                    "return [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 380).slice(0, 8).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right)).join('; ')",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            b.screenshot("too-wide").await;
+            panic!("{view} is {width} px wide at 360: {wide}");
+        }
+        assert!(width <= 380.0, "{view} is {width} px wide at 360");
+    }
+    b.screenshot("online-phone").await;
+    b.size(1280, 900).await;
+
     // ---- The read-only user: reads the properties, is denied a change, nothing changes
     b.click_text("Log out").await;
-    first_login(&b, &url, "reader", &first_password, "the reader's own password").await;
+    first_login(
+        &b,
+        &url,
+        "reader",
+        &first_password,
+        "the reader's own password",
+    )
+    .await;
     b.goto(&format!("{url}/properties")).await;
     b.fill("#f-lease_seconds", "1200").await;
     b.click("#properties-form > button[type=submit]").await;
@@ -479,7 +591,13 @@ async fn an_administrator_sets_up_and_updates_the_server_in_a_browser() {
     assert!(denied.contains("Access denied"), "{denied}");
     b.screenshot("access-denied").await;
     assert_eq!(std::fs::read_to_string(&toml_path).unwrap(), toml);
-    let (_, props) = api(&url, &token, reqwest::Method::GET, "/api/v1/admin/properties").await;
+    let (_, props) = api(
+        &url,
+        &token,
+        reqwest::Method::GET,
+        "/api/v1/admin/properties",
+    )
+    .await;
     let lease = props["groups"]
         .as_array()
         .unwrap()

@@ -379,7 +379,8 @@ async fn create_user(page: Page, Form(f): Form<NewUserForm>) -> Response {
     {
         // shown here, once: not kept in a redirect's cookie
         Ok(c) => {
-            let created = Some((c.user.name.clone(), c.user.role.clone(), c.password));
+            let role = role_label(&c.user.role).to_string();
+            let created = Some((c.user.name.clone(), role, c.password));
             users_page(&page, created, None, String::new(), StatusCode::CREATED).await
         }
         Err(e) if not_for_the_form(&e) => failed(&page, e),
@@ -620,7 +621,13 @@ mod tests {
     use super::*;
     use crate::properties::PropertyGroup;
 
-    fn prop(key: &str, kind: &str, configured: Value, default: Value, optional: bool) -> PropertyView {
+    fn prop(
+        key: &str,
+        kind: &str,
+        configured: Value,
+        default: Value,
+        optional: bool,
+    ) -> PropertyView {
         PropertyView {
             key: key.into(),
             label: key.into(),

@@ -589,7 +589,11 @@ async fn upload_client_key(page: Page, form: Result<Multipart, MultipartRejectio
     }
 }
 
-async fn delete_client_key(page: Page, Path(id): Path<String>, Form(f): Form<CsrfForm>) -> Response {
+async fn delete_client_key(
+    page: Page,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
     match page
         .change::<()>(
             Method::DELETE,
@@ -601,7 +605,9 @@ async fn delete_client_key(page: Page, Path(id): Path<String>, Form(f): Form<Csr
     {
         Ok(()) => done(
             "/client-keys",
-            &format!("Client key {id} is deleted: requests signed with it are refused from now on."),
+            &format!(
+                "Client key {id} is deleted: requests signed with it are refused from now on."
+            ),
         ),
         Err(e) if matches!(e.status, StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED) => {
             failed(&page, e)
