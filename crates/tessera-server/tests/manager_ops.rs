@@ -548,7 +548,13 @@ async fn an_administrator_sets_up_and_updates_the_server_in_a_browser() {
 
     // ---- A phone: the views keep to the screen's width, their tables scroll in their box
     b.size(360, 800).await;
-    for view in ["/properties", "/updates/online", "/updates/offline", "/users", "/audit"] {
+    for view in [
+        "/properties",
+        "/updates/online",
+        "/updates/offline",
+        "/users",
+        "/audit",
+    ] {
         b.goto(&format!("{url}{view}")).await;
         let width = b
             .client
@@ -585,6 +591,7 @@ async fn an_administrator_sets_up_and_updates_the_server_in_a_browser() {
     )
     .await;
     b.goto(&format!("{url}/properties")).await;
+    assert!(b.text().await.contains("read-only user"));
     b.fill("#f-lease_seconds", "1200").await;
     b.click("#properties-form > button[type=submit]").await;
     let denied = b.text().await;
@@ -607,6 +614,21 @@ async fn an_administrator_sets_up_and_updates_the_server_in_a_browser() {
         .unwrap()["in_force"]
         .clone();
     assert_eq!(lease, json!(600));
+    let (_, log) = api(
+        &url,
+        &token,
+        reqwest::Method::GET,
+        "/api/v1/admin/audit?limit=5",
+    )
+    .await;
+    assert!(
+        log["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "access_denied" && e["actor"] == "reader"),
+        "{log}"
+    );
     // nor may they see the users
     b.goto(&format!("{url}/users")).await;
     assert!(b.text().await.contains("Access denied"));

@@ -140,6 +140,7 @@ fn rows_of(view: &PropertiesView, typed: &BTreeMap<String, String>) -> Vec<Group
                         configured: text_of(&p.configured),
                         default: text_of(&p.default),
                         applies: match p.applies.as_str() {
+                            _ if p.locked.is_some() => "fixed by the producer",
                             "live" => "at once",
                             "restart" => "at the next start",
                             _ => "read-only",
