@@ -1425,6 +1425,9 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
                 },
                 v.leases
             );
+            if let Some(bo) = &v.backoffice_url {
+                println!("  back office: {bo}");
+            }
             for f in &v.features {
                 let count = f.count.map_or("uncounted".to_string(), |c| c.to_string());
                 println!(

@@ -41,6 +41,10 @@ pub struct Status {
     pub features: Vec<FeatureState>,
     /// Leases held.
     pub leases: usize,
+    /// The back office this server was last activated at online (where a sync goes); absent
+    /// before the first online activation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoffice_url: Option<String>,
 }
 
 /// Activation keys to activate.

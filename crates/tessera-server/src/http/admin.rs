@@ -15,12 +15,21 @@ pub use super::access::{Admin, Viewer};
 
 pub use tessera_wire::admin::{FeatureState, Status};
 
-/// The server's features, use and leases.
+/// The server's features, use and leases, and the back office it syncs with.
 #[utoipa::path(get, path = "/api/v1/admin/status", tag = "admin", security(("token" = []), ("session" = [])),
     responses((status = 200, body = Status)))]
 pub(crate) async fn status(State(s): State<Shared>, _viewer: Viewer) -> Response {
     let usage = s.server.engine.usage().await;
     let leases = s.server.engine.leases().await.len();
+    use tessera_store::ServerStateStore as _;
+    // where a sync goes; the status is still answered when the store cannot say
+    let backoffice_url = s
+        .server
+        .store
+        .server_state(&tessera_store::InstanceId::on_site())
+        .await
+        .ok()
+        .and_then(|st| st.backoffice_url);
     Json(Status {
         hostid: s.server.hostid.to_string(),
         activated: s.server.certificate.read().await.is_some(),
@@ -38,6 +47,7 @@ pub(crate) async fn status(State(s): State<Shared>, _viewer: Viewer) -> Response
             })
             .collect(),
         leases,
+        backoffice_url,
     })
     .into_response()
 }

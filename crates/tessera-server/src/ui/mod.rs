@@ -36,7 +36,9 @@ use tower::ServiceExt as _;
 
 use crate::http::Shared;
 
+mod admin;
 mod auth;
+mod backoffice;
 mod features;
 pub(crate) mod openapi;
 mod setup;
@@ -55,6 +57,8 @@ pub(crate) fn routes() -> Router<Shared> {
         .merge(auth::routes())
         .merge(setup::routes())
         .merge(features::routes())
+        .merge(admin::routes())
+        .merge(backoffice::routes())
 }
 
 /// `/`: the features view (the first thing an administrator looks at), or the login page.

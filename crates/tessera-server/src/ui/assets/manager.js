@@ -75,3 +75,20 @@
     renumber();
   });
 })();
+// The activation rows: the + and − buttons are shown, and the blank rows beyond the first are
+// left out (without the script the form offers several rows at once).
+(function () {
+  "use strict";
+  document.querySelectorAll("[data-rows]").forEach(function (list) {
+    list.querySelectorAll("[data-js]").forEach(function (b) { b.hidden = false; });
+    var rows = list.querySelectorAll("[data-row]");
+    var kept = 0;
+    rows.forEach(function (r) {
+      var filled = r.querySelector("input").value.trim() !== "";
+      if (filled || kept === 0) { kept++; } else { r.remove(); }
+    });
+    list.querySelectorAll("[data-row] .remove").forEach(function (b) {
+      b.disabled = list.querySelectorAll("[data-row]").length < 2;
+    });
+  });
+})();
