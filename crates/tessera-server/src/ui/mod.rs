@@ -38,6 +38,7 @@ use crate::http::Shared;
 
 mod auth;
 mod features;
+mod policy;
 mod setup;
 
 /// The admin API router (with the server's state), for the pages to call in-process.
@@ -54,6 +55,7 @@ pub(crate) fn routes() -> Router<Shared> {
         .merge(auth::routes())
         .merge(setup::routes())
         .merge(features::routes())
+        .merge(policy::routes())
 }
 
 /// `/`: the features view (the first thing an administrator looks at), or the login page.
