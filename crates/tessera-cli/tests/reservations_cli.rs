@@ -153,7 +153,10 @@ fn reservations_are_administered_from_the_command_line() {
     let json: serde_json::Value =
         serde_json::from_str(&ok(&["server", "reservations", "list", "--json"])).unwrap();
     assert_eq!(json["entries"].as_array().unwrap().len(), 3);
-    assert_eq!(json["groups"][0]["reservations"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        json["groups"][0]["reservations"].as_array().unwrap().len(),
+        2
+    );
     assert_eq!(json["entries"][2]["satisfied"], false);
 
     ok(&["server", "reservations", "export", "--out", "res.json"]);

@@ -600,7 +600,9 @@ mod tests {
             }],
         };
         // the same holder: the entry joins its reservation
-        let next = r.with_entries("Lab", res("USER=ann", "cam", "2.0")).unwrap();
+        let next = r
+            .with_entries("Lab", res("USER=ann", "cam", "2.0"))
+            .unwrap();
         assert_eq!(next.groups.len(), 1);
         assert_eq!(next.groups[0].reservations.len(), 1);
         assert_eq!(next.groups[0].reservations[0].entries.len(), 2);
@@ -610,12 +612,16 @@ mod tests {
             .unwrap();
         assert_eq!(next.groups[0].reservations.len(), 2);
         // refused: a bad version (named within the reservation), a feature twice, no such group
-        let e = r.with_entries("Lab", res("user=bob", "cad", "1")).unwrap_err();
+        let e = r
+            .with_entries("Lab", res("user=bob", "cad", "1"))
+            .unwrap_err();
         assert!(
             e.to_string().starts_with("reservation.entries[0].version"),
             "{e}"
         );
-        let e = r.with_entries("Lab", res("user=ann", "cad", "2.0")).unwrap_err();
+        let e = r
+            .with_entries("Lab", res("user=ann", "cad", "2.0"))
+            .unwrap_err();
         assert!(e.to_string().contains("reserved twice"), "{e}");
         assert!(matches!(
             r.with_entries("Nope", res("user=bob", "cad", "1.0")),

@@ -23,7 +23,13 @@ fn seed_model() -> std::path::PathBuf {
 }
 
 /// Calls the admin API with the admin token.
-async fn api(url: &str, token: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+async fn api(
+    url: &str,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
     let mut r = reqwest::Client::new()
         .request(method, format!("{url}{path}"))
         .bearer_auth(token);
@@ -65,6 +71,28 @@ async fn log_in(b: &browser::Browser, url: &str, user: &str, password: &str, new
     );
 }
 
+/// Chooses the option `value` of the select matching `css`.
+async fn select(b: &browser::Browser, css: &str, value: &str) {
+    b.client
+        .find(fantoccini::Locator::Css(css))
+        .await
+        .unwrap()
+        .select_by_value(value)
+        .await
+        .unwrap();
+}
+
+/// The value of the field matching `css` (what the form holds).
+async fn value_of(b: &browser::Browser, css: &str) -> Option<String> {
+    b.client
+        .find(fantoccini::Locator::Css(css))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+}
+
 /// Ticks the checkbox of each group in the delete form and submits it.
 async fn delete_groups(b: &browser::Browser, groups: &[&str]) {
     for g in groups {
@@ -81,7 +109,9 @@ async fn reservations_and_named_pools_are_administered_in_a_browser() {
     let dir = tempfile::tempdir().unwrap();
     let bo = BackOfficeKit::new()
         .in_dir(&dir.path().join("bo"))
-        .features(json!([{"name": "modeler", "version": "2.0"}, {"name": POOLED, "version": "2.0"}]))
+        .features(
+            json!([{"name": "modeler", "version": "2.0"}, {"name": POOLED, "version": "2.0"}]),
+        )
         .floating(14)
         .start()
         .await;
@@ -91,7 +121,14 @@ async fn reservations_and_named_pools_are_administered_in_a_browser() {
         .activate(&bo.url, &[KeyCount::new(&bo.keys[0], 14)])
         .await;
     let (url, token) = (server.url.clone(), data.token.clone());
-    log_in(&b, &url, "admin", &data.password, Some("a much better password")).await;
+    log_in(
+        &b,
+        &url,
+        "admin",
+        &data.password,
+        Some("a much better password"),
+    )
+    .await;
 
     // nothing reserved yet
     b.click_text("Reservations").await;
@@ -105,48 +142,78 @@ async fn reservations_and_named_pools_are_administered_in_a_browser() {
     b.fill("#version", "2.0").await;
     b.fill("#count", "2").await;
     b.click("#add-form button[type=submit]").await;
-    assert!(b.text_of(".flash").await.contains("Added the group CAD lab"), "{}", b.text().await);
+    assert!(
+        b.text_of(".flash")
+            .await
+            .contains("Added the group CAD lab"),
+        "{}",
+        b.text().await
+    );
     let row = b.text_of("#reservations-table tbody tr:nth-child(1)").await;
-    assert!(row.starts_with("satisfied 0050569a3b01 ethernet CAD lab modeler 2.0 2"), "{row}");
+    assert!(
+        row.starts_with("satisfied 0050569a3b01 ethernet CAD lab modeler 2.0 2"),
+        "{row}"
+    );
 
     // another entry to the same group, for a user, more than the server holds: not satisfied,
     // and why, in words beside the red dot
     b.fill("#group", "CAD lab").await;
     b.fill("#device", "ann").await;
-    b.client
-        .find(fantoccini::Locator::Css("#id_type"))
-        .await
-        .unwrap()
-        .select_by_value("user")
-        .await
-        .unwrap();
+    select(&b, "#id_type", "user").await;
     b.fill("#feature", POOLED).await;
     b.fill("#version", "1.0").await;
     b.fill("#count", "20").await;
     b.click("#add-form button[type=submit]").await;
-    assert!(b.text_of(".flash").await.contains("to the group CAD lab"), "{}", b.text().await);
+    assert!(
+        b.text_of(".flash").await.contains("to the group CAD lab"),
+        "{}",
+        b.text().await
+    );
     let row = b.text_of("#reservations-table tbody tr:nth-child(2)").await;
     assert!(row.starts_with("not satisfied"), "{row}");
     assert!(row.contains("ann user CAD lab"), "{row}");
-    assert!(b.client.find(fantoccini::Locator::Css("#reservations-table tbody tr:nth-child(2) .dot.bad")).await.is_ok());
-    assert!(b.client.find(fantoccini::Locator::Css("#reservations-table tbody tr:nth-child(1) .dot.ok")).await.is_ok());
+    assert!(b
+        .client
+        .find(fantoccini::Locator::Css(
+            "#reservations-table tbody tr:nth-child(2) .dot.bad"
+        ))
+        .await
+        .is_ok());
+    assert!(b
+        .client
+        .find(fantoccini::Locator::Css(
+            "#reservations-table tbody tr:nth-child(1) .dot.ok"
+        ))
+        .await
+        .is_ok());
     let v = get(&url, &token, "/api/v1/admin/reservations").await;
     assert_eq!(v["groups"].as_array().unwrap().len(), 1, "{v}");
-    assert_eq!(v["groups"][0]["reservations"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(
+        v["groups"][0]["reservations"].as_array().unwrap().len(),
+        2,
+        "{v}"
+    );
     assert_eq!(v["entries"][1]["satisfied"], false);
     let reason = v["entries"][1]["reason"].as_str().unwrap().to_string();
-    assert!(row.contains(&reason), "the reason in text: {row} / {reason}");
+    assert!(
+        row.contains(&reason),
+        "the reason in text: {row} / {reason}"
+    );
 
     // a bad entry: refused with the API's words naming it; what was typed stays; nothing changed
     b.fill("#group", "CAD lab").await;
     b.fill("#device", "bob").await;
+    select(&b, "#id_type", "user").await;
     b.fill("#feature", "modeler").await;
     b.fill("#version", "2").await;
     b.fill("#count", "1").await;
     b.click("#add-form button[type=submit]").await;
     let err = b.text_of("#add-error").await;
-    assert!(err.contains("reservation.entries[0].version") && err.contains("a.b"), "{err}");
-    let kept = b.client.find(fantoccini::Locator::Css("#device")).await.unwrap().prop("value").await.unwrap();
+    assert!(
+        err.contains("reservation.entries[0].version") && err.contains("a.b"),
+        "{err}"
+    );
+    let kept = value_of(&b, "#device").await;
     assert_eq!(kept.as_deref(), Some("bob"));
     assert_eq!(get(&url, &token, "/api/v1/admin/reservations").await, v);
 
@@ -163,10 +230,16 @@ async fn reservations_and_named_pools_are_administered_in_a_browser() {
     b.fill("#page_size", "2").await;
     b.click("#settings-form button[type=submit]").await;
     b.goto(&format!("{url}/reservations")).await;
-    assert_eq!(b.text_of("#reservations-table tbody").await.lines().count(), 2);
+    assert_eq!(
+        b.text_of("#reservations-table tbody").await.lines().count(),
+        2
+    );
     b.click("nav.pager a[aria-label='Page 2']").await;
     let rows = b.text_of("#reservations-table tbody").await;
-    assert!(rows.lines().count() == 1 && rows.contains("Sales"), "{rows}");
+    assert!(
+        rows.lines().count() == 1 && rows.contains("Sales"),
+        "{rows}"
+    );
     b.goto(&format!("{url}/settings")).await;
     b.fill("#page_size", "50").await;
     b.click("#settings-form button[type=submit]").await;
@@ -175,16 +248,28 @@ async fn reservations_and_named_pools_are_administered_in_a_browser() {
     b.goto(&format!("{url}/reservations")).await;
     let (status, disposition, exported) = b.fetch("/reservations/export").await;
     assert_eq!(status, 200);
-    assert!(disposition.contains("attachment") && disposition.contains("reservations.json"), "{disposition}");
+    assert!(
+        disposition.contains("attachment") && disposition.contains("reservations.json"),
+        "{disposition}"
+    );
     let exported_doc: Value = serde_json::from_str(&exported).unwrap();
-    assert_eq!(exported_doc, get(&url, &token, "/api/v1/admin/reservations/export").await);
+    assert_eq!(
+        exported_doc,
+        get(&url, &token, "/api/v1/admin/reservations/export").await
+    );
     let good = dir.path().join("reservations.json");
     std::fs::write(&good, &exported).unwrap();
 
     // delete both groups (ticked, one submit)
     delete_groups(&b, &["CAD lab", "Sales"]).await;
-    assert!(b.text_of(".flash").await.contains("Deleted the reservation group(s) CAD lab, Sales"));
-    assert_eq!(get(&url, &token, "/api/v1/admin/reservations").await["groups"], json!([]));
+    assert!(b
+        .text_of(".flash")
+        .await
+        .contains("Deleted the reservation group(s) CAD lab, Sales"));
+    assert_eq!(
+        get(&url, &token, "/api/v1/admin/reservations").await["groups"],
+        json!([])
+    );
 
     // a bad file is refused whole, naming the entry; nothing changed
     let bad = dir.path().join("bad.json");
@@ -192,15 +277,28 @@ async fn reservations_and_named_pools_are_administered_in_a_browser() {
     b.attach("#import-file", &bad).await;
     b.click("#import-form button[type=submit]").await;
     let err = b.text_of("#import-error").await;
-    assert!(err.contains("groups[0].reservations[0].entries[0].version"), "{err}");
+    assert!(
+        err.contains("groups[0].reservations[0].entries[0].version"),
+        "{err}"
+    );
     b.screenshot("reservations-import-refused").await;
-    assert_eq!(get(&url, &token, "/api/v1/admin/reservations").await["groups"], json!([]));
+    assert_eq!(
+        get(&url, &token, "/api/v1/admin/reservations").await["groups"],
+        json!([])
+    );
 
     // the good file comes back whole
     b.attach("#import-file", &good).await;
     b.click("#import-form button[type=submit]").await;
-    assert!(b.text_of(".flash").await.contains("Imported: 2 group(s)"), "{}", b.text().await);
-    assert_eq!(get(&url, &token, "/api/v1/admin/reservations/export").await, exported_doc);
+    assert!(
+        b.text_of(".flash").await.contains("Imported: 2 group(s)"),
+        "{}",
+        b.text().await
+    );
+    assert_eq!(
+        get(&url, &token, "/api/v1/admin/reservations/export").await,
+        exported_doc
+    );
 
     // the seed's model is refused while reservations exist: the message names them
     b.click_text("Named license pools").await;
@@ -209,8 +307,14 @@ async fn reservations_and_named_pools_are_administered_in_a_browser() {
     b.attach("#model-file", &seed_model()).await;
     b.click("#model-form button[type=submit]").await;
     let err = b.text_of("#model-error").await;
-    assert!(err.contains("\"CAD lab\", \"Sales\"") && err.contains("Delete those groups"), "{err}");
-    assert!(b.text_of("#current-model").await.contains("No model is kept"));
+    assert!(
+        err.contains("\"CAD lab\", \"Sales\"") && err.contains("Delete those groups"),
+        "{err}"
+    );
+    assert!(b
+        .text_of("#current-model")
+        .await
+        .contains("No model is kept"));
     assert!(get(&url, &token, "/api/v1/admin/pools").await["model"].is_null());
 
     // delete the groups, upload it again: the pools
@@ -222,32 +326,60 @@ async fn reservations_and_named_pools_are_administered_in_a_browser() {
     b.click("#model-form button[type=submit]").await;
     assert_eq!(b.path().await, "/pools");
     let flash = b.text_of(".flash").await;
-    assert!(flash.contains("Uploaded the model exampleModelDefinition") && flash.contains("no rules of access"), "{flash}");
+    assert!(
+        flash.contains("Uploaded the model exampleModelDefinition")
+            && flash.contains("no rules of access"),
+        "{flash}"
+    );
     let text = b.text().await;
     assert!(text.contains("in force"), "{text}");
-    for pool in ["0800 - PUNE", "2200 - NECKARSULM", "4600 - BRUSSELS", "1400 - KASSEL", "Default pool"] {
+    for pool in [
+        "0800 - PUNE",
+        "2200 - NECKARSULM",
+        "4600 - BRUSSELS",
+        "1400 - KASSEL",
+        "Default pool",
+    ] {
         assert!(text.contains(pool), "{pool}: {text}");
     }
     let pune = b.text_of("section.pool .pool-table tbody tr").await;
-    assert!(pune.starts_with(&format!("{POOLED} 2.0")) && pune.contains(" 5 0 available"), "{pune}");
+    assert!(
+        pune.starts_with(&format!("{POOLED} 2.0")) && pune.contains(" 5 0 available"),
+        "{pune}"
+    );
     b.screenshot("pools").await;
     let v = get(&url, &token, "/api/v1/admin/pools").await;
-    assert_eq!((v["model"].as_str(), v["in_force"].as_bool()), (Some("exampleModelDefinition"), Some(true)));
+    assert_eq!(
+        (v["model"].as_str(), v["in_force"].as_bool()),
+        (Some("exampleModelDefinition"), Some(true))
+    );
 
     // the model tab shows it; a model with a syntax error is refused with its line and column,
     // the text typed stays, and the model in force stays
     b.click_text("Model").await;
-    assert!(b.text_of("#current-model").await.contains("partition \"0800 - PUNE\""));
+    assert!(b
+        .text_of("#current-model")
+        .await
+        .contains("partition \"0800 - PUNE\""));
     b.screenshot("pools-model").await;
     let typo = "model \"typo\" {\n  partitons {\n  }\n}";
     b.fill("#model-text", typo).await;
     b.click("#model-form button[type=submit]").await;
     let err = b.text_of("#model-error").await;
-    assert!(err.contains("line 2, column 3") && err.contains("partitons"), "{err}");
-    assert!(b.text_of("#model-error-at").await.contains("2 |   partitons {"));
-    let kept = b.client.find(fantoccini::Locator::Css("#model-text")).await.unwrap().prop("value").await.unwrap();
+    assert!(
+        err.contains("line 2, column 3") && err.contains("partitons"),
+        "{err}"
+    );
+    assert!(b
+        .text_of("#model-error-at")
+        .await
+        .contains("2 |   partitons {"));
+    let kept = value_of(&b, "#model-text").await;
     assert_eq!(kept.as_deref(), Some(typo));
-    assert!(b.text_of("#current-model").await.contains("exampleModelDefinition"));
+    assert!(b
+        .text_of("#current-model")
+        .await
+        .contains("exampleModelDefinition"));
     b.screenshot("pools-model-refused").await;
     assert_eq!(get(&url, &token, "/api/v1/admin/pools").await, v);
 
@@ -260,14 +392,20 @@ async fn reservations_and_named_pools_are_administered_in_a_browser() {
     b.click("#add-form button[type=submit]").await;
     let err = b.text_of("#add-error").await;
     assert!(err.contains("Delete the model first"), "{err}");
-    assert_eq!(get(&url, &token, "/api/v1/admin/reservations").await["groups"], json!([]));
+    assert_eq!(
+        get(&url, &token, "/api/v1/admin/reservations").await["groups"],
+        json!([])
+    );
 
     // delete the model: one default pool again
     b.click_text("Named license pools").await;
     b.click_text("Model").await;
     b.click("#delete-model-form button[type=submit]").await;
     assert!(b.text_of(".flash").await.contains("Deleted the model"));
-    assert!(b.text_of("#current-model").await.contains("No model is kept"));
+    assert!(b
+        .text_of("#current-model")
+        .await
+        .contains("No model is kept"));
     assert!(get(&url, &token, "/api/v1/admin/pools").await["model"].is_null());
     b.close().await;
 }
@@ -289,18 +427,33 @@ async fn named_users_are_assigned_and_a_read_only_user_changes_nothing() {
         .activate(&bo.url, &[KeyCount::new(&bo.keys[0], 2)])
         .await;
     let (url, token) = (server.url.clone(), data.token.clone());
-    log_in(&b, &url, "admin", &data.password, Some("a much better password")).await;
+    log_in(
+        &b,
+        &url,
+        "admin",
+        &data.password,
+        Some("a much better password"),
+    )
+    .await;
 
     // nobody assigned yet
     b.click_text("Named users").await;
     let card = b.text_of("section.named").await;
-    assert!(card.contains("modeler") && card.contains("nobody"), "{card}");
+    assert!(
+        card.contains("modeler") && card.contains("nobody"),
+        "{card}"
+    );
 
     // three users for two seats: the third is trimmed, and the page says so
     b.fill("#users-1", "ann, bob\ncy").await;
-    b.click("section.named form.stack button[type=submit]").await;
+    b.click("section.named form.stack button[type=submit]")
+        .await;
     let flash = b.text_of(".flash").await;
-    assert!(flash.contains("Assigned 2 user(s) to modeler") && flash.contains("Trimmed (beyond its 2 seats, not served): cy"), "{flash}");
+    assert!(
+        flash.contains("Assigned 2 user(s) to modeler")
+            && flash.contains("Trimmed (beyond its 2 seats, not served): cy"),
+        "{flash}"
+    );
     assert!(b.text_of("section.named .users").await.contains("ann, bob"));
     assert!(b.text_of("section.named .trimmed").await.contains("cy"));
     b.screenshot("named-users").await;
@@ -310,10 +463,11 @@ async fn named_users_are_assigned_and_a_read_only_user_changes_nothing() {
 
     // a user named twice: refused in the API's words, the text kept, nothing changed
     b.fill("#users-1", "ann\nann").await;
-    b.click("section.named form.stack button[type=submit]").await;
+    b.click("section.named form.stack button[type=submit]")
+        .await;
     let err = b.text_of("#users-error-1").await;
     assert!(err.contains("ann"), "{err}");
-    let kept = b.client.find(fantoccini::Locator::Css("#users-1")).await.unwrap().prop("value").await.unwrap();
+    let kept = value_of(&b, "#users-1").await;
     assert_eq!(kept.as_deref(), Some("ann\nann"));
     assert_eq!(get(&url, &token, "/api/v1/admin/named-users").await, v);
 
@@ -333,7 +487,14 @@ async fn named_users_are_assigned_and_a_read_only_user_changes_nothing() {
     assert_eq!(get(&url, &token, "/api/v1/admin/named-users").await, v);
 
     // a read-only user sees the view; a change is denied and changes nothing
-    let (st, created) = api(&url, &token, reqwest::Method::POST, "/api/v1/admin/users", Some(json!({"name": "viewer", "role": "read_only"}))).await;
+    let (st, created) = api(
+        &url,
+        &token,
+        reqwest::Method::POST,
+        "/api/v1/admin/users",
+        Some(json!({"name": "viewer", "role": "read_only"})),
+    )
+    .await;
     assert_eq!(st, StatusCode::CREATED, "{created}");
     let first = created["password"].as_str().unwrap().to_string();
     b.click_text("Log out").await;
@@ -341,7 +502,8 @@ async fn named_users_are_assigned_and_a_read_only_user_changes_nothing() {
     b.goto(&format!("{url}/named-users")).await;
     assert!(b.text().await.contains("read-only"));
     b.fill("#users-1", "dee").await;
-    b.click("section.named form.stack button[type=submit]").await;
+    b.click("section.named form.stack button[type=submit]")
+        .await;
     let text = b.text().await;
     assert!(text.contains("Access denied"), "{text}");
     b.screenshot("named-users-denied").await;
@@ -353,7 +515,10 @@ async fn named_users_are_assigned_and_a_read_only_user_changes_nothing() {
     log_in(&b, &url, "admin", "a much better password", None).await;
     b.click_text("Named users").await;
     b.click_text("Unassign all").await;
-    assert!(b.text_of(".flash").await.contains("Removed every user of modeler"));
+    assert!(b
+        .text_of(".flash")
+        .await
+        .contains("Removed every user of modeler"));
     let v = get(&url, &token, "/api/v1/admin/named-users").await;
     assert_eq!(v["features"][0]["users"], json!([]));
     b.close().await;

@@ -306,7 +306,14 @@ async fn a_reservation_is_added_to_an_existing_group() {
     assert_eq!(v["groups"].as_array().unwrap().len(), 1, "{v}");
     assert_eq!(v["groups"][0]["reservations"].as_array().unwrap().len(), 2);
     assert_eq!(v["entries"].as_array().unwrap().len(), 3);
-    assert!(v["entries"].as_array().unwrap().iter().all(|e| e["group"] == "CAD lab" && e["satisfied"] == true), "{v}");
+    assert!(
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["group"] == "CAD lab" && e["satisfied"] == true),
+        "{v}"
+    );
     // a featureless request of ws-1 takes both entries of its reservation
     let (mut grants, _) = ask(&server.url, "string=ws-1", None, "x1", json!([])).await;
     grants.sort();
@@ -317,7 +324,11 @@ async fn a_reservation_is_added_to_an_existing_group() {
 
     // refused whole: a bad entry named within the reservation, a feature twice, no such group
     let before = admin
-        .call(reqwest::Method::GET, "/api/v1/admin/reservations/export", None)
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/admin/reservations/export",
+            None,
+        )
         .await
         .1;
     let (st, p) = admin
@@ -328,7 +339,13 @@ async fn a_reservation_is_added_to_an_existing_group() {
         )
         .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
-    assert!(p["detail"].as_str().unwrap().starts_with("reservation.entries[0].version"), "{p}");
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("reservation.entries[0].version"),
+        "{p}"
+    );
     let (st, p) = admin
         .call(
             reqwest::Method::POST,
@@ -337,7 +354,10 @@ async fn a_reservation_is_added_to_an_existing_group() {
         )
         .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
-    assert!(p["detail"].as_str().unwrap().contains("reserved twice"), "{p}");
+    assert!(
+        p["detail"].as_str().unwrap().contains("reserved twice"),
+        "{p}"
+    );
     let (st, p) = admin
         .call(
             reqwest::Method::POST,
@@ -345,14 +365,32 @@ async fn a_reservation_is_added_to_an_existing_group() {
             Some(json!({"holder": "user=cy", "entries": [{"feature": "modeler", "version": "2.0", "count": 1}]}).to_string()),
         )
         .await;
-    assert_eq!((st, p["code"].as_str()), (StatusCode::NOT_FOUND, Some("no_such_group")), "{p}");
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("no_such_group")),
+        "{p}"
+    );
     let (st, p) = admin
-        .call(reqwest::Method::POST, entries, Some("{\"holder\": 1}".into()))
+        .call(
+            reqwest::Method::POST,
+            entries,
+            Some("{\"holder\": 1}".into()),
+        )
         .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
-    assert!(p["detail"].as_str().unwrap().contains("the body is one reservation"), "{p}");
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the body is one reservation"),
+        "{p}"
+    );
     let after = admin
-        .call(reqwest::Method::GET, "/api/v1/admin/reservations/export", None)
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/admin/reservations/export",
+            None,
+        )
         .await
         .1;
     assert_eq!(before, after, "nothing changed");

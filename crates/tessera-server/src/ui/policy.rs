@@ -20,8 +20,7 @@ use tessera_wire::admin::{
 };
 
 use super::{
-    done, error_page, failed, render, render_status, urlencode, ApiFailure, Base, Page, Pager,
-    Send,
+    done, error_page, failed, render, render_status, urlencode, ApiFailure, Base, Page, Pager, Send,
 };
 use crate::http::Shared;
 
@@ -181,9 +180,17 @@ async fn reservations_page(
     };
     let size = page.page_size.max(1) as usize;
     let total = view.entries.len() as u64;
-    let pager = Pager::new(total, number.max(1), page.page_size, "/reservations?page=".into());
+    let pager = Pager::new(
+        total,
+        number.max(1),
+        page.page_size,
+        "/reservations?page=".into(),
+    );
     let number = number.clamp(1, pager.last);
-    let pager = Pager { page: number, ..pager };
+    let pager = Pager {
+        page: number,
+        ..pager
+    };
     let rows = view
         .entries
         .iter()
@@ -270,7 +277,11 @@ async fn add_reservation(page: Page, Form(f): Form<AddForm>) -> Response {
     match outcome {
         Ok(_) if existing => done(
             "/reservations",
-            &format!("Added {} of {} for {holder} to the group {group}.", count, f.feature.trim()),
+            &format!(
+                "Added {} of {} for {holder} to the group {group}.",
+                count,
+                f.feature.trim()
+            ),
         ),
         Ok(_) => done(
             "/reservations",
@@ -342,16 +353,14 @@ async fn delete_groups(page: Page, Form(pairs): Form<Vec<(String, String)>>) -> 
 }
 
 /// Import: a reservations file (as Export writes it), added whole or refused whole.
-async fn import_reservations(
-    page: Page,
-    m: Result<Multipart, MultipartRejection>,
-) -> Response {
+async fn import_reservations(page: Page, m: Result<Multipart, MultipartRejection>) -> Response {
     let fields = match read_fields(m).await {
         Ok(f) => f,
         Err(why) => return reservations_page(&page, 1, AddForm::default(), None, Some(why)).await,
     };
     let Some(text) = fields.file.filter(|t| !t.trim().is_empty()) else {
-        let why = "No file was chosen (or it is empty): choose a reservations JSON file, then Import.";
+        let why =
+            "No file was chosen (or it is empty): choose a reservations JSON file, then Import.";
         return reservations_page(&page, 1, AddForm::default(), None, Some(why.into())).await;
     };
     match page
@@ -657,7 +666,13 @@ async fn named_users_page(page: &Page, typed: Option<(String, String, String)>) 
                 }
             }
             _ => UserCard {
-                typed: f.users.iter().chain(&f.trimmed).cloned().collect::<Vec<_>>().join("\n"),
+                typed: f
+                    .users
+                    .iter()
+                    .chain(&f.trimmed)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("\n"),
                 error: None,
                 f,
             },
@@ -687,7 +702,12 @@ async fn assign_users(
         urlencode(&feature).replace('/', "%2F")
     );
     match page
-        .change::<NamedUsersView>(Method::PUT, &path, Send::Json(json!({"users": users})), &f.csrf)
+        .change::<NamedUsersView>(
+            Method::PUT,
+            &path,
+            Send::Json(json!({"users": users})),
+            &f.csrf,
+        )
         .await
     {
         Ok(v) => {
@@ -705,7 +725,9 @@ async fn assign_users(
             }
             done("/named-users", &msg)
         }
-        Err(e) if beside_form(&e) => named_users_page(&page, Some((feature, f.users, e.detail))).await,
+        Err(e) if beside_form(&e) => {
+            named_users_page(&page, Some((feature, f.users, e.detail))).await
+        }
         Err(e) => failed(&page, e),
     }
 }
@@ -749,7 +771,10 @@ mod tests {
             text,
         )
         .unwrap();
-        assert_eq!((at.line, at.column, at.text.as_str()), (2, 3, "  partitons {"));
+        assert_eq!(
+            (at.line, at.column, at.text.as_str()),
+            (2, 3, "  partitons {")
+        );
         assert_eq!(at.pad(), "  ");
         assert!(ErrorAt::find("line 9, column 1: x", text).is_none());
         assert!(ErrorAt::find("no place", text).is_none());
