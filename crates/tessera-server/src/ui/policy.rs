@@ -151,7 +151,9 @@ struct ReservationsPage {
     pager: Pager,
     id_types: Vec<&'static str>,
     add: AddForm,
+    /// The add form's refusal.
     add_error: Option<String>,
+    /// A refusal shown above the list (an import, a delete with nothing ticked).
     import_error: Option<String>,
 }
 
@@ -381,8 +383,8 @@ async fn import_reservations(page: Page, m: Result<Multipart, MultipartRejection
             ),
         ),
         Err(e) if beside_form(&e) => {
-            let why = refusal(&e);
-            reservations_page(&page, 1, AddForm::default(), None, why).await
+            let why = format!("The file was not imported; nothing changed: {}", e.detail);
+            reservations_page(&page, 1, AddForm::default(), None, Some(why)).await
         }
         Err(e) => failed(&page, e),
     }
