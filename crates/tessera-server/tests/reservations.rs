@@ -394,4 +394,25 @@ async fn a_reservation_is_added_to_an_existing_group() {
         .await
         .1;
     assert_eq!(before, after, "nothing changed");
+
+    // documented; the admin token guards it
+    let doc: Value = reqwest::get(format!("{}/api/openapi.json", server.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"]["/api/v1/admin/reservations/{group}/entries"]["post"].is_object());
+    let stranger = Admin {
+        token: "tss_wrong".into(),
+        ..admin
+    };
+    let (st, _) = stranger
+        .call(
+            reqwest::Method::POST,
+            entries,
+            Some(json!({"holder": "user=cy", "entries": [{"feature": "modeler", "version": "2.0", "count": 1}]}).to_string()),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
 }
