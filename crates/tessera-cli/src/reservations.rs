@@ -1,5 +1,5 @@
 //! `tessera server reservations …`: the reservations view's twin (list with status, add a group,
-//! import, export, delete a group, delete all), through the running server's admin API.
+//! add entries to a group, import, export, delete a group, delete all), through the running server's admin API.
 
 use std::path::PathBuf;
 
@@ -51,6 +51,25 @@ pub enum ReservationsCommand {
         #[command(flatten)]
         conn: Connection,
         /// The new group's name.
+        #[arg(long)]
+        group: String,
+        /// Who: a device's host id (ethernet=0050569a3b01) or a user (user=alice).
+        #[arg(long)]
+        holder: String,
+        /// FEATURE:VERSION:COUNT (repeat), e.g. modeler:2.0:2; the version is the lowest that serves it.
+        #[arg(
+            long = "feature",
+            required = true,
+            value_name = "FEATURE:VERSION:COUNT"
+        )]
+        features: Vec<String>,
+    },
+    /// Add a reservation to a group in force: its entries join the holder's reservation there
+    /// (or it becomes a new reservation of the group).
+    AddEntries {
+        #[command(flatten)]
+        conn: Connection,
+        /// The existing group's name.
         #[arg(long)]
         group: String,
         /// Who: a device's host id (ethernet=0050569a3b01) or a user (user=alice).
@@ -172,6 +191,25 @@ pub async fn run(cmd: ReservationsCommand) -> Result<()> {
                 }],
             };
             let v = call(&conn, PATH.into(), Body::Text(serde_json::to_string(&doc)?)).await?;
+            print(&v);
+        }
+        ReservationsCommand::AddEntries {
+            conn,
+            group,
+            holder,
+            features,
+        } => {
+            let reservation = Reservation {
+                holder,
+                entries: features.iter().map(|f| entry(f)).collect::<Result<_>>()?,
+            };
+            let path = format!("{PATH}/{}/entries", percent_encode(&group));
+            let v = call(
+                &conn,
+                path,
+                Body::Text(serde_json::to_string(&reservation)?),
+            )
+            .await?;
             print(&v);
         }
         ReservationsCommand::Import { conn, file } => {

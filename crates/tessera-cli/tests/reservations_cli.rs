@@ -104,6 +104,38 @@ fn reservations_are_administered_from_the_command_line() {
     ]);
     assert!(out.contains("ethernet=0050569a3b07"), "{out}");
     assert!(out.contains("CAD lab") && out.contains("ok"), "{out}");
+    // another reservation in the same group; a group not in force is refused
+    let out = ok(&[
+        "server",
+        "reservations",
+        "add-entries",
+        "--group",
+        "CAD lab",
+        "--holder",
+        "user=ann",
+        "--feature",
+        "modeler:1.0:1",
+    ]);
+    assert!(out.contains("user=ann"), "{out}");
+    let a = with(&[
+        "server",
+        "reservations",
+        "add-entries",
+        "--group",
+        "Nope",
+        "--holder",
+        "user=ann",
+        "--feature",
+        "modeler:1.0:1",
+    ]);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let o = run(&a, d);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no_such_group"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     // more than the server holds: listed as unsatisfied, with the reason
     let out = ok(&[
         "server",
@@ -120,8 +152,12 @@ fn reservations_are_administered_from_the_command_line() {
     assert!(out.contains("4 seats reserved"), "{out}");
     let json: serde_json::Value =
         serde_json::from_str(&ok(&["server", "reservations", "list", "--json"])).unwrap();
-    assert_eq!(json["entries"].as_array().unwrap().len(), 2);
-    assert_eq!(json["entries"][1]["satisfied"], false);
+    assert_eq!(json["entries"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        json["groups"][0]["reservations"].as_array().unwrap().len(),
+        2
+    );
+    assert_eq!(json["entries"][2]["satisfied"], false);
 
     ok(&["server", "reservations", "export", "--out", "res.json"]);
     let exported = std::fs::read_to_string(d.join("res.json")).unwrap();

@@ -240,6 +240,46 @@ impl Reservations {
         Ok(next)
     }
 
+    /// These reservations with `add` put into the existing group `name` (the manager's "add to a
+    /// group"): its entries join the holder's reservation there, or it becomes a new reservation
+    /// of the group when the holder has none; checked together. A wrong entry is named within
+    /// `add` (`reservation.entries[0].version`); a feature the holder has reserved in the group
+    /// already is refused (reserve it once with the total count).
+    pub fn with_entries(
+        &self,
+        name: &str,
+        add: Reservation,
+    ) -> Result<Reservations, ReservationError> {
+        let alone = Reservations {
+            groups: vec![ReservationGroup {
+                name: name.to_string(),
+                reservations: vec![add.clone()],
+            }],
+        };
+        alone.check().map_err(|e| match e {
+            ReservationError::Invalid { place, detail } => ReservationError::Invalid {
+                place: place.replacen("groups[0].reservations[0]", "reservation", 1),
+                detail,
+            },
+            other => other,
+        })?;
+        let mut next = self.clone();
+        let Some(group) = next.groups.iter_mut().find(|g| g.name == name) else {
+            return Err(ReservationError::NoSuchGroup { name: name.into() });
+        };
+        let key = holder_key(&add.holder).ok();
+        match group
+            .reservations
+            .iter_mut()
+            .find(|r| key.is_some() && holder_key(&r.holder).ok() == key)
+        {
+            Some(r) => r.entries.extend(add.entries),
+            None => group.reservations.push(add),
+        }
+        next.check()?;
+        Ok(next)
+    }
+
     /// These reservations without the group `name`.
     pub fn without(&self, name: &str) -> Result<Reservations, ReservationError> {
         let mut next = self.clone();
@@ -544,6 +584,50 @@ mod tests {
         ));
         let ok = doc(one("ETHERNET=00-50-56-9A-3B-01", entry("cam", "2.0", 3))).unwrap();
         assert_eq!(ok.groups[0].reservations[0].entries[1].count, 3);
+    }
+
+    #[test]
+    fn entries_join_an_existing_group_and_a_bad_one_is_named_within_the_reservation() {
+        let r = doc(serde_json::json!({"groups": [
+            {"name": "Lab", "reservations": [{"holder": "user=ann", "entries": [{"feature": "cad", "version": "1.0", "count": 1}]}]}]}))
+        .unwrap();
+        let res = |holder: &str, feature: &str, version: &str| Reservation {
+            holder: holder.into(),
+            entries: vec![ReservationEntry {
+                feature: feature.into(),
+                version: version.into(),
+                count: 2,
+            }],
+        };
+        // the same holder: the entry joins its reservation
+        let next = r
+            .with_entries("Lab", res("USER=ann", "cam", "2.0"))
+            .unwrap();
+        assert_eq!(next.groups.len(), 1);
+        assert_eq!(next.groups[0].reservations.len(), 1);
+        assert_eq!(next.groups[0].reservations[0].entries.len(), 2);
+        // another holder: a new reservation of the group
+        let next = next
+            .with_entries("Lab", res("ethernet=0050569a3b01", "cad", "1.0"))
+            .unwrap();
+        assert_eq!(next.groups[0].reservations.len(), 2);
+        // refused: a bad version (named within the reservation), a feature twice, no such group
+        let e = r
+            .with_entries("Lab", res("user=bob", "cad", "1"))
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with("reservation.entries[0].version"),
+            "{e}"
+        );
+        let e = r
+            .with_entries("Lab", res("user=ann", "cad", "2.0"))
+            .unwrap_err();
+        assert!(e.to_string().contains("reserved twice"), "{e}");
+        assert!(matches!(
+            r.with_entries("Nope", res("user=bob", "cad", "1.0")),
+            Err(ReservationError::NoSuchGroup { .. })
+        ));
+        assert_eq!(r.groups[0].reservations[0].entries.len(), 1, "unchanged");
     }
 
     #[test]

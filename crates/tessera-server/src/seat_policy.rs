@@ -7,7 +7,7 @@
 
 use tessera_core::model::{Model, ModelError, ResolveError};
 use tessera_core::named_users::{NamedUserError, NamedUsers};
-use tessera_core::reservations::{ReservationError, Reservations};
+use tessera_core::reservations::{Reservation, ReservationError, Reservations};
 use tessera_core::Clock as _;
 use tessera_store::{PolicyKind, SeatPolicyStore, StoreError};
 use tessera_wire::admin::{
@@ -49,8 +49,11 @@ pub enum PolicyError {
     #[error(transparent)]
     NamedUsers(#[from] NamedUserError),
     /// Reservations are stored: a pool model cannot be uploaded until they are deleted.
-    #[error("reservations are in force: reservations and named pools exclude each other. Delete the reservation groups first (`tessera server reservations clear`), then upload the model")]
-    ReservationsActive,
+    #[error("reservations are in force (reservation groups {groups}): reservations and named pools exclude each other. Delete those groups first (`tessera server reservations delete GROUP`, or `tessera server reservations clear` for all), then upload the model")]
+    ReservationsActive {
+        /// The groups in force, quoted and listed, for the administrator to delete.
+        groups: String,
+    },
     /// The model text does not parse (the message names the line and column).
     #[error("the model is refused: {0}")]
     Model(#[from] ModelError),
@@ -271,6 +274,28 @@ impl Server {
         Ok(self.reservations_view().await)
     }
 
+    /// Adds a reservation to the existing group `name`: its entries join the holder's reservation
+    /// there (or it becomes a new reservation of the group), checked with everything in force,
+    /// refused whole if anything is wrong, stored, then in force from the next decision on.
+    pub async fn add_to_reservation_group(
+        &self,
+        name: &str,
+        add: Reservation,
+    ) -> Result<ReservationsView, PolicyError> {
+        let _edit = self.policy_edit.lock().await;
+        if self
+            .store
+            .policy_document(&InstanceId::on_site(), PolicyKind::PoolModel)
+            .await?
+            .is_some()
+        {
+            return Err(PolicyError::PoolsActive);
+        }
+        let next = self.engine.reservations().with_entries(name, add)?;
+        self.put_reservations(next).await?;
+        Ok(self.reservations_view().await)
+    }
+
     /// Deletes the reservation group `name` (whole).
     pub async fn delete_reservation_group(
         &self,
@@ -387,7 +412,19 @@ impl Server {
             .await?
             .is_some()
         {
-            return Err(PolicyError::ReservationsActive);
+            let names: Vec<String> = self
+                .engine
+                .reservations()
+                .groups
+                .iter()
+                .map(|g| format!("{:?}", g.name))
+                .collect();
+            let groups = if names.is_empty() {
+                "stored but unreadable".to_string()
+            } else {
+                names.join(", ")
+            };
+            return Err(PolicyError::ReservationsActive { groups });
         }
         self.store
             .set_policy_document(

@@ -372,6 +372,10 @@ async fn departments_draw_from_their_pools_and_the_model_survives_a_restart() {
             .contains("tessera server reservations clear"),
         "{p}"
     );
+    assert!(
+        p["detail"].as_str().unwrap().contains("\"Lab\""),
+        "the refusal names the group to delete: {p}"
+    );
     assert!(admin.view().await["model"].is_null());
     let (st, _) = admin
         .call(reqwest::Method::DELETE, "/api/v1/admin/reservations", None)

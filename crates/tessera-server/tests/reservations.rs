@@ -257,3 +257,162 @@ async fn reservations_are_kept_for_their_holders_and_survive_a_restart() {
     let (st, _) = stranger.add(exported).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reservation_is_added_to_an_existing_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let bo = BackOfficeKit::new()
+        .in_dir(&dir.path().join("bo"))
+        .features(
+            json!([{"name": "modeler", "version": "2.0"}, {"name": "render", "version": "1.0"}]),
+        )
+        .floating(4)
+        .start()
+        .await;
+    let data = ServerKit::new(dir.path(), &bo.producer_pem()).init().await;
+    let server = data.start().await;
+    server
+        .activate(&bo.url, &[KeyCount::new(&bo.keys[0], 4)])
+        .await;
+    let admin = Admin {
+        url: server.url.clone(),
+        token: data.token.clone(),
+        http: reqwest::Client::new(),
+    };
+    let (st, v) = admin
+        .add(json!({"groups": [{"name": "CAD lab", "reservations": [
+            {"holder": "string=ws-1", "entries": [{"feature": "modeler", "version": "2.0", "count": 1}]}]}]}))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let entries = "/api/v1/admin/reservations/CAD%20lab/entries";
+
+    // the same holder: the entry joins its reservation; another: a new reservation of the group
+    let (st, v) = admin
+        .call(
+            reqwest::Method::POST,
+            entries,
+            Some(json!({"holder": "string=ws-1", "entries": [{"feature": "render", "version": "1.0", "count": 1}]}).to_string()),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v) = admin
+        .call(
+            reqwest::Method::POST,
+            entries,
+            Some(json!({"holder": "user=bob", "entries": [{"feature": "modeler", "version": "1.0", "count": 2}]}).to_string()),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["groups"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["groups"][0]["reservations"].as_array().unwrap().len(), 2);
+    assert_eq!(v["entries"].as_array().unwrap().len(), 3);
+    assert!(
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["group"] == "CAD lab" && e["satisfied"] == true),
+        "{v}"
+    );
+    // a featureless request of ws-1 takes both entries of its reservation
+    let (mut grants, _) = ask(&server.url, "string=ws-1", None, "x1", json!([])).await;
+    grants.sort();
+    assert_eq!(
+        grants,
+        vec![("modeler".to_string(), 1), ("render".to_string(), 1)]
+    );
+
+    // refused whole: a bad entry named within the reservation, a feature twice, no such group
+    let before = admin
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/admin/reservations/export",
+            None,
+        )
+        .await
+        .1;
+    let (st, p) = admin
+        .call(
+            reqwest::Method::POST,
+            entries,
+            Some(json!({"holder": "user=cy", "entries": [{"feature": "modeler", "version": "2", "count": 1}]}).to_string()),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("reservation.entries[0].version"),
+        "{p}"
+    );
+    let (st, p) = admin
+        .call(
+            reqwest::Method::POST,
+            entries,
+            Some(json!({"holder": "user=bob", "entries": [{"feature": "modeler", "version": "2.0", "count": 1}]}).to_string()),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert!(
+        p["detail"].as_str().unwrap().contains("reserved twice"),
+        "{p}"
+    );
+    let (st, p) = admin
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/admin/reservations/Nope/entries",
+            Some(json!({"holder": "user=cy", "entries": [{"feature": "modeler", "version": "2.0", "count": 1}]}).to_string()),
+        )
+        .await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("no_such_group")),
+        "{p}"
+    );
+    let (st, p) = admin
+        .call(
+            reqwest::Method::POST,
+            entries,
+            Some("{\"holder\": 1}".into()),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the body is one reservation"),
+        "{p}"
+    );
+    let after = admin
+        .call(
+            reqwest::Method::GET,
+            "/api/v1/admin/reservations/export",
+            None,
+        )
+        .await
+        .1;
+    assert_eq!(before, after, "nothing changed");
+
+    // documented; the admin token guards it
+    let doc: Value = reqwest::get(format!("{}/api/openapi.json", server.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"]["/api/v1/admin/reservations/{group}/entries"]["post"].is_object());
+    let stranger = Admin {
+        token: "tss_wrong".into(),
+        ..admin
+    };
+    let (st, _) = stranger
+        .call(
+            reqwest::Method::POST,
+            entries,
+            Some(json!({"holder": "user=cy", "entries": [{"feature": "modeler", "version": "2.0", "count": 1}]}).to_string()),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+}

@@ -146,6 +146,7 @@ fn operations() -> OpenApiRouter<Shared> {
             reservations::clear
         ))
         .routes(routes!(reservations::delete_group))
+        .routes(routes!(reservations::add_to_group))
         .routes(routes!(reservations::export))
         .routes(routes!(named_users::list))
         .routes(routes!(named_users::assign, named_users::clear))
@@ -270,7 +271,7 @@ impl Failure {
                 problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_model")
             }
             P::PoolsActive => problem(StatusCode::CONFLICT, "pools_active"),
-            P::ReservationsActive => problem(StatusCode::CONFLICT, "reservations_active"),
+            P::ReservationsActive { .. } => problem(StatusCode::CONFLICT, "reservations_active"),
             P::NoModel => problem(StatusCode::NOT_FOUND, "no_pool_model"),
             P::Store(inner) => Failure::Storage(inner.to_string(), storage),
         }

@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use tessera_core::reservations::Reservations;
+use tessera_core::reservations::{Reservation, ReservationError, Reservations};
 
 use super::access::{Admin, Viewer};
 use super::{body_problem, Failure, Shared};
@@ -80,6 +80,61 @@ pub(crate) async fn add(
                     format!(
                         "adding reservation group(s) {} was refused; nothing changed: {e}",
                         names.join(", ")
+                    ),
+                )
+                .await;
+            failed(e)
+        }
+    }
+}
+
+/// Adds a reservation to an existing group: the body is one reservation (`{"holder": …,
+/// "entries": [...]}`); its entries join the holder's reservation in the group, or it becomes a
+/// new reservation of the group. Refused whole, naming the entry that is wrong
+/// (`reservation.entries[0].version`), if anything is.
+#[utoipa::path(post, path = "/api/v1/admin/reservations/{group}/entries", tag = "admin", security(("token" = []), ("session" = [])),
+    params(("group" = String, Path, description = "the existing group's name")),
+    request_body(content = tessera_wire::admin::ReservationDoc, description = "the reservation to add to the group"),
+    responses((status = 200, body = ReservationsView, description = "added; in force from the next request"),
+        (status = 404, body = Problem, description = "no_such_group: add a new group with POST /api/v1/admin/reservations"),
+        (status = 409, body = Problem, description = "pools_active (a named-pool model is in force)"),
+        (status = 422, body = Problem, description = "invalid_reservations: the detail names the place (reservation.entries[0].version) and what is wrong"),
+        (status = 503, body = Problem, description = "storage_unavailable: nothing changed")))]
+pub(crate) async fn add_to_group(
+    State(s): State<Shared>,
+    admin: Admin,
+    Path(group): Path<String>,
+    body: Result<String, StringRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return body_problem(e.status()),
+    };
+    let outcome = match serde_json::from_str::<Reservation>(&body) {
+        Ok(r) => s.server.add_to_reservation_group(&group, r).await,
+        Err(e) => Err(ReservationError::Malformed {
+            detail: format!("{e}; the body is one reservation: {{\"holder\": \"user=NAME\", \"entries\": [{{\"feature\": …, \"version\": \"a.b\", \"count\": 1}}]}}"),
+        }
+        .into()),
+    };
+    match outcome {
+        Ok(view) => {
+            admin
+                .audit(
+                    &s,
+                    "reservations_add",
+                    format!("added a reservation to the group {group}"),
+                )
+                .await;
+            Json(view).into_response()
+        }
+        Err(e) => {
+            admin
+                .audit(
+                    &s,
+                    "reservations_add_failed",
+                    format!(
+                        "adding a reservation to the group {group} was refused; nothing changed: {e}"
                     ),
                 )
                 .await;

@@ -41,6 +41,7 @@ mod auth;
 mod backoffice;
 mod features;
 pub(crate) mod openapi;
+mod policy;
 mod setup;
 
 /// The admin API router (with the server's state), for the pages to call in-process.
@@ -59,6 +60,7 @@ pub(crate) fn routes() -> Router<Shared> {
         .merge(features::routes())
         .merge(admin::routes())
         .merge(backoffice::routes())
+        .merge(policy::routes())
 }
 
 /// `/`: the features view (the first thing an administrator looks at), or the login page.

@@ -277,3 +277,25 @@ impl Drop for Browser {
         let _ = self.driver.kill();
     }
 }
+
+impl Browser {
+    /// Fetches `path` from the page's origin with its session, as a download link would: the
+    /// status, the `Content-Disposition` header and the body's text.
+    pub async fn fetch(&self, path: &str) -> (u64, String, String) {
+        let v = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 fetch(arguments[0]).then(async r => done([r.status, r.headers.get('content-disposition') || '', await r.text()]))
+                   .catch(e => done([0, '', String(e)]));",
+                vec![serde_json::json!(path)],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("fetch {path}: {e}"));
+        (
+            v[0].as_u64().unwrap_or(0),
+            v[1].as_str().unwrap_or_default().to_string(),
+            v[2].as_str().unwrap_or_default().to_string(),
+        )
+    }
+}
