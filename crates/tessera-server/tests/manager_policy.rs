@@ -361,6 +361,13 @@ async fn reservations_and_named_pools_are_administered_in_a_browser() {
         .text_of("#current-model")
         .await
         .contains("partition \"0800 - PUNE\""));
+    b.client
+        .execute(
+            "document.getElementById('current-h').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .unwrap();
     b.screenshot("pools-model").await;
     let typo = "model \"typo\" {\n  partitons {\n  }\n}";
     b.fill("#model-text", typo).await;
@@ -407,6 +414,20 @@ async fn reservations_and_named_pools_are_administered_in_a_browser() {
         .await
         .contains("No model is kept"));
     assert!(get(&url, &token, "/api/v1/admin/pools").await["model"].is_null());
+
+    // a phone: the pages keep to the window's width (tables scroll within their box)
+    b.size(360, 800).await;
+    for page in ["/reservations", "/pools", "/pools/model", "/named-users"] {
+        b.goto(&format!("{url}{page}")).await;
+        let width = b
+            .client
+            .execute("return document.documentElement.scrollWidth", vec![])
+            .await
+            .unwrap()
+            .as_f64()
+            .unwrap();
+        assert!(width <= 380.0, "{page} is {width} px wide at 360");
+    }
     b.close().await;
 }
 
