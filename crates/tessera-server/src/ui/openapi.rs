@@ -77,6 +77,155 @@ pub(crate) const PAGES: &[Page] = &[
         "/devices/{id}",
         "a device's page: its details and consumed features",
     ),
+    (
+        "get",
+        "/reservations",
+        "the reservations view: groups, entries and whether each can be satisfied",
+    ),
+    (
+        "post",
+        "/reservations",
+        "adds a reservation entry to a new or an existing group",
+    ),
+    (
+        "post",
+        "/reservations/delete",
+        "deletes the reservation groups ticked",
+    ),
+    (
+        "post",
+        "/reservations/import",
+        "imports a reservations file (multipart)",
+    ),
+    (
+        "get",
+        "/reservations/export",
+        "the reservations as a JSON file",
+    ),
+    (
+        "get",
+        "/pools",
+        "the named license pools: per pool and feature, allocated, used, status",
+    ),
+    ("get", "/pools/model", "the Model tab: the model in force"),
+    (
+        "post",
+        "/pools/model",
+        "uploads a model (text or file); a syntax error is shown with its line and column",
+    ),
+    ("post", "/pools/model/delete", "deletes the model"),
+    (
+        "get",
+        "/named-users",
+        "the named-user features with their seats and users",
+    ),
+    (
+        "post",
+        "/named-users/{feature}",
+        "assigns users to a named-user feature (who was trimmed is shown)",
+    ),
+    (
+        "post",
+        "/named-users/{feature}/clear",
+        "unassigns every user of a feature",
+    ),
+    (
+        "get",
+        "/properties",
+        "the license server's properties, grouped; locked ones read-only",
+    ),
+    (
+        "post",
+        "/properties",
+        "saves the changed properties; says which need a restart",
+    ),
+    ("get", "/users", "the users and their roles"),
+    (
+        "post",
+        "/users",
+        "creates a user (the first password shown once)",
+    ),
+    ("post", "/users/{name}/role", "changes a user's role"),
+    ("post", "/users/{name}/delete", "deletes a user"),
+    ("get", "/tokens", "the API tokens"),
+    ("post", "/tokens", "creates an API token (shown once)"),
+    ("post", "/tokens/{id}/revoke", "revokes an API token"),
+    ("get", "/audit", "the audit log, newest first"),
+    (
+        "get",
+        "/updates/online",
+        "online server updates: activations and Refresh",
+    ),
+    (
+        "post",
+        "/updates/online/activate",
+        "activates activation IDs with counts at the back office",
+    ),
+    (
+        "post",
+        "/updates/online/sync",
+        "syncs with the back office now (Refresh)",
+    ),
+    (
+        "get",
+        "/updates/offline",
+        "offline server updates: request files out, response files in",
+    ),
+    (
+        "post",
+        "/updates/offline/update-request",
+        "downloads the renewal (capability) request file",
+    ),
+    (
+        "post",
+        "/updates/offline/request",
+        "downloads an activation request file for activation IDs",
+    ),
+    (
+        "post",
+        "/updates/offline/apply",
+        "uploads the back office's response file (multipart)",
+    ),
+    (
+        "post",
+        "/updates/offline/confirmation",
+        "downloads the confirmation file",
+    ),
+    ("get", "/client-keys", "the client keys"),
+    (
+        "post",
+        "/client-keys",
+        "uploads a client public key (DER file, multipart)",
+    ),
+    ("post", "/client-keys/{id}/delete", "deletes a client key"),
+];
+
+/// Pages that answer a file rather than a page: (method, path, content type).
+const FILES: &[(&str, &str, &str)] = &[
+    ("get", "/reservations/export", "application/json"),
+    (
+        "post",
+        "/updates/offline/update-request",
+        "text/plain; charset=utf-8",
+    ),
+    (
+        "post",
+        "/updates/offline/request",
+        "text/plain; charset=utf-8",
+    ),
+    (
+        "post",
+        "/updates/offline/confirmation",
+        "text/plain; charset=utf-8",
+    ),
+];
+
+/// Pages whose form is sent as `multipart/form-data` (a file).
+const MULTIPART: &[&str] = &[
+    "/reservations/import",
+    "/pools/model",
+    "/updates/offline/apply",
+    "/client-keys",
 ];
 
 fn html(description: &str) -> utoipa::openapi::Response {
@@ -103,6 +252,19 @@ fn operation(method: &str, path: &str, summary: &str) -> Operation {
         )
         .response("4XX", html("the page again with what was wrong, or an error page: access denied (a read-only user's change), a form without the session's CSRF token, a page that does not exist"))
         .response("5XX", html("an error page naming what failed (a store that does not answer: try again)"));
+    if let Some((_, _, kind)) = FILES.iter().find(|(m, p, _)| *m == method && *p == path) {
+        op = op.response(
+            "200",
+            ResponseBuilder::new()
+                .description("the file, as an attachment")
+                .content(*kind, ContentBuilder::new().build())
+                .build(),
+        );
+        if method == "post" {
+            op = op.request_body(Some(form_body("application/x-www-form-urlencoded")));
+        }
+        return with_parameters(op, path).build();
+    }
     op = match (method, path) {
         ("get", "/ui/manager.css") => op.response(
             "200",
@@ -131,17 +293,28 @@ fn operation(method: &str, path: &str, summary: &str) -> Operation {
         ("get", _) => op.response("200", html("the page")),
         _ => op
             .response("200", html("the page with the outcome"))
-            .request_body(Some(
-                utoipa::openapi::request_body::RequestBodyBuilder::new()
-                    .content(
-                        "application/x-www-form-urlencoded",
-                        ContentBuilder::new()
-                            .schema(Some(ObjectBuilder::new().schema_type(Type::Object)))
-                            .build(),
-                    )
-                    .build(),
-            )),
+            .request_body(Some(form_body(if MULTIPART.contains(&path) {
+                "multipart/form-data"
+            } else {
+                "application/x-www-form-urlencoded"
+            }))),
     };
+    with_parameters(op, path).build()
+}
+
+fn form_body(kind: &str) -> utoipa::openapi::request_body::RequestBody {
+    utoipa::openapi::request_body::RequestBodyBuilder::new()
+        .content(
+            kind,
+            ContentBuilder::new()
+                .schema(Some(ObjectBuilder::new().schema_type(Type::Object)))
+                .build(),
+        )
+        .build()
+}
+
+/// The path's `{parameters}`, documented.
+fn with_parameters(mut op: OperationBuilder, path: &str) -> OperationBuilder {
     for segment in path.split('/') {
         if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
             op = op.parameter(
@@ -153,7 +326,7 @@ fn operation(method: &str, path: &str, summary: &str) -> Operation {
             );
         }
     }
-    op.build()
+    op
 }
 
 /// Adds the manager's pages to the OpenAPI document.
@@ -191,6 +364,9 @@ mod tests {
             include_str!("auth.rs"),
             include_str!("setup.rs"),
             include_str!("features.rs"),
+            include_str!("admin.rs"),
+            include_str!("backoffice.rs"),
+            include_str!("policy.rs"),
         ];
         let mut out = Vec::new();
         for src in sources {
