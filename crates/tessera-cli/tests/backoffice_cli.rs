@@ -398,6 +398,8 @@ fn producer_and_customer_walk_through() {
         d,
     ));
     assert!(out.contains("modeler 2.0  0 used of 4"), "{out}");
+    // the back office the activation went to, where a sync goes
+    assert!(out.contains(&format!("  back office: {url}")), "{out}");
     // and a second key offline, with files
     let e2 = json(tessera(
         &[

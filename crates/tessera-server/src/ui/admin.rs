@@ -86,6 +86,7 @@ pub(crate) struct GroupRows {
     pub rows: Vec<PropRow>,
 }
 
+/// The Properties view: every setting by group, in one form.
 #[derive(Template)]
 #[template(path = "ui/properties.html")]
 struct PropertiesPage {
@@ -311,6 +312,7 @@ fn saved_message(c: &PropertiesChanged) -> String {
 // ---------------------------------------------------------------------------------------------
 // Users and roles
 
+/// The Users and roles view (with a user just created and their first password, once).
 #[derive(Template)]
 #[template(path = "ui/users.html")]
 struct UsersPage {
@@ -459,6 +461,7 @@ pub(crate) fn role_label(role: &str) -> &str {
 // ---------------------------------------------------------------------------------------------
 // API tokens
 
+/// The API tokens view (with a token just created, once).
 #[derive(Template)]
 #[template(path = "ui/tokens.html")]
 struct TokensPage {
@@ -572,6 +575,7 @@ async fn revoke_token(page: Page, Path(id): Path<String>, Form(f): Form<CsrfForm
 // ---------------------------------------------------------------------------------------------
 // Audit log
 
+/// A page of the audit log, newest first.
 #[derive(Template)]
 #[template(path = "ui/audit.html")]
 struct AuditView {

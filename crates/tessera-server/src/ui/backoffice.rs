@@ -48,6 +48,7 @@ pub(crate) struct Row {
     pub count: String,
 }
 
+/// The Online server updates view: its Online activations and Update licenses tabs.
 #[derive(Template)]
 #[template(path = "ui/online.html")]
 struct OnlinePage {
@@ -274,6 +275,7 @@ async fn sync(page: Page, Form(f): Form<CsrfForm>) -> Response {
     }
 }
 
+/// The Offline server updates view: request files, the response upload, the confirmation.
 #[derive(Template)]
 #[template(path = "ui/offline.html")]
 struct OfflinePage {
@@ -517,6 +519,7 @@ async fn apply(page: Page, form: Result<Multipart, MultipartRejection>) -> Respo
     }
 }
 
+/// The Client key operations view, with the producer keys trusted.
 #[derive(Template)]
 #[template(path = "ui/client_keys.html")]
 struct ClientKeysPage {
