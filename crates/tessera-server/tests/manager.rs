@@ -437,3 +437,177 @@ async fn pages_need_a_login_and_a_forged_form_changes_nothing() {
             .starts_with(kind));
     }
 }
+
+/// The story, start to end, as a license administrator would do it in the browser: log
+/// in → forced password change → activate two activation IDs online → features and devices while
+/// clients hold seats → add a reservation → export it → the seed's model refused until the
+/// reservations are removed, then loaded → a read-only user denied a change → logout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_license_administrators_story_in_a_browser() {
+    let Some(b) = browser::browser("manager story").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let bo = BackOfficeKit::new()
+        .in_dir(&dir.path().join("bo"))
+        .features(json!([{"name": "modeler", "version": "2.0"}, {"name": "eb-feature-android-eval", "version": "2.0"}]))
+        .line(json!({"product": "cad", "model": "floating", "count": 10}))
+        .line(json!({"product": "cad", "model": "floating", "count": 10}))
+        .start()
+        .await;
+    let data = ServerKit::new(dir.path(), &bo.producer_pem()).init().await;
+    let server = data.start().await;
+    let (url, token) = (server.url.clone(), data.token.clone());
+    let api = |path: &str| {
+        let (url, token, path) = (url.clone(), token.clone(), path.to_string());
+        async move {
+            reqwest::Client::new()
+                .get(format!("{url}{path}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+
+    // log in with the printed password; the forced change
+    b.goto(&format!("{url}/")).await;
+    b.fill("#user", "admin").await;
+    b.fill("#password", &data.password).await;
+    b.click("form.stack button[type=submit]").await;
+    assert_eq!(b.path().await, "/password?first=1");
+    b.fill("#user", "admin").await;
+    b.fill("#current", &data.password).await;
+    b.fill("#new", "the administrator's own").await;
+    b.fill("#confirm", "the administrator's own").await;
+    b.click("form.stack button[type=submit]").await;
+    b.fill("#user", "admin").await;
+    b.fill("#password", "the administrator's own").await;
+    b.click("form.stack button[type=submit]").await;
+    assert_eq!(b.path().await, "/features");
+    assert!(
+        b.text().await.contains("no licenses yet"),
+        "the banner says so"
+    );
+
+    // activate both activation IDs online, in one go
+    b.click_text("Online server updates").await;
+    b.fill("[data-row]:nth-of-type(1) input[name=key]", &bo.keys[0])
+        .await;
+    b.fill("[data-row]:nth-of-type(1) input[name=count]", "10")
+        .await;
+    b.toggle("button.add").await;
+    b.fill("[data-row]:nth-of-type(2) input[name=key]", &bo.keys[1])
+        .await;
+    b.fill("[data-row]:nth-of-type(2) input[name=count]", "10")
+        .await;
+    b.fill("#backoffice", &bo.url).await;
+    b.click("#activate-form button[type=submit]").await;
+    assert!(b.text().await.contains("Activated 2 activation ID(s)"));
+    assert_eq!(api("/api/v1/admin/status").await["activated"], json!(true));
+
+    // clients hold seats: the features and devices views show them
+    for (i, device) in ["string=cad-1", "string=cad-2", "string=cad-3"]
+        .iter()
+        .enumerate()
+    {
+        take(
+            &url,
+            &ask(device, "ann", "lab", &format!("s{i}"), &[("modeler", 1)]),
+        )
+        .await;
+    }
+    b.click_text("Features").await;
+    let rows = b.text_of("#features-table tbody").await;
+    assert!(rows.contains("modeler 2.0 20 3 17"), "{rows}");
+    b.click_text("Devices").await;
+    assert_eq!(b.text_of("#devices-table tbody").await.lines().count(), 3);
+
+    // add a reservation, export it
+    b.click_text("Reservations").await;
+    b.fill("#group", "CAD lab").await;
+    b.fill("#device", "cad-9").await;
+    b.client
+        .find(fantoccini::Locator::Css("#id_type"))
+        .await
+        .unwrap()
+        .select_by_value("string")
+        .await
+        .unwrap();
+    b.fill("#feature", "modeler").await;
+    b.fill("#version", "2.0").await;
+    b.fill("#count", "2").await;
+    b.click("#add-form button[type=submit]").await;
+    assert!(b.text_of(".flash").await.contains("CAD lab"));
+    let (status, disposition, exported) = b.fetch("/reservations/export").await;
+    assert_eq!(status, 200);
+    assert!(disposition.contains("attachment"), "{disposition}");
+    let doc: Value = serde_json::from_str(&exported).unwrap();
+    assert_eq!(doc["groups"][0]["name"], "CAD lab", "{doc}");
+    assert_eq!(
+        doc["groups"][0]["reservations"][0]["entries"][0]["count"], 2,
+        "{doc}"
+    );
+
+    // the seed's model: refused while the reservations exist, saying which to remove
+    let model =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seed-model.txt");
+    b.click_text("Named license pools").await;
+    b.click_text("Model").await;
+    b.attach("#model-file", &model).await;
+    b.click("#model-form button[type=submit]").await;
+    let err = b.text_of("#model-error").await;
+    assert!(err.contains("\"CAD lab\""), "{err}");
+    assert!(api("/api/v1/admin/pools").await["model"].is_null());
+    // remove them, and it loads
+    b.click_text("Reservations").await;
+    b.toggle("#delete-form input[value='CAD lab']").await;
+    b.click("#delete-form button[type=submit]").await;
+    b.click_text("Named license pools").await;
+    b.click_text("Model").await;
+    b.attach("#model-file", &model).await;
+    b.click("#model-form button[type=submit]").await;
+    assert_eq!(b.path().await, "/pools");
+    assert!(!api("/api/v1/admin/pools").await["model"].is_null());
+
+    // a read-only user: made by the administrator, logs in, may look but not change
+    b.click_text("Users and roles").await;
+    b.fill("#new-name", "reader").await;
+    b.click("#new-user-form button[type=submit]").await;
+    let first = b.text_of("#first-password").await;
+    b.click_text("Log out").await;
+    b.fill("#user", "reader").await;
+    b.fill("#password", &first).await;
+    b.click("form.stack button[type=submit]").await;
+    b.fill("#user", "reader").await;
+    b.fill("#current", &first).await;
+    b.fill("#new", "the reader's own password").await;
+    b.fill("#confirm", "the reader's own password").await;
+    b.click("form.stack button[type=submit]").await;
+    b.fill("#user", "reader").await;
+    b.fill("#password", "the reader's own password").await;
+    b.click("form.stack button[type=submit]").await;
+    assert!(b.text().await.contains("(read-only)"));
+    b.click_text("Named license pools").await;
+    b.click_text("Model").await;
+    b.click("#delete-model-form button[type=submit]").await;
+    let denied = b.text().await;
+    assert!(denied.contains("Access denied"), "{denied}");
+    assert!(
+        !api("/api/v1/admin/pools").await["model"].is_null(),
+        "nothing changed"
+    );
+    let audit = api("/api/v1/admin/audit").await;
+    assert!(audit.to_string().contains("access_denied"), "{audit}");
+
+    // logout
+    b.goto(&format!("{url}/features")).await;
+    b.click_text("Log out").await;
+    assert!(b.text().await.contains("You are logged out"));
+    b.goto(&format!("{url}/pools")).await;
+    assert!(b.path().await.starts_with("/login"));
+    b.close().await;
+}
