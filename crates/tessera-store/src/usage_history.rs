@@ -88,7 +88,7 @@ pub struct UsageSample {
 pub trait UsageHistoryStore {
     /// Records samples at `resolution` (each `at` is the start of its period): a period already
     /// recorded keeps the larger use (and the latest count).
-    fn record_usage(
+    fn record_usage_samples(
         &self,
         instance: &InstanceId,
         resolution: Resolution,
@@ -149,7 +149,7 @@ macro_rules! impl_usage_history_store {
     ($store:ty, $name:literal, $greatest:literal) => {
         impl UsageHistoryStore for $store {
             #[tracing::instrument(level = "debug", skip_all, fields(backend = $name, n = samples.len()))]
-            async fn record_usage(
+            async fn record_usage_samples(
                 &self,
                 instance: &InstanceId,
                 resolution: Resolution,
@@ -246,13 +246,13 @@ impl_usage_history_store!(SqliteStore, "sqlite", "max");
 impl_usage_history_store!(PgStore, "postgres", "GREATEST");
 
 impl UsageHistoryStore for AnyStore {
-    async fn record_usage(
+    async fn record_usage_samples(
         &self,
         instance: &InstanceId,
         resolution: Resolution,
         samples: &[UsageSample],
     ) -> Result<(), StoreError> {
-        dispatch!(self, s => s.record_usage(instance, resolution, samples).await)
+        dispatch!(self, s => s.record_usage_samples(instance, resolution, samples).await)
     }
 
     async fn roll_up_usage(

@@ -30,11 +30,11 @@ async fn story<S: UsageHistoryStore>(s: &S) {
         .map(|m| sample("2.0", T0 + Duration::minutes(m), m, Some(40)))
         .chain([sample("1.0", T0, 7, None)])
         .collect();
-    s.record_usage(&site(), Resolution::Minute, &minutes)
+    s.record_usage_samples(&site(), Resolution::Minute, &minutes)
         .await
         .unwrap();
     // another member samples minute 10 with less in use, and minute 11 with more: the larger stays
-    s.record_usage(
+    s.record_usage_samples(
         &site(),
         Resolution::Minute,
         &[
@@ -89,7 +89,7 @@ async fn story<S: UsageHistoryStore>(s: &S) {
         .is_empty());
 
     // the roll-up folds only whole hours before the time given: 09:30 folds 08:00-09:00
-    s.record_usage(
+    s.record_usage_samples(
         &site(),
         Resolution::Minute,
         &[sample("2.0", T0 + Duration::minutes(65), 5, Some(41))],
@@ -127,7 +127,7 @@ async fn story<S: UsageHistoryStore>(s: &S) {
             .unwrap(),
         0
     );
-    s.record_usage(
+    s.record_usage_samples(
         &site(),
         Resolution::Minute,
         &[sample("2.0", T0 + Duration::minutes(3), 1, Some(40))],
@@ -145,7 +145,7 @@ async fn story<S: UsageHistoryStore>(s: &S) {
 
     // hours into days
     let day = datetime!(2026-06-01 0:00 UTC);
-    s.record_usage(
+    s.record_usage_samples(
         &site(),
         Resolution::Hour,
         &[sample("2.0", day + Duration::hours(20), 120, Some(42))],

@@ -24,6 +24,7 @@ use crate::server::Server;
 pub mod access;
 pub mod admin;
 pub mod capability;
+pub mod history;
 pub mod keys;
 pub mod named_users;
 pub mod ops;
@@ -130,6 +131,8 @@ fn operations() -> OpenApiRouter<Shared> {
         .routes(routes!(admin::offline_update_request))
         .routes(routes!(admin::offline_confirmation))
         .routes(routes!(admin::denials))
+        .routes(routes!(history::denials_csv))
+        .routes(routes!(history::usage_history))
         .routes(routes!(users::login))
         .routes(routes!(users::login_token))
         .routes(routes!(users::logout))
