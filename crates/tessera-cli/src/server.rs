@@ -1727,7 +1727,10 @@ mod tests {
         let t = history_table(&v);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 4, "{t}");
-        assert!(lines[2].contains("08:00:00Z") && !lines[2].contains("over-use"), "{t}");
+        assert!(
+            lines[2].contains("08:00:00Z") && !lines[2].contains("over-use"),
+            "{t}"
+        );
         assert!(lines[3].ends_with("over-use"), "{t}");
         v.series.clear();
         assert!(history_table(&v).contains("no use recorded"));

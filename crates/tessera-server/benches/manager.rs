@@ -49,7 +49,9 @@ async fn run() -> Result<(), BoxError> {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
     let dir = tempfile::tempdir_in(root)?;
-    let clock = Arc::new(ManualClock::new(tessera_core::time::OffsetDateTime::now_utc()));
+    let clock = Arc::new(ManualClock::new(
+        tessera_core::time::OffsetDateTime::now_utc(),
+    ));
     let bo = BackOfficeKit::new()
         .in_dir(&dir.path().join("bo"))
         .clock(clock.clone())
@@ -207,7 +209,9 @@ async fn run() -> Result<(), BoxError> {
         }
     }
     if missed.is_empty() {
-        println!("\nevery page within the budget (p99 under {BUDGET_MS} ms, under {BUDGET_BYTES} bytes)");
+        println!(
+            "\nevery page within the budget (p99 under {BUDGET_MS} ms, under {BUDGET_BYTES} bytes)"
+        );
     } else {
         println!("\nover the budget: {}", missed.join(", "));
     }

@@ -138,7 +138,10 @@ impl Server {
     /// or for one that never expires).
     pub async fn bundle_dates(
         &self,
-    ) -> Option<(tessera_core::time::OffsetDateTime, tessera_core::time::OffsetDateTime)> {
+    ) -> Option<(
+        tessera_core::time::OffsetDateTime,
+        tessera_core::time::OffsetDateTime,
+    )> {
         let text = self.installed.lock().await.clone()?;
         let claims: tessera_core::LicenseClaims =
             tessera_core::document::decode_unverified(&text, tessera_core::DocumentType::License)
@@ -148,7 +151,9 @@ impl Server {
 
     /// When the back office last answered an activation or a sync of this server (any member of a
     /// cluster), if it ever did.
-    pub async fn last_sync(&self) -> Result<Option<tessera_core::time::OffsetDateTime>, ServerError> {
+    pub async fn last_sync(
+        &self,
+    ) -> Result<Option<tessera_core::time::OffsetDateTime>, ServerError> {
         Ok(self
             .store
             .get_setting(LAST_SYNC)

@@ -139,18 +139,30 @@ async fn six_hours(server: &tessera_server::daemon::Server, url: &str, clock: &M
         }
         server.engine.sweep().await.unwrap();
         if m % 25 == 0 && !(120..200).contains(&m) {
-            let (device, alias, id) = (format!("string=ws-{m}"), format!("pc-{m}"), format!("r{m}"));
+            let (device, alias, id) =
+                (format!("string=ws-{m}"), format!("pc-{m}"), format!("r{m}"));
             take(url, &ask(&device, "ann", &alias, &id, "modeler", 1)).await;
         }
         if m == 10 {
-            take(url, &ask("string=lab-1", "cy", "lab-1", "render-1", "render", 1)).await;
+            take(
+                url,
+                &ask("string=lab-1", "cy", "lab-1", "render-1", "render", 1),
+            )
+            .await;
         }
         if (130..133).contains(&m) {
             let count = if m == 130 { 2 } else { 1 };
             let (device, id) = (format!("string=burst-{m}"), format!("b{m}"));
             take(
                 url,
-                &ask(&device, "=cmd|' /C calc'!A0", "@SUM(1+1)", &id, "modeler", count),
+                &ask(
+                    &device,
+                    "=cmd|' /C calc'!A0",
+                    "@SUM(1+1)",
+                    &id,
+                    "modeler",
+                    count,
+                ),
             )
             .await;
         }
@@ -239,7 +251,11 @@ async fn usage_history_denials_banners_and_branding_in_a_browser() {
         )
         .await
         .unwrap();
-    assert_eq!(dots.as_u64(), Some(over.len() as u64), "each over-use minute is marked");
+    assert_eq!(
+        dots.as_u64(),
+        Some(over.len() as u64),
+        "each over-use minute is marked"
+    );
     let desc = b
         .client
         .execute(
@@ -255,12 +271,16 @@ async fn usage_history_denials_banners_and_branding_in_a_browser() {
     let summary = b.text_of("#usage-summary tbody").await;
     assert!(summary.starts_with("2.0"), "{summary}");
     assert!(
-        summary.contains(&format!(" {} ", over.len())) || summary.ends_with(&over.len().to_string()),
+        summary.contains(&format!(" {} ", over.len()))
+            || summary.ends_with(&over.len().to_string()),
         "{summary}"
     );
     let over_rows = b.text_of("#usage-over tbody").await;
     assert_eq!(over_rows.lines().count(), over.len(), "{over_rows}");
-    assert!(b.text().await.contains("tessera server usage-history modeler --since 24h"));
+    assert!(b
+        .text()
+        .await
+        .contains("tessera server usage-history modeler --since 24h"));
     b.screenshot("usage-history").await;
 
     // the last hour (from 06:00 after t0's day) has nothing of the six hours: the chart says so
@@ -300,7 +320,10 @@ async fn usage_history_denials_banners_and_branding_in_a_browser() {
     assert_eq!(hours.len(), 6, "one row an hour now: {hours:?}");
     assert_eq!(hours[0].0, rfc(t0));
     assert_eq!(hours[2].1, 4, "the third hour keeps its over-use peak");
-    assert!(hours.iter().enumerate().all(|(i, h)| i == 2 || h.1 <= 3), "{hours:?}");
+    assert!(
+        hours.iter().enumerate().all(|(i, h)| i == 2 || h.1 <= 3),
+        "{hours:?}"
+    );
     // the week's chart: hours, the over-use hour marked (after a login: the session ended)
     b.goto(&format!("{url}/usage?feature=modeler&range=week"))
         .await;
@@ -330,8 +353,14 @@ async fn usage_history_denials_banners_and_branding_in_a_browser() {
     b.click_text("Denials").await;
     let rows = b.text_of("#denials-table tbody").await;
     assert_eq!(rows.lines().count(), 2, "{rows}");
-    assert!(rows.contains("all_in_use") || rows.contains("denied"), "{rows}");
-    assert!(rows.contains("@SUM(1+1)") && rows.contains("string=burst-132"), "{rows}");
+    assert!(
+        rows.contains("all_in_use") || rows.contains("denied"),
+        "{rows}"
+    );
+    assert!(
+        rows.contains("@SUM(1+1)") && rows.contains("string=burst-132"),
+        "{rows}"
+    );
     b.screenshot("denials").await;
     // filtered by feature: render was never refused
     b.fill("#feature", "render").await;
@@ -365,7 +394,10 @@ async fn usage_history_denials_banners_and_branding_in_a_browser() {
     let text = csv[3].as_str().unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
-    assert!(lines[0].starts_with("\"at\",\"kind\",\"device_id\""), "{text}");
+    assert!(
+        lines[0].starts_with("\"at\",\"kind\",\"device_id\""),
+        "{text}"
+    );
     assert!(lines[1].contains("\"modeler\""), "{text}");
     // the formula cells are defused: a quote before = and @
     assert!(lines[1].contains("\"'=cmd|' /C calc'!A0\""), "{text}");
@@ -429,7 +461,10 @@ async fn the_usage_history_and_csv_api_check_their_queries() {
     for (q, says) in [
         ("", "feature"),
         ("feature=modeler&resolution=week", "resolution"),
-        ("feature=modeler&from=2020-01-01&resolution=minute", "coarser"),
+        (
+            "feature=modeler&from=2020-01-01&resolution=minute",
+            "coarser",
+        ),
         ("feature=modeler&from=tomorrow", "from"),
         ("feature=modeler&colour=red", "colour"),
     ] {
@@ -476,9 +511,10 @@ async fn the_usage_history_and_csv_api_check_their_queries() {
         .await
         .unwrap();
     assert!(doc["paths"]["/api/v1/admin/usage-history"]["get"].is_object());
-    assert!(doc["paths"]["/api/v1/admin/denials.csv"]["get"]["responses"]["200"]["content"]
-        ["text/csv"]
-        .is_object());
+    assert!(
+        doc["paths"]["/api/v1/admin/denials.csv"]["get"]["responses"]["200"]["content"]["text/csv"]
+            .is_object()
+    );
 
     // the status carries what the banners need
     let s: Value = admin_get(&url, &token, "/api/v1/admin/status")
@@ -487,7 +523,10 @@ async fn the_usage_history_and_csv_api_check_their_queries() {
         .await
         .unwrap();
     assert_eq!(s["online"], true);
-    assert!(s["last_sync"].is_string() && s["bundle_expires"].is_string(), "{s}");
+    assert!(
+        s["last_sync"].is_string() && s["bundle_expires"].is_string(),
+        "{s}"
+    );
     assert!(s["server_time"].is_string());
 
     // the properties view lists [manager] (read-only) and a change keeps it in server.toml
@@ -520,7 +559,10 @@ async fn the_usage_history_and_csv_api_check_their_queries() {
         Some("Acme License Hub"),
         "{toml}"
     );
-    assert_eq!(parsed["manager"]["labels"]["features"].as_str(), Some("Licences"));
+    assert_eq!(
+        parsed["manager"]["labels"]["features"].as_str(),
+        Some("Licences")
+    );
     // the manager property cannot be set through the API
     let r = reqwest::Client::new()
         .put(format!("{url}/api/v1/admin/properties"))

@@ -133,7 +133,8 @@ const ROLL_UP_SQL: &str = "INSERT INTO usage_history (instance, feature, version
 
 /// Records one sample ($1 instance, $2 feature, $3 version, $4 resolution, $5 at, $6 used, $7
 /// count).
-const UPSERT_SQL: &str = "INSERT INTO usage_history (instance, feature, version, resolution, at, used, count) \
+const UPSERT_SQL: &str =
+    "INSERT INTO usage_history (instance, feature, version, resolution, at, used, count) \
      VALUES ($1, $2, $3, $4, $5, $6, $7) \
      ON CONFLICT (instance, feature, version, resolution, at) DO UPDATE SET \
      used = {GREATEST}(usage_history.used, excluded.used), \
@@ -141,7 +142,8 @@ const UPSERT_SQL: &str = "INSERT INTO usage_history (instance, feature, version,
 
 /// Reads a feature's history in buckets ($1 instance, $2 feature, $3 from, $4 to, $5 bucket
 /// seconds).
-const HISTORY_SQL: &str = "SELECT version, at - (at % $5) AS b, MAX(used), MAX(count) FROM usage_history \
+const HISTORY_SQL: &str =
+    "SELECT version, at - (at % $5) AS b, MAX(used), MAX(count) FROM usage_history \
      WHERE instance = $1 AND feature = $2 AND at >= $3 AND at < $4 \
      GROUP BY version, at - (at % $5) ORDER BY version, b";
 
@@ -289,10 +291,7 @@ mod tests {
         }
         assert_eq!(Resolution::parse("week"), None);
         let t = datetime!(2026-06-01 08:31:45 UTC);
-        assert_eq!(
-            Resolution::Minute.start(t),
-            datetime!(2026-06-01 08:31 UTC)
-        );
+        assert_eq!(Resolution::Minute.start(t), datetime!(2026-06-01 08:31 UTC));
         assert_eq!(Resolution::Hour.start(t), datetime!(2026-06-01 08:00 UTC));
         assert_eq!(Resolution::Day.start(t), datetime!(2026-06-01 00:00 UTC));
     }

@@ -45,7 +45,13 @@ async fn story<S: UsageHistoryStore>(s: &S) {
     .await
     .unwrap();
     let got = s
-        .usage_history(&site(), "modeler", T0, T0 + Duration::hours(1), Resolution::Minute)
+        .usage_history(
+            &site(),
+            "modeler",
+            T0,
+            T0 + Duration::hours(1),
+            Resolution::Minute,
+        )
         .await
         .unwrap();
     assert_eq!(got.len(), 61, "{got:?}");
@@ -56,7 +62,13 @@ async fn story<S: UsageHistoryStore>(s: &S) {
     assert_eq!(v2[11].at, T0 + Duration::minutes(11));
     // the same hour in hour buckets: the most used, the count
     let hourly = s
-        .usage_history(&site(), "modeler", T0, T0 + Duration::hours(1), Resolution::Hour)
+        .usage_history(
+            &site(),
+            "modeler",
+            T0,
+            T0 + Duration::hours(1),
+            Resolution::Hour,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -74,16 +86,31 @@ async fn story<S: UsageHistoryStore>(s: &S) {
         )
         .await
         .unwrap();
-    assert_eq!(part, vec![sample("2.0", T0 + Duration::minutes(58), 58, Some(40))]);
+    assert_eq!(
+        part,
+        vec![sample("2.0", T0 + Duration::minutes(58), 58, Some(40))]
+    );
     // another feature and another instance have nothing of it
     assert!(s
-        .usage_history(&site(), "render", T0, T0 + Duration::hours(1), Resolution::Minute)
+        .usage_history(
+            &site(),
+            "render",
+            T0,
+            T0 + Duration::hours(1),
+            Resolution::Minute
+        )
         .await
         .unwrap()
         .is_empty());
     let other = InstanceId::new("hosted-1").unwrap();
     assert!(s
-        .usage_history(&other, "modeler", T0, T0 + Duration::hours(1), Resolution::Minute)
+        .usage_history(
+            &other,
+            "modeler",
+            T0,
+            T0 + Duration::hours(1),
+            Resolution::Minute
+        )
         .await
         .unwrap()
         .is_empty());
@@ -107,7 +134,13 @@ async fn story<S: UsageHistoryStore>(s: &S) {
         .unwrap();
     assert_eq!(folded, 61);
     let after = s
-        .usage_history(&site(), "modeler", T0, T0 + Duration::hours(2), Resolution::Minute)
+        .usage_history(
+            &site(),
+            "modeler",
+            T0,
+            T0 + Duration::hours(2),
+            Resolution::Minute,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -122,9 +155,14 @@ async fn story<S: UsageHistoryStore>(s: &S) {
     // rolling up again folds nothing and changes nothing; a late minute of a folded hour (a
     // member that was behind) keeps the hour's larger use
     assert_eq!(
-        s.roll_up_usage(&site(), Resolution::Minute, Resolution::Hour, T0 + Duration::minutes(90))
-            .await
-            .unwrap(),
+        s.roll_up_usage(
+            &site(),
+            Resolution::Minute,
+            Resolution::Hour,
+            T0 + Duration::minutes(90)
+        )
+        .await
+        .unwrap(),
         0
     );
     s.record_usage_samples(
@@ -134,11 +172,22 @@ async fn story<S: UsageHistoryStore>(s: &S) {
     )
     .await
     .unwrap();
-    s.roll_up_usage(&site(), Resolution::Minute, Resolution::Hour, T0 + Duration::minutes(90))
-        .await
-        .unwrap();
+    s.roll_up_usage(
+        &site(),
+        Resolution::Minute,
+        Resolution::Hour,
+        T0 + Duration::minutes(90),
+    )
+    .await
+    .unwrap();
     let hours = s
-        .usage_history(&site(), "modeler", T0, T0 + Duration::hours(1), Resolution::Hour)
+        .usage_history(
+            &site(),
+            "modeler",
+            T0,
+            T0 + Duration::hours(1),
+            Resolution::Hour,
+        )
         .await
         .unwrap();
     assert_eq!(hours[1], sample("2.0", T0, 99, Some(40)));
@@ -153,17 +202,31 @@ async fn story<S: UsageHistoryStore>(s: &S) {
     .await
     .unwrap();
     let folded = s
-        .roll_up_usage(&site(), Resolution::Hour, Resolution::Day, day + Duration::days(1))
+        .roll_up_usage(
+            &site(),
+            Resolution::Hour,
+            Resolution::Day,
+            day + Duration::days(1),
+        )
         .await
         .unwrap();
     assert_eq!(folded, 3);
     let days = s
-        .usage_history(&site(), "modeler", day, day + Duration::days(1), Resolution::Day)
+        .usage_history(
+            &site(),
+            "modeler",
+            day,
+            day + Duration::days(1),
+            Resolution::Day,
+        )
         .await
         .unwrap();
     assert_eq!(
         days,
-        vec![sample("1.0", day, 7, None), sample("2.0", day, 120, Some(42))]
+        vec![
+            sample("1.0", day, 7, None),
+            sample("2.0", day, 120, Some(42))
+        ]
     );
     // a roll-up the wrong way round is refused
     assert!(s

@@ -485,7 +485,10 @@ mod tests {
         let older = r#"{"hostid":"ethernet=00","activated":true,"features":[],"leases":0}"#;
         let s: Status = serde_json::from_str(older).unwrap();
         assert!(!s.online);
-        assert_eq!((s.last_sync, s.bundle_expires, s.server_time), (None, None, None));
+        assert_eq!(
+            (s.last_sync, s.bundle_expires, s.server_time),
+            (None, None, None)
+        );
     }
 }
 

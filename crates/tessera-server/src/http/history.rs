@@ -114,8 +114,8 @@ pub(crate) fn range(
             .transpose()
     };
     // by default up to the end of this minute: the minute sampled last is in
-    let to = field("to", &q.to)?
-        .unwrap_or_else(|| Resolution::Minute.start(now) + Duration::minutes(1));
+    let to =
+        field("to", &q.to)?.unwrap_or_else(|| Resolution::Minute.start(now) + Duration::minutes(1));
     let from = field("from", &q.from)?.unwrap_or(to - Duration::days(1));
     if from >= to {
         return Err(format!(
@@ -125,7 +125,12 @@ pub(crate) fn range(
         ));
     }
     let span = to - from;
-    let resolution = match q.resolution.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
+    let resolution = match q
+        .resolution
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+    {
         Some(r) => Resolution::parse(r)
             .ok_or_else(|| format!("resolution: minute, hour or day (got {r:?})"))?,
         None if span <= Duration::days(2) => Resolution::Minute,

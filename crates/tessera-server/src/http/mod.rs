@@ -65,8 +65,7 @@ pub struct AppState {
 }
 
 /// The leases the views read last (see `views::lease_rows`).
-pub(crate) type LeaseRowCache =
-    std::sync::Mutex<Option<(u64, Arc<Vec<tessera_store::LeaseRow>>)>>;
+pub(crate) type LeaseRowCache = std::sync::Mutex<Option<(u64, Arc<Vec<tessera_store::LeaseRow>>)>>;
 
 /// Shared.
 pub type Shared = Arc<AppState>;

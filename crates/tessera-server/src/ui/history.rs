@@ -191,8 +191,7 @@ fn cli_since(range: &str) -> &'static str {
 /// A word for a shell command line shown to copy (quoted when it is not plain).
 fn shell_word(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.:/=".contains(c))
     {
         s.to_string()
@@ -263,7 +262,8 @@ pub(crate) fn chart(
     };
     let top = step * 4.0;
     let secs = span.whole_seconds().max(1) as f64;
-    let x = |t: OffsetDateTime| LEFT + (t - from).whole_seconds() as f64 / secs * (W - LEFT - RIGHT);
+    let x =
+        |t: OffsetDateTime| LEFT + (t - from).whole_seconds() as f64 / secs * (W - LEFT - RIGHT);
     let y = |v: u64| TOP + (H - TOP - BOTTOM) * (1.0 - v as f64 / top);
     let mut svg = String::with_capacity(16 * 1024);
     let mut summary = Vec::new();
@@ -285,7 +285,10 @@ pub(crate) fn chart(
                 count_pts.push_str(&format!("{px:.1},{:.1} ", y(c)));
             }
             if p.used > peak.0 || peak.1.is_empty() {
-                peak = (p.used, label(at, Duration::days(91)) + " " + &label(at, Duration::ZERO));
+                peak = (
+                    p.used,
+                    label(at, Duration::days(91)) + " " + &label(at, Duration::ZERO),
+                );
             }
             if let Some(c) = p.count.filter(|c| p.used > *c) {
                 over_here += 1;
@@ -438,7 +441,11 @@ impl DenialQuery {
     pub(crate) fn api(&self) -> String {
         let mut parts = vec![format!(
             "kind={}",
-            if self.overdraft() { "overdraft" } else { "denial" }
+            if self.overdraft() {
+                "overdraft"
+            } else {
+                "denial"
+            }
         )];
         for (name, v) in [
             ("feature", &self.feature),
@@ -526,10 +533,7 @@ async fn denials(page: Page, Query(q): Query<DenialQuery>) -> Response {
 /// API's refusal.
 async fn denials_csv(page: Page, Query(q): Query<DenialQuery>) -> Response {
     let path = format!("/api/v1/admin/denials.csv?{}", q.api());
-    let r = page
-        .api
-        .raw(Method::GET, &path, Send::Empty, None)
-        .await;
+    let r = page.api.raw(Method::GET, &path, Send::Empty, None).await;
     if r.status().is_success() {
         let (parts, body) = r.into_parts();
         let mut out = axum::body::Body::new(body).into_response();

@@ -907,9 +907,8 @@ mod tests {
             online,
             last_sync: last.map(str::to_string),
         };
-        let texts = |s: &Status| -> Vec<String> {
-            banners::of(s).into_iter().map(|b| b.text).collect()
-        };
+        let texts =
+            |s: &Status| -> Vec<String> { banners::of(s).into_iter().map(|b| b.text).collect() };
         // renewed yesterday for 30 days, synced yesterday: nothing to say
         let fine = status(
             "2026-06-19T12:00:00Z",
