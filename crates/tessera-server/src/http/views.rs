@@ -505,7 +505,7 @@ fn devices_of(held: &[Held<'_>]) -> Vec<DeviceView> {
             leases: 0,
             features: BTreeSet::new(),
         });
-        acc.said.note(&h.row);
+        acc.said.note(h.row);
         if h.runs_out().sort_key() > acc.runs_out.sort_key() {
             acc.runs_out = h.runs_out();
         }
@@ -596,7 +596,7 @@ pub(crate) async fn feature(
                 expires: h.row.expires_at,
                 borrowed: false,
             });
-        acc.said.note(&h.row);
+        acc.said.note(h.row);
         acc.count += u64::try_from(h.row.count).unwrap_or(0);
         acc.overdraft += u64::try_from(h.row.overdraft).unwrap_or(0);
         acc.expires = acc.expires.max(h.row.expires_at);
