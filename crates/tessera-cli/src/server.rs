@@ -11,7 +11,7 @@ use tessera_server::http;
 use tessera_wire::admin::{
     ActivateRequest, AuditPage, FeatureRecords, KeyCount, NewToken, NewUser, OfflineRequestBody,
     PasswordChange, RoleChange, Status, SyncOutcome, TokenCreated, TokenInfo, TokenLogin,
-    UsageEventKind, UsageEventQuery, UsageEvents, UserCreated, UserView,
+    UsageEventKind, UsageEventQuery, UsageEvents, UsageHistory, UserCreated, UserView,
 };
 use tessera_wire::ErrorAnswer;
 
@@ -298,6 +298,30 @@ pub enum ServerCommand {
         /// Overdraft use (grants beyond the count) instead of denials.
         #[arg(long)]
         overdraft: bool,
+        /// Print JSON.
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// Print CSV (for a spreadsheet; cells that would run as formulas are defused).
+        #[arg(long)]
+        csv: bool,
+    },
+    /// A feature's usage history: the most seats used in each period and the count, per version
+    /// (the server samples every minute; keeps minutes 2 days, hours 90 days, then days).
+    UsageHistory {
+        /// The feature's name, exactly.
+        feature: String,
+        #[command(flatten)]
+        at: At,
+        /// From: a time ago (`1h`, `24h`, `7d`), a date (`2026-06-01`) or an RFC 3339 time;
+        /// default: a day ago.
+        #[arg(long)]
+        since: Option<String>,
+        /// To (not included): a date or an RFC 3339 time; default: now.
+        #[arg(long)]
+        until: Option<String>,
+        /// The length of a period: minute, hour or day; default: what fits the range.
+        #[arg(long, value_parser = ["minute", "hour", "day"])]
+        resolution: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -1437,6 +1461,40 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
             }
             Ok(())
         }
+        ServerCommand::UsageHistory {
+            feature,
+            at,
+            since,
+            until,
+            resolution,
+            json,
+        } => {
+            let now = tessera_core::Clock::now(&SystemClock);
+            let mut q = vec![("feature", feature)];
+            if let Some(s) = since {
+                q.push(("from", since_arg(&s, now)?));
+            }
+            if let Some(u) = until {
+                q.push(("to", since_arg(&u, now)?));
+            }
+            if let Some(r) = resolution {
+                q.push(("resolution", r));
+            }
+            let v: UsageHistory = admin_call(
+                &at.server,
+                &token_for(&at.server, at.token.clone())?,
+                at.ca_cert.as_deref(),
+                "/api/v1/admin/usage-history",
+                Body::Query(q),
+            )
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print!("{}", history_table(&v));
+            }
+            Ok(())
+        }
         ServerCommand::Denials {
             server,
             token,
@@ -1446,6 +1504,7 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
             limit,
             overdraft,
             json,
+            csv,
         } => {
             let q = UsageEventQuery {
                 kind: Some(if overdraft {
@@ -1460,6 +1519,18 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
                 feature,
                 limit: Some(limit),
             };
+            if csv {
+                let text = admin_request(
+                    &server,
+                    &token,
+                    ca_cert.as_deref(),
+                    "/api/v1/admin/denials.csv",
+                    Body::Query(event_query(&q)),
+                )
+                .await?;
+                print!("{text}");
+                return Ok(());
+            }
             let v: UsageEvents = admin_call(
                 &server,
                 &token,
@@ -1519,6 +1590,38 @@ fn event_query(q: &UsageEventQuery) -> Vec<(&'static str, String)> {
     }
     if let Some(l) = q.limit {
         out.push(("limit", l.to_string()));
+    }
+    out
+}
+
+/// A usage history as a table: one line a period and version, with a heading; a sentence when
+/// nothing was recorded.
+fn history_table(v: &UsageHistory) -> String {
+    let mut out = format!(
+        "{} from {} to {}, per {}\n",
+        v.feature, v.from, v.to, v.resolution
+    );
+    if v.series.iter().all(|s| s.points.is_empty()) {
+        out.push_str("no use recorded in this range\n");
+        return out;
+    }
+    out.push_str(&format!(
+        "{:<26} {:<10} {:>6} {:>10}\n",
+        "PERIOD", "VERSION", "USED", "COUNT"
+    ));
+    for s in &v.series {
+        for p in &s.points {
+            let count = p.count.map_or("uncounted".to_string(), |c| c.to_string());
+            let over = if p.count.is_some_and(|c| p.used > c) {
+                "  over-use"
+            } else {
+                ""
+            };
+            out.push_str(&format!(
+                "{:<26} {:<10} {:>6} {:>10}{over}\n",
+                p.at, s.version, p.used, count
+            ));
+        }
     }
     out
 }
@@ -1599,6 +1702,42 @@ fn log_reload<S: 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_usage_history_prints_a_line_a_period_and_marks_over_use() {
+        use tessera_wire::admin::{UsagePoint, UsageSeries};
+        let mut v = UsageHistory {
+            feature: "modeler".into(),
+            from: "2026-06-01T08:00:00Z".into(),
+            to: "2026-06-01T09:00:00Z".into(),
+            resolution: "minute".into(),
+            series: vec![UsageSeries {
+                version: "2.0".into(),
+                points: vec![
+                    UsagePoint {
+                        at: "2026-06-01T08:00:00Z".into(),
+                        used: 2,
+                        count: Some(3),
+                    },
+                    UsagePoint {
+                        at: "2026-06-01T08:01:00Z".into(),
+                        used: 4,
+                        count: Some(3),
+                    },
+                ],
+            }],
+        };
+        let t = history_table(&v);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 4, "{t}");
+        assert!(
+            lines[2].contains("08:00:00Z") && !lines[2].contains("over-use"),
+            "{t}"
+        );
+        assert!(lines[3].ends_with("over-use"), "{t}");
+        v.series.clear();
+        assert!(history_table(&v).contains("no use recorded"));
+    }
 
     #[test]
     fn an_empty_token_is_refused_not_replaced_by_the_saved_one() {

@@ -167,6 +167,66 @@ fn the_denial_report_from_the_command_line() {
         "no overdraft grants recorded (events are kept 30 days)\n"
     );
 
+    // as CSV: a heading row and bob's refusal, every cell quoted
+    let out = ok(&args(&with(&["--csv"])), d);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].starts_with("\"at\",\"kind\",\"device_id\""),
+        "{out}"
+    );
+    assert!(
+        lines[1].contains("\"bob\"") && lines[1].contains("\"all_in_use\""),
+        "{out}"
+    );
+
+    // the usage history: the server samples each minute (the first a few seconds after it
+    // started serving)
+    let history = |extra: &[&str]| -> String {
+        let mut a = vec!["server", "usage-history", "modeler"];
+        a.extend(admin.iter().copied());
+        a.extend(extra);
+        ok(&a, d)
+    };
+    let mut v = Value::Null;
+    for _ in 0..100 {
+        v = serde_json::from_str(&history(&["--json"])).unwrap();
+        if v["series"][0]["points"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty())
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(v["resolution"], "minute", "{v}");
+    assert_eq!(v["series"][0]["points"][0]["count"], 1, "{v}");
+    let version = v["series"][0]["version"].as_str().unwrap().to_string();
+    let out = history(&["--since", "7d"]);
+    assert!(
+        out.starts_with("modeler from ") && out.contains("per hour"),
+        "{out}"
+    );
+    assert!(out.contains("PERIOD") && out.contains(&version), "{out}");
+    let o = run(
+        &[
+            "server",
+            "usage-history",
+            "modeler",
+            "--server",
+            &url,
+            "--token",
+            &token,
+            "--since",
+            "400d",
+            "--resolution",
+            "minute",
+        ],
+        d,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("coarser"));
+
     // a filter the server refuses: one line, exit 2
     let o = run(&args(&with(&["--limit", "0"])), d);
     assert_eq!(o.status.code(), Some(2));

@@ -115,11 +115,51 @@ impl Server {
         self.store
             .set_backoffice_url(&InstanceId::on_site(), backoffice)
             .await?;
-        self.install(
-            &answer.license,
-            answer.certificate.as_deref().unwrap_or_default(),
-        )
-        .await
+        let n = self
+            .install(
+                &answer.license,
+                answer.certificate.as_deref().unwrap_or_default(),
+            )
+            .await?;
+        self.note_backoffice_contact().await;
+        Ok(n)
+    }
+
+    /// Records that the back office answered an activation or a sync now (what the manager's
+    /// "no sync for 7 days" banner reads); a failure to record it is logged, not fatal.
+    async fn note_backoffice_contact(&self) {
+        let now = self.clock.now().unix_timestamp().to_string();
+        if let Err(e) = self.store.put_setting(LAST_SYNC, &now).await {
+            tracing::warn!(error = %e, "could not record the time of the last sync");
+        }
+    }
+
+    /// When the installed license bundle was issued and when it expires (none without a bundle,
+    /// or for one that never expires).
+    pub async fn bundle_dates(
+        &self,
+    ) -> Option<(
+        tessera_core::time::OffsetDateTime,
+        tessera_core::time::OffsetDateTime,
+    )> {
+        let text = self.installed.lock().await.clone()?;
+        let claims: tessera_core::LicenseClaims =
+            tessera_core::document::decode_unverified(&text, tessera_core::DocumentType::License)
+                .ok()?;
+        Some((claims.iat, claims.exp?))
+    }
+
+    /// When the back office last answered an activation or a sync of this server (any member of a
+    /// cluster), if it ever did.
+    pub async fn last_sync(
+        &self,
+    ) -> Result<Option<tessera_core::time::OffsetDateTime>, ServerError> {
+        Ok(self
+            .store
+            .get_setting(LAST_SYNC)
+            .await?
+            .and_then(|s| s.parse::<i64>().ok())
+            .and_then(|t| tessera_core::time::OffsetDateTime::from_unix_timestamp(t).ok()))
     }
 
     /// Syncs with the back office now: sends a usage report signed with this server's key and
@@ -157,6 +197,7 @@ impl Server {
             )
         });
         self.install(license, certificate).await?;
+        self.note_backoffice_contact().await;
         self.engine.report(true).await;
         Ok(outcome.over_use.into_iter().map(|o| o.feature).collect())
     }
@@ -462,6 +503,9 @@ async fn backoffice_answer<T: serde::de::DeserializeOwned>(
 /// afresh (empty: none pending). In the store, so that a restart in between, or a cluster member
 /// applying the response, still knows it.
 const OFFLINE_UPDATE: &str = "offline.update_pending";
+/// The setting that keeps when the back office last answered an activation or a sync (unix
+/// seconds).
+const LAST_SYNC: &str = "sync.last_success";
 /// The setting that keeps the request the last offline response applied answered (for the
 /// confirmation).
 const OFFLINE_APPLIED: &str = "offline.last_applied";

@@ -128,6 +128,8 @@ pub const PROPERTIES: &[Property] = &[
     p("max_connections", "capability_polling", "Connections at once", "More are closed until some end.", Kind::Number(1, 1_000_000), false, Restart),
     p("require_signed_requests", "capability_polling", "Require signed requests", "Capability requests must be signed by a registered client key (docs/protocol.md, \"Signed capability requests\").", Kind::Flag, false, Restart),
     p("signed_request_max_skew_seconds", "capability_polling", "Signature clock tolerance (seconds)", "How far a signed request's time may be from this server's clock.", Kind::Number(1, 86_400), false, Restart),
+    p("manager", "local", "Manager branding", "The License Server Manager's product name, logo and menu labels ([manager] in server.toml: product_name, logo, labels), read at the start.", Kind::Text, true,
+      ReadOnly("a table of its own: edit [manager] in server.toml by hand (docs/operations.md, \"Branding the manager\"), then restart")),
     p("anchor_dir", "local", "Anchor directory", "Where the second copy of the storage anchor lives (outside the data directory).", Kind::Path, true, Restart),
     p("log", "logging", "Log level", "A level (error, warn, info, debug, trace) or directives such as info,tessera_server=debug.", Kind::Text, false, Live),
     p("log_file", "logging", "Log file", "A file the log is appended to (unset: standard error).", Kind::Path, true, Restart),

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use tessera_core::time::Duration;
 use tessera_core::time::OffsetDateTime;
 use tessera_store::{
-    InstanceId, ServerStateStore, StoredUsageEvent, UsageEventFilter, UsageEventStore,
+    InstanceId, Resolution, ServerStateStore, StoredUsageEvent, UsageEventFilter, UsageEventStore,
+    UsageHistoryStore, UsageSample,
 };
 
 use crate::config::Config;
@@ -87,6 +88,83 @@ impl Server {
     }
 }
 
+/// How long minutes of the usage history are kept before they are rolled up into hours.
+pub const MINUTES_KEPT: Duration = Duration::days(2);
+/// How long hours of the usage history are kept before they are rolled up into days.
+pub const HOURS_KEPT: Duration = Duration::days(90);
+
+impl Server {
+    /// Records each feature's seats in use and count now, in the minute's row of the usage history
+    /// (per name and version: the records of a version summed; uncounted when one of them is).
+    /// In a cluster every member may sample the same minute: the row keeps the larger use.
+    pub async fn sample_usage_history(&self) -> Result<usize, ServerError> {
+        let now = self.clock.now();
+        let mut by_feature: std::collections::BTreeMap<(String, String), (i64, Option<i64>)> =
+            std::collections::BTreeMap::new();
+        for (f, used, _) in self.engine.usage().await {
+            let e = by_feature
+                .entry((f.name.clone(), f.version.to_string()))
+                .or_insert((0, Some(0)));
+            e.0 = e.0.saturating_add(i64::try_from(used).unwrap_or(i64::MAX));
+            e.1 = match (e.1, f.count.get()) {
+                (Some(sum), Some(c)) => Some(sum.saturating_add(i64::from(c))),
+                _ => None,
+            };
+        }
+        let samples: Vec<UsageSample> = by_feature
+            .into_iter()
+            .map(|((feature, version), (used, count))| UsageSample {
+                feature,
+                version,
+                at: now,
+                used,
+                count,
+            })
+            .collect();
+        self.store
+            .record_usage_samples(self.engine.instance(), Resolution::Minute, &samples)
+            .await?;
+        Ok(samples.len())
+    }
+
+    /// Rolls the usage history up: minutes older than [`MINUTES_KEPT`] into hours, hours older
+    /// than [`HOURS_KEPT`] into days (by the server's clock); how many rows were folded. Safe to
+    /// run on every member of a cluster at once: a period folded twice keeps the larger use.
+    pub async fn roll_up_usage_history(&self) -> Result<u64, ServerError> {
+        let now = self.clock.now();
+        let i = self.engine.instance();
+        let minutes = self
+            .store
+            .roll_up_usage(i, Resolution::Minute, Resolution::Hour, now - MINUTES_KEPT)
+            .await?;
+        let hours = self
+            .store
+            .roll_up_usage(i, Resolution::Hour, Resolution::Day, now - HOURS_KEPT)
+            .await?;
+        Ok(minutes + hours)
+    }
+
+    /// The usage history of `feature` from `from` to `to` (not included) in periods of `bucket`,
+    /// by version then time.
+    pub async fn usage_history(
+        &self,
+        feature: &str,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+        bucket: Resolution,
+    ) -> Result<Vec<UsageSample>, ServerError> {
+        Ok(self
+            .store
+            .usage_history(self.engine.instance(), feature, from, to, bucket)
+            .await?)
+    }
+}
+
+/// Whether the minute of `now` has not been sampled yet (last sampled at `last`).
+fn sample_due(last: Option<OffsetDateTime>, now: OffsetDateTime) -> bool {
+    last.is_none_or(|t| Resolution::Minute.start(now) != Resolution::Minute.start(t))
+}
+
 /// How often usage events past their retention are pruned (by the server's clock).
 const PRUNE_EVERY: Duration = Duration::hours(1);
 
@@ -135,13 +213,31 @@ fn background(server: &Arc<Server>) -> (tokio::task::JoinHandle<()>, tokio::task
     let sweeper = server.clone();
     let sweep = tokio::spawn(async move {
         let mut pruned: Option<OffsetDateTime> = None;
+        let mut sampled: Option<OffsetDateTime> = None;
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(5)).await;
             if let Err(e) = sweeper.engine.sweep().await {
                 tracing::warn!(error = %e, "lease sweep failed; will try again");
             }
             let now = sweeper.clock.now();
+            if sample_due(sampled, now) {
+                match sweeper.sample_usage_history().await {
+                    Ok(_) => sampled = Some(now),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not record the minute's usage history; will try again")
+                    }
+                }
+            }
             if prune_due(pruned, now) {
+                match sweeper.roll_up_usage_history().await {
+                    Ok(n) if n > 0 => {
+                        tracing::debug!(rows = n, "rolled the usage history up")
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not roll the usage history up; will try again")
+                    }
+                }
                 match sweeper.prune_usage_events().await {
                     Ok(n) => {
                         pruned = Some(now);
@@ -312,6 +408,15 @@ mod tests {
         assert!(prune_due(Some(t), t + Duration::hours(1)));
         // a clock set back does not stop the pruning
         assert!(prune_due(Some(t), t - Duration::minutes(1)));
+    }
+
+    #[test]
+    fn usage_is_sampled_once_a_minute() {
+        let t = datetime!(2026-06-01 12:00:10 UTC);
+        assert!(sample_due(None, t));
+        assert!(!sample_due(Some(t), t + Duration::seconds(45)));
+        assert!(sample_due(Some(t), t + Duration::seconds(50)));
+        assert!(sample_due(Some(t), t - Duration::minutes(5)));
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //!   [`AuditStore`] (the license server's audit log), [`ClientKeyStore`] (its client keys and
 //!   trusted producer keys), [`LeaseStore`], [`ServerStateStore`] and
 //!   [`UsageEventStore`] (a seat engine's leases, a license server's own state, and the denials and
-//!   overdraft use it recorded, per [`InstanceId`]), …;
+//!   overdraft use it recorded, per [`InstanceId`]), [`UsageHistoryStore`] (seats used over time,
+//!   per minute, hour and day), …;
 //!   [`Store`] is all of them. Services take `S: Store`.
 //! * Times are [`time::OffsetDateTime`] stored as whole unix seconds (sub-second parts are
 //!   dropped), so both backends hold exactly the same values.
@@ -56,6 +57,7 @@ pub mod sqlite_writer;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod usage_events;
+pub mod usage_history;
 
 pub use activation_keys::{ActivationKeyRecord, ActivationKeyStore, NewActivationKey};
 pub use audit::{AuditEntry, AuditStore, NewAuditEntry};
@@ -77,6 +79,7 @@ pub use sqlite_writer::SqliteLeaseWriter;
 pub use usage_events::{
     StoredUsageEvent, UsageEvent, UsageEventFilter, UsageEventKind, UsageEventStore,
 };
+pub use usage_history::{Resolution, UsageHistoryStore, UsageSample};
 
 /// Everything a Tessera service needs from storage. Implemented by every type that implements
 /// all the store traits; services are generic over `S: Store`.
@@ -91,6 +94,7 @@ pub trait Store:
     + LeaseStore
     + ServerStateStore
     + UsageEventStore
+    + UsageHistoryStore
     + SeatPolicyStore
     + ClientKeyStore
     + OutboxStore
@@ -112,6 +116,7 @@ impl<T> Store for T where
         + LeaseStore
         + ServerStateStore
         + UsageEventStore
+        + UsageHistoryStore
         + SeatPolicyStore
         + ClientKeyStore
         + OutboxStore

@@ -45,6 +45,22 @@ pub struct Status {
     /// before the first online activation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoffice_url: Option<String>,
+    /// The server's time now (RFC 3339), which the times below are measured against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_time: Option<String>,
+    /// When the installed license bundle was issued (RFC 3339); none without a bundle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle_issued: Option<String>,
+    /// When the installed license bundle expires (RFC 3339); none without a bundle or when it
+    /// never expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle_expires: Option<String>,
+    /// Whether the server was activated online (it knows its back office and syncs daily).
+    #[serde(default)]
+    pub online: bool,
+    /// When the back office last answered an activation or a sync (RFC 3339); none if never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync: Option<String>,
 }
 
 /// Activation keys to activate.
@@ -173,6 +189,65 @@ pub struct UsageEvents {
     pub retention_days: u32,
     /// The events, newest first.
     pub events: Vec<UsageEvent>,
+}
+
+/// The query of `GET /api/v1/admin/usage-history`: one feature's seats used and count over a
+/// time range.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[serde(deny_unknown_fields)]
+pub struct UsageHistoryQuery {
+    /// The feature's name, exactly.
+    pub feature: String,
+    /// From (included): RFC 3339 or a date; default: a day before `to`.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// To (not included): RFC 3339 or a date; default: the end of this minute.
+    #[serde(default)]
+    pub to: Option<String>,
+    /// `minute`, `hour` or `day`; default: minutes for up to 2 days, hours for up to 90 days,
+    /// days beyond.
+    #[serde(default)]
+    pub resolution: Option<String>,
+}
+
+/// One period of a feature's usage history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UsagePoint {
+    /// The start of the period (RFC 3339, UTC).
+    pub at: String,
+    /// The most seats in use seen in the period.
+    pub used: u64,
+    /// The seats licensed; null when uncounted.
+    pub count: Option<u64>,
+}
+
+/// One version's usage history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UsageSeries {
+    /// The version of the feature's records.
+    pub version: String,
+    /// The periods recorded, oldest first (periods without a sample are left out).
+    pub points: Vec<UsagePoint>,
+}
+
+/// The answer of `GET /api/v1/admin/usage-history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UsageHistory {
+    /// The feature.
+    pub feature: String,
+    /// From (included), RFC 3339.
+    pub from: String,
+    /// To (not included), RFC 3339.
+    pub to: String,
+    /// The length of each period: `minute`, `hour` or `day`.
+    pub resolution: String,
+    /// Each version's periods.
+    pub series: Vec<UsageSeries>,
 }
 
 /// A user's role on the license server: `admin` (everything) or `read_only` (every view, no
@@ -407,6 +482,17 @@ mod tests {
         assert_eq!(q.limit, Some(5));
         assert!(serde_json::from_str::<UsageEventQuery>(r#"{"colour":"red"}"#).is_err());
         assert!(serde_json::from_str::<UsageEventQuery>(r#"{"kind":"grant"}"#).is_err());
+    }
+
+    #[test]
+    fn a_status_without_the_banner_fields_still_reads() {
+        let older = r#"{"hostid":"ethernet=00","activated":true,"features":[],"leases":0}"#;
+        let s: Status = serde_json::from_str(older).unwrap();
+        assert!(!s.online);
+        assert_eq!(
+            (s.last_sync, s.bundle_expires, s.server_time),
+            (None, None, None)
+        );
     }
 }
 

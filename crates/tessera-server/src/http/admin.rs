@@ -8,6 +8,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use tessera_core::Clock as _;
+use tessera_store::ServerStateStore as _;
+
 use super::{body_problem, json_problem, problem, Failure, Shared};
 use crate::openapi::{FeatureRecords, Problem, SyncOutcome};
 
@@ -21,16 +24,39 @@ pub use tessera_wire::admin::{FeatureState, Status};
 pub(crate) async fn status(State(s): State<Shared>, _viewer: Viewer) -> Response {
     let usage = s.server.engine.usage().await;
     let leases = s.server.engine.leases().await.len();
-    use tessera_store::ServerStateStore as _;
-    // where a sync goes; the status is still answered when the store cannot say
-    let backoffice_url = s
+    let rfc = |t: tessera_core::time::OffsetDateTime| {
+        t.format(&tessera_core::time::format_description::well_known::Rfc3339)
+            .ok()
+    };
+    let bundle = s.server.bundle_dates().await;
+    // where a sync goes (none before an online activation); the status is still answered when
+    // the store cannot say
+    let backoffice_url = match s
         .server
         .store
         .server_state(&tessera_store::InstanceId::on_site())
         .await
-        .ok()
-        .and_then(|st| st.backoffice_url);
+    {
+        Ok(state) => state.backoffice_url,
+        Err(e) => {
+            tracing::warn!(error = %e, "status: could not read whether the server was activated online");
+            None
+        }
+    };
+    let online = backoffice_url.is_some();
+    let last_sync = match s.server.last_sync().await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "status: could not read the time of the last sync");
+            None
+        }
+    };
     Json(Status {
+        server_time: rfc(s.server.clock.now()),
+        bundle_issued: bundle.and_then(|(iat, _)| rfc(iat)),
+        bundle_expires: bundle.and_then(|(_, exp)| rfc(exp)),
+        online,
+        last_sync: last_sync.and_then(rfc),
         hostid: s.server.hostid.to_string(),
         activated: s.server.certificate.read().await.is_some(),
         features: usage
@@ -334,7 +360,7 @@ pub(crate) async fn denials(
 }
 
 /// The store's filter for a query, or what is wrong with it.
-fn event_filter(q: &UsageEventQuery) -> Result<tessera_store::UsageEventFilter, String> {
+pub(crate) fn event_filter(q: &UsageEventQuery) -> Result<tessera_store::UsageEventFilter, String> {
     let limit = q.limit.unwrap_or(DEFAULT_EVENTS);
     if limit == 0 || limit > MAX_EVENTS {
         return Err(format!("limit: 1 to {MAX_EVENTS} (got {limit})"));
@@ -355,7 +381,7 @@ fn event_filter(q: &UsageEventQuery) -> Result<tessera_store::UsageEventFilter, 
 }
 
 /// `since`: RFC 3339, or a date (from its start, UTC).
-fn parse_since(text: &str) -> Result<tessera_core::time::OffsetDateTime, String> {
+pub(crate) fn parse_since(text: &str) -> Result<tessera_core::time::OffsetDateTime, String> {
     use tessera_core::time::format_description::well_known::Rfc3339;
     use tessera_core::time::{macros::format_description, Date, OffsetDateTime};
     let text = text.trim();
@@ -370,7 +396,7 @@ fn parse_since(text: &str) -> Result<tessera_core::time::OffsetDateTime, String>
 }
 
 /// A stored event as the admin API shows it.
-fn event_view(e: tessera_store::StoredUsageEvent) -> UsageEvent {
+pub(crate) fn event_view(e: tessera_store::StoredUsageEvent) -> UsageEvent {
     use tessera_core::time::format_description::well_known::Rfc3339;
     let ev = e.event;
     let at = ev

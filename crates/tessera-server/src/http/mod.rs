@@ -24,6 +24,7 @@ use crate::server::Server;
 pub mod access;
 pub mod admin;
 pub mod capability;
+pub mod history;
 pub mod keys;
 pub mod named_users;
 pub mod ops;
@@ -59,7 +60,12 @@ pub struct AppState {
     pub logins: tessera_service::auth::LoginThrottle,
     /// Audit entries written since the start (the log is pruned every so often).
     pub(crate) audit_appends: std::sync::atomic::AtomicU64,
+    /// The leases the views read last, with the engine's commit count they were read at.
+    pub(crate) lease_rows: LeaseRowCache,
 }
+
+/// The leases the views read last (see `views::lease_rows`).
+pub(crate) type LeaseRowCache = std::sync::Mutex<Option<(u64, Arc<Vec<tessera_store::LeaseRow>>)>>;
 
 /// Shared.
 pub type Shared = Arc<AppState>;
@@ -90,6 +96,7 @@ pub fn state(server: impl Into<Arc<Server>>) -> Shared {
         hashing: tessera_service::auth::HashGate::default(),
         logins,
         audit_appends: std::sync::atomic::AtomicU64::new(0),
+        lease_rows: std::sync::Mutex::new(None),
         server,
         requests: Counter::default(),
         denied: Counter::default(),
@@ -130,6 +137,8 @@ fn operations() -> OpenApiRouter<Shared> {
         .routes(routes!(admin::offline_update_request))
         .routes(routes!(admin::offline_confirmation))
         .routes(routes!(admin::denials))
+        .routes(routes!(history::denials_csv))
+        .routes(routes!(history::usage_history))
         .routes(routes!(users::login))
         .routes(routes!(users::login_token))
         .routes(routes!(users::logout))

@@ -9,6 +9,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -379,7 +380,7 @@ pub(crate) async fn feature_records(
 
 /// A lease held now, with its record.
 struct Held<'a> {
-    row: LeaseRow,
+    row: &'a LeaseRow,
     record: &'a Feature,
 }
 
@@ -403,33 +404,59 @@ impl Held<'_> {
     }
 }
 
-/// The leases held now (stored, not expired, of a record served), with their records.
-async fn held<'a>(s: &Shared, records: &'a [Record]) -> Result<Vec<Held<'a>>, Failure> {
+/// The leases stored. A single server reads them again only after its engine committed since the
+/// last read (every change of a lease is a commit of its engine: the counter is read before the
+/// rows, so a cached read is never older than the count it is kept under); a cluster member reads
+/// them every time (another member's commits are not counted here). With 10,000 devices holding
+/// seats this keeps the views within the manager's page budget (docs/performance.md).
+async fn lease_rows(s: &Shared) -> Result<Arc<Vec<LeaseRow>>, Failure> {
     let engine = &s.server.engine;
-    let rows = s
-        .server
-        .store
-        .load_leases(engine.instance())
-        .await
-        .map_err(|e| {
-            Failure::Storage(
-                e.to_string(),
-                "the license server could not read its leases; try again",
-            )
-        })?;
+    let clustered = engine.clustered();
+    let commits = engine.stats().commits;
+    if !clustered {
+        let cached = s
+            .lease_rows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some((n, rows)) = cached {
+            if n == commits {
+                return Ok(rows);
+            }
+        }
+    }
+    let rows = Arc::new(
+        s.server
+            .store
+            .load_leases(engine.instance())
+            .await
+            .map_err(|e| {
+                Failure::Storage(
+                    e.to_string(),
+                    "the license server could not read its leases; try again",
+                )
+            })?,
+    );
+    if !clustered {
+        *s.lease_rows.lock().unwrap_or_else(|e| e.into_inner()) = Some((commits, rows.clone()));
+    }
+    Ok(rows)
+}
+
+/// The leases held now (stored, not expired, of a record served), with their records.
+fn held<'a>(s: &Shared, rows: &'a [LeaseRow], records: &'a [Record]) -> Vec<Held<'a>> {
     let now = s.server.clock.now();
     let by_key: HashMap<String, &Feature> = records
         .iter()
         .map(|r| (crate::engine::record_key(&r.feature), &r.feature))
         .collect();
-    Ok(rows
-        .into_iter()
+    rows.iter()
         .filter(|r| r.expires_at > now)
         .filter_map(|row| {
             let record = *by_key.get(&row.record_key)?;
             Some(Held { row, record })
         })
-        .collect())
+        .collect()
 }
 
 fn id_type(device: &str) -> String {
@@ -478,7 +505,7 @@ fn devices_of(held: &[Held<'_>]) -> Vec<DeviceView> {
             leases: 0,
             features: BTreeSet::new(),
         });
-        acc.said.note(&h.row);
+        acc.said.note(h.row);
         if h.runs_out().sort_key() > acc.runs_out.sort_key() {
             acc.runs_out = h.runs_out();
         }
@@ -546,10 +573,11 @@ pub(crate) async fn feature(
         );
     }
     records.sort_by(|a, b| a.feature.version.cmp(&b.feature.version));
-    let held = match held(&s, &records).await {
-        Ok(h) => h,
+    let rows = match lease_rows(&s).await {
+        Ok(r) => r,
         Err(f) => return f.into_response(),
     };
+    let held = held(&s, &rows, &records);
     struct Acc {
         said: Said,
         count: u64,
@@ -568,7 +596,7 @@ pub(crate) async fn feature(
                 expires: h.row.expires_at,
                 borrowed: false,
             });
-        acc.said.note(&h.row);
+        acc.said.note(h.row);
         acc.count += u64::try_from(h.row.count).unwrap_or(0);
         acc.overdraft += u64::try_from(h.row.overdraft).unwrap_or(0);
         acc.expires = acc.expires.max(h.row.expires_at);
@@ -623,10 +651,11 @@ pub(crate) async fn devices(
         Err(d) => return bad_query(d),
     };
     let records = records(&s).await;
-    let held = match held(&s, &records).await {
-        Ok(h) => h,
+    let rows = match lease_rows(&s).await {
+        Ok(r) => r,
         Err(f) => return f.into_response(),
     };
+    let held = held(&s, &rows, &records);
     let rows: Vec<DeviceView> = devices_of(&held)
         .into_iter()
         .filter(|d| device_matches(&c, &d.device_id, d.alias.as_deref(), d.user.as_deref()))
@@ -651,10 +680,11 @@ pub(crate) async fn device(
         .parse::<HostId>()
         .map_or_else(|_| id.clone(), |h| h.to_string());
     let records = records(&s).await;
-    let held = match held(&s, &records).await {
-        Ok(h) => h,
+    let rows = match lease_rows(&s).await {
+        Ok(r) => r,
         Err(f) => return f.into_response(),
     };
+    let held = held(&s, &rows, &records);
     let mine: Vec<Held<'_>> = held.into_iter().filter(|h| h.device() == id).collect();
     if mine.is_empty() {
         return problem(

@@ -40,6 +40,7 @@ mod admin;
 mod auth;
 mod backoffice;
 mod features;
+mod history;
 pub(crate) mod openapi;
 mod policy;
 mod setup;
@@ -61,6 +62,7 @@ pub(crate) fn routes() -> Router<Shared> {
         .merge(admin::routes())
         .merge(backoffice::routes())
         .merge(policy::routes())
+        .merge(history::routes())
 }
 
 /// `/`: the features view (the first thing an administrator looks at), or the login page.
@@ -558,9 +560,11 @@ impl Brand {
 }
 
 pub(crate) mod banners {
-    //! The warnings on every page: seats used beyond the license (over-use), and the server's own
-    //! license near its expiry.
+    //! The warnings on every page: seats used beyond the license (over-use), the server's own
+    //! license near its expiry, no sync with the back office for a week.
     use super::*;
+    use tessera_core::time::format_description::well_known::Rfc3339;
+    use tessera_core::time::{Duration, OffsetDateTime};
     use tessera_wire::admin::Status;
 
     /// A warning.
@@ -577,6 +581,29 @@ pub(crate) mod banners {
         let Ok(status) = page.api.get::<Status>("/api/v1/admin/status").await else {
             return Vec::new();
         };
+        of(&status)
+    }
+
+    /// A bundle expiring within this is warned about (unless it was renewed lately).
+    pub(crate) const EXPIRY_WARNING: Duration = Duration::days(30);
+    /// A sync older than this is warned about (and a bundle not renewed for this long).
+    pub(crate) const SYNC_WARNING: Duration = Duration::days(7);
+
+    /// How a time is shown in a banner (the day, UTC).
+    fn day(t: OffsetDateTime) -> String {
+        format!("{}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
+    }
+
+    /// The banners a status calls for: over-use, a bundle that expired or expires within 30 days
+    /// without having been renewed for 7 (a bundle the daily sync renews is not warned about), no
+    /// sync with the back office for 7 days (or none ever, for a server activated online), no
+    /// licenses yet.
+    pub(crate) fn of(status: &Status) -> Vec<Banner> {
+        let parse = |t: &Option<String>| {
+            t.as_deref()
+                .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+        };
+        let now = parse(&status.server_time);
         let mut out = Vec::new();
         for f in &status.features {
             if let Some(count) = f.count {
@@ -589,6 +616,45 @@ pub(crate) mod banners {
                         ),
                     });
                 }
+            }
+        }
+        if let (Some(now), Some(exp)) = (now, parse(&status.bundle_expires)) {
+            let renewed = parse(&status.bundle_issued).is_some_and(|iat| now - iat < SYNC_WARNING);
+            if exp <= now {
+                out.push(Banner {
+                    level: "alert",
+                    text: format!(
+                        "This server's license expired on {}: it grants no seats until it is renewed. Sync with the back office (Back office → Online server updates) or apply an offline update response.",
+                        day(exp)
+                    ),
+                });
+            } else if exp - now < EXPIRY_WARNING && !renewed {
+                out.push(Banner {
+                    level: "warn",
+                    text: format!(
+                        "This server's license expires on {} (in {} days) and has not been renewed for {} days: sync with the back office, or apply an offline update response, before then.",
+                        day(exp),
+                        (exp - now).whole_days(),
+                        parse(&status.bundle_issued).map_or(0, |iat| (now - iat).whole_days())
+                    ),
+                });
+            }
+        }
+        if status.online {
+            match (now, parse(&status.last_sync)) {
+                (_, None) => out.push(Banner {
+                    level: "warn",
+                    text: "This server has never synced with its back office: sync now (Back office → Online server updates) so its license is renewed and its use reported.".into(),
+                }),
+                (Some(now), Some(last)) if now - last > SYNC_WARNING => out.push(Banner {
+                    level: "warn",
+                    text: format!(
+                        "The last successful sync with the back office was {} days ago ({}): check that the server can reach it, then sync now (Back office → Online server updates).",
+                        (now - last).whole_days(),
+                        day(last)
+                    ),
+                }),
+                _ => {}
             }
         }
         if !status.activated {
@@ -832,6 +898,63 @@ mod tests {
         assert_eq!(p.numbers(), vec![1, 8, 9, 10, 11, 12, 20]);
         let p = Pager::new(0, 1, 50, String::new());
         assert_eq!((p.last, p.numbers()), (1, vec![1]));
+    }
+
+    #[test]
+    fn banners_warn_of_expiry_and_of_no_sync() {
+        use tessera_wire::admin::Status;
+        let status = |issued: &str, expires: &str, online: bool, last: Option<&str>| Status {
+            hostid: "ethernet=00".into(),
+            activated: true,
+            features: vec![],
+            leases: 0,
+            server_time: Some("2026-06-20T12:00:00Z".into()),
+            bundle_issued: Some(issued.into()),
+            bundle_expires: Some(expires.into()),
+            online,
+            last_sync: last.map(str::to_string),
+            backoffice_url: online.then(|| "http://bo.example".to_string()),
+        };
+        let texts =
+            |s: &Status| -> Vec<String> { banners::of(s).into_iter().map(|b| b.text).collect() };
+        // renewed yesterday for 30 days, synced yesterday: nothing to say
+        let fine = status(
+            "2026-06-19T12:00:00Z",
+            "2026-07-19T12:00:00Z",
+            true,
+            Some("2026-06-19T12:00:00Z"),
+        );
+        assert!(texts(&fine).is_empty(), "{:?}", texts(&fine));
+        // not renewed for 10 days, 20 days left, no sync for 10 days: both warnings
+        let stale = status(
+            "2026-06-10T12:00:00Z",
+            "2026-07-10T12:00:00Z",
+            true,
+            Some("2026-06-10T12:00:00Z"),
+        );
+        let t = texts(&stale);
+        assert_eq!(t.len(), 2, "{t:?}");
+        assert!(t[0].contains("expires on 2026-07-10 (in 20 days)"), "{t:?}");
+        assert!(t[1].contains("10 days ago (2026-06-10)"), "{t:?}");
+        // a year's bundle in its last month warns even when it was issued … a year ago
+        let ending = status("2025-07-01T00:00:00Z", "2026-07-01T00:00:00Z", false, None);
+        assert!(texts(&ending)[0].contains("expires on 2026-07-01"));
+        // expired: an alert
+        let gone = status("2026-05-01T00:00:00Z", "2026-06-01T00:00:00Z", false, None);
+        let b = banners::of(&gone);
+        assert_eq!(b[0].level, "alert");
+        assert!(b[0].text.contains("expired on 2026-06-01"), "{}", b[0].text);
+        // online but never synced; offline servers are not asked to sync
+        let never = status("2026-06-19T12:00:00Z", "2026-07-19T12:00:00Z", true, None);
+        assert!(texts(&never)[0].contains("never synced"));
+        let offline = status("2026-06-19T12:00:00Z", "2026-07-19T12:00:00Z", false, None);
+        assert!(texts(&offline).is_empty());
+        // an older server's status (no times) shows no such banner
+        let older = Status {
+            server_time: None,
+            ..stale
+        };
+        assert!(texts(&older).is_empty(), "{:?}", texts(&older));
     }
 
     #[test]

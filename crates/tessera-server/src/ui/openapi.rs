@@ -198,11 +198,27 @@ pub(crate) const PAGES: &[Page] = &[
         "uploads a client public key (DER file, multipart)",
     ),
     ("post", "/client-keys/{id}/delete", "deletes a client key"),
+    (
+        "get",
+        "/usage",
+        "usage history per feature: used against the count over time, as an SVG chart",
+    ),
+    (
+        "get",
+        "/denials",
+        "the denial report (and overdraft use): who was refused what, when and why",
+    ),
+    (
+        "get",
+        "/denials.csv",
+        "the denial report as CSV, with the page's filters",
+    ),
 ];
 
 /// Pages that answer a file rather than a page: (method, path, content type).
 const FILES: &[(&str, &str, &str)] = &[
     ("get", "/reservations/export", "application/json"),
+    ("get", "/denials.csv", "text/csv; charset=utf-8"),
     (
         "post",
         "/updates/offline/update-request",
@@ -367,6 +383,7 @@ mod tests {
             include_str!("admin.rs"),
             include_str!("backoffice.rs"),
             include_str!("policy.rs"),
+            include_str!("history.rs"),
         ];
         let mut out = Vec::new();
         for src in sources {
