@@ -171,7 +171,10 @@ fn the_denial_report_from_the_command_line() {
     let out = ok(&args(&with(&["--csv"])), d);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
-    assert!(lines[0].starts_with("\"at\",\"kind\",\"device_id\""), "{out}");
+    assert!(
+        lines[0].starts_with("\"at\",\"kind\",\"device_id\""),
+        "{out}"
+    );
     assert!(
         lines[1].contains("\"bob\"") && lines[1].contains("\"all_in_use\""),
         "{out}"
@@ -188,7 +191,10 @@ fn the_denial_report_from_the_command_line() {
     let mut v = Value::Null;
     for _ in 0..100 {
         v = serde_json::from_str(&history(&["--json"])).unwrap();
-        if v["series"][0]["points"].as_array().is_some_and(|p| !p.is_empty()) {
+        if v["series"][0]["points"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty())
+        {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
@@ -197,7 +203,10 @@ fn the_denial_report_from_the_command_line() {
     assert_eq!(v["series"][0]["points"][0]["count"], 1, "{v}");
     let version = v["series"][0]["version"].as_str().unwrap().to_string();
     let out = history(&["--since", "7d"]);
-    assert!(out.starts_with("modeler from ") && out.contains("per hour"), "{out}");
+    assert!(
+        out.starts_with("modeler from ") && out.contains("per hour"),
+        "{out}"
+    );
     assert!(out.contains("PERIOD") && out.contains(&version), "{out}");
     let o = run(
         &[
