@@ -1,4 +1,5 @@
-//! Scheduled work: the lease sweep, the pruning of usage events past their retention, the daily
+//! Scheduled work: the lease sweep, the usage history (sampled each minute, rolled up hourly), the
+//! pruning of usage events past their retention, the daily
 //! sync with the back office (and, in a cluster, which member runs it). It belongs to the server, which starts and stops it ([`Server::start_tasks`]);
 //! the HTTP layer only serves.
 
@@ -207,8 +208,9 @@ async fn stop_background(sweep: tokio::task::JoinHandle<()>, sync: tokio::task::
     let _ = sync.await;
 }
 
-/// The sweeper (expired leases, usage events past their retention, and in a cluster a newer
-/// bundle) and the daily sync.
+/// The sweeper (expired leases, the minute's usage sample, the hourly roll-up of the usage
+/// history, usage events past their retention, and in a cluster a newer bundle) and the daily
+/// sync.
 fn background(server: &Arc<Server>) -> (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>) {
     let sweeper = server.clone();
     let sweep = tokio::spawn(async move {
