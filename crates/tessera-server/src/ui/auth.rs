@@ -13,7 +13,9 @@ use serde::Deserialize;
 use serde_json::json;
 use tessera_wire::admin::LoginAnswer;
 
-use super::{done, failure_page, render, render_status, Base, Send, Visitor};
+use super::{
+    done, failure_of, failure_page, render, render_status, ApiFailure, Base, Send, Visitor,
+};
 use crate::http::Shared;
 
 pub(super) fn routes() -> Router<Shared> {
@@ -95,13 +97,7 @@ async fn login(v: Visitor, Form(f): Form<LoginForm>) -> Response {
         }
         return resp;
     }
-    let status = r.status();
-    let detail = axum::body::to_bytes(r.into_body(), 1 << 20)
-        .await
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|p| p["detail"].as_str().map(str::to_string))
-        .unwrap_or_else(|| format!("the login failed ({status})"));
+    let ApiFailure { status, detail, .. } = failure_of(r).await;
     let t = LoginPage {
         base: Base::visitor(&v.state, "Log in", None),
         user: f.user,
@@ -131,13 +127,8 @@ async fn logout(v: Visitor, Form(f): Form<CsrfForm>) -> Response {
     let status = r.status();
     // a session that had already ended (401) is logged out all the same
     if !(status.is_success() || status == StatusCode::UNAUTHORIZED) {
-        let detail = axum::body::to_bytes(r.into_body(), 1 << 20)
-            .await
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|p| p["detail"].as_str().map(str::to_string))
-            .unwrap_or_else(|| format!("the logout failed ({status})"));
-        return super::error_page(status, "You are still logged in", &detail);
+        let f = failure_of(r).await;
+        return super::error_page(status, "You are still logged in", &f.detail);
     }
     let mut resp = done("/login", "You are logged out.");
     if let Some(c) = r.headers().get(header::SET_COOKIE).cloned() {

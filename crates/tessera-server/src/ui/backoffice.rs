@@ -15,7 +15,9 @@ use serde::Deserialize;
 use serde_json::json;
 use tessera_wire::admin::{ClientKeyView, FeatureRecords, ProducerKeyView, Status, SyncOutcome};
 
-use super::{done, failed, render, render_status, urlencode, ApiFailure, Base, Page, Send};
+use super::{
+    done, failed, failure_of, render, render_status, urlencode, ApiFailure, Base, Page, Send,
+};
 use crate::http::Shared;
 
 pub(super) fn routes() -> Router<Shared> {
@@ -313,24 +315,6 @@ async fn offline(page: Page) -> Response {
         error: None,
     };
     render(&t, &t.base)
-}
-
-/// What a failed raw answer of the API carried.
-async fn failure_of(r: Response) -> ApiFailure {
-    let status = r.status();
-    let problem: serde_json::Value = axum::body::to_bytes(r.into_body(), 1 << 20)
-        .await
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    ApiFailure {
-        status,
-        code: problem["code"].as_str().unwrap_or("failed").to_string(),
-        detail: problem["detail"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("the admin API answered {status}")),
-    }
 }
 
 /// Calls the API for a request file and hands it to the browser as a download named `file`.

@@ -84,6 +84,12 @@ mod assets {
             [
                 (header::CONTENT_TYPE, kind),
                 (header::CACHE_CONTROL, "public, max-age=3600"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                // an SVG logo opened on its own runs no script
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    "default-src 'none'; style-src 'unsafe-inline'",
+                ),
             ],
             body,
         )
@@ -143,6 +149,30 @@ pub(crate) struct ApiFailure {
     pub code: String,
     /// The problem's `detail`, in the API's words.
     pub detail: String,
+}
+
+impl ApiFailure {
+    /// The problem an answer that is not a success carried (its status, `code` and `detail`).
+    pub(crate) fn of_problem(status: StatusCode, body: &[u8]) -> ApiFailure {
+        let problem: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        ApiFailure {
+            status,
+            code: problem["code"].as_str().unwrap_or("failed").to_string(),
+            detail: problem["detail"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("the admin API answered {status}")),
+        }
+    }
+}
+
+/// What a raw answer of the API that is not a success carried.
+pub(crate) async fn failure_of(r: Response) -> ApiFailure {
+    let status = r.status();
+    let body = axum::body::to_bytes(r.into_body(), 1 << 20)
+        .await
+        .unwrap_or_default();
+    ApiFailure::of_problem(status, &body)
 }
 
 /// A call of the admin API on behalf of the browser of a request: its cookie, its address and
@@ -232,15 +262,7 @@ impl Caller {
                 detail: format!("the admin API answered what this page cannot read: {e}"),
             });
         }
-        let problem: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-        Err(ApiFailure {
-            status,
-            code: problem["code"].as_str().unwrap_or("failed").to_string(),
-            detail: problem["detail"]
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("the admin API answered {status}")),
-        })
+        Err(ApiFailure::of_problem(status, &bytes))
     }
 
     /// `GET path` as `T`.

@@ -404,22 +404,8 @@ async fn export_reservations(page: Page) -> Response {
     if r.status().is_success() {
         return r;
     }
-    let status = r.status();
-    let bytes = axum::body::to_bytes(r.into_body(), 1024 * 1024)
-        .await
-        .unwrap_or_default();
-    let problem: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-    failed(
-        &page,
-        ApiFailure {
-            status,
-            code: problem["code"].as_str().unwrap_or("failed").to_string(),
-            detail: problem["detail"]
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("the admin API answered {status}")),
-        },
-    )
+    let f = super::failure_of(r).await;
+    failed(&page, f)
 }
 
 // ---------------------------------------------------------------------------------------------
