@@ -435,7 +435,14 @@ async fn pages_need_a_login_and_a_forged_form_changes_nothing() {
             .to_str()
             .unwrap()
             .starts_with(kind));
+        assert_eq!(r.headers()["x-content-type-options"], "nosniff", "{asset}");
     }
+    // a logo (an SVG may hold script) opened on its own runs none
+    let logo = http.get(format!("{url}/ui/logo")).send().await.unwrap();
+    assert!(logo.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .starts_with("default-src 'none'"));
 }
 
 /// The story, start to end, as a license administrator would do it in the browser: log
