@@ -63,11 +63,26 @@ pids+=($!)
 wait_for "http://127.0.0.1:$triv_port/"
 
 rate() { awk '/^Requests\/sec/ {print $2}'; }
-run() { # URL SCRIPT NAME -> requests/s (wrk's report in $work/last)
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"${SECS}s" --latency -s "$here/wrk/$2" "$1" -- "$3" >"$work/last"
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # a process's CPU time, in clock ticks
+hz=$(getconf CLK_TCK)
+server_pid=${pids[1]}
+trivial_pid=${pids[2]}
+run() { # URL SCRIPT NAME PID -> requests/s (wrk's report in $work/last, CPU use in $work/cpu)
+    local before; before=$(ticks "$4")
+    # `times` reports the subshell's children: wrk's own CPU time
+    ( wrk -t"$THREADS" -c"$CONNECTIONS" -d"${SECS}s" --latency -s "$here/wrk/$2" "$1" -- "$3" >"$work/last"
+      times >"$work/wrk-times" )
     if grep -q "Non-2xx" "$work/last"; then
         echo "answers other than 200 from $1:" >&2; cat "$work/last" >&2; exit 1
     fi
+    local after; after=$(ticks "$4")
+    local requests; requests=$(awk '/requests in/ {print $1}' "$work/last")
+    # CPU µs a request: the server's (or trivial handler's), then wrk's
+    awk -v b="$before" -v a="$after" -v hz="$hz" -v n="$requests" -v w="$(tail -1 "$work/wrk-times")" 'BEGIN {
+        split(w, t, " "); u = t[1]; s = t[2]
+        sub(/s$/, "", u); split(u, um, "m"); sub(/s$/, "", s); split(s, sm, "m")
+        wrk = (um[1] * 60 + um[2]) + (sm[1] * 60 + sm[2])
+        printf "%.1f %.1f", (a - b) / hz * 1e6 / n, wrk * 1e6 / n }' >"$work/cpu"
     rate <"$work/last"
 }
 echo "# grants only with wrk: $CONNECTIONS connections, $THREADS threads, $ROUNDS alternating rounds of $SECS s"
@@ -76,11 +91,13 @@ wrk -t"$THREADS" -c"$CONNECTIONS" -d1s -s "$here/wrk/trivial.lua" "http://127.0.
 wrk -t"$THREADS" -c"$CONNECTIONS" -d1s -s "$here/wrk/grants.lua" "http://127.0.0.1:$srv_port" -- warm >/dev/null
 t_sum=0; s_sum=0; ratios=""
 for i in $(seq "$ROUNDS"); do
-    t=$(run "http://127.0.0.1:$triv_port" trivial.lua "t$i")
-    s=$(run "http://127.0.0.1:$srv_port" grants.lua "g$i")
+    t=$(run "http://127.0.0.1:$triv_port" trivial.lua "t$i" "$trivial_pid")
+    t_cpu=$(cat "$work/cpu")
+    s=$(run "http://127.0.0.1:$srv_port" grants.lua "g$i" "$server_pid")
+    s_cpu=$(cat "$work/cpu")
     s_p=$(awk '/^ +50%/ {p50=$2} /^ +99%/ {p99=$2} END {print p50 " / " p99}' "$work/last")
     ratios="$ratios $(awk -v s="$s" -v t="$t" 'BEGIN {printf "%.2f", s/t}')"
-    echo "round $i: trivial $t req/s, grants $s req/s (p50 / p99 $s_p)"
+    echo "round $i: trivial $t req/s, grants $s req/s (p50 / p99 $s_p); CPU µs a request, handler and wrk: trivial ${t_cpu/ / + }, grants ${s_cpu/ / + }"
     t_sum=$(awk -v a="$t_sum" -v b="$t" 'BEGIN {print a+b}')
     s_sum=$(awk -v a="$s_sum" -v b="$s" 'BEGIN {print a+b}')
 done
