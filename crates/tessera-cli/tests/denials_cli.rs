@@ -2,35 +2,10 @@
 //! as a table (who, what, when, why) and as JSON, filtered, overdraft asked for apart, and a
 //! filter the server refuses reported on one line.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
 use serde_json::{json, Value};
 
 mod support;
-use support::{backoffice_with_floating_line, spawn, Serve};
-
-fn run(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("TESSERA_SERVER_DATA")
-        .env_remove("TESSERA_SERVER_TOKEN")
-        .env_remove("TESSERA_SERVER_URL")
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str], cwd: &Path) -> String {
-    let o = run(args, cwd);
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(
-        o.status.success(),
-        "{args:?}: {out}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    out
-}
+use support::{backoffice_with_floating_line, ok, run, Serve, Site};
 
 fn args(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
@@ -57,57 +32,9 @@ fn the_denial_report_from_the_command_line() {
     let d = dir.path();
     let (bo, bo_url, key) = backoffice_with_floating_line(d, 1);
     let _bo = Serve(bo);
-    let init = ok(
-        &[
-            "server",
-            "init",
-            "--data",
-            "srv",
-            "--producer-key",
-            "bo/keys/producer.pub",
-            "--hostid",
-            "ethernet=0050569a3b01",
-        ],
-        d,
-    );
-    let token = init
-        .split_whitespace()
-        .find(|w| w.starts_with("tss_"))
-        .unwrap()
-        .to_string();
-    let cfg = std::fs::read_to_string(d.join("srv/server.toml")).unwrap();
-    std::fs::write(
-        d.join("srv/server.toml"),
-        format!("{cfg}anchor_dir = \"{}\"\n", d.join("anchors").display()),
-    )
-    .unwrap();
-    let (child, url) = spawn(
-        &[
-            "server",
-            "serve",
-            "--data",
-            "srv",
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        d,
-    );
-    let _srv = Serve(child);
-    ok(
-        &[
-            "server",
-            "activate",
-            "--server",
-            &url,
-            "--token",
-            &token,
-            "--backoffice",
-            &bo_url,
-            "--key",
-            &format!("{key}:1"),
-        ],
-        d,
-    );
+    let site = Site::start(d);
+    site.activate(&bo_url, &key, 1);
+    let (url, token) = (site.url.clone(), site.token.clone());
     // nothing refused yet
     let admin = ["--server", url.as_str(), "--token", token.as_str()];
     let with = |extra: &[&str]| -> Vec<String> {

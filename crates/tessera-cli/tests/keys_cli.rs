@@ -3,25 +3,12 @@
 //! registered, listed (table and JSON) and deleted; the last producer key kept; a stuck seat
 //! released for another device; the rotated token working and the old one not.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
 mod support;
-use support::{backoffice_with_floating_line, spawn, tessera, Serve};
-
-fn run(args: &[String], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("TESSERA_SERVER_URL")
-        .env_remove("TESSERA_SERVER_TOKEN")
-        .env_remove("TESSERA_SERVER_DATA")
-        .env("TESSERA_CONFIG_DIR", cwd.join("config"))
-        .output()
-        .unwrap()
-}
+use support::{backoffice_with_floating_line, Serve, Site};
 
 fn fixture(name: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -51,62 +38,11 @@ fn keys_seats_and_the_token_from_the_command_line() {
     let d = dir.path();
     let (bo, bo_url, key) = backoffice_with_floating_line(d, 1);
     let _bo = Serve(bo);
-    let init = tessera(
-        &[
-            "server",
-            "init",
-            "--data",
-            "srv",
-            "--producer-key",
-            "bo/keys/producer.pub",
-            "--hostid",
-            "ethernet=0050569a3b01",
-        ],
-        d,
-    );
-    let token = init
-        .split_whitespace()
-        .find(|w| w.starts_with("tss_"))
-        .unwrap()
-        .to_string();
-    let cfg = std::fs::read_to_string(d.join("srv/server.toml")).unwrap();
-    std::fs::write(
-        d.join("srv/server.toml"),
-        format!("{cfg}anchor_dir = \"{}\"\n", d.join("anchors").display()),
-    )
-    .unwrap();
-    let (srv, url) = spawn(
-        &[
-            "server",
-            "serve",
-            "--data",
-            "srv",
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        d,
-    );
-    let _srv = Serve(srv);
-    let call = |args: &[&str], token: &str| -> Output {
-        let mut v: Vec<String> = args.iter().map(ToString::to_string).collect();
-        v.extend([
-            "--server".into(),
-            url.clone(),
-            "--token".into(),
-            token.into(),
-        ]);
-        run(&v, d)
-    };
-    let ok = |args: &[&str], token: &str| -> String {
-        let o = call(args, token);
-        assert!(
-            o.status.success(),
-            "{args:?}: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
+    let site = Site::start(d);
+    let token = site.token.clone();
+    let url = site.url.clone();
+    let call = |args: &[&str], token: &str| site.run_as(args, token);
+    let ok = |args: &[&str], token: &str| site.ok_as(args, token);
 
     // client keys: RSA-1024 refused with its reason; RSA-2048 registered, listed, deleted
     let o = call(
@@ -149,17 +85,7 @@ fn keys_seats_and_the_token_from_the_command_line() {
     );
 
     // a stuck seat: released by device, taken by another
-    ok(
-        &[
-            "server",
-            "activate",
-            "--backoffice",
-            &bo_url,
-            "--key",
-            &format!("{key}:1"),
-        ],
-        &token,
-    );
+    site.activate(&bo_url, &key, 1);
     assert_eq!(
         request(&url, "string=stuck", "s1")["grants"]
             .as_array()

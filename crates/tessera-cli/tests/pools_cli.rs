@@ -4,20 +4,9 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use support::tessera;
-
-fn run(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("TESSERA_SERVER_TOKEN")
-        .env_remove("TESSERA_SERVER_URL")
-        .output()
-        .unwrap()
-}
+use support::run;
 
 #[test]
 fn a_pool_model_is_uploaded_shown_printed_and_deleted() {
@@ -25,51 +14,9 @@ fn a_pool_model_is_uploaded_shown_printed_and_deleted() {
     let d = dir.path();
     let (bo, bo_url, key) = support::backoffice_with_floating_line(d, 3);
     let _bo = support::Serve(bo);
-    let init = tessera(
-        &[
-            "server",
-            "init",
-            "--data",
-            "srv",
-            "--producer-key",
-            "bo/keys/producer.pub",
-            "--hostid",
-            "ethernet=0050569a3b01",
-        ],
-        d,
-    );
-    let token = init
-        .split_whitespace()
-        .find(|w| w.starts_with("tss_"))
-        .unwrap()
-        .to_string();
-    let (srv, url) = support::spawn(
-        &[
-            "server",
-            "serve",
-            "--data",
-            "srv",
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        d,
-    );
-    let _srv = support::Serve(srv);
-    tessera(
-        &[
-            "server",
-            "activate",
-            "--server",
-            &url,
-            "--token",
-            &token,
-            "--backoffice",
-            &bo_url,
-            "--key",
-            &format!("{key}:3"),
-        ],
-        d,
-    );
+    let site = support::Site::start(d);
+    site.activate(&bo_url, &key, 3);
+    let (url, token) = (site.url.clone(), site.token.clone());
     let conn = ["--server", url.as_str(), "--token", token.as_str()];
     let pools = |args: &[&str]| {
         let mut all = vec!["server", "pools"];

@@ -1,21 +1,8 @@
 //! Reservations from the command line against a running license server: added, listed with their
 //! status, exported, deleted, imported back; a bad file refused with the place that is wrong.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
 mod support;
-use support::{backoffice_with_floating_line, spawn, tessera, Serve};
-
-fn run(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("TESSERA_SERVER_URL")
-        .env_remove("TESSERA_SERVER_TOKEN")
-        .output()
-        .unwrap()
-}
+use support::{backoffice_with_floating_line, run, Serve, Site};
 
 #[test]
 fn reservations_are_administered_from_the_command_line() {
@@ -23,72 +10,9 @@ fn reservations_are_administered_from_the_command_line() {
     let d = dir.path();
     let (bo, bo_url, key) = backoffice_with_floating_line(d, 5);
     let _bo = Serve(bo);
-    let init = tessera(
-        &[
-            "server",
-            "init",
-            "--data",
-            "srv",
-            "--producer-key",
-            "bo/keys/producer.pub",
-            "--hostid",
-            "ethernet=0050569a3b01",
-        ],
-        d,
-    );
-    let token = init
-        .split_whitespace()
-        .find(|w| w.starts_with("tss_"))
-        .unwrap()
-        .to_string();
-    let cfg = std::fs::read_to_string(d.join("srv/server.toml")).unwrap();
-    std::fs::write(
-        d.join("srv/server.toml"),
-        format!("{cfg}anchor_dir = \"{}\"\n", d.join("anchors").display()),
-    )
-    .unwrap();
-    let (srv, url) = spawn(
-        &[
-            "server",
-            "serve",
-            "--data",
-            "srv",
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        d,
-    );
-    let _srv = Serve(srv);
-    let with = |args: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> = args.iter().map(ToString::to_string).collect();
-        v.extend([
-            "--server".into(),
-            url.clone(),
-            "--token".into(),
-            token.clone(),
-        ]);
-        v
-    };
-    let ok = |args: &[&str]| -> String {
-        let a = with(args);
-        let a: Vec<&str> = a.iter().map(String::as_str).collect();
-        let o = run(&a, d);
-        assert!(
-            o.status.success(),
-            "{args:?}: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
-    ok(&[
-        "server",
-        "activate",
-        "--backoffice",
-        &bo_url,
-        "--key",
-        &format!("{key}:5"),
-    ]);
+    let site = Site::start(d);
+    site.activate(&bo_url, &key, 5);
+    let ok = |args: &[&str]| site.ok(args);
 
     assert!(ok(&["server", "reservations", "list"]).contains("no reservations"));
     let out = ok(&[
@@ -117,7 +41,7 @@ fn reservations_are_administered_from_the_command_line() {
         "modeler:1.0:1",
     ]);
     assert!(out.contains("user=ann"), "{out}");
-    let a = with(&[
+    let o = site.run(&[
         "server",
         "reservations",
         "add-entries",
@@ -128,8 +52,6 @@ fn reservations_are_administered_from_the_command_line() {
         "--feature",
         "modeler:1.0:1",
     ]);
-    let a: Vec<&str> = a.iter().map(String::as_str).collect();
-    let o = run(&a, d);
     assert!(!o.status.success());
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("no_such_group"),
@@ -169,9 +91,7 @@ fn reservations_are_administered_from_the_command_line() {
     // a file with one bad entry is refused whole, naming it; exit status 2
     let bad = exported.replace("\"1.0\"", "\"1.x\"");
     std::fs::write(d.join("bad.json"), bad).unwrap();
-    let a = with(&["server", "reservations", "import", "bad.json"]);
-    let a: Vec<&str> = a.iter().map(String::as_str).collect();
-    let o = run(&a, d);
+    let o = site.run(&["server", "reservations", "import", "bad.json"]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -215,25 +135,18 @@ fn reservations_are_administered_from_the_command_line() {
         .find(|p| p["key"] == "lease_seconds")
         .unwrap();
     assert_eq!(lease["in_force"], 600);
-    let a = with(&["server", "properties", "set", "lease_seconds=ten"]);
-    let a: Vec<&str> = a.iter().map(String::as_str).collect();
-    let o = run(&a, d);
+    let o = site.run(&["server", "properties", "set", "lease_seconds=ten"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("lease_seconds is a whole number"));
-    let a = with(&["server", "properties", "set", "hostid=string=x"]);
-    let a: Vec<&str> = a.iter().map(String::as_str).collect();
-    let o = run(&a, d);
+    let o = site.run(&["server", "properties", "set", "hostid=string=x"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("property_read_only"));
 
     // without --token and without a saved login, the command says how to authenticate
-    let o = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(["server", "reservations", "list", "--server", &url])
-        .current_dir(d)
-        .env_remove("TESSERA_SERVER_TOKEN")
-        .env("TESSERA_CONFIG_DIR", d.join("no-config"))
-        .output()
-        .unwrap();
+    let o = run(
+        &["server", "reservations", "list", "--server", &site.url],
+        d,
+    );
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("tessera server login"), "{err}");

@@ -2,23 +2,8 @@
 //! taken by a client that names its device, then the summary, the details, the feature's page, the
 //! devices and the device, as tables and as JSON; a sort field the view does not have refused.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
 mod support;
-use support::{backoffice_with_floating_line, spawn, tessera, Serve};
-
-fn run(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("TESSERA_SERVER_URL")
-        .env_remove("TESSERA_SERVER_TOKEN")
-        // no saved login of the person running the tests
-        .env("TESSERA_CONFIG_DIR", cwd.join("config"))
-        .output()
-        .unwrap()
-}
+use support::{backoffice_with_floating_line, run, Serve, Site};
 
 #[test]
 fn the_views_are_read_from_the_command_line() {
@@ -26,72 +11,10 @@ fn the_views_are_read_from_the_command_line() {
     let d = dir.path();
     let (bo, bo_url, key) = backoffice_with_floating_line(d, 3);
     let _bo = Serve(bo);
-    let init = tessera(
-        &[
-            "server",
-            "init",
-            "--data",
-            "srv",
-            "--producer-key",
-            "bo/keys/producer.pub",
-            "--hostid",
-            "ethernet=0050569a3b01",
-        ],
-        d,
-    );
-    let token = init
-        .split_whitespace()
-        .find(|w| w.starts_with("tss_"))
-        .unwrap()
-        .to_string();
-    let cfg = std::fs::read_to_string(d.join("srv/server.toml")).unwrap();
-    std::fs::write(
-        d.join("srv/server.toml"),
-        format!("{cfg}anchor_dir = \"{}\"\n", d.join("anchors").display()),
-    )
-    .unwrap();
-    let (srv, url) = spawn(
-        &[
-            "server",
-            "serve",
-            "--data",
-            "srv",
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        d,
-    );
-    let _srv = Serve(srv);
-    let with = |args: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> = args.iter().map(ToString::to_string).collect();
-        v.extend([
-            "--server".into(),
-            url.clone(),
-            "--token".into(),
-            token.clone(),
-        ]);
-        v
-    };
-    let ok = |args: &[&str]| -> String {
-        let a = with(args);
-        let a: Vec<&str> = a.iter().map(String::as_str).collect();
-        let o = run(&a, d);
-        assert!(
-            o.status.success(),
-            "{args:?}: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
-    ok(&[
-        "server",
-        "activate",
-        "--backoffice",
-        &bo_url,
-        "--key",
-        &format!("{key}:3"),
-    ]);
+    let site = Site::start(d);
+    site.activate(&bo_url, &key, 3);
+    let url = site.url.clone();
+    let ok = |args: &[&str]| site.ok(args);
 
     // a client takes two seats, naming its device
     let r = reqwest::blocking::Client::new()
@@ -156,9 +79,7 @@ fn the_views_are_read_from_the_command_line() {
     assert_eq!(v["features"][0]["count"], 2);
 
     // a sort field the view does not have: refused, naming the fields it has
-    let a = with(&["server", "devices", "--sort", "colour"]);
-    let a: Vec<&str> = a.iter().map(String::as_str).collect();
-    let o = run(&a, d);
+    let o = site.run(&["server", "devices", "--sort", "colour"]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(

@@ -2,8 +2,8 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
 
 /// Runs `tessera ARGS` in `cwd`; panics with its error output unless it succeeds; its output.
 pub fn tessera(args: &[&str], cwd: &Path) -> String {
@@ -18,6 +18,150 @@ pub fn tessera(args: &[&str], cwd: &Path) -> String {
         String::from_utf8_lossy(&o.stderr)
     );
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Runs `tessera ARGS` in `cwd` with no server, token or data directory from the environment and
+/// no saved login of the person running the tests (its configuration directory is `cwd/config`):
+/// its output, whatever its exit.
+pub fn run(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("TESSERA_SERVER_URL")
+        .env_remove("TESSERA_SERVER_TOKEN")
+        .env_remove("TESSERA_SERVER_DATA")
+        .env("TESSERA_CONFIG_DIR", cwd.join("config"))
+        .output()
+        .unwrap()
+}
+
+/// As [`run`]; panics with its output unless it succeeds; its standard output.
+pub fn ok(args: &[&str], cwd: &Path) -> String {
+    let o = run(args, cwd);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{args:?}: {out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
+}
+
+/// A license server as an administrator sets one up from the command line: `server init` in
+/// `cwd/srv` (its restore anchors in `cwd/anchors`, not the user's own directory) and `server
+/// serve` on a free port; stopped when dropped.
+pub struct Site {
+    /// Where it serves.
+    pub url: String,
+    /// The admin token `server init` printed.
+    pub token: String,
+    cwd: PathBuf,
+    _serve: Serve,
+}
+
+impl Site {
+    /// Sets up and starts the server.
+    pub fn start(cwd: &Path) -> Site {
+        let init = ok(
+            &[
+                "server",
+                "init",
+                "--data",
+                "srv",
+                "--producer-key",
+                "bo/keys/producer.pub",
+                "--hostid",
+                "ethernet=0050569a3b01",
+            ],
+            cwd,
+        );
+        let token = init
+            .split_whitespace()
+            .find(|w| w.starts_with("tss_"))
+            .unwrap()
+            .to_string();
+        let cfg = std::fs::read_to_string(cwd.join("srv/server.toml")).unwrap();
+        std::fs::write(
+            cwd.join("srv/server.toml"),
+            format!("{cfg}anchor_dir = \"{}\"\n", cwd.join("anchors").display()),
+        )
+        .unwrap();
+        let (child, url) = spawn(
+            &[
+                "server",
+                "serve",
+                "--data",
+                "srv",
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            cwd,
+        );
+        Site {
+            url,
+            token,
+            cwd: cwd.to_path_buf(),
+            _serve: Serve(child),
+        }
+    }
+
+    /// `tessera server activate`: `seats` seats of the line `key` from the back office at
+    /// `backoffice`.
+    pub fn activate(&self, backoffice: &str, key: &str, seats: u32) {
+        self.ok(&[
+            "server",
+            "activate",
+            "--backoffice",
+            backoffice,
+            "--key",
+            &format!("{key}:{seats}"),
+        ]);
+    }
+
+    /// `ARGS --server URL --token TOKEN`.
+    pub fn with(&self, args: &[&str]) -> Vec<String> {
+        self.with_token(args, &self.token)
+    }
+
+    fn with_token(&self, args: &[&str], token: &str) -> Vec<String> {
+        let mut v: Vec<String> = args.iter().map(ToString::to_string).collect();
+        v.extend([
+            "--server".into(),
+            self.url.clone(),
+            "--token".into(),
+            token.into(),
+        ]);
+        v
+    }
+
+    /// Runs `tessera ARGS` against this server with its admin token; its output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_as(args, &self.token)
+    }
+
+    /// Runs `tessera ARGS` against this server with `token`; its output.
+    pub fn run_as(&self, args: &[&str], token: &str) -> Output {
+        let a = self.with_token(args, token);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        run(&a, &self.cwd)
+    }
+
+    /// As [`Site::run`]; panics with its output unless it succeeds; its standard output.
+    pub fn ok(&self, args: &[&str]) -> String {
+        self.ok_as(args, &self.token)
+    }
+
+    /// As [`Site::run_as`]; panics with its output unless it succeeds; its standard output.
+    pub fn ok_as(&self, args: &[&str], token: &str) -> String {
+        let o = self.run_as(args, token);
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            o.status.success(),
+            "{args:?}: {out}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        out
+    }
 }
 
 /// A back office in `cwd/bo` with product `cad` (feature `modeler`), a customer and one floating
