@@ -100,25 +100,6 @@ async fn served(
     (bo, data, server, running)
 }
 
-/// Logs in through the login page with the first password, changes it as the page demands, and
-/// logs in again.
-async fn log_in(b: &browser::Browser, url: &str, first: &str) {
-    b.goto(&format!("{url}/login")).await;
-    b.fill("#user", "admin").await;
-    b.fill("#password", first).await;
-    b.click("form.stack button[type=submit]").await;
-    assert_eq!(b.path().await, "/password?first=1");
-    b.fill("#user", "admin").await;
-    b.fill("#current", first).await;
-    b.fill("#new", "a much better password").await;
-    b.fill("#confirm", "a much better password").await;
-    b.click("form.stack button[type=submit]").await;
-    b.fill("#user", "admin").await;
-    b.fill("#password", "a much better password").await;
-    b.click("form.stack button[type=submit]").await;
-    assert_eq!(b.path().await, "/features");
-}
-
 /// Logs in again on the login page a page sent the browser to (the session ended).
 async fn log_in_again(b: &browser::Browser) {
     assert!(b.path().await.starts_with("/login"), "{}", b.path().await);
@@ -213,7 +194,13 @@ async fn usage_history_denials_banners_and_branding_in_a_browser() {
     assert_eq!(minutes, want, "over the count from minute 130 to 134");
 
     // the browser: log in (the branding shows at once), the usage history of the last day
-    log_in(&b, &url, &data.password).await;
+    b.log_in(
+        &url,
+        "admin",
+        &data.password,
+        Some("a much better password"),
+    )
+    .await;
     assert!(b.text_of("header.top").await.contains("Acme License Hub"));
     let title = b.client.title().await.unwrap();
     assert!(title.ends_with("Acme License Hub"), "{title}");

@@ -16,26 +16,6 @@ use serde_json::{json, Value};
 use tessera_core::Clock as _;
 use tessera_testkit::{BackOfficeKit, ServerKit};
 
-/// Logs in through the login page with the first password, changes it as forced, and logs in
-/// with the new one; ends on the features view.
-async fn first_login(b: &browser::Browser, url: &str, user: &str, first: &str, new: &str) {
-    b.goto(&format!("{url}/login")).await;
-    b.fill("#user", user).await;
-    b.fill("#password", first).await;
-    b.click("form.stack button[type=submit]").await;
-    assert_eq!(b.path().await, "/password?first=1");
-    b.fill("#user", user).await;
-    b.fill("#current", first).await;
-    b.fill("#new", new).await;
-    b.fill("#confirm", new).await;
-    b.click("form.stack button[type=submit]").await;
-    assert!(b.text().await.contains("Your password was changed"));
-    b.fill("#user", user).await;
-    b.fill("#password", new).await;
-    b.click("form.stack button[type=submit]").await;
-    assert_eq!(b.path().await, "/features");
-}
-
 /// The admin API with a token: the status code and the JSON answer (null when none).
 async fn api(url: &str, token: &str, method: reqwest::Method, path: &str) -> (u16, Value) {
     let r = reqwest::Client::new()
@@ -117,12 +97,11 @@ async fn an_administrator_sets_up_and_updates_the_server_in_a_browser() {
     let server = data.start().await;
     let (url, token) = (server.url.clone(), data.token.clone());
     let toml_path = data.data.join("server.toml");
-    first_login(
-        &b,
+    b.log_in(
         &url,
         "admin",
         &data.password,
-        "the admin's own password",
+        Some("the admin's own password"),
     )
     .await;
 
@@ -582,12 +561,11 @@ async fn an_administrator_sets_up_and_updates_the_server_in_a_browser() {
 
     // ---- The read-only user: reads the properties, is denied a change, nothing changes
     b.click_text("Log out").await;
-    first_login(
-        &b,
+    b.log_in(
         &url,
         "reader",
         &first_password,
-        "the reader's own password",
+        Some("the reader's own password"),
     )
     .await;
     b.goto(&format!("{url}/properties")).await;

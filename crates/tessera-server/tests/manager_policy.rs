@@ -47,30 +47,6 @@ async fn get(url: &str, token: &str, path: &str) -> Value {
     v
 }
 
-/// Logs in through the login page; a first login changes the password to `new` first.
-async fn log_in(b: &browser::Browser, url: &str, user: &str, password: &str, new: Option<&str>) {
-    b.goto(&format!("{url}/login")).await;
-    b.fill("#user", user).await;
-    b.fill("#password", password).await;
-    b.click("form.stack button[type=submit]").await;
-    if let Some(new) = new {
-        assert_eq!(b.path().await, "/password?first=1");
-        b.fill("#user", user).await;
-        b.fill("#current", password).await;
-        b.fill("#new", new).await;
-        b.fill("#confirm", new).await;
-        b.click("form.stack button[type=submit]").await;
-        b.fill("#user", user).await;
-        b.fill("#password", new).await;
-        b.click("form.stack button[type=submit]").await;
-    }
-    assert!(
-        b.text().await.contains(&format!("Signed in as {user}")),
-        "{}",
-        b.text().await
-    );
-}
-
 /// Chooses the option `value` of the select matching `css`.
 async fn select(b: &browser::Browser, css: &str, value: &str) {
     b.client
@@ -121,8 +97,7 @@ async fn reservations_and_named_pools_are_administered_in_a_browser() {
         .activate(&bo.url, &[KeyCount::new(&bo.keys[0], 14)])
         .await;
     let (url, token) = (server.url.clone(), data.token.clone());
-    log_in(
-        &b,
+    b.log_in(
         &url,
         "admin",
         &data.password,
@@ -448,8 +423,7 @@ async fn named_users_are_assigned_and_a_read_only_user_changes_nothing() {
         .activate(&bo.url, &[KeyCount::new(&bo.keys[0], 2)])
         .await;
     let (url, token) = (server.url.clone(), data.token.clone());
-    log_in(
-        &b,
+    b.log_in(
         &url,
         "admin",
         &data.password,
@@ -519,7 +493,8 @@ async fn named_users_are_assigned_and_a_read_only_user_changes_nothing() {
     assert_eq!(st, StatusCode::CREATED, "{created}");
     let first = created["password"].as_str().unwrap().to_string();
     b.click_text("Log out").await;
-    log_in(&b, &url, "viewer", &first, Some("viewer password 1")).await;
+    b.log_in(&url, "viewer", &first, Some("viewer password 1"))
+        .await;
     b.goto(&format!("{url}/named-users")).await;
     assert!(b.text().await.contains("read-only"));
     b.fill("#users-1", "dee").await;
@@ -533,7 +508,8 @@ async fn named_users_are_assigned_and_a_read_only_user_changes_nothing() {
     // the admin unassigns them all
     b.goto(&format!("{url}/named-users")).await;
     b.click_text("Log out").await;
-    log_in(&b, &url, "admin", "a much better password", None).await;
+    b.log_in(&url, "admin", "a much better password", None)
+        .await;
     b.click_text("Named users").await;
     b.click_text("Unassign all").await;
     assert!(b

@@ -279,6 +279,31 @@ impl Drop for Browser {
 }
 
 impl Browser {
+    /// Logs `user` in through the login page at `url`. With `new`, it is a first login: the page
+    /// demands a new password, gets `new`, says the password was changed, and `user` logs in with
+    /// it. Ends on the features view, signed in.
+    pub async fn log_in(&self, url: &str, user: &str, password: &str, new: Option<&str>) {
+        self.goto(&format!("{url}/login")).await;
+        self.fill("#user", user).await;
+        self.fill("#password", password).await;
+        self.click("form.stack button[type=submit]").await;
+        if let Some(new) = new {
+            assert_eq!(self.path().await, "/password?first=1");
+            self.fill("#user", user).await;
+            self.fill("#current", password).await;
+            self.fill("#new", new).await;
+            self.fill("#confirm", new).await;
+            self.click("form.stack button[type=submit]").await;
+            assert!(self.text().await.contains("Your password was changed"));
+            self.fill("#user", user).await;
+            self.fill("#password", new).await;
+            self.click("form.stack button[type=submit]").await;
+        }
+        assert_eq!(self.path().await, "/features");
+        let text = self.text().await;
+        assert!(text.contains(&format!("Signed in as {user}")), "{text}");
+    }
+
     /// Fetches `path` from the page's origin with its session, as a download link would: the
     /// status, the `Content-Disposition` header and the body's text.
     pub async fn fetch(&self, path: &str) -> (u64, String, String) {
