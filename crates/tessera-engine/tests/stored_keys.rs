@@ -94,6 +94,7 @@ where
     let mut granted = vec![a.lease, b.lease];
     granted.sort_unstable();
     assert_eq!(held, granted);
+    assert_eq!(e.lease_count(), 2, "the count needs no copy of the leases");
     assert_eq!(e.stored_key(a.lease), -1 - a.lease as i64);
 
     // renewed in place, returned from its old key; a new lease is stored by count beside them

@@ -23,7 +23,7 @@ pub use tessera_wire::admin::{FeatureState, Status};
     responses((status = 200, body = Status)))]
 pub(crate) async fn status(State(s): State<Shared>, _viewer: Viewer) -> Response {
     let usage = s.server.engine.usage().await;
-    let leases = s.server.engine.leases().await.len();
+    let leases = s.server.engine.lease_count();
     let rfc = |t: tessera_core::time::OffsetDateTime| {
         t.format(&tessera_core::time::format_description::well_known::Rfc3339)
             .ok()
