@@ -25,6 +25,8 @@ use crate::token::TOKEN_PREFIX;
 
 /// RFC 3339 in UTC.
 pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
+    // whole seconds, as the store keeps them (and as a listing shows them again)
+    let t = t.replace_nanosecond(0).unwrap_or(t);
     t.to_offset(time::UtcOffset::UTC)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
@@ -766,4 +768,17 @@ pub(crate) async fn audit_log(
         next_before,
     })
     .into_response()
+}
+
+#[cfg(test)]
+mod rfc3339_tests {
+    use super::*;
+
+    #[test]
+    fn times_are_written_in_whole_seconds_in_utc() {
+        let t = OffsetDateTime::from_unix_timestamp_nanos(1_764_423_912_987_654_321)
+            .unwrap()
+            .to_offset(time::UtcOffset::from_hms(1, 0, 0).unwrap());
+        assert_eq!(rfc3339(t), "2025-11-29T13:45:12Z");
+    }
 }
