@@ -8,7 +8,6 @@
 
 use std::path::PathBuf;
 
-use base64::Engine as _;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tessera_testkit::{BackOfficeKit, ServerKit, TestBackOffice};
@@ -105,14 +104,7 @@ async fn send(url: &str, body: Vec<u8>, signature: Option<String>) -> (StatusCod
 
 /// The features granted by an answer, and the denial codes.
 fn granted(answer: &Value) -> (Vec<String>, Vec<String>) {
-    let token = answer["response"].as_str().unwrap();
-    let claims = token.split('.').nth(1).unwrap();
-    let claims: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(claims)
-            .unwrap(),
-    )
-    .unwrap();
+    let claims: Value = tessera_testkit::answer_claims(answer);
     let g = claims["grants"]
         .as_array()
         .unwrap()
@@ -129,13 +121,7 @@ fn granted(answer: &Value) -> (Vec<String>, Vec<String>) {
 }
 
 fn lease_of(answer: &Value) -> u64 {
-    let token = answer["response"].as_str().unwrap();
-    let claims: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(token.split('.').nth(1).unwrap())
-            .unwrap(),
-    )
-    .unwrap();
+    let claims: Value = tessera_testkit::answer_claims(answer);
     claims["grants"][0]["lease"].as_u64().unwrap()
 }
 

@@ -62,15 +62,7 @@ async fn ask(
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let answer: Value = resp.json().await.unwrap();
-    let token = answer["response"].as_str().unwrap();
-    let claims = token.split('.').nth(1).unwrap();
-    use base64::Engine as _;
-    let claims: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(claims)
-            .unwrap(),
-    )
-    .unwrap();
+    let claims: Value = tessera_testkit::answer_claims(&answer);
     let grants = claims["grants"]
         .as_array()
         .unwrap()

@@ -33,6 +33,31 @@ use tokio::sync::oneshot;
 /// One activation key with a count, as the admin API's activation takes them.
 pub use tessera_wire::KeyCount;
 
+/// The claims of a capability response token, read without verifying it (the tests of signatures
+/// verify): its middle part, base64url, as JSON, read as `T` (a `Value`, or the core's
+/// `CapabilityResponseClaims`).
+pub fn token_claims<T: serde::de::DeserializeOwned>(token: &str) -> T {
+    use base64::Engine as _;
+    let part = token
+        .split('.')
+        .nth(1)
+        .unwrap_or_else(|| panic!("not a response token: {token}"));
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .unwrap_or_else(|e| panic!("the token's claims are not base64url ({e}): {token}"));
+    serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("the token's claims do not read ({e}): {token}"))
+}
+
+/// The claims of a capability answer (`{"response": TOKEN, ...}`), as [`token_claims`].
+pub fn answer_claims<T: serde::de::DeserializeOwned>(answer: &Value) -> T {
+    token_claims(
+        answer["response"]
+            .as_str()
+            .unwrap_or_else(|| panic!("not a capability answer: {answer}")),
+    )
+}
+
 /// A Tokio runtime for blocking tests (two workers, everything enabled).
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

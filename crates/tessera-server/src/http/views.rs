@@ -18,6 +18,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use tessera_core::feature::{Expiry, Feature};
 use tessera_core::seats::holder_parts;
+
+// times in whole seconds in UTC, all of one length, so that they sort as text (a fraction would
+// put `…:00.5Z` before `…:00Z`)
+use super::users::rfc3339;
 use tessera_core::time::OffsetDateTime;
 use tessera_core::time_fmt::display_date;
 use tessera_core::{Clock as _, HostId, Version};
@@ -153,12 +157,6 @@ fn cmp_version(a: &str, b: &str) -> Ordering {
 /// after all of them.
 fn cmp_expiry(a: &str, b: &str) -> Ordering {
     (a == "permanent", a).cmp(&(b == "permanent", b))
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    use tessera_core::time::format_description::well_known::Rfc3339;
-    t.format(&Rfc3339)
-        .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
 /// An expiry as the device views write it: `permanent` or an RFC 3339 time.
