@@ -326,22 +326,9 @@ pub(crate) async fn denials(
     _viewer: Viewer,
     query: Result<Query<UsageEventQuery>, QueryRejection>,
 ) -> Response {
-    let q = match query {
-        Ok(Query(q)) => q,
-        Err(e) => {
-            return problem(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_request",
-                format!(
-                    "the query string does not fit: {} (filters: kind=denial|overdraft, since, feature, limit)",
-                    e.body_text()
-                ),
-            )
-        }
-    };
-    let filter = match event_filter(&q) {
-        Ok(f) => f,
-        Err(detail) => return problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", detail),
+    let (q, filter) = match event_query(query) {
+        Ok(r) => r,
+        Err(r) => return r,
     };
     match s.server.usage_events(&filter).await {
         Ok(events) => Json(UsageEvents {
@@ -356,6 +343,25 @@ pub(crate) async fn denials(
             "the license server could not read the events recorded; try again",
         )
         .into_response(),
+    }
+}
+
+/// A denial-report query and the store's filter for it; when either does not fit, the 422 that
+/// says why.
+pub(crate) fn event_query(
+    query: Result<Query<UsageEventQuery>, QueryRejection>,
+) -> Result<(UsageEventQuery, tessera_store::UsageEventFilter), Response> {
+    let q = super::query_of(
+        query,
+        "filters: kind=denial|overdraft, since, feature, limit",
+    )?;
+    match event_filter(&q) {
+        Ok(f) => Ok((q, f)),
+        Err(detail) => Err(problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            detail,
+        )),
     }
 }
 

@@ -16,7 +16,7 @@ use tessera_wire::admin::{
     UsageSeries,
 };
 
-use super::admin::{event_filter, event_view, parse_since};
+use super::admin::{event_query, event_view, parse_since};
 use super::{problem, Failure, Shared, Viewer};
 use crate::openapi::Problem;
 
@@ -37,18 +37,12 @@ pub(crate) async fn usage_history(
     _viewer: Viewer,
     query: Result<Query<UsageHistoryQuery>, QueryRejection>,
 ) -> Response {
-    let q = match query {
-        Ok(Query(q)) => q,
-        Err(e) => {
-            return problem(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_request",
-                format!(
-                    "the query string does not fit: {} (feature is needed; from, to, resolution=minute|hour|day are optional)",
-                    e.body_text()
-                ),
-            )
-        }
+    let q = match super::query_of(
+        query,
+        "feature is needed; from, to, resolution=minute|hour|day are optional",
+    ) {
+        Ok(q) => q,
+        Err(r) => return r,
     };
     let (from, to, resolution) = match range(&q, s.server.clock.now()) {
         Ok(r) => r,
@@ -159,22 +153,9 @@ pub(crate) async fn denials_csv(
     _viewer: Viewer,
     query: Result<Query<UsageEventQuery>, QueryRejection>,
 ) -> Response {
-    let q = match query {
-        Ok(Query(q)) => q,
-        Err(e) => {
-            return problem(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_request",
-                format!(
-                    "the query string does not fit: {} (filters: kind=denial|overdraft, since, feature, limit)",
-                    e.body_text()
-                ),
-            )
-        }
-    };
-    let filter = match event_filter(&q) {
-        Ok(f) => f,
-        Err(detail) => return problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", detail),
+    let (q, filter) = match event_query(query) {
+        Ok(r) => r,
+        Err(r) => return r,
     };
     match s.server.usage_events(&filter).await {
         Ok(events) => {

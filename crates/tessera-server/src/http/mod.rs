@@ -192,6 +192,21 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     .clone()
 }
 
+/// A query string read as `T`; when it does not read, the 422 `invalid_request` that says what did
+/// not fit and which parameters the route takes (`takes`).
+pub(crate) fn query_of<T>(
+    q: Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>,
+    takes: &str,
+) -> Result<T, Response> {
+    q.map(|axum::extract::Query(q)| q).map_err(|e| {
+        problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            format!("the query string does not fit: {} ({takes})", e.body_text()),
+        )
+    })
+}
+
 /// The router. The toolkit's request tracing and per-route counters wrap every route but the
 /// capability route, which keeps its own counters and no span (the hot path: see
 /// docs/performance.md).
