@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 mod support;
-use support::{spawn, Serve};
+use support::Site;
 
 fn run(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tessera"))
@@ -155,44 +155,15 @@ fn the_server_admin_token_rotates_while_it_runs() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     ok(&["backoffice", "init", "--data", "bo"], d);
-    let init = ok(
-        &[
-            "server",
-            "init",
-            "--data",
-            "srv",
-            "--producer-key",
-            "bo/keys/producer.pub",
-            "--hostid",
-            "ethernet=0050569a3b01",
-        ],
-        d,
-    );
+    let site = Site::start(d);
     let token_in = |out: &str| {
         out.split_whitespace()
             .find(|w| w.starts_with("tss_"))
             .unwrap()
             .to_string()
     };
-    let old = token_in(&init);
-    let cfg = std::fs::read_to_string(d.join("srv/server.toml")).unwrap();
-    std::fs::write(
-        d.join("srv/server.toml"),
-        format!("{cfg}anchor_dir = \"{}\"\n", d.join("anchors").display()),
-    )
-    .unwrap();
-    let (child, url) = spawn(
-        &[
-            "server",
-            "serve",
-            "--data",
-            "srv",
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        d,
-    );
-    let _srv = Serve(child);
+    let old = site.token.clone();
+    let url = site.url.clone();
     assert_eq!(status(&url, &old), reqwest::StatusCode::OK);
 
     let out = ok(&["server", "token", "rotate", "--data", "srv"], d);

@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 use serde_json::Value;
 
 mod support;
-use support::{spawn, Serve};
+use support::Site;
 
 fn run(args: &[&str], cwd: &Path, stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
@@ -64,40 +64,10 @@ fn login_saves_a_token_that_users_list_uses() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     ok(&["backoffice", "init", "--data", "bo"], d, "");
-    let init = ok(
-        &[
-            "server",
-            "init",
-            "--data",
-            "srv",
-            "--producer-key",
-            "bo/keys/producer.pub",
-            "--hostid",
-            "ethernet=0050569a3b01",
-        ],
-        d,
-        "",
-    );
-    let first = after(&init, "admin password: ");
-    let startup = after(&init, "admin token: ");
-    let cfg = std::fs::read_to_string(d.join("srv/server.toml")).unwrap();
-    std::fs::write(
-        d.join("srv/server.toml"),
-        format!("{cfg}anchor_dir = \"{}\"\n", d.join("anchors").display()),
-    )
-    .unwrap();
-    let (child, url) = spawn(
-        &[
-            "server",
-            "serve",
-            "--data",
-            "srv",
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        d,
-    );
-    let _srv = Serve(child);
+    let site = Site::start(d);
+    let first = after(&site.init, "admin password: ");
+    let startup = after(&site.init, "admin token: ");
+    let url = site.url.clone();
 
     // no token given and none saved: a clear error naming what to do
     let o = run(&["server", "users", "list", "--server", &url], d, "");

@@ -55,6 +55,8 @@ pub struct Site {
     pub url: String,
     /// The admin token `server init` printed.
     pub token: String,
+    /// What `server init` printed (the admin user's first password is there too).
+    pub init: String,
     cwd: PathBuf,
     _serve: Serve,
 }
@@ -100,6 +102,7 @@ impl Site {
         Site {
             url,
             token,
+            init,
             cwd: cwd.to_path_buf(),
             _serve: Serve(child),
         }
