@@ -328,7 +328,7 @@ pub(crate) async fn denials(
 ) -> Response {
     let (q, filter) = match event_query(query) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match s.server.usage_events(&filter).await {
         Ok(events) => Json(UsageEvents {
@@ -350,18 +350,18 @@ pub(crate) async fn denials(
 /// says why.
 pub(crate) fn event_query(
     query: Result<Query<UsageEventQuery>, QueryRejection>,
-) -> Result<(UsageEventQuery, tessera_store::UsageEventFilter), Response> {
+) -> Result<(UsageEventQuery, tessera_store::UsageEventFilter), Box<Response>> {
     let q = super::query_of(
         query,
         "filters: kind=denial|overdraft, since, feature, limit",
     )?;
     match event_filter(&q) {
         Ok(f) => Ok((q, f)),
-        Err(detail) => Err(problem(
+        Err(detail) => Err(Box::new(problem(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_request",
             detail,
-        )),
+        ))),
     }
 }
 

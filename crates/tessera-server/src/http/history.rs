@@ -42,7 +42,7 @@ pub(crate) async fn usage_history(
         "feature is needed; from, to, resolution=minute|hour|day are optional",
     ) {
         Ok(q) => q,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let (from, to, resolution) = match range(&q, s.server.clock.now()) {
         Ok(r) => r,
@@ -155,7 +155,7 @@ pub(crate) async fn denials_csv(
 ) -> Response {
     let (q, filter) = match event_query(query) {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match s.server.usage_events(&filter).await {
         Ok(events) => {

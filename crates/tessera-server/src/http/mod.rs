@@ -197,13 +197,13 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub(crate) fn query_of<T>(
     q: Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>,
     takes: &str,
-) -> Result<T, Response> {
+) -> Result<T, Box<Response>> {
     q.map(|axum::extract::Query(q)| q).map_err(|e| {
-        problem(
+        Box::new(problem(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_request",
             format!("the query string does not fit: {} ({takes})", e.body_text()),
-        )
+        ))
     })
 }
 
