@@ -327,7 +327,10 @@ fn device_part(holder: &str) -> &str {
 #[derive(Debug, Clone, Default)]
 pub struct SeatBook {
     records: Vec<RecordSeats>,
-    leases: BTreeMap<LeaseId, Lease>,
+    /// Leases held, under their [`SeatBook::slot`]: the count each id was made from, so a burst of
+    /// grants appends at the map's right edge instead of landing on a random leaf at every level
+    /// (ids are a keyed permutation, scattered on purpose). Iterated in the order granted.
+    leases: BTreeMap<u64, Lease>,
     /// Lease by (device, request id, feature), keyed by a 128-bit digest of the three so a
     /// million leases do not hold a second copy of their strings.
     by_request: HashMap<u128, LeaseId>,
@@ -754,7 +757,8 @@ impl SeatBook {
         self.records.get(i).map_or(0, |p| p.consumed)
     }
 
-    /// Every lease held.
+    /// Every lease held, in the order granted (by the count each id was made from; leases with
+    /// ids of an earlier version last).
     pub fn leases(&self) -> impl Iterator<Item = &Lease> {
         self.leases.values()
     }
@@ -822,7 +826,7 @@ impl SeatBook {
         self.by_request
             .get(&request_key(device, request_id, name))
             .copied()
-            .filter(|id| self.leases.contains_key(id))
+            .filter(|id| self.leases.contains_key(&self.slot(*id)))
     }
 
     /// How many leases are held.
@@ -830,9 +834,20 @@ impl SeatBook {
         self.leases.len()
     }
 
+    /// Where lease `id` is kept in the map: the count it was made from (see [`LeaseIds`]), or,
+    /// for an id the permutation never makes (an earlier version's sequential id, below 2^32, or
+    /// one above its range), a number no count reaches. One to one.
+    fn slot(&self, id: LeaseId) -> u64 {
+        match self.ids.count_of(id) {
+            Some(n) => n,
+            None if id < ID_BASE => ID_SPACE + id,
+            None => id,
+        }
+    }
+
     /// A lease by id.
     pub fn lease(&self, id: LeaseId) -> Option<&Lease> {
-        self.leases.get(&id)
+        self.leases.get(&self.slot(id))
     }
 
     /// Grants each wanted feature to `device` under `request_id`, for `duration` from `now` (or
@@ -900,13 +915,14 @@ impl SeatBook {
     ) -> Outcome {
         let key = request_key(device, request_id, &want.name);
         if let Some(id) = self.by_request.get(&key).copied() {
-            let record_end = self.leases.get(&id).and_then(|l| {
+            let slot = self.slot(id);
+            let record_end = self.leases.get(&slot).and_then(|l| {
                 match self.records.get(l.record).map(|p| p.feature.expiry) {
                     Some(crate::feature::Expiry::At(t)) => Some(t),
                     _ => None,
                 }
             });
-            if let Some(lease) = self.leases.get_mut(&id) {
+            if let Some(lease) = self.leases.get_mut(&slot) {
                 // extended like a renewal: never past its record's end, never once run out
                 if !lease.borrowed && lease.expires > now {
                     let old = lease.expires;
@@ -953,7 +969,7 @@ impl SeatBook {
         self.by_request.insert(key, lease.id);
         self.by_expiry.insert((lease.expires, lease.id));
         self.count_borrowed(&lease, true);
-        self.leases.insert(lease.id, lease.clone());
+        self.leases.insert(self.slot(lease.id), lease.clone());
         Outcome::Granted(lease)
     }
 
@@ -1235,7 +1251,7 @@ impl SeatBook {
         now: OffsetDateTime,
         duration: Duration,
     ) -> Option<&Lease> {
-        let lease = self.leases.get_mut(&id)?;
+        let lease = self.leases.get_mut(&self.slot(id))?;
         if lease.expires <= now {
             return None;
         }
@@ -1253,7 +1269,7 @@ impl SeatBook {
 
     /// Returns a lease's seats (metered units stay consumed). `None` when unknown.
     pub fn release(&mut self, id: LeaseId) -> Option<Lease> {
-        let lease = self.leases.remove(&id)?;
+        let lease = self.leases.remove(&self.slot(id))?;
         self.count_borrowed(&lease, false);
         self.by_expiry.remove(&(lease.expires, id));
         if let Some(p) = self.records.get(lease.record) {
@@ -1317,7 +1333,7 @@ impl SeatBook {
         );
         self.by_expiry.insert((lease.expires, lease.id));
         self.count_borrowed(&lease, true);
-        self.leases.insert(lease.id, lease);
+        self.leases.insert(self.slot(lease.id), lease);
         true
     }
 
@@ -1341,7 +1357,7 @@ impl SeatBook {
 
     /// Sets a lease's expiry as another license server decided it; `false` when unknown.
     pub fn set_expiry(&mut self, id: LeaseId, expires: OffsetDateTime) -> bool {
-        let Some(lease) = self.leases.get_mut(&id) else {
+        let Some(lease) = self.leases.get_mut(&self.slot(id)) else {
             return false;
         };
         self.by_expiry.remove(&(lease.expires, id));
@@ -1460,7 +1476,11 @@ impl SeatBook {
                     pl.held, pl.default_used, held, default_used
                 ));
             }
-            if pl.lease_pool.keys().any(|id| !self.leases.contains_key(id)) {
+            if pl
+                .lease_pool
+                .keys()
+                .any(|id| !self.leases.contains_key(&self.slot(*id)))
+            {
                 return Err("a lease returned is still counted in its pool".into());
             }
         }
@@ -1539,6 +1559,42 @@ mod tests {
                 total: 3
             })
         );
+        b.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn leases_of_every_id_kind_are_found_renewed_and_returned_and_listed_in_grant_order() {
+        let mut b = SeatBook::new(vec![rec("cad", "1.0", Count::Counted(10), 0)]);
+        let first = granted(&b.request("a", "1", &[want("cad", "1.0", 1)], T0, LEASE, None)[0]).id;
+        let second = granted(&b.request("b", "1", &[want("cad", "1.0", 1)], T0, LEASE, None)[0]).id;
+        // an earlier version's sequential id (below 2^32), and one above the permutation's range
+        let lease = |id: LeaseId, device: &str| Lease {
+            id,
+            device: device.into(),
+            request_id: "old".into(),
+            record: 0,
+            count: 1,
+            overdraft: 0,
+            expires: T0 + LEASE,
+            borrowed: false,
+        };
+        let low: LeaseId = 7;
+        let high: LeaseId = ID_BASE + ID_SPACE + 7;
+        assert!(b.restore(lease(low, "c"), T0));
+        assert!(b.restore(lease(high, "d"), T0));
+        assert_eq!(b.lease_count(), 4);
+        assert_eq!(b.used(0), 4);
+        for id in [first, second, low, high] {
+            assert_eq!(b.lease(id).map(|l| l.id), Some(id));
+            assert!(b.renew(id, T0 + Duration::minutes(1), LEASE).is_some());
+        }
+        // granted ones in the order granted, then the others
+        let order: Vec<LeaseId> = b.leases().map(|l| l.id).collect();
+        assert_eq!(order, vec![first, second, low, high]);
+        assert_eq!(b.release(low).map(|l| l.device), Some("c".to_string()));
+        assert_eq!(b.release(high).map(|l| l.device), Some("d".to_string()));
+        assert!(b.lease(low).is_none() && b.lease(high).is_none());
+        assert_eq!(b.lease_count(), 2);
         b.check_invariants().unwrap();
     }
 

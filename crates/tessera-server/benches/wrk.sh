@@ -7,6 +7,8 @@
 #
 #   crates/tessera-server/benches/wrk.sh            # 5 rounds of 2 s each, 64 connections
 #   ROUNDS=10 SECS=3 CONNECTIONS=64 THREADS=2 crates/tessera-server/benches/wrk.sh
+#   PERF=/tmp/grants.data crates/tessera-server/benches/wrk.sh   # also a flat perf profile of the
+#                                   server over the rounds (perf report -i FILE --sort comm,symbol)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
@@ -20,7 +22,7 @@ cd "$root"
 cargo build --release --quiet --bin tessera -p tessera-cli
 cargo build --release --quiet -p tessera-server --example trivial_handler
 target=${CARGO_TARGET_DIR:-$root/target}
-tessera=$target/release/tessera
+tessera=${TESSERA:-$target/release/tessera}   # TESSERA=/path/to/another/build compares two builds
 trivial=$target/release/examples/trivial_handler
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/tessera-wrk.XXXXXX")
@@ -90,6 +92,11 @@ echo "# grants only with wrk: $CONNECTIONS connections, $THREADS threads, $ROUND
 wrk -t"$THREADS" -c"$CONNECTIONS" -d1s -s "$here/wrk/trivial.lua" "http://127.0.0.1:$triv_port" -- warm >/dev/null
 wrk -t"$THREADS" -c"$CONNECTIONS" -d1s -s "$here/wrk/grants.lua" "http://127.0.0.1:$srv_port" -- warm >/dev/null
 t_sum=0; s_sum=0; ratios=""
+if [ -n "${PERF:-}" ]; then
+    perf record -q -F 1999 -p "$server_pid" -o "$PERF" >/dev/null 2>&1 &
+    perf_pid=$!
+    sleep 0.5
+fi
 for i in $(seq "$ROUNDS"); do
     t=$(run "http://127.0.0.1:$triv_port" trivial.lua "t$i" "$trivial_pid")
     t_cpu=$(cat "$work/cpu")
@@ -101,6 +108,7 @@ for i in $(seq "$ROUNDS"); do
     t_sum=$(awk -v a="$t_sum" -v b="$t" 'BEGIN {print a+b}')
     s_sum=$(awk -v a="$s_sum" -v b="$s" 'BEGIN {print a+b}')
 done
+if [ -n "${PERF:-}" ]; then kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true; fi
 awk -v s="$s_sum" -v t="$t_sum" -v n="$ROUNDS" -v r="$ratios" 'BEGIN {
     printf "trivial %.0f req/s, grants only %.0f req/s: ratio %.2f (rounds:%s)\n", t/n, s/n, s/t, r }'
 curl -s "http://127.0.0.1:$srv_port/metrics" | awk '
