@@ -729,6 +729,11 @@ impl SeatBook {
     /// The same book handing out lease ids through the permutation keyed by `secret`.
     pub fn with_id_key(mut self, secret: &[u8; 32]) -> Self {
         self.ids = LeaseIds::new(secret);
+        // leases already held move to their slots under this permutation
+        let held = std::mem::take(&mut self.leases);
+        for l in held.into_values() {
+            self.leases.insert(self.slot(l.id), l);
+        }
         self
     }
 
@@ -1591,6 +1596,11 @@ mod tests {
         // granted ones in the order granted, then the others
         let order: Vec<LeaseId> = b.leases().map(|l| l.id).collect();
         assert_eq!(order, vec![first, second, low, high]);
+        // keyed anew, the book still finds every lease it holds
+        let mut b = b.with_id_key(&[9; 32]);
+        for id in [first, second, low, high] {
+            assert_eq!(b.lease(id).map(|l| l.id), Some(id));
+        }
         assert_eq!(b.release(low).map(|l| l.device), Some("c".to_string()));
         assert_eq!(b.release(high).map(|l| l.device), Some("d".to_string()));
         assert!(b.lease(low).is_none() && b.lease(high).is_none());
