@@ -618,3 +618,109 @@ async fn the_license_administrators_story_in_a_browser() {
     assert!(b.path().await.starts_with("/login"));
     b.close().await;
 }
+
+/// The leases `device` (any of its users) holds, as the admin API lists them.
+async fn held_by(url: &str, token: &str, device: &str) -> usize {
+    let r = reqwest::Client::new()
+        .get(format!("{url}/api/v1/admin/leases"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let list: Vec<Value> = r.json().await.unwrap();
+    list.iter()
+        .filter(|l| l["device"].as_str().unwrap().starts_with(device))
+        .count()
+}
+
+/// The seats granted by the answer to `body`.
+async fn grants(url: &str, body: &Value) -> usize {
+    let r = reqwest::Client::new()
+        .post(format!("{url}/api/v1/capability"))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let claims: Value = tessera_testkit::answer_claims(&r.json::<Value>().await.unwrap());
+    claims["grants"].as_array().map_or(0, Vec::len)
+}
+
+/// Stuck seats released from a device's page, as an administrator would: the button, the devices
+/// view saying what was released, the seats free for another device at once. A form posted
+/// without a session releases nothing; releasing again says the device holds no lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_releases_a_devices_seats_from_its_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_bo, data, server, _clock) = served(dir.path()).await;
+    let url = server.url.clone();
+    let http = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap();
+    assert_eq!(held_by(&url, &data.token, "string=ws-2").await, 2);
+
+    // without a session the form is sent to the login page and nothing is released
+    let r = http
+        .post(format!("{url}/devices/string%3Dws-2/release"))
+        .form(&[("csrf", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(r.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with("/login"));
+    assert_eq!(held_by(&url, &data.token, "string=ws-2").await, 2);
+
+    // modeler is full (3 seats and 1 overdraft, all held): a fifth device is refused
+    let new_pc = |id: &str| ask("string=ws-5", "eve", "new-pc", id, &[("modeler", 1)]);
+    assert_eq!(grants(&url, &new_pc("r5")).await, 0);
+
+    let Some(b) = browser::browser("release a device's seats").await else {
+        return;
+    };
+    b.log_in(&url, "admin", &data.password, Some("a long new password"))
+        .await;
+    b.click_text("Devices").await;
+    b.click_text("string=ws-2").await;
+    assert!(b.text().await.contains("Release every seat of this device"));
+    b.screenshot("device-release").await;
+    b.click("#release-form button[type=submit]").await;
+    assert_eq!(b.path().await, "/devices");
+    let text = b.text().await;
+    assert!(
+        text.contains("Released 2 lease(s) of device string=ws-2, 2 seat(s)")
+            && text.contains("1 × modeler")
+            && text.contains("1 × render"),
+        "{text}"
+    );
+    let devices = b.text_of("#devices-table tbody").await;
+    assert_eq!(devices.lines().count(), 3, "{devices}");
+    assert!(!devices.contains("ws-2"), "{devices}");
+    b.screenshot("device-released").await;
+    b.close().await;
+
+    // stored, and the seat is free for another device at once
+    assert_eq!(held_by(&url, &data.token, "string=ws-2").await, 0);
+    assert_eq!(grants(&url, &new_pc("r6")).await, 1);
+    // the same release again: nothing held, said plainly
+    let r = http
+        .post(format!("{url}/api/v1/admin/leases/release"))
+        .bearer_auth(&data.token)
+        .json(&json!({"device": "string=ws-2"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let problem: Value = r.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("device string=ws-2 holds no lease"),
+        "{problem}"
+    );
+}

@@ -322,8 +322,12 @@ pub(crate) async fn release(
         Ok(b) => b,
         Err(e) => return json_problem(e),
     };
-    let (which, what) = match (body.lease, body.device) {
-        (Some(id), None) => (crate::engine::Release::Lease(id), format!("lease {id}")),
+    let (which, what, none) = match (body.lease, body.device) {
+        (Some(id), None) => (
+            crate::engine::Release::Lease(id),
+            format!("lease {id}"),
+            format!("no lease {id} is held"),
+        ),
         (None, Some(device)) => {
             // the host id as the engine keeps it (`mac=…` in its canonical form)
             let device = device
@@ -332,7 +336,8 @@ pub(crate) async fn release(
                 .map(|h| h.to_string())
                 .unwrap_or_else(|_| device.trim().to_string());
             let what = format!("every lease of device {device}");
-            (crate::engine::Release::Device(device), what)
+            let none = format!("device {device} holds no lease");
+            (crate::engine::Release::Device(device), what, none)
         }
         _ => {
             return problem(
@@ -346,9 +351,7 @@ pub(crate) async fn release(
         Ok(released) if released.is_empty() => problem(
             StatusCode::NOT_FOUND,
             "no_such_lease",
-            format!(
-                "no {what} is held (see the leases with `tessera server status`); nothing changed"
-            ),
+            format!("{none} (see the leases with `tessera server status`); nothing changed"),
         ),
         Ok(released) => {
             let list: Vec<LeaseInfo> = released.into_iter().map(lease_info).collect();

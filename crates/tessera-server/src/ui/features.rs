@@ -1,20 +1,22 @@
 //! The Features view (Summary and Details tabs, a feature's page with the devices holding it) and
 //! the Devices view (a device's page with what it consumes): searched, sorted and paged by the
 //! admin API's views (`/api/v1/admin/features`, `/feature-records`, `/features/{name}`,
-//! `/devices`, `/devices/{id}`).
+//! `/devices`, `/devices/{id}`). A device's page also releases the seats it holds
+//! (`/api/v1/admin/leases/release`).
 
 use askama::Template;
 use axum::extract::{Path, Query};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::response::Response;
-use axum::routing::get;
-use axum::Router;
+use axum::routing::{get, post};
+use axum::{Form, Router};
 use serde::Deserialize;
+use tessera_wire::admin::Released;
 use tessera_wire::views::{
     DeviceDetails, DevicePage, FeatureRecordPage, FeatureSummaryPage, FeatureView,
 };
 
-use super::{error_page, failed, filters, render, urlencode, Base, Page, Pager};
+use super::{done, error_page, failed, filters, render, urlencode, Base, Page, Pager, Send};
 use crate::http::Shared;
 
 pub(super) fn routes() -> Router<Shared> {
@@ -23,6 +25,7 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/features/{name}", get(feature))
         .route("/devices", get(devices))
         .route("/devices/{id}", get(device))
+        .route("/devices/{id}/release", post(release_device))
 }
 
 /// What a list page takes from the browser's query string (anything else is ignored).
@@ -344,6 +347,45 @@ async fn device(page: Page, Path(id): Path<String>) -> Response {
         }
         Err(e) if matches!(e.status, StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST) => {
             error_page(e.status, "No such device", &e.detail)
+        }
+        Err(e) => failed(&page, e),
+    }
+}
+
+/// A form that carries only the session's CSRF token.
+#[derive(Debug, Deserialize)]
+pub(super) struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// Releases every seat the device holds (stuck seats of a machine that is gone, say): free for
+/// others at once. Back to the devices view, which says what was released.
+async fn release_device(page: Page, Path(id): Path<String>, Form(f): Form<CsrfForm>) -> Response {
+    match page
+        .change::<Released>(
+            Method::POST,
+            "/api/v1/admin/leases/release",
+            Send::Json(serde_json::json!({ "device": id })),
+            &f.csrf,
+        )
+        .await
+    {
+        Ok(r) => {
+            let seats: u64 = r.released.iter().map(|l| u64::from(l.count)).sum();
+            let features: Vec<String> = r
+                .released
+                .iter()
+                .map(|l| format!("{} × {}", l.count, l.feature))
+                .collect();
+            done(
+                "/devices",
+                &format!(
+                    "Released {} lease(s) of device {id}, {seats} seat(s) ({}): free for others now. A client still running there must check out again.",
+                    r.released.len(),
+                    features.join(", ")
+                ),
+            )
         }
         Err(e) => failed(&page, e),
     }
