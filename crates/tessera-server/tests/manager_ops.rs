@@ -3,7 +3,7 @@
 //! refused change that writes nothing), Online server updates (two activation IDs at once, then
 //! Refresh), Offline server updates (request files downloaded, a response uploaded, the
 //! confirmation), Client key operations (a DER key uploaded, listed, deleted), Users and roles
-//! (a read-only user with a first password shown once), API tokens (created once, revoked) and
+//! (a read-only user with a first password shown once), API tokens (created once, revoked; the start-up token replaced) and
 //! the Audit log showing all of it; a read-only user is denied a change and a forged form
 //! changes nothing.
 
@@ -559,6 +559,37 @@ async fn an_administrator_sets_up_and_updates_the_server_in_a_browser() {
     b.screenshot("online-phone").await;
     b.size(1280, 900).await;
 
+    // ---- The start-up token replaced: the new one shown once and working, the old one refused
+    b.click_text("API tokens").await;
+    b.click("#rotate-form button[type=submit]").await;
+    let shown = b.text().await;
+    assert!(shown.contains("The start-up token was replaced"), "{shown}");
+    let rotated = b.text_of("#new-token").await;
+    assert_ne!(rotated, token);
+    b.screenshot("token-rotated").await;
+    let (st, _) = api(&url, &token, reqwest::Method::GET, "/api/v1/admin/status").await;
+    assert_eq!(st, 401, "the old start-up token stopped working");
+    let token = rotated;
+    let (st, _) = api(&url, &token, reqwest::Method::GET, "/api/v1/admin/status").await;
+    assert_eq!(st, 200);
+    b.goto(&format!("{url}/tokens")).await;
+    assert!(!b.text().await.contains(&token), "shown once only");
+    let (_, log) = api(
+        &url,
+        &token,
+        reqwest::Method::GET,
+        "/api/v1/admin/audit?limit=5",
+    )
+    .await;
+    assert!(
+        log["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "token_rotate"),
+        "{log}"
+    );
+
     // ---- The read-only user: reads the properties, is denied a change, nothing changes
     b.click_text("Log out").await;
     b.log_in(
@@ -607,8 +638,10 @@ async fn an_administrator_sets_up_and_updates_the_server_in_a_browser() {
             .any(|e| e["action"] == "access_denied" && e["actor"] == "reader"),
         "{log}"
     );
-    // nor may they see the users
+    // nor may they see the users, nor is the start-up token theirs to replace
     b.goto(&format!("{url}/users")).await;
     assert!(b.text().await.contains("Access denied"));
+    b.goto(&format!("{url}/tokens")).await;
+    assert!(!b.text().await.contains("Replace the start-up token"));
     b.close().await;
 }

@@ -26,6 +26,7 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/users/{name}/delete", post(delete_user))
         .route("/tokens", get(tokens).post(create_token))
         .route("/tokens/{id}/revoke", post(revoke_token))
+        .route("/tokens/rotate-startup", post(rotate_startup_token))
         .route("/audit", get(audit))
 }
 
@@ -468,12 +469,15 @@ struct TokensPage {
     base: Base,
     tokens: Vec<TokenInfo>,
     created: Option<TokenCreated>,
+    /// The token shown is the new start-up token (not one created with the form).
+    rotated: bool,
     error: Option<String>,
 }
 
+/// `created`: a token to show once, and whether it is the new start-up token.
 async fn tokens_page(
     page: &Page,
-    created: Option<TokenCreated>,
+    created: Option<(TokenCreated, bool)>,
     error: Option<ApiFailure>,
     ok: StatusCode,
 ) -> Response {
@@ -485,7 +489,8 @@ async fn tokens_page(
     let t = TokensPage {
         base: page.base("API tokens", "tokens").await,
         tokens,
-        created,
+        rotated: created.as_ref().is_some_and(|(_, rotated)| *rotated),
+        created: created.map(|(t, _)| t),
         error: error.map(|e| e.detail),
     };
     render_status(status, &t, &t.base)
@@ -544,7 +549,25 @@ async fn create_token(page: Page, Form(f): Form<NewTokenForm>) -> Response {
         )
         .await
     {
-        Ok(t) => tokens_page(&page, Some(t), None, StatusCode::CREATED).await,
+        Ok(t) => tokens_page(&page, Some((t, false)), None, StatusCode::CREATED).await,
+        Err(e) if not_for_the_form(&e) => failed(&page, e),
+        Err(e) => tokens_page(&page, None, Some(e), StatusCode::OK).await,
+    }
+}
+
+/// Replaces the start-up token (the one `server init` printed) with a new one, shown once on the
+/// page; the old one stops working at once. The API tokens of users are kept.
+async fn rotate_startup_token(page: Page, Form(f): Form<CsrfForm>) -> Response {
+    match page
+        .change::<TokenCreated>(
+            Method::POST,
+            "/api/v1/admin/token/rotate",
+            Send::Empty,
+            &f.csrf,
+        )
+        .await
+    {
+        Ok(t) => tokens_page(&page, Some((t, true)), None, StatusCode::OK).await,
         Err(e) if not_for_the_form(&e) => failed(&page, e),
         Err(e) => tokens_page(&page, None, Some(e), StatusCode::OK).await,
     }
