@@ -78,6 +78,11 @@ pub(crate) const PAGES: &[Page] = &[
         "a device's page: its details and consumed features",
     ),
     (
+        "post",
+        "/devices/{id}/release",
+        "releases every seat the device holds",
+    ),
+    (
         "get",
         "/reservations",
         "the reservations view: groups, entries and whether each can be satisfied",
@@ -150,6 +155,11 @@ pub(crate) const PAGES: &[Page] = &[
     ("get", "/tokens", "the API tokens"),
     ("post", "/tokens", "creates an API token (shown once)"),
     ("post", "/tokens/{id}/revoke", "revokes an API token"),
+    (
+        "post",
+        "/tokens/rotate-startup",
+        "replaces the start-up token (the new one shown once)",
+    ),
     ("get", "/audit", "the audit log, newest first"),
     (
         "get",
