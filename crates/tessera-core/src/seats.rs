@@ -948,6 +948,8 @@ impl SeatBook {
             Ok(i) => i,
             Err(d) => return Outcome::Denied(d),
         };
+        // the new lease's id is made from this count: its slot, without inverting the id
+        let slot = self.next % ID_SPACE;
         let lease = self.lease_from(
             i,
             device,
@@ -974,7 +976,8 @@ impl SeatBook {
         self.by_request.insert(key, lease.id);
         self.by_expiry.insert((lease.expires, lease.id));
         self.count_borrowed(&lease, true);
-        self.leases.insert(self.slot(lease.id), lease.clone());
+        debug_assert_eq!(slot, self.slot(lease.id));
+        self.leases.insert(slot, lease.clone());
         Outcome::Granted(lease)
     }
 
