@@ -29,13 +29,7 @@ fn ask(device: &str, user: &str, alias: &str, id: &str, features: &[(&str, u32)]
 }
 
 async fn take(url: &str, body: &Value) {
-    let r = reqwest::Client::new()
-        .post(format!("{url}/api/v1/capability"))
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    tessera_testkit::capability_claims(url, body).await;
 }
 
 /// A back office with one line of modeler 2.0 and render 1.0 (3 seats each, 1 overdraft), a license
@@ -636,14 +630,7 @@ async fn held_by(url: &str, token: &str, device: &str) -> usize {
 
 /// The seats granted by the answer to `body`.
 async fn grants(url: &str, body: &Value) -> usize {
-    let r = reqwest::Client::new()
-        .post(format!("{url}/api/v1/capability"))
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let claims: Value = tessera_testkit::answer_claims(&r.json::<Value>().await.unwrap());
+    let claims = tessera_testkit::capability_claims(url, body).await;
     claims["grants"].as_array().map_or(0, Vec::len)
 }
 

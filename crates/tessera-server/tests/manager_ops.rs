@@ -16,6 +16,19 @@ use serde_json::{json, Value};
 use tessera_core::Clock as _;
 use tessera_testkit::{BackOfficeKit, ServerKit};
 
+/// The five newest audit log entries.
+async fn recent_audit(url: &str, token: &str) -> Vec<Value> {
+    let (st, log) = api(
+        url,
+        token,
+        reqwest::Method::GET,
+        "/api/v1/admin/audit?limit=5",
+    )
+    .await;
+    assert_eq!(st, 200, "{log}");
+    log["entries"].as_array().cloned().unwrap_or_default()
+}
+
 /// The admin API with a token: the status code and the JSON answer (null when none).
 async fn api(url: &str, token: &str, method: reqwest::Method, path: &str) -> (u16, Value) {
     let r = reqwest::Client::new()
@@ -574,21 +587,8 @@ async fn an_administrator_sets_up_and_updates_the_server_in_a_browser() {
     assert_eq!(st, 200);
     b.goto(&format!("{url}/tokens")).await;
     assert!(!b.text().await.contains(&token), "shown once only");
-    let (_, log) = api(
-        &url,
-        &token,
-        reqwest::Method::GET,
-        "/api/v1/admin/audit?limit=5",
-    )
-    .await;
-    assert!(
-        log["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["action"] == "token_rotate"),
-        "{log}"
-    );
+    let log = recent_audit(&url, &token).await;
+    assert!(log.iter().any(|e| e["action"] == "token_rotate"), "{log:?}");
 
     // ---- The read-only user: reads the properties, is denied a change, nothing changes
     b.click_text("Log out").await;
@@ -623,20 +623,11 @@ async fn an_administrator_sets_up_and_updates_the_server_in_a_browser() {
         .unwrap()["in_force"]
         .clone();
     assert_eq!(lease, json!(600));
-    let (_, log) = api(
-        &url,
-        &token,
-        reqwest::Method::GET,
-        "/api/v1/admin/audit?limit=5",
-    )
-    .await;
+    let log = recent_audit(&url, &token).await;
     assert!(
-        log["entries"]
-            .as_array()
-            .unwrap()
-            .iter()
+        log.iter()
             .any(|e| e["action"] == "access_denied" && e["actor"] == "reader"),
-        "{log}"
+        "{log:?}"
     );
     // nor may they see the users, nor is the start-up token theirs to replace
     b.goto(&format!("{url}/users")).await;

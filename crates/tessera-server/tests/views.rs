@@ -28,18 +28,8 @@ fn ask(
         "features": features})
 }
 
-/// Sends a capability request; the answer's claims (read, not verified: other tests verify).
-async fn capability(url: &str, body: &Value) -> Value {
-    let r = reqwest::Client::new()
-        .post(format!("{url}/api/v1/capability"))
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let v: Value = r.json().await.unwrap();
-    tessera_testkit::answer_claims(&v)
-}
+// Sends a capability request; the answer's claims (read, not verified: other tests verify).
+use tessera_testkit::capability_claims as capability;
 
 async fn get(url: &str, token: &str, path: &str) -> (StatusCode, Value) {
     let r = reqwest::Client::new()

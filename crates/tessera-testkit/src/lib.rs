@@ -58,6 +58,23 @@ pub fn answer_claims<T: serde::de::DeserializeOwned>(answer: &Value) -> T {
     )
 }
 
+/// Sends the capability request `body` to the license server at `url` and reads its answer's
+/// claims (as [`answer_claims`]); any status but 200 fails the test with the answer's body.
+pub async fn capability_claims(url: &str, body: &Value) -> Value {
+    let r = reqwest::Client::new()
+        .post(format!("{url}/api/v1/capability"))
+        .json(body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("no answer from {url}: {e}"));
+    let status = r.status();
+    let text = r.text().await.unwrap_or_default();
+    assert_eq!(status, 200, "{text}");
+    let answer: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("the answer is not JSON ({e}): {text}"));
+    answer_claims(&answer)
+}
+
 /// A Tokio runtime for blocking tests (two workers, everything enabled).
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
