@@ -66,6 +66,10 @@ pub struct Config {
     /// Connections served at once (default 1024); more are closed until some end.
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+    /// Threads that serve requests (1 to 1024; default: one per CPU core the system gives this
+    /// process).
+    #[serde(default)]
+    pub worker_threads: Option<u32>,
 }
 
 fn default_request_timeout() -> u32 {
@@ -75,10 +79,22 @@ fn default_max_connections() -> u32 {
     tessera_service::serve::DEFAULT_MAX_CONNECTIONS
 }
 
+/// The most `worker_threads` the back office may be given.
+pub const MAX_WORKER_THREADS: u32 = 1024;
+
 impl Config {
     /// The limits the back office applies to its clients' connections.
     pub fn limits(&self) -> tessera_service::serve::Limits {
         tessera_service::serve::Limits::new(self.request_timeout_seconds, self.max_connections)
+    }
+
+    /// How many threads serve requests: `worker_threads`, else one per CPU core the system gives
+    /// this process (2 when the system does not say).
+    pub fn worker_threads(&self) -> usize {
+        match self.worker_threads {
+            Some(n) => usize::try_from(n.clamp(1, MAX_WORKER_THREADS)).unwrap_or(1),
+            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
     }
 }
 
@@ -119,6 +135,7 @@ impl Default for Config {
             webhook: None,
             request_timeout_seconds: default_request_timeout(),
             max_connections: default_max_connections(),
+            worker_threads: None,
         }
     }
 }
@@ -201,6 +218,11 @@ pub fn load_config(data: &Path) -> Result<Config, DaemonError> {
             3600,
         ),
         ("max_connections", config.max_connections, 1_000_000),
+        (
+            "worker_threads",
+            config.worker_threads.unwrap_or(1),
+            MAX_WORKER_THREADS,
+        ),
     ] {
         if value == 0 || value > max {
             return Err(DaemonError::Config {

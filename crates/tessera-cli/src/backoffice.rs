@@ -364,9 +364,9 @@ pub enum TokenCommand {
     },
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+fn runtime(workers: usize) -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .enable_all()
         .build()
         .context("cannot start the async runtime")
@@ -553,7 +553,15 @@ struct OutboxRow<'a> {
 
 /// Runs a back-office command.
 pub fn run(cmd: BackofficeCommand) -> Result<()> {
-    let rt = runtime()?;
+    // serving: as many threads as backoffice.toml says (default one per CPU core); a file that
+    // does not read is reported by the command itself
+    let workers = match &cmd {
+        BackofficeCommand::Serve { data, .. } => daemon::load_config(&data.data)
+            .map(|c| c.worker_threads())
+            .unwrap_or(2),
+        _ => 2,
+    };
+    let rt = runtime(workers)?;
     rt.block_on(run_async(cmd))
 }
 
@@ -1080,6 +1088,10 @@ async fn serve(
         .await
         .map_err(|e| anyhow!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;
+    tracing::info!(
+        worker_threads = tokio::runtime::Handle::current().metrics().num_workers(),
+        "back office starting"
+    );
     println!(
         "back office listening on {scheme}://{local} (data {})",
         data.data.display()

@@ -521,8 +521,16 @@ fn key_counts(keys: &[String]) -> Result<Vec<KeyCount>> {
 }
 
 pub fn run(cmd: ServerCommand) -> Result<()> {
+    // serving: as many threads as server.toml says (default one per CPU core); a server.toml
+    // that does not read is reported by the command itself, with the file's name
+    let workers = match &cmd {
+        ServerCommand::Serve { data, .. } => tessera_server::config::load_config(data)
+            .map(|c| c.worker_threads())
+            .unwrap_or(2),
+        _ => 2,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
@@ -1164,7 +1172,12 @@ async fn run_async(cmd: ServerCommand) -> Result<()> {
                     }
                 }
             }
-            tracing::info!(hostid = %server.hostid, cluster = server.config.cluster, "license server starting");
+            tracing::info!(
+                hostid = %server.hostid,
+                cluster = server.config.cluster,
+                worker_threads = tokio::runtime::Handle::current().metrics().num_workers(),
+                "license server starting"
+            );
             let host = server.hostid.clone();
             let listener = tokio::net::TcpListener::bind(&addr)
                 .await

@@ -20,6 +20,8 @@ fn start(args: &[&str], cwd: &Path) -> Child {
         .arg(env!("CARGO_BIN_EXE_tessera"))
         .args(args)
         .current_dir(cwd)
+        // the log level of the configuration (info), whatever the caller's
+        .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -333,6 +335,106 @@ fn plain_http_on_the_network_is_called_out_at_start() {
             warned,
             "{args:?}: {err}"
         );
+    }
+}
+
+/// The number `worker_threads=N` in a service's start-up log.
+fn workers_logged(err: &str) -> usize {
+    let at = err
+        .find("worker_threads=")
+        .unwrap_or_else(|| panic!("no worker_threads in the log: {err}"));
+    err[at + "worker_threads=".len()..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn worker_threads_set_how_many_threads_serve_and_a_bad_value_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    tessera(&["backoffice", "init", "--data", "bo"], d);
+    tessera(
+        &[
+            "server",
+            "init",
+            "--data",
+            "srv",
+            "--producer-key",
+            "bo/keys/producer.pub",
+            "--hostid",
+            "ethernet=0050569a3b01",
+        ],
+        d,
+    );
+    let serve = |args: &[&str]| {
+        let mut child = start(args, d);
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        read_until(&mut out, "listening on");
+        let (status, _, err) = terminate(child, out);
+        assert!(status.success(), "{args:?}: {err}");
+        workers_logged(&err)
+    };
+    let server = [
+        "server",
+        "serve",
+        "--data",
+        "srv",
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    let backoffice = [
+        "backoffice",
+        "serve",
+        "--data",
+        "bo",
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    // by default, one per CPU core
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(serve(&server), cores);
+    assert_eq!(serve(&backoffice), cores);
+    // as the configuration says
+    let append = |file: &str, line: &str| {
+        let p = d.join(file);
+        let mut text = std::fs::read_to_string(&p).unwrap();
+        text.push_str(line);
+        std::fs::write(&p, text).unwrap();
+    };
+    append("srv/server.toml", "\nworker_threads = 3\n");
+    append("bo/backoffice.toml", "\nworker_threads = 5\n");
+    assert_eq!(serve(&server), 3);
+    assert_eq!(serve(&backoffice), 5);
+    // out of range: the start stops with the file and the key named, nothing served
+    for (file, args) in [
+        ("srv/server.toml", &server),
+        ("bo/backoffice.toml", &backoffice),
+    ] {
+        let p = d.join(file);
+        let text = std::fs::read_to_string(&p).unwrap();
+        let bad = text.replace("worker_threads = 3", "worker_threads = 0");
+        let bad = bad.replace("worker_threads = 5", "worker_threads = 0");
+        std::fs::write(&p, bad).unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(args.iter())
+            .current_dir(d)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success(),
+            "{args:?} started with worker_threads = 0"
+        );
+        assert!(
+            err.contains("worker_threads")
+                && err.contains("between 1 and 1024")
+                && err.contains(file.split('/').next_back().unwrap()),
+            "{args:?}: {err}"
+        );
+        assert!(!String::from_utf8_lossy(&o.stdout).contains("listening on"));
     }
 }
 

@@ -7,7 +7,7 @@
 #
 #   crates/tessera-server/benches/wrk.sh            # 5 rounds of 2 s each, 64 connections
 #   ROUNDS=10 SECS=3 CONNECTIONS=64 THREADS=2 crates/tessera-server/benches/wrk.sh
-#   PERF=/tmp/grants.data crates/tessera-server/benches/wrk.sh   # also a flat perf profile of the
+#   PERF=/tmp/grants.data crates/tessera-server/benches/wrk.sh   # also a perf profile (PERF_GRAPH=1: with call graphs) of the
 #                                   server over the rounds (perf report -i FILE --sort comm,symbol)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -66,11 +66,14 @@ wait_for "http://127.0.0.1:$triv_port/"
 
 rate() { awk '/^Requests\/sec/ {print $2}'; }
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # a process's CPU time, in clock ticks
+# a process's context switches, all its threads (voluntary and not)
+switches() { cat /proc/"$1"/task/*/status | awk '/ctxt_switches/ {n += $2} END {print n}'; }
 hz=$(getconf CLK_TCK)
 server_pid=${pids[1]}
 trivial_pid=${pids[2]}
 run() { # URL SCRIPT NAME PID -> requests/s (wrk's report in $work/last, CPU use in $work/cpu)
     local before; before=$(ticks "$4")
+    local sw_before; sw_before=$(switches "$4")
     # `times` reports the subshell's children: wrk's own CPU time
     ( wrk -t"$THREADS" -c"$CONNECTIONS" -d"${SECS}s" --latency -s "$here/wrk/$2" "$1" -- "$3" >"$work/last"
       times >"$work/wrk-times" )
@@ -78,6 +81,7 @@ run() { # URL SCRIPT NAME PID -> requests/s (wrk's report in $work/last, CPU use
         echo "answers other than 200 from $1:" >&2; cat "$work/last" >&2; exit 1
     fi
     local after; after=$(ticks "$4")
+    local sw_after; sw_after=$(switches "$4")
     local requests; requests=$(awk '/requests in/ {print $1}' "$work/last")
     # CPU µs a request: the server's (or trivial handler's), then wrk's
     awk -v b="$before" -v a="$after" -v hz="$hz" -v n="$requests" -v w="$(tail -1 "$work/wrk-times")" 'BEGIN {
@@ -85,6 +89,7 @@ run() { # URL SCRIPT NAME PID -> requests/s (wrk's report in $work/last, CPU use
         sub(/s$/, "", u); split(u, um, "m"); sub(/s$/, "", s); split(s, sm, "m")
         wrk = (um[1] * 60 + um[2]) + (sm[1] * 60 + sm[2])
         printf "%.1f %.1f", (a - b) / hz * 1e6 / n, wrk * 1e6 / n }' >"$work/cpu"
+    awk -v b="$sw_before" -v a="$sw_after" -v n="$requests" 'BEGIN { printf "%.2f", (a - b) / n }' >"$work/switches"
     rate <"$work/last"
 }
 echo "# grants only with wrk: $CONNECTIONS connections, $THREADS threads, $ROUNDS alternating rounds of $SECS s"
@@ -93,18 +98,18 @@ wrk -t"$THREADS" -c"$CONNECTIONS" -d1s -s "$here/wrk/trivial.lua" "http://127.0.
 wrk -t"$THREADS" -c"$CONNECTIONS" -d1s -s "$here/wrk/grants.lua" "http://127.0.0.1:$srv_port" -- warm >/dev/null
 t_sum=0; s_sum=0; ratios=""
 if [ -n "${PERF:-}" ]; then
-    perf record -q -F 1999 -p "$server_pid" -o "$PERF" >/dev/null 2>&1 &
+    perf record -q -F 1999 ${PERF_GRAPH:+-g} -p "$server_pid" -o "$PERF" >/dev/null 2>&1 &
     perf_pid=$!
     sleep 0.5
 fi
 for i in $(seq "$ROUNDS"); do
     t=$(run "http://127.0.0.1:$triv_port" trivial.lua "t$i" "$trivial_pid")
-    t_cpu=$(cat "$work/cpu")
+    t_cpu=$(cat "$work/cpu"); t_sw=$(cat "$work/switches")
     s=$(run "http://127.0.0.1:$srv_port" grants.lua "g$i" "$server_pid")
-    s_cpu=$(cat "$work/cpu")
+    s_cpu=$(cat "$work/cpu"); s_sw=$(cat "$work/switches")
     s_p=$(awk '/^ +50%/ {p50=$2} /^ +99%/ {p99=$2} END {print p50 " / " p99}' "$work/last")
     ratios="$ratios $(awk -v s="$s" -v t="$t" 'BEGIN {printf "%.2f", s/t}')"
-    echo "round $i: trivial $t req/s, grants $s req/s (p50 / p99 $s_p); CPU µs a request, handler and wrk: trivial ${t_cpu/ / + }, grants ${s_cpu/ / + }"
+    echo "round $i: trivial $t req/s, grants $s req/s (p50 / p99 $s_p); CPU µs a request, handler and wrk: trivial ${t_cpu/ / + }, grants ${s_cpu/ / + }; context switches a request: trivial $t_sw, grants $s_sw"
     t_sum=$(awk -v a="$t_sum" -v b="$t" 'BEGIN {print a+b}')
     s_sum=$(awk -v a="$s_sum" -v b="$s" 'BEGIN {print a+b}')
 done

@@ -72,6 +72,10 @@ pub struct Config {
     /// Connections served at once (default 1024); more are closed until some end.
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+    /// Threads that serve requests (1 to 1024; default: one per CPU core the system gives this
+    /// process). The seat book's writer has a thread of its own besides.
+    #[serde(default)]
+    pub worker_threads: Option<u32>,
     /// Capability requests a minute one client address may make, in bursts of as many (default
     /// 1200; 0: no limit). More are answered 429 `rate_limited` with `Retry-After`. Clients
     /// behind one NAT share an address: raise it for large sites.
@@ -198,10 +202,22 @@ fn default_usage_event_retention_days() -> u32 {
     DEFAULT_USAGE_EVENT_RETENTION_DAYS
 }
 
+/// The most `worker_threads` a server may be given.
+pub const MAX_WORKER_THREADS: u32 = 1024;
+
 impl Config {
     /// The limits the server applies to its clients' connections.
     pub fn limits(&self) -> tessera_host::serve::Limits {
         tessera_host::serve::Limits::new(self.request_timeout_seconds, self.max_connections)
+    }
+
+    /// How many threads serve requests: `worker_threads`, else one per CPU core the system gives
+    /// this process (at least 1; 2 when the system does not say).
+    pub fn worker_threads(&self) -> usize {
+        match self.worker_threads {
+            Some(n) => usize::try_from(n.clamp(1, MAX_WORKER_THREADS)).unwrap_or(1),
+            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
     }
 }
 
@@ -261,6 +277,14 @@ pub fn parse_config(text: &str, p: &Path) -> Result<Config, ServerError> {
         if value == 0 || value > max {
             return Err(ServerError::Config(format!(
                 "{}: `{name}` must be between 1 and {max}",
+                p.display()
+            )));
+        }
+    }
+    if let Some(n) = config.worker_threads {
+        if n == 0 || n > MAX_WORKER_THREADS {
+            return Err(ServerError::Config(format!(
+                "{}: `worker_threads` must be between 1 and {MAX_WORKER_THREADS} (leave it out for one per CPU core)",
                 p.display()
             )));
         }

@@ -126,6 +126,7 @@ pub const PROPERTIES: &[Property] = &[
     p("rate_limit_loopback", "capability_polling", "Limit loopback clients too", "Whether that limit applies to clients on this machine.", Kind::Flag, false, Restart),
     p("request_timeout_seconds", "capability_polling", "Request timeout (seconds)", "A client that does not send its request in this time is disconnected.", Kind::Number(1, 3600), false, Restart),
     p("max_connections", "capability_polling", "Connections at once", "More are closed until some end.", Kind::Number(1, 1_000_000), false, Restart),
+    p("worker_threads", "capability_polling", "Worker threads", "Threads that serve requests (unset: one per CPU core).", Kind::Number(1, 1024), true, Restart),
     p("require_signed_requests", "capability_polling", "Require signed requests", "Capability requests must be signed by a registered client key (docs/protocol.md, \"Signed capability requests\").", Kind::Flag, false, Restart),
     p("signed_request_max_skew_seconds", "capability_polling", "Signature clock tolerance (seconds)", "How far a signed request's time may be from this server's clock.", Kind::Number(1, 86_400), false, Restart),
     p("manager", "local", "Manager branding", "The License Server Manager's product name, logo and menu labels ([manager] in server.toml: product_name, logo, labels), read at the start.", Kind::Text, true,

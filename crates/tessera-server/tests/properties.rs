@@ -156,6 +156,12 @@ async fn properties_change_live_or_at_restart_and_the_producers_locks_hold() {
             "lease_seconds: 2 is outside 3 to 86400",
         ),
         (
+            json!({"values": {"worker_threads": 0}}),
+            422,
+            "invalid_property",
+            "worker_threads: 0 is outside 1 to 1024",
+        ),
+        (
             json!({"values": {"log": "info,=["}}),
             422,
             "invalid_property",
@@ -206,7 +212,7 @@ async fn properties_change_live_or_at_restart_and_the_producers_locks_hold() {
         &url,
         &token,
         reqwest::Method::PUT,
-        Some(json!({"values": {"lease_seconds": 600, "log": "debug", "request_timeout_seconds": 45, "max_borrow_days": 5}})),
+        Some(json!({"values": {"lease_seconds": 600, "log": "debug", "request_timeout_seconds": 45, "max_borrow_days": 5, "worker_threads": 3}})),
     )
     .await;
     assert_eq!(st, StatusCode::OK, "{done}");
@@ -218,7 +224,10 @@ async fn properties_change_live_or_at_restart_and_the_producers_locks_hold() {
         .collect();
     now.sort_unstable();
     assert_eq!(now, ["lease_seconds", "log", "max_borrow_days"]);
-    assert_eq!(done["after_restart"], json!(["request_timeout_seconds"]));
+    assert_eq!(
+        done["after_restart"],
+        json!(["request_timeout_seconds", "worker_threads"])
+    );
     assert_eq!(
         lease_length(&url, "c").await,
         600,
@@ -239,7 +248,9 @@ async fn properties_change_live_or_at_restart_and_the_producers_locks_hold() {
     let text = std::fs::read_to_string(&toml_path).unwrap();
     assert!(text.starts_with("# Tessera license server."), "{text}");
     assert!(
-        text.contains("lease_seconds = 600") && text.contains("request_timeout_seconds = 45"),
+        text.contains("lease_seconds = 600")
+            && text.contains("request_timeout_seconds = 45")
+            && text.contains("worker_threads = 3"),
         "{text}"
     );
     // the same value again changes nothing
@@ -292,6 +303,7 @@ async fn properties_change_live_or_at_restart_and_the_producers_locks_hold() {
         (json!(45), json!(false))
     );
     assert_eq!(prop(&view, "lease_seconds")["in_force"], json!(600));
+    assert_eq!(prop(&view, "worker_threads")["in_force"], json!(3));
     assert_eq!(
         prop(&view, "max_leases_per_device")["in_force"],
         json!(5),
