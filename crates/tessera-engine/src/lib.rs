@@ -323,7 +323,7 @@ impl Engine {
             instance,
             key,
             secret,
-            server,
+            server_name: server.to_string(),
             clock,
             borrow_days: AtomicU32::new(policy.max_borrow_days),
             borrows_per_account: AtomicU32::new(policy.max_borrows_per_account),

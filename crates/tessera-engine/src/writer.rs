@@ -17,7 +17,7 @@ use tessera_core::policy::{self, CheckedRequest, SeatChange, SeatPolicy};
 use tessera_core::reservations::{EntryStatus, Reservations};
 use tessera_core::seats::Lease;
 use tessera_core::time::OffsetDateTime;
-use tessera_core::{Clock, HostId, SigningKey};
+use tessera_core::{Clock, SigningKey};
 use tessera_store::{
     AnyStore, CatchUp, EngineState, InstanceId, LeaseChange, LeaseStore, StoreError, UsageEvent,
     UsageEventKind,
@@ -93,7 +93,8 @@ pub(crate) struct Inner {
     pub(crate) key: SigningKey,
     /// Derives the per-lease session keys.
     pub(crate) secret: [u8; 32],
-    pub(crate) server: HostId,
+    /// This server's host id as every answer names it (written once, not for every answer).
+    pub(crate) server_name: String,
     pub(crate) clock: Arc<dyn Clock>,
     /// The policy; its borrow limits are the two below (the administrator may change them).
     pub(crate) policy: SeatPolicy,
@@ -235,11 +236,10 @@ impl Inner {
         p
     }
 
+    /// The session key of `lease` for its holder `device_key`: SHA-256 of the secret and
+    /// `|lease|ID|HOLDER` (hashed in pieces, with no string made for every grant).
     pub(crate) fn session_key(&self, lease: u64, device_key: &str) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update(self.secret);
-        h.update(format!("|lease|{lease}|{device_key}").as_bytes());
-        h.finalize().into()
+        session_key(&self.secret, lease, device_key)
     }
 
     /// One round: (cluster) catches up, runs `work` on the book, commits the changes it made.
@@ -631,7 +631,7 @@ impl Inner {
             request_id: req.request_id.clone(),
             device_id: req.requester.device.to_string(),
             operation: req.operation,
-            server: self.server.to_string(),
+            server: self.server_name.clone(),
             iat: now,
             grants,
             denials: decision.denials,
@@ -652,6 +652,31 @@ impl Inner {
             borrowed: l.borrowed,
             session_key: session_for
                 .map(|r| URL_SAFE_NO_PAD.encode(self.session_key(l.id, &r.holder))),
+        }
+    }
+}
+
+/// SHA-256 of `secret` and `|lease|LEASE|HOLDER`: see [`Inner::session_key`].
+fn session_key(secret: &[u8; 32], lease: u64, device_key: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(secret);
+    h.update(b"|lease|");
+    h.update(decimal(lease, &mut [0; 20]));
+    h.update(b"|");
+    h.update(device_key.as_bytes());
+    h.finalize().into()
+}
+
+/// `n` in decimal, written at the end of `buf` (20 digits hold every `u64`).
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        // a digit: n % 10 < 10
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[at..];
         }
     }
 }
@@ -772,6 +797,32 @@ async fn writer(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Job>) {
         inner.decide_batch(&mut st, batch).await;
         if let Some(job) = next {
             inner.control(&mut st, job).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_keys_are_derived_as_before_from_the_lease_in_decimal() {
+        let mut buf = [0; 20];
+        for n in [0, 7, 10, 99, 1_000_000_007, u64::MAX] {
+            assert_eq!(decimal(n, &mut buf), n.to_string().as_bytes());
+        }
+        // the derivation leases granted before a restart were answered with
+        let secret = [7u8; 32];
+        for (lease, holder) in [
+            (0, "string=a"),
+            (4_611_686_018_427_387_904, "ethernet=0050569a3b03|user=ann"),
+            (u64::MAX, ""),
+        ] {
+            let mut h = Sha256::new();
+            h.update(secret);
+            h.update(format!("|lease|{lease}|{holder}").as_bytes());
+            let before: [u8; 32] = h.finalize().into();
+            assert_eq!(session_key(&secret, lease, holder), before);
         }
     }
 }

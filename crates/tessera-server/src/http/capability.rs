@@ -4,7 +4,7 @@
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use tessera_service::problem::ApiError;
@@ -36,16 +36,39 @@ pub(crate) fn check_rate(s: &AppState, ip: ClientIp) -> Result<(), Box<Response>
     })
 }
 
+/// The two headers a capability request is read with, its content type and its signature, taken
+/// without copying the request's other headers (the hot path: see docs/performance.md).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CapabilityHeaders {
+    content_type: Option<HeaderValue>,
+    signature: Option<HeaderValue>,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for CapabilityHeaders {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(CapabilityHeaders {
+            content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
+            signature: parts
+                .headers
+                .get(tessera_wire::signing::SIGNATURE_HEADER)
+                .cloned(),
+        })
+    }
+}
+
 /// With `require_signed_requests`: the refusal of a request not signed by a registered client key.
 async fn check_signature(
     s: &AppState,
-    headers: &HeaderMap,
+    headers: &CapabilityHeaders,
     body: &[u8],
 ) -> Result<(), Box<Response>> {
     use crate::client_keys::SignatureRefusal;
-    let header = headers
-        .get(tessera_wire::signing::SIGNATURE_HEADER)
-        .map(|v| v.as_bytes());
+    let header = headers.signature.as_ref().map(HeaderValue::as_bytes);
     match s.server.check_request_signature(header, body).await {
         Ok(_) => Ok(()),
         Err(refusal) => {
@@ -85,11 +108,12 @@ pub use tessera_wire::capability::CapabilityAnswer;
 /// Parsed straight from the bytes; only a body that fails is parsed again by axum's extractor,
 /// which tracks the path inside the document for its message (`features[0].count: ...`).
 fn capability_request(
-    headers: &HeaderMap,
+    headers: &CapabilityHeaders,
     body: &[u8],
 ) -> Result<CapabilityRequest, (StatusCode, &'static str, String)> {
     let json = headers
-        .get(header::CONTENT_TYPE)
+        .content_type
+        .as_ref()
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .map(|m| m.trim().to_ascii_lowercase())
@@ -162,7 +186,7 @@ fn answer_body(token: &str, certificate_json: Option<&str>) -> Response {
 pub(crate) async fn capability(
     State(s): State<Shared>,
     ip: ClientIp,
-    headers: HeaderMap,
+    headers: CapabilityHeaders,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     s.requests.incr();
@@ -226,7 +250,7 @@ mod tests {
 
     #[test]
     fn capability_requests_parse_fast_and_fail_with_axums_messages() {
-        let mut h = HeaderMap::new();
+        let mut h = CapabilityHeaders::default();
         let body = br#"{"operation":"request","device_id":"string=a","request_id":"r","nonce":"0123456789abcdef","features":[{"name":"modeler"}]}"#;
         let (status, code, err) = capability_request(&h, body).unwrap_err();
         assert_eq!(
@@ -234,16 +258,10 @@ mod tests {
             (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
         );
         assert!(err.contains("Content-Type: application/json"), "{err}");
-        h.insert(
-            header::CONTENT_TYPE,
-            "application/json; charset=utf-8".parse().unwrap(),
-        );
+        h.content_type = Some("application/json; charset=utf-8".parse().unwrap());
         let r = capability_request(&h, body).unwrap();
         assert_eq!(r.features[0].name, "modeler");
-        h.insert(
-            header::CONTENT_TYPE,
-            "application/problem+json".parse().unwrap(),
-        );
+        h.content_type = Some("application/problem+json".parse().unwrap());
         assert!(capability_request(&h, body).is_ok());
         let bad = br#"{"operation":"request","device_id":"string=a","request_id":"r","nonce":"0123456789abcdef","features":[{"name":"modeler","count":-1}]}"#;
         let (status, _, err) = capability_request(&h, bad).unwrap_err();
