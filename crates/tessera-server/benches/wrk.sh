@@ -3,12 +3,15 @@
 # with wrk"): a back office and a license server started with `tessera` as an administrator would,
 # the server activated for 1,000,000 seats, and the trivial handler (examples/trivial_handler.rs) as
 # the yardstick. wrk drives the two in alternating rounds; every grants request is a fresh seat for
-# a new device. Needs wrk (apt-get install wrk).
+# a new device. Each round also says the CPU a request cost the process answering it and wrk, and
+# the context switches a request of the process answering. Needs wrk (apt-get install wrk).
 #
 #   crates/tessera-server/benches/wrk.sh            # 5 rounds of 2 s each, 64 connections
 #   ROUNDS=10 SECS=3 CONNECTIONS=64 THREADS=2 crates/tessera-server/benches/wrk.sh
-#   PERF=/tmp/grants.data crates/tessera-server/benches/wrk.sh   # also a perf profile (PERF_GRAPH=1: with call graphs) of the
-#                                   server over the rounds (perf report -i FILE --sort comm,symbol)
+#   PERF=/tmp/grants.data crates/tessera-server/benches/wrk.sh   # also a perf profile of the server
+#                                   over the rounds (perf report -i FILE --sort comm,symbol);
+#                                   PERF_GRAPH=1 records call graphs too
+#   TESSERA=/path/to/another/tessera crates/tessera-server/benches/wrk.sh   # another build
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
