@@ -79,22 +79,16 @@ fn default_max_connections() -> u32 {
     tessera_service::serve::DEFAULT_MAX_CONNECTIONS
 }
 
-/// The most `worker_threads` the back office may be given.
-pub const MAX_WORKER_THREADS: u32 = 1024;
-
 impl Config {
     /// The limits the back office applies to its clients' connections.
     pub fn limits(&self) -> tessera_service::serve::Limits {
         tessera_service::serve::Limits::new(self.request_timeout_seconds, self.max_connections)
     }
 
-    /// How many threads serve requests: `worker_threads`, else one per CPU core the system gives
-    /// this process (2 when the system does not say).
+    /// How many threads serve requests: `worker_threads`, else one per CPU core (see
+    /// [`tessera_service::serve::worker_threads`]).
     pub fn worker_threads(&self) -> usize {
-        match self.worker_threads {
-            Some(n) => usize::try_from(n.clamp(1, MAX_WORKER_THREADS)).unwrap_or(1),
-            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
-        }
+        tessera_service::serve::worker_threads(self.worker_threads)
     }
 }
 
@@ -221,7 +215,7 @@ pub fn load_config(data: &Path) -> Result<Config, DaemonError> {
         (
             "worker_threads",
             config.worker_threads.unwrap_or(1),
-            MAX_WORKER_THREADS,
+            tessera_service::serve::MAX_WORKER_THREADS,
         ),
     ] {
         if value == 0 || value > max {

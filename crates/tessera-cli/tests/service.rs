@@ -268,10 +268,8 @@ fn sigterm_stops_the_back_office_and_files_are_private_whatever_the_umask() {
     assert!(status.success(), "{status:?} {err}");
 }
 
-#[test]
-fn plain_http_on_the_network_is_called_out_at_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+/// `backoffice init` in `d/bo`, and `server init` in `d/srv` trusting its producer key.
+fn init_both(d: &Path) {
     tessera(&["backoffice", "init", "--data", "bo"], d);
     tessera(
         &[
@@ -286,6 +284,24 @@ fn plain_http_on_the_network_is_called_out_at_start() {
         ],
         d,
     );
+}
+
+/// Starts `tessera ARGS` in `d`, waits until it listens, stops it with SIGTERM; checks it exited
+/// cleanly and returns its standard error.
+fn serve_once(args: &[&str], d: &Path) -> String {
+    let mut child = start(args, d);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    read_until(&mut out, "listening on");
+    let (status, _, err) = terminate(child, out);
+    assert!(status.success(), "{args:?}: {err}");
+    err
+}
+
+#[test]
+fn plain_http_on_the_network_is_called_out_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    init_both(d);
     for (args, warned) in [
         (
             vec!["server", "serve", "--data", "srv", "--listen", "0.0.0.0:0"],
@@ -325,11 +341,7 @@ fn plain_http_on_the_network_is_called_out_at_start() {
             false,
         ),
     ] {
-        let mut child = start(&args, d);
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        read_until(&mut out, "listening on");
-        let (status, _, err) = terminate(child, out);
-        assert!(status.success(), "{args:?}: {err}");
+        let err = serve_once(&args, d);
         assert_eq!(
             err.contains("warning:") && err.contains("plain HTTP"),
             warned,
@@ -355,28 +367,8 @@ fn workers_logged(err: &str) -> usize {
 fn worker_threads_set_how_many_threads_serve_and_a_bad_value_stops_the_start() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    tessera(&["backoffice", "init", "--data", "bo"], d);
-    tessera(
-        &[
-            "server",
-            "init",
-            "--data",
-            "srv",
-            "--producer-key",
-            "bo/keys/producer.pub",
-            "--hostid",
-            "ethernet=0050569a3b01",
-        ],
-        d,
-    );
-    let serve = |args: &[&str]| {
-        let mut child = start(args, d);
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        read_until(&mut out, "listening on");
-        let (status, _, err) = terminate(child, out);
-        assert!(status.success(), "{args:?}: {err}");
-        workers_logged(&err)
-    };
+    init_both(d);
+    let serve = |args: &[&str]| workers_logged(&serve_once(args, d));
     let server = [
         "server",
         "serve",

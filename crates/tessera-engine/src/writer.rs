@@ -661,24 +661,10 @@ fn session_key(secret: &[u8; 32], lease: u64, device_key: &str) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(secret);
     h.update(b"|lease|");
-    h.update(decimal(lease, &mut [0; 20]));
+    h.update(itoa::Buffer::new().format(lease));
     h.update(b"|");
     h.update(device_key.as_bytes());
     h.finalize().into()
-}
-
-/// `n` in decimal, written at the end of `buf` (20 digits hold every `u64`).
-fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        // a digit: n % 10 < 10
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[at..];
-        }
-    }
 }
 
 /// A usage event of `req`'s requester (device, user, alias), at `now`.
@@ -807,14 +793,12 @@ mod tests {
 
     #[test]
     fn session_keys_are_derived_as_before_from_the_lease_in_decimal() {
-        let mut buf = [0; 20];
-        for n in [0, 7, 10, 99, 1_000_000_007, u64::MAX] {
-            assert_eq!(decimal(n, &mut buf), n.to_string().as_bytes());
-        }
         // the derivation leases granted before a restart were answered with
         let secret = [7u8; 32];
         for (lease, holder) in [
             (0, "string=a"),
+            (7, "string=b"),
+            (1_000_000_007, "string=c|user=bo"),
             (4_611_686_018_427_387_904, "ethernet=0050569a3b03|user=ann"),
             (u64::MAX, ""),
         ] {

@@ -72,6 +72,19 @@ impl Limits {
     }
 }
 
+/// The most threads a service may be told to serve requests with (`worker_threads`).
+pub const MAX_WORKER_THREADS: u32 = 1024;
+
+/// The threads a service serves requests with: `configured` (`worker_threads` in its configuration,
+/// checked to be 1 to [`MAX_WORKER_THREADS`] when read), else one per CPU core the system gives this
+/// process (2 when the system does not say).
+pub fn worker_threads(configured: Option<u32>) -> usize {
+    match configured {
+        Some(n) => usize::try_from(n.clamp(1, MAX_WORKER_THREADS)).unwrap_or(1),
+        None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+    }
+}
+
 /// TLS certificate chain and private key, PEM files.
 #[derive(Debug, Clone, Copy)]
 pub struct TlsFiles<'a> {

@@ -202,22 +202,16 @@ fn default_usage_event_retention_days() -> u32 {
     DEFAULT_USAGE_EVENT_RETENTION_DAYS
 }
 
-/// The most `worker_threads` a server may be given.
-pub const MAX_WORKER_THREADS: u32 = 1024;
-
 impl Config {
     /// The limits the server applies to its clients' connections.
     pub fn limits(&self) -> tessera_host::serve::Limits {
         tessera_host::serve::Limits::new(self.request_timeout_seconds, self.max_connections)
     }
 
-    /// How many threads serve requests: `worker_threads`, else one per CPU core the system gives
-    /// this process (at least 1; 2 when the system does not say).
+    /// How many threads serve requests: `worker_threads`, else one per CPU core (see
+    /// [`tessera_host::serve::worker_threads`]).
     pub fn worker_threads(&self) -> usize {
-        match self.worker_threads {
-            Some(n) => usize::try_from(n.clamp(1, MAX_WORKER_THREADS)).unwrap_or(1),
-            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
-        }
+        tessera_host::serve::worker_threads(self.worker_threads)
     }
 }
 
@@ -273,18 +267,15 @@ pub fn parse_config(text: &str, p: &Path) -> Result<Config, ServerError> {
         ("session_max_hours", config.session_max_hours, 24 * 30),
         ("audit_retention_days", config.audit_retention_days, 36_500),
         ("audit_max_entries", config.audit_max_entries, 100_000_000),
+        (
+            "worker_threads",
+            config.worker_threads.unwrap_or(1),
+            tessera_host::serve::MAX_WORKER_THREADS,
+        ),
     ] {
         if value == 0 || value > max {
             return Err(ServerError::Config(format!(
                 "{}: `{name}` must be between 1 and {max}",
-                p.display()
-            )));
-        }
-    }
-    if let Some(n) = config.worker_threads {
-        if n == 0 || n > MAX_WORKER_THREADS {
-            return Err(ServerError::Config(format!(
-                "{}: `worker_threads` must be between 1 and {MAX_WORKER_THREADS} (leave it out for one per CPU core)",
                 p.display()
             )));
         }
