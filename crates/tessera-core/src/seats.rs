@@ -28,6 +28,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+mod sharded;
+use sharded::Sharded;
+
 use sha2::{Digest, Sha256};
 
 use time::{Duration, OffsetDateTime};
@@ -333,17 +336,17 @@ pub struct SeatBook {
     leases: BTreeMap<u64, Lease>,
     /// Lease by (device, request id, feature), keyed by a 128-bit digest of the three so a
     /// million leases do not hold a second copy of their strings.
-    by_request: HashMap<u128, LeaseId>,
+    by_request: Sharded<u128, LeaseId>,
     /// Leases by expiry, so expiring is not a scan of every lease.
     by_expiry: BTreeSet<(OffsetDateTime, LeaseId)>,
     /// Borrowed seats held per account (device, and user; by digest), so the per-account limit
     /// is not a scan.
-    borrowed_by: HashMap<u64, u32>,
+    borrowed_by: Sharded<u64, u32>,
     /// The count the next lease gets (its id is `ids.id(next)`).
     next: u64,
     ids: LeaseIds,
     /// Leases held per device, all its users together (by digest of the part before `|user=`).
-    held_by: HashMap<u64, u32>,
+    held_by: Sharded<u64, u32>,
     /// Reservations in force (`None`: none, the default pool alone).
     reserved: Option<Box<Reserved>>,
     /// With named-user records: who may take seats of each named-user feature (`None` when no
@@ -354,7 +357,7 @@ pub struct SeatBook {
     /// The named pool each lease drew on when it was granted, by name (leases of the default
     /// pool are absent): kept with the lease when it is stored, so that a restart or another
     /// cluster member counts it in the same pool whatever rule (alias, attribute) sent it there.
-    drawn: HashMap<LeaseId, String>,
+    drawn: Sharded<LeaseId, String>,
 }
 
 /// A named pool of the model in force in a book, as [`SeatBook::pool_of`] found it for a
@@ -398,7 +401,7 @@ struct Pooled {
     /// their pool's).
     default_used: Vec<u64>,
     /// The pool each lease of a pool's member draws on (leases of the default pool are not here).
-    lease_pool: HashMap<LeaseId, usize>,
+    lease_pool: Sharded<LeaseId, usize>,
 }
 
 impl Pooled {
@@ -508,16 +511,16 @@ impl SeatBook {
                 })
                 .collect(),
             leases: BTreeMap::new(),
-            by_request: HashMap::new(),
+            by_request: Sharded::default(),
             by_expiry: BTreeSet::new(),
-            borrowed_by: HashMap::new(),
+            borrowed_by: Sharded::default(),
             next: 1,
             ids: LeaseIds::default(),
-            held_by: HashMap::new(),
+            held_by: Sharded::default(),
             reserved: None,
             named_users,
             pools: None,
-            drawn: HashMap::new(),
+            drawn: Sharded::default(),
         }
     }
 
@@ -652,7 +655,7 @@ impl SeatBook {
             default_used: vec![0; records.len()],
             model: model.clone(),
             alloc,
-            lease_pool: HashMap::new(),
+            lease_pool: Sharded::default(),
         };
         for l in self.leases.values() {
             if self.records[l.record].feature.metered {
@@ -800,7 +803,7 @@ impl SeatBook {
 
     fn count_borrowed(&mut self, lease: &Lease, add: bool) {
         let key = self.ids.account(0, device_part(&lease.device));
-        let n = self.held_by.entry(key).or_insert(0);
+        let n = self.held_by.get_or_insert_with(key, || 0);
         *n = if add {
             n.saturating_add(1)
         } else {
@@ -813,7 +816,7 @@ impl SeatBook {
             return;
         }
         for key in self.borrow_accounts(&lease.device).into_iter().flatten() {
-            let n = self.borrowed_by.entry(key).or_insert(0);
+            let n = self.borrowed_by.get_or_insert_with(key, || 0);
             *n = if add {
                 n.saturating_add(lease.count)
             } else {
@@ -1418,10 +1421,10 @@ impl SeatBook {
                 self.by_request.len()
             ));
         }
-        let mut borrowed: HashMap<u64, u32> = HashMap::new();
+        let mut borrowed: Sharded<u64, u32> = Sharded::default();
         for l in self.leases.values().filter(|l| l.borrowed && l.count > 0) {
             for k in self.borrow_accounts(&l.device).into_iter().flatten() {
-                *borrowed.entry(k).or_insert(0) += l.count;
+                *borrowed.get_or_insert_with(k, || 0) += l.count;
             }
         }
         if borrowed != self.borrowed_by {
