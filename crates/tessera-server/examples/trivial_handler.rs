@@ -5,7 +5,12 @@
 //!
 //! ```text
 //! cargo run --release -p tessera-server --example trivial_handler -- 127.0.0.1:7072
+//! TRIVIAL_STACK=host cargo run --release -p tessera-server --example trivial_handler
 //! ```
+//!
+//! With `TRIVIAL_STACK=host` the same handler is served through `tessera_host::serve` (the
+//! services' own serving: connection limit, request deadlines) instead of `axum::serve`: the
+//! difference between the two is what that serving costs a request (docs/performance.md).
 
 use serde_json::{json, Value};
 
@@ -30,7 +35,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         let listener = tokio::net::TcpListener::bind(&addr).await?;
         println!("trivial handler on http://{}", listener.local_addr()?);
-        axum::serve(listener, app).await?;
+        if std::env::var("TRIVIAL_STACK").as_deref() == Ok("host") {
+            tessera_host::serve::serve(
+                listener,
+                app,
+                None,
+                tessera_host::serve::Limits::default(),
+                std::future::pending(),
+            )
+            .await?;
+        } else {
+            axum::serve(listener, app).await?;
+        }
         Ok(())
     })
 }
