@@ -359,8 +359,44 @@ fn from_log(r: LogRow) -> Result<Option<LeaseChange>, StoreError> {
 }
 
 macro_rules! impl_lease_store {
-    ($store:ty, $conn:ty, $name:literal, $apply:ident) => {
+    ($store:ty, $conn:ty, $name:literal, $apply:ident, $scan:ident) => {
         impl $store {
+            /// Every lease of `instance` in key order, a page of rows at a time through the pool: one
+            /// call per page, and never more than a page in memory.
+            async fn scan_leases_paged<F: FnMut(LeaseRow) + Send>(&self, instance: &InstanceId, mut each: F) -> Result<(), StoreError> {
+                // pages in key order: one call per page, and never more than a page in memory
+                let mut after = i64::MIN;
+                loop {
+                    let rows: Vec<Row> = sqlx::query_as(
+                        "SELECT id, device, request_id, record_key, count, overdraft, expires_at, borrowed, alias, device_type, pool FROM leases \
+                         WHERE instance = $1 AND id > $2 ORDER BY id LIMIT 20000",
+                    )
+                    .bind(instance.as_str())
+                    .bind(after)
+                    .fetch_all(&self.pool)
+                    .await?;
+                    let Some(last) = rows.last().map(|r| r.0) else {
+                        return Ok(());
+                    };
+                    after = last;
+                    for r in rows {
+                        each(LeaseRow {
+                            id: r.0,
+                            device: r.1,
+                            request_id: r.2,
+                            record_key: r.3,
+                            count: r.4,
+                            overdraft: r.5,
+                            expires_at: time(r.6, "leases.expires_at")?,
+                            borrowed: r.7 != 0,
+                            alias: r.8,
+                            device_type: device_type(&r.9),
+                            pool: r.10,
+                        });
+                    }
+                }
+            }
+
             async fn read_leases(conn: &mut $conn, instance: &InstanceId) -> Result<Vec<LeaseRow>, StoreError> {
                 let rows: Vec<Row> = sqlx::query_as(
                     "SELECT id, device, request_id, record_key, count, overdraft, expires_at, borrowed, alias, device_type, pool FROM leases \
@@ -414,38 +450,8 @@ macro_rules! impl_lease_store {
             }
 
             #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
-            async fn scan_leases<F: FnMut(LeaseRow) + Send>(&self, instance: &InstanceId, mut each: F) -> Result<(), StoreError> {
-                // pages in key order: one call per page, and never more than a page in memory
-                let mut after = i64::MIN;
-                loop {
-                    let rows: Vec<Row> = sqlx::query_as(
-                        "SELECT id, device, request_id, record_key, count, overdraft, expires_at, borrowed, alias, device_type, pool FROM leases \
-                         WHERE instance = $1 AND id > $2 ORDER BY id LIMIT 20000",
-                    )
-                    .bind(instance.as_str())
-                    .bind(after)
-                    .fetch_all(&self.pool)
-                    .await?;
-                    let Some(last) = rows.last().map(|r| r.0) else {
-                        return Ok(());
-                    };
-                    after = last;
-                    for r in rows {
-                        each(LeaseRow {
-                            id: r.0,
-                            device: r.1,
-                            request_id: r.2,
-                            record_key: r.3,
-                            count: r.4,
-                            overdraft: r.5,
-                            expires_at: time(r.6, "leases.expires_at")?,
-                            borrowed: r.7 != 0,
-                            alias: r.8,
-                            device_type: device_type(&r.9),
-                            pool: r.10,
-                        });
-                    }
-                }
+            async fn scan_leases<F: FnMut(LeaseRow) + Send>(&self, instance: &InstanceId, each: F) -> Result<(), StoreError> {
+                self.$scan(instance, each).await
             }
 
             #[tracing::instrument(level = "debug", skip_all, fields(backend = $name))]
@@ -494,14 +500,111 @@ impl_lease_store!(
     SqliteStore,
     sqlx::SqliteConnection,
     "sqlite",
-    apply_as_one_script
+    apply_as_one_script,
+    scan_leases_read
 );
 impl_lease_store!(
     PgStore,
     sqlx::PgConnection,
     "postgres",
-    apply_in_transaction
+    apply_in_transaction,
+    scan_leases_paged
 );
+
+/// Rows handed from the reading thread to the caller at a time (see
+/// [`SqliteStore::scan_leases_read`]).
+const SCAN_BATCH: usize = 4096;
+
+impl SqliteStore {
+    /// Every lease of `instance` in key order. A database in a file is read on a thread of its
+    /// own through a plain connection, in one read transaction (one snapshot), and handed over in
+    /// batches while the caller works on the previous ones: a million leases are read while the
+    /// seat book is built from them, rather than page after page through the pool's worker thread
+    /// (docs/performance.md, "reload"). An in-memory database is read through the pool.
+    async fn scan_leases_read<F: FnMut(LeaseRow) + Send>(
+        &self,
+        instance: &InstanceId,
+        mut each: F,
+    ) -> Result<(), StoreError> {
+        if self.in_memory {
+            return self.scan_leases_paged(instance, each).await;
+        }
+        let path = self.pool.connect_options().get_filename().to_path_buf();
+        let instance = instance.clone();
+        // a few batches ahead at most: memory stays bounded whatever the table holds
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<LeaseRow>, StoreError>>(4);
+        let reader = tokio::task::spawn_blocking(move || {
+            if let Err(e) = read_lease_rows(&path, &instance, &tx) {
+                // the caller may have stopped listening; then nobody needs the error
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        while let Some(batch) = rx.recv().await {
+            for row in batch? {
+                each(row);
+            }
+        }
+        reader.await.map_err(|e| StoreError::Corrupt {
+            detail: format!("the thread reading the leases failed: {e}"),
+        })
+    }
+}
+
+/// Reads `instance`'s leases from the database file at `path` and sends them in batches of
+/// [`SCAN_BATCH`]; stops early when the receiver is gone.
+fn read_lease_rows(
+    path: &std::path::Path,
+    instance: &InstanceId,
+    tx: &tokio::sync::mpsc::Sender<Result<Vec<LeaseRow>, StoreError>>,
+) -> Result<(), StoreError> {
+    let failed = |e: rusqlite::Error| StoreError::Corrupt {
+        detail: format!("cannot read the leases: {e}"),
+    };
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(failed)?;
+    conn.busy_timeout(crate::sqlite::BUSY_TIMEOUT)
+        .map_err(failed)?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT id, device, request_id, record_key, count, overdraft, expires_at, borrowed, alias, device_type, pool FROM leases \
+             WHERE instance = ?1 ORDER BY id",
+        )
+        .map_err(failed)?;
+    let mut rows = stmt.query([instance.as_str()]).map_err(failed)?;
+    let mut batch = Vec::with_capacity(SCAN_BATCH);
+    while let Some(r) = rows.next().map_err(failed)? {
+        let kind = match r.get_ref(9).map_err(failed)? {
+            rusqlite::types::ValueRef::Text(t) => device_type(std::str::from_utf8(t).unwrap_or("")),
+            _ => device_type(""),
+        };
+        batch.push(LeaseRow {
+            id: r.get(0).map_err(failed)?,
+            device: r.get(1).map_err(failed)?,
+            request_id: r.get(2).map_err(failed)?,
+            record_key: r.get(3).map_err(failed)?,
+            count: r.get(4).map_err(failed)?,
+            overdraft: r.get(5).map_err(failed)?,
+            expires_at: time(r.get(6).map_err(failed)?, "leases.expires_at")?,
+            borrowed: r.get::<_, i64>(7).map_err(failed)? != 0,
+            alias: r.get(8).map_err(failed)?,
+            device_type: kind,
+            pool: r.get(10).map_err(failed)?,
+        });
+        if batch.len() == SCAN_BATCH {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(SCAN_BATCH));
+            if tx.blocking_send(Ok(full)).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    if !batch.is_empty() {
+        let _ = tx.blocking_send(Ok(batch));
+    }
+    Ok(())
+}
 
 impl PgStore {
     /// Writes the changes on `conn` (inside the caller's transaction): first folded to one

@@ -45,6 +45,8 @@ pub fn sqlite_url_for_data_dir(dir: &Path) -> String {
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
+    /// The database lives in memory (no other connection can open it).
+    pub(crate) in_memory: bool,
 }
 
 impl SqliteStore {
@@ -100,7 +102,7 @@ impl SqliteStore {
             return Err(migrate::error(err, &migrate::SQLITE));
         }
         tracing::debug!(in_memory, "opened SQLite store");
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore { pool, in_memory })
     }
 
     /// The underlying connection pool, for diagnostics and tests. Services should use the store

@@ -207,11 +207,60 @@ async fn instances_are_kept_apart<S: LeaseStore>(s: &S) {
     assert!(InstanceId::new("a\nb").is_err());
 }
 
+/// More leases than one page or batch of a scan: every one comes back, in key order, the same as
+/// loaded at once; another instance's leases stay out; a scan of none calls nothing.
+async fn many_leases_scan_in_order<S: LeaseStore>(s: &S) {
+    let other = InstanceId::new("hosted-2").unwrap();
+    let mut none = 0;
+    s.scan_leases(&site(), |_| none += 1).await.unwrap();
+    assert_eq!(none, 0);
+    // ids out of order, and negative ones (rows kept under `-1 - id`)
+    let ids: Vec<i64> = (0..25_000i64)
+        .map(|i| (i * 7919) % 25_000 - 5_000)
+        .collect();
+    for chunk in ids.chunks(5_000) {
+        let changes = chunk
+            .iter()
+            .map(|&id| {
+                let mut l = lease(id, &format!("string=pc-{id}"));
+                l.alias = (id % 3 == 0).then(|| format!("alias {id}"));
+                l.device_type = if id % 2 == 0 {
+                    tessera_core::DeviceType::Container
+                } else {
+                    tessera_core::DeviceType::Physical
+                };
+                LeaseChange::Put(l)
+            })
+            .collect();
+        s.apply_lease_changes(&site(), changes).await.unwrap();
+    }
+    s.apply_lease_changes(&other, vec![LeaseChange::Put(lease(1, "string=elsewhere"))])
+        .await
+        .unwrap();
+    let mut scanned = Vec::new();
+    s.scan_leases(&site(), |l| scanned.push(l)).await.unwrap();
+    assert_eq!(scanned.len(), 25_000);
+    assert!(scanned.windows(2).all(|w| w[0].id < w[1].id));
+    assert_eq!(scanned.first().map(|l| l.id), Some(-5_000));
+    assert_eq!(scanned, s.load_leases(&site()).await.unwrap());
+    assert!(scanned.iter().all(|l| l.device != "string=elsewhere"));
+}
+
 #[tokio::test]
 async fn leases_on_sqlite() {
     let db = TempSqlite::new().await.unwrap();
     story(db.store()).await;
     instances_are_kept_apart(db.store()).await;
+}
+
+#[tokio::test]
+async fn many_leases_scan_in_order_on_sqlite_in_a_file_and_in_memory() {
+    let db = TempSqlite::new().await.unwrap();
+    many_leases_scan_in_order(db.store()).await;
+    let memory = tessera_store::SqliteStore::connect("sqlite::memory:")
+        .await
+        .unwrap();
+    many_leases_scan_in_order(&memory).await;
 }
 
 /// A store written before instances existed: its leases, metered use and lease digest setting
@@ -322,6 +371,9 @@ async fn leases_on_postgres() {
     let db = TempPostgres::create(&base).await.unwrap();
     story(db.store()).await;
     instances_are_kept_apart(db.store()).await;
+    db.cleanup().await.unwrap();
+    let db = TempPostgres::create(&base).await.unwrap();
+    many_leases_scan_in_order(db.store()).await;
     db.cleanup().await.unwrap();
 }
 
