@@ -280,10 +280,10 @@ impl AsyncRead for Limited {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        self.conn.read_allowed()?;
+        self.conn.io_allowed()?;
         match Pin::new(&mut self.stream).poll_read(cx, buf) {
             Poll::Pending => {
-                self.conn.read_pending(cx)?;
+                self.conn.io_pending(cx)?;
                 Poll::Pending
             }
             ready => ready,
@@ -292,11 +292,22 @@ impl AsyncRead for Limited {
 }
 
 impl Limited {
-    fn wrote(&self, written: &Poll<io::Result<usize>>) {
-        if let Poll::Ready(Ok(n)) = written {
-            if *n > 0 {
-                self.conn.wrote();
+    /// After a write: bytes that went out restart the wait for the next request; a write that
+    /// must wait keeps the task's waker, so that a client that never reads its answer is cut off
+    /// at the header deadline too.
+    fn wrote(&self, cx: &Context<'_>, written: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        match written {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.conn.wrote();
+                }
+                Poll::Ready(Ok(n))
             }
+            Poll::Pending => match self.conn.io_pending(cx) {
+                Ok(()) => Poll::Pending,
+                Err(e) => Poll::Ready(Err(e)),
+            },
+            failed => failed,
         }
     }
 }
@@ -307,12 +318,13 @@ impl AsyncWrite for Limited {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        self.conn.io_allowed()?;
         let written = Pin::new(&mut self.stream).poll_write(cx, buf);
-        self.wrote(&written);
-        written
+        self.wrote(cx, written)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.conn.io_allowed()?;
         Pin::new(&mut self.stream).poll_flush(cx)
     }
 
@@ -325,9 +337,9 @@ impl AsyncWrite for Limited {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        self.conn.io_allowed()?;
         let written = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
-        self.wrote(&written);
-        written
+        self.wrote(cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -466,7 +478,7 @@ mod deadline_tests {
     use std::time::Duration;
 
     /// A server with one-second timeouts: `/echo` answers its body, `/slow` reads its body and
-    /// then takes 1.6 s to answer.
+    /// then takes 1.6 s to answer, `/big` answers 32 MiB.
     async fn server() -> (String, tokio::sync::oneshot::Sender<()>) {
         let app = axum::Router::new()
             .route(
@@ -479,7 +491,8 @@ mod deadline_tests {
                     tokio::time::sleep(Duration::from_millis(1600)).await;
                     body
                 }),
-            );
+            )
+            .route("/big", axum::routing::get(|| async { vec![b'a'; BIG] }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -516,6 +529,53 @@ mod deadline_tests {
             }
         };
         (String::from_utf8_lossy(&out).into_owned(), closed)
+    }
+
+    const BIG: usize = 32 << 20;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_reading_a_large_answer_gets_it_all_and_one_that_stops_reading_is_cut_off() {
+        let (addr, _stop) = server().await;
+        tokio::task::spawn_blocking(move || {
+            // read at once: the whole answer, however long it takes past the timeout
+            let mut s = TcpStream::connect(&addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 1 << 16];
+            let mut slept = false;
+            while got.len() < BIG {
+                let n = s.read(&mut buf).unwrap();
+                assert!(
+                    n > 0,
+                    "closed after {} bytes: {:?}",
+                    got.len(),
+                    String::from_utf8_lossy(&got)
+                );
+                got.extend_from_slice(&buf[..n]);
+                if !slept && got.len() > BIG / 2 {
+                    // a pause shorter than the timeout, half way
+                    std::thread::sleep(Duration::from_millis(700));
+                    slept = true;
+                }
+            }
+            let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+            assert!(got.starts_with(b"HTTP/1.1 200"));
+            assert_eq!(got.len() - head_end, BIG);
+
+            // never read (a pipelined byte keeps the server from looking for the next request):
+            // cut off at the header deadline, long before the answer is written
+            let mut s = TcpStream::connect(&addr).unwrap();
+            s.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\nX")
+                .unwrap();
+            std::thread::sleep(Duration::from_secs(4));
+            let (got, closed) = read_to_close(&mut s);
+            assert!(closed);
+            assert!(got.len() < BIG, "the whole answer came: {}", got.len());
+        })
+        .await
+        .unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -109,6 +109,14 @@ pub enum StoreError {
         detail: String,
     },
 
+    /// A read through a connection of its own (the license server reads its leases so at start)
+    /// failed: the file could not be read, or stayed locked past the busy timeout.
+    #[error("cannot read from the database: {detail}")]
+    Read {
+        /// What SQLite said.
+        detail: String,
+    },
+
     /// This process no longer holds its claim on the database (the connection holding its lock
     /// was lost, or another process took the lock over): nothing was committed.
     #[error("this license server process does not hold the database lock: {detail}")]

@@ -544,8 +544,8 @@ impl SqliteStore {
                 each(row);
             }
         }
-        reader.await.map_err(|e| StoreError::Corrupt {
-            detail: format!("the thread reading the leases failed: {e}"),
+        reader.await.map_err(|e| StoreError::Read {
+            detail: format!("the thread reading the leases stopped: {e}"),
         })
     }
 }
@@ -557,14 +557,25 @@ fn read_lease_rows(
     instance: &InstanceId,
     tx: &tokio::sync::mpsc::Sender<Result<Vec<LeaseRow>, StoreError>>,
 ) -> Result<(), StoreError> {
-    let failed = |e: rusqlite::Error| StoreError::Corrupt {
-        detail: format!("cannot read the leases: {e}"),
+    // a value of the wrong type is a corrupt row; anything else is the file or its lock
+    let failed = |e: rusqlite::Error| match e {
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..) => StoreError::Corrupt {
+            detail: format!("a lease row does not read: {e}"),
+        },
+        e => StoreError::Read {
+            detail: format!("cannot read the leases: {e}"),
+        },
     };
     let conn = rusqlite::Connection::open_with_flags(
         path,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(failed)?;
+    .map_err(|e| StoreError::Connect {
+        backend: crate::Backend::Sqlite,
+        detail: format!("cannot open {} to read the leases: {e}", path.display()),
+    })?;
     conn.busy_timeout(crate::sqlite::BUSY_TIMEOUT)
         .map_err(failed)?;
     let mut stmt = conn
@@ -576,10 +587,11 @@ fn read_lease_rows(
     let mut rows = stmt.query([instance.as_str()]).map_err(failed)?;
     let mut batch = Vec::with_capacity(SCAN_BATCH);
     while let Some(r) = rows.next().map_err(failed)? {
-        let kind = match r.get_ref(9).map_err(failed)? {
-            rusqlite::types::ValueRef::Text(t) => device_type(std::str::from_utf8(t).unwrap_or("")),
-            _ => device_type(""),
-        };
+        let kind = device_type(r.get_ref(9).map_err(failed)?.as_str().map_err(|e| {
+            StoreError::Corrupt {
+                detail: format!("leases.device_type does not read: {e}"),
+            }
+        })?);
         batch.push(LeaseRow {
             id: r.get(0).map_err(failed)?,
             device: r.get(1).map_err(failed)?,

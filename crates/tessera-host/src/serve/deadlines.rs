@@ -13,6 +13,11 @@
 //! - a request whose **body** is still awaited longer than the body timeout after its headers has
 //!   its body fail, and its answer is replaced by `408 request_timeout` with `Connection: close`.
 //!
+//! Two limits of the rule, as it stands: a client that drains a large answer slowly keeps its
+//! connection as long as bytes keep moving (each write restarts the wait), and an answer streamed
+//! by its handler (no route streams today) counts as written once its headers are ready, so a
+//! pause in it longer than the header timeout would cut it.
+//!
 //! A request costs a few atomic loads and stores: its phase set when it arrives and when its answer
 //! is ready, and a waker kept when a read or its body must wait. Deadlines are kept to within one
 //! tick (at most a second; an eighth of the shorter timeout).
@@ -20,7 +25,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -35,6 +40,17 @@ use super::Limits;
 
 /// The phase bit of [`Conn::state`]: a request is being handled (else: awaiting one).
 const HANDLING: u64 = 1;
+/// The bit of [`Conn::state`] the sweeper sets when a connection awaited a request too long.
+const EXPIRED: u64 = 2;
+/// Where the time starts in [`Conn::state`].
+const SINCE: u32 = 2;
+
+/// [`Conn::body`]: no body waits.
+const BODY_IDLE: u8 = 0;
+/// [`Conn::body`]: the request's body waits for bytes.
+const BODY_WAITING: u8 = 1;
+/// [`Conn::body`]: the body waited too long; it fails and the answer is 408.
+const BODY_EXPIRED: u8 = 2;
 
 /// What every connection of one server shares: the limits, the coarse clock and the connections
 /// the sweeper looks at.
@@ -79,11 +95,9 @@ impl Deadlines {
     pub(super) fn connection(self: &Arc<Self>) -> Arc<Conn> {
         let conn = Arc::new(Conn {
             deadlines: self.clone(),
-            state: AtomicU64::new(self.now() << 1),
-            body_waiting: AtomicBool::new(false),
-            head_expired: AtomicBool::new(false),
-            body_expired: AtomicBool::new(false),
-            read_waker: AtomicWaker::new(),
+            state: AtomicU64::new(self.now() << SINCE),
+            body: AtomicU8::new(BODY_IDLE),
+            io_waker: AtomicWaker::new(),
             body_waker: AtomicWaker::new(),
         });
         self.conns
@@ -114,6 +128,11 @@ impl Deadlines {
             }
             None => false,
         });
+        // a burst of connections leaves no lasting allocation behind
+        let live = conns.len();
+        if conns.capacity() > 64 && live < conns.capacity() / 4 {
+            conns.shrink_to(live * 2);
+        }
     }
 }
 
@@ -121,30 +140,50 @@ impl Deadlines {
 #[derive(Debug)]
 pub(super) struct Conn {
     deadlines: Arc<Deadlines>,
-    /// `since << 1 | phase`: when the phase began (ms on the coarse clock) and whether a request is
-    /// being handled. Written only by the connection's own task (its requests and its writes),
-    /// read by the sweeper; one word, so the sweeper never pairs a phase with another's time.
+    /// `since << SINCE | EXPIRED? | HANDLING?`: when the phase began (ms on the coarse clock),
+    /// whether the sweeper found the connection awaiting a request too long, and whether a request
+    /// is being handled. The connection's own task stores it (a request arrives, its answer is
+    /// ready, bytes go out: each clears `EXPIRED`, as the connection is not idle); the sweeper only
+    /// sets `EXPIRED`, by compare-and-swap against the word it read, so it never expires a
+    /// connection whose request arrived in the meantime.
     state: AtomicU64,
-    /// The request's body is waiting for bytes.
-    body_waiting: AtomicBool,
-    head_expired: AtomicBool,
-    body_expired: AtomicBool,
-    read_waker: AtomicWaker,
+    /// The request body's state ([`BODY_IDLE`], [`BODY_WAITING`], [`BODY_EXPIRED`]): the sweeper
+    /// expires only a body still waiting, by compare-and-swap, and a body that then gets its bytes
+    /// fails all the same, so a 408 is answered only for a body the handler did not get.
+    body: AtomicU8,
+    /// The connection task's waker, kept when a read or a write must wait.
+    io_waker: AtomicWaker,
     body_waker: AtomicWaker,
 }
 
 impl Conn {
+    /// Expires the connection or its request's body when past a deadline at `now`. The stamps
+    /// trail the clock by up to a tick (they are read from the coarse clock), so a deadline counts
+    /// one tick more: a connection is cut between its timeout and two ticks past it, never before.
     fn check(&self, now: u64, d: &Deadlines) {
         let state = self.state.load(Ordering::Relaxed);
-        let since = state >> 1;
-        let waited = now.saturating_sub(since);
-        if state & HANDLING == 0 {
-            if waited >= d.header_ms && !self.head_expired.swap(true, Ordering::Relaxed) {
-                self.read_waker.wake();
+        let waited = now.saturating_sub(state >> SINCE);
+        let tick = millis(d.tick);
+        if state & (HANDLING | EXPIRED) == 0 {
+            if waited >= d.header_ms.saturating_add(tick)
+                && self
+                    .state
+                    .compare_exchange(state, state | EXPIRED, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            {
+                self.io_waker.wake();
             }
-        } else if self.body_waiting.load(Ordering::Relaxed)
-            && waited >= d.body_ms
-            && !self.body_expired.swap(true, Ordering::Relaxed)
+        } else if state & HANDLING != 0
+            && waited >= d.body_ms.saturating_add(tick)
+            && self
+                .body
+                .compare_exchange(
+                    BODY_WAITING,
+                    BODY_EXPIRED,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
         {
             self.body_waker.wake();
         }
@@ -153,7 +192,7 @@ impl Conn {
     fn set(&self, handling: bool) {
         let flag = if handling { HANDLING } else { 0 };
         self.state
-            .store(self.deadlines.now() << 1 | flag, Ordering::Relaxed);
+            .store(self.deadlines.now() << SINCE | flag, Ordering::Release);
     }
 
     /// Bytes of an answer went out: a connection awaiting its next request counts from now.
@@ -161,29 +200,34 @@ impl Conn {
         let state = self.state.load(Ordering::Relaxed);
         if state & HANDLING == 0 {
             let now = self.deadlines.now();
-            if now != state >> 1 {
-                self.state.store(now << 1, Ordering::Relaxed);
+            if state != now << SINCE {
+                self.state.store(now << SINCE, Ordering::Release);
             }
         }
     }
 
-    /// A read must wait: `Err` when the connection is past its header deadline (the read fails and
-    /// the connection is closed), else the waker is kept for the sweeper.
-    pub(super) fn read_pending(&self, cx: &Context<'_>) -> io::Result<()> {
-        self.read_waker.register(cx.waker());
-        self.read_allowed()
+    /// A read or write must wait: `Err` when the connection is past its header deadline (the call
+    /// fails and the connection is closed), else the task's waker is kept for the sweeper.
+    pub(super) fn io_pending(&self, cx: &Context<'_>) -> io::Result<()> {
+        self.io_waker.register(cx.waker());
+        self.io_allowed()
     }
 
-    /// `Err` once the connection is past its header deadline.
-    pub(super) fn read_allowed(&self) -> io::Result<()> {
-        if self.head_expired.load(Ordering::Relaxed) {
+    /// `Err` once the connection is past its header deadline: it awaited a request, or the client
+    /// stopped reading its answer, for longer than the header timeout.
+    pub(super) fn io_allowed(&self) -> io::Result<()> {
+        if self.state.load(Ordering::Acquire) & EXPIRED != 0 {
             Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                "no request within the header timeout",
+                "no request within the header timeout, or the answer not read",
             ))
         } else {
             Ok(())
         }
+    }
+
+    fn body_expired(&self) -> bool {
+        self.body.load(Ordering::Acquire) == BODY_EXPIRED
     }
 }
 
@@ -208,6 +252,7 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        self.conn.body.store(BODY_IDLE, Ordering::Relaxed);
         self.conn.set(true);
         let conn = self.conn.clone();
         let req = req.map(|inner| DeadlineBody {
@@ -241,7 +286,7 @@ where
         let this = self.project();
         let out = std::task::ready!(this.inner.poll(cx));
         this.conn.set(false);
-        if this.conn.body_expired.load(Ordering::Relaxed) {
+        if this.conn.body_expired() {
             let seconds = this.conn.deadlines.body_ms / 1000;
             let mut r = super::problem(
                 StatusCode::REQUEST_TIMEOUT,
@@ -275,17 +320,23 @@ impl<B> DeadlineBody<B> {
         ))
     }
 
-    fn stop_waiting(&mut self) {
-        if self.waiting {
-            self.waiting = false;
-            self.conn.body_waiting.store(false, Ordering::Relaxed);
+    /// The body got its bytes (or is dropped): no longer waiting. `false` when the sweeper expired
+    /// it first: then it fails, whatever came.
+    fn stop_waiting(&mut self) -> bool {
+        if !self.waiting {
+            return !self.conn.body_expired();
         }
+        self.waiting = false;
+        self.conn
+            .body
+            .compare_exchange(BODY_WAITING, BODY_IDLE, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 }
 
 impl<B> Drop for DeadlineBody<B> {
     fn drop(&mut self) {
-        self.stop_waiting();
+        let _ = self.stop_waiting();
     }
 }
 
@@ -301,21 +352,23 @@ where
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        if self.conn.body_expired.load(Ordering::Relaxed) {
+        if self.conn.body_expired() {
             return Poll::Ready(Some(Err(Self::timed_out())));
         }
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                self.stop_waiting();
+                if !self.stop_waiting() {
+                    return Poll::Ready(Some(Err(Self::timed_out())));
+                }
                 Poll::Ready(frame.map(|f| f.map_err(axum::Error::new)))
             }
             Poll::Pending => {
                 self.conn.body_waker.register(cx.waker());
                 if !self.waiting {
                     self.waiting = true;
-                    self.conn.body_waiting.store(true, Ordering::Relaxed);
+                    self.conn.body.store(BODY_WAITING, Ordering::Release);
                 }
-                if self.conn.body_expired.load(Ordering::Relaxed) {
+                if self.conn.body_expired() {
                     return Poll::Ready(Some(Err(Self::timed_out())));
                 }
                 Poll::Pending
@@ -353,20 +406,41 @@ mod tests {
         }
     }
 
+    // limits(1000, 1000) ticks every 125 ms: a deadline counts one tick more (1125 ms)
+
     #[test]
     fn an_idle_connection_expires_at_the_header_deadline_and_each_write_restarts_it() {
         let d = Deadlines::new(&limits(1000, 1000));
         let c = d.connection();
-        sweep_at(&d, 999);
-        assert!(c.read_allowed().is_ok());
+        sweep_at(&d, 1124);
+        assert!(c.io_allowed().is_ok());
         // an answer's bytes went out at 500: the wait counts from there
         d.now_ms.store(500, Ordering::Relaxed);
         c.wrote();
-        sweep_at(&d, 1499);
-        assert!(c.read_allowed().is_ok());
-        sweep_at(&d, 1500);
-        let e = c.read_allowed().unwrap_err();
+        sweep_at(&d, 1624);
+        assert!(c.io_allowed().is_ok());
+        sweep_at(&d, 1625);
+        let e = c.io_allowed().unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        // a request that arrives after all is served: the connection is not idle
+        c.set(true);
+        assert!(c.io_allowed().is_ok());
+    }
+
+    #[test]
+    fn the_sweeper_never_expires_a_connection_whose_request_arrived_after_it_looked() {
+        let d = Deadlines::new(&limits(1000, 1000));
+        let c = d.connection();
+        // the sweeper read the word of an idle connection; then the request arrived
+        let seen = c.state.load(Ordering::Relaxed);
+        d.now_ms.store(1200, Ordering::Relaxed);
+        c.set(true);
+        assert!(c
+            .state
+            .compare_exchange(seen, seen | EXPIRED, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err());
+        c.check(1200, &d);
+        assert!(c.io_allowed().is_ok());
     }
 
     #[test]
@@ -376,14 +450,14 @@ mod tests {
         let c = d.connection();
         c.set(true);
         sweep_at(&d, 60_000);
-        assert!(c.read_allowed().is_ok());
-        assert!(!c.body_expired.load(Ordering::Relaxed));
+        assert!(c.io_allowed().is_ok());
+        assert!(!c.body_expired());
         // its answer ready at 60 s: the connection awaits the next request from then
         c.set(false);
-        sweep_at(&d, 60_999);
-        assert!(c.read_allowed().is_ok());
-        sweep_at(&d, 61_000);
-        assert!(c.read_allowed().is_err());
+        sweep_at(&d, 61_124);
+        assert!(c.io_allowed().is_ok());
+        sweep_at(&d, 61_125);
+        assert!(c.io_allowed().is_err());
     }
 
     #[test]
@@ -392,13 +466,22 @@ mod tests {
         let c = d.connection();
         d.now_ms.store(100, Ordering::Relaxed);
         c.set(true);
-        c.body_waiting.store(true, Ordering::Relaxed);
-        sweep_at(&d, 1099);
-        assert!(!c.body_expired.load(Ordering::Relaxed));
-        sweep_at(&d, 1100);
-        assert!(c.body_expired.load(Ordering::Relaxed));
+        c.body.store(BODY_WAITING, Ordering::Relaxed);
+        // limits(5000, 1000) tick every 125 ms too
+        sweep_at(&d, 1224);
+        assert!(!c.body_expired());
+        sweep_at(&d, 1225);
+        assert!(c.body_expired());
         // the header deadline is not the body's
-        assert!(c.read_allowed().is_ok());
+        assert!(c.io_allowed().is_ok());
+        // a body that got its bytes before the sweeper looked is not expired
+        let d = Deadlines::new(&limits(5000, 1000));
+        let c = d.connection();
+        c.set(true);
+        c.body.store(BODY_WAITING, Ordering::Relaxed);
+        c.body.store(BODY_IDLE, Ordering::Relaxed);
+        sweep_at(&d, 10_000);
+        assert!(!c.body_expired());
     }
 
     #[test]
