@@ -228,6 +228,23 @@ type Row = (
     String,
     Option<String>,
 );
+/// A `leases` row as read through the pool.
+fn lease_row(r: Row) -> Result<LeaseRow, StoreError> {
+    Ok(LeaseRow {
+        id: r.0,
+        device: r.1,
+        request_id: r.2,
+        record_key: r.3,
+        count: r.4,
+        overdraft: r.5,
+        expires_at: time(r.6, "leases.expires_at")?,
+        borrowed: r.7 != 0,
+        alias: r.8,
+        device_type: device_type(&r.9),
+        pool: r.10,
+    })
+}
+
 type LogRow = (
     String,
     i64,
@@ -380,19 +397,7 @@ macro_rules! impl_lease_store {
                     };
                     after = last;
                     for r in rows {
-                        each(LeaseRow {
-                            id: r.0,
-                            device: r.1,
-                            request_id: r.2,
-                            record_key: r.3,
-                            count: r.4,
-                            overdraft: r.5,
-                            expires_at: time(r.6, "leases.expires_at")?,
-                            borrowed: r.7 != 0,
-                            alias: r.8,
-                            device_type: device_type(&r.9),
-                            pool: r.10,
-                        });
+                        each(lease_row(r)?);
                     }
                 }
             }
@@ -405,23 +410,7 @@ macro_rules! impl_lease_store {
                 .bind(instance.as_str())
                 .fetch_all(&mut *conn)
                 .await?;
-                rows.into_iter()
-                    .map(|r| {
-                        Ok(LeaseRow {
-                            id: r.0,
-                            device: r.1,
-                            request_id: r.2,
-                            record_key: r.3,
-                            count: r.4,
-                            overdraft: r.5,
-                            expires_at: time(r.6, "leases.expires_at")?,
-                            borrowed: r.7 != 0,
-                            alias: r.8,
-                            device_type: device_type(&r.9),
-                            pool: r.10,
-                        })
-                    })
-                    .collect()
+                rows.into_iter().map(lease_row).collect()
             }
 
             async fn read_consumed(conn: &mut $conn, instance: &InstanceId) -> Result<Vec<(String, i64)>, StoreError> {
