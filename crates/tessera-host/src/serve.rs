@@ -265,8 +265,8 @@ impl<S: Send + 'static> axum_server::accept::Accept<TcpStream, S> for Connection
     }
 }
 
-/// A connection holding its slot until it is dropped, under the header deadline: its reads fail
-/// once it has awaited a request for too long.
+/// A connection holding its slot until it is dropped, under the header deadline: its reads and
+/// writes fail once it has awaited a request (or the reading of its answer) for too long.
 #[derive(Debug)]
 pub struct Limited {
     stream: TcpStream,
@@ -573,6 +573,43 @@ mod deadline_tests {
             let (got, closed) = read_to_close(&mut s);
             assert!(closed);
             assert!(got.len() < BIG, "the whole answer came: {}", got.len());
+        })
+        .await
+        .unwrap();
+    }
+
+    /// Writes `bytes` one at a time, 250 ms apart, until the server closes (or all are sent).
+    fn trickle(s: &mut TcpStream, bytes: &[u8]) {
+        for b in bytes {
+            if s.write_all(std::slice::from_ref(b)).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn headers_or_a_body_trickled_a_byte_at_a_time_are_cut_off_from_their_start() {
+        let (addr, _stop) = server().await;
+        tokio::task::spawn_blocking(move || {
+            // each byte within the timeout of the last, the headers never done in time: closed
+            // without an answer (the deadline counts from the start, not from the last byte)
+            let mut s = TcpStream::connect(&addr).unwrap();
+            let head = b"POST /echo HTTP/1.1\r\nHost: x\r\nX-Pad: aaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+            let started = std::time::Instant::now();
+            trickle(&mut s, head);
+            let (got, closed) = read_to_close(&mut s);
+            assert!(closed && got.is_empty(), "{got}");
+            assert!(started.elapsed() < Duration::from_secs(8));
+
+            // the same with the body: 408
+            let mut s = TcpStream::connect(&addr).unwrap();
+            s.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\n")
+                .unwrap();
+            trickle(&mut s, &[b'b'; 40]);
+            let (got, closed) = read_to_close(&mut s);
+            assert!(closed, "{got}");
+            assert!(got.starts_with("HTTP/1.1 408"), "{got}");
         })
         .await
         .unwrap();

@@ -228,6 +228,11 @@ type Row = (
     String,
     Option<String>,
 );
+/// Every lease of one instance ($1), in key order, as [`Row`] reads it (through the pool and
+/// through a plain connection alike).
+const ALL_LEASES_SQL: &str = "SELECT id, device, request_id, record_key, count, overdraft, expires_at, borrowed, alias, device_type, pool FROM leases \
+     WHERE instance = $1 ORDER BY id";
+
 /// A `leases` row as read through the pool.
 fn lease_row(r: Row) -> Result<LeaseRow, StoreError> {
     Ok(LeaseRow {
@@ -403,10 +408,7 @@ macro_rules! impl_lease_store {
             }
 
             async fn read_leases(conn: &mut $conn, instance: &InstanceId) -> Result<Vec<LeaseRow>, StoreError> {
-                let rows: Vec<Row> = sqlx::query_as(
-                    "SELECT id, device, request_id, record_key, count, overdraft, expires_at, borrowed, alias, device_type, pool FROM leases \
-                     WHERE instance = $1 ORDER BY id",
-                )
+                let rows: Vec<Row> = sqlx::query_as(ALL_LEASES_SQL)
                 .bind(instance.as_str())
                 .fetch_all(&mut *conn)
                 .await?;
@@ -567,12 +569,7 @@ fn read_lease_rows(
     })?;
     conn.busy_timeout(crate::sqlite::BUSY_TIMEOUT)
         .map_err(failed)?;
-    let mut stmt = conn
-        .prepare(
-            "SELECT id, device, request_id, record_key, count, overdraft, expires_at, borrowed, alias, device_type, pool FROM leases \
-             WHERE instance = ?1 ORDER BY id",
-        )
-        .map_err(failed)?;
+    let mut stmt = conn.prepare(ALL_LEASES_SQL).map_err(failed)?;
     let mut rows = stmt.query([instance.as_str()]).map_err(failed)?;
     let mut batch = Vec::with_capacity(SCAN_BATCH);
     while let Some(r) = rows.next().map_err(failed)? {

@@ -8,7 +8,7 @@
 //! different count from the others (keys are digests, spread evenly), so the same work comes in
 //! pieces of a 64th (at a million leases, about a millisecond each: `benches/book_growth.rs`).
 
-use std::collections::hash_map::{Entry, HashMap};
+use std::collections::HashMap;
 
 /// How many maps a [`Sharded`] map is split into.
 pub(crate) const SHARDS: usize = 64;
@@ -35,21 +35,19 @@ impl ShardKey for u128 {
 #[derive(Debug, Clone)]
 pub(crate) struct Sharded<K, V> {
     shards: Box<[HashMap<K, V>]>,
-    len: usize,
 }
 
 impl<K: ShardKey, V> Default for Sharded<K, V> {
     fn default() -> Self {
         Sharded {
             shards: (0..SHARDS).map(|_| HashMap::new()).collect(),
-            len: 0,
         }
     }
 }
 
 impl<K: ShardKey, V: PartialEq> PartialEq for Sharded<K, V> {
     fn eq(&self, other: &Self) -> bool {
-        self.len == other.len && self.shards == other.shards
+        self.shards == other.shards
     }
 }
 
@@ -63,9 +61,9 @@ impl<K: ShardKey, V> Sharded<K, V> {
         &mut self.shards[k.shard() % SHARDS]
     }
 
-    /// Entries in all shards.
+    /// Entries in all shards (counted: for checks, not for a hot path).
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.shards.iter().map(HashMap::len).sum()
     }
 
     /// Every key, shard by shard.
@@ -78,31 +76,16 @@ impl<K: ShardKey, V> Sharded<K, V> {
     }
 
     pub(crate) fn insert(&mut self, k: K, v: V) -> Option<V> {
-        let old = self.shard_mut(&k).insert(k, v);
-        if old.is_none() {
-            self.len += 1;
-        }
-        old
+        self.shard_mut(&k).insert(k, v)
     }
 
     pub(crate) fn remove(&mut self, k: &K) -> Option<V> {
-        let old = self.shard_mut(k).remove(k);
-        if old.is_some() {
-            self.len -= 1;
-        }
-        old
+        self.shard_mut(k).remove(k)
     }
 
     /// The value under `k`, made with `make` when there is none.
     pub(crate) fn get_or_insert_with(&mut self, k: K, make: impl FnOnce() -> V) -> &mut V {
-        let shard = k.shard() % SHARDS;
-        match self.shards[shard].entry(k) {
-            Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(e) => {
-                self.len += 1;
-                e.insert(make())
-            }
-        }
+        self.shard_mut(&k).entry(k).or_insert_with(make)
     }
 }
 
